@@ -1,0 +1,3 @@
+/* placeholder */
+#include "config.h"
+typedef int nx_config_placeholder_t;

@@ -1,0 +1,193 @@
+/*
+ * config.h: nextactd's configuration, read from a libconfig file through one
+ * descriptor table (config.c: nx_config_table). Loading, defaults, range
+ * checks, --dump-config and the test of conf/nextactd.conf all come from that
+ * table.
+ *
+ * Ownership: nx_config_t owns every string and list in it (copied out of
+ * libconfig, whose strings die with config_destroy). Free with
+ * nx_config_destroy(). Not thread-safe; read it from the main thread.
+ *
+ * Durations are stored in milliseconds (suffix _ms) and written in the file
+ * as integers of the unit the key's name says (…_ms or seconds, see help).
+ */
+#ifndef NX_CONFIG_H
+#define NX_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "event.h"
+
+/* sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus uses it. */
+#define NX_EXIT_CONFIG 78
+
+#define NX_CONFIG_MAX_LIST 16
+
+/* A list of strings, owned. */
+typedef struct nx_strlist {
+    int n;
+    char *v[NX_CONFIG_MAX_LIST];
+} nx_strlist_t;
+
+/* A list of integers. */
+typedef struct nx_intlist {
+    int n;
+    int64_t v[NX_CONFIG_MAX_LIST];
+} nx_intlist_t;
+
+/* A list of doubles. */
+typedef struct nx_dbllist {
+    int n;
+    double v[NX_CONFIG_MAX_LIST];
+} nx_dbllist_t;
+
+/* An ordered string -> string map (type_map, topic_types, pass-through
+ * librdkafka properties), owned. */
+#define NX_CONFIG_MAX_MAP 64
+typedef struct nx_strmap {
+    int n;
+    char *key[NX_CONFIG_MAX_MAP];
+    char *val[NX_CONFIG_MAX_MAP];
+    int line[NX_CONFIG_MAX_MAP]; /* source line, for messages; 0 = default */
+} nx_strmap_t;
+
+typedef struct nx_config {
+    char *path; /* file it came from, NULL for defaults only */
+
+    /* top level */
+    char *log_level; /* error|warning|notice|info|debug */
+    char *state_dir;
+
+    /* kafka */
+    struct {
+        char *brokers; /* "mock" = librdkafka's in-process mock cluster */
+        char *group_id;
+        nx_strlist_t input_topics;
+        char *output_topic;
+        char *dead_letter_topic; /* "" = off */
+        int64_t commit_interval_ms;
+        int64_t poll_batch;         /* events per polled batch */
+        int64_t poll_timeout_ms;
+        int64_t flush_timeout_ms;   /* producer flush bound at shutdown */
+        int transactional;
+        nx_strmap_t consumer; /* librdkafka pass-through */
+        nx_strmap_t producer;
+    } kafka;
+
+    /* input decoding */
+    struct {
+        char *framing;       /* raw|confluent */
+        char *writer_schema; /* path of the writer schema (raw framing) */
+        char *schema_dir;    /* <id>.avsc files (confluent framing) */
+        char *field_user_id;
+        char *field_timestamp;
+        char *field_type; /* "" when every topic has a fixed type */
+        char *field_item;
+        char *field_category;
+        char *field_price;
+        char *field_quantity;
+        char *field_session;
+        nx_strmap_t type_map;    /* source value -> configured event type */
+        nx_strmap_t topic_types; /* topic -> fixed event type */
+        int64_t max_user_id_len; /* bytes */
+        int64_t max_string_len;  /* bytes, any other string/bytes */
+        int64_t max_collection;  /* items in one array/map */
+        double max_price;
+        int64_t max_future_ms;   /* timestamps further ahead are rejected */
+        /* CSV replay */
+        nx_strlist_t csv_columns; /* column names; "" or "-" = ignored */
+        int csv_header;
+        char *csv_delimiter;
+        char *csv_timestamp; /* epoch_s|epoch_ms|datetime */
+    } input;
+
+    /* output */
+    struct {
+        char *format; /* avro|confluent|json */
+        char *schema; /* path of prediction.avsc */
+        int64_t schema_id; /* confluent framing */
+    } output;
+
+    /* event types: classes are these plus `none` */
+    nx_strlist_t event_types;
+
+    /* features */
+    struct {
+        nx_intlist_t windows_s; /* window lengths, seconds */
+        nx_intlist_t buckets;   /* buckets per window */
+        int64_t user_ttl_s;
+        int64_t max_users;
+        int64_t session_gap_s;
+        int64_t recent_items;
+        double clip; /* normalised features are clipped to ±clip */
+        int counts, value, recency, session, revisits, event, time, price;
+        int64_t maintenance_budget_us; /* per tick */
+    } features;
+
+    /* labels */
+    struct {
+        int64_t horizon_s;
+        int64_t allowed_lateness_ms;
+        int64_t idle_advance_ms; /* live mode: wall-clock watermark advance */
+    } labels;
+
+    /* model */
+    struct {
+        nx_intlist_t hidden;
+        char *activation; /* relu|tanh|sigmoid */
+        char *optimizer;  /* adam|sgd|momentum|adagrad */
+        double learning_rate;
+        double momentum;
+        double beta1, beta2, epsilon;
+        double weight_decay;
+        double clip_norm; /* 0 = off */
+        int64_t warmup_steps;
+        double lr_decay; /* per step multiplicative decay to, 0 = off */
+        int64_t batch_size;
+        int64_t seed;
+        nx_dbllist_t class_weights; /* empty = all 1 */
+        double negative_rate; /* keep this share of `none` examples, 1 = all */
+        int64_t threads;      /* BLAS threads; 1 = deterministic */
+        int enabled;          /* 0: decode, features, produce only */
+        int64_t metrics_window;
+    } model;
+
+    /* checkpoints */
+    struct {
+        char *dir; /* "" = <state_dir>/checkpoints */
+        int64_t interval_s;
+        int64_t keep;
+    } checkpoint;
+
+    /* metrics endpoint */
+    struct {
+        char *listen; /* host:port, "" = off */
+        int64_t status_interval_s;
+    } metrics;
+} nx_config_t;
+
+/* Defaults only. Caller frees with nx_config_destroy(). NULL on OOM. */
+nx_config_t *nx_config_new_defaults(void);
+
+/* Loads FILE over the defaults and validates every value, including
+ * librdkafka pass-through properties (asked of librdkafka itself).
+ * On error returns NULL and writes "FILE:LINE: what and what is allowed" to
+ * errstr. Caller frees with nx_config_destroy(). */
+nx_config_t *nx_config_load(const char *path, char *errstr, size_t errstr_size);
+
+/* Writes the effective configuration in libconfig syntax; with comments=1,
+ * each key is preceded by its help text, default and range. */
+void nx_config_dump(const nx_config_t *cfg, FILE *out, int comments);
+
+void nx_config_destroy(nx_config_t *cfg);
+
+/* Index of an event type name in cfg->event_types, -1 if unknown. */
+int nx_config_type_index(const nx_config_t *cfg, const char *name);
+
+/* Names of every key of the table, in order (for the conf-file test).
+ * Valid for the program's lifetime; NULL-terminated. */
+const char *const *nx_config_keys(void);
+
+#endif /* NX_CONFIG_H */

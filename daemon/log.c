@@ -1,0 +1,2 @@
+/* placeholder */
+typedef int nx_log_placeholder_t;
