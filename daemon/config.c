@@ -1,3 +1,1180 @@
-/* placeholder */
+/*
+ * config.c: the configuration table and its loader (config.h).
+ *
+ * Every key is one row of nx_config_table: name, type, field, default (in
+ * libconfig syntax, parsed by the same code that reads the file), range, and
+ * help. Defaults, the file, --dump-config and the conf-file test all go
+ * through that table.
+ */
 #include "config.h"
-typedef int nx_config_placeholder_t;
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+typedef enum nx_cfg_type {
+    NX_CT_INT,      /* int64_t; min/max bound the value */
+    NX_CT_DOUBLE,   /* double; min/max bound the value */
+    NX_CT_BOOL,     /* int 0/1 */
+    NX_CT_STRING,   /* char *; min/max bound the length */
+    NX_CT_PATH,     /* char *; relative paths resolve against the file's dir */
+    NX_CT_ENUM,     /* char *, one of `choices` */
+    NX_CT_INTS,     /* nx_intlist_t; min/max bound each element */
+    NX_CT_DOUBLES,  /* nx_dbllist_t; min/max bound each element */
+    NX_CT_STRINGS,  /* nx_strlist_t; min/max bound each element's length */
+    NX_CT_MAP,      /* nx_strmap_t of string values */
+    NX_CT_RDKAFKA,  /* nx_strmap_t of librdkafka properties */
+} nx_cfg_type_t;
+
+#define NX_CF_REQUIRED 1 /* no default: the file must set it */
+
+typedef struct nx_cfg_desc {
+    const char *name; /* dotted path, groups first */
+    nx_cfg_type_t type;
+    size_t offset;
+    const char *def; /* libconfig literal; NULL for required keys */
+    double min, max;
+    const char *choices; /* NX_CT_ENUM: "a|b|c" */
+    int flags;
+    const char *help;
+} nx_cfg_desc_t;
+
+#define OFF(field) offsetof(nx_config_t, field)
+#define LEN_MAX 4096.0 /* longest path or string we accept in the file */
+#define TOPIC_MAX 249.0 /* Kafka's limit on topic name length */
+
+/* clang-format off */
+static const nx_cfg_desc_t nx_config_table[] = {
+    {"log_level", NX_CT_ENUM, OFF(log_level), "\"info\"", 0, 0, "error|warning|notice|info|debug", 0,
+     "Highest syslog priority written to stderr. SIGHUP re-reads it."},
+    {"state_dir", NX_CT_PATH, OFF(state_dir), "\"/var/lib/nextactd\"", 1, LEN_MAX, NULL, 0,
+     "State directory: the SipHash key of user ids (mode 0600) and checkpoints."},
+    {"event_types", NX_CT_STRINGS, OFF(event_types), "[\"click\", \"cart\", \"purchase\"]", 1, 32, NULL, 0,
+     "Event types, in class order. The model predicts these plus `none`."},
+
+    {"kafka.brokers", NX_CT_STRING, OFF(kafka.brokers), NULL, 1, LEN_MAX, NULL, NX_CF_REQUIRED,
+     "Bootstrap servers, host:port[,host:port]. \"mock\" runs librdkafka's in-process mock cluster."},
+    {"kafka.group_id", NX_CT_STRING, OFF(kafka.group_id), "\"nextactd\"", 1, TOPIC_MAX, NULL, 0,
+     "Consumer group id; daemons in one group share the input partitions."},
+    {"kafka.input_topics", NX_CT_STRINGS, OFF(kafka.input_topics), NULL, 1, TOPIC_MAX, NULL, NX_CF_REQUIRED,
+     "Input topics of click, cart and purchase events (at most 16)."},
+    {"kafka.output_topic", NX_CT_STRING, OFF(kafka.output_topic), NULL, 1, TOPIC_MAX, NULL, NX_CF_REQUIRED,
+     "Topic the predictions are produced to, keyed by user id."},
+    {"kafka.dead_letter_topic", NX_CT_STRING, OFF(kafka.dead_letter_topic), "\"\"", 0, TOPIC_MAX, NULL, 0,
+     "Topic for records that fail decoding, with reason headers. \"\" = off (still counted)."},
+    {"kafka.commit_interval_ms", NX_CT_INT, OFF(kafka.commit_interval_ms), "5000", 100, 3600000, NULL, 0,
+     "Milliseconds between offset commits (also committed on revoke and shutdown)."},
+    {"kafka.poll_batch", NX_CT_INT, OFF(kafka.poll_batch), "1024", 1, 65536, NULL, 0,
+     "Most events taken from the consumer per micro-batch."},
+    {"kafka.poll_timeout_ms", NX_CT_INT, OFF(kafka.poll_timeout_ms), "100", 1, 10000, NULL, 0,
+     "Longest wait for a batch, milliseconds; bounds the tick of maintenance work."},
+    {"kafka.flush_timeout_ms", NX_CT_INT, OFF(kafka.flush_timeout_ms), "10000", 0, 600000, NULL, 0,
+     "Longest producer flush at shutdown, milliseconds; keep under TimeoutStopSec."},
+    {"kafka.transactional", NX_CT_BOOL, OFF(kafka.transactional), "false", 0, 0, NULL, 0,
+     "Exactly-once: transactional producer with consumed offsets in the transaction."},
+    {"kafka.consumer", NX_CT_RDKAFKA, OFF(kafka.consumer), "{}", 0, 0, NULL, 0,
+     "librdkafka consumer properties passed through, dots written as underscores\n"
+     "(security_protocol = \"SSL\"; ssl_ca_location = \"/etc/ssl/ca.pem\";)."},
+    {"kafka.producer", NX_CT_RDKAFKA, OFF(kafka.producer), "{}", 0, 0, NULL, 0,
+     "librdkafka producer properties passed through, as kafka.consumer."},
+
+    {"input.framing", NX_CT_ENUM, OFF(input.framing), "\"raw\"", 0, 0, "raw|confluent", 0,
+     "Payload framing: raw Avro binary (writer_schema) or Confluent wire format (schema_dir)."},
+    {"input.writer_schema", NX_CT_PATH, OFF(input.writer_schema), "\"schemas/event.avsc\"", 1, LEN_MAX, NULL, 0,
+     "Writer schema of raw payloads. Relative paths are relative to this file's directory."},
+    {"input.schema_dir", NX_CT_PATH, OFF(input.schema_dir), "\"schemas/registry\"", 1, LEN_MAX, NULL, 0,
+     "Directory of <id>.avsc writer schemas for Confluent framing."},
+    {"input.fields.user_id", NX_CT_STRING, OFF(input.field_user_id), "\"user_id\"", 1, 128, NULL, 0,
+     "Field holding the user id (string, bytes, int or long)."},
+    {"input.fields.timestamp", NX_CT_STRING, OFF(input.field_timestamp), "\"ts\"", 1, 128, NULL, 0,
+     "Field holding the event time (long timestamp-millis, or int/long seconds)."},
+    {"input.fields.type", NX_CT_STRING, OFF(input.field_type), "\"event_type\"", 0, 128, NULL, 0,
+     "Field holding the event type (string or enum); \"\" when input.topic_types fixes it."},
+    {"input.fields.item", NX_CT_STRING, OFF(input.field_item), "\"item_id\"", 0, 128, NULL, 0,
+     "Field holding the item id; \"\" = not used."},
+    {"input.fields.category", NX_CT_STRING, OFF(input.field_category), "\"category\"", 0, 128, NULL, 0,
+     "Field holding the category; \"\" = not used."},
+    {"input.fields.price", NX_CT_STRING, OFF(input.field_price), "\"price\"", 0, 128, NULL, 0,
+     "Field holding the unit price; \"\" = not used."},
+    {"input.fields.quantity", NX_CT_STRING, OFF(input.field_quantity), "\"quantity\"", 0, 128, NULL, 0,
+     "Field holding the quantity; \"\" = not used."},
+    {"input.fields.session", NX_CT_STRING, OFF(input.field_session), "\"session_id\"", 0, 128, NULL, 0,
+     "Field holding the session id; \"\" = sessions by features.session_gap_s."},
+    {"input.type_map", NX_CT_MAP, OFF(input.type_map),
+     "{ click = \"click\"; view = \"click\"; cart = \"cart\"; purchase = \"purchase\"; }", 0, 0, NULL, 0,
+     "Event type values in the input -> configured event types; \"\" skips that value\n"
+     "(counted, not an error). Example for Taobao: pv = \"click\"; buy = \"purchase\"; fav = \"\";"},
+    {"input.topic_types", NX_CT_MAP, OFF(input.topic_types), "{}", 0, 0, NULL, 0,
+     "Topics whose events all have one type: topic = \"type\"; (dashes in topic names as _)."},
+    {"input.max_user_id_len", NX_CT_INT, OFF(input.max_user_id_len), "128", 1, 256, NULL, 0,
+     "Longest accepted user id, bytes."},
+    {"input.max_string_len", NX_CT_INT, OFF(input.max_string_len), "4096", 1, 1048576, NULL, 0,
+     "Longest accepted string or bytes value of any other field, bytes."},
+    {"input.max_collection", NX_CT_INT, OFF(input.max_collection), "1024", 0, 1000000, NULL, 0,
+     "Most items accepted in one Avro array or map block."},
+    {"input.max_price", NX_CT_DOUBLE, OFF(input.max_price), "10000000.0", 0, 1e15, NULL, 0,
+     "Highest accepted unit price; above it the event is rejected as bad_price."},
+    {"input.max_future_ms", NX_CT_INT, OFF(input.max_future_ms), "86400000", 0, 31536000000.0, NULL, 0,
+     "Events timestamped further ahead of the wall clock are rejected, milliseconds."},
+    {"input.csv.columns", NX_CT_STRINGS, OFF(input.csv_columns),
+     "[\"user_id\", \"item\", \"category\", \"type\", \"timestamp\"]", 0, 32, NULL, 0,
+     "CSV replay: the field of each column (user_id, timestamp, type, item, category, price,\n"
+     "quantity, session) or \"-\" to ignore it. The default reads Taobao UserBehavior."},
+    {"input.csv.header", NX_CT_BOOL, OFF(input.csv_header), "false", 0, 0, NULL, 0,
+     "CSV replay: the first line is a header."},
+    {"input.csv.delimiter", NX_CT_STRING, OFF(input.csv_delimiter), "\",\"", 1, 1, NULL, 0,
+     "CSV replay: the column separator (one character)."},
+    {"input.csv.timestamp", NX_CT_ENUM, OFF(input.csv_timestamp), "\"epoch_s\"", 0, 0,
+     "epoch_s|epoch_ms|datetime", 0,
+     "CSV replay: timestamps in epoch seconds, epoch ms, or \"YYYY-MM-DD HH:MM:SS UTC\"."},
+
+    {"output.format", NX_CT_ENUM, OFF(output.format), "\"avro\"", 0, 0, "avro|confluent|json", 0,
+     "Prediction records: Avro binary, Avro with Confluent framing, or JSON (debugging)."},
+    {"output.schema", NX_CT_PATH, OFF(output.schema), "\"schemas/prediction.avsc\"", 1, LEN_MAX, NULL, 0,
+     "Schema of prediction records (published in conf/schemas/)."},
+    {"output.schema_id", NX_CT_INT, OFF(output.schema_id), "0", 0, 2147483647, NULL, 0,
+     "Schema id written in the Confluent framing of predictions."},
+
+    {"features.windows_s", NX_CT_INTS, OFF(features.windows_s), "[300, 3600, 86400]", 1, 2592000, NULL, 0,
+     "Rolling window lengths, seconds (at most 8)."},
+    {"features.buckets", NX_CT_INTS, OFF(features.buckets), "[10, 12, 24]", 1, 1024, NULL, 0,
+     "Buckets per window (one per entry of windows_s): the tail's granularity."},
+    {"features.user_ttl_s", NX_CT_INT, OFF(features.user_ttl_s), "172800", 60, 31536000, NULL, 0,
+     "Users idle this long (event time) are expired, seconds."},
+    {"features.max_users", NX_CT_INT, OFF(features.max_users), "1000000", 1, 1000000000, NULL, 0,
+     "Hard cap on users in the store; the least recently active are evicted."},
+    {"features.session_gap_s", NX_CT_INT, OFF(features.session_gap_s), "1800", 1, 86400, NULL, 0,
+     "A gap this long starts a new session when events carry no session id, seconds."},
+    {"features.recent_items", NX_CT_INT, OFF(features.recent_items), "8", 0, 64, NULL, 0,
+     "Recently seen items kept per user, to count revisits."},
+    {"features.clip", NX_CT_DOUBLE, OFF(features.clip), "5.0", 0.5, 100, NULL, 0,
+     "Normalised features are clipped to [-clip, clip]."},
+    {"features.counts", NX_CT_BOOL, OFF(features.counts), "true", 0, 0, NULL, 0,
+     "Family: event counts per window and type."},
+    {"features.value", NX_CT_BOOL, OFF(features.value), "true", 0, 0, NULL, 0,
+     "Family: purchase value per window."},
+    {"features.recency", NX_CT_BOOL, OFF(features.recency), "true", 0, 0, NULL, 0,
+     "Family: time since the last event of each type (log-scaled, with a missing flag)."},
+    {"features.session", NX_CT_BOOL, OFF(features.session), "true", 0, 0, NULL, 0,
+     "Family: session position, length and duration."},
+    {"features.revisits", NX_CT_BOOL, OFF(features.revisits), "true", 0, 0, NULL, 0,
+     "Family: revisits of the same item and category."},
+    {"features.event", NX_CT_BOOL, OFF(features.event), "true", 0, 0, NULL, 0,
+     "Family: the event's own type, one-hot."},
+    {"features.time", NX_CT_BOOL, OFF(features.time), "true", 0, 0, NULL, 0,
+     "Family: hour of day and day of week as sin/cos."},
+    {"features.price", NX_CT_BOOL, OFF(features.price), "true", 0, 0, NULL, 0,
+     "Family: log price of the event's item."},
+    {"features.maintenance_budget_us", NX_CT_INT, OFF(features.maintenance_budget_us), "500", 10, 100000, NULL, 0,
+     "Time budget per main-loop tick for expiry and rehash, microseconds."},
+
+    {"labels.horizon_s", NX_CT_INT, OFF(labels.horizon_s), "1800", 1, 604800, NULL, 0,
+     "Prediction horizon H: the next action counts if it comes within H, seconds."},
+    {"labels.allowed_lateness_ms", NX_CT_INT, OFF(labels.allowed_lateness_ms), "5000", 0, 86400000, NULL, 0,
+     "Watermark = largest event time seen minus this, per partition, milliseconds."},
+    {"labels.idle_advance_ms", NX_CT_INT, OFF(labels.idle_advance_ms), "10000", 100, 3600000, NULL, 0,
+     "Live mode: a partition quiet this long advances its watermark by wall clock, ms."},
+
+    {"model.enabled", NX_CT_BOOL, OFF(model.enabled), "true", 0, 0, NULL, 0,
+     "false: decode, features and produce only (predictions carry no probabilities)."},
+    {"model.hidden", NX_CT_INTS, OFF(model.hidden), "[64, 32]", 1, 4096, NULL, 0,
+     "Hidden layer widths (at most 8 layers; [] for a linear model)."},
+    {"model.activation", NX_CT_ENUM, OFF(model.activation), "\"relu\"", 0, 0, "relu|tanh|sigmoid", 0,
+     "Activation of the hidden layers."},
+    {"model.optimizer", NX_CT_ENUM, OFF(model.optimizer), "\"adam\"", 0, 0, "adam|sgd|momentum|adagrad", 0,
+     "Optimizer."},
+    {"model.learning_rate", NX_CT_DOUBLE, OFF(model.learning_rate), "0.001", 1e-9, 10, NULL, 0,
+     "Learning rate."},
+    {"model.momentum", NX_CT_DOUBLE, OFF(model.momentum), "0.9", 0, 0.9999, NULL, 0,
+     "Momentum (optimizer = momentum)."},
+    {"model.beta1", NX_CT_DOUBLE, OFF(model.beta1), "0.9", 0, 0.9999, NULL, 0, "Adam beta1."},
+    {"model.beta2", NX_CT_DOUBLE, OFF(model.beta2), "0.999", 0, 0.999999, NULL, 0, "Adam beta2."},
+    {"model.epsilon", NX_CT_DOUBLE, OFF(model.epsilon), "1e-08", 1e-12, 1, NULL, 0,
+     "Adam and AdaGrad epsilon."},
+    {"model.weight_decay", NX_CT_DOUBLE, OFF(model.weight_decay), "0.0", 0, 1, NULL, 0,
+     "L2 weight decay."},
+    {"model.clip_norm", NX_CT_DOUBLE, OFF(model.clip_norm), "0.0", 0, 1e6, NULL, 0,
+     "Gradient-norm clipping; 0 = off."},
+    {"model.warmup_steps", NX_CT_INT, OFF(model.warmup_steps), "0", 0, 1000000000, NULL, 0,
+     "Linear learning-rate warm-up, steps; 0 = off."},
+    {"model.lr_decay", NX_CT_DOUBLE, OFF(model.lr_decay), "0.0", 0, 0.5, NULL, 0,
+     "Learning-rate decay: lr / (1 + lr_decay * step); 0 = off."},
+    {"model.batch_size", NX_CT_INT, OFF(model.batch_size), "32", 1, 4096, NULL, 0,
+     "Training mini-batch size, examples."},
+    {"model.seed", NX_CT_INT, OFF(model.seed), "42", 0, 4611686018427387904.0, NULL, 0,
+     "Seed of weight initialisation and down-sampling: same seed, same model."},
+    {"model.class_weights", NX_CT_DOUBLES, OFF(model.class_weights), "[]", 1e-6, 1e6, NULL, 0,
+     "Per-class loss weights, one per event type plus `none`; [] = all 1."},
+    {"model.negative_rate", NX_CT_DOUBLE, OFF(model.negative_rate), "1.0", 1e-4, 1, NULL, 0,
+     "Share of `none` examples trained on; probabilities are corrected to stay calibrated."},
+    {"model.threads", NX_CT_INT, OFF(model.threads), "1", 1, 64, NULL, 0,
+     "OpenBLAS threads; 1 keeps results bit-identical run to run."},
+    {"model.metrics_window", NX_CT_INT, OFF(model.metrics_window), "10000", 100, 10000000, NULL, 0,
+     "Examples in the rolling window of the progressive-validation metrics."},
+
+    {"checkpoint.dir", NX_CT_PATH, OFF(checkpoint.dir), "\"\"", 0, LEN_MAX, NULL, 0,
+     "Checkpoint directory; \"\" = <state_dir>/checkpoints."},
+    {"checkpoint.interval_s", NX_CT_INT, OFF(checkpoint.interval_s), "300", 0, 86400, NULL, 0,
+     "Seconds between checkpoints (also on revoke and shutdown); 0 = only those."},
+    {"checkpoint.keep", NX_CT_INT, OFF(checkpoint.keep), "2", 1, 100, NULL, 0,
+     "Checkpoints kept; a corrupt newest one falls back to the previous."},
+
+    {"metrics.listen", NX_CT_STRING, OFF(metrics.listen), "\"127.0.0.1:9464\"", 0, 256, NULL, 0,
+     "host:port of the /metrics and /healthz endpoint; \"\" = off."},
+    {"metrics.status_interval_s", NX_CT_INT, OFF(metrics.status_interval_s), "5", 1, 3600, NULL, 0,
+     "Seconds between live status lines (systemd STATUS=, terminal)."},
+};
+/* clang-format on */
+
+#define N_DESC (sizeof nx_config_table / sizeof nx_config_table[0])
+
+/* ------------------------------------------------------------------ */
+
+static void *field_ptr(nx_config_t *cfg, const nx_cfg_desc_t *d) {
+    return (char *)cfg + d->offset;
+}
+
+static const void *cfield_ptr(const nx_config_t *cfg, const nx_cfg_desc_t *d) {
+    return (const char *)cfg + d->offset;
+}
+
+static void strmap_clear(nx_strmap_t *m) {
+    for (int i = 0; i < m->n; i++) {
+        free(m->key[i]);
+        free(m->val[i]);
+    }
+    memset(m, 0, sizeof *m);
+}
+
+static void strlist_clear(nx_strlist_t *l) {
+    for (int i = 0; i < l->n; i++)
+        free(l->v[i]);
+    memset(l, 0, sizeof *l);
+}
+
+static void field_clear(nx_config_t *cfg, const nx_cfg_desc_t *d) {
+    void *p = field_ptr(cfg, d);
+    switch (d->type) {
+    case NX_CT_STRING:
+    case NX_CT_PATH:
+    case NX_CT_ENUM:
+        free(*(char **)p);
+        *(char **)p = NULL;
+        break;
+    case NX_CT_STRINGS:
+        strlist_clear(p);
+        break;
+    case NX_CT_MAP:
+    case NX_CT_RDKAFKA:
+        strmap_clear(p);
+        break;
+    default:
+        break;
+    }
+}
+
+void nx_config_destroy(nx_config_t *cfg) {
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < N_DESC; i++)
+        field_clear(cfg, &nx_config_table[i]);
+    free(cfg->path);
+    free(cfg);
+}
+
+const char *const *nx_config_keys(void) {
+    static const char *keys[N_DESC + 1];
+    if (!keys[0])
+        for (size_t i = 0; i < N_DESC; i++)
+            keys[i] = nx_config_table[i].name;
+    return keys;
+}
+
+/* Error context: the file name for messages, "(default)" for defaults. */
+typedef struct load_ctx {
+    const char *file;
+    const char *dir; /* directory of the file, for relative paths; NULL = cwd */
+    char *errstr;
+    size_t errstr_size;
+} load_ctx_t;
+
+static int fail(load_ctx_t *ctx, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(load_ctx_t *ctx, int line, const char *fmt, ...) {
+    int n = snprintf(ctx->errstr, ctx->errstr_size, "%s:%d: ", ctx->file, line);
+    if (n < 0 || (size_t)n >= ctx->errstr_size)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->errstr + n, ctx->errstr_size - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static const char *type_word(int t) {
+    switch (t) {
+    case CONFIG_TYPE_GROUP:
+        return "a group";
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        return "an integer";
+    case CONFIG_TYPE_FLOAT:
+        return "a float";
+    case CONFIG_TYPE_STRING:
+        return "a string";
+    case CONFIG_TYPE_BOOL:
+        return "a boolean";
+    case CONFIG_TYPE_ARRAY:
+        return "an array";
+    case CONFIG_TYPE_LIST:
+        return "a list";
+    default:
+        return "nothing";
+    }
+}
+
+static const char *desc_type_word(const nx_cfg_desc_t *d) {
+    switch (d->type) {
+    case NX_CT_INT:
+        return "an integer";
+    case NX_CT_DOUBLE:
+        return "a number";
+    case NX_CT_BOOL:
+        return "true or false";
+    case NX_CT_STRING:
+    case NX_CT_PATH:
+    case NX_CT_ENUM:
+        return "a string";
+    case NX_CT_INTS:
+        return "an array of integers";
+    case NX_CT_DOUBLES:
+        return "an array of numbers";
+    case NX_CT_STRINGS:
+        return "an array of strings";
+    default:
+        return "a group";
+    }
+}
+
+static int num_from(const config_setting_t *s, double *out) {
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        *out = (double)config_setting_get_int64(s);
+        return 0;
+    case CONFIG_TYPE_FLOAT:
+        *out = config_setting_get_float(s);
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+static int check_range(load_ctx_t *ctx, int line, const nx_cfg_desc_t *d, double v) {
+    if (!isfinite(v) || v < d->min || v > d->max)
+        return fail(ctx, line, "%s = %.17g is out of range; allowed %.17g to %.17g", d->name, v,
+                    d->min, d->max);
+    return 0;
+}
+
+static int get_int(load_ctx_t *ctx, const config_setting_t *s, const nx_cfg_desc_t *d,
+                   int64_t *out) {
+    int t = config_setting_type(s);
+    int line = config_setting_source_line(s);
+    if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+        return fail(ctx, line, "%s must be an integer, not %s", d->name, type_word(t));
+    int64_t v = config_setting_get_int64(s);
+    if (check_range(ctx, line, d, (double)v) < 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int get_double(load_ctx_t *ctx, const config_setting_t *s, const nx_cfg_desc_t *d,
+                      double *out) {
+    double v;
+    int line = config_setting_source_line(s);
+    if (num_from(s, &v) < 0)
+        return fail(ctx, line, "%s must be a number, not %s", d->name,
+                    type_word(config_setting_type(s)));
+    if (check_range(ctx, line, d, v) < 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int check_len(load_ctx_t *ctx, int line, const nx_cfg_desc_t *d, const char *v) {
+    size_t len = strlen(v);
+    if ((double)len < d->min || (double)len > d->max)
+        return fail(ctx, line, "%s = \"%.64s\" has length %zu; allowed %.0f to %.0f", d->name, v,
+                    len, d->min, d->max);
+    return 0;
+}
+
+static int resolve_path(load_ctx_t *ctx, int line, const char *v, char **out) {
+    if (v[0] == '\0' || v[0] == '/' || !ctx->dir) {
+        *out = strdup(v);
+    } else {
+        size_t n = strlen(ctx->dir) + 1 + strlen(v) + 1;
+        *out = malloc(n);
+        if (*out)
+            snprintf(*out, n, "%s/%s", ctx->dir, v);
+    }
+    if (!*out)
+        return fail(ctx, line, "out of memory");
+    return 0;
+}
+
+static int get_string(load_ctx_t *ctx, const config_setting_t *s, const nx_cfg_desc_t *d,
+                      char **out) {
+    int line = config_setting_source_line(s);
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return fail(ctx, line, "%s must be a string, not %s", d->name,
+                    type_word(config_setting_type(s)));
+    const char *v = config_setting_get_string(s);
+    if (d->type == NX_CT_ENUM) {
+        size_t len = strlen(v);
+        const char *c = d->choices;
+        bool ok = false;
+        while (*c) {
+            const char *bar = strchr(c, '|');
+            size_t clen = bar ? (size_t)(bar - c) : strlen(c);
+            if (clen == len && strncmp(c, v, len) == 0)
+                ok = true;
+            c += clen + (bar ? 1 : 0);
+        }
+        if (!ok)
+            return fail(ctx, line, "%s = \"%.64s\" is not allowed; one of %s", d->name, v,
+                        d->choices);
+    } else if (check_len(ctx, line, d, v) < 0) {
+        return -1;
+    }
+    if (d->type == NX_CT_PATH)
+        return resolve_path(ctx, line, v, out);
+    *out = strdup(v);
+    if (!*out)
+        return fail(ctx, line, "out of memory");
+    return 0;
+}
+
+static int get_list(load_ctx_t *ctx, const config_setting_t *s, const nx_cfg_desc_t *d,
+                    void *p) {
+    int line = config_setting_source_line(s);
+    int t = config_setting_type(s);
+    if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+        return fail(ctx, line, "%s must be %s, not %s", d->name, desc_type_word(d), type_word(t));
+    int n = config_setting_length(s);
+    if (n > NX_CONFIG_MAX_LIST)
+        return fail(ctx, line, "%s has %d elements; at most %d allowed", d->name, n,
+                    NX_CONFIG_MAX_LIST);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        int r;
+        switch (d->type) {
+        case NX_CT_INTS: {
+            nx_intlist_t *l = p;
+            r = get_int(ctx, e, d, &l->v[i]);
+            if (r == 0)
+                l->n = i + 1;
+            break;
+        }
+        case NX_CT_DOUBLES: {
+            nx_dbllist_t *l = p;
+            r = get_double(ctx, e, d, &l->v[i]);
+            if (r == 0)
+                l->n = i + 1;
+            break;
+        }
+        default: {
+            nx_strlist_t *l = p;
+            r = get_string(ctx, e, d, &l->v[i]);
+            if (r == 0)
+                l->n = i + 1;
+            break;
+        }
+        }
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Asks librdkafka whether it knows `name` = `value` (client-level first,
+ * then topic-level properties, which librdkafka also takes on its conf). */
+static int rdkafka_check(const char *name, const char *value, char *why, size_t why_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, why, why_size);
+    rd_kafka_conf_destroy(conf);
+    return res == RD_KAFKA_CONF_OK ? 0 : -1;
+}
+
+static int get_map(load_ctx_t *ctx, const config_setting_t *s, const nx_cfg_desc_t *d,
+                   nx_strmap_t *m) {
+    int line = config_setting_source_line(s);
+    if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+        return fail(ctx, line, "%s must be a group { name = value; ... }, not %s", d->name,
+                    type_word(config_setting_type(s)));
+    int n = config_setting_length(s);
+    if (n > NX_CONFIG_MAX_MAP)
+        return fail(ctx, line, "%s has %d entries; at most %d allowed", d->name, n,
+                    NX_CONFIG_MAX_MAP);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *name = config_setting_name(e);
+        int eline = config_setting_source_line(e);
+        char num[64];
+        const char *val = NULL;
+        switch (config_setting_type(e)) {
+        case CONFIG_TYPE_STRING:
+            val = config_setting_get_string(e);
+            break;
+        case CONFIG_TYPE_INT:
+        case CONFIG_TYPE_INT64:
+            if (d->type == NX_CT_RDKAFKA) {
+                snprintf(num, sizeof num, "%lld", (long long)config_setting_get_int64(e));
+                val = num;
+            }
+            break;
+        case CONFIG_TYPE_FLOAT:
+            if (d->type == NX_CT_RDKAFKA) {
+                snprintf(num, sizeof num, "%.17g", config_setting_get_float(e));
+                val = num;
+            }
+            break;
+        case CONFIG_TYPE_BOOL:
+            if (d->type == NX_CT_RDKAFKA)
+                val = config_setting_get_bool(e) ? "true" : "false";
+            break;
+        default:
+            break;
+        }
+        if (!val)
+            return fail(ctx, eline, "%s.%s must be %s, not %s", d->name, name,
+                        d->type == NX_CT_RDKAFKA ? "a string, number or boolean" : "a string",
+                        type_word(config_setting_type(e)));
+        /* libconfig names cannot hold dots: librdkafka's
+         * "security.protocol" is written security_protocol. A name that
+         * librdkafka knows with its underscores (log_level) stays as is. */
+        char key[256];
+        snprintf(key, sizeof key, "%s", name);
+        if (d->type == NX_CT_RDKAFKA) {
+            char why[512];
+            for (char *c = key; *c; c++)
+                if (*c == '_')
+                    *c = '.';
+            if (rdkafka_check(key, val, why, sizeof why) < 0) {
+                char why2[512];
+                if (rdkafka_check(name, val, why2, sizeof why2) == 0)
+                    snprintf(key, sizeof key, "%s", name);
+                else
+                    return fail(ctx, eline, "%s.%s: librdkafka refuses %s = \"%s\": %s", d->name,
+                                name, key, val, why);
+            }
+        }
+        m->key[i] = strdup(key);
+        m->val[i] = strdup(val);
+        m->line[i] = eline;
+        m->n = i + 1;
+        if (!m->key[i] || !m->val[i])
+            return fail(ctx, eline, "out of memory");
+    }
+    return 0;
+}
+
+/* Reads setting `s` into the field of `d`, replacing what was there. */
+static int apply(load_ctx_t *ctx, nx_config_t *cfg, const nx_cfg_desc_t *d,
+                 const config_setting_t *s) {
+    void *p = field_ptr(cfg, d);
+    field_clear(cfg, d);
+    switch (d->type) {
+    case NX_CT_INT:
+        return get_int(ctx, s, d, p);
+    case NX_CT_DOUBLE:
+        return get_double(ctx, s, d, p);
+    case NX_CT_BOOL:
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+            return fail(ctx, config_setting_source_line(s), "%s must be true or false, not %s",
+                        d->name, type_word(config_setting_type(s)));
+        *(int *)p = config_setting_get_bool(s);
+        return 0;
+    case NX_CT_STRING:
+    case NX_CT_PATH:
+    case NX_CT_ENUM:
+        return get_string(ctx, s, d, p);
+    case NX_CT_INTS:
+    case NX_CT_DOUBLES:
+    case NX_CT_STRINGS:
+        return get_list(ctx, s, d, p);
+    case NX_CT_MAP:
+    case NX_CT_RDKAFKA:
+        return get_map(ctx, s, d, p);
+    }
+    return -1;
+}
+
+static int apply_defaults(nx_config_t *cfg, char *errstr, size_t errstr_size) {
+    load_ctx_t ctx = {"(default)", NX_SOURCE_DIR "/conf", errstr, errstr_size};
+    for (size_t i = 0; i < N_DESC; i++) {
+        const nx_cfg_desc_t *d = &nx_config_table[i];
+        if (!d->def)
+            continue;
+        /* Each default is parsed by libconfig and applied by the same code
+         * as the file, so a default can never be something the file could
+         * not say. */
+        char text[512];
+        snprintf(text, sizeof text, "v = %s;", d->def);
+        config_t c;
+        config_init(&c);
+        int ok = config_read_string(&c, text) == CONFIG_TRUE;
+        int r = ok ? apply(&ctx, cfg, d, config_lookup(&c, "v")) : -1;
+        if (!ok)
+            fail(&ctx, 0, "bad default for %s: %s", d->name, config_error_text(&c));
+        config_destroy(&c);
+        if (r < 0)
+            return -1;
+    }
+    /* Default paths are for a run from the source tree; an installed
+     * config sets its own. */
+    return 0;
+}
+
+nx_config_t *nx_config_new_defaults(void) {
+    char err[512];
+    nx_config_t *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return NULL;
+    if (apply_defaults(cfg, err, sizeof err) < 0) {
+        nx_err("%s", err); /* a programming error: the table's own default */
+        nx_config_destroy(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* ------------------------------------------------------------------ */
+/* Integer literals. libconfig 1.5 stores an integer without the L suffix in
+ * 32 bits and silently wraps larger ones (3000000000 reads as -1294967296),
+ * and wraps L literals past 64 bits. Before parsing, scan the text for
+ * integer literals and refuse those that do not fit. */
+
+static int scan_int_literals(load_ctx_t *ctx, const char *text) {
+    int line = 1;
+    const char *p = text;
+    while (*p) {
+        char c = *p;
+        if (c == '\n') {
+            line++;
+            p++;
+        } else if (c == '"') { /* string, with \" escapes */
+            p++;
+            while (*p && *p != '"') {
+                if (*p == '\\' && p[1])
+                    p++;
+                if (*p == '\n')
+                    line++;
+                p++;
+            }
+            if (*p)
+                p++;
+        } else if (c == '#' || (c == '/' && p[1] == '/')) {
+            while (*p && *p != '\n')
+                p++;
+        } else if (c == '/' && p[1] == '*') {
+            p += 2;
+            while (*p && !(*p == '*' && p[1] == '/')) {
+                if (*p == '\n')
+                    line++;
+                p++;
+            }
+            if (*p)
+                p += 2;
+        } else if (isdigit((unsigned char)c) &&
+                   (p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' ||
+                                   p[-1] == '.'))) {
+            const char *start = p;
+            bool hex = c == '0' && (p[1] == 'x' || p[1] == 'X');
+            if (hex)
+                p += 2;
+            while (isalnum((unsigned char)*p) || *p == '.' ||
+                   ((*p == '-' || *p == '+') && (p[-1] == 'e' || p[-1] == 'E') && !hex))
+                p++;
+            size_t len = (size_t)(p - start);
+            char lit[64];
+            if (len >= sizeof lit)
+                return fail(ctx, line, "number %.32s... is too long", start);
+            memcpy(lit, start, len);
+            lit[len] = '\0';
+            if (!hex && strpbrk(lit, ".eE"))
+                continue; /* a float; range-checked after parsing */
+            bool is64 = len > 0 && (lit[len - 1] == 'L' || lit[len - 1] == 'l');
+            if (is64) {
+                lit[--len] = '\0';
+                if (len > 0 && (lit[len - 1] == 'L' || lit[len - 1] == 'l'))
+                    lit[--len] = '\0';
+            }
+            errno = 0;
+            char *end;
+            unsigned long long u = strtoull(lit, &end, 0);
+            if (*end != '\0')
+                continue; /* not a number libconfig would take; it reports it */
+            bool neg = start > text && start[-1] == '-';
+            unsigned long long lim32 = neg ? 2147483648ULL : 2147483647ULL;
+            unsigned long long lim64 = neg ? 9223372036854775808ULL : 9223372036854775807ULL;
+            if (hex)
+                lim32 = 0xffffffffULL; /* libconfig reads 0xFFFFFFFF as -1 */
+            if (errno == ERANGE || u > lim64)
+                return fail(ctx, line, "integer %s%s does not fit 64 bits", neg ? "-" : "", lit);
+            if (!is64 && u > lim32)
+                return fail(ctx, line,
+                            "integer %s%s does not fit libconfig's 32-bit integers; write it "
+                            "with an L suffix (%s%sL)",
+                            neg ? "-" : "", lit, neg ? "-" : "", lit);
+        } else {
+            p++;
+        }
+    }
+    return 0;
+}
+
+static char *read_file(const char *path, char *errstr, size_t errstr_size) {
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    if (!f) {
+        snprintf(errstr, errstr_size, "%s:0: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    /* A configuration file over 1 MiB is a mistake, not a config. */
+    const size_t max = 1 << 20;
+    buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    int rerr = ferror(f);
+    fclose(f);
+    if (!buf || rerr || n > max) {
+        snprintf(errstr, errstr_size, "%s:0: %s", path,
+                 !buf ? "out of memory" : rerr ? "read error" : "larger than 1 MiB");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Walks the file's settings: every leaf must be a key of the table, every
+ * group a prefix of one. */
+static int walk(load_ctx_t *ctx, nx_config_t *cfg, const config_setting_t *g, const char *prefix,
+                bool *seen) {
+    int n = config_setting_length(g);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        char path[256];
+        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "",
+                 config_setting_name(s));
+        size_t plen = strlen(path);
+        const nx_cfg_desc_t *hit = NULL;
+        bool is_prefix = false;
+        for (size_t k = 0; k < N_DESC; k++) {
+            const char *name = nx_config_table[k].name;
+            if (strcmp(name, path) == 0) {
+                hit = &nx_config_table[k];
+                if (apply(ctx, cfg, hit, s) < 0)
+                    return -1;
+                seen[k] = true;
+                break;
+            }
+            if (strncmp(name, path, plen) == 0 && name[plen] == '.')
+                is_prefix = true;
+        }
+        if (hit)
+            continue;
+        int line = config_setting_source_line(s);
+        if (is_prefix) {
+            if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+                return fail(ctx, line, "%s must be a group, not %s", path,
+                            type_word(config_setting_type(s)));
+            if (walk(ctx, cfg, s, path, seen) < 0)
+                return -1;
+            continue;
+        }
+        /* Unknown: list what the group does allow. */
+        char allowed[1024] = "";
+        size_t alen = 0, pre = strlen(prefix);
+        for (size_t k = 0; k < N_DESC && alen < sizeof allowed - 64; k++) {
+            const char *name = nx_config_table[k].name;
+            if (pre && !(strncmp(name, prefix, pre) == 0 && name[pre] == '.'))
+                continue;
+            const char *rest = name + (pre ? pre + 1 : 0);
+            size_t rl = strcspn(rest, ".");
+            if (strstr(allowed, rest) && rest[rl] == '.')
+                continue; /* subgroup already listed */
+            alen += (size_t)snprintf(allowed + alen, sizeof allowed - alen, "%s%.*s",
+                                     alen ? ", " : "", (int)rl, rest);
+        }
+        return fail(ctx, line, "unknown key '%s'; allowed %s%s%s: %s", path,
+                    pre ? "in group '" : "at top level", pre ? prefix : "", pre ? "'" : "",
+                    allowed);
+    }
+    return 0;
+}
+
+static int find_line(const nx_config_t *cfg, const config_t *c, const char *name) {
+    (void)cfg;
+    const config_setting_t *s = config_lookup(c, name);
+    return s ? config_setting_source_line(s) : 0;
+}
+
+/* Checks that need more than one key. */
+static int cross_check(load_ctx_t *ctx, nx_config_t *cfg, const config_t *c) {
+    int nt = cfg->event_types.n;
+    if (nt > NX_EVENT_MAX_TYPES)
+        return fail(ctx, find_line(cfg, c, "event_types"),
+                    "event_types has %d types; at most %d allowed", nt, NX_EVENT_MAX_TYPES);
+    for (int i = 0; i < nt; i++) {
+        if (strcmp(cfg->event_types.v[i], "none") == 0)
+            return fail(ctx, find_line(cfg, c, "event_types"),
+                        "event_types must not name \"none\": it is the class of no next action");
+        for (int j = 0; j < i; j++)
+            if (strcmp(cfg->event_types.v[i], cfg->event_types.v[j]) == 0)
+                return fail(ctx, find_line(cfg, c, "event_types"),
+                            "event_types names \"%s\" twice", cfg->event_types.v[i]);
+    }
+    const nx_strmap_t *maps[2] = {&cfg->input.type_map, &cfg->input.topic_types};
+    const char *mapnames[2] = {"input.type_map", "input.topic_types"};
+    for (int m = 0; m < 2; m++)
+        for (int i = 0; i < maps[m]->n; i++) {
+            const char *v = maps[m]->val[i];
+            if ((m == 0 && v[0] == '\0') || nx_config_type_index(cfg, v) >= 0)
+                continue;
+            char types[256] = "";
+            for (int t = 0; t < nt; t++)
+                snprintf(types + strlen(types), sizeof types - strlen(types), "%s%s",
+                         t ? ", " : "", cfg->event_types.v[t]);
+            return fail(ctx, maps[m]->line[i], "%s.%s = \"%s\" is not an event type; one of %s%s",
+                        mapnames[m], maps[m]->key[i], v, types, m == 0 ? " or \"\" (skip)" : "");
+        }
+    if (cfg->features.windows_s.n != cfg->features.buckets.n)
+        return fail(ctx, find_line(cfg, c, "features.buckets"),
+                    "features.buckets has %d entries but features.windows_s has %d; give one "
+                    "bucket count per window",
+                    cfg->features.buckets.n, cfg->features.windows_s.n);
+    if (cfg->features.windows_s.n > 8)
+        return fail(ctx, find_line(cfg, c, "features.windows_s"),
+                    "features.windows_s has %d windows; at most 8 allowed",
+                    cfg->features.windows_s.n);
+    for (int i = 0; i < cfg->features.windows_s.n; i++)
+        if (cfg->features.windows_s.v[i] * 1000 % cfg->features.buckets.v[i] != 0)
+            return fail(ctx, find_line(cfg, c, "features.buckets"),
+                        "window %llds does not divide into %lld buckets of whole milliseconds",
+                        (long long)cfg->features.windows_s.v[i],
+                        (long long)cfg->features.buckets.v[i]);
+    if (cfg->model.hidden.n > 8)
+        return fail(ctx, find_line(cfg, c, "model.hidden"),
+                    "model.hidden has %d layers; at most 8 allowed", cfg->model.hidden.n);
+    if (cfg->model.class_weights.n != 0 && cfg->model.class_weights.n != nt + 1)
+        return fail(ctx, find_line(cfg, c, "model.class_weights"),
+                    "model.class_weights has %d entries; give none or %d (one per event type "
+                    "plus none)",
+                    cfg->model.class_weights.n, nt + 1);
+    if (strcmp(cfg->input.framing, "raw") == 0 && cfg->input.field_type[0] == '\0') {
+        /* Without a type field, every input topic needs a fixed type. */
+        for (int i = 0; i < cfg->kafka.input_topics.n; i++) {
+            bool found = false;
+            for (int k = 0; k < cfg->input.topic_types.n; k++)
+                if (strcmp(cfg->input.topic_types.key[k], cfg->kafka.input_topics.v[i]) == 0)
+                    found = true;
+            if (!found)
+                return fail(ctx, find_line(cfg, c, "input.fields.type"),
+                            "input.fields.type is \"\" but topic \"%s\" has no entry in "
+                            "input.topic_types",
+                            cfg->kafka.input_topics.v[i]);
+        }
+    }
+    return 0;
+}
+
+nx_config_t *nx_config_load(const char *path, char *errstr, size_t errstr_size) {
+    nx_config_t *cfg = NULL;
+    char *text = NULL, *dir = NULL;
+    config_t c;
+    bool c_init = false;
+    bool seen[N_DESC] = {0};
+
+    cfg = calloc(1, sizeof *cfg);
+    if (!cfg) {
+        snprintf(errstr, errstr_size, "%s:0: out of memory", path);
+        goto err;
+    }
+    if (apply_defaults(cfg, errstr, errstr_size) < 0)
+        goto err;
+    cfg->path = strdup(path);
+    dir = strdup(path);
+    if (!cfg->path || !dir)
+        goto err;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        strcpy(dir, ".");
+    load_ctx_t ctx = {path, dir, errstr, errstr_size};
+
+    if (!(text = read_file(path, errstr, errstr_size)))
+        goto err;
+    if (scan_int_literals(&ctx, text) < 0)
+        goto err;
+    config_init(&c);
+    c_init = true;
+    if (config_read_string(&c, text) != CONFIG_TRUE) {
+        fail(&ctx, config_error_line(&c), "syntax error: %s", config_error_text(&c));
+        goto err;
+    }
+    /* Relative paths in the file resolve against the file's directory; the
+     * defaults' relative paths do too, so re-apply those against it. */
+    for (size_t k = 0; k < N_DESC; k++) {
+        const nx_cfg_desc_t *d = &nx_config_table[k];
+        if (d->type != NX_CT_PATH || !d->def)
+            continue;
+        char t[512];
+        snprintf(t, sizeof t, "v = %s;", d->def);
+        config_t dc;
+        config_init(&dc);
+        int r = config_read_string(&dc, t) == CONFIG_TRUE
+                    ? apply(&ctx, cfg, d, config_lookup(&dc, "v"))
+                    : -1;
+        config_destroy(&dc);
+        if (r < 0)
+            goto err;
+    }
+    if (walk(&ctx, cfg, config_root_setting(&c), "", seen) < 0)
+        goto err;
+    for (size_t k = 0; k < N_DESC; k++)
+        if ((nx_config_table[k].flags & NX_CF_REQUIRED) && !seen[k]) {
+            fail(&ctx, 0, "missing required key '%s': %s", nx_config_table[k].name,
+                 nx_config_table[k].help);
+            goto err;
+        }
+    if (cross_check(&ctx, cfg, &c) < 0)
+        goto err;
+    config_destroy(&c);
+    free(text);
+    free(dir);
+    return cfg;
+
+err:
+    if (c_init)
+        config_destroy(&c);
+    free(text);
+    free(dir);
+    nx_config_destroy(cfg);
+    return NULL;
+}
+
+int nx_config_type_index(const nx_config_t *cfg, const char *name) {
+    for (int i = 0; i < cfg->event_types.n; i++)
+        if (strcmp(cfg->event_types.v[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* --dump-config */
+
+static void put_string(FILE *out, const char *s) {
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+static void put_double(FILE *out, double v) {
+    /* %.17g round-trips; force a decimal point so libconfig reads a float */
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    double back = strtod(buf, NULL);
+    for (int prec = 1; prec < 17; prec++) {
+        char b2[64];
+        snprintf(b2, sizeof b2, "%.*g", prec, v);
+        if (strtod(b2, NULL) == back) {
+            memcpy(buf, b2, sizeof b2);
+            break;
+        }
+    }
+    fputs(buf, out);
+    if (!strpbrk(buf, ".eEn"))
+        fputs(".0", out);
+}
+
+static void put_int(FILE *out, int64_t v) {
+    /* libconfig needs L for values beyond 32 bits */
+    fprintf(out, "%lld%s", (long long)v, (v > INT32_MAX || v < INT32_MIN) ? "L" : "");
+}
+
+static void put_value(FILE *out, const nx_config_t *cfg, const nx_cfg_desc_t *d, int indent) {
+    const void *p = cfield_ptr(cfg, d);
+    switch (d->type) {
+    case NX_CT_INT:
+        put_int(out, *(const int64_t *)p);
+        break;
+    case NX_CT_DOUBLE:
+        put_double(out, *(const double *)p);
+        break;
+    case NX_CT_BOOL:
+        fputs(*(const int *)p ? "true" : "false", out);
+        break;
+    case NX_CT_STRING:
+    case NX_CT_PATH:
+    case NX_CT_ENUM:
+        put_string(out, *(char *const *)p ? *(char *const *)p : "");
+        break;
+    case NX_CT_INTS: {
+        const nx_intlist_t *l = p;
+        fputc('[', out);
+        for (int i = 0; i < l->n; i++) {
+            fputs(i ? ", " : "", out);
+            put_int(out, l->v[i]);
+        }
+        fputc(']', out);
+        break;
+    }
+    case NX_CT_DOUBLES: {
+        const nx_dbllist_t *l = p;
+        fputc('[', out);
+        for (int i = 0; i < l->n; i++) {
+            fputs(i ? ", " : "", out);
+            put_double(out, l->v[i]);
+        }
+        fputc(']', out);
+        break;
+    }
+    case NX_CT_STRINGS: {
+        const nx_strlist_t *l = p;
+        fputc('[', out);
+        for (int i = 0; i < l->n; i++) {
+            fputs(i ? ", " : "", out);
+            put_string(out, l->v[i]);
+        }
+        fputc(']', out);
+        break;
+    }
+    case NX_CT_MAP:
+    case NX_CT_RDKAFKA: {
+        const nx_strmap_t *m = p;
+        if (m->n == 0) {
+            fputs("{ }", out);
+            break;
+        }
+        fputs("{\n", out);
+        for (int i = 0; i < m->n; i++) {
+            char key[256];
+            snprintf(key, sizeof key, "%s", m->key[i]);
+            if (d->type == NX_CT_RDKAFKA)
+                for (char *c = key; *c; c++)
+                    if (*c == '.')
+                        *c = '_';
+            fprintf(out, "%*s%s = ", indent + 2, "", key);
+            put_string(out, m->val[i]);
+            fputs(";\n", out);
+        }
+        fprintf(out, "%*s}", indent, "");
+        break;
+    }
+    }
+}
+
+/* Number of leading dotted components two names share as groups. */
+static int common_groups(const char *a, const char *b, int *depth_b) {
+    int common = 0, db = 0;
+    bool same = a != NULL;
+    for (const char *p = b; *p; p++)
+        if (*p == '.')
+            db++;
+    *depth_b = db;
+    if (!same)
+        return 0;
+    const char *pa = a, *pb = b;
+    while (common < db) {
+        size_t la = strcspn(pa, "."), lb = strcspn(pb, ".");
+        if (pa[la] != '.' || la != lb || strncmp(pa, pb, la) != 0)
+            break;
+        common++;
+        pa += la + 1;
+        pb += lb + 1;
+    }
+    return common;
+}
+
+void nx_config_dump(const nx_config_t *cfg, FILE *out, int comments) {
+    const char *prev = NULL;
+    int open = 0; /* groups open */
+    if (comments)
+        fputs("# nextactd configuration (libconfig syntax). Generated by\n"
+              "# `nextactd --dump-config --comments`; every key with its default.\n",
+              out);
+    for (size_t k = 0; k < N_DESC; k++) {
+        const nx_cfg_desc_t *d = &nx_config_table[k];
+        int depth;
+        int common = common_groups(prev, d->name, &depth);
+        if (common > open)
+            common = open;
+        while (open > common) {
+            open--;
+            fprintf(out, "%*s};\n", open * 2, "");
+        }
+        const char *p = d->name;
+        for (int i = 0; i < common; i++)
+            p += strcspn(p, ".") + 1;
+        while (open < depth) {
+            size_t l = strcspn(p, ".");
+            fprintf(out, "\n%*s%.*s:\n%*s{\n", open * 2, "", (int)l, p, open * 2, "");
+            p += l + 1;
+            open++;
+        }
+        const char *leaf = strrchr(d->name, '.');
+        leaf = leaf ? leaf + 1 : d->name;
+        int ind = open * 2;
+        if (comments) {
+            fputc('\n', out);
+            const char *h = d->help;
+            while (*h) {
+                size_t l = strcspn(h, "\n");
+                fprintf(out, "%*s# %.*s\n", ind, "", (int)l, h);
+                h += l + (h[l] ? 1 : 0);
+            }
+            if (d->type == NX_CT_INT || d->type == NX_CT_DOUBLE || d->type == NX_CT_INTS ||
+                d->type == NX_CT_DOUBLES)
+                fprintf(out, "%*s# Range: %.17g to %.17g.", ind, "", d->min, d->max);
+            else if (d->type == NX_CT_ENUM)
+                fprintf(out, "%*s# One of: %s.", ind, "", d->choices);
+            else
+                fprintf(out, "%*s#", ind, "");
+            fprintf(out, " Default: %s\n", d->def ? d->def : "none (required)");
+        }
+        bool unset = (d->flags & NX_CF_REQUIRED) && (d->type == NX_CT_STRING
+                          ? *(char *const *)cfield_ptr(cfg, d) == NULL
+                          : d->type == NX_CT_STRINGS &&
+                                ((const nx_strlist_t *)cfield_ptr(cfg, d))->n == 0);
+        if (unset) {
+            fprintf(out, "%*s# %s = ...;  (required)\n", ind, "", leaf);
+        } else {
+            fprintf(out, "%*s%s = ", ind, "", leaf);
+            put_value(out, cfg, d, ind);
+            fputs(";\n", out);
+        }
+        prev = d->name;
+    }
+    while (open > 0) {
+        open--;
+        fprintf(out, "%*s};\n", open * 2, "");
+    }
+}
