@@ -1,0 +1,43 @@
+/*
+ * kafka_fixture.h: the real-broker fixture integration tests share.
+ *
+ * ctest starts the broker once (test `kafka_start`, FIXTURES_SETUP kafka,
+ * running scripts/kafka start) and stops it at the end (`kafka_stop`);
+ * integration tests declare FIXTURES_REQUIRED kafka and reach it through
+ * nx_fixture_brokers(). Each test makes its own uniquely named topics, so
+ * tests never see each other's records, and reruns never see old ones.
+ *
+ * All functions block, with bounded timeouts; errors return -1 with a
+ * message in err. Not for the hot path: these are test helpers.
+ */
+#ifndef NX_KAFKA_FIXTURE_H
+#define NX_KAFKA_FIXTURE_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+/* "127.0.0.1:PORT" from $NX_TEST_BROKERS, else the scripts/kafka default. */
+const char *nx_fixture_brokers(void);
+
+/* Writes "<prefix>-<pid>-<counter>-<time>" into buf. */
+void nx_fixture_topic_name(char *buf, size_t size, const char *prefix);
+
+/* Creates topic with `partitions` partitions (replication 1) and waits until
+ * every partition has a leader. */
+int nx_fixture_create_topic(const char *topic, int partitions, char *err, size_t err_size);
+
+/* A producer / consumer on the fixture broker; extra "name=value" pairs
+ * (NULL-terminated) are set on the conf. Caller destroys with
+ * rd_kafka_destroy (consumers: rd_kafka_consumer_close first). */
+rd_kafka_t *nx_fixture_producer(char *err, size_t err_size, const char *const *props);
+rd_kafka_t *nx_fixture_consumer(const char *group, char *err, size_t err_size,
+                                const char *const *props);
+
+/* Sum over partitions of the high watermark of `topic`; -1 on error. */
+long long nx_fixture_end_offsets(rd_kafka_t *rk, const char *topic, int partitions,
+                                 long long *per_partition);
+
+/* Prints the last lines of the broker log to stderr (call on failure). */
+void nx_fixture_print_log(void);
+
+#endif /* NX_KAFKA_FIXTURE_H */
