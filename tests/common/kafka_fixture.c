@@ -8,8 +8,13 @@
 #include <unistd.h>
 
 const char *nx_fixture_brokers(void) {
+    static char buf[64];
     const char *b = getenv("NX_TEST_BROKERS");
-    return b && *b ? b : "127.0.0.1:39092";
+    const char *port = getenv("NX_KAFKA_PORT"); /* as scripts/kafka reads it */
+    if (b && *b)
+        return b;
+    snprintf(buf, sizeof buf, "127.0.0.1:%s", port && *port ? port : "39092");
+    return buf;
 }
 
 void nx_fixture_topic_name(char *buf, size_t size, const char *prefix) {

@@ -16,7 +16,8 @@
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
 
-/* "127.0.0.1:PORT" from $NX_TEST_BROKERS, else the scripts/kafka default. */
+/* $NX_TEST_BROKERS if set, else 127.0.0.1:$NX_KAFKA_PORT (the port
+ * scripts/kafka uses), else 127.0.0.1:39092. */
 const char *nx_fixture_brokers(void);
 
 /* Writes "<prefix>-<pid>-<counter>-<time>" into buf. */
