@@ -1,0 +1,940 @@
+/*
+ * gen_cmd.c: `nextactd gen`, the command line over the generator (gen.h).
+ *
+ *   nextactd gen --events N --users U --seed S [--horizon SEC]
+ *                [--truth FILE.csv] [--bad-rate F] [--report] [-c CONF]
+ *                (--output FILE.avro | --topic T [--rate R] [--brokers B] | --null)
+ *
+ * --output writes an Avro Object Container File (deflate) with the writer
+ * schema of the config's input.writer_schema, or --schema, or
+ * conf/schemas/event.avsc; fields are found by name. --topic produces each
+ * event to Kafka as raw Avro binary keyed by user id, at most R events/s
+ * (token bucket), counts delivery reports and flushes at the end; --bad-rate
+ * F makes that share of the messages malformed, deterministically from the
+ * seed (extra messages: --events counts the good ones). --null generates and
+ * discards (speed, truth, report). --truth writes one CSV row per good event
+ * with the true next-action probabilities; --report prints the oracle's log
+ * loss and AUCs against the stream's own labels.
+ *
+ * Everything is freed through one cleanup path in nx_gen_main; the Avro and
+ * Kafka objects are created once, the per-event path reuses them.
+ */
+#include "gen.h"
+
+#include <avro.h>
+#include <errno.h>
+#include <getopt.h>
+#include <librdkafka/rdkafka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define EXIT_USAGE 2
+
+/* ---- Avro: field mapping by name ----------------------------------------- */
+
+enum { F_USER, F_TS, F_TYPE, F_ITEM, F_CATEGORY, F_PRICE, F_QUANTITY, F_SESSION, F_COUNT };
+enum { K_STRING, K_LONG, K_INT, K_DOUBLE };
+
+static const char *const field_default_name[F_COUNT] = {
+    "user_id", "ts", "event_type", "item_id", "category", "price", "quantity", "session_id"};
+static const int field_kind[F_COUNT] = {K_STRING, K_LONG,   K_STRING, K_STRING,
+                                        K_STRING, K_DOUBLE, K_INT,    K_STRING};
+/* user id, timestamp and type must exist; the others may be absent. */
+static const int field_required[F_COUNT] = {1, 1, 1, 0, 0, 0, 0, 0};
+
+typedef struct field_map {
+    int index;        /* in the record, -1 = not in the schema */
+    int union_branch; /* branch holding the value, -1 = not a union */
+    int null_branch;  /* -1 = no null branch */
+} field_map_t;
+
+typedef struct avro_out {
+    avro_schema_t schema;
+    avro_value_iface_t *iface;
+    avro_value_t rec;
+    int have_rec;
+    field_map_t map[F_COUNT];
+    avro_file_writer_t file; /* --output */
+    avro_writer_t mem;       /* --topic: raw binary into buf */
+    char buf[4096];          /* ids are short: a record is < 200 bytes */
+} avro_out_t;
+
+static int kind_matches(avro_schema_t s, int kind) {
+    switch (kind) {
+    case K_STRING:
+        return is_avro_string(s);
+    case K_LONG:
+        return is_avro_int64(s);
+    case K_INT:
+        return is_avro_int32(s) || is_avro_int64(s);
+    default:
+        return is_avro_double(s) || is_avro_float(s);
+    }
+}
+
+static int read_file(const char *path, char **out, size_t *len, char *errstr, size_t errstr_size) {
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    if (!f) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* a schema file; 1 MiB is far beyond any real one */
+    buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    if (!buf || ferror(f)) {
+        snprintf(errstr, errstr_size, "%s: read failed", path);
+        free(buf);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static void avro_out_destroy(avro_out_t *ao) {
+    if (!ao)
+        return;
+    if (ao->file)
+        avro_file_writer_close(ao->file);
+    if (ao->mem)
+        avro_writer_free(ao->mem);
+    if (ao->have_rec)
+        avro_value_decref(&ao->rec);
+    if (ao->iface)
+        avro_value_iface_decref(ao->iface);
+    if (ao->schema)
+        avro_schema_decref(ao->schema);
+    free(ao);
+}
+
+static avro_out_t *avro_out_new(const char *schema_path, const char *const names[F_COUNT],
+                                char *errstr, size_t errstr_size) {
+    avro_out_t *ao = calloc(1, sizeof *ao);
+    char *json = NULL;
+    size_t json_len;
+    if (!ao) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    if (read_file(schema_path, &json, &json_len, errstr, errstr_size) < 0)
+        goto err;
+    if (avro_schema_from_json_length(json, json_len, &ao->schema) != 0) {
+        snprintf(errstr, errstr_size, "%s: %s", schema_path, avro_strerror());
+        goto err;
+    }
+    if (!is_avro_record(ao->schema)) {
+        snprintf(errstr, errstr_size, "%s: the writer schema must be a record", schema_path);
+        goto err;
+    }
+    for (int f = 0; f < F_COUNT; f++) {
+        field_map_t *m = &ao->map[f];
+        m->index = avro_schema_record_field_get_index(ao->schema, names[f]);
+        m->union_branch = m->null_branch = -1;
+        if (m->index < 0) {
+            if (field_required[f]) {
+                snprintf(errstr, errstr_size, "%s: no field \"%s\"", schema_path, names[f]);
+                goto err;
+            }
+            continue;
+        }
+        avro_schema_t fs = avro_schema_record_field_get_by_index(ao->schema, m->index);
+        int ok = 0;
+        if (is_avro_union(fs)) {
+            for (size_t b = 0; b < avro_schema_union_size(fs); b++) {
+                avro_schema_t bs = avro_schema_union_branch(fs, b);
+                if (is_avro_null(bs) && m->null_branch < 0)
+                    m->null_branch = (int)b;
+                else if (kind_matches(bs, field_kind[f]) && m->union_branch < 0)
+                    m->union_branch = (int)b;
+            }
+            ok = m->union_branch >= 0;
+        } else {
+            ok = kind_matches(fs, field_kind[f]);
+        }
+        if (!ok) {
+            snprintf(errstr, errstr_size, "%s: field \"%s\" has a type gen cannot write (%s)",
+                     schema_path, names[f],
+                     field_kind[f] == K_STRING   ? "string"
+                     : field_kind[f] == K_DOUBLE ? "double"
+                                                 : "int or long");
+            goto err;
+        }
+    }
+    /* every other field must be nullable or gen cannot fill it */
+    size_t n_fields = avro_schema_record_size(ao->schema);
+    for (size_t i = 0; i < n_fields; i++) {
+        int ours = 0;
+        for (int f = 0; f < F_COUNT; f++)
+            ours |= ao->map[f].index == (int)i;
+        avro_schema_t fs = avro_schema_record_field_get_by_index(ao->schema, (int)i);
+        if (!ours && !(is_avro_union(fs) && is_avro_null(avro_schema_union_branch(fs, 0)))) {
+            snprintf(errstr, errstr_size, "%s: field \"%s\" is neither known to gen nor nullable",
+                     schema_path, avro_schema_record_field_name(ao->schema, (int)i));
+            goto err;
+        }
+    }
+    ao->iface = avro_generic_class_from_schema(ao->schema);
+    if (!ao->iface || avro_generic_value_new(ao->iface, &ao->rec) != 0) {
+        snprintf(errstr, errstr_size, "%s: %s", schema_path, avro_strerror());
+        goto err;
+    }
+    ao->have_rec = 1;
+    /* Unknown nullable fields: null once; the value is reused. */
+    for (size_t i = 0; i < n_fields; i++) {
+        int ours = 0;
+        for (int f = 0; f < F_COUNT; f++)
+            ours |= ao->map[f].index == (int)i;
+        if (ours)
+            continue;
+        avro_value_t fv, branch;
+        if (avro_value_get_by_index(&ao->rec, i, &fv, NULL) != 0 ||
+            avro_value_set_branch(&fv, 0, &branch) != 0 || avro_value_set_null(&branch) != 0) {
+            snprintf(errstr, errstr_size, "%s: %s", schema_path, avro_strerror());
+            goto err;
+        }
+    }
+    free(json);
+    return ao;
+err:
+    free(json);
+    avro_out_destroy(ao);
+    return NULL;
+}
+
+/* Sets field f to the string s / the number x; absent (NULL or NaN or
+ * quantity 0) sets the null branch when there is one. */
+static int avro_set(avro_out_t *ao, int f, const char *s, double x, int64_t n, int absent) {
+    const field_map_t *m = &ao->map[f];
+    avro_value_t fv, v;
+    if (m->index < 0)
+        return 0;
+    if (avro_value_get_by_index(&ao->rec, (size_t)m->index, &fv, NULL) != 0)
+        return -1;
+    if (m->union_branch >= 0) {
+        if (absent && m->null_branch >= 0) {
+            if (avro_value_set_branch(&fv, m->null_branch, &v) != 0)
+                return -1;
+            return avro_value_set_null(&v);
+        }
+        if (avro_value_set_branch(&fv, m->union_branch, &v) != 0)
+            return -1;
+    } else {
+        v = fv;
+    }
+    switch (avro_value_get_type(&v)) {
+    case AVRO_STRING:
+        return avro_value_set_string(&v, s);
+    case AVRO_INT64:
+        return avro_value_set_long(&v, n);
+    case AVRO_INT32:
+        return avro_value_set_int(&v, (int32_t)n);
+    case AVRO_DOUBLE:
+        return avro_value_set_double(&v, x);
+    case AVRO_FLOAT:
+        return avro_value_set_float(&v, (float)x);
+    default:
+        return -1;
+    }
+}
+
+static int avro_fill(avro_out_t *ao, const nx_gen_event_t *ev) {
+    if (avro_set(ao, F_USER, ev->user_id, 0, 0, 0) || avro_set(ao, F_TS, NULL, 0, ev->ts_ms, 0) ||
+        avro_set(ao, F_TYPE, ev->type_name, 0, 0, 0) ||
+        avro_set(ao, F_ITEM, ev->item_id, 0, 0, 0) ||
+        avro_set(ao, F_CATEGORY, ev->category, 0, 0, 0) ||
+        avro_set(ao, F_PRICE, NULL, ev->price, 0, 0) ||
+        avro_set(ao, F_QUANTITY, NULL, 0, ev->quantity, ev->quantity == 0) ||
+        avro_set(ao, F_SESSION, ev->session_id, 0, 0, 0))
+        return -1;
+    return 0;
+}
+
+/* Raw Avro binary of the filled record into ao->buf; returns its length or
+ * -1. */
+static int64_t avro_encode(avro_out_t *ao) {
+    avro_writer_reset(ao->mem);
+    if (avro_value_write(ao->mem, &ao->rec) != 0)
+        return -1;
+    return avro_writer_tell(ao->mem);
+}
+
+/* ---- malformed payloads (--bad-rate) ------------------------------------- */
+
+/* The classes the ingest side must reject, one reason each (issue 3). */
+enum {
+    BAD_TRUNCATED,
+    BAD_GARBAGE,
+    BAD_HUGE_LENGTH,
+    BAD_NEGATIVE_LENGTH,
+    BAD_UNION_INDEX,
+    BAD_TIMESTAMP,
+    BAD_EMPTY_USER,
+    BAD_PRICE,
+    BAD_TRAILING,
+    BAD_KINDS
+};
+static const char *const bad_name[BAD_KINDS] = {
+    "truncated",     "garbage",       "huge_length",  "negative_length", "bad_union_index",
+    "bad_timestamp", "empty_user_id", "absurd_price", "trailing_bytes"};
+
+static size_t put_varint(uint8_t *p, int64_t v) {
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); /* zigzag */
+    size_t n = 0;
+    while (z >= 0x80) {
+        p[n++] = (uint8_t)(z | 0x80);
+        z >>= 7;
+    }
+    p[n++] = (uint8_t)z;
+    return n;
+}
+
+static int get_varint(const uint8_t *p, size_t len, size_t *pos, int64_t *v) {
+    uint64_t z = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*pos >= len)
+            return -1;
+        uint8_t b = p[(*pos)++];
+        z |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Skips one value of a primitive or union-of-primitives schema. */
+static int skip_value(avro_schema_t s, const uint8_t *p, size_t len, size_t *pos) {
+    int64_t v;
+    if (is_avro_union(s)) {
+        if (get_varint(p, len, pos, &v) < 0 || v < 0 || (size_t)v >= avro_schema_union_size(s))
+            return -1;
+        return skip_value(avro_schema_union_branch(s, (int)v), p, len, pos);
+    }
+    if (is_avro_string(s) || is_avro_bytes(s)) {
+        if (get_varint(p, len, pos, &v) < 0 || v < 0 || (uint64_t)v > len - *pos)
+            return -1;
+        *pos += (size_t)v;
+        return 0;
+    }
+    if (is_avro_int32(s) || is_avro_int64(s))
+        return get_varint(p, len, pos, &v);
+    size_t w = is_avro_double(s) ? 8 : is_avro_float(s) ? 4 : is_avro_boolean(s) ? 1 : 0;
+    if (!is_avro_null(s) && w == 0)
+        return -1; /* records, arrays, ...: not walked */
+    if (w > len - *pos)
+        return -1;
+    *pos += w;
+    return 0;
+}
+
+/* Start offsets of the top-level fields of the record in p (n + 1 entries,
+ * the last = end); -1 if the schema has more than 32 fields or one gen
+ * cannot walk. */
+#define MAX_WALK 32
+static int walk_fields(avro_schema_t schema, const uint8_t *p, size_t len, size_t *off) {
+    size_t n = avro_schema_record_size(schema), pos = 0;
+    if (n > MAX_WALK)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        off[i] = pos;
+        if (skip_value(avro_schema_record_field_get_by_index(schema, (int)i), p, len, &pos) < 0)
+            return -1;
+    }
+    off[n] = pos;
+    return 0;
+}
+
+/* Replaces bytes [a, b) of the good encoding with rep[0..rep_len) into out. */
+static size_t splice(uint8_t *out, const uint8_t *good, size_t len, size_t a, size_t b,
+                     const uint8_t *rep, size_t rep_len) {
+    memcpy(out, good, a);
+    memcpy(out + a, rep, rep_len);
+    memcpy(out + a + rep_len, good + b, len - b);
+    return a + rep_len + (len - b);
+}
+
+/* A malformed payload of class `kind` made from the good encoding; returns
+ * its length (may be 0). out holds len + 64 bytes. */
+static size_t make_bad(int kind, const avro_out_t *ao, const uint8_t *good, size_t len,
+                       nx_gen_rng_t *rng, uint8_t *out) {
+    size_t off[MAX_WALK + 1];
+    uint8_t rep[32];
+    int walked = walk_fields(ao->schema, good, len, off) == 0;
+    const field_map_t *m = ao->map;
+    size_t pos, n;
+    int64_t v;
+    switch (walked ? kind : BAD_GARBAGE) {
+    case BAD_TRUNCATED:
+        n = (size_t)(nx_gen_rng_next(rng) % len); /* 0 .. len - 1 bytes kept */
+        memcpy(out, good, n);
+        return n;
+    case BAD_HUGE_LENGTH:
+    case BAD_NEGATIVE_LENGTH:
+    case BAD_EMPTY_USER:
+        /* the user id string: replace its length (and, if empty, bytes) */
+        pos = off[m[F_USER].index];
+        if (m[F_USER].union_branch >= 0 && get_varint(good, len, &pos, &v) < 0)
+            break;
+        {
+            size_t a = pos;
+            if (get_varint(good, len, &pos, &v) < 0)
+                break;
+            /* 2^31 - 1: a length no 5-byte-per-varint message can hold */
+            int64_t bad_len = kind == BAD_HUGE_LENGTH       ? 2147483647
+                              : kind == BAD_NEGATIVE_LENGTH ? -3
+                                                            : 0;
+            n = put_varint(rep, bad_len);
+            return splice(out, good, len, a, kind == BAD_EMPTY_USER ? pos + (size_t)v : pos, rep,
+                          n);
+        }
+    case BAD_UNION_INDEX:
+        /* the first union field's branch index, set beyond its branches */
+        for (int i = 0; i < (int)avro_schema_record_size(ao->schema); i++) {
+            avro_schema_t fs = avro_schema_record_field_get_by_index(ao->schema, i);
+            if (!is_avro_union(fs))
+                continue;
+            pos = off[i];
+            if (get_varint(good, len, &pos, &v) < 0)
+                break;
+            n = put_varint(rep, (int64_t)avro_schema_union_size(fs) + 5);
+            return splice(out, good, len, off[i], pos, rep, n);
+        }
+        break;
+    case BAD_TIMESTAMP: {
+        /* alternately 1990-01-01 (before 2000) and 30 days ahead of the event */
+        pos = off[m[F_TS].index];
+        size_t a = pos;
+        if (get_varint(good, len, &pos, &v) < 0)
+            break;
+        int64_t ts = (nx_gen_rng_next(rng) & 1) ? 631152000000LL : v + 30LL * 86400000;
+        n = put_varint(rep, ts);
+        return splice(out, good, len, a, pos, rep, n);
+    }
+    case BAD_PRICE:
+        /* 1e15: no shop sells at that price (ingest caps input.max_price) */
+        if (m[F_PRICE].index < 0 || m[F_PRICE].union_branch < 0 ||
+            !is_avro_double(avro_schema_union_branch(
+                avro_schema_record_field_get_by_index(ao->schema, m[F_PRICE].index),
+                m[F_PRICE].union_branch)))
+            break;
+        {
+            n = put_varint(rep, m[F_PRICE].union_branch);
+            double x = 1e15;
+            memcpy(rep + n, &x, 8); /* Avro doubles are little-endian, as is this host */
+            return splice(out, good, len, off[m[F_PRICE].index], off[m[F_PRICE].index + 1], rep,
+                          n + 8);
+        }
+    case BAD_TRAILING:
+        memcpy(out, good, len);
+        n = 1 + (size_t)(nx_gen_rng_next(rng) % 8); /* 1..8 stray bytes */
+        for (size_t i = 0; i < n; i++)
+            out[len + i] = (uint8_t)nx_gen_rng_next(rng);
+        return len + n;
+    default:
+        break;
+    }
+    /* garbage, or a class this schema cannot express: random bytes, 1..64 */
+    n = 1 + (size_t)(nx_gen_rng_next(rng) % 64);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (uint8_t)nx_gen_rng_next(rng);
+    return n;
+}
+
+/* ---- Kafka --------------------------------------------------------------- */
+
+typedef struct kafka_out {
+    rd_kafka_t *rk;
+    uint64_t delivered, failed;
+    char last_error[256];
+} kafka_out_t;
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
+    kafka_out_t *ko = opaque;
+    (void)rk;
+    if (msg->err) {
+        if (ko->failed++ == 0)
+            snprintf(ko->last_error, sizeof ko->last_error, "%s", rd_kafka_err2str(msg->err));
+    } else {
+        ko->delivered++;
+    }
+}
+
+static kafka_out_t *kafka_out_new(const char *brokers, char *errstr, size_t errstr_size) {
+    kafka_out_t *ko = calloc(1, sizeof *ko);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!ko || !conf) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto err;
+    }
+    /* "mock" = librdkafka's in-process mock cluster (tests, demos) */
+    rd_kafka_conf_res_t res =
+        strcmp(brokers, "mock") == 0
+            ? rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", errstr, errstr_size)
+            : rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size);
+    /* 5 ms linger batches well at load-test rates and adds little latency */
+    if (res != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "linger.ms", "5", errstr, errstr_size) != RD_KAFKA_CONF_OK)
+        goto err;
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    rd_kafka_conf_set_opaque(conf, ko);
+    ko->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    if (!ko->rk)
+        goto err;
+    return ko; /* rd_kafka_new took conf */
+err:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    free(ko);
+    return NULL;
+}
+
+/* Produces one message, waiting on a full queue; -1 on other errors. */
+static int kafka_send(kafka_out_t *ko, const char *topic, const char *key, const void *val,
+                      size_t len, char *errstr, size_t errstr_size) {
+    for (;;) {
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(ko->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                              RD_KAFKA_V_VALUE((void *)val, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            break;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            snprintf(errstr, errstr_size, "produce to %s: %s", topic, rd_kafka_err2str(err));
+            return -1;
+        }
+        rd_kafka_poll(ko->rk, 100); /* let delivery reports drain the queue */
+    }
+    rd_kafka_poll(ko->rk, 0);
+    return 0;
+}
+
+static void kafka_out_destroy(kafka_out_t *ko) {
+    if (!ko)
+        return;
+    if (ko->rk)
+        rd_kafka_destroy(ko->rk);
+    free(ko);
+}
+
+/* ---- rate limit ------------------------------------------------------------ */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Token bucket: `rate` tokens per second, at most `burst`. */
+typedef struct bucket {
+    double rate, burst, tokens, last;
+} bucket_t;
+
+/* Waits (serving Kafka callbacks) until one token is there, then takes it. */
+static void bucket_take(bucket_t *b, rd_kafka_t *rk) {
+    if (b->rate <= 0)
+        return;
+    for (;;) {
+        double t = now_s();
+        b->tokens += (t - b->last) * b->rate;
+        b->last = t;
+        if (b->tokens > b->burst)
+            b->tokens = b->burst;
+        if (b->tokens >= 1.0) {
+            b->tokens -= 1.0;
+            return;
+        }
+        double wait_ms = (1.0 - b->tokens) / b->rate * 1000.0;
+        if (rk && wait_ms >= 1.0) {
+            rd_kafka_poll(rk, (int)wait_ms);
+        } else {
+            struct timespec ts = {0, (long)(wait_ms * 1e6) + 1};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* ---- the command ------------------------------------------------------------- */
+
+static void usage(FILE *out) {
+    fputs("usage: nextactd gen --events N --users U --seed S [--horizon SEC]\n"
+          "           [--items N] [--categories N] [--start MS] [--jitter MS]\n"
+          "           [--truth FILE.csv] [--report] [--schema FILE.avsc]\n"
+          "           (--output FILE.avro | --topic T [--rate R] [--brokers B] [--bad-rate F]\n"
+          "            | --null)\n",
+          out);
+}
+
+static int parse_u64(const char *s, uint64_t *v) {
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (errno || end == s || *end || *s == '-')
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static int parse_dbl(const char *s, double *v) {
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    return (errno || end == s || *end || !isfinite(*v)) ? -1 : 0;
+}
+
+/* The default schema: conf/schemas/event.avsc from the working directory,
+ * else from the source tree the binary was built from. */
+static const char *default_schema(void) {
+    static const char *rel = "conf/schemas/event.avsc";
+    FILE *f = fopen(rel, "rb");
+    if (f) {
+        fclose(f);
+        return rel;
+    }
+#ifdef NX_SOURCE_DIR
+    return NX_SOURCE_DIR "/conf/schemas/event.avsc";
+#else
+    return rel;
+#endif
+}
+
+int nx_gen_main(int argc, char **argv) {
+    enum {
+        O_EVENTS = 256,
+        O_USERS,
+        O_SEED,
+        O_HORIZON,
+        O_TRUTH,
+        O_BAD,
+        O_OUTPUT,
+        O_TOPIC,
+        O_RATE,
+        O_BROKERS,
+        O_SCHEMA,
+        O_ITEMS,
+        O_CATS,
+        O_START,
+        O_JITTER,
+        O_REPORT,
+        O_NULL,
+        O_HELP
+    };
+    static const struct option opts[] = {{"events", required_argument, 0, O_EVENTS},
+                                         {"users", required_argument, 0, O_USERS},
+                                         {"seed", required_argument, 0, O_SEED},
+                                         {"horizon", required_argument, 0, O_HORIZON},
+                                         {"truth", required_argument, 0, O_TRUTH},
+                                         {"bad-rate", required_argument, 0, O_BAD},
+                                         {"output", required_argument, 0, O_OUTPUT},
+                                         {"topic", required_argument, 0, O_TOPIC},
+                                         {"rate", required_argument, 0, O_RATE},
+                                         {"brokers", required_argument, 0, O_BROKERS},
+                                         {"schema", required_argument, 0, O_SCHEMA},
+                                         {"items", required_argument, 0, O_ITEMS},
+                                         {"categories", required_argument, 0, O_CATS},
+                                         {"start", required_argument, 0, O_START},
+                                         {"jitter", required_argument, 0, O_JITTER},
+                                         {"report", no_argument, 0, O_REPORT},
+                                         {"null", no_argument, 0, O_NULL},
+                                         {"help", no_argument, 0, O_HELP},
+                                         {0, 0, 0, 0}};
+
+    int rc = 1;
+    char errstr[512] = "";
+    nx_gen_params_t params;
+    uint64_t n_events = 0, v;
+    double bad_rate = 0.0, rate = 0.0, horizon_s = 0.0;
+    const char *truth_path = NULL, *output = NULL, *topic = NULL, *brokers = NULL;
+    const char *schema_path = NULL;
+    int have_events = 0, report = 0, null_sink = 0;
+    nx_gen_t *gen = NULL;
+    avro_out_t *ao = NULL;
+    kafka_out_t *ko = NULL;
+    nx_gen_oracle_t *oracle = NULL;
+    FILE *truth = NULL;
+    uint8_t *bad_buf = NULL;
+    uint64_t bad_count[BAD_KINDS] = {0}, n_bad = 0;
+
+    nx_gen_params_default(&params);
+    optind = 0; /* glibc: rescan from scratch, main may have run getopt */
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case O_EVENTS:
+            bad = parse_u64(optarg, &n_events) < 0;
+            have_events = 1;
+            break;
+        case O_USERS:
+            bad = parse_u64(optarg, &v) < 0 || v < 1 || v > UINT32_MAX / 2;
+            params.users = (uint32_t)v;
+            break;
+        case O_SEED:
+            bad = parse_u64(optarg, &params.seed) < 0;
+            break;
+        case O_HORIZON:
+            bad = parse_dbl(optarg, &horizon_s) < 0 || horizon_s <= 0 || horizon_s > 1e9;
+            params.horizon_ms = (int64_t)llround(horizon_s * 1000.0);
+            break;
+        case O_ITEMS:
+            bad = parse_u64(optarg, &v) < 0 || v < 1 || v > UINT32_MAX / 2;
+            params.items = (uint32_t)v;
+            break;
+        case O_CATS:
+            bad = parse_u64(optarg, &v) < 0 || v < 1 || v > UINT32_MAX / 2;
+            params.categories = (uint32_t)v;
+            break;
+        case O_START:
+            bad = parse_u64(optarg, &v) < 0 || v > (uint64_t)INT64_MAX / 2;
+            params.start_ms = (int64_t)v;
+            break;
+        case O_JITTER:
+            bad = parse_u64(optarg, &v) < 0 || v > 86400000; /* a day at most */
+            params.jitter_ms = (int64_t)v;
+            break;
+        case O_TRUTH:
+            truth_path = optarg;
+            break;
+        case O_BAD:
+            /* below 1: each message is bad with probability F */
+            bad = parse_dbl(optarg, &bad_rate) < 0 || bad_rate < 0 || bad_rate >= 1;
+            break;
+        case O_OUTPUT:
+            output = optarg;
+            break;
+        case O_TOPIC:
+            topic = optarg;
+            break;
+        case O_RATE:
+            bad = parse_dbl(optarg, &rate) < 0 || rate < 0;
+            break;
+        case O_BROKERS:
+            brokers = optarg;
+            break;
+        case O_SCHEMA:
+            schema_path = optarg;
+            break;
+        case O_REPORT:
+            report = 1;
+            break;
+        case O_NULL:
+            null_sink = 1;
+            break;
+        case O_HELP:
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        if (bad) {
+            fprintf(stderr, "nextactd gen: bad value for --%s: %s\n", opts[c - O_EVENTS].name,
+                    optarg);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "nextactd gen: unexpected argument %s\n", argv[optind]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!have_events || (!!output + !!topic + null_sink) != 1) {
+        fprintf(stderr, "nextactd gen: need --events and one of --output, --topic, --null\n");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (bad_rate > 0 && !topic) {
+        fprintf(stderr, "nextactd gen: --bad-rate needs --topic (files hold good events)\n");
+        return EXIT_USAGE;
+    }
+    if (params.items < params.categories)
+        params.items = params.categories;
+    if (topic && !brokers)
+        brokers = "localhost:9092";
+    if (!schema_path)
+        schema_path = default_schema();
+
+    const char *names[F_COUNT];
+    for (int f = 0; f < F_COUNT; f++)
+        names[f] = field_default_name[f];
+
+    gen = nx_gen_new(&params, errstr, sizeof errstr);
+    if (!gen)
+        goto err;
+    if (output || topic) {
+        ao = avro_out_new(schema_path, names, errstr, sizeof errstr);
+        if (!ao)
+            goto err;
+    }
+    if (output) {
+        /* deflate, 64 KiB blocks: a few hundred events each */
+        int e =
+            avro_file_writer_create_with_codec(output, ao->schema, &ao->file, "deflate", 64 * 1024);
+        if (e) {
+            snprintf(errstr, sizeof errstr, "%s: %s", output, avro_strerror());
+            goto err;
+        }
+    }
+    if (topic) {
+        ao->mem = avro_writer_memory(ao->buf, sizeof ao->buf);
+        bad_buf = malloc(sizeof ao->buf + 64);
+        if (!ao->mem || !bad_buf) {
+            snprintf(errstr, sizeof errstr, "out of memory");
+            goto err;
+        }
+        ko = kafka_out_new(brokers, errstr, sizeof errstr);
+        if (!ko)
+            goto err;
+    }
+    if (truth_path) {
+        truth = fopen(truth_path, "w");
+        if (!truth) {
+            snprintf(errstr, sizeof errstr, "%s: %s", truth_path, strerror(errno));
+            goto err;
+        }
+        fprintf(truth, "index,user,ts,type");
+        for (int k = 0; k < NX_GEN_TYPES; k++)
+            fprintf(truth, ",p_%s", params.type_names[k]);
+        fprintf(truth, ",p_none\n");
+    }
+    oracle = nx_gen_oracle_new(params.users, params.horizon_ms, report);
+    if (!oracle) {
+        snprintf(errstr, sizeof errstr, "out of memory");
+        goto err;
+    }
+
+    /* Bad payloads come from their own stream, so the good events are the
+     * same with and without them. The constant only has to differ. */
+    nx_gen_rng_t bad_rng;
+    nx_gen_rng_seed(&bad_rng, params.seed ^ 0xbad0bad0bad0bad0ULL);
+    /* 10 ms worth of events may go at once: smooth at ~1 ms sleep granularity */
+    bucket_t bucket = {rate, rate * 0.01 > 1.0 ? rate * 0.01 : 1.0, 1.0, now_s()};
+
+    double t_start = now_s();
+    nx_gen_event_t ev;
+    int64_t max_ts = INT64_MIN;
+    for (uint64_t i = 0; i < n_events; i++) {
+        nx_gen_next(gen, &ev);
+        if (ev.ts_ms > max_ts)
+            max_ts = ev.ts_ms;
+        if (nx_gen_oracle_add(oracle, &ev) < 0) {
+            snprintf(errstr, sizeof errstr, "out of memory (--report scores)");
+            goto err;
+        }
+        if (ao && avro_fill(ao, &ev) < 0) {
+            snprintf(errstr, sizeof errstr, "avro: %s", avro_strerror());
+            goto err;
+        }
+        if (output && avro_file_writer_append_value(ao->file, &ao->rec) != 0) {
+            snprintf(errstr, sizeof errstr, "%s: %s", output, avro_strerror());
+            goto err;
+        }
+        if (topic) {
+            int64_t len = avro_encode(ao);
+            if (len < 0) {
+                snprintf(errstr, sizeof errstr, "avro encode: %s", avro_strerror());
+                goto err;
+            }
+            while (bad_rate > 0 && nx_gen_rng_uniform(&bad_rng) <= bad_rate) {
+                int kind = (int)(nx_gen_rng_next(&bad_rng) % BAD_KINDS);
+                size_t bl =
+                    make_bad(kind, ao, (const uint8_t *)ao->buf, (size_t)len, &bad_rng, bad_buf);
+                bad_count[kind]++;
+                n_bad++;
+                bucket_take(&bucket, ko->rk);
+                if (kafka_send(ko, topic, ev.user_id, bad_buf, bl, errstr, sizeof errstr) < 0)
+                    goto err;
+            }
+            bucket_take(&bucket, ko->rk);
+            if (kafka_send(ko, topic, ev.user_id, ao->buf, (size_t)len, errstr, sizeof errstr) < 0)
+                goto err;
+        }
+        if (truth) {
+            fprintf(truth, "%llu,%s,%lld,%s", (unsigned long long)ev.index, ev.user_id,
+                    (long long)ev.ts_ms, ev.type_name);
+            /* %.17g: the exact double, so the oracle can be recomputed bit for bit */
+            for (int k = 0; k <= NX_GEN_TYPES; k++)
+                fprintf(truth, ",%.17g", ev.p[k]);
+            fputc('\n', truth);
+        }
+    }
+    if (output && avro_file_writer_close(ao->file) != 0) {
+        ao->file = NULL;
+        snprintf(errstr, sizeof errstr, "%s: %s", output, avro_strerror());
+        goto err;
+    }
+    if (ao)
+        ao->file = NULL;
+    if (ko) {
+        /* 60 s: generous for a local broker, bounded for a dead one */
+        rd_kafka_flush(ko->rk, 60000);
+        int left = rd_kafka_outq_len(ko->rk);
+        if (left > 0 || ko->failed > 0) {
+            snprintf(errstr, sizeof errstr, "%llu messages not delivered, %d still queued%s%s",
+                     (unsigned long long)ko->failed, left, ko->failed ? ": " : "", ko->last_error);
+            goto err;
+        }
+    }
+    if (truth) {
+        int e = fclose(truth);
+        truth = NULL;
+        if (e != 0) {
+            snprintf(errstr, sizeof errstr, "%s: %s", truth_path, strerror(errno));
+            goto err;
+        }
+    }
+    double secs = now_s() - t_start;
+
+    nx_gen_oracle_report_t rep;
+    /* with jitter an event up to jitter_ms older than the newest may still
+     * be unseen: only horizons closed before that are labelled none */
+    nx_gen_oracle_finish(oracle, max_ts - params.jitter_ms, &rep);
+    fprintf(stderr, "gen: %llu events", (unsigned long long)n_events);
+    for (int k = 0; k < NX_GEN_TYPES; k++)
+        fprintf(stderr, ", %s %.2f%%", params.type_names[k],
+                n_events ? 100.0 * (double)rep.type_count[k] / (double)n_events : 0.0);
+    fprintf(stderr, "; %.3f s, %.0f events/s\n", secs, secs > 0 ? (double)n_events / secs : 0.0);
+    if (ko) {
+        fprintf(stderr, "gen: %llu messages delivered, %llu bad", (unsigned long long)ko->delivered,
+                (unsigned long long)n_bad);
+        for (int k = 0; k < BAD_KINDS; k++)
+            if (bad_count[k])
+                fprintf(stderr, " %s=%llu", bad_name[k], (unsigned long long)bad_count[k]);
+        fputc('\n', stderr);
+    }
+    if (report) {
+        fprintf(stderr, "gen: oracle over %llu labelled: log loss %.4f",
+                (unsigned long long)rep.labelled, rep.log_loss);
+        for (int k = 0; k <= NX_GEN_TYPES; k++)
+            fprintf(stderr, ", AUC %s %.4f", k < NX_GEN_TYPES ? params.type_names[k] : "none",
+                    rep.auc[k]);
+        fputc('\n', stderr);
+        fprintf(stderr, "gen: labels");
+        for (int k = 0; k <= NX_GEN_TYPES; k++)
+            fprintf(stderr, " %s %.2f%% (mean p %.2f%%)",
+                    k < NX_GEN_TYPES ? params.type_names[k] : "none",
+                    100.0 * (double)rep.label_count[k] / (double)(rep.labelled ? rep.labelled : 1),
+                    100.0 * rep.sum_p[k] / (double)(rep.labelled ? rep.labelled : 1));
+        fputc('\n', stderr);
+    }
+    rc = 0;
+err:
+    if (rc != 0)
+        fprintf(stderr, "nextactd gen: %s\n", errstr);
+    if (truth)
+        fclose(truth);
+    free(bad_buf);
+    nx_gen_oracle_destroy(oracle);
+    kafka_out_destroy(ko);
+    avro_out_destroy(ao);
+    nx_gen_destroy(gen);
+    return rc;
+}
