@@ -40,7 +40,7 @@ void nx_act_forward(nx_act_t act, float *x, int n);
 
 /* dx (n) *= act'(.) expressed through the activation's output y (n):
  * relu: y > 0; tanh: 1 - y^2; sigmoid: y (1 - y). */
-void nx_act_backward(nx_act_t act, float *dx, const float *y, int n);
+void nx_act_backward(nx_act_t act, float *restrict dx, const float *restrict y, int n);
 
 /* Softmax cross-entropy over K classes.
  *   logits (B, K) in, probs (B, K) out, y (B) labels in [0, K),

@@ -324,56 +324,73 @@ float nx_mlp_lr_at(const nx_mlp_params_t *p, uint64_t step) {
 }
 
 /* One flat loop per optimizer over the whole slab (the point of the slab).
- * The loops are written so GCC vectorises them at -O2 with -fno-math-errno
- * (no branches, restrict pointers, scalars hoisted). */
+ * The loops run over the padded length n, a multiple of NX_MLP_ALIGN_FLOATS
+ * (the padding holds zero weights and zero gradients, which every update
+ * leaves at zero): with no remainder and restrict-qualified arguments GCC's
+ * -O2 cost model ("very cheap": no epilogue, no alias check) vectorises
+ * them; sqrtf needs -fno-math-errno for that, which the build passes. */
+static void sgd_update(size_t n, float *restrict w, const float *restrict g, float lr, float wd) {
+    for (size_t i = 0; i < n; i++)
+        w[i] -= lr * (g[i] + wd * w[i]);
+}
+
+/* torch.optim.SGD with momentum: buf = mu buf + g; w -= lr buf (buf starts
+ * at 0, so the first step is buf = g as in torch). */
+static void momentum_update(size_t n, float *restrict w, const float *restrict g, float *restrict m,
+                            float lr, float wd, float mu) {
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] + wd * w[i];
+        m[i] = mu * m[i] + gi;
+        w[i] -= lr * m[i];
+    }
+}
+
+/* torch.optim.Adagrad: sum += g^2; w -= lr g / (sqrt(sum) + eps). */
+static void adagrad_update(size_t n, float *restrict w, const float *restrict g, float *restrict v,
+                           float lr, float wd, float eps) {
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] + wd * w[i];
+        v[i] += gi * gi;
+        w[i] -= lr * gi / (sqrtf(v[i]) + eps);
+    }
+}
+
+/* torch.optim.Adam with the bias corrections folded into two scalars:
+ * a = lr / (1 - b1^t), inv_c2 = 1 / sqrt(1 - b2^t). */
+static void adam_update(size_t n, float *restrict w, const float *restrict g, float *restrict m,
+                        float *restrict v, float a, float inv_c2, float wd, float b1, float b2,
+                        float eps) {
+    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] + wd * w[i];
+        m[i] = b1 * m[i] + c1 * gi;
+        v[i] = b2 * v[i] + c2 * gi * gi;
+        w[i] -= a * m[i] / (sqrtf(v[i]) * inv_c2 + eps);
+    }
+}
+
 static void opt_step(nx_mlp_t *mlp) {
     const nx_mlp_params_t *p = &mlp->params;
-    const size_t n = mlp->shape.n_params;
-    float *restrict w = mlp->weights;
-    const float *restrict g = mlp->grads;
-    float *restrict m = mlp->m;
-    float *restrict v = mlp->v;
+    const size_t n = round_up(mlp->shape.n_params);
     const float lr = nx_mlp_lr_at(p, mlp->step);
     const float wd = p->weight_decay;
     switch (p->opt) {
     case NX_OPT_SGD:
-        for (size_t i = 0; i < n; i++)
-            w[i] -= lr * (g[i] + wd * w[i]);
+        sgd_update(n, mlp->weights, mlp->grads, lr, wd);
         break;
-    case NX_OPT_MOMENTUM: {
-        /* torch.optim.SGD: buf = mu buf + g; w -= lr buf (buf starts at 0,
-         * so the first step is buf = g as in torch). */
-        const float mu = p->momentum;
-        for (size_t i = 0; i < n; i++) {
-            const float gi = g[i] + wd * w[i];
-            m[i] = mu * m[i] + gi;
-            w[i] -= lr * m[i];
-        }
+    case NX_OPT_MOMENTUM:
+        momentum_update(n, mlp->weights, mlp->grads, mlp->m, lr, wd, p->momentum);
         break;
-    }
-    case NX_OPT_ADAGRAD: {
-        const float eps = p->eps;
-        for (size_t i = 0; i < n; i++) {
-            const float gi = g[i] + wd * w[i];
-            v[i] += gi * gi;
-            w[i] -= lr * gi / (sqrtf(v[i]) + eps);
-        }
+    case NX_OPT_ADAGRAD:
+        adagrad_update(n, mlp->weights, mlp->grads, mlp->v, lr, wd, p->eps);
         break;
-    }
     case NX_OPT_ADAM: {
-        /* torch.optim.Adam: step t = step + 1, bias corrections
-         * 1 - beta^t computed in double once per step. */
+        /* step t = step + 1; 1 - beta^t in double once per step */
         const double t = (double)(mlp->step + 1);
-        const float b1 = p->beta1, b2 = p->beta2, eps = p->eps;
-        const float a = (float)((double)lr / (1.0 - pow((double)b1, t)));
-        const float inv_c2 = (float)(1.0 / sqrt(1.0 - pow((double)b2, t)));
-        const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-        for (size_t i = 0; i < n; i++) {
-            const float gi = g[i] + wd * w[i];
-            m[i] = b1 * m[i] + c1 * gi;
-            v[i] = b2 * v[i] + c2 * gi * gi;
-            w[i] -= a * m[i] / (sqrtf(v[i]) * inv_c2 + eps);
-        }
+        const float a = (float)((double)lr / (1.0 - pow((double)p->beta1, t)));
+        const float inv_c2 = (float)(1.0 / sqrt(1.0 - pow((double)p->beta2, t)));
+        adam_update(n, mlp->weights, mlp->grads, mlp->m, mlp->v, a, inv_c2, wd, p->beta1, p->beta2,
+                    p->eps);
         break;
     }
     }
