@@ -1,0 +1,128 @@
+/* norm.c: online normaliser (see norm.h). */
+#include "norm.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Variance below this counts as zero: a feature that has not varied yet. */
+#define NX_NORM_MIN_VAR 1e-12
+
+/* Stream tag "NXN1": format version 1 of the normaliser state. */
+#define NX_NORM_MAGIC 0x314e584eu
+
+struct nx_norm {
+    size_t dim;
+    float clip;
+    uint64_t n;       /* vectors seen */
+    double *mean;     /* (dim) running mean */
+    double *m2;       /* (dim) sum of squared deviations */
+    float *mean_f;    /* (dim) mean as float, for apply */
+    float *inv_std_f; /* (dim) 1/std, or 1 while the variance is ~0 */
+};
+
+nx_norm_t *nx_norm_new(size_t dim, float clip) {
+    nx_norm_t *norm = NULL;
+    if (dim == 0 || !(clip > 0))
+        return NULL;
+    norm = calloc(1, sizeof *norm);
+    if (!norm)
+        goto err;
+    norm->dim = dim;
+    norm->clip = clip;
+    norm->mean = calloc(dim, sizeof *norm->mean);
+    norm->m2 = calloc(dim, sizeof *norm->m2);
+    norm->mean_f = calloc(dim, sizeof *norm->mean_f);
+    norm->inv_std_f = malloc(dim * sizeof *norm->inv_std_f);
+    if (!norm->mean || !norm->m2 || !norm->mean_f || !norm->inv_std_f)
+        goto err;
+    for (size_t i = 0; i < dim; i++)
+        norm->inv_std_f[i] = 1.0f;
+    return norm;
+err:
+    nx_norm_destroy(norm);
+    return NULL;
+}
+
+void nx_norm_destroy(nx_norm_t *norm) {
+    if (!norm)
+        return;
+    free(norm->inv_std_f);
+    free(norm->mean_f);
+    free(norm->m2);
+    free(norm->mean);
+    free(norm);
+}
+
+static void refresh(nx_norm_t *norm, size_t i) {
+    double var = norm->n ? norm->m2[i] / (double)norm->n : 0.0;
+    norm->mean_f[i] = (float)norm->mean[i];
+    norm->inv_std_f[i] = var > NX_NORM_MIN_VAR ? (float)(1.0 / sqrt(var)) : 1.0f;
+}
+
+void nx_norm_update(nx_norm_t *norm, const float *raw) {
+    norm->n++;
+    double inv_n = 1.0 / (double)norm->n;
+    for (size_t i = 0; i < norm->dim; i++) {
+        double x = raw[i];
+        double d = x - norm->mean[i];
+        norm->mean[i] += d * inv_n;
+        norm->m2[i] += d * (x - norm->mean[i]);
+        refresh(norm, i);
+    }
+}
+
+void nx_norm_apply(const nx_norm_t *norm, const float *raw, float *out) {
+    float c = norm->clip;
+    for (size_t i = 0; i < norm->dim; i++) {
+        float z = (raw[i] - norm->mean_f[i]) * norm->inv_std_f[i];
+        out[i] = z > c ? c : (z < -c ? -c : z);
+    }
+}
+
+uint64_t nx_norm_count(const nx_norm_t *norm) {
+    return norm->n;
+}
+double nx_norm_mean(const nx_norm_t *norm, size_t i) {
+    return norm->mean[i];
+}
+double nx_norm_var(const nx_norm_t *norm, size_t i) {
+    return norm->n ? norm->m2[i] / (double)norm->n : 0.0;
+}
+
+int nx_norm_save(const nx_norm_t *norm, nx_stream_write_fn write, void *opaque) {
+    uint32_t magic = NX_NORM_MAGIC;
+    uint64_t dim = norm->dim;
+    if (write(opaque, &magic, sizeof magic) || write(opaque, &dim, sizeof dim) ||
+        write(opaque, &norm->n, sizeof norm->n) ||
+        write(opaque, norm->mean, norm->dim * sizeof *norm->mean) ||
+        write(opaque, norm->m2, norm->dim * sizeof *norm->m2))
+        return -1;
+    return 0;
+}
+
+int nx_norm_load(nx_norm_t *norm, nx_stream_read_fn read, void *opaque, char *errstr,
+                 size_t errstr_size) {
+    uint32_t magic = 0;
+    uint64_t dim = 0, n = 0;
+    if (read(opaque, &magic, sizeof magic) || read(opaque, &dim, sizeof dim) ||
+        read(opaque, &n, sizeof n)) {
+        snprintf(errstr, errstr_size, "normaliser: short read");
+        return -1;
+    }
+    if (magic != NX_NORM_MAGIC || dim != norm->dim) {
+        snprintf(errstr, errstr_size, "normaliser: bad magic or dim %llu (want %zu)",
+                 (unsigned long long)dim, norm->dim);
+        return -1;
+    }
+    if (read(opaque, norm->mean, norm->dim * sizeof *norm->mean) ||
+        read(opaque, norm->m2, norm->dim * sizeof *norm->m2)) {
+        snprintf(errstr, errstr_size, "normaliser: short read");
+        return -1;
+    }
+    norm->n = n;
+    for (size_t i = 0; i < norm->dim; i++)
+        refresh(norm, i);
+    return 0;
+}

@@ -1,0 +1,48 @@
+/*
+ * norm.h: online feature normaliser (running mean and variance, clipped).
+ *
+ * Each raw feature vector updates, in event order, a per-feature running
+ * mean and variance (Welford's algorithm in double); a vector is normalised
+ * as (x - mean) / std, clipped to [-clip, clip]. A feature whose variance is
+ * still (near) zero is only centred (std taken as 1), so constant features
+ * stay 0 instead of blowing up.
+ *
+ * Guarantees: update and apply are O(dim), allocate nothing and are
+ * deterministic (same vectors in the same order give bit-identical state).
+ * Not thread-safe; one owner. Save/load round-trips the state bit-exactly.
+ */
+#ifndef NX_NORM_H
+#define NX_NORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stream.h"
+
+typedef struct nx_norm nx_norm_t;
+
+/* New normaliser of dim features (dim >= 1, clip > 0). Caller frees with
+ * nx_norm_destroy. Returns NULL on allocation failure or bad arguments. */
+nx_norm_t *nx_norm_new(size_t dim, float clip);
+void nx_norm_destroy(nx_norm_t *norm);
+
+/* Adds one raw vector (dim floats) to the running statistics. */
+void nx_norm_update(nx_norm_t *norm, const float *raw);
+
+/* Writes the normalised, clipped raw into out (both dim floats; they may
+ * alias). Uses the statistics as they are now. */
+void nx_norm_apply(const nx_norm_t *norm, const float *raw, float *out);
+
+/* Number of vectors seen, and the running mean / population variance of
+ * feature i (for tests and metrics). */
+uint64_t nx_norm_count(const nx_norm_t *norm);
+double nx_norm_mean(const nx_norm_t *norm, size_t i);
+double nx_norm_var(const nx_norm_t *norm, size_t i);
+
+/* Saves / restores the state. Load requires the same dim; it replaces the
+ * statistics and keeps the clip given at nx_norm_new. 0 or -1 (+ errstr). */
+int nx_norm_save(const nx_norm_t *norm, nx_stream_write_fn write, void *opaque);
+int nx_norm_load(nx_norm_t *norm, nx_stream_read_fn read, void *opaque, char *errstr,
+                 size_t errstr_size);
+
+#endif /* NX_NORM_H */

@@ -1,0 +1,1207 @@
+/* store.c: per-user feature store (see store.h for layout and guarantees). */
+#include "store.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "half.h"
+#include "norm.h"
+#include "siphash.h"
+
+/* Records per slab chunk: 2^16 keeps a chunk ~15 MB at ~232 bytes, small
+ * enough that growing by one is cheap, large enough that the chunk pointer
+ * array stays tiny (153 pointers at 10M users). */
+#define NX_CHUNK_SHIFT 16
+#define NX_CHUNK_RECS  (1u << NX_CHUNK_SHIFT)
+#define NX_CHUNK_MASK  (NX_CHUNK_RECS - 1u)
+
+/* Initial bucket count (power of two); the table doubles at load 1. */
+#define NX_INIT_BUCKETS 1024u
+
+/* Buckets moved per insert while a grow is under way: 2 > 1 so a grow of a
+ * table of S buckets completes within S/2 inserts, before the new table
+ * (2S buckets) reaches load 1 again. */
+#define NX_REHASH_PER_INSERT 2
+
+/* Users sampled per eviction: the least recently active of 5 random users,
+ * as Redis' approximated LRU (maxmemory-samples 5): O(1) per eviction, no
+ * per-user list links, and in practice close to true LRU. */
+#define NX_EVICT_SAMPLES 5
+
+/* Events per prefetch block: enough independent misses in flight to hide
+ * DRAM latency (issue 4: ~85 ns vs ~400 ns per lookup at 10M users). */
+#define NX_BLOCK 32
+
+/* Maintenance checks the clock every this many steps (~10-50 us of work). */
+#define NX_MAINT_CHECK 256
+
+/* Stream tags: "NXU1" whole store, "NXP1" one partition. */
+#define NX_STORE_MAGIC 0x3155584eu
+#define NX_PART_MAGIC  0x3150584eu
+
+#define NX_NEVER INT64_MIN /* last_type[] of a type never seen */
+
+#define NX_F_PENDING 1u /* flags: holds a pending example */
+
+/* The fixed head of a user record; the variable tail follows at offsets
+ * computed from the params (see nx_store_new). */
+typedef struct nx_user {
+    uint64_t hash;      /* keyed SipHash of the user id */
+    int64_t clock;      /* latest event time seen, ms (= pending time) */
+    int64_t sess_start; /* first event time of the session, ms */
+    uint32_t chain;     /* next record in the bucket chain, index+1, 0 = end */
+    uint32_t lprev;     /* expiry list neighbours, index+1, 0 = none */
+    uint32_t lnext;
+    int32_t partition; /* input partition of the latest event */
+    uint32_t sess_fp;  /* session id fingerprint, 0 = none (gap rule) */
+    uint16_t sess_len; /* events in the session (saturating) */
+    uint16_t sess_rev; /* item revisits in the session (saturating) */
+    uint8_t flags;     /* NX_F_* */
+    uint8_t n_items;   /* entries used in the recent items ring */
+    uint8_t n_cats;    /* entries used in the recent categories ring */
+    uint8_t pad;
+} nx_user_t;
+
+struct nx_store {
+    nx_store_params_t p;
+    uint8_t key[NX_SIPHASH_KEY_LEN];
+
+    /* schema */
+    size_t dim;
+    char (*names)[NX_STORE_FEATURE_NAME_MAX]; /* (dim) */
+    uint64_t schema_hash;
+    float inv_window_ms[NX_STORE_MAX_WINDOWS];
+    int64_t max_window_ms;
+
+    /* record layout */
+    size_t rec_size;
+    size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend;
+
+    /* slab */
+    char **chunks;
+    size_t n_chunk_slots, n_chunks;
+    uint32_t n_users;
+
+    /* table: bk[0] the main array; bk[1] the new one during a grow */
+    uint32_t *bk[2];
+    uint64_t mask[2];
+    int64_t rehash_idx; /* next bk[0] bucket to move; -1 = no grow */
+
+    /* expiry order of pending examples */
+    uint32_t lhead, ltail; /* index+1 */
+
+    nx_norm_t *norm;
+    float *raw; /* (dim) scratch for the raw vector */
+    uint64_t rng;
+    int64_t ttl_cursor; /* next slab index the TTL scan visits (downwards) */
+
+    nx_store_stats_t st;
+};
+
+/* --- small helpers ------------------------------------------------------ */
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static inline nx_user_t *rec(const nx_store_t *store, uint32_t i) {
+    return (nx_user_t *)(store->chunks[i >> NX_CHUNK_SHIFT] +
+                         (size_t)(i & NX_CHUNK_MASK) * store->rec_size);
+}
+static inline int64_t *u_last(const nx_store_t *store, nx_user_t *u) {
+    return (int64_t *)((char *)u + store->off_last);
+}
+static inline float *u_cnt(const nx_store_t *store, nx_user_t *u) {
+    return (float *)((char *)u + store->off_cnt);
+}
+static inline float *u_val(const nx_store_t *store, nx_user_t *u) {
+    return (float *)((char *)u + store->off_val);
+}
+static inline uint32_t *u_items(const nx_store_t *store, nx_user_t *u) {
+    return (uint32_t *)((char *)u + store->off_items);
+}
+static inline uint32_t *u_cats(const nx_store_t *store, nx_user_t *u) {
+    return (uint32_t *)((char *)u + store->off_cats);
+}
+static inline uint16_t *u_pend(const nx_store_t *store, nx_user_t *u) {
+    return (uint16_t *)((char *)u + store->off_pend);
+}
+
+/* 32-bit fingerprint of an item/category/session hash, never 0. */
+static inline uint32_t fp32(uint64_t h) {
+    return (uint32_t)(h ^ (h >> 32)) | 1u;
+}
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void fmt_dur(char *buf, size_t size, int64_t ms) {
+    if (ms % 3600000 == 0)
+        snprintf(buf, size, "%" PRId64 "h", ms / 3600000);
+    else if (ms % 60000 == 0)
+        snprintf(buf, size, "%" PRId64 "m", ms / 60000);
+    else if (ms % 1000 == 0)
+        snprintf(buf, size, "%" PRId64 "s", ms / 1000);
+    else
+        snprintf(buf, size, "%" PRId64 "ms", ms);
+}
+
+void nx_store_params_default(nx_store_params_t *params) {
+    memset(params, 0, sizeof *params);
+    params->n_types = 3;
+    strcpy(params->type_names[0], "click");
+    strcpy(params->type_names[1], "cart");
+    strcpy(params->type_names[2], "purchase");
+    params->n_windows = 3;
+    params->window_ms[0] = 5 * 60 * 1000;
+    params->window_ms[1] = 60 * 60 * 1000;
+    params->window_ms[2] = 24 * 60 * 60 * 1000;
+    /* 30 s, 5 min and 1 h buckets: would-be ring resolution */
+    params->window_buckets[0] = 10;
+    params->window_buckets[1] = 12;
+    params->window_buckets[2] = 24;
+    params->value_type = 2;
+    params->user_ttl_ms = 24 * 60 * 60 * 1000;
+    params->max_users = 10000000;
+    params->session_gap_ms = 30 * 60 * 1000;
+    params->recent_items = 4;
+    params->families = NX_FEAT_ALL;
+    params->clip = 5.0f; /* 5 sigma: keeps outliers from dominating a step */
+    params->horizon_ms = 30 * 60 * 1000;
+    params->normalise = 1;
+    params->seed = 1;
+}
+
+/* --- schema ------------------------------------------------------------- */
+
+static int build_schema(nx_store_t *store, char *errstr, size_t errstr_size) {
+    const nx_store_params_t *p = &store->p;
+    size_t cap = (size_t)p->n_windows * (size_t)(p->n_types + 1) + 4 * (size_t)p->n_types + 16;
+    char win[NX_STORE_MAX_WINDOWS][24];
+    store->names = calloc(cap, sizeof *store->names);
+    if (!store->names) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    for (int w = 0; w < p->n_windows; w++)
+        fmt_dur(win[w], sizeof win[w], p->window_ms[w]);
+    size_t d = 0;
+#define NAME(...) snprintf(store->names[d++], NX_STORE_FEATURE_NAME_MAX, __VA_ARGS__)
+    if (p->families & NX_FEAT_COUNTS)
+        for (int w = 0; w < p->n_windows; w++)
+            for (int t = 0; t < p->n_types; t++)
+                NAME("cnt_%.23s_%.31s", win[w], p->type_names[t]);
+    if (p->families & NX_FEAT_VALUE)
+        for (int w = 0; w < p->n_windows; w++)
+            NAME("value_%.23s", win[w]);
+    if (p->families & NX_FEAT_RECENCY)
+        for (int t = 0; t < p->n_types; t++) {
+            NAME("since_%.31s_s", p->type_names[t]);
+            NAME("since_%.31s_missing", p->type_names[t]);
+        }
+    if (p->families & NX_FEAT_SESSION) {
+        NAME("session_events");
+        NAME("session_duration_s");
+        NAME("session_new");
+    }
+    if (p->families & NX_FEAT_REVISITS) {
+        NAME("item_revisit");
+        NAME("category_revisit");
+        NAME("session_revisits");
+    }
+    if (p->families & NX_FEAT_ONEHOT)
+        for (int t = 0; t < p->n_types; t++)
+            NAME("is_%.31s", p->type_names[t]);
+    if (p->families & NX_FEAT_TIME) {
+        NAME("hour_sin");
+        NAME("hour_cos");
+        NAME("dow_sin");
+        NAME("dow_cos");
+    }
+    if (p->families & NX_FEAT_PRICE) {
+        NAME("log_price");
+        NAME("price_missing");
+    }
+#undef NAME
+    if (d == 0) {
+        snprintf(errstr, errstr_size, "features: every family is switched off");
+        return -1;
+    }
+    store->dim = d;
+    /* Hash: window kind tag, then the names, newline-separated. */
+    size_t len = 16 + d * NX_STORE_FEATURE_NAME_MAX, off = 0;
+    char *buf = malloc(len);
+    if (!buf) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    off += (size_t)snprintf(buf, len, "decay-v1\n");
+    for (size_t i = 0; i < d; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s\n", store->names[i]);
+    store->schema_hash = nx_event_id_hash(buf, off);
+    free(buf);
+    return 0;
+}
+
+size_t nx_store_dim(const nx_store_t *store) {
+    return store->dim;
+}
+const char *nx_store_feature_name(const nx_store_t *store, size_t i) {
+    return i < store->dim ? store->names[i] : NULL;
+}
+uint64_t nx_store_schema_hash(const nx_store_t *store) {
+    return store->schema_hash;
+}
+
+/* --- construction ------------------------------------------------------- */
+
+static int check_params(const nx_store_params_t *p, char *errstr, size_t errstr_size) {
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        snprintf(errstr, errstr_size, __VA_ARGS__);                                                \
+        return -1;                                                                                 \
+    } while (0)
+    if (p->n_types < 1 || p->n_types > NX_EVENT_MAX_TYPES)
+        BAD("features: n_types %d not in 1..%d", p->n_types, NX_EVENT_MAX_TYPES);
+    for (int t = 0; t < p->n_types; t++)
+        if (!p->type_names[t][0] || !memchr(p->type_names[t], 0, NX_STORE_TYPE_NAME_MAX))
+            BAD("features: event type %d has no name (or one over %d bytes)", t,
+                NX_STORE_TYPE_NAME_MAX - 1);
+    if (p->n_windows < 1 || p->n_windows > NX_STORE_MAX_WINDOWS)
+        BAD("features: n_windows %d not in 1..%d", p->n_windows, NX_STORE_MAX_WINDOWS);
+    for (int w = 0; w < p->n_windows; w++) {
+        if (p->window_ms[w] <= 0)
+            BAD("features: window %d length %" PRId64 " ms must be > 0", w, p->window_ms[w]);
+        if (w && p->window_ms[w] <= p->window_ms[w - 1])
+            BAD("features: window lengths must be ascending");
+    }
+    if (p->value_type < -1 || p->value_type >= p->n_types)
+        BAD("features: value_type %d not in -1..%d", p->value_type, p->n_types - 1);
+    if (p->horizon_ms <= 0)
+        BAD("features: horizon %" PRId64 " ms must be > 0", p->horizon_ms);
+    if (p->user_ttl_ms < p->horizon_ms)
+        BAD("features: user_ttl %" PRId64 " ms must be >= horizon %" PRId64 " ms", p->user_ttl_ms,
+            p->horizon_ms);
+    if (p->max_users < 1 || p->max_users > 0xfffffff0u)
+        BAD("features: max_users %" PRIu64 " not in 1..4294967280", p->max_users);
+    if (p->session_gap_ms <= 0)
+        BAD("features: session_gap must be > 0");
+    if (p->recent_items < 0 || p->recent_items > NX_STORE_MAX_RECENT)
+        BAD("features: recent_items %d not in 0..%d", p->recent_items, NX_STORE_MAX_RECENT);
+    if (!(p->clip > 0) || p->clip > 60000.0f) /* fp16 pending storage tops at 65504 */
+        BAD("features: clip %g not in (0, 60000]", (double)p->clip);
+#undef BAD
+    return 0;
+}
+
+static size_t align8(size_t x) {
+    return (x + 7) & ~(size_t)7;
+}
+
+nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16], char *errstr,
+                         size_t errstr_size) {
+    nx_store_t *store = NULL;
+    if (check_params(params, errstr, errstr_size))
+        return NULL;
+    store = calloc(1, sizeof *store);
+    if (!store)
+        goto oom;
+    store->p = *params;
+    memcpy(store->key, key, NX_SIPHASH_KEY_LEN);
+    if (build_schema(store, errstr, errstr_size))
+        goto err;
+    const nx_store_params_t *p = &store->p;
+    for (int w = 0; w < p->n_windows; w++)
+        store->inv_window_ms[w] = (float)(1.0 / (double)p->window_ms[w]);
+    store->max_window_ms = p->window_ms[p->n_windows - 1];
+
+    size_t off = sizeof(nx_user_t);
+    store->off_last = off;
+    off += sizeof(int64_t) * (size_t)p->n_types;
+    store->off_cnt = off;
+    off += sizeof(float) * (size_t)p->n_windows * (size_t)p->n_types;
+    store->off_val = off;
+    off += sizeof(float) * (size_t)p->n_windows;
+    store->off_items = off;
+    off += sizeof(uint32_t) * (size_t)p->recent_items;
+    store->off_cats = off;
+    off += sizeof(uint32_t) * (size_t)p->recent_items;
+    store->off_pend = off;
+    off += sizeof(uint16_t) * store->dim;
+    store->rec_size = align8(off);
+
+    store->n_chunk_slots = (size_t)((p->max_users + NX_CHUNK_RECS - 1) >> NX_CHUNK_SHIFT) + 1;
+    store->chunks = calloc(store->n_chunk_slots, sizeof *store->chunks);
+    store->bk[0] = calloc(NX_INIT_BUCKETS, sizeof(uint32_t));
+    store->mask[0] = NX_INIT_BUCKETS - 1;
+    store->rehash_idx = -1;
+    store->norm = nx_norm_new(store->dim, p->clip);
+    store->raw = calloc(store->dim, sizeof *store->raw);
+    if (!store->chunks || !store->bk[0] || !store->norm || !store->raw)
+        goto oom;
+    store->rng = p->seed;
+    store->st.record_bytes = store->rec_size;
+    return store;
+oom:
+    snprintf(errstr, errstr_size, "features: out of memory");
+err:
+    nx_store_destroy(store);
+    return NULL;
+}
+
+void nx_store_destroy(nx_store_t *store) {
+    if (!store)
+        return;
+    free(store->raw);
+    nx_norm_destroy(store->norm);
+    free(store->bk[1]);
+    free(store->bk[0]);
+    if (store->chunks)
+        for (size_t i = 0; i < store->n_chunks; i++)
+            free(store->chunks[i]);
+    free(store->chunks);
+    free(store->names);
+    free(store);
+}
+
+/* --- hash table ----------------------------------------------------------- */
+
+/* The bucket head that holds (or would hold) hash h. */
+static inline uint32_t *bucket_of(const nx_store_t *store, uint64_t h) {
+    uint64_t b = h & store->mask[0];
+    if (store->rehash_idx >= 0 && b < (uint64_t)store->rehash_idx)
+        return &store->bk[1][h & store->mask[1]];
+    return &store->bk[0][b];
+}
+
+static inline uint32_t find(const nx_store_t *store, uint64_t h) {
+    uint32_t i = *bucket_of(store, h);
+    while (i) {
+        nx_user_t *u = rec(store, i - 1);
+        if (u->hash == h)
+            return i - 1;
+        i = u->chain;
+    }
+    return UINT32_MAX;
+}
+
+static void rehash_steps(nx_store_t *store, int n) {
+    int empty_visits = n * 10; /* as Redis: bound the walk over empty buckets */
+    while (store->rehash_idx >= 0 && n > 0) {
+        if ((uint64_t)store->rehash_idx > store->mask[0]) {
+            free(store->bk[0]);
+            store->bk[0] = store->bk[1];
+            store->mask[0] = store->mask[1];
+            store->bk[1] = NULL;
+            store->rehash_idx = -1;
+            return;
+        }
+        uint32_t i = store->bk[0][store->rehash_idx];
+        if (!i && --empty_visits > 0) {
+            store->rehash_idx++;
+            continue;
+        }
+        while (i) {
+            nx_user_t *u = rec(store, i - 1);
+            uint32_t next = u->chain;
+            uint32_t *head = &store->bk[1][u->hash & store->mask[1]];
+            u->chain = *head;
+            *head = i;
+            i = next;
+        }
+        store->bk[0][store->rehash_idx++] = 0;
+        n--;
+        if (empty_visits <= 0)
+            return;
+    }
+}
+
+static void maybe_grow(nx_store_t *store) {
+    if (store->rehash_idx >= 0 || store->n_users <= store->mask[0] + 1)
+        return;
+    uint64_t size = (store->mask[0] + 1) * 2;
+    /* calloc of a large array maps zero pages lazily: O(1), no copy. On
+     * failure the table just runs at a higher load. */
+    uint32_t *bk = calloc(size, sizeof *bk);
+    if (!bk)
+        return;
+    store->bk[1] = bk;
+    store->mask[1] = size - 1;
+    store->rehash_idx = 0;
+}
+
+/* Replaces the link that points at old (index+1) in h's chain by new. */
+static void relink_chain(nx_store_t *store, uint64_t h, uint32_t old, uint32_t new) {
+    uint32_t *link = bucket_of(store, h);
+    while (*link != old)
+        link = &rec(store, *link - 1)->chain;
+    *link = new;
+}
+
+/* --- expiry list ---------------------------------------------------------- */
+
+static void list_append(nx_store_t *store, uint32_t idx) {
+    nx_user_t *u = rec(store, idx);
+    u->lprev = store->ltail;
+    u->lnext = 0;
+    if (store->ltail)
+        rec(store, store->ltail - 1)->lnext = idx + 1;
+    else
+        store->lhead = idx + 1;
+    store->ltail = idx + 1;
+    u->flags |= NX_F_PENDING;
+    store->st.pending++;
+}
+
+static void list_unlink(nx_store_t *store, uint32_t idx) {
+    nx_user_t *u = rec(store, idx);
+    if (u->lprev)
+        rec(store, u->lprev - 1)->lnext = u->lnext;
+    else
+        store->lhead = u->lnext;
+    if (u->lnext)
+        rec(store, u->lnext - 1)->lprev = u->lprev;
+    else
+        store->ltail = u->lprev;
+    u->lprev = u->lnext = 0;
+    u->flags &= (uint8_t)~NX_F_PENDING;
+    store->st.pending--;
+}
+
+/* --- slab ------------------------------------------------------------------- */
+
+/* Appends a zeroed record for h and links it into the table. Returns its
+ * index, or UINT32_MAX if a chunk could not be allocated. */
+static uint32_t slab_insert(nx_store_t *store, uint64_t h) {
+    uint32_t idx = store->n_users;
+    size_t c = idx >> NX_CHUNK_SHIFT;
+    if (c >= store->n_chunks) {
+        if (c >= store->n_chunk_slots)
+            return UINT32_MAX;
+        char *chunk = malloc((size_t)NX_CHUNK_RECS * store->rec_size);
+        if (!chunk)
+            return UINT32_MAX;
+        store->chunks[store->n_chunks++] = chunk;
+    }
+    store->n_users++;
+    nx_user_t *u = rec(store, idx);
+    memset(u, 0, store->rec_size);
+    u->hash = h;
+    uint32_t *head = bucket_of(store, h);
+    u->chain = *head;
+    *head = idx + 1;
+    if (store->rehash_idx >= 0)
+        rehash_steps(store, NX_REHASH_PER_INSERT);
+    else
+        maybe_grow(store);
+    return idx;
+}
+
+/* Removes record idx: unlinks it, moves the last record into the hole. */
+static void slab_remove(nx_store_t *store, uint32_t idx) {
+    nx_user_t *u = rec(store, idx);
+    relink_chain(store, u->hash, idx + 1, u->chain);
+    if (u->flags & NX_F_PENDING)
+        list_unlink(store, idx);
+    uint32_t last = store->n_users - 1;
+    if (idx != last) {
+        nx_user_t *m = rec(store, last);
+        relink_chain(store, m->hash, last + 1, idx + 1);
+        if (m->flags & NX_F_PENDING) {
+            if (m->lprev)
+                rec(store, m->lprev - 1)->lnext = idx + 1;
+            else
+                store->lhead = idx + 1;
+            if (m->lnext)
+                rec(store, m->lnext - 1)->lprev = idx + 1;
+            else
+                store->ltail = idx + 1;
+        }
+        memcpy(u, m, store->rec_size);
+    }
+    store->n_users--;
+    /* Free a trailing chunk once a whole spare one sits behind it, so a
+     * user count hovering at a chunk boundary does not thrash malloc. */
+    if (store->n_chunks >= 2 &&
+        (size_t)store->n_users + NX_CHUNK_RECS <= ((store->n_chunks - 1) << NX_CHUNK_SHIFT) &&
+        store->n_users <= ((store->n_chunks - 2) << NX_CHUNK_SHIFT)) {
+        free(store->chunks[--store->n_chunks]);
+        store->chunks[store->n_chunks] = NULL;
+    }
+}
+
+static void evict_one(nx_store_t *store) {
+    uint32_t best = UINT32_MAX;
+    int64_t best_clock = INT64_MAX;
+    for (int s = 0; s < NX_EVICT_SAMPLES; s++) {
+        uint32_t i = (uint32_t)(splitmix64(&store->rng) % store->n_users);
+        int64_t c = rec(store, i)->clock;
+        if (c < best_clock) {
+            best_clock = c;
+            best = i;
+        }
+    }
+    if (rec(store, best)->flags & NX_F_PENDING)
+        store->st.labels_lost++;
+    slab_remove(store, best);
+    store->st.evictions++;
+}
+
+/* --- features ----------------------------------------------------------- */
+
+static inline float log1p_pos(float x) {
+    return log1pf(x > 0 ? x : 0);
+}
+
+/* Move-to-front insert of fp into a ring of at most k entries; returns 1
+ * if fp was already there (a revisit). */
+static inline int recent_touch(uint32_t *ring, uint8_t *n, int k, uint32_t fp) {
+    int pos = -1;
+    for (int i = 0; i < *n; i++)
+        if (ring[i] == fp) {
+            pos = i;
+            break;
+        }
+    if (k == 0)
+        return 0;
+    int hit = pos >= 0;
+    if (!hit) {
+        pos = *n < k ? *n : k - 1;
+        if (*n < k)
+            (*n)++;
+    }
+    memmove(ring + 1, ring, (size_t)pos * sizeof *ring);
+    ring[0] = fp;
+    return hit;
+}
+
+static inline double event_value(const nx_store_params_t *p, const nx_event_t *ev) {
+    if (p->value_type >= 0 && ev->type != p->value_type)
+        return 0.0;
+    if (!(ev->price >= 0)) /* NaN (absent) or negative */
+        return 0.0;
+    return ev->price * (ev->quantity > 0 ? ev->quantity : 1);
+}
+
+/* Floor division for ms -> days with negative times. */
+static inline int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Writes the raw vector of u (state after ev) into out. */
+static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *ev, int new_sess,
+                      int item_rev, int cat_rev, float *out) {
+    const nx_store_params_t *p = &store->p;
+    size_t d = 0;
+    int64_t T = u->clock;
+    if (p->families & NX_FEAT_COUNTS) {
+        const float *cnt = u_cnt(store, u);
+        for (int k = 0; k < p->n_windows * p->n_types; k++)
+            out[d++] = log1p_pos(cnt[k]);
+    }
+    if (p->families & NX_FEAT_VALUE) {
+        const float *val = u_val(store, u);
+        for (int w = 0; w < p->n_windows; w++)
+            out[d++] = log1p_pos(val[w]);
+    }
+    if (p->families & NX_FEAT_RECENCY) {
+        const int64_t *last = u_last(store, u);
+        for (int t = 0; t < p->n_types; t++) {
+            if (last[t] == NX_NEVER) {
+                out[d++] = 0.0f;
+                out[d++] = 1.0f;
+            } else {
+                out[d++] = log1p_pos((float)(T - last[t]) * 0.001f);
+                out[d++] = 0.0f;
+            }
+        }
+    }
+    if (p->families & NX_FEAT_SESSION) {
+        out[d++] = log1pf((float)u->sess_len);
+        out[d++] = log1p_pos((float)(T - u->sess_start) * 0.001f);
+        out[d++] = (float)new_sess;
+    }
+    if (p->families & NX_FEAT_REVISITS) {
+        out[d++] = (float)item_rev;
+        out[d++] = (float)cat_rev;
+        out[d++] = log1pf((float)u->sess_rev);
+    }
+    if (p->families & NX_FEAT_ONEHOT)
+        for (int t = 0; t < p->n_types; t++)
+            out[d++] = t == ev->type ? 1.0f : 0.0f;
+    if (p->families & NX_FEAT_TIME) {
+        const int64_t day = 86400000; /* ms per day */
+        int64_t days = floor_div(ev->ts_ms, day);
+        int64_t ms_of_day = ev->ts_ms - days * day;
+        /* 1970-01-01 was a Thursday: +3 makes Monday 0 */
+        int64_t dow = ((days + 3) % 7 + 7) % 7;
+        float a = (float)ms_of_day * (float)(2.0 * M_PI / 86400000.0);
+        float b = (float)dow * (float)(2.0 * M_PI / 7.0);
+        out[d++] = sinf(a);
+        out[d++] = cosf(a);
+        out[d++] = sinf(b);
+        out[d++] = cosf(b);
+    }
+    if (p->families & NX_FEAT_PRICE) {
+        int has = ev->price >= 0;
+        out[d++] = has ? log1pf((float)ev->price) : 0.0f;
+        out[d++] = has ? 0.0f : 1.0f;
+    }
+}
+
+static void emit_example(const nx_store_t *store, nx_user_t *u, int32_t label, nx_examples_t *ex) {
+    size_t r = ex->n++;
+    float *x = ex->x + r * store->dim;
+    const uint16_t *pend = u_pend(store, u);
+    for (size_t i = 0; i < store->dim; i++)
+        x[i] = nx_half_to_float(pend[i]);
+    ex->label[r] = label;
+    ex->ts_ms[r] = u->clock;
+    if (ex->user)
+        ex->user[r] = u->hash;
+    if (ex->partition)
+        ex->partition[r] = u->partition;
+}
+
+/* Applies one valid, not-dropped event with user hash h. */
+static void apply_event(nx_store_t *store, const nx_event_t *ev, uint64_t h, float *xrow,
+                        nx_examples_t *resolved) {
+    const nx_store_params_t *p = &store->p;
+    uint32_t idx = find(store, h);
+    int fresh = 0;
+    if (idx == UINT32_MAX) {
+        if (store->n_users >= p->max_users)
+            evict_one(store);
+        idx = slab_insert(store, h);
+        if (idx == UINT32_MAX) { /* out of memory: count as invalid, zero row */
+            store->st.invalid++;
+            memset(xrow, 0, store->dim * sizeof *xrow);
+            return;
+        }
+        fresh = 1;
+        nx_user_t *u = rec(store, idx);
+        u->clock = ev->ts_ms;
+        u->sess_start = ev->ts_ms;
+        int64_t *last = u_last(store, u);
+        for (int t = 0; t < p->n_types; t++)
+            last[t] = NX_NEVER;
+    }
+    nx_user_t *u = rec(store, idx);
+    u->partition = ev->partition;
+    float *cnt = u_cnt(store, u), *val = u_val(store, u);
+    int64_t *last = u_last(store, u);
+    int nt = p->n_types, t = ev->type;
+    float value = (float)event_value(p, ev);
+    int new_sess = 0;
+    int k = p->recent_items;
+    int item_rev = ev->item ? recent_touch(u_items(store, u), &u->n_items, k, fp32(ev->item)) : 0;
+    int cat_rev =
+        ev->category ? recent_touch(u_cats(store, u), &u->n_cats, k, fp32(ev->category)) : 0;
+
+    if (!fresh && ev->ts_ms < u->clock) {
+        /* Out of order for this user: add the event decayed to the user's
+         * clock; session and labels follow event time and are untouched. */
+        float dt = (float)(u->clock - ev->ts_ms);
+        for (int w = 0; w < p->n_windows; w++) {
+            float f = expf(-dt * store->inv_window_ms[w]);
+            cnt[w * nt + t] += f;
+            val[w] += value * f;
+        }
+        if (ev->ts_ms > last[t])
+            last[t] = ev->ts_ms;
+    } else {
+        int64_t gap = ev->ts_ms - u->clock;
+        if (gap > 0) {
+            float dt = (float)gap;
+            for (int w = 0; w < p->n_windows; w++) {
+                float f = expf(-dt * store->inv_window_ms[w]);
+                for (int j = 0; j < nt; j++)
+                    cnt[w * nt + j] *= f;
+                val[w] *= f;
+            }
+        }
+        for (int w = 0; w < p->n_windows; w++) {
+            cnt[w * nt + t] += 1.0f;
+            val[w] += value;
+        }
+        last[t] = ev->ts_ms;
+        /* Session: a change of session id (absent counts as a value), or
+         * without an id a gap longer than session_gap, starts a new one. */
+        uint32_t sfp = ev->session ? fp32(ev->session) : 0;
+        new_sess = fresh || sfp != u->sess_fp || (!sfp && gap > p->session_gap_ms);
+        if (new_sess) {
+            u->sess_start = ev->ts_ms;
+            u->sess_len = 0;
+            u->sess_rev = 0;
+            u->sess_fp = sfp;
+        }
+        if (u->sess_len < UINT16_MAX)
+            u->sess_len++;
+        if (item_rev && u->sess_rev < UINT16_MAX)
+            u->sess_rev++;
+        /* Label of the pending example (made at the old clock). */
+        if (u->flags & NX_F_PENDING) {
+            int32_t label = gap < p->horizon_ms ? t : nt;
+            emit_example(store, u, label, resolved);
+            list_unlink(store, idx);
+            store->st.resolved++;
+        }
+        u->clock = ev->ts_ms;
+    }
+
+    float *raw = p->normalise ? store->raw : xrow;
+    featurize(store, u, ev, new_sess, item_rev, cat_rev, raw);
+    if (p->normalise) {
+        nx_norm_update(store->norm, raw);
+        nx_norm_apply(store->norm, raw, xrow);
+    }
+    if (ev->ts_ms == u->clock && !(u->flags & NX_F_PENDING)) {
+        uint16_t *pend = u_pend(store, u);
+        for (size_t i = 0; i < store->dim; i++)
+            pend[i] = nx_half_from_float(xrow[i]);
+        list_append(store, idx);
+    }
+    store->st.events++;
+}
+
+int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t watermark_ms,
+                    float *x, uint8_t *status, nx_examples_t *resolved) {
+    if (resolved->cap < n)
+        return -1;
+    resolved->n = 0;
+    const nx_store_params_t *p = &store->p;
+    int64_t too_old = watermark_ms - store->max_window_ms;
+    uint64_t h[NX_BLOCK];
+    uint8_t st[NX_BLOCK];
+    for (size_t b0 = 0; b0 < n; b0 += NX_BLOCK) {
+        size_t bn = n - b0 < NX_BLOCK ? n - b0 : NX_BLOCK;
+        /* Pass 1: classify, hash, prefetch the bucket heads. */
+        for (size_t j = 0; j < bn; j++) {
+            const nx_event_t *e = &ev[b0 + j];
+            if (e->type < 0 || e->type >= p->n_types || e->user_id_len == 0 ||
+                e->user_id_len > NX_EVENT_USER_ID_MAX || !e->user_id)
+                st[j] = NX_STORE_INVALID;
+            else if (e->ts_ms < too_old)
+                st[j] = NX_STORE_DROPPED;
+            else
+                st[j] = e->ts_ms < watermark_ms ? NX_STORE_LATE : NX_STORE_OK;
+            if (st[j] <= NX_STORE_LATE) {
+                h[j] = nx_siphash24(store->key, e->user_id, e->user_id_len);
+                __builtin_prefetch(bucket_of(store, h[j]));
+            }
+        }
+        /* Pass 2: prefetch the first record of each chain. */
+        for (size_t j = 0; j < bn; j++)
+            if (st[j] <= NX_STORE_LATE) {
+                uint32_t i = *bucket_of(store, h[j]);
+                if (i)
+                    __builtin_prefetch(rec(store, i - 1));
+            }
+        /* Pass 3: apply in input order. */
+        for (size_t j = 0; j < bn; j++) {
+            float *xrow = x + (b0 + j) * store->dim;
+            if (status)
+                status[b0 + j] = st[j];
+            if (st[j] == NX_STORE_INVALID || st[j] == NX_STORE_DROPPED) {
+                if (st[j] == NX_STORE_INVALID)
+                    store->st.invalid++;
+                else
+                    store->st.dropped++;
+                memset(xrow, 0, store->dim * sizeof *xrow);
+                continue;
+            }
+            if (st[j] == NX_STORE_LATE)
+                store->st.late++;
+            apply_event(store, &ev[b0 + j], h[j], xrow, resolved);
+        }
+    }
+    return 0;
+}
+
+size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_examples_t *out) {
+    out->n = 0;
+    while (store->lhead && out->n < out->cap) {
+        uint32_t idx = store->lhead - 1;
+        nx_user_t *u = rec(store, idx);
+        if (u->clock + store->p.horizon_ms > watermark_ms)
+            break;
+        emit_example(store, u, store->p.n_types, out);
+        list_unlink(store, idx);
+        store->st.expired_labels++;
+    }
+    return out->n;
+}
+
+/* --- maintenance ---------------------------------------------------------- */
+
+size_t nx_store_maintain(nx_store_t *store, int64_t now_ms, int64_t budget_us) {
+    int64_t deadline = budget_us > 0 ? now_us() + budget_us : INT64_MAX;
+    size_t expired = 0;
+    /* Grow first: it bounds lookup cost for everything else. */
+    while (store->rehash_idx >= 0) {
+        rehash_steps(store, NX_MAINT_CHECK);
+        if (budget_us > 0 && now_us() >= deadline)
+            return 0;
+    }
+    /* TTL scan downwards, so the record moved into a hole (from the end)
+     * has already been visited in this pass. At most one pass per call. */
+    uint64_t visits = store->n_users;
+    int64_t ttl = store->p.user_ttl_ms;
+    for (uint64_t v = 0; v < visits && store->n_users; v++) {
+        if (store->ttl_cursor < 0 || store->ttl_cursor >= (int64_t)store->n_users)
+            store->ttl_cursor = (int64_t)store->n_users - 1;
+        uint32_t i = (uint32_t)store->ttl_cursor--;
+        nx_user_t *u = rec(store, i);
+        if (u->clock <= now_ms - ttl) {
+            if (u->flags & NX_F_PENDING)
+                store->st.labels_lost++;
+            slab_remove(store, i);
+            store->st.expirations++;
+            expired++;
+        }
+        if (budget_us > 0 && (v % NX_MAINT_CHECK) == NX_MAINT_CHECK - 1 && now_us() >= deadline)
+            break;
+    }
+    return expired;
+}
+
+/* --- users ------------------------------------------------------------------ */
+
+uint64_t nx_store_user_hash(const nx_store_t *store, const char *user_id, size_t len) {
+    return nx_siphash24(store->key, user_id, len);
+}
+
+int nx_store_contains(const nx_store_t *store, uint64_t user) {
+    return find(store, user) != UINT32_MAX;
+}
+
+void nx_store_foreach(const nx_store_t *store,
+                      void (*fn)(void *opaque, uint64_t user, int32_t partition, int64_t clock_ms),
+                      void *opaque) {
+    for (uint32_t i = 0; i < store->n_users; i++) {
+        nx_user_t *u = rec(store, i);
+        fn(opaque, u->hash, u->partition, u->clock);
+    }
+}
+
+int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t size) {
+    uint32_t idx = find(store, user);
+    if (idx == UINT32_MAX)
+        return -1;
+    const nx_store_params_t *p = &store->p;
+    nx_user_t *u = rec(store, idx);
+    size_t off = 0;
+#define OUT(...)                                                                                   \
+    do {                                                                                           \
+        int r_ =                                                                                   \
+            snprintf(off < size ? buf + off : NULL, off < size ? size - off : 0, __VA_ARGS__);     \
+        off += (size_t)(r_ > 0 ? r_ : 0);                                                          \
+    } while (0)
+    OUT("user %016" PRIx64 " partition %d clock %" PRId64 " pending %d\n", u->hash, u->partition,
+        u->clock, (u->flags & NX_F_PENDING) ? 1 : 0);
+    OUT("session fp %08x start %" PRId64 " len %u revisits %u\n", u->sess_fp, u->sess_start,
+        u->sess_len, u->sess_rev);
+    const int64_t *last = u_last(store, u);
+    const float *cnt = u_cnt(store, u), *val = u_val(store, u);
+    for (int t = 0; t < p->n_types; t++)
+        OUT("last %s %" PRId64 "\n", p->type_names[t], last[t]);
+    for (int w = 0; w < p->n_windows; w++) {
+        OUT("window %" PRId64 ":", p->window_ms[w]);
+        for (int t = 0; t < p->n_types; t++)
+            OUT(" %a", (double)cnt[w * p->n_types + t]);
+        OUT(" value %a\n", (double)val[w]);
+    }
+    OUT("items");
+    for (int i = 0; i < u->n_items; i++)
+        OUT(" %08x", u_items(store, u)[i]);
+    OUT("\ncategories");
+    for (int i = 0; i < u->n_cats; i++)
+        OUT(" %08x", u_cats(store, u)[i]);
+    OUT("\n");
+    if (u->flags & NX_F_PENDING) {
+        OUT("pending");
+        for (size_t i = 0; i < store->dim; i++)
+            OUT(" %04x", u_pend(store, u)[i]);
+        OUT("\n");
+    }
+#undef OUT
+    return (int)off;
+}
+
+/* --- save / restore --------------------------------------------------------- */
+
+typedef struct nx_stream_head {
+    uint32_t magic;
+    uint32_t rec_size;
+    uint64_t schema_hash;
+    uint64_t n_users;
+} nx_stream_head_t;
+
+/* Writes record u with its table/list links cleared (they are rebuilt). */
+static int write_rec(const nx_store_t *store, nx_user_t *u, char *tmp, nx_stream_write_fn write,
+                     void *opaque) {
+    memcpy(tmp, u, store->rec_size);
+    nx_user_t *c = (nx_user_t *)tmp;
+    c->chain = c->lprev = c->lnext = 0;
+    return write(opaque, tmp, store->rec_size);
+}
+
+int nx_store_save_partition(const nx_store_t *store, int32_t partition, nx_stream_write_fn write,
+                            void *opaque) {
+    char *tmp = malloc(store->rec_size);
+    int rc = -1;
+    if (!tmp)
+        goto out;
+    nx_stream_head_t hd = {NX_PART_MAGIC, (uint32_t)store->rec_size, store->schema_hash, 0};
+    uint64_t n_pend = 0;
+    for (uint32_t i = 0; i < store->n_users; i++)
+        if (rec(store, i)->partition == partition)
+            hd.n_users++;
+    for (uint32_t i = store->lhead; i; i = rec(store, i - 1)->lnext)
+        if (rec(store, i - 1)->partition == partition)
+            n_pend++;
+    if (write(opaque, &hd, sizeof hd))
+        goto out;
+    for (uint32_t i = 0; i < store->n_users; i++) {
+        nx_user_t *u = rec(store, i);
+        if (u->partition == partition && write_rec(store, u, tmp, write, opaque))
+            goto out;
+    }
+    /* Expiry order as user hashes (slab positions change on restore). */
+    if (write(opaque, &n_pend, sizeof n_pend))
+        goto out;
+    for (uint32_t i = store->lhead; i; i = rec(store, i - 1)->lnext) {
+        nx_user_t *u = rec(store, i - 1);
+        if (u->partition == partition && write(opaque, &u->hash, sizeof u->hash))
+            goto out;
+    }
+    rc = 0;
+out:
+    free(tmp);
+    return rc;
+}
+
+size_t nx_store_drop_partition(nx_store_t *store, int32_t partition) {
+    size_t removed = 0;
+    for (int64_t i = (int64_t)store->n_users - 1; i >= 0; i--) {
+        if (i >= (int64_t)store->n_users)
+            continue;
+        if (rec(store, (uint32_t)i)->partition == partition) {
+            slab_remove(store, (uint32_t)i);
+            removed++;
+        }
+    }
+    return removed;
+}
+
+/* Reads one record and inserts it (replacing a user with the same hash).
+ * The pending flag is cleared; the caller relinks the expiry order. */
+static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, void *opaque,
+                       char *errstr, size_t errstr_size) {
+    if (read(opaque, tmp, store->rec_size)) {
+        snprintf(errstr, errstr_size, "features: short read in user records");
+        return -1;
+    }
+    nx_user_t *in = (nx_user_t *)tmp;
+    uint32_t old = find(store, in->hash);
+    if (old != UINT32_MAX)
+        slab_remove(store, old);
+    uint32_t idx = slab_insert(store, in->hash);
+    if (idx == UINT32_MAX) {
+        snprintf(errstr, errstr_size, "features: out of memory restoring users");
+        return -1;
+    }
+    nx_user_t *u = rec(store, idx);
+    uint32_t chain = u->chain;
+    memcpy(u, tmp, store->rec_size);
+    u->chain = chain;
+    u->lprev = u->lnext = 0;
+    u->flags &= (uint8_t)~NX_F_PENDING;
+    return 0;
+}
+
+static int check_head(const nx_store_t *store, const nx_stream_head_t *hd, uint32_t magic,
+                      char *errstr, size_t errstr_size) {
+    if (hd->magic != magic || hd->rec_size != store->rec_size ||
+        hd->schema_hash != store->schema_hash) {
+        snprintf(errstr, errstr_size,
+                 "features: stream is not a store of this layout (magic %08x, record %u bytes, "
+                 "schema %016" PRIx64 ")",
+                 hd->magic, hd->rec_size, hd->schema_hash);
+        return -1;
+    }
+    return 0;
+}
+
+static int read_pending_order(nx_store_t *store, nx_stream_read_fn read, void *opaque, char *errstr,
+                              size_t errstr_size) {
+    uint64_t n_pend;
+    if (read(opaque, &n_pend, sizeof n_pend)) {
+        snprintf(errstr, errstr_size, "features: short read in pending order");
+        return -1;
+    }
+    for (uint64_t k = 0; k < n_pend; k++) {
+        uint64_t h;
+        if (read(opaque, &h, sizeof h)) {
+            snprintf(errstr, errstr_size, "features: short read in pending order");
+            return -1;
+        }
+        uint32_t idx = find(store, h);
+        if (idx == UINT32_MAX || (rec(store, idx)->flags & NX_F_PENDING)) {
+            snprintf(errstr, errstr_size, "features: pending order names an unknown user");
+            return -1;
+        }
+        list_append(store, idx);
+    }
+    return 0;
+}
+
+int nx_store_restore_partition(nx_store_t *store, nx_stream_read_fn read, void *opaque,
+                               char *errstr, size_t errstr_size) {
+    nx_stream_head_t hd;
+    char *tmp = NULL;
+    int rc = -1;
+    if (read(opaque, &hd, sizeof hd)) {
+        snprintf(errstr, errstr_size, "features: short read in partition header");
+        goto out;
+    }
+    if (check_head(store, &hd, NX_PART_MAGIC, errstr, errstr_size))
+        goto out;
+    if (store->n_users + hd.n_users > store->p.max_users) {
+        snprintf(errstr, errstr_size,
+                 "features: restoring %" PRIu64 " users would exceed max_users %" PRIu64,
+                 hd.n_users, store->p.max_users);
+        goto out;
+    }
+    tmp = malloc(store->rec_size);
+    if (!tmp) {
+        snprintf(errstr, errstr_size, "features: out of memory");
+        goto out;
+    }
+    for (uint64_t k = 0; k < hd.n_users; k++)
+        if (read_insert(store, tmp, read, opaque, errstr, errstr_size))
+            goto out;
+    if (read_pending_order(store, read, opaque, errstr, errstr_size))
+        goto out;
+    rc = 0;
+out:
+    free(tmp);
+    return rc;
+}
+
+/* Scalar state carried by a whole-store stream after the records. */
+typedef struct nx_store_tail {
+    uint64_t rng;
+    int64_t ttl_cursor;
+    nx_store_stats_t st;
+} nx_store_tail_t;
+
+int nx_store_save(const nx_store_t *store, nx_stream_write_fn write, void *opaque) {
+    char *tmp = malloc(store->rec_size);
+    int rc = -1;
+    if (!tmp)
+        goto out;
+    nx_stream_head_t hd = {NX_STORE_MAGIC, (uint32_t)store->rec_size, store->schema_hash,
+                           store->n_users};
+    if (write(opaque, &hd, sizeof hd))
+        goto out;
+    for (uint32_t i = 0; i < store->n_users; i++)
+        if (write_rec(store, rec(store, i), tmp, write, opaque))
+            goto out;
+    uint64_t n_pend = store->st.pending;
+    if (write(opaque, &n_pend, sizeof n_pend))
+        goto out;
+    for (uint32_t i = store->lhead; i; i = rec(store, i - 1)->lnext)
+        if (write(opaque, &rec(store, i - 1)->hash, sizeof(uint64_t)))
+            goto out;
+    nx_store_tail_t tail;
+    memset(&tail, 0, sizeof tail);
+    tail.rng = store->rng;
+    tail.ttl_cursor = store->ttl_cursor;
+    tail.st = store->st;
+    if (write(opaque, &tail, sizeof tail))
+        goto out;
+    if (nx_norm_save(store->norm, write, opaque))
+        goto out;
+    rc = 0;
+out:
+    free(tmp);
+    return rc;
+}
+
+int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, char *errstr,
+                     size_t errstr_size) {
+    nx_stream_head_t hd;
+    char *tmp = NULL;
+    int rc = -1;
+    if (read(opaque, &hd, sizeof hd)) {
+        snprintf(errstr, errstr_size, "features: short read in store header");
+        goto out;
+    }
+    if (check_head(store, &hd, NX_STORE_MAGIC, errstr, errstr_size))
+        goto out;
+    if (hd.n_users > store->p.max_users) {
+        snprintf(errstr, errstr_size, "features: %" PRIu64 " users exceed max_users %" PRIu64,
+                 hd.n_users, store->p.max_users);
+        goto out;
+    }
+    tmp = malloc(store->rec_size);
+    if (!tmp) {
+        snprintf(errstr, errstr_size, "features: out of memory");
+        goto out;
+    }
+    /* Empty the store, keeping the chunks and the larger bucket array. */
+    if (store->rehash_idx >= 0) {
+        free(store->bk[0]);
+        store->bk[0] = store->bk[1];
+        store->mask[0] = store->mask[1];
+        store->bk[1] = NULL;
+        store->rehash_idx = -1;
+    }
+    memset(store->bk[0], 0, (store->mask[0] + 1) * sizeof(uint32_t));
+    store->n_users = 0;
+    store->lhead = store->ltail = 0;
+    store->st.pending = 0;
+    /* Records go back at their slab positions (they were saved in order). */
+    for (uint64_t k = 0; k < hd.n_users; k++)
+        if (read_insert(store, tmp, read, opaque, errstr, errstr_size))
+            goto out;
+    if (read_pending_order(store, read, opaque, errstr, errstr_size))
+        goto out;
+    nx_store_tail_t tail;
+    if (read(opaque, &tail, sizeof tail)) {
+        snprintf(errstr, errstr_size, "features: short read in store counters");
+        goto out;
+    }
+    store->rng = tail.rng;
+    store->ttl_cursor = tail.ttl_cursor;
+    size_t rec_bytes = store->st.record_bytes;
+    store->st = tail.st;
+    store->st.record_bytes = rec_bytes;
+    if (nx_norm_load(store->norm, read, opaque, errstr, errstr_size))
+        goto out;
+    rc = 0;
+out:
+    free(tmp);
+    return rc;
+}
+
+void nx_store_stats(const nx_store_t *store, nx_store_stats_t *stats) {
+    *stats = store->st;
+    stats->users = store->n_users;
+    stats->buckets = store->mask[0] + 1 + (store->bk[1] ? store->mask[1] + 1 : 0);
+    stats->rehashing = store->rehash_idx >= 0;
+    stats->record_bytes = store->rec_size;
+    double users = store->n_users ? (double)store->n_users : 1.0;
+    stats->bytes_per_user = (double)store->rec_size + (double)stats->buckets * 4.0 / users;
+}

@@ -1,0 +1,234 @@
+/*
+ * store.h: the per-user feature store.
+ *
+ * Turns a stream of nx_event_t into per-user state, one feature vector per
+ * event, and labelled examples for training (DESIGN.md, Feature store).
+ *
+ * Layout and why:
+ * - Users live in a dense slab of fixed-size records (size from the params,
+ *   ~230 bytes with the defaults), allocated in chunks of 65536 records so the
+ *   slab grows without a copy. Removal moves the last record into the hole,
+ *   so the slab stays dense: iteration is a linear walk and the sampled-LRU
+ *   eviction can pick uniformly random users in O(1).
+ * - A chained hash table indexes the slab: buckets are 4-byte record indices
+ *   (+1, 0 = empty) and each record holds the next index of its chain. That
+ *   costs 4-8 bytes per user (load factor 0.5-1), against ~1.5-2x the record
+ *   size for open addressing with inline records, and it makes incremental
+ *   resize simple: as in Redis' dict, a grow allocates a second bucket array
+ *   and moves old buckets over a few at a time (each insert moves one, each
+ *   nx_store_maintain call moves more within its budget); lookups consult the
+ *   old or new array depending on the bucket's position against the cursor.
+ * - Windows are exponentially decayed counters, one float per window and
+ *   type (+ one for purchase value): count_w = sum over the user's events of
+ *   exp(-(T - ts) / L_w), T = the user's clock (latest event time seen), L_w
+ *   the window length. O(1) update in either time direction (a late event adds
+ *   exp(-(T - ts)/L_w)), 4 bytes per counter; bucketed rings of the default
+ *   10/12/24 buckets would take ~46 counters per type instead of 3 (see
+ *   bench/bench_features.c for the measured comparison).
+ * - Each user holds at most one pending example: its normalised vector at its
+ *   latest event, kept as IEEE fp16 (2 bytes per feature; the vector is
+ *   clipped to [-clip, clip], far inside the fp16 range, rel. error < 2^-11).
+ *
+ * Time and lateness: for each event, with W = the watermark passed in:
+ * - ts < W - longest window: dropped (counted, state untouched, zero row);
+ * - ts < W: late (counted), still applied to the windows;
+ * - ts < the user's clock T (the user's own events came out of order): the
+ *   event is applied to counters, recency and recent items, but it neither
+ *   changes the session nor takes part in labels: labels follow event time,
+ *   so a late event neither resolves the pending example (it is not "next")
+ *   nor becomes pending (a later event already exists).
+ * Labels: when an event with ts >= the pending time arrives, the pending
+ * example is resolved with label = the event's type if ts - pending < H, else
+ * `none` (= n_types); then the event becomes pending. nx_store_expire_labels
+ * resolves to `none` those with pending + H <= watermark, oldest first.
+ *
+ * Guarantees: nx_store_update, nx_store_expire_labels and nx_store_maintain
+ * allocate nothing except when the slab needs a new chunk or the table starts
+ * a grow (amortised, never a copy of the whole table), print nothing, and are
+ * deterministic: the same events, watermarks, maintain calls and params give
+ * bit-identical vectors, labels and state (eviction draws from a generator
+ * seeded by params.seed). Not thread-safe: one owner (the main loop).
+ * The store owns all its memory; caller buffers are only written.
+ */
+#ifndef NX_STORE_H
+#define NX_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "event.h"
+#include "stream.h"
+
+#define NX_STORE_MAX_WINDOWS      4  /* window lengths configurable */
+#define NX_STORE_MAX_RECENT       8  /* recent items/categories per user */
+#define NX_STORE_TYPE_NAME_MAX    32 /* bytes incl. NUL */
+#define NX_STORE_FEATURE_NAME_MAX 80 /* bytes incl. NUL */
+
+/* Feature families, each switched on by one bit of params.families. */
+enum {
+    NX_FEAT_COUNTS = 1 << 0,   /* per window and type: log1p(decayed count) */
+    NX_FEAT_VALUE = 1 << 1,    /* per window: log1p(decayed purchase value) */
+    NX_FEAT_RECENCY = 1 << 2,  /* per type: log1p(seconds since last), missing flag */
+    NX_FEAT_SESSION = 1 << 3,  /* session events, duration, new-session flag */
+    NX_FEAT_REVISITS = 1 << 4, /* item / category seen among recent, session revisits */
+    NX_FEAT_ONEHOT = 1 << 5,   /* the event's type, one-hot */
+    NX_FEAT_TIME = 1 << 6,     /* hour of day and day of week as sin/cos (UTC) */
+    NX_FEAT_PRICE = 1 << 7,    /* log1p(price), missing flag */
+    NX_FEAT_ALL = 0xff
+};
+
+typedef struct nx_store_params {
+    int n_types; /* 1..NX_EVENT_MAX_TYPES */
+    char type_names[NX_EVENT_MAX_TYPES][NX_STORE_TYPE_NAME_MAX];
+    int n_windows;                            /* 1..NX_STORE_MAX_WINDOWS */
+    int64_t window_ms[NX_STORE_MAX_WINDOWS];  /* ascending lengths, ms */
+    int window_buckets[NX_STORE_MAX_WINDOWS]; /* ring buckets; unused by decayed counters */
+    int value_type;         /* type whose price*quantity is "value"; -1 = any priced event */
+    int64_t user_ttl_ms;    /* idle users expire after this (>= horizon_ms) */
+    uint64_t max_users;     /* hard cap (>= 1), least recently active evicted */
+    int64_t session_gap_ms; /* a gap longer than this starts a session (no session id) */
+    int recent_items;       /* 0..NX_STORE_MAX_RECENT remembered items and categories */
+    uint32_t families;      /* NX_FEAT_* bits */
+    float clip;             /* normalised values are clipped to [-clip, clip] */
+    int64_t horizon_ms;     /* label horizon H */
+    int normalise;          /* 1: X rows are normalised (default); 0: raw (tests) */
+    uint64_t seed;          /* eviction sampling generator */
+} nx_store_params_t;
+
+/* Fills the defaults: types click, cart, purchase (value from purchase);
+ * windows 5 min/1 h/24 h (10/12/24 buckets); TTL 24 h; 10M users; session
+ * gap 30 min; 4 recent items; all families; clip 5; H 30 min; normalise. */
+void nx_store_params_default(nx_store_params_t *params);
+
+/* Event status written per row by nx_store_update. */
+enum {
+    NX_STORE_OK = 0,      /* applied */
+    NX_STORE_LATE = 1,    /* applied, older than the watermark */
+    NX_STORE_DROPPED = 2, /* older than watermark - longest window: ignored, zero row */
+    NX_STORE_INVALID = 3  /* type out of range or bad user id: ignored, zero row */
+};
+
+/* Labelled examples handed out by nx_store_update / nx_store_expire_labels.
+ * All arrays are the caller's, with room for cap rows; n is set to the rows
+ * written. Row r is x[r*dim .. r*dim+dim). */
+typedef struct nx_examples {
+    float *x;           /* (cap, dim) normalised vector (fp16 round trip) */
+    int32_t *label;     /* (cap) event type index, or n_types for `none` */
+    int64_t *ts_ms;     /* (cap) event time of the example's event */
+    uint64_t *user;     /* (cap) user hash; may be NULL */
+    int32_t *partition; /* (cap) input partition; may be NULL */
+    size_t cap;
+    size_t n;
+} nx_examples_t;
+
+typedef struct nx_store_stats {
+    uint64_t users;          /* users now in the store */
+    uint64_t events;         /* events applied (ok + late) */
+    uint64_t late;           /* applied with ts < watermark */
+    uint64_t dropped;        /* older than watermark - longest window */
+    uint64_t invalid;        /* bad type or user id */
+    uint64_t evictions;      /* users evicted by the max_users cap */
+    uint64_t expirations;    /* users expired by TTL */
+    uint64_t pending;        /* users holding a pending example */
+    uint64_t labels_lost;    /* pending examples lost with an evicted/dropped user */
+    uint64_t resolved;       /* examples resolved by a next event */
+    uint64_t expired_labels; /* examples resolved to `none` by the watermark */
+    uint64_t buckets;        /* hash buckets (both arrays during a grow) */
+    int rehashing;           /* 1 while a grow is under way */
+    size_t record_bytes;     /* bytes of one user record */
+    double bytes_per_user;   /* estimate: record + buckets + slab slack */
+} nx_store_stats_t;
+
+typedef struct nx_store nx_store_t;
+
+/* New store. Copies params and key. Caller frees with nx_store_destroy.
+ * NULL + errstr on bad params or allocation failure. */
+nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16], char *errstr,
+                         size_t errstr_size);
+void nx_store_destroy(nx_store_t *store);
+
+/* --- Feature schema --------------------------------------------------- */
+
+/* Features per vector. */
+size_t nx_store_dim(const nx_store_t *store);
+/* Name of feature i (< dim), e.g. "cnt_5m_click"; valid while the store
+ * lives. */
+const char *nx_store_feature_name(const nx_store_t *store, size_t i);
+/* 64-bit hash of the layout (names in order, window kind); models and
+ * checkpoints carry it so vectors of another layout are refused. */
+uint64_t nx_store_schema_hash(const nx_store_t *store);
+
+/* --- Hot path --------------------------------------------------------- */
+
+/* Applies n events, in order, against watermark_ms (see the header comment).
+ * x: (n, dim) caller buffer; row i receives event i's vector (normalised
+ * unless params.normalise is 0; zero for dropped/invalid events).
+ * status: (n) NX_STORE_* per event, may be NULL.
+ * resolved: examples resolved by these events are appended from
+ * resolved->n = 0; its cap must be >= n (each event resolves at most one).
+ * Returns 0, or -1 only if resolved->cap < n (nothing is applied).
+ * Lookups go in blocks of 32 with prefetch. */
+int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t watermark_ms,
+                    float *x, uint8_t *status, nx_examples_t *resolved);
+
+/* Resolves to `none` the pending examples whose time + H <= watermark_ms, in
+ * the order they became pending (approximately oldest first: a user's new
+ * pending example goes to the back), at most out->cap of them, written
+ * from out->n = 0. O(returned); call every batch. Returns the number. */
+size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_examples_t *out);
+
+/* --- Maintenance ------------------------------------------------------ */
+
+/* One maintenance slice from the main loop's tick: advances the table grow
+ * and the TTL scan (users whose clock + ttl <= now_ms are removed; their
+ * pending example is dropped, counted in labels_lost), stopping once
+ * budget_us has been spent (clock checked every 256 steps). A budget of 0
+ * runs to completion (tests). Returns the number of users expired. */
+size_t nx_store_maintain(nx_store_t *store, int64_t now_ms, int64_t budget_us);
+
+/* --- Users, partitions, checkpoints ------------------------------------ */
+
+/* Keyed hash of a user id, as used for lookups. */
+uint64_t nx_store_user_hash(const nx_store_t *store, const char *user_id, size_t len);
+
+/* 1 if the user (by hash) is in the store. */
+int nx_store_contains(const nx_store_t *store, uint64_t user);
+
+/* Calls fn(opaque, user hash, partition, clock ms) for every user, in slab
+ * order; fn must not change the store. */
+void nx_store_foreach(const nx_store_t *store,
+                      void (*fn)(void *opaque, uint64_t user, int32_t partition, int64_t clock_ms),
+                      void *opaque);
+
+/* Text dump of one user's full state (every field; floats as %a), for
+ * tests and debugging. Returns the length snprintf would write, or -1 if the
+ * user is absent. */
+int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t size);
+
+/* Saves the users of one partition (records and pending order), without
+ * changing the store. 0 or -1 (a write failed). */
+int nx_store_save_partition(const nx_store_t *store, int32_t partition, nx_stream_write_fn write,
+                            void *opaque);
+/* Removes every user of the partition (their pending examples are dropped
+ * without counting as lost). O(users). Returns the number removed. */
+size_t nx_store_drop_partition(nx_store_t *store, int32_t partition);
+/* Restores users saved by nx_store_save_partition: records come back
+ * bit-identical, pending ones go to the back of the expiry order in their
+ * saved order. A user already present is replaced. 0 or -1 + errstr (bad
+ * stream or schema; users read before the error stay). */
+int nx_store_restore_partition(nx_store_t *store, nx_stream_read_fn read, void *opaque,
+                               char *errstr, size_t errstr_size);
+
+/* Saves / restores the whole store: every user in slab order, the expiry
+ * order, the normaliser, counters and generator state, so a restored store
+ * continues bit-identically. Restore needs a store made with the same
+ * params; it replaces the current contents. 0 or -1 (+ errstr). */
+int nx_store_save(const nx_store_t *store, nx_stream_write_fn write, void *opaque);
+int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, char *errstr,
+                     size_t errstr_size);
+
+/* Counters. */
+void nx_store_stats(const nx_store_t *store, nx_store_stats_t *stats);
+
+#endif /* NX_STORE_H */

@@ -1,0 +1,1063 @@
+/*
+ * test_features.c: unit tests for features/ (SipHash, key file, fp16,
+ * normaliser, feature store), linking only nx_features.
+ *
+ * The store is checked against a brute-force reference that keeps every
+ * accepted event of each user and recomputes every feature from that list
+ * (decayed counts as explicit sums in double, recency as maxima, sessions
+ * and revisits by rescanning the list), on random streams with out-of-order
+ * and too-old events, TTL expiry and a user cap.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "half.h"
+#include "norm.h"
+#include "siphash.h"
+#include "store.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            if (failures > 20)                                                                     \
+                exit(1);                                                                           \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    CHECK(fabs((double)(a) - (double)(b)) <= (tol) * (1.0 + fabs((double)(b))),                    \
+          "%s = %.9g, want %.9g", #a, (double)(a), (double)(b))
+
+static const uint8_t test_key[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* --- a memory stream ------------------------------------------------------ */
+
+typedef struct membuf {
+    char *data;
+    size_t len, cap, pos;
+} membuf_t;
+
+static int mem_write(void *opaque, const void *buf, size_t len) {
+    membuf_t *m = opaque;
+    if (m->len + len > m->cap) {
+        size_t cap = m->cap ? m->cap : 4096;
+        while (cap < m->len + len)
+            cap *= 2;
+        char *d = realloc(m->data, cap);
+        if (!d)
+            return -1;
+        m->data = d;
+        m->cap = cap;
+    }
+    memcpy(m->data + m->len, buf, len);
+    m->len += len;
+    return 0;
+}
+
+static int mem_read(void *opaque, void *buf, size_t len) {
+    membuf_t *m = opaque;
+    if (m->pos + len > m->len)
+        return -1;
+    memcpy(buf, m->data + m->pos, len);
+    m->pos += len;
+    return 0;
+}
+
+/* --- SipHash ----------------------------------------------------------------- */
+
+static void test_siphash(void) {
+    /* Reference implementation vectors (key 00..0f, message 00..len-1),
+     * lengths 0..11, as little-endian 64-bit words. */
+    static const uint64_t want[12] = {
+        0x726fdb47dd0e0e31ULL, 0x74f839c593dc67fdULL, 0x0d6c8009d9a94f5aULL, 0x85676696d7fb7e2dULL,
+        0xcf2794e0277187b7ULL, 0x18765564cd99a68dULL, 0xcbc9466e58fee3ceULL, 0xab0200f58b01d137ULL,
+        0x93f5f5799a932462ULL, 0x9e0082df0ba9e4b0ULL, 0x7a5dbbc594ddb9f3ULL, 0xf4b32f46226bada7ULL,
+    };
+    uint8_t msg[16];
+    for (int i = 0; i < 16; i++)
+        msg[i] = (uint8_t)i;
+    for (int len = 0; len < 12; len++) {
+        uint64_t got = nx_siphash24(test_key, msg, (size_t)len);
+        CHECK(got == want[len], "len %d: %016llx want %016llx", len, (unsigned long long)got,
+              (unsigned long long)want[len]);
+    }
+    /* The paper's worked example (Appendix A): 15-byte message. */
+    uint64_t got = nx_siphash24(test_key, msg, 15);
+    CHECK(got == 0xa129ca6149be45e5ULL, "paper example: %016llx", (unsigned long long)got);
+}
+
+static void test_keyfile(void) {
+    char dir[] = "/tmp/nx-test-key-XXXXXX", path[128], err[256];
+    uint8_t k1[16], k2[16];
+    int created = -1;
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    CHECK(nx_siphash_key_load(dir, k1, &created, err, sizeof err) == 0, "create: %s", err);
+    CHECK(created == 1, "created %d", created);
+    snprintf(path, sizeof path, "%s/%s", dir, NX_SIPHASH_KEY_FILE);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "mode %o",
+          (unsigned)(st.st_mode & 0777));
+    CHECK(st.st_size == 16, "size %lld", (long long)st.st_size);
+    CHECK(nx_siphash_key_load(dir, k2, &created, err, sizeof err) == 0, "reload: %s", err);
+    CHECK(created == 0 && memcmp(k1, k2, 16) == 0, "reload gave another key");
+    chmod(path, 0644);
+    CHECK(nx_siphash_key_load(dir, k2, NULL, err, sizeof err) == -1, "0644 key accepted");
+    unlink(path);
+    rmdir(dir);
+    CHECK(nx_siphash_key_load("/nonexistent/nx", k2, NULL, err, sizeof err) == -1,
+          "missing dir accepted");
+}
+
+/* --- fp16 ------------------------------------------------------------------- */
+
+static void test_half(void) {
+    CHECK(nx_half_from_float(1.0f) == 0x3c00, "1.0 -> %04x", nx_half_from_float(1.0f));
+    CHECK(nx_half_from_float(-2.0f) == 0xc000, "-2.0");
+    CHECK(nx_half_from_float(65504.0f) == 0x7bff, "max");
+    CHECK(nx_half_from_float(65520.0f) == 0x7c00, "65520 rounds to inf");
+    CHECK(nx_half_from_float(5.960464477539063e-08f) == 0x0001, "min subnormal");
+    CHECK(nx_half_from_float(1.0f + 1.0f / 2048) == 0x3c00, "tie rounds to even (down)");
+    CHECK(nx_half_from_float(1.0f + 3.0f / 2048) == 0x3c02, "tie rounds to even (up)");
+    /* Every finite half round-trips exactly. */
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if ((h & 0x7c00) == 0x7c00)
+            continue;
+        float f = nx_half_to_float((uint16_t)h);
+        uint16_t back = nx_half_from_float(f);
+        if (back != h && !(h == 0x8000 && back == 0x8000)) {
+            CHECK(0, "half %04x -> %g -> %04x", h, (double)f, back);
+            break;
+        }
+    }
+}
+
+/* --- normaliser ---------------------------------------------------------------- */
+
+static void test_norm(void) {
+    const size_t dim = 3;
+    nx_norm_t *norm = nx_norm_new(dim, 2.0f);
+    double sum[3] = {0}, sq[3] = {0};
+    float raw[3], out[3];
+    uint64_t s = 7;
+    int n = 1000;
+    for (int i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        raw[0] = (float)((s >> 40) % 1000) / 100.0f; /* 0..10 */
+        raw[1] = 4.0f;                               /* constant */
+        raw[2] = (float)i;
+        nx_norm_update(norm, raw);
+        for (size_t j = 0; j < dim; j++) {
+            sum[j] += raw[j];
+            sq[j] += (double)raw[j] * raw[j];
+        }
+    }
+    for (size_t j = 0; j < dim; j++) {
+        double mean = sum[j] / n, var = sq[j] / n - mean * mean;
+        CHECK_NEAR(nx_norm_mean(norm, j), mean, 1e-9);
+        CHECK(fabs(nx_norm_var(norm, j) - var) <= 1e-6 * (1 + var), "var %zu %g want %g", j,
+              nx_norm_var(norm, j), var);
+    }
+    raw[0] = 1e6f;
+    raw[1] = 4.0f;
+    raw[2] = (float)(sum[2] / n);
+    nx_norm_apply(norm, raw, out);
+    CHECK(out[0] == 2.0f, "clip: %g", (double)out[0]);
+    CHECK(out[1] == 0.0f, "constant feature: %g", (double)out[1]);
+    CHECK(fabsf(out[2]) < 1e-4f, "mean maps to 0: %g", (double)out[2]);
+    membuf_t m = {0};
+    CHECK(nx_norm_save(norm, mem_write, &m) == 0, "save");
+    nx_norm_t *norm2 = nx_norm_new(dim, 2.0f);
+    char err[128];
+    CHECK(nx_norm_load(norm2, mem_read, &m, err, sizeof err) == 0, "load: %s", err);
+    float out2[3];
+    nx_norm_apply(norm2, raw, out2);
+    CHECK(memcmp(out, out2, sizeof out) == 0, "restored normaliser differs");
+    CHECK(nx_norm_count(norm2) == (uint64_t)n, "count");
+    nx_norm_destroy(norm2);
+    nx_norm_destroy(norm);
+    free(m.data);
+}
+
+/* --- store helpers -------------------------------------------------------- */
+
+static nx_event_t mk_event(const char *user, int type, int64_t ts, uint64_t item, uint64_t cat,
+                           uint64_t session, double price, int qty, int partition) {
+    nx_event_t e;
+    memset(&e, 0, sizeof e);
+    e.user_id = user;
+    e.user_id_len = (uint32_t)strlen(user);
+    e.type = type;
+    e.ts_ms = ts;
+    e.item = item;
+    e.category = cat;
+    e.session = session;
+    e.price = price;
+    e.quantity = qty;
+    e.partition = partition;
+    return e;
+}
+
+typedef struct exbuf {
+    float *x;
+    int32_t label[4096];
+    int64_t ts[4096];
+    uint64_t user[4096];
+    int32_t part[4096];
+    nx_examples_t ex;
+} exbuf_t;
+
+static void exbuf_init(exbuf_t *b, size_t dim, size_t cap) {
+    b->x = calloc(cap * dim, sizeof(float));
+    b->ex = (nx_examples_t){b->x, b->label, b->ts, b->user, b->part, cap, 0};
+}
+
+/* --- exact vectors for a hand-written sequence ------------------------------- */
+
+static void test_hand_sequence(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p);
+    p.n_types = 2;
+    strcpy(p.type_names[0], "click");
+    strcpy(p.type_names[1], "buy");
+    p.n_windows = 1;
+    p.window_ms[0] = 60000;
+    p.value_type = 1;
+    p.session_gap_ms = 100000;
+    p.horizon_ms = 30000;
+    p.user_ttl_ms = 3600000;
+    p.recent_items = 2;
+    p.normalise = 0;
+    char err[256];
+    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(store != NULL, "new: %s", err);
+    if (!store)
+        return;
+    static const char *names[] = {"cnt_1m_click",
+                                  "cnt_1m_buy",
+                                  "value_1m",
+                                  "since_click_s",
+                                  "since_click_missing",
+                                  "since_buy_s",
+                                  "since_buy_missing",
+                                  "session_events",
+                                  "session_duration_s",
+                                  "session_new",
+                                  "item_revisit",
+                                  "category_revisit",
+                                  "session_revisits",
+                                  "is_click",
+                                  "is_buy",
+                                  "hour_sin",
+                                  "hour_cos",
+                                  "dow_sin",
+                                  "dow_cos",
+                                  "log_price",
+                                  "price_missing"};
+    size_t dim = nx_store_dim(store);
+    CHECK(dim == 21, "dim %zu", dim);
+    for (size_t i = 0; i < dim && i < 21; i++)
+        CHECK(strcmp(nx_store_feature_name(store, i), names[i]) == 0, "feature %zu is %s, want %s",
+              i, nx_store_feature_name(store, i), names[i]);
+
+    const int64_t t0 = 1000000; /* 00:16:40 on Thursday 1970-01-01 */
+    nx_event_t ev[5] = {
+        mk_event("u1", 0, t0, 11, 21, 0, NAN, 0, 0),
+        mk_event("u1", 1, t0 + 60000, 11, 21, 0, 10.0, 2, 0),
+        mk_event("u1", 0, t0 + 70000, 12, 21, 0, NAN, 0, 0),
+        mk_event("u1", 0, t0 + 65000, 13, 22, 0, NAN, 0, 0),  /* late for the user */
+        mk_event("u1", 0, t0 + 200000, 12, 21, 0, NAN, 0, 0), /* gap 130 s > 100 s */
+    };
+    float x[5][21];
+    uint8_t st[5];
+    exbuf_t rb;
+    exbuf_init(&rb, dim, 8);
+    /* e0, e1 in one batch: e0 is resolved by e1 (gap 60 s >= H 30 s: none). */
+    CHECK(nx_store_update(store, ev, 2, 0, &x[0][0], st, &rb.ex) == 0, "update");
+    CHECK(rb.ex.n == 1 && rb.label[0] == 2 && rb.ts[0] == t0, "e0 label: n %zu label %d ts %lld",
+          rb.ex.n, rb.label[0], (long long)rb.ts[0]);
+    double e = exp(-1.0);
+    double want1[21] = {log1p(e),
+                        log1p(1.0),
+                        log1p(20.0),
+                        log1p(60.0),
+                        0,
+                        0,
+                        0,
+                        log1p(2.0),
+                        log1p(60.0),
+                        0,
+                        1,
+                        1,
+                        log1p(1.0),
+                        0,
+                        1,
+                        sin(2 * M_PI * 1060000 / 86400000.0),
+                        cos(2 * M_PI * 1060000 / 86400000.0),
+                        sin(2 * M_PI * 3 / 7.0),
+                        cos(2 * M_PI * 3 / 7.0),
+                        log1p(10.0),
+                        0};
+    for (int i = 0; i < 21; i++)
+        CHECK_NEAR(x[1][i], want1[i], 1e-6);
+    /* the resolved vector is e0's row through fp16 */
+    for (int i = 0; i < 21; i++)
+        CHECK(rb.x[i] == nx_half_to_float(nx_half_from_float(x[0][i])), "e0 pending %d", i);
+    CHECK(x[0][4] == 0 && x[0][5] == 0 && x[0][6] == 1, "e0 recency flags");
+    CHECK(x[0][9] == 1 && x[0][19] == 0 && x[0][20] == 1, "e0 session_new / price missing");
+
+    /* e2: resolves e1 with click (10 s < 30 s); e3 late: no label. */
+    CHECK(nx_store_update(store, ev + 2, 2, 0, &x[2][0], st, &rb.ex) == 0, "update");
+    CHECK(rb.ex.n == 1 && rb.label[0] == 0 && rb.ts[0] == t0 + 60000, "e1 label %d", rb.label[0]);
+    CHECK_NEAR(x[2][0], log1p(exp(-70.0 / 60) + 1), 1e-6);
+    CHECK_NEAR(x[2][1], log1p(exp(-10.0 / 60)), 1e-6);
+    CHECK_NEAR(x[2][2], log1p(20 * exp(-10.0 / 60)), 1e-6);
+    CHECK(x[2][10] == 0 && x[2][11] == 1, "e2 revisits item %g cat %g", (double)x[2][10],
+          (double)x[2][11]);
+    CHECK_NEAR(x[3][0], log1p(exp(-70.0 / 60) + 1 + exp(-5.0 / 60)), 1e-6);
+    CHECK(x[3][3] == 0, "since_click after late click stays 0: %g", (double)x[3][3]);
+    CHECK_NEAR(x[3][7], log1p(3.0), 1e-6); /* late event not in the session */
+    CHECK(x[3][9] == 0, "late event is no new session");
+    CHECK(st[1] == NX_STORE_OK, "status %d", st[1]);
+
+    /* e4: new session by gap; resolves e2 (130 s >= H) to none. */
+    CHECK(nx_store_update(store, ev + 4, 1, 0, &x[4][0], st, &rb.ex) == 0, "update");
+    CHECK(rb.ex.n == 1 && rb.label[0] == 2 && rb.ts[0] == t0 + 70000, "e2 label %d", rb.label[0]);
+    CHECK(x[4][9] == 1 && x[4][7] == (float)log1p(1.0) && x[4][8] == 0, "e4 new session");
+    CHECK(x[4][10] == 1, "item 12 is among the 2 recent (13, 12)");
+
+    /* expiry: nothing before t4 + H, then e4 as none */
+    CHECK(nx_store_expire_labels(store, t0 + 200000 + 29999, &rb.ex) == 0, "early expiry");
+    CHECK(nx_store_expire_labels(store, t0 + 230000, &rb.ex) == 1 && rb.label[0] == 2 &&
+              rb.ts[0] == t0 + 200000,
+          "expiry");
+    CHECK(nx_store_expire_labels(store, t0 + 230000, &rb.ex) == 0, "expired twice");
+
+    /* watermark: late and too old */
+    nx_event_t late = mk_event("u2", 0, 5000000, 0, 0, 0, NAN, 0, 0);
+    nx_event_t old = mk_event("u2", 0, 5000000 - 60001, 0, 0, 0, NAN, 0, 0);
+    CHECK(nx_store_update(store, &late, 1, 5000001, &x[0][0], st, &rb.ex) == 0 &&
+              st[0] == NX_STORE_LATE,
+          "late status %d", st[0]);
+    CHECK(nx_store_update(store, &old, 1, 5000000, &x[0][0], st, &rb.ex) == 0 &&
+              st[0] == NX_STORE_DROPPED && x[0][0] == 0,
+          "dropped status %d", st[0]);
+    nx_event_t bad = mk_event("u2", 2, 5000000, 0, 0, 0, NAN, 0, 0);
+    CHECK(nx_store_update(store, &bad, 1, 0, &x[0][0], st, &rb.ex) == 0 &&
+              st[0] == NX_STORE_INVALID,
+          "invalid type status %d", st[0]);
+    nx_store_stats_t s;
+    nx_store_stats(store, &s);
+    CHECK(s.users == 2 && s.late == 1 && s.dropped == 1 && s.invalid == 1 && s.events == 6,
+          "stats users %llu late %llu dropped %llu invalid %llu events %llu",
+          (unsigned long long)s.users, (unsigned long long)s.late, (unsigned long long)s.dropped,
+          (unsigned long long)s.invalid, (unsigned long long)s.events);
+    /* TTL boundary: a user expires once clock + ttl <= now (u2 clock 5000000) */
+    CHECK(nx_store_maintain(store, 5000000 + 3600000 - 1, 0) == 1, "u1 expires, u2 stays");
+    CHECK(nx_store_contains(store, nx_store_user_hash(store, "u2", 2)), "u2 expired early");
+    CHECK(nx_store_maintain(store, 5000000 + 3600000, 0) == 1, "u2 expires at clock + ttl");
+    nx_store_stats(store, &s);
+    CHECK(s.users == 0 && s.expirations == 2 && s.labels_lost == 1,
+          "users %llu expirations %llu lost %llu", (unsigned long long)s.users,
+          (unsigned long long)s.expirations, (unsigned long long)s.labels_lost);
+    CHECK(rb.ex.cap >= 1 && nx_store_update(store, ev, 9, 0, &x[0][0], st, &rb.ex) == -1,
+          "cap < n accepted");
+    nx_store_destroy(store);
+    free(rb.x);
+}
+
+/* --- brute-force reference ------------------------------------------------------ */
+
+#define REF_MAX_USERS 512
+#define REF_MAX_HIST  4096
+
+typedef struct ref_user {
+    char id[16];
+    nx_event_t hist[REF_MAX_HIST]; /* accepted events since the user (re)appeared */
+    int n;
+    int pending; /* holds a pending example */
+    int64_t pending_ts;
+    long pending_row; /* row of X holding the pending vector */
+    int present;      /* in the store (as far as the reference knows) */
+} ref_user_t;
+
+typedef struct ref {
+    const nx_store_params_t *p;
+    ref_user_t *users;
+    int n_users;
+    int fifo[1 << 16]; /* expiry order: user indices, -1 = removed */
+    int fifo_head, fifo_tail;
+} ref_t;
+
+static uint32_t ref_fp(uint64_t h) {
+    return (uint32_t)(h ^ (h >> 32)) | 1u;
+}
+
+/* 1 if fp is among the k most recent distinct fingerprints of hist[0..n). */
+static int ref_recent(const nx_event_t *hist, int n, int k, int cat, uint64_t id) {
+    uint32_t seen[NX_STORE_MAX_RECENT];
+    int ns = 0;
+    if (!id || k == 0)
+        return 0;
+    for (int j = n - 1; j >= 0 && ns < k; j--) {
+        uint64_t v = cat ? hist[j].category : hist[j].item;
+        if (!v)
+            continue;
+        uint32_t f = ref_fp(v);
+        int dup = 0;
+        for (int s = 0; s < ns; s++)
+            dup |= seen[s] == f;
+        if (!dup)
+            seen[ns++] = f;
+    }
+    for (int s = 0; s < ns; s++)
+        if (seen[s] == ref_fp(id))
+            return 1;
+    return 0;
+}
+
+/* Features of the user after hist[0..n) (the last one is the current event),
+ * recomputed from scratch. */
+static void ref_features(const nx_store_params_t *p, const nx_event_t *hist, int n, double *out) {
+    const nx_event_t *e = &hist[n - 1];
+    int64_t T = INT64_MIN;
+    for (int j = 0; j < n; j++)
+        if (hist[j].ts_ms > T)
+            T = hist[j].ts_ms;
+    /* sessions: replay the in-order events */
+    int64_t clock = 0, sess_start = 0;
+    uint32_t sess_fp = 0;
+    int sess_len = 0, sess_rev = 0, cur_new = 0, cur_late = 0;
+    for (int j = 0; j < n; j++) {
+        int late = j > 0 && hist[j].ts_ms < clock;
+        if (j == n - 1)
+            cur_late = late;
+        if (late)
+            continue;
+        int64_t gap = j ? hist[j].ts_ms - clock : 0;
+        uint32_t sfp = hist[j].session ? ref_fp(hist[j].session) : 0;
+        int nw = j == 0 || sfp != sess_fp || (!sfp && gap > p->session_gap_ms);
+        if (nw) {
+            sess_start = hist[j].ts_ms;
+            sess_len = sess_rev = 0;
+            sess_fp = sfp;
+        }
+        sess_len++;
+        sess_rev += ref_recent(hist, j, p->recent_items, 0, hist[j].item);
+        clock = hist[j].ts_ms;
+        if (j == n - 1)
+            cur_new = nw;
+    }
+    size_t d = 0;
+    int nt = p->n_types;
+    if (p->families & NX_FEAT_COUNTS)
+        for (int w = 0; w < p->n_windows; w++)
+            for (int t = 0; t < nt; t++) {
+                double c = 0;
+                for (int j = 0; j < n; j++)
+                    if (hist[j].type == t)
+                        c += exp(-(double)(T - hist[j].ts_ms) / (double)p->window_ms[w]);
+                out[d++] = log1p(c);
+            }
+    if (p->families & NX_FEAT_VALUE)
+        for (int w = 0; w < p->n_windows; w++) {
+            double v = 0;
+            for (int j = 0; j < n; j++) {
+                const nx_event_t *h = &hist[j];
+                if ((p->value_type < 0 || h->type == p->value_type) && h->price >= 0)
+                    v += h->price * (h->quantity > 0 ? h->quantity : 1) *
+                         exp(-(double)(T - h->ts_ms) / (double)p->window_ms[w]);
+            }
+            out[d++] = log1p(v);
+        }
+    if (p->families & NX_FEAT_RECENCY)
+        for (int t = 0; t < nt; t++) {
+            int64_t last = INT64_MIN;
+            for (int j = 0; j < n; j++)
+                if (hist[j].type == t && hist[j].ts_ms > last)
+                    last = hist[j].ts_ms;
+            out[d++] = last == INT64_MIN ? 0 : log1p((double)(T - last) / 1000.0);
+            out[d++] = last == INT64_MIN ? 1 : 0;
+        }
+    if (p->families & NX_FEAT_SESSION) {
+        out[d++] = log1p(sess_len);
+        out[d++] = log1p((double)(T - sess_start) / 1000.0);
+        out[d++] = cur_late ? 0 : cur_new;
+    }
+    if (p->families & NX_FEAT_REVISITS) {
+        out[d++] = ref_recent(hist, n - 1, p->recent_items, 0, e->item);
+        out[d++] = ref_recent(hist, n - 1, p->recent_items, 1, e->category);
+        out[d++] = log1p(sess_rev);
+    }
+    if (p->families & NX_FEAT_ONEHOT)
+        for (int t = 0; t < nt; t++)
+            out[d++] = t == e->type;
+    if (p->families & NX_FEAT_TIME) {
+        int64_t day = 86400000, days = e->ts_ms / day;
+        if (e->ts_ms % day < 0)
+            days--;
+        double ms = (double)(e->ts_ms - days * day);
+        int dow = (int)(((days + 3) % 7 + 7) % 7);
+        out[d++] = sin(2 * M_PI * ms / 86400000.0);
+        out[d++] = cos(2 * M_PI * ms / 86400000.0);
+        out[d++] = sin(2 * M_PI * dow / 7.0);
+        out[d++] = cos(2 * M_PI * dow / 7.0);
+    }
+    if (p->families & NX_FEAT_PRICE) {
+        out[d++] = e->price >= 0 ? log1p(e->price) : 0;
+        out[d++] = e->price >= 0 ? 0 : 1;
+    }
+}
+
+static void ref_forget(ref_t *r, int u) {
+    r->users[u].n = 0;
+    r->users[u].pending = 0;
+    r->users[u].present = 0;
+    for (int k = r->fifo_head; k < r->fifo_tail; k++)
+        if (r->fifo[k] == u)
+            r->fifo[k] = -1;
+}
+
+typedef struct stream_cfg {
+    int n_users, n_events, batch;
+    int64_t lateness_ms;
+    uint64_t seed;
+    int check_cap; /* after each batch, forget users the store evicted */
+} stream_cfg_t;
+
+static uint64_t lcg(uint64_t *s) {
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *s >> 33;
+}
+
+/* Generates a random stream (Zipf-ish users, out-of-order and too-old events,
+ * sessions, items, prices), runs it through the store and the reference, and
+ * compares every vector, label and expiry. */
+static void run_reference(const nx_store_params_t *p, const stream_cfg_t *cfg) {
+    char err[256];
+    nx_store_t *store = nx_store_new(p, test_key, err, sizeof err);
+    CHECK(store != NULL, "new: %s", err);
+    if (!store)
+        return;
+    size_t dim = nx_store_dim(store);
+    ref_t *r = calloc(1, sizeof *r);
+    r->p = p;
+    r->n_users = cfg->n_users;
+    r->users = calloc((size_t)cfg->n_users, sizeof *r->users);
+    for (int u = 0; u < cfg->n_users; u++)
+        snprintf(r->users[u].id, sizeof r->users[u].id, "user-%d", u);
+    nx_event_t *ev = calloc((size_t)cfg->n_events, sizeof *ev);
+    int *ev_user = calloc((size_t)cfg->n_events, sizeof *ev_user);
+    float *X = calloc((size_t)cfg->n_events * dim, sizeof *X);
+    uint8_t *st = calloc((size_t)cfg->n_events, 1);
+    double *want = calloc(dim, sizeof *want);
+    exbuf_t rb, xb;
+    exbuf_init(&rb, dim, 4096);
+    exbuf_init(&xb, dim, 4096);
+    uint64_t s = cfg->seed;
+    int64_t now = 1700000000000LL; /* Nov 2023, ms */
+    int64_t *last_ts = calloc((size_t)cfg->n_users, sizeof *last_ts);
+    for (int i = 0; i < cfg->n_events; i++) {
+        now += (int64_t)(lcg(&s) % 30000); /* 0-30 s between events */
+        /* Zipf-ish: the square of a uniform favours low user numbers */
+        double uu = (double)(lcg(&s) % 1000000) / 1e6;
+        int u = (int)(uu * uu * cfg->n_users);
+        int64_t ts = now;
+        uint64_t k = lcg(&s) % 100;
+        if (k < 10)
+            ts -= (int64_t)(lcg(&s) % (2 * 3600000)); /* out of order by up to 2 h */
+        else if (k < 12)
+            ts -= 30LL * 3600000; /* far too old */
+        else if (k < 15)
+            ts -= p->window_ms[0]; /* exactly one window back */
+        else if (k < 18 && last_ts[u])
+            ts = last_ts[u] + p->horizon_ms; /* exactly H after the user's last */
+        else if (k < 21 && last_ts[u])
+            ts = last_ts[u] + p->session_gap_ms; /* exactly the session gap */
+        if (ts > last_ts[u])
+            last_ts[u] = ts;
+        int type = (int)(lcg(&s) % (uint64_t)p->n_types);
+        uint64_t item = lcg(&s) % 4 ? 1000 + lcg(&s) % 12 : 0;
+        uint64_t cat = lcg(&s) % 3 ? 2000 + lcg(&s) % 4 : 0;
+        uint64_t sess = lcg(&s) % 2 ? 3000 + (uint64_t)(now / 600000) % 3 : 0;
+        double price = lcg(&s) % 3 ? (double)(lcg(&s) % 10000) / 100.0 : NAN;
+        int qty = (int)(lcg(&s) % 3);
+        ev[i] = mk_event(r->users[u].id, type, ts, item, cat, sess, price, qty, u % 4);
+        ev_user[i] = u;
+    }
+    free(last_ts);
+    int64_t max_ts = INT64_MIN;
+    for (int b0 = 0; b0 < cfg->n_events; b0 += cfg->batch) {
+        int bn = cfg->n_events - b0 < cfg->batch ? cfg->n_events - b0 : cfg->batch;
+        int64_t wm = max_ts == INT64_MIN ? INT64_MIN / 2 : max_ts - cfg->lateness_ms;
+        CHECK(nx_store_update(store, ev + b0, (size_t)bn, wm, X + (size_t)b0 * dim, st + b0,
+                              &rb.ex) == 0,
+              "update");
+        size_t rpos = 0;
+        for (int i = b0; i < b0 + bn; i++) {
+            ref_user_t *ru = &r->users[ev_user[i]];
+            const nx_event_t *e = &ev[i];
+            int want_st = e->ts_ms < wm - p->window_ms[p->n_windows - 1] ? NX_STORE_DROPPED
+                          : e->ts_ms < wm                                ? NX_STORE_LATE
+                                                                         : NX_STORE_OK;
+            CHECK(st[i] == want_st, "event %d status %d want %d", i, st[i], want_st);
+            if (e->ts_ms > max_ts)
+                max_ts = e->ts_ms;
+            if (want_st == NX_STORE_DROPPED)
+                continue;
+            int64_t clock = INT64_MIN;
+            for (int j = 0; j < ru->n; j++)
+                if (ru->hist[j].ts_ms > clock)
+                    clock = ru->hist[j].ts_ms;
+            int in_order = ru->n == 0 || e->ts_ms >= clock;
+            if (ru->n >= REF_MAX_HIST) {
+                CHECK(0, "reference history full");
+                goto out;
+            }
+            ru->hist[ru->n++] = *e;
+            ru->present = 1;
+            ref_features(p, ru->hist, ru->n, want);
+            const float *x = X + (size_t)i * dim;
+            for (size_t f = 0; f < dim; f++)
+                CHECK(fabs(x[f] - want[f]) <= 2e-4 * (1 + fabs(want[f])),
+                      "event %d user %d feature %s = %.7g, want %.7g", i, ev_user[i],
+                      nx_store_feature_name(store, f), (double)x[f], want[f]);
+            if (!in_order)
+                continue;
+            if (ru->pending) {
+                int32_t lab = e->ts_ms - ru->pending_ts < p->horizon_ms ? e->type : p->n_types;
+                CHECK(rpos < rb.ex.n, "event %d: missing resolved example", i);
+                if (rpos < rb.ex.n) {
+                    CHECK(rb.label[rpos] == lab && rb.ts[rpos] == ru->pending_ts &&
+                              rb.user[rpos] == nx_store_user_hash(store, ru->id, strlen(ru->id)),
+                          "event %d: resolved label %d ts %lld, want %d ts %lld", i, rb.label[rpos],
+                          (long long)rb.ts[rpos], lab, (long long)ru->pending_ts);
+                    const float *px = X + (size_t)ru->pending_row * dim;
+                    for (size_t f = 0; f < dim; f++)
+                        CHECK(rb.x[rpos * dim + f] == nx_half_to_float(nx_half_from_float(px[f])),
+                              "resolved vector feature %zu", f);
+                }
+                rpos++;
+                for (int k = r->fifo_head; k < r->fifo_tail; k++)
+                    if (r->fifo[k] == ev_user[i])
+                        r->fifo[k] = -1;
+            }
+            ru->pending = 1;
+            ru->pending_ts = e->ts_ms;
+            ru->pending_row = i;
+            r->fifo[r->fifo_tail++] = ev_user[i];
+        }
+        if (cfg->check_cap) /* one event per batch: trace the user it evicted */
+            for (int u = 0; u < r->n_users; u++)
+                if (r->users[u].present &&
+                    !nx_store_contains(
+                        store, nx_store_user_hash(store, r->users[u].id, strlen(r->users[u].id))))
+                    ref_forget(r, u);
+        CHECK(rpos == rb.ex.n, "batch at %d: %zu resolved, reference %zu", b0, rb.ex.n, rpos);
+        /* label expiry, in the reference's FIFO order */
+        nx_store_expire_labels(store, wm, &xb.ex);
+        size_t xpos = 0;
+        while (r->fifo_head < r->fifo_tail) {
+            int u = r->fifo[r->fifo_head];
+            if (u < 0) {
+                r->fifo_head++;
+                continue;
+            }
+            if (r->users[u].pending_ts + p->horizon_ms > wm)
+                break;
+            CHECK(xpos < xb.ex.n && xb.label[xpos] == p->n_types &&
+                      xb.ts[xpos] == r->users[u].pending_ts,
+                  "expiry %zu of %zu: user %d ts %lld", xpos, xb.ex.n, u,
+                  (long long)r->users[u].pending_ts);
+            xpos++;
+            r->users[u].pending = 0;
+            r->fifo_head++;
+        }
+        CHECK(xpos == xb.ex.n, "%zu expired, reference %zu", xb.ex.n, xpos);
+        if (r->fifo_head > (1 << 15)) { /* compact the reference FIFO */
+            memmove(r->fifo, r->fifo + r->fifo_head,
+                    (size_t)(r->fifo_tail - r->fifo_head) * sizeof(int));
+            r->fifo_tail -= r->fifo_head;
+            r->fifo_head = 0;
+        }
+        /* TTL: a full maintenance pass removes every idle user */
+        nx_store_maintain(store, wm, 0);
+        for (int u = 0; u < r->n_users; u++) {
+            ref_user_t *ru = &r->users[u];
+            if (!ru->present)
+                continue;
+            int64_t clock = INT64_MIN;
+            for (int j = 0; j < ru->n; j++)
+                if (ru->hist[j].ts_ms > clock)
+                    clock = ru->hist[j].ts_ms;
+            int gone = clock <= wm - p->user_ttl_ms;
+            int in = nx_store_contains(store, nx_store_user_hash(store, ru->id, strlen(ru->id)));
+            CHECK(in == !gone, "user %d: in store %d, expired by reference %d", u, in, gone);
+            if (gone)
+                ref_forget(r, u);
+        }
+    }
+    nx_store_stats_t sst;
+    nx_store_stats(store, &sst);
+    int present = 0, pend = 0;
+    for (int u = 0; u < r->n_users; u++) {
+        present += r->users[u].present;
+        pend += r->users[u].present && r->users[u].pending;
+    }
+    CHECK(sst.users == (uint64_t)present, "users %llu, reference %d", (unsigned long long)sst.users,
+          present);
+    CHECK(sst.pending == (uint64_t)pend, "pending %llu, reference %d",
+          (unsigned long long)sst.pending, pend);
+    if (cfg->check_cap)
+        CHECK(sst.evictions > 0 && sst.users <= p->max_users, "cap: evictions %llu users %llu",
+              (unsigned long long)sst.evictions, (unsigned long long)sst.users);
+    CHECK(sst.dropped > 0 && sst.late > 0 && (cfg->check_cap || sst.expirations > 0) &&
+              sst.expired_labels > 0,
+          "stream exercised too little: dropped %llu late %llu expirations %llu expired %llu",
+          (unsigned long long)sst.dropped, (unsigned long long)sst.late,
+          (unsigned long long)sst.expirations, (unsigned long long)sst.expired_labels);
+out:
+    free(rb.x);
+    free(xb.x);
+    free(want);
+    free(st);
+    free(X);
+    free(ev_user);
+    free(ev);
+    free(r->users);
+    free(r);
+    nx_store_destroy(store);
+}
+
+static void ref_params(nx_store_params_t *p) {
+    nx_store_params_default(p);
+    p->window_ms[0] = 60000; /* short windows, so streams cross their boundaries */
+    p->window_ms[1] = 600000;
+    p->window_ms[2] = 3600000;
+    p->session_gap_ms = 300000;
+    p->horizon_ms = 120000;
+    p->user_ttl_ms = 2 * 3600000;
+    p->normalise = 0;
+    p->value_type = -1;
+}
+
+static void test_reference(void) {
+    nx_store_params_t p;
+    ref_params(&p);
+    stream_cfg_t cfg = {60, 6000, 32, 600000, 42, 0};
+    run_reference(&p, &cfg); /* batches of 32 */
+    cfg.batch = 7;
+    cfg.seed = 43;
+    p.recent_items = 1;
+    p.value_type = 2;
+    run_reference(&p, &cfg); /* odd batches, 1 recent item */
+    /* cap: 40 of 120 users, one event per batch so evictions can be traced */
+    ref_params(&p);
+    p.max_users = 40;
+    stream_cfg_t capcfg = {120, 3000, 1, 600000, 44, 1};
+    run_reference(&p, &capcfg);
+}
+
+/* --- incremental resize ------------------------------------------------------- */
+
+static void test_resize(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p);
+    p.families = NX_FEAT_ONEHOT;
+    p.normalise = 0;
+    char err[256];
+    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(store != NULL, "new: %s", err);
+    if (!store)
+        return;
+    enum { B = 256, N = 1200 * B };
+    static char ids[N][12];
+    nx_event_t ev[B];
+    float x[B * 3];
+    exbuf_t rb;
+    exbuf_init(&rb, nx_store_dim(store), B);
+    int saw_rehash = 0;
+    for (int b0 = 0; b0 < N; b0 += B) {
+        for (int j = 0; j < B; j++) {
+            snprintf(ids[b0 + j], sizeof ids[0], "r%d", b0 + j);
+            ev[j] = mk_event(ids[b0 + j], 0, 1000 + b0 + j, 0, 0, 0, NAN, 0, 0);
+        }
+        nx_store_update(store, ev, B, 0, x, NULL, &rb.ex);
+        nx_store_stats_t s;
+        nx_store_stats(store, &s);
+        if (s.rehashing) {
+            saw_rehash++;
+            /* mid-grow: every user so far is reachable */
+            for (int i = 0; i < b0 + B; i += 97)
+                CHECK(nx_store_contains(store, nx_store_user_hash(store, ids[i], strlen(ids[i]))),
+                      "user %d lost mid-grow", i);
+            if (b0 % (B * 16) == 0) /* sometimes advance the grow by maintenance */
+                nx_store_maintain(store, 0, 50);
+        }
+    }
+    CHECK(saw_rehash > 0, "no grow observed");
+    for (int i = 0; i < N; i++)
+        if (!nx_store_contains(store, nx_store_user_hash(store, ids[i], strlen(ids[i])))) {
+            CHECK(0, "user %d lost", i);
+            break;
+        }
+    nx_store_maintain(store, 0, 0);
+    nx_store_stats_t s;
+    nx_store_stats(store, &s);
+    CHECK(!s.rehashing && s.users == N && s.buckets >= N, "after grow: users %llu buckets %llu",
+          (unsigned long long)s.users, (unsigned long long)s.buckets);
+    /* expire all via TTL in bounded slices: every slice returns, all go */
+    int slices = 0;
+    while (1) {
+        nx_store_maintain(store, (int64_t)1000 * 1000 * 1000 * 1000, 200);
+        nx_store_stats(store, &s);
+        if (s.users == 0 || ++slices > 100000)
+            break;
+    }
+    CHECK(s.users == 0 && s.expirations == N, "TTL slices: users %llu expirations %llu",
+          (unsigned long long)s.users, (unsigned long long)s.expirations);
+    nx_store_destroy(store);
+    free(rb.x);
+}
+
+/* --- partitions and checkpoints ---------------------------------------------------- */
+
+typedef struct dumps {
+    const nx_store_t *store;
+    uint64_t user[512];
+    int32_t part[512];
+    char *text[512];
+    int n;
+} dumps_t;
+
+static void collect(void *opaque, uint64_t user, int32_t partition, int64_t clock_ms) {
+    dumps_t *d = opaque;
+    (void)clock_ms;
+    if (d->n >= 512)
+        return;
+    char buf[4096];
+    int len = nx_store_dump_user(d->store, user, buf, sizeof buf);
+    d->user[d->n] = user;
+    d->part[d->n] = partition;
+    d->text[d->n] = len > 0 ? strdup(buf) : NULL;
+    d->n++;
+}
+
+static void dumps_free(dumps_t *d) {
+    for (int i = 0; i < d->n; i++)
+        free(d->text[i]);
+    d->n = 0;
+}
+
+/* A random stream of n events over n_users users (partition = user % 4). */
+static nx_event_t *make_stream(int n, int n_users, uint64_t seed, int64_t t0, char (*ids)[16]) {
+    nx_event_t *ev = calloc((size_t)n, sizeof *ev);
+    uint64_t s = seed;
+    int64_t now = t0;
+    for (int u = 0; u < n_users; u++)
+        snprintf(ids[u], 16, "p-%d", u);
+    for (int i = 0; i < n; i++) {
+        now += (int64_t)(lcg(&s) % 20000);
+        int u = (int)(lcg(&s) % (uint64_t)n_users);
+        int64_t ts = lcg(&s) % 10 ? now : now - (int64_t)(lcg(&s) % 600000);
+        ev[i] = mk_event(ids[u], (int)(lcg(&s) % 3), ts, 1 + lcg(&s) % 9, 1 + lcg(&s) % 3, 0,
+                         lcg(&s) % 2 ? 9.5 : NAN, 1, u % 4);
+    }
+    return ev;
+}
+
+static void run_batches(nx_store_t *store, const nx_event_t *ev, int n, float *X, exbuf_t *rb,
+                        exbuf_t *xb, uint64_t *labels_sum) {
+    size_t dim = nx_store_dim(store);
+    for (int b0 = 0; b0 < n; b0 += 50) {
+        int bn = n - b0 < 50 ? n - b0 : 50;
+        int64_t wm = ev[b0].ts_ms - 300000;
+        nx_store_update(store, ev + b0, (size_t)bn, wm, X + (size_t)b0 * dim, NULL, &rb->ex);
+        for (size_t k = 0; k < rb->ex.n; k++)
+            *labels_sum = *labels_sum * 31 + (uint64_t)rb->label[k] + (uint64_t)rb->ts[k];
+        nx_store_expire_labels(store, wm, &xb->ex);
+        for (size_t k = 0; k < xb->ex.n; k++)
+            *labels_sum =
+                *labels_sum * 31 + (uint64_t)xb->label[k] + (uint64_t)xb->ts[k] + xb->user[k];
+        nx_store_maintain(store, wm, 0);
+    }
+}
+
+static void test_partitions(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p);
+    p.normalise = 0; /* X then depends on user state only */
+    char err[256];
+    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+    nx_store_t *twin = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(store && twin, "new: %s", err);
+    if (!store || !twin)
+        return;
+    static char ids[200][16];
+    const int n = 4000;
+    nx_event_t *ev = make_stream(2 * n, 200, 9, 1700000000000LL, ids);
+    size_t dim = nx_store_dim(store);
+    float *X = calloc((size_t)2 * n * dim, sizeof *X), *X2 = calloc((size_t)2 * n * dim, sizeof *X);
+    exbuf_t rb, xb;
+    exbuf_init(&rb, dim, 64);
+    exbuf_init(&xb, dim, 4096);
+    uint64_t l1 = 0, l2 = 0;
+    run_batches(store, ev, n, X, &rb, &xb, &l1);
+    run_batches(twin, ev, n, X2, &rb, &xb, &l2);
+
+    dumps_t before = {store, {0}, {0}, {0}, 0}, after = {store, {0}, {0}, {0}, 0};
+    nx_store_foreach(store, collect, &before);
+    nx_store_stats_t s0, s1;
+    nx_store_stats(store, &s0);
+    membuf_t m = {0};
+    CHECK(nx_store_save_partition(store, 2, mem_write, &m) == 0, "save partition");
+    size_t removed = nx_store_drop_partition(store, 2);
+    int in_p2 = 0;
+    for (int i = 0; i < before.n; i++)
+        in_p2 += before.part[i] == 2;
+    CHECK(removed == (size_t)in_p2 && in_p2 > 0, "dropped %zu, want %d", removed, in_p2);
+    for (int i = 0; i < before.n; i++) {
+        char buf[4096];
+        int len = nx_store_dump_user(store, before.user[i], buf, sizeof buf);
+        if (before.part[i] == 2)
+            CHECK(len < 0, "user %d of partition 2 still there", i);
+        else
+            CHECK(len > 0 && strcmp(buf, before.text[i]) == 0, "user %d of partition %d changed", i,
+                  before.part[i]);
+    }
+    CHECK(nx_store_restore_partition(store, mem_read, &m, err, sizeof err) == 0, "restore: %s",
+          err);
+    nx_store_foreach(store, collect, &after);
+    CHECK(after.n == before.n, "users %d, before %d", after.n, before.n);
+    for (int i = 0; i < before.n; i++) {
+        char buf[4096];
+        int len = nx_store_dump_user(store, before.user[i], buf, sizeof buf);
+        CHECK(len > 0 && strcmp(buf, before.text[i]) == 0, "user %d not restored bit-identically",
+              i);
+    }
+    nx_store_stats(store, &s1);
+    CHECK(s1.pending == s0.pending && s1.users == s0.users, "pending %llu/%llu users %llu/%llu",
+          (unsigned long long)s1.pending, (unsigned long long)s0.pending,
+          (unsigned long long)s1.users, (unsigned long long)s0.users);
+    /* a corrupt stream is refused */
+    m.pos = 0;
+    m.data[0] ^= 1;
+    CHECK(nx_store_restore_partition(store, mem_read, &m, err, sizeof err) == -1, "bad magic");
+    /* Going on, the restored store computes what the untouched twin does. */
+    run_batches(store, ev + n, n, X + (size_t)n * dim, &rb, &xb, &l1);
+    run_batches(twin, ev + n, n, X2 + (size_t)n * dim, &rb, &xb, &l2);
+    CHECK(memcmp(X + (size_t)n * dim, X2 + (size_t)n * dim, (size_t)n * dim * sizeof *X) == 0,
+          "vectors differ after partition round trip");
+    dumps_free(&before);
+    dumps_free(&after);
+    free(m.data);
+    free(X);
+    free(X2);
+    free(ev);
+    free(rb.x);
+    free(xb.x);
+    nx_store_destroy(store);
+    nx_store_destroy(twin);
+}
+
+static void test_checkpoint(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p);
+    p.max_users = 120; /* eviction draws from the generator: it must be saved too */
+    char err[256];
+    nx_store_t *a = nx_store_new(&p, test_key, err, sizeof err);
+    nx_store_t *b = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(a && b, "new: %s", err);
+    if (!a || !b)
+        return;
+    static char ids[200][16];
+    const int n = 3000;
+    nx_event_t *ev = make_stream(2 * n, 200, 11, 1700000000000LL, ids);
+    size_t dim = nx_store_dim(a);
+    float *Xa = calloc((size_t)2 * n * dim, sizeof *Xa), *Xb = calloc((size_t)2 * n * dim, 4);
+    exbuf_t rb, xb;
+    exbuf_init(&rb, dim, 64);
+    exbuf_init(&xb, dim, 4096);
+    uint64_t la = 0, lb = 0;
+    run_batches(a, ev, n, Xa, &rb, &xb, &la);
+    membuf_t m = {0}, ma = {0}, mb = {0};
+    CHECK(nx_store_save(a, mem_write, &m) == 0, "save");
+    CHECK(nx_store_restore(b, mem_read, &m, err, sizeof err) == 0, "restore: %s", err);
+    lb = la;
+    run_batches(a, ev + n, n, Xa + (size_t)n * dim, &rb, &xb, &la);
+    run_batches(b, ev + n, n, Xb + (size_t)n * dim, &rb, &xb, &lb);
+    CHECK(memcmp(Xa + (size_t)n * dim, Xb + (size_t)n * dim, (size_t)n * dim * 4) == 0,
+          "vectors differ after checkpoint restore");
+    CHECK(la == lb, "labels differ after checkpoint restore");
+    CHECK(nx_store_save(a, mem_write, &ma) == 0 && nx_store_save(b, mem_write, &mb) == 0, "save");
+    CHECK(ma.len == mb.len && memcmp(ma.data, mb.data, ma.len) == 0, "final states differ");
+    nx_store_stats_t s;
+    nx_store_stats(a, &s);
+    CHECK(s.evictions > 0, "no eviction exercised");
+    free(m.data);
+    free(ma.data);
+    free(mb.data);
+    free(Xa);
+    free(Xb);
+    free(ev);
+    free(rb.x);
+    free(xb.x);
+    nx_store_destroy(a);
+    nx_store_destroy(b);
+}
+
+static void test_params(void) {
+    nx_store_params_t p;
+    char err[256];
+    nx_store_params_default(&p);
+    p.user_ttl_ms = p.horizon_ms - 1;
+    CHECK(nx_store_new(&p, test_key, err, sizeof err) == NULL, "ttl < horizon accepted");
+    nx_store_params_default(&p);
+    p.window_ms[1] = p.window_ms[0];
+    CHECK(nx_store_new(&p, test_key, err, sizeof err) == NULL, "non-ascending windows accepted");
+    nx_store_params_default(&p);
+    p.n_types = NX_EVENT_MAX_TYPES + 1;
+    CHECK(nx_store_new(&p, test_key, err, sizeof err) == NULL, "too many types accepted");
+    nx_store_params_default(&p);
+    nx_store_t *s1 = nx_store_new(&p, test_key, err, sizeof err);
+    p.families &= ~(uint32_t)NX_FEAT_PRICE;
+    nx_store_t *s2 = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(s1 && s2 && nx_store_schema_hash(s1) != nx_store_schema_hash(s2) &&
+              nx_store_dim(s1) == nx_store_dim(s2) + 2,
+          "schema hash/dim must follow the layout");
+    nx_store_stats_t st;
+    nx_store_stats(s1, &st);
+    CHECK(st.record_bytes <= 240, "default record %zu bytes", st.record_bytes);
+    nx_store_destroy(s1);
+    nx_store_destroy(s2);
+    nx_store_destroy(NULL);
+}
+
+int main(void) {
+    test_siphash();
+    test_keyfile();
+    test_half();
+    test_norm();
+    test_params();
+    test_hand_sequence();
+    test_reference();
+    test_resize();
+    test_partitions();
+    test_checkpoint();
+    if (failures) {
+        fprintf(stderr, "test_features: %d failure(s)\n", failures);
+        return 1;
+    }
+    printf("test_features: all passed\n");
+    return 0;
+}
