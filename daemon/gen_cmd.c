@@ -21,6 +21,8 @@
  */
 #include "gen.h"
 
+#include "config.h"
+
 #include <avro.h>
 #include <errno.h>
 #include <getopt.h>
@@ -42,8 +44,9 @@ static const char *const field_default_name[F_COUNT] = {
     "user_id", "ts", "event_type", "item_id", "category", "price", "quantity", "session_id"};
 static const int field_kind[F_COUNT] = {K_STRING, K_LONG,   K_STRING, K_STRING,
                                         K_STRING, K_DOUBLE, K_INT,    K_STRING};
-/* user id, timestamp and type must exist; the others may be absent. */
-static const int field_required[F_COUNT] = {1, 1, 1, 0, 0, 0, 0, 0};
+/* user id and timestamp must exist; the others may be absent (the type too:
+ * a config may give each topic a fixed type). A name "" means "not used". */
+static const int field_required[F_COUNT] = {1, 1, 0, 0, 0, 0, 0, 0};
 
 typedef struct field_map {
     int index;        /* in the record, -1 = not in the schema */
@@ -135,7 +138,7 @@ static avro_out_t *avro_out_new(const char *schema_path, const char *const names
     }
     for (int f = 0; f < F_COUNT; f++) {
         field_map_t *m = &ao->map[f];
-        m->index = avro_schema_record_field_get_index(ao->schema, names[f]);
+        m->index = names[f][0] ? avro_schema_record_field_get_index(ao->schema, names[f]) : -1;
         m->union_branch = m->null_branch = -1;
         if (m->index < 0) {
             if (field_required[f]) {
@@ -467,7 +470,10 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
     }
 }
 
-static kafka_out_t *kafka_out_new(const char *brokers, char *errstr, size_t errstr_size) {
+/* props: librdkafka producer properties passed through (config
+ * kafka.producer), NULL for none. */
+static kafka_out_t *kafka_out_new(const char *brokers, const nx_strmap_t *props, char *errstr,
+                                  size_t errstr_size) {
     kafka_out_t *ko = calloc(1, sizeof *ko);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (!ko || !conf) {
@@ -483,6 +489,10 @@ static kafka_out_t *kafka_out_new(const char *brokers, char *errstr, size_t errs
     if (res != RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "linger.ms", "5", errstr, errstr_size) != RD_KAFKA_CONF_OK)
         goto err;
+    for (int i = 0; props && i < props->n; i++)
+        if (rd_kafka_conf_set(conf, props->key[i], props->val[i], errstr, errstr_size) !=
+            RD_KAFKA_CONF_OK)
+            goto err;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     rd_kafka_conf_set_opaque(conf, ko);
     ko->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
@@ -566,7 +576,7 @@ static void bucket_take(bucket_t *b, rd_kafka_t *rk) {
 static void usage(FILE *out) {
     fputs("usage: nextactd gen --events N --users U --seed S [--horizon SEC]\n"
           "           [--items N] [--categories N] [--start MS] [--jitter MS]\n"
-          "           [--truth FILE.csv] [--report] [--schema FILE.avsc]\n"
+          "           [--truth FILE.csv] [--report] [-c CONF] [--schema FILE.avsc]\n"
           "           (--output FILE.avro | --topic T [--rate R] [--brokers B] [--bad-rate F]\n"
           "            | --null)\n",
           out);
@@ -644,6 +654,7 @@ int nx_gen_main(int argc, char **argv) {
                                          {"report", no_argument, 0, O_REPORT},
                                          {"null", no_argument, 0, O_NULL},
                                          {"help", no_argument, 0, O_HELP},
+                                         {"config", required_argument, 0, 'c'},
                                          {0, 0, 0, 0}};
 
     int rc = 1;
@@ -652,7 +663,8 @@ int nx_gen_main(int argc, char **argv) {
     uint64_t n_events = 0, v;
     double bad_rate = 0.0, rate = 0.0, horizon_s = 0.0;
     const char *truth_path = NULL, *output = NULL, *topic = NULL, *brokers = NULL;
-    const char *schema_path = NULL;
+    const char *schema_path = NULL, *conf_path = NULL;
+    nx_config_t *cfg = NULL;
     int have_events = 0, report = 0, null_sink = 0;
     nx_gen_t *gen = NULL;
     avro_out_t *ao = NULL;
@@ -665,7 +677,7 @@ int nx_gen_main(int argc, char **argv) {
     nx_gen_params_default(&params);
     optind = 0; /* glibc: rescan from scratch, main may have run getopt */
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
         case O_EVENTS:
@@ -727,6 +739,9 @@ int nx_gen_main(int argc, char **argv) {
         case O_NULL:
             null_sink = 1;
             break;
+        case 'c':
+            conf_path = optarg;
+            break;
         case O_HELP:
         case 'h':
             usage(stdout);
@@ -757,14 +772,50 @@ int nx_gen_main(int argc, char **argv) {
     }
     if (params.items < params.categories)
         params.items = params.categories;
+
+    /* Flags win over the config; the config over the built-in defaults. */
+    const char *names[F_COUNT];
+    for (int f = 0; f < F_COUNT; f++)
+        names[f] = field_default_name[f];
+    const nx_strmap_t *producer_props = NULL;
+    if (conf_path) {
+        cfg = nx_config_load(conf_path, errstr, sizeof errstr);
+        if (!cfg) {
+            fprintf(stderr, "nextactd gen: %s\n", errstr);
+            return NX_EXIT_CONFIG;
+        }
+        if (!schema_path)
+            schema_path = cfg->input.writer_schema;
+        if (!brokers)
+            brokers = cfg->kafka.brokers;
+        if (horizon_s == 0)
+            params.horizon_ms = cfg->labels.horizon_s * 1000;
+        producer_props = &cfg->kafka.producer;
+        const char *cf[F_COUNT] = {cfg->input.field_user_id,  cfg->input.field_timestamp,
+                                   cfg->input.field_type,     cfg->input.field_item,
+                                   cfg->input.field_category, cfg->input.field_price,
+                                   cfg->input.field_quantity, cfg->input.field_session};
+        for (int f = 0; f < F_COUNT; f++)
+            names[f] = cf[f] ? cf[f] : "";
+        /* Write the input value that type_map maps to each role (e.g. "pv"
+         * for click); warn when the config does not know a role. */
+        for (int k = 0; k < NX_GEN_TYPES; k++) {
+            const char *role = params.type_names[k];
+            for (int i = 0; i < cfg->input.type_map.n; i++) {
+                if (strcmp(cfg->input.type_map.val[i], role) == 0) {
+                    params.type_names[k] = cfg->input.type_map.key[i];
+                    break;
+                }
+            }
+            if (nx_config_type_index(cfg, role) < 0)
+                fprintf(stderr, "nextactd gen: warning: %s: event_types has no \"%s\"\n", conf_path,
+                        role);
+        }
+    }
     if (topic && !brokers)
         brokers = "localhost:9092";
     if (!schema_path)
         schema_path = default_schema();
-
-    const char *names[F_COUNT];
-    for (int f = 0; f < F_COUNT; f++)
-        names[f] = field_default_name[f];
 
     gen = nx_gen_new(&params, errstr, sizeof errstr);
     if (!gen)
@@ -790,7 +841,7 @@ int nx_gen_main(int argc, char **argv) {
             snprintf(errstr, sizeof errstr, "out of memory");
             goto err;
         }
-        ko = kafka_out_new(brokers, errstr, sizeof errstr);
+        ko = kafka_out_new(brokers, producer_props, errstr, sizeof errstr);
         if (!ko)
             goto err;
     }
@@ -936,5 +987,6 @@ err:
     kafka_out_destroy(ko);
     avro_out_destroy(ao);
     nx_gen_destroy(gen);
+    nx_config_destroy(cfg);
     return rc;
 }

@@ -376,7 +376,7 @@ static void test_calibration(void) {
     nx_gen_oracle_report_t rep;
     nx_gen_oracle_finish(oracle, ev.ts_ms, &rep);
     CHECK(rep.events == (uint64_t)n, "events %llu", (unsigned long long)rep.events);
-    CHECK(rep.labelled > n - 10000 && rep.labelled <= (uint64_t)n, "labelled %llu",
+    CHECK(rep.labelled > (uint64_t)(n - 10000) && rep.labelled <= (uint64_t)n, "labelled %llu",
           (unsigned long long)rep.labelled);
     static const char *name[4] = {"click", "cart", "purchase", "none"};
     for (int k = 0; k <= NX_GEN_TYPES; k++) {
@@ -569,6 +569,78 @@ static void test_cli_ocf(void) {
     unlink(csv_path);
 }
 
+static void test_cli_config(void) {
+    /* A user's own schema: other field names, a float price, an extra
+     * nullable field, no category; the config maps names and type values
+     * (pv -> click). The OCF must follow the config. */
+    char dir[] = "/tmp/test_gen_cfg_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char conf_path[128], schema_path[128], avro_path[128];
+    snprintf(conf_path, sizeof conf_path, "%s/gen.conf", dir);
+    snprintf(schema_path, sizeof schema_path, "%s/shop.avsc", dir);
+    snprintf(avro_path, sizeof avro_path, "%s/out.avro", dir);
+    FILE *f = fopen(schema_path, "w");
+    fputs("{\"type\":\"record\",\"name\":\"Shop\",\"fields\":["
+          "{\"name\":\"uid\",\"type\":\"string\"},"
+          "{\"name\":\"extra\",\"type\":[\"null\",\"long\"],\"default\":null},"
+          "{\"name\":\"time\",\"type\":\"long\"},"
+          "{\"name\":\"kind\",\"type\":\"string\"},"
+          "{\"name\":\"sku\",\"type\":[\"null\",\"string\"],\"default\":null},"
+          "{\"name\":\"amount\",\"type\":[\"null\",\"float\"],\"default\":null}]}",
+          f);
+    fclose(f);
+    f = fopen(conf_path, "w");
+    fputs("kafka: { brokers = \"mock\"; input_topics = [\"shop\"]; output_topic = \"out\"; };\n"
+          "input: { writer_schema = \"shop.avsc\";\n"
+          "  fields: { user_id = \"uid\"; timestamp = \"time\"; type = \"kind\"; item = \"sku\";\n"
+          "            category = \"\"; price = \"amount\"; quantity = \"\"; session = \"\"; };\n"
+          "  type_map = { pv = \"click\"; cart = \"cart\"; buy = \"purchase\"; }; };\n"
+          "labels: { horizon_s = 600; };\n",
+          f);
+    fclose(f);
+    const char *args[] = {"gen", "-c",     conf_path, "--events", "500",    "--users",
+                          "40",  "--seed", "5",       "--output", avro_path};
+    int rc = run_cli(11, args);
+    CHECK(rc == 0, "gen -c rc %d", rc);
+    avro_file_reader_t reader;
+    int count = 0, pv = 0, buy = 0, bad = 0;
+    if (rc == 0 && avro_file_reader(avro_path, &reader) == 0) {
+        avro_schema_t schema = avro_file_reader_get_writer_schema(reader);
+        avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
+        avro_value_t rec, fv, br;
+        avro_generic_value_new(iface, &rec);
+        while (avro_file_reader_read_value(reader, &rec) == 0) {
+            const char *s;
+            size_t sz;
+            int branch = -1;
+            float amount = 0;
+            avro_value_get_by_name(&rec, "kind", &fv, NULL);
+            avro_value_get_string(&fv, &s, &sz);
+            pv += strcmp(s, "pv") == 0;
+            buy += strcmp(s, "buy") == 0;
+            avro_value_get_by_name(&rec, "extra", &fv, NULL);
+            avro_value_get_discriminant(&fv, &branch);
+            bad += branch != 0;
+            avro_value_get_by_name(&rec, "amount", &fv, NULL);
+            avro_value_get_current_branch(&fv, &br);
+            avro_value_get_float(&br, &amount);
+            bad += !(amount >= 0.5f);
+            avro_value_reset(&rec);
+            count++;
+        }
+        avro_value_decref(&rec);
+        avro_value_iface_decref(iface);
+        avro_schema_decref(schema);
+        avro_file_reader_close(reader);
+    }
+    CHECK(count == 500 && pv > 400 && buy > 0 && bad == 0, "%d records, %d pv, %d buy, %d bad",
+          count, pv, buy, bad);
+    unlink(avro_path);
+    unlink(conf_path);
+    unlink(schema_path);
+    rmdir(dir);
+}
+
 static void test_cli_kafka_mock(void) {
     /* librdkafka's in-process mock cluster: every message, bad ones
      * included, must be delivered and flushed. */
@@ -619,6 +691,7 @@ int main(void) {
     test_calibration();
     test_cli_ocf();
     test_cli_usage();
+    test_cli_config();
     test_cli_kafka_mock();
     if (failures) {
         fprintf(stderr, "test_gen: %d failure(s)\n", failures);
