@@ -577,7 +577,8 @@ static void usage(FILE *out) {
     fputs("usage: nextactd gen --events N --users U --seed S [--horizon SEC]\n"
           "           [--items N] [--categories N] [--start MS] [--jitter MS]\n"
           "           [--truth FILE.csv] [--report] [-c CONF] [--schema FILE.avsc]\n"
-          "           (--output FILE.avro | --topic T [--rate R] [--brokers B] [--bad-rate F]\n"
+          "           (--output FILE.avro [--codec deflate|null] | --topic T [--rate R] [--brokers "
+          "B] [--bad-rate F]\n"
           "            | --null)\n",
           out);
 }
@@ -634,7 +635,8 @@ int nx_gen_main(int argc, char **argv) {
         O_JITTER,
         O_REPORT,
         O_NULL,
-        O_HELP
+        O_HELP,
+        O_CODEC
     };
     static const struct option opts[] = {{"events", required_argument, 0, O_EVENTS},
                                          {"users", required_argument, 0, O_USERS},
@@ -655,6 +657,7 @@ int nx_gen_main(int argc, char **argv) {
                                          {"null", no_argument, 0, O_NULL},
                                          {"help", no_argument, 0, O_HELP},
                                          {"config", required_argument, 0, 'c'},
+                                         {"codec", required_argument, 0, O_CODEC},
                                          {0, 0, 0, 0}};
 
     int rc = 1;
@@ -663,7 +666,7 @@ int nx_gen_main(int argc, char **argv) {
     uint64_t n_events = 0, v;
     double bad_rate = 0.0, rate = 0.0, horizon_s = 0.0;
     const char *truth_path = NULL, *output = NULL, *topic = NULL, *brokers = NULL;
-    const char *schema_path = NULL, *conf_path = NULL;
+    const char *schema_path = NULL, *conf_path = NULL, *codec = "deflate";
     nx_config_t *cfg = NULL;
     int have_events = 0, report = 0, null_sink = 0;
     nx_gen_t *gen = NULL;
@@ -742,6 +745,10 @@ int nx_gen_main(int argc, char **argv) {
         case 'c':
             conf_path = optarg;
             break;
+        case O_CODEC:
+            codec = optarg;
+            bad = strcmp(codec, "deflate") != 0 && strcmp(codec, "null") != 0;
+            break;
         case O_HELP:
         case 'h':
             usage(stdout);
@@ -751,8 +758,11 @@ int nx_gen_main(int argc, char **argv) {
             return EXIT_USAGE;
         }
         if (bad) {
-            fprintf(stderr, "nextactd gen: bad value for --%s: %s\n", opts[c - O_EVENTS].name,
-                    optarg);
+            const char *name = "?";
+            for (const struct option *o = opts; o->name; o++)
+                if (o->val == c)
+                    name = o->name;
+            fprintf(stderr, "nextactd gen: bad value for --%s: %s\n", name, optarg);
             return EXIT_USAGE;
         }
     }
@@ -826,9 +836,9 @@ int nx_gen_main(int argc, char **argv) {
             goto err;
     }
     if (output) {
-        /* deflate, 64 KiB blocks: a few hundred events each */
-        int e =
-            avro_file_writer_create_with_codec(output, ao->schema, &ao->file, "deflate", 64 * 1024);
+        /* 64 KiB blocks: ~1400 events each. Avro C's deflate is the
+         * bottleneck (~120k events/s here); --codec null for speed. */
+        int e = avro_file_writer_create_with_codec(output, ao->schema, &ao->file, codec, 64 * 1024);
         if (e) {
             snprintf(errstr, sizeof errstr, "%s: %s", output, avro_strerror());
             goto err;
