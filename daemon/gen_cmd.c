@@ -971,6 +971,19 @@ int nx_gen_main(int argc, char **argv) {
                 fprintf(stderr, " %s=%llu", bad_name[k], (unsigned long long)bad_count[k]);
         fputc('\n', stderr);
     }
+    /* Ingest rejects timestamps more than a day past the wall clock
+     * (input.max_future_ms): say so before a live test trips over it. */
+    {
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        int64_t wall_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+        if (n_events > 0 && max_ts > wall_ms)
+            fprintf(stderr,
+                    "gen: warning: the stream runs %.1f days past the wall clock; a live "
+                    "daemon rejects events over a day ahead: use an earlier --start or more "
+                    "--users\n",
+                    (double)(max_ts - wall_ms) / 86400000.0);
+    }
     if (report) {
         fprintf(stderr, "gen: oracle over %llu labelled: log loss %.4f",
                 (unsigned long long)rep.labelled, rep.log_loss);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures;
@@ -663,6 +664,20 @@ static void test_cli_kafka_mock(void) {
                           NX_SOURCE_DIR "/conf/schemas/event.avsc"};
     int rc = run_cli(17, args);
     CHECK(rc == 0, "gen --topic (mock) rc %d", rc);
+
+    /* The token bucket: 1000 events at 4000/s take 0.25 s less one 10 ms
+     * burst; allow slack above for a loaded machine. */
+    const char *paced[] = {
+        "gen",    "--events", "1000",    "--users",  "100",
+        "--seed", "8",        "--topic", "events",   "--brokers",
+        "mock",   "--rate",   "4000",    "--schema", NX_SOURCE_DIR "/conf/schemas/event.avsc"};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rc = run_cli(15, paced);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    CHECK(rc == 0, "gen --rate rc %d", rc);
+    CHECK(secs >= 0.23 && secs < 5.0, "1000 events at 4000/s took %.3f s", secs);
 }
 
 static void test_cli_usage(void) {
