@@ -128,6 +128,11 @@ const uint64_t *nx_codec_counters(const nx_codec_t *codec) {
     return codec->counters;
 }
 
+void nx_codec_count(nx_codec_t *codec, nx_codec_reason_t reason) {
+    if ((unsigned)reason < NX_CODEC_N_REASONS)
+        codec->counters[reason]++;
+}
+
 int nx_codec_type_lookup(const nx_codec_t *codec, const char *value, size_t len) {
     for (int i = 0; i < codec->n_types; i++) {
         const type_entry_t *t = &codec->types[i];

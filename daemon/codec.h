@@ -168,6 +168,10 @@ typedef struct nx_codec_fields {
 nx_codec_reason_t nx_codec_from_fields(nx_codec_t *codec, const nx_codec_fields_t *fields,
                                        int topic, int64_t now_ms, nx_event_t *ev);
 
+/* Counts a rejection found outside the codec (CSV parse errors), so the
+ * per-reason counters cover every input. */
+void nx_codec_count(nx_codec_t *codec, nx_codec_reason_t reason);
+
 /* Looks an event type value up the way decoding does: type_map first, then
  * the configured type names themselves. Returns the type index, -2 for a
  * value mapped to "" (skip), -1 if unknown. */

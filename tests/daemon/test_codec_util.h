@@ -76,7 +76,7 @@ static inline double t_unif(void) {
 
 /* A configuration filled by hand: event.avsc field names, types click,
  * cart, purchase, Taobao-ish and REES46-ish type values. */
-static nx_config_t *t_config(const char *framing) {
+static inline nx_config_t *t_config(const char *framing) {
     static nx_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.input.framing = (char *)framing;
@@ -130,7 +130,7 @@ static const char t_event_schema[] =
     "{\"name\":\"session_id\",\"type\":[\"null\",\"string\"],\"default\":null}]}";
 
 /* Fills any value with seeded random content (unmapped fields). */
-static void t_fill_random(avro_value_t *v, int depth) {
+static inline void t_fill_random(avro_value_t *v, int depth) {
     avro_value_t child;
     char s[24];
     size_t n;
@@ -218,7 +218,7 @@ static void t_fill_random(avro_value_t *v, int depth) {
 
 /* Sets a mapped field from text: picks the union branch (null when text is
  * NULL, else the first non-null one) and converts to the writer's type. */
-static void t_set_field(avro_value_t *v, const char *text) {
+static inline void t_set_field(avro_value_t *v, const char *text) {
     avro_value_t branch;
     if (avro_value_get_type(v) == AVRO_UNION) {
         avro_schema_t us = avro_value_get_schema(v);
@@ -264,8 +264,8 @@ static void t_set_field(avro_value_t *v, const char *text) {
 
 /* Text of field `name` of rec, NULL when absent; mapped names follow
  * event.avsc. `tmp` holds formatted numbers. */
-static const char *t_field_text(const nx_codec_record_t *rec, const char *name, char *tmp,
-                                size_t tmp_size, int *mapped) {
+static inline const char *t_field_text(const nx_codec_record_t *rec, const char *name, char *tmp,
+                                       size_t tmp_size, int *mapped) {
     *mapped = 1;
     if (!strcmp(name, "user_id"))
         return rec->user_id;
@@ -299,8 +299,8 @@ static const char *t_field_text(const nx_codec_record_t *rec, const char *name, 
 
 /* Encodes rec under writer schema `schema` with Avro C (random content in
  * unmapped fields). Returns the length or -1. */
-static int64_t t_avro_encode(avro_schema_t schema, const nx_codec_record_t *rec, void *buf,
-                             size_t cap) {
+static inline int64_t t_avro_encode(avro_schema_t schema, const nx_codec_record_t *rec, void *buf,
+                                    size_t cap) {
     avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
     avro_value_t val, fv;
     avro_writer_t writer = NULL;
@@ -331,7 +331,7 @@ static int64_t t_avro_encode(avro_schema_t schema, const nx_codec_record_t *rec,
 
 /* A random plausible event; strings live in static buffers until the next
  * call. */
-static nx_codec_record_t t_random_record(void) {
+static inline nx_codec_record_t t_random_record(void) {
     static char user[48], item[24], cat[24], sess[40];
     static const char *types[] = {"click", "cart", "purchase", "pv", "buy", "view"};
     nx_codec_record_t rec;
