@@ -3,6 +3,7 @@
 list(APPEND NX_DAEMON_SOURCES
   codec.c
   replay_io.c
+  predenc.c
 )
 # replay_io.c inflates deflate-coded Avro container blocks. nx_daemon is
 # defined after this file is included, so the link is deferred to the end of

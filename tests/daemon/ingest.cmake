@@ -8,3 +8,8 @@ add_executable(test_replay_io test_replay_io.c)
 target_link_libraries(test_replay_io PRIVATE nx_daemon)
 add_test(NAME test_replay_io COMMAND test_replay_io)
 set_tests_properties(test_replay_io PROPERTIES LABELS unit)
+
+add_executable(test_codec_predenc test_codec_predenc.c)
+target_link_libraries(test_codec_predenc PRIVATE nx_daemon)
+add_test(NAME test_codec_predenc COMMAND test_codec_predenc)
+set_tests_properties(test_codec_predenc PROPERTIES LABELS unit)

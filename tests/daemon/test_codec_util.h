@@ -19,7 +19,7 @@
 #include "codec.h"
 #include "config.h"
 
-static int t_failures;
+static int t_failures __attribute__((unused));
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
