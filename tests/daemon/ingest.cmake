@@ -13,3 +13,30 @@ add_executable(test_codec_predenc test_codec_predenc.c)
 target_link_libraries(test_codec_predenc PRIVATE nx_daemon)
 add_test(NAME test_codec_predenc COMMAND test_codec_predenc)
 set_tests_properties(test_codec_predenc PROPERTIES LABELS unit)
+
+# libFuzzer target over the codec (scripts/fuzz builds and runs it). Built
+# from the codec's own sources, not nx_daemon, so that it needs only clang,
+# Avro C and the codec.
+if(NX_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "NX_FUZZ needs clang (CC=clang)")
+  endif()
+  add_executable(fuzz_codec
+    ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_codec.c
+    ${PROJECT_SOURCE_DIR}/daemon/codec.c
+    ${PROJECT_SOURCE_DIR}/features/event.c)
+  target_include_directories(fuzz_codec PRIVATE
+    ${PROJECT_SOURCE_DIR}/daemon ${PROJECT_SOURCE_DIR}/features ${PROJECT_SOURCE_DIR}/tests/fuzz)
+  target_compile_options(fuzz_codec PRIVATE -g -fsanitize=fuzzer,address,undefined
+    -fno-sanitize-recover=undefined)
+  target_link_options(fuzz_codec PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_codec PRIVATE PkgConfig::AVRO ${MATH_LIBRARY})
+
+  add_executable(fuzz_seeds ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_seeds.c
+    ${PROJECT_SOURCE_DIR}/daemon/codec.c ${PROJECT_SOURCE_DIR}/features/event.c)
+  target_include_directories(fuzz_seeds PRIVATE
+    ${PROJECT_SOURCE_DIR}/daemon ${PROJECT_SOURCE_DIR}/features ${PROJECT_SOURCE_DIR}/tests/fuzz
+    ${CMAKE_CURRENT_SOURCE_DIR})
+  target_compile_definitions(fuzz_seeds PRIVATE NX_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  target_link_libraries(fuzz_seeds PRIVATE PkgConfig::AVRO ${MATH_LIBRARY})
+endif()
