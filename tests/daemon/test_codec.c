@@ -79,8 +79,8 @@ static int ref_decode(avro_schema_t schema, const nx_codec_t *codec, const void 
         const char *s = NULL;
         size_t sl = 0;
         int64_t l = 0;
-        int32_t i32;
-        float f;
+        int32_t i32 = 0;
+        float f = 0;
         double d = NAN;
         int is_num = 0, is_str = 0;
         switch (avro_value_get_type(&fv)) {
@@ -112,7 +112,7 @@ static int ref_decode(avro_schema_t schema, const nx_codec_t *codec, const void 
             avro_value_get_double(&fv, &d);
             break;
         case AVRO_ENUM: {
-            int e;
+            int e = 0;
             avro_value_get_enum(&fv, &e);
             s = avro_schema_enum_get(avro_value_get_schema(&fv), e);
             sl = strlen(s);

@@ -26,10 +26,10 @@ static void check_with_avro_c(avro_schema_t schema, const nx_predenc_t *enc,
     avro_reader_t reader = avro_reader_memory((const char *)buf, (int64_t)len);
     avro_generic_value_new(iface, &val);
     CHECK(avro_value_read(reader, &val) == 0);
-    const char *s;
-    size_t sl;
-    int64_t l;
-    int32_t i32;
+    const char *s = "";
+    size_t sl = 0;
+    int64_t l = 0;
+    int32_t i32 = 0;
     CHECK(avro_value_get_by_name(&val, "user_id", &f, NULL) == 0);
     avro_value_get_string(&f, &s, &sl);
     CHECK(sl - 1 == pred->user_id_len && memcmp(s, pred->user_id, sl - 1) == 0);
@@ -52,7 +52,7 @@ static void check_with_avro_c(avro_schema_t schema, const nx_predenc_t *enc,
     avro_value_get_long(&f, &l);
     CHECK_EQ_I(l, pred->horizon_ms);
     avro_value_get_by_name(&val, "probabilities", &m, NULL);
-    size_t n;
+    size_t n = 0;
     avro_value_get_size(&m, &n);
     CHECK_EQ_I(n, nx_predenc_n_classes(enc));
     int best = 0;

@@ -133,7 +133,7 @@ static const char t_event_schema[] =
 static inline void t_fill_random(avro_value_t *v, int depth) {
     avro_value_t child;
     char s[24];
-    size_t n;
+    size_t n = 0;
     switch (avro_value_get_type(v)) {
     case AVRO_NULL:
         avro_value_set_null(v);
@@ -305,7 +305,7 @@ static inline int64_t t_avro_encode(avro_schema_t schema, const nx_codec_record_
     avro_value_t val, fv;
     avro_writer_t writer = NULL;
     int64_t len = -1;
-    size_t n;
+    size_t n = 0;
     char tmp[64];
     if (!iface || avro_generic_value_new(iface, &val) != 0)
         return -1;
