@@ -8,13 +8,18 @@
 #include <time.h>
 
 #include "half.h"
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define NX_HAVE_F16C 1
+#endif
 #include "norm.h"
 #include "siphash.h"
 
-/* Records per slab chunk: 2^16 keeps a chunk ~15 MB at ~232 bytes, small
- * enough that growing by one is cheap, large enough that the chunk pointer
- * array stays tiny (153 pointers at 10M users). */
-#define NX_CHUNK_SHIFT 16
+/* Records per slab chunk: 2^12 makes a chunk ~1 MB at ~232 bytes, so
+ * freeing one in a maintenance tick (munmap) stays far below the 1 ms
+ * budget (a 15 MB chunk took ~0.4 ms), and the chunk pointer array stays
+ * small (2442 pointers at 10M users). */
+#define NX_CHUNK_SHIFT 12
 #define NX_CHUNK_RECS  (1u << NX_CHUNK_SHIFT)
 #define NX_CHUNK_MASK  (NX_CHUNK_RECS - 1u)
 
@@ -35,8 +40,10 @@
  * DRAM latency (issue 4: ~85 ns vs ~400 ns per lookup at 10M users). */
 #define NX_BLOCK 32
 
-/* Maintenance checks the clock every this many steps (~10-50 us of work). */
-#define NX_MAINT_CHECK 256
+/* Maintenance checks the clock every this many steps: a step costs up to
+ * ~1 us (a removal touches ~5 random records), so the budget is overrun by
+ * at most ~16 us; clock_gettime (vDSO, ~20 ns) every 16 steps is noise. */
+#define NX_MAINT_CHECK 16
 
 /* Stream tags: "NXU1" whole store, "NXP1" one partition. */
 #define NX_STORE_MAGIC 0x3155584eu
@@ -97,6 +104,8 @@ struct nx_store {
     float *raw; /* (dim) scratch for the raw vector */
     uint64_t rng;
     int64_t ttl_cursor; /* next slab index the TTL scan visits (downwards) */
+
+    int f16c; /* the CPU converts fp16 in hardware (same results, RNE) */
 
     nx_store_stats_t st;
 };
@@ -349,6 +358,9 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     if (!store->chunks || !store->bk[0] || !store->norm || !store->raw)
         goto oom;
     store->rng = p->seed;
+#ifdef NX_HAVE_F16C
+    store->f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+#endif
     store->st.record_bytes = store->rec_size;
     return store;
 oom:
@@ -558,8 +570,31 @@ static void evict_one(nx_store_t *store) {
 
 /* --- features ----------------------------------------------------------- */
 
+/* log(y) for finite y >= 1, inline and branch-free (the hot path takes ~20
+ * logs per event; a libm call each was ~15% of it). y = 2^e * m with m in
+ * [sqrt(1/2), sqrt(2)), found by offsetting the bits by those of sqrt(1/2);
+ * then log(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, by its
+ * series to s^9: truncation error 2|s|^11/11 < 2e-9. Result within a few
+ * float ulps of log(y). */
+static inline float fast_log(float y) {
+    uint32_t b;
+    memcpy(&b, &y, sizeof b);
+    uint32_t t = b - 0x3f3504f3u; /* bits of sqrt(1/2) */
+    int32_t e = (int32_t)t >> 23;
+    uint32_t mb = (t & 0x007fffffu) + 0x3f3504f3u;
+    float m;
+    memcpy(&m, &mb, sizeof m);
+    float sv = (m - 1.0f) / (m + 1.0f), s2 = sv * sv;
+    float poly = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
+    return (float)e * 0.693147181f + 2.0f * sv * poly;
+}
+
+/* log(1 + x) for x >= 0. */
+static inline float flog1p(float x) {
+    return fast_log(1.0f + x);
+}
 static inline float log1p_pos(float x) {
-    return log1pf(x > 0 ? x : 0);
+    return flog1p(x > 0 ? x : 0);
 }
 
 /* Move-to-front insert of fp into a ring of at most k entries; returns 1
@@ -607,12 +642,12 @@ static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *e
     if (p->families & NX_FEAT_COUNTS) {
         const float *cnt = u_cnt(store, u);
         for (int k = 0; k < p->n_windows * p->n_types; k++)
-            out[d++] = log1p_pos(cnt[k]);
+            out[d++] = flog1p(cnt[k]);
     }
     if (p->families & NX_FEAT_VALUE) {
         const float *val = u_val(store, u);
         for (int w = 0; w < p->n_windows; w++)
-            out[d++] = log1p_pos(val[w]);
+            out[d++] = flog1p(val[w]);
     }
     if (p->families & NX_FEAT_RECENCY) {
         const int64_t *last = u_last(store, u);
@@ -621,20 +656,20 @@ static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *e
                 out[d++] = 0.0f;
                 out[d++] = 1.0f;
             } else {
-                out[d++] = log1p_pos((float)(T - last[t]) * 0.001f);
+                out[d++] = flog1p((float)(T - last[t]) * 0.001f);
                 out[d++] = 0.0f;
             }
         }
     }
     if (p->families & NX_FEAT_SESSION) {
-        out[d++] = log1pf((float)u->sess_len);
-        out[d++] = log1p_pos((float)(T - u->sess_start) * 0.001f);
+        out[d++] = flog1p((float)u->sess_len);
+        out[d++] = flog1p((float)(T - u->sess_start) * 0.001f);
         out[d++] = (float)new_sess;
     }
     if (p->families & NX_FEAT_REVISITS) {
         out[d++] = (float)item_rev;
         out[d++] = (float)cat_rev;
-        out[d++] = log1pf((float)u->sess_rev);
+        out[d++] = flog1p((float)u->sess_rev);
     }
     if (p->families & NX_FEAT_ONEHOT)
         for (int t = 0; t < p->n_types; t++)
@@ -654,17 +689,58 @@ static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *e
     }
     if (p->families & NX_FEAT_PRICE) {
         int has = ev->price >= 0;
-        out[d++] = has ? log1pf((float)ev->price) : 0.0f;
+        out[d++] = has ? log1p_pos((float)ev->price) : 0.0f;
         out[d++] = has ? 0.0f : 1.0f;
     }
+}
+
+/* fp16 conversion of a vector. The F16C instructions round to nearest even
+ * like nx_half_from_float, so both paths give identical bits (checked by the
+ * tests, which compare against the portable conversion). */
+#ifdef NX_HAVE_F16C
+__attribute__((target("avx,f16c"))) static void enc_f16c(const float *x, uint16_t *h, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        h[i] = nx_half_from_float(x[i]);
+}
+__attribute__((target("avx,f16c"))) static void dec_f16c(const uint16_t *h, float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; i++)
+        x[i] = nx_half_to_float(h[i]);
+}
+#endif
+
+static void half_encode(const nx_store_t *store, const float *x, uint16_t *h) {
+#ifdef NX_HAVE_F16C
+    if (store->f16c) {
+        enc_f16c(x, h, store->dim);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < store->dim; i++)
+        h[i] = nx_half_from_float(x[i]);
+}
+
+static void half_decode(const nx_store_t *store, const uint16_t *h, float *x) {
+#ifdef NX_HAVE_F16C
+    if (store->f16c) {
+        dec_f16c(h, x, store->dim);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < store->dim; i++)
+        x[i] = nx_half_to_float(h[i]);
 }
 
 static void emit_example(const nx_store_t *store, nx_user_t *u, int32_t label, nx_examples_t *ex) {
     size_t r = ex->n++;
     float *x = ex->x + r * store->dim;
-    const uint16_t *pend = u_pend(store, u);
-    for (size_t i = 0; i < store->dim; i++)
-        x[i] = nx_half_to_float(pend[i]);
+    half_decode(store, u_pend(store, u), x);
     ex->label[r] = label;
     ex->ts_ms[r] = u->clock;
     if (ex->user)
@@ -766,9 +842,7 @@ static void apply_event(nx_store_t *store, const nx_event_t *ev, uint64_t h, flo
         nx_norm_apply(store->norm, raw, xrow);
     }
     if (ev->ts_ms == u->clock && !(u->flags & NX_F_PENDING)) {
-        uint16_t *pend = u_pend(store, u);
-        for (size_t i = 0; i < store->dim; i++)
-            pend[i] = nx_half_from_float(xrow[i]);
+        half_encode(store, xrow, u_pend(store, u));
         list_append(store, idx);
     }
     store->st.events++;
@@ -800,14 +874,32 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
                 __builtin_prefetch(bucket_of(store, h[j]));
             }
         }
-        /* Pass 2: prefetch the first record of each chain. */
+        /* Pass 2: prefetch the first record of each chain, every cache
+         * line of it (a record spans 4-5 lines; the update touches all). */
         for (size_t j = 0; j < bn; j++)
             if (st[j] <= NX_STORE_LATE) {
                 uint32_t i = *bucket_of(store, h[j]);
-                if (i)
-                    __builtin_prefetch(rec(store, i - 1));
+                if (i) {
+                    const char *r = (const char *)rec(store, i - 1);
+                    for (size_t off = 0; off < store->rec_size; off += 64)
+                        __builtin_prefetch(r + off, 1);
+                    __builtin_prefetch(r + store->rec_size - 1, 1);
+                }
             }
-        /* Pass 3: apply in input order. */
+        /* Pass 3: prefetch the expiry-list neighbours of pending users,
+         * which an in-order event will unlink (two random records). */
+        for (size_t j = 0; j < bn; j++)
+            if (st[j] <= NX_STORE_LATE) {
+                uint32_t i = find(store, h[j]);
+                if (i != UINT32_MAX) {
+                    nx_user_t *u = rec(store, i);
+                    if (u->lprev)
+                        __builtin_prefetch(rec(store, u->lprev - 1), 1);
+                    if (u->lnext)
+                        __builtin_prefetch(rec(store, u->lnext - 1), 1);
+                }
+            }
+        /* Pass 4: apply in input order. */
         for (size_t j = 0; j < bn; j++) {
             float *xrow = x + (b0 + j) * store->dim;
             if (status)
@@ -858,8 +950,11 @@ size_t nx_store_maintain(nx_store_t *store, int64_t now_ms, int64_t budget_us) {
     uint64_t visits = store->n_users;
     int64_t ttl = store->p.user_ttl_ms;
     for (uint64_t v = 0; v < visits && store->n_users; v++) {
-        if (store->ttl_cursor < 0 || store->ttl_cursor >= (int64_t)store->n_users)
+        if (store->ttl_cursor < 0 || store->ttl_cursor >= (int64_t)store->n_users) {
+            if (store->ttl_cursor < 0)
+                store->st.ttl_scans++;
             store->ttl_cursor = (int64_t)store->n_users - 1;
+        }
         uint32_t i = (uint32_t)store->ttl_cursor--;
         nx_user_t *u = rec(store, i);
         if (u->clock <= now_ms - ttl) {

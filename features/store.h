@@ -134,6 +134,7 @@ typedef struct nx_store_stats {
     uint64_t labels_lost;    /* pending examples lost with an evicted/dropped user */
     uint64_t resolved;       /* examples resolved by a next event */
     uint64_t expired_labels; /* examples resolved to `none` by the watermark */
+    uint64_t ttl_scans;      /* completed passes of the TTL scan over all users */
     uint64_t buckets;        /* hash buckets (both arrays during a grow) */
     int rehashing;           /* 1 while a grow is under way */
     size_t record_bytes;     /* bytes of one user record */

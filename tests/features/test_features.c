@@ -150,7 +150,7 @@ static void test_norm(void) {
     double sum[3] = {0}, sq[3] = {0};
     float raw[3], out[3];
     uint64_t s = 7;
-    int n = 1000;
+    int n = 1024; /* a multiple of the refresh period: apply sees all */
     for (int i = 0; i < n; i++) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         raw[0] = (float)((s >> 40) % 1000) / 100.0f; /* 0..10 */
