@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "half.h"
@@ -15,13 +16,13 @@
 #include "norm.h"
 #include "siphash.h"
 
-/* Records per slab chunk: 2^12 makes a chunk ~1 MB at ~232 bytes, so
- * freeing one in a maintenance tick (munmap) stays far below the 1 ms
- * budget (a 15 MB chunk took ~0.4 ms), and the chunk pointer array stays
- * small (2442 pointers at 10M users). */
-#define NX_CHUNK_SHIFT 12
-#define NX_CHUNK_RECS  (1u << NX_CHUNK_SHIFT)
-#define NX_CHUNK_MASK  (NX_CHUNK_RECS - 1u)
+/* Huge page size: the slab and bucket arrays ask for transparent huge
+ * pages. At 10M users (2.4 GB) with 4 KB pages nearly every record access
+ * also missed the TLB and walked the page tables. */
+#define NX_HUGE_PAGE (2u << 20)
+
+/* Slab memory given back by nx_store_trim keeps this many spare records. */
+#define NX_SLAB_SPARE 4096u
 
 /* Initial bucket count (power of two); the table doubles at load 1. */
 #define NX_INIT_BUCKETS 1024u
@@ -88,8 +89,8 @@ struct nx_store {
     size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend;
 
     /* slab */
-    char **chunks;
-    size_t n_chunk_slots, n_chunks;
+    char *slab;        /* max_users records of virtual memory, touched on use */
+    size_t slab_bytes; /* mapped length */
     uint32_t n_users;
 
     /* table: bk[0] the main array; bk[1] the new one during a grow */
@@ -120,8 +121,7 @@ static uint64_t splitmix64(uint64_t *s) {
 }
 
 static inline nx_user_t *rec(const nx_store_t *store, uint32_t i) {
-    return (nx_user_t *)(store->chunks[i >> NX_CHUNK_SHIFT] +
-                         (size_t)(i & NX_CHUNK_MASK) * store->rec_size);
+    return (nx_user_t *)(store->slab + (size_t)i * store->rec_size);
 }
 static inline int64_t *u_last(const nx_store_t *store, nx_user_t *u) {
     return (int64_t *)((char *)u + store->off_last);
@@ -145,6 +145,24 @@ static inline uint16_t *u_pend(const nx_store_t *store, nx_user_t *u) {
 /* 32-bit fingerprint of an item/category/session hash, never 0. */
 static inline uint32_t fp32(uint64_t h) {
     return (uint32_t)(h ^ (h >> 32)) | 1u;
+}
+
+/* Anonymous zeroed memory of len bytes, or NULL. huge: ask for transparent
+ * huge pages (advice only). The slab does; bucket arrays do not: a grow
+ * writes the new array at random places, and faulting in (zeroing) a fresh
+ * 2 MB page per write made one maintenance tick take 7 ms at 10M users. */
+static void *map_zeroed(size_t len, int huge) {
+    void *p =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (huge && len >= NX_HUGE_PAGE)
+        madvise(p, len, MADV_HUGEPAGE);
+    return p;
+}
+
+static void unmap(void *p, size_t len) {
+    munmap(p, len);
 }
 
 static int64_t now_us(void) {
@@ -348,14 +366,18 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     off += sizeof(uint16_t) * store->dim;
     store->rec_size = align8(off);
 
-    store->n_chunk_slots = (size_t)((p->max_users + NX_CHUNK_RECS - 1) >> NX_CHUNK_SHIFT) + 1;
-    store->chunks = calloc(store->n_chunk_slots, sizeof *store->chunks);
-    store->bk[0] = calloc(NX_INIT_BUCKETS, sizeof(uint32_t));
+    /* The slab reserves address space for max_users records at once
+     * (MAP_NORESERVE: no memory is committed until a page is touched), so
+     * records never move and inserts never allocate. */
+    store->slab_bytes = (size_t)p->max_users * store->rec_size;
+    store->slab_bytes = (store->slab_bytes + NX_HUGE_PAGE - 1) / NX_HUGE_PAGE * NX_HUGE_PAGE;
+    store->slab = map_zeroed(store->slab_bytes, 1);
+    store->bk[0] = map_zeroed(NX_INIT_BUCKETS * sizeof(uint32_t), 0);
     store->mask[0] = NX_INIT_BUCKETS - 1;
     store->rehash_idx = -1;
     store->norm = nx_norm_new(store->dim, p->clip);
     store->raw = calloc(store->dim, sizeof *store->raw);
-    if (!store->chunks || !store->bk[0] || !store->norm || !store->raw)
+    if (!store->slab || !store->bk[0] || !store->norm || !store->raw)
         goto oom;
     store->rng = p->seed;
 #ifdef NX_HAVE_F16C
@@ -375,12 +397,12 @@ void nx_store_destroy(nx_store_t *store) {
         return;
     free(store->raw);
     nx_norm_destroy(store->norm);
-    free(store->bk[1]);
-    free(store->bk[0]);
-    if (store->chunks)
-        for (size_t i = 0; i < store->n_chunks; i++)
-            free(store->chunks[i]);
-    free(store->chunks);
+    if (store->bk[1])
+        unmap(store->bk[1], (store->mask[1] + 1) * sizeof(uint32_t));
+    if (store->bk[0])
+        unmap(store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
+    if (store->slab)
+        unmap(store->slab, store->slab_bytes);
     free(store->names);
     free(store);
 }
@@ -410,7 +432,7 @@ static void rehash_steps(nx_store_t *store, int n) {
     int empty_visits = n * 10; /* as Redis: bound the walk over empty buckets */
     while (store->rehash_idx >= 0 && n > 0) {
         if ((uint64_t)store->rehash_idx > store->mask[0]) {
-            free(store->bk[0]);
+            unmap(store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
             store->bk[0] = store->bk[1];
             store->mask[0] = store->mask[1];
             store->bk[1] = NULL;
@@ -441,9 +463,9 @@ static void maybe_grow(nx_store_t *store) {
     if (store->rehash_idx >= 0 || store->n_users <= store->mask[0] + 1)
         return;
     uint64_t size = (store->mask[0] + 1) * 2;
-    /* calloc of a large array maps zero pages lazily: O(1), no copy. On
+    /* A fresh mapping is zero pages, faulted in lazily: O(1), no copy. On
      * failure the table just runs at a higher load. */
-    uint32_t *bk = calloc(size, sizeof *bk);
+    uint32_t *bk = map_zeroed(size * sizeof *bk, 0);
     if (!bk)
         return;
     store->bk[1] = bk;
@@ -492,18 +514,11 @@ static void list_unlink(nx_store_t *store, uint32_t idx) {
 /* --- slab ------------------------------------------------------------------- */
 
 /* Appends a zeroed record for h and links it into the table. Returns its
- * index, or UINT32_MAX if a chunk could not be allocated. */
+ * index, or UINT32_MAX if the slab is full (max_users). */
 static uint32_t slab_insert(nx_store_t *store, uint64_t h) {
     uint32_t idx = store->n_users;
-    size_t c = idx >> NX_CHUNK_SHIFT;
-    if (c >= store->n_chunks) {
-        if (c >= store->n_chunk_slots)
-            return UINT32_MAX;
-        char *chunk = malloc((size_t)NX_CHUNK_RECS * store->rec_size);
-        if (!chunk)
-            return UINT32_MAX;
-        store->chunks[store->n_chunks++] = chunk;
-    }
+    if (idx >= store->p.max_users)
+        return UINT32_MAX;
     store->n_users++;
     nx_user_t *u = rec(store, idx);
     memset(u, 0, store->rec_size);
@@ -541,14 +556,19 @@ static void slab_remove(nx_store_t *store, uint32_t idx) {
         memcpy(u, m, store->rec_size);
     }
     store->n_users--;
-    /* Free a trailing chunk once a whole spare one sits behind it, so a
-     * user count hovering at a chunk boundary does not thrash malloc. */
-    if (store->n_chunks >= 2 &&
-        (size_t)store->n_users + NX_CHUNK_RECS <= ((store->n_chunks - 1) << NX_CHUNK_SHIFT) &&
-        store->n_users <= ((store->n_chunks - 2) << NX_CHUNK_SHIFT)) {
-        free(store->chunks[--store->n_chunks]);
-        store->chunks[store->n_chunks] = NULL;
-    }
+}
+
+/* Slab pages are not returned as users leave: madvise(MADV_DONTNEED) of
+ * megabytes (splitting huge pages) took 0.3-3 ms, far over a maintenance
+ * tick's budget. New users reuse them; nx_store_trim gives the spare ones
+ * back when the caller can afford it. */
+size_t nx_store_trim(nx_store_t *store) {
+    size_t keep = ((size_t)store->n_users + NX_SLAB_SPARE) * store->rec_size;
+    keep = (keep + NX_HUGE_PAGE - 1) / NX_HUGE_PAGE * NX_HUGE_PAGE;
+    if (keep >= store->slab_bytes)
+        return 0;
+    madvise(store->slab + keep, store->slab_bytes - keep, MADV_DONTNEED);
+    return store->slab_bytes - keep;
 }
 
 static void evict_one(nx_store_t *store) {
@@ -1096,6 +1116,7 @@ size_t nx_store_drop_partition(nx_store_t *store, int32_t partition) {
             removed++;
         }
     }
+    nx_store_trim(store);
     return removed;
 }
 
@@ -1255,9 +1276,9 @@ int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, ch
         snprintf(errstr, errstr_size, "features: out of memory");
         goto out;
     }
-    /* Empty the store, keeping the chunks and the larger bucket array. */
+    /* Empty the store, keeping the slab pages and the larger bucket array. */
     if (store->rehash_idx >= 0) {
-        free(store->bk[0]);
+        unmap(store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
         store->bk[0] = store->bk[1];
         store->mask[0] = store->mask[1];
         store->bk[1] = NULL;

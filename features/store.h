@@ -6,8 +6,11 @@
  *
  * Layout and why:
  * - Users live in a dense slab of fixed-size records (size from the params,
- *   ~230 bytes with the defaults), allocated in chunks of 65536 records so the
- *   slab grows without a copy. Removal moves the last record into the hole,
+ *   232 bytes with the defaults). The slab reserves address space for
+ *   max_users records up front (MAP_NORESERVE; memory is committed only as
+ *   pages are touched) and asks for transparent huge pages, so records never
+ *   move, inserts never allocate and random access at 10M users does not
+ *   also miss the TLB. Removal moves the last record into the hole,
  *   so the slab stays dense: iteration is a linear walk and the sampled-LRU
  *   eviction can pick uniformly random users in O(1).
  * - A chained hash table indexes the slab: buckets are 4-byte record indices
@@ -43,8 +46,8 @@
  * resolves to `none` those with pending + H <= watermark, oldest first.
  *
  * Guarantees: nx_store_update, nx_store_expire_labels and nx_store_maintain
- * allocate nothing except when the slab needs a new chunk or the table starts
- * a grow (amortised, never a copy of the whole table), print nothing, and are
+ * allocate nothing except when the table starts a grow (one lazily zeroed
+ * mapping, never a copy of the whole table), print nothing, and are
  * deterministic: the same events, watermarks, maintain calls and params give
  * bit-identical vectors, labels and state (eviction draws from a generator
  * seeded by params.seed). Not thread-safe: one owner (the main loop).
@@ -187,6 +190,14 @@ size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_exampl
  * budget_us has been spent (clock checked every 256 steps). A budget of 0
  * runs to completion (tests). Returns the number of users expired. */
 size_t nx_store_maintain(nx_store_t *store, int64_t now_ms, int64_t budget_us);
+
+/* Gives slab memory of departed users back to the system (all but 4096
+ * spare records beyond what the users need, in whole huge pages). Expiry and
+ * eviction never do this themselves: a release can take milliseconds, so
+ * the slab keeps its high-water mark (reused by new users) until this is
+ * called, e.g. after a rebalance or in a quiet moment. drop_partition calls
+ * it. Returns the bytes released. */
+size_t nx_store_trim(nx_store_t *store);
 
 /* --- Users, partitions, checkpoints ------------------------------------ */
 
