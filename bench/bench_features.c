@@ -11,7 +11,7 @@
  *    (rank = floor((users+1)^u) - 1, u uniform: P(rank) ~ 1/rank), in
  *    batches of `batch` (256 ~ a polled Kafka batch; 1 shows the cost
  *    without prefetch), timing nx_store_update (update + vector out) alone,
- *    then with label expiry.
+ *    then with nx_store_set_scores (4 scores, as the daemon) and label expiry.
  * 3. Maintenance: moves the clock so half the users pass their TTL and
  *    calls nx_store_maintain(now, 1000 us) until they are gone: the longest
  *    tick, the number of ticks and the users expired.
@@ -77,6 +77,7 @@ int main(int argc, char **argv) {
     nx_store_params_default(&p);
     if (p.max_users < users)
         p.max_users = users;
+    p.n_scores = 4; /* the daemon's default: 3 event types + none */
     char err[256];
     double rss0 = rss_bytes();
     nx_store_t *store = nx_store_new(&p, key, err, sizeof err);
@@ -88,10 +89,15 @@ int main(int argc, char **argv) {
     nx_event_t *ev = calloc(batch, sizeof *ev);
     char *ids = calloc(batch, ID_SLOT);
     float *x = calloc(batch * dim, sizeof *x);
+    uint8_t *status = calloc(batch, 1);
+    float *scores = calloc(batch * 4, sizeof *scores);
+    float *ex_score = calloc(4096 * 4, sizeof *ex_score);
+    for (size_t i = 0; i < batch * 4; i++)
+        scores[i] = 0.25f;
     float *ex_x = calloc(4096 * dim, sizeof *ex_x);
     int32_t *label = calloc(4096, sizeof *label);
     int64_t *ts = calloc(4096, sizeof *ts);
-    nx_examples_t ex = {ex_x, label, ts, NULL, NULL, 4096, 0};
+    nx_examples_t ex = {.x = ex_x, .label = label, .ts_ms = ts, .score = ex_score, .cap = 4096};
     const int64_t t0 = 1700000000000LL; /* event time base, ms */
     int64_t t = t0;
     double max_tick = 0, max_tick_cpu = 0, rss_before = rss_bytes();
@@ -114,7 +120,8 @@ int main(int argc, char **argv) {
                                  .price = (u0 + j) % 3 == 2 ? 19.99 : NAN,
                                  .partition = 0};
         }
-        nx_store_update(store, ev, bn, t - 5000, x, NULL, &ex);
+        nx_store_update(store, ev, bn, t - 5000, x, status, &ex);
+        nx_store_set_scores(store, ev, bn, status, scores);
         if (++nb % 64 == 0) {
             double a = now_s(), ac = cpu_s();
             nx_store_maintain(store, t - 5000, 1000);
@@ -141,7 +148,7 @@ int main(int argc, char **argv) {
     /* 2. throughput, Zipf-like access */
     uint64_t seed = 12345;
     double lg = log((double)users + 1.0);
-    double t_upd = 0, t_all = 0;
+    double t_upd = 0, t_all = 0, t_sc = 0;
     for (uint64_t e0 = 0; e0 < events; e0 += batch) {
         size_t bn = events - e0 < batch ? (size_t)(events - e0) : batch;
         for (size_t j = 0; j < bn; j++) {
@@ -164,18 +171,22 @@ int main(int argc, char **argv) {
                                  .partition = 0};
         }
         double a = now_s();
-        nx_store_update(store, ev, bn, t - 5000, x, NULL, &ex);
+        nx_store_update(store, ev, bn, t - 5000, x, status, &ex);
         double b = now_s();
+        nx_store_set_scores(store, ev, bn, status, scores);
+        double b2 = now_s();
         nx_store_expire_labels(store, t - 5000, &ex);
         double c = now_s();
         t_upd += b - a;
+        t_sc += b2 - b;
         t_all += c - a;
     }
     nx_store_stats(store, &s);
     printf("zipf_events: %llu batch %zu\n", (unsigned long long)events, batch);
     printf("updates_per_s: %.0f\n", (double)events / t_upd);
     printf("ns_per_update: %.1f\n", t_upd * 1e9 / (double)events);
-    printf("updates_per_s_with_expiry: %.0f\n", (double)events / t_all);
+    printf("set_scores_ns_per_event: %.1f\n", t_sc * 1e9 / (double)events);
+    printf("updates_per_s_with_scores_and_expiry: %.0f\n", (double)events / t_all);
     printf("pending: %llu resolved: %llu expired_labels: %llu\n", (unsigned long long)s.pending,
            (unsigned long long)s.resolved, (unsigned long long)s.expired_labels);
 
@@ -225,6 +236,9 @@ int main(int argc, char **argv) {
     free(ts);
     free(label);
     free(ex_x);
+    free(ex_score);
+    free(scores);
+    free(status);
     free(x);
     free(ids);
     free(ev);

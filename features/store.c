@@ -46,13 +46,19 @@
  * at most ~16 us; clock_gettime (vDSO, ~20 ns) every 16 steps is noise. */
 #define NX_MAINT_CHECK 16
 
-/* Stream tags: "NXU1" whole store, "NXP1" one partition. */
-#define NX_STORE_MAGIC 0x3155584eu
-#define NX_PART_MAGIC  0x3150584eu
+/* Stream tags: "NXU2" whole store, "NXP2" one partition (version 2: the
+ * header carries n_scores). */
+#define NX_STORE_MAGIC 0x3255584eu
+#define NX_PART_MAGIC  0x3250584eu
 
 #define NX_NEVER INT64_MIN /* last_type[] of a type never seen */
 
 #define NX_F_PENDING 1u /* flags: holds a pending example */
+/* flags: the pending example was made by the current update batch and
+ * awaits its scores; until nx_store_set_scores, score slot 0 holds the index
+ * of the event that made it (< NX_STORE_SCORE_MEMO = 65536: fits 16 bits). */
+#define NX_F_FRESH 2u
+_Static_assert(NX_STORE_SCORE_MEMO <= 65536, "event index must fit a 16-bit score slot");
 
 /* The fixed head of a user record; the variable tail follows at offsets
  * computed from the params (see nx_store_new). */
@@ -86,7 +92,19 @@ struct nx_store {
 
     /* record layout */
     size_t rec_size;
-    size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend;
+    size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend, off_score;
+
+    /* The last update's batch, for nx_store_set_scores (arrays allocated
+     * only when n_scores > 0; entries for its first NX_STORE_SCORE_MEMO
+     * events / resolved rows). */
+    const nx_event_t *memo_ev; /* the last update's ev */
+    size_t memo_n;             /* its n */
+    int memo_open;             /* 1: users may carry NX_F_FRESH from that batch */
+    uint64_t *memo_hash;       /* (MEMO) user hash per event */
+    uint32_t *memo_idx;        /* (MEMO) slab index per event, UINT32_MAX = not applied */
+    int32_t *memo_maker;   /* (MEMO) per resolved row: event of this batch that made it, or -1 */
+    float *memo_res_score; /* the caller's resolved->score (may be NULL) */
+    size_t memo_res_n;     /* rows resolved by that update */
 
     /* slab */
     char *slab;        /* max_users records of virtual memory, touched on use */
@@ -140,6 +158,9 @@ static inline uint32_t *u_cats(const nx_store_t *store, nx_user_t *u) {
 }
 static inline uint16_t *u_pend(const nx_store_t *store, nx_user_t *u) {
     return (uint16_t *)((char *)u + store->off_pend);
+}
+static inline uint16_t *u_score(const nx_store_t *store, nx_user_t *u) {
+    return (uint16_t *)((char *)u + store->off_score);
 }
 
 /* 32-bit fingerprint of an item/category/session hash, never 0. */
@@ -326,6 +347,8 @@ static int check_params(const nx_store_params_t *p, char *errstr, size_t errstr_
         BAD("features: recent_items %d not in 0..%d", p->recent_items, NX_STORE_MAX_RECENT);
     if (!(p->clip > 0) || p->clip > 60000.0f) /* fp16 pending storage tops at 65504 */
         BAD("features: clip %g not in (0, 60000]", (double)p->clip);
+    if (p->n_scores < 0 || p->n_scores > NX_STORE_MAX_SCORES)
+        BAD("features: n_scores %d not in 0..%d", p->n_scores, NX_STORE_MAX_SCORES);
 #undef BAD
     return 0;
 }
@@ -364,6 +387,8 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     off += sizeof(uint32_t) * (size_t)p->recent_items;
     store->off_pend = off;
     off += sizeof(uint16_t) * store->dim;
+    store->off_score = off;
+    off += sizeof(uint16_t) * (size_t)p->n_scores;
     store->rec_size = align8(off);
 
     /* The slab reserves address space for max_users records at once
@@ -379,6 +404,13 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     store->raw = calloc(store->dim, sizeof *store->raw);
     if (!store->slab || !store->bk[0] || !store->norm || !store->raw)
         goto oom;
+    if (p->n_scores > 0) {
+        store->memo_hash = malloc(NX_STORE_SCORE_MEMO * sizeof *store->memo_hash);
+        store->memo_idx = malloc(NX_STORE_SCORE_MEMO * sizeof *store->memo_idx);
+        store->memo_maker = malloc(NX_STORE_SCORE_MEMO * sizeof *store->memo_maker);
+        if (!store->memo_hash || !store->memo_idx || !store->memo_maker)
+            goto oom;
+    }
     store->rng = p->seed;
 #ifdef NX_HAVE_F16C
     store->f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
@@ -395,6 +427,9 @@ err:
 void nx_store_destroy(nx_store_t *store) {
     if (!store)
         return;
+    free(store->memo_maker);
+    free(store->memo_idx);
+    free(store->memo_hash);
     free(store->raw);
     nx_norm_destroy(store->norm);
     if (store->bk[1])
@@ -767,11 +802,52 @@ static void emit_example(const nx_store_t *store, nx_user_t *u, int32_t label, n
         ex->user[r] = u->hash;
     if (ex->partition)
         ex->partition[r] = u->partition;
+    if (ex->score) {
+        /* a fresh example's slot holds an event index, not scores (yet) */
+        const uint16_t *sc = u_score(store, u);
+        int fresh = (u->flags & NX_F_FRESH) != 0;
+        float *out = ex->score + r * (size_t)store->p.n_scores;
+        for (int k = 0; k < store->p.n_scores; k++)
+            out[k] = fresh ? 0.0f : nx_half_to_float(sc[k]);
+    }
 }
 
-/* Applies one valid, not-dropped event with user hash h. */
-static void apply_event(nx_store_t *store, const nx_event_t *ev, uint64_t h, float *xrow,
-                        nx_examples_t *resolved) {
+/* Slab index of the user of event i (< NX_STORE_SCORE_MEMO) of the memo
+ * batch, or UINT32_MAX if not applied or gone. The remembered slot is
+ * trusted only while it still holds the user: an eviction or removal since
+ * may have moved records. */
+static uint32_t memo_find(const nx_store_t *store, size_t i) {
+    uint32_t idx = store->memo_idx[i];
+    if (idx == UINT32_MAX)
+        return UINT32_MAX;
+    if (idx < store->n_users && rec(store, idx)->hash == store->memo_hash[i])
+        return idx;
+    return find(store, store->memo_hash[i]);
+}
+
+/* Ends the memo batch without scores: users still marked fresh keep 0s. */
+static void close_memo(nx_store_t *store) {
+    if (!store->memo_open)
+        return;
+    size_t n = store->memo_n < NX_STORE_SCORE_MEMO ? store->memo_n : NX_STORE_SCORE_MEMO;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t idx = memo_find(store, i);
+        if (idx == UINT32_MAX)
+            continue;
+        nx_user_t *u = rec(store, idx);
+        if (u->flags & NX_F_FRESH) {
+            u->flags &= (uint8_t)~NX_F_FRESH;
+            memset(u_score(store, u), 0, sizeof(uint16_t) * (size_t)store->p.n_scores);
+        }
+    }
+    store->memo_open = 0;
+}
+
+/* Applies one valid, not-dropped event with user hash h, event i of the
+ * batch. Returns the user's slab index, or UINT32_MAX if the user could not
+ * be inserted. */
+static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, uint64_t h,
+                            float *xrow, nx_examples_t *resolved) {
     const nx_store_params_t *p = &store->p;
     uint32_t idx = find(store, h);
     int fresh = 0;
@@ -782,7 +858,7 @@ static void apply_event(nx_store_t *store, const nx_event_t *ev, uint64_t h, flo
         if (idx == UINT32_MAX) { /* out of memory: count as invalid, zero row */
             store->st.invalid++;
             memset(xrow, 0, store->dim * sizeof *xrow);
-            return;
+            return UINT32_MAX;
         }
         fresh = 1;
         nx_user_t *u = rec(store, idx);
@@ -848,7 +924,12 @@ static void apply_event(nx_store_t *store, const nx_event_t *ev, uint64_t h, flo
         /* Label of the pending example (made at the old clock). */
         if (u->flags & NX_F_PENDING) {
             int32_t label = gap < p->horizon_ms ? t : nt;
+            size_t row = resolved->n;
             emit_example(store, u, label, resolved);
+            /* made by an event of this batch: set_scores fills the row in */
+            if (store->memo_maker && row < NX_STORE_SCORE_MEMO)
+                store->memo_maker[row] = (u->flags & NX_F_FRESH) ? u_score(store, u)[0] : -1;
+            u->flags &= (uint8_t)~NX_F_FRESH;
             list_unlink(store, idx);
             store->st.resolved++;
         }
@@ -863,9 +944,17 @@ static void apply_event(nx_store_t *store, const nx_event_t *ev, uint64_t h, flo
     }
     if (ev->ts_ms == u->clock && !(u->flags & NX_F_PENDING)) {
         half_encode(store, xrow, u_pend(store, u));
+        /* 0 = no scores until nx_store_set_scores gives them */
+        uint16_t *sc = u_score(store, u);
+        memset(sc, 0, sizeof(uint16_t) * (size_t)p->n_scores);
+        if (store->memo_idx && i < NX_STORE_SCORE_MEMO) {
+            sc[0] = (uint16_t)i;
+            u->flags |= NX_F_FRESH;
+        }
         list_append(store, idx);
     }
     store->st.events++;
+    return idx;
 }
 
 int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t watermark_ms,
@@ -874,6 +963,14 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
         return -1;
     resolved->n = 0;
     const nx_store_params_t *p = &store->p;
+    uint32_t *memo = store->memo_idx;
+    if (memo) {
+        close_memo(store); /* set_scores was not called for the last batch */
+        store->memo_ev = ev;
+        store->memo_n = n;
+        store->memo_open = 1;
+        store->memo_res_score = resolved->score;
+    }
     int64_t too_old = watermark_ms - store->max_window_ms;
     uint64_t h[NX_BLOCK];
     uint8_t st[NX_BLOCK];
@@ -889,6 +986,7 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
                 st[j] = NX_STORE_DROPPED;
             else
                 st[j] = e->ts_ms < watermark_ms ? NX_STORE_LATE : NX_STORE_OK;
+            h[j] = 0;
             if (st[j] <= NX_STORE_LATE) {
                 h[j] = nx_siphash24(store->key, e->user_id, e->user_id_len);
                 __builtin_prefetch(bucket_of(store, h[j]));
@@ -924,6 +1022,11 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
             float *xrow = x + (b0 + j) * store->dim;
             if (status)
                 status[b0 + j] = st[j];
+            size_t i = b0 + j;
+            if (memo && i < NX_STORE_SCORE_MEMO) {
+                memo[i] = UINT32_MAX;
+                store->memo_hash[i] = h[j];
+            }
             if (st[j] == NX_STORE_INVALID || st[j] == NX_STORE_DROPPED) {
                 if (st[j] == NX_STORE_INVALID)
                     store->st.invalid++;
@@ -934,10 +1037,70 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
             }
             if (st[j] == NX_STORE_LATE)
                 store->st.late++;
-            apply_event(store, &ev[b0 + j], h[j], xrow, resolved);
+            uint32_t idx = apply_event(store, &ev[i], i, h[j], xrow, resolved);
+            if (memo && i < NX_STORE_SCORE_MEMO)
+                memo[i] = idx;
         }
     }
+    store->memo_res_n = resolved->n;
     return 0;
+}
+
+void nx_store_set_scores(nx_store_t *store, const nx_event_t *ev, size_t n, const uint8_t *status,
+                         const float *scores) {
+    int k = store->p.n_scores;
+    if (k == 0)
+        return;
+    int memo_ok = store->memo_open && store->memo_ev == ev && store->memo_n == n;
+    if (!memo_ok)
+        close_memo(store);
+    for (size_t i = 0; i < n; i++) {
+        if (status[i] > NX_STORE_LATE)
+            continue;
+        nx_user_t *u;
+        if (memo_ok && i < NX_STORE_SCORE_MEMO) {
+            /* Event i made the user's pending example iff the user is still
+             * marked fresh with i in its slot: a later event of the batch
+             * that made a newer one put its own index there. */
+            uint32_t idx = memo_find(store, i);
+            if (idx == UINT32_MAX)
+                continue;
+            u = rec(store, idx);
+            if (!(u->flags & NX_F_FRESH) || u_score(store, u)[0] != (uint16_t)i)
+                continue;
+            u->flags &= (uint8_t)~NX_F_FRESH;
+        } else {
+            /* Beyond the memo: event i made the pending example iff it was
+             * in order for its user, so the user's clock is still its time
+             * (an equal-time later event replaces it, later in this loop). */
+            uint32_t idx = find(store, nx_siphash24(store->key, ev[i].user_id, ev[i].user_id_len));
+            if (idx == UINT32_MAX)
+                continue;
+            u = rec(store, idx);
+            if (!(u->flags & NX_F_PENDING) || (u->flags & NX_F_FRESH) || u->clock != ev[i].ts_ms)
+                continue;
+        }
+        uint16_t *sc = u_score(store, u);
+        const float *src = scores + i * (size_t)k;
+        for (int c = 0; c < k; c++)
+            sc[c] = nx_half_from_float(src[c]);
+    }
+    /* Examples the same batch made and resolved: their scores were unknown
+     * at update time; give them now (fp16 round trip, like every other). */
+    if (memo_ok && store->memo_res_score) {
+        size_t rn =
+            store->memo_res_n < NX_STORE_SCORE_MEMO ? store->memo_res_n : NX_STORE_SCORE_MEMO;
+        for (size_t r = 0; r < rn; r++) {
+            int32_t m = store->memo_maker[r];
+            if (m < 0 || (size_t)m >= n)
+                continue;
+            const float *src = scores + (size_t)m * (size_t)k;
+            float *out = store->memo_res_score + r * (size_t)k;
+            for (int c = 0; c < k; c++)
+                out[c] = nx_half_to_float(nx_half_from_float(src[c]));
+        }
+    }
+    store->memo_open = 0;
 }
 
 size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_examples_t *out) {
@@ -1048,6 +1211,12 @@ int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t
         for (size_t i = 0; i < store->dim; i++)
             OUT(" %04x", u_pend(store, u)[i]);
         OUT("\n");
+        if (p->n_scores) {
+            OUT("scores");
+            for (int i = 0; i < p->n_scores; i++)
+                OUT(" %04x", u_score(store, u)[i]);
+            OUT("\n");
+        }
     }
 #undef OUT
     return (int)off;
@@ -1060,6 +1229,8 @@ typedef struct nx_stream_head {
     uint32_t rec_size;
     uint64_t schema_hash;
     uint64_t n_users;
+    uint32_t n_scores; /* fp16 scores in each record's pending slot */
+    uint32_t reserved; /* 0 */
 } nx_stream_head_t;
 
 /* Writes record u with its table/list links cleared (they are rebuilt). */
@@ -1068,6 +1239,10 @@ static int write_rec(const nx_store_t *store, nx_user_t *u, char *tmp, nx_stream
     memcpy(tmp, u, store->rec_size);
     nx_user_t *c = (nx_user_t *)tmp;
     c->chain = c->lprev = c->lnext = 0;
+    if (c->flags & NX_F_FRESH) { /* saved before set_scores: no scores */
+        c->flags &= (uint8_t)~NX_F_FRESH;
+        memset(u_score(store, c), 0, sizeof(uint16_t) * (size_t)store->p.n_scores);
+    }
     return write(opaque, tmp, store->rec_size);
 }
 
@@ -1077,7 +1252,12 @@ int nx_store_save_partition(const nx_store_t *store, int32_t partition, nx_strea
     int rc = -1;
     if (!tmp)
         goto out;
-    nx_stream_head_t hd = {NX_PART_MAGIC, (uint32_t)store->rec_size, store->schema_hash, 0};
+    nx_stream_head_t hd = {NX_PART_MAGIC,
+                           (uint32_t)store->rec_size,
+                           store->schema_hash,
+                           0,
+                           (uint32_t)store->p.n_scores,
+                           0};
     uint64_t n_pend = 0;
     for (uint32_t i = 0; i < store->n_users; i++)
         if (rec(store, i)->partition == partition)
@@ -1149,11 +1329,11 @@ static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, voi
 static int check_head(const nx_store_t *store, const nx_stream_head_t *hd, uint32_t magic,
                       char *errstr, size_t errstr_size) {
     if (hd->magic != magic || hd->rec_size != store->rec_size ||
-        hd->schema_hash != store->schema_hash) {
+        hd->schema_hash != store->schema_hash || hd->n_scores != (uint32_t)store->p.n_scores) {
         snprintf(errstr, errstr_size,
                  "features: stream is not a store of this layout (magic %08x, record %u bytes, "
-                 "schema %016" PRIx64 ")",
-                 hd->magic, hd->rec_size, hd->schema_hash);
+                 "schema %016" PRIx64 ", %u scores)",
+                 hd->magic, hd->rec_size, hd->schema_hash, hd->n_scores);
         return -1;
     }
     return 0;
@@ -1227,8 +1407,8 @@ int nx_store_save(const nx_store_t *store, nx_stream_write_fn write, void *opaqu
     int rc = -1;
     if (!tmp)
         goto out;
-    nx_stream_head_t hd = {NX_STORE_MAGIC, (uint32_t)store->rec_size, store->schema_hash,
-                           store->n_users};
+    nx_stream_head_t hd = {NX_STORE_MAGIC, (uint32_t)store->rec_size,   store->schema_hash,
+                           store->n_users, (uint32_t)store->p.n_scores, 0};
     if (write(opaque, &hd, sizeof hd))
         goto out;
     for (uint32_t i = 0; i < store->n_users; i++)

@@ -5,9 +5,9 @@
  * event, and labelled examples for training (DESIGN.md, Feature store).
  *
  * Layout and why:
- * - Users live in a dense slab of fixed-size records (size from the params,
- *   232 bytes with the defaults). The slab reserves address space for
- *   max_users records up front (MAP_NORESERVE; memory is committed only as
+ * - Users live in a dense slab of fixed-size records (size from the params:
+ *   232 bytes with the defaults, 240 with 4 scores). The slab reserves
+ *   address space for max_users records up front (MAP_NORESERVE; memory is committed only as
  *   pages are touched) and asks for transparent huge pages, so records never
  *   move, inserts never allocate and random access at 10M users does not
  *   also miss the TLB. Removal moves the last record into the hole,
@@ -30,7 +30,9 @@
  *   bench/bench_features.c for the measured comparison).
  * - Each user holds at most one pending example: its normalised vector at its
  *   latest event, kept as IEEE fp16 (2 bytes per feature; the vector is
- *   clipped to [-clip, clip], far inside the fp16 range, rel. error < 2^-11).
+ *   clipped to [-clip, clip], far inside the fp16 range, rel. error < 2^-11),
+ *   and the n_scores probabilities published for that event (fp16, set by
+ *   nx_store_set_scores), for progressive validation.
  *
  * Time and lateness: for each event, with W = the watermark passed in:
  * - ts < W - longest window: dropped (counted, state untouched, zero row);
@@ -63,10 +65,12 @@
 #include "event.h"
 #include "stream.h"
 
-#define NX_STORE_MAX_WINDOWS      4  /* window lengths configurable */
-#define NX_STORE_MAX_RECENT       8  /* recent items/categories per user */
-#define NX_STORE_TYPE_NAME_MAX    32 /* bytes incl. NUL */
-#define NX_STORE_FEATURE_NAME_MAX 80 /* bytes incl. NUL */
+#define NX_STORE_MAX_WINDOWS      4     /* window lengths configurable */
+#define NX_STORE_MAX_RECENT       8     /* recent items/categories per user */
+#define NX_STORE_TYPE_NAME_MAX    32    /* bytes incl. NUL */
+#define NX_STORE_FEATURE_NAME_MAX 80    /* bytes incl. NUL */
+#define NX_STORE_MAX_SCORES       16    /* probabilities kept with a pending example */
+#define NX_STORE_SCORE_MEMO       65536 /* events per update remembered for set_scores */
 
 /* Feature families, each switched on by one bit of params.families. */
 enum {
@@ -97,11 +101,13 @@ typedef struct nx_store_params {
     int64_t horizon_ms;     /* label horizon H */
     int normalise;          /* 1: X rows are normalised (default); 0: raw (tests) */
     uint64_t seed;          /* eviction sampling generator */
+    int n_scores; /* 0..16 probabilities kept (fp16) with each pending example; 0 = none */
 } nx_store_params_t;
 
 /* Fills the defaults: types click, cart, purchase (value from purchase);
  * windows 5 min/1 h/24 h (10/12/24 buckets); TTL 24 h; 10M users; session
- * gap 30 min; 4 recent items; all families; clip 5; H 30 min; normalise. */
+ * gap 30 min; 4 recent items; all families; clip 5; H 30 min; normalise;
+ * no scores. */
 void nx_store_params_default(nx_store_params_t *params);
 
 /* Event status written per row by nx_store_update. */
@@ -121,6 +127,8 @@ typedef struct nx_examples {
     int64_t *ts_ms;     /* (cap) event time of the example's event */
     uint64_t *user;     /* (cap) user hash; may be NULL */
     int32_t *partition; /* (cap) input partition; may be NULL */
+    float *score; /* (cap, n_scores) the scores set for the example's event by nx_store_set_scores
+                     (0 if never set); may be NULL */
     size_t cap;
     size_t n;
 } nx_examples_t;
@@ -175,6 +183,25 @@ uint64_t nx_store_schema_hash(const nx_store_t *store);
  * Lookups go in blocks of 32 with prefetch. */
 int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t watermark_ms,
                     float *x, uint8_t *status, nx_examples_t *resolved);
+
+/* Keeps the scores published for events just applied, with the pending
+ * examples they made, so progressive validation scores each example with
+ * what was predicted at its event, before any training on it. Call right
+ * after nx_store_update with the same ev, n and its status array (no other
+ * store call in between). For each event i, in order, that became its
+ * user's pending example, scores[i*n_scores .. +n_scores) is stored as fp16
+ * (rel. error < 2^-11) with it; if a later event of the batch replaced it,
+ * the later event's scores win. Examples made and resolved within that one
+ * update (scores unknown then) get theirs now, written into the caller's
+ * resolved->score rows of that update, which must still be there.
+ * Examples carry the scores out in nx_examples_t.score; one never given
+ * scores carries 0s (also when set_scores is skipped for a batch).
+ * Does nothing when params.n_scores is 0. O(n), allocates nothing: update
+ * remembers the users' slab slots for its first NX_STORE_SCORE_MEMO events
+ * (beyond them, or for another ev pointer, users are looked up again and
+ * in-batch resolved rows keep 0s). */
+void nx_store_set_scores(nx_store_t *store, const nx_event_t *ev, size_t n, const uint8_t *status,
+                         const float *scores);
 
 /* Resolves to `none` the pending examples whose time + H <= watermark_ms, in
  * the order they became pending (approximately oldest first: a user's new

@@ -210,6 +210,7 @@ static nx_event_t mk_event(const char *user, int type, int64_t ts, uint64_t item
 
 typedef struct exbuf {
     float *x;
+    float *score; /* (cap, NX_STORE_MAX_SCORES) */
     int32_t label[4096];
     int64_t ts[4096];
     uint64_t user[4096];
@@ -219,7 +220,19 @@ typedef struct exbuf {
 
 static void exbuf_init(exbuf_t *b, size_t dim, size_t cap) {
     b->x = calloc(cap * dim, sizeof(float));
-    b->ex = (nx_examples_t){b->x, b->label, b->ts, b->user, b->part, cap, 0};
+    b->score = calloc(cap * NX_STORE_MAX_SCORES, sizeof(float));
+    b->ex = (nx_examples_t){.x = b->x,
+                            .label = b->label,
+                            .ts_ms = b->ts,
+                            .user = b->user,
+                            .partition = b->part,
+                            .score = b->score,
+                            .cap = cap};
+}
+
+static void exbuf_free(exbuf_t *b) {
+    free(b->x);
+    free(b->score);
 }
 
 /* --- exact vectors for a hand-written sequence ------------------------------- */
@@ -373,7 +386,7 @@ static void test_hand_sequence(void) {
     CHECK(rb.ex.cap >= 1 && nx_store_update(store, ev, 9, 0, &x[0][0], st, &rb.ex) == -1,
           "cap < n accepted");
     nx_store_destroy(store);
-    free(rb.x);
+    exbuf_free(&rb);
 }
 
 /* --- brute-force reference ------------------------------------------------------ */
@@ -535,6 +548,17 @@ typedef struct stream_cfg {
     int check_cap; /* after each batch, forget users the store evicted */
 } stream_cfg_t;
 
+/* The score "published" for event i of a stream, class c: any function of
+ * both will do, as long as every event's differs. */
+static float ref_score(long i, int c) {
+    return (float)((i * 37 + c * 11) % 1000) / 1000.0f;
+}
+
+/* fp16 round trip, as the store keeps scores. */
+static float rt16(float f) {
+    return nx_half_to_float(nx_half_from_float(f));
+}
+
 static uint64_t lcg(uint64_t *s) {
     *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
     return *s >> 33;
@@ -560,6 +584,8 @@ static void run_reference(const nx_store_params_t *p, const stream_cfg_t *cfg) {
     int *ev_user = calloc((size_t)cfg->n_events, sizeof *ev_user);
     float *X = calloc((size_t)cfg->n_events * dim, sizeof *X);
     uint8_t *st = calloc((size_t)cfg->n_events, 1);
+    int ns = p->n_scores;
+    float *S = calloc((size_t)cfg->batch * (size_t)(ns ? ns : 1), sizeof *S);
     double *want = calloc(dim, sizeof *want);
     exbuf_t rb, xb;
     exbuf_init(&rb, dim, 4096);
@@ -603,6 +629,11 @@ static void run_reference(const nx_store_params_t *p, const stream_cfg_t *cfg) {
         CHECK(nx_store_update(store, ev + b0, (size_t)bn, wm, X + (size_t)b0 * dim, st + b0,
                               &rb.ex) == 0,
               "update");
+        /* the scores published for this batch, kept with pending examples */
+        for (int i = 0; i < bn; i++)
+            for (int c = 0; c < ns; c++)
+                S[(size_t)i * ns + c] = ref_score(b0 + i, c);
+        nx_store_set_scores(store, ev + b0, (size_t)bn, st + b0, S);
         size_t rpos = 0;
         for (int i = b0; i < b0 + bn; i++) {
             ref_user_t *ru = &r->users[ev_user[i]];
@@ -646,6 +677,11 @@ static void run_reference(const nx_store_params_t *p, const stream_cfg_t *cfg) {
                     for (size_t f = 0; f < dim; f++)
                         CHECK(rb.x[rpos * dim + f] == nx_half_to_float(nx_half_from_float(px[f])),
                               "resolved vector feature %zu", f);
+                    for (int c = 0; c < ns; c++)
+                        CHECK(rb.score[rpos * ns + c] == rt16(ref_score(ru->pending_row, c)),
+                              "event %d: resolved score %d = %g, want %g (event %ld)", i, c,
+                              (double)rb.score[rpos * ns + c],
+                              (double)rt16(ref_score(ru->pending_row, c)), ru->pending_row);
                 }
                 rpos++;
                 for (int k = r->fifo_head; k < r->fifo_tail; k++)
@@ -679,6 +715,11 @@ static void run_reference(const nx_store_params_t *p, const stream_cfg_t *cfg) {
                       xb.ts[xpos] == r->users[u].pending_ts,
                   "expiry %zu of %zu: user %d ts %lld", xpos, xb.ex.n, u,
                   (long long)r->users[u].pending_ts);
+            for (int c = 0; c < ns && xpos < xb.ex.n; c++)
+                CHECK(xb.score[xpos * ns + c] == rt16(ref_score(r->users[u].pending_row, c)),
+                      "expiry %zu: score %d = %g, want %g", xpos, c,
+                      (double)xb.score[xpos * ns + c],
+                      (double)rt16(ref_score(r->users[u].pending_row, c)));
             xpos++;
             r->users[u].pending = 0;
             r->fifo_head++;
@@ -727,9 +768,10 @@ static void run_reference(const nx_store_params_t *p, const stream_cfg_t *cfg) {
           (unsigned long long)sst.dropped, (unsigned long long)sst.late,
           (unsigned long long)sst.expirations, (unsigned long long)sst.expired_labels);
 out:
-    free(rb.x);
-    free(xb.x);
+    exbuf_free(&rb);
+    exbuf_free(&xb);
     free(want);
+    free(S);
     free(st);
     free(X);
     free(ev_user);
@@ -749,6 +791,7 @@ static void ref_params(nx_store_params_t *p) {
     p->user_ttl_ms = 2 * 3600000;
     p->normalise = 0;
     p->value_type = -1;
+    p->n_scores = 4;
 }
 
 static void test_reference(void) {
@@ -760,12 +803,125 @@ static void test_reference(void) {
     cfg.seed = 43;
     p.recent_items = 1;
     p.value_type = 2;
+    p.n_scores = 1;          /* one 16-bit slot: the smallest */
     run_reference(&p, &cfg); /* odd batches, 1 recent item */
     /* cap: 40 of 120 users, one event per batch so evictions can be traced */
     ref_params(&p);
     p.max_users = 40;
     stream_cfg_t capcfg = {120, 3000, 1, 600000, 44, 1};
     run_reference(&p, &capcfg);
+}
+
+/* --- scores kept with pending examples ---------------------------------------- */
+
+/* Checks row r of ex's scores against want (k values) within fp16 rounding. */
+#define CHECK_SCORES(ex, r, want, k)                                                               \
+    for (int c_ = 0; c_ < (k); c_++)                                                               \
+    CHECK(fabsf((ex).score[(size_t)(r) * (k) + c_] - (want)[c_]) <= 1.0f / 2048 * (want)[c_] &&    \
+              ((ex).score[(size_t)(r) * (k) + c_] == 0) == ((want)[c_] == 0),                      \
+          "row %d score %d = %g, want %g", (int)(r), c_,                                           \
+          (double)(ex).score[(size_t)(r) * (k) + c_], (double)(want)[c_])
+
+static void test_scores(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p);
+    p.n_scores = 3;
+    p.normalise = 0;
+    char err[256];
+    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+    nx_store_t *twin = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(store && twin, "new: %s", err);
+    if (!store || !twin)
+        return;
+    size_t dim = nx_store_dim(store);
+    const int64_t t0 = 1700000000000LL;
+    exbuf_t rb, xb;
+    exbuf_init(&rb, dim, 16);
+    exbuf_init(&xb, dim, 16);
+    float X[8 * 64];
+    uint8_t st[8];
+    float S[8 * 3];
+    for (int i = 0; i < 8 * 3; i++)
+        S[i] = 0.1f + 0.01f * (float)i;
+    const float zero[3] = {0, 0, 0};
+
+    /* Batch 1: a@t0, b@t0, a@t0+1s (resolves a's first, made in this batch),
+     * a@t0+0.5s (out of order for a: makes nothing). */
+    nx_event_t b1[4] = {mk_event("a", 0, t0, 1, 1, 0, NAN, 0, 0),
+                        mk_event("b", 0, t0, 1, 1, 0, NAN, 0, 1),
+                        mk_event("a", 1, t0 + 1000, 2, 1, 0, NAN, 0, 0),
+                        mk_event("a", 0, t0 + 500, 3, 1, 0, NAN, 0, 0)};
+    CHECK(nx_store_update(store, b1, 4, 0, X, st, &rb.ex) == 0 && rb.ex.n == 1, "b1: %zu", rb.ex.n);
+    CHECK_SCORES(rb.ex, 0, zero, 3); /* unknown until set_scores */
+    nx_store_set_scores(store, b1, 4, st, S);
+    CHECK_SCORES(rb.ex, 0, S + 0 * 3, 3); /* a@t0 gets event 0's scores */
+
+    /* Batch 2: b@t0+2s resolves b (event 1 of batch 1); a@t0+1s twice: the
+     * first resolves a's (event 2 of batch 1), the second the first's; the
+     * later one's scores stay pending. */
+    nx_event_t b2[3] = {mk_event("b", 1, t0 + 2000, 1, 1, 0, NAN, 0, 1),
+                        mk_event("a", 0, t0 + 1000, 4, 1, 0, NAN, 0, 0),
+                        mk_event("a", 1, t0 + 1000, 5, 1, 0, NAN, 0, 0)};
+    const float *S2 = S + 12; /* other values for batch 2 */
+    CHECK(nx_store_update(store, b2, 3, 0, X, st, &rb.ex) == 0 && rb.ex.n == 3, "b2: %zu", rb.ex.n);
+    nx_store_set_scores(store, b2, 3, st, S2);
+    CHECK_SCORES(rb.ex, 0, S + 1 * 3, 3);
+    CHECK_SCORES(rb.ex, 1, S + 2 * 3, 3);
+    CHECK_SCORES(rb.ex, 2, S2 + 1 * 3, 3);
+
+    /* Save (whole and one partition), restore into the twin, expire both:
+     * b (batch 2 event 0) then a (event 2, later wins over event 1). */
+    membuf_t m = {0}, mp = {0};
+    CHECK(nx_store_save(store, mem_write, &m) == 0 &&
+              nx_store_save_partition(store, 0, mem_write, &mp) == 0,
+          "save");
+    CHECK(nx_store_restore(twin, mem_read, &m, err, sizeof err) == 0, "restore: %s", err);
+    nx_store_t *both[2] = {store, twin};
+    for (int s = 0; s < 2; s++) {
+        CHECK(nx_store_expire_labels(both[s], t0 + 3600000, &xb.ex) == 2, "expired %zu", xb.ex.n);
+        CHECK(xb.user[0] == nx_store_user_hash(store, "b", 1), "expiry order");
+        CHECK_SCORES(xb.ex, 0, S2 + 0 * 3, 3);
+        CHECK_SCORES(xb.ex, 1, S2 + 2 * 3, 3);
+    }
+    /* partition 0 (user a) restored into the emptied store */
+    nx_store_drop_partition(store, 0);
+    CHECK(nx_store_restore_partition(store, mem_read, &mp, err, sizeof err) == 0, "restore: %s",
+          err);
+    CHECK(nx_store_expire_labels(store, t0 + 3600000, &xb.ex) == 1, "partition: %zu", xb.ex.n);
+    CHECK_SCORES(xb.ex, 0, S2 + 2 * 3, 3);
+
+    /* Scores never set (no set_scores before the next update) stay 0; a
+     * set_scores given another batch than the update's falls back to
+     * lookups: pending examples get their scores, in-batch resolved rows 0. */
+    nx_event_t b3[1] = {mk_event("c", 0, t0 + 5000, 1, 1, 0, NAN, 0, 2)};
+    nx_store_update(store, b3, 1, 0, X, st, &rb.ex);
+    nx_event_t b4[3] = {mk_event("d", 0, t0 + 5000, 1, 1, 0, NAN, 0, 2),
+                        mk_event("d", 0, t0 + 6000, 1, 1, 0, NAN, 0, 2),
+                        mk_event("d", 0, t0 + 5500, 1, 1, 0, NAN, 0, 2)};
+    nx_event_t b4copy[3];
+    memcpy(b4copy, b4, sizeof b4);
+    CHECK(nx_store_update(store, b4, 3, 0, X, st, &rb.ex) == 0 && rb.ex.n == 1, "b4");
+    nx_store_set_scores(store, b4copy, 3, st, S);
+    CHECK_SCORES(rb.ex, 0, zero, 3);
+    CHECK(nx_store_expire_labels(store, t0 + 3600000, &xb.ex) == 2, "expired %zu", xb.ex.n);
+    CHECK_SCORES(xb.ex, 0, zero, 3);      /* c: never set */
+    CHECK_SCORES(xb.ex, 1, S + 1 * 3, 3); /* d: event 1, not the late event 2 */
+
+    /* A stream of another n_scores is refused. */
+    p.n_scores = 2;
+    nx_store_t *other = nx_store_new(&p, test_key, err, sizeof err);
+    m.pos = 0;
+    CHECK(other && nx_store_restore(other, mem_read, &m, err, sizeof err) == -1,
+          "restore with another n_scores accepted");
+    p.n_scores = NX_STORE_MAX_SCORES + 1;
+    CHECK(nx_store_new(&p, test_key, err, sizeof err) == NULL, "n_scores 17 accepted");
+    nx_store_destroy(other);
+    free(m.data);
+    free(mp.data);
+    exbuf_free(&rb);
+    exbuf_free(&xb);
+    nx_store_destroy(store);
+    nx_store_destroy(twin);
 }
 
 /* --- incremental resize ------------------------------------------------------- */
@@ -827,7 +983,7 @@ static void test_resize(void) {
     CHECK(s.users == 0 && s.expirations == N, "TTL slices: users %llu expirations %llu",
           (unsigned long long)s.users, (unsigned long long)s.expirations);
     nx_store_destroy(store);
-    free(rb.x);
+    exbuf_free(&rb);
 }
 
 /* --- partitions and checkpoints ---------------------------------------------------- */
@@ -964,8 +1120,8 @@ static void test_partitions(void) {
     free(X);
     free(X2);
     free(ev);
-    free(rb.x);
-    free(xb.x);
+    exbuf_free(&rb);
+    exbuf_free(&xb);
     nx_store_destroy(store);
     nx_store_destroy(twin);
 }
@@ -1010,8 +1166,8 @@ static void test_checkpoint(void) {
     free(Xa);
     free(Xb);
     free(ev);
-    free(rb.x);
-    free(xb.x);
+    exbuf_free(&rb);
+    exbuf_free(&xb);
     nx_store_destroy(a);
     nx_store_destroy(b);
 }
@@ -1054,6 +1210,7 @@ int main(void) {
     test_resize();
     test_partitions();
     test_checkpoint();
+    test_scores();
     if (failures) {
         fprintf(stderr, "test_features: %d failure(s)\n", failures);
         return 1;
