@@ -942,7 +942,7 @@ static void test_resize(void) {
     float x[B * 3];
     exbuf_t rb;
     exbuf_init(&rb, nx_store_dim(store), B);
-    int saw_rehash = 0;
+    int saw_rehash = 0, saw_release = 0;
     for (int b0 = 0; b0 < N; b0 += B) {
         for (int j = 0; j < B; j++) {
             snprintf(ids[b0 + j], sizeof ids[0], "r%d", b0 + j);
@@ -951,6 +951,7 @@ static void test_resize(void) {
         nx_store_update(store, ev, B, 0, x, NULL, &rb.ex);
         nx_store_stats_t s;
         nx_store_stats(store, &s);
+        saw_release += s.release_bytes > 0;
         if (s.rehashing) {
             saw_rehash++;
             /* mid-grow: every user so far is reachable */
@@ -962,6 +963,7 @@ static void test_resize(void) {
         }
     }
     CHECK(saw_rehash > 0, "no grow observed");
+    CHECK(saw_release > 0, "no old bucket array left for maintenance to release");
     for (int i = 0; i < N; i++)
         if (!nx_store_contains(store, nx_store_user_hash(store, ids[i], strlen(ids[i])))) {
             CHECK(0, "user %d lost", i);
@@ -970,8 +972,9 @@ static void test_resize(void) {
     nx_store_maintain(store, 0, 0);
     nx_store_stats_t s;
     nx_store_stats(store, &s);
-    CHECK(!s.rehashing && s.users == N && s.buckets >= N, "after grow: users %llu buckets %llu",
-          (unsigned long long)s.users, (unsigned long long)s.buckets);
+    CHECK(!s.rehashing && s.users == N && s.buckets >= N && s.release_bytes == 0,
+          "after grow: users %llu buckets %llu release %zu", (unsigned long long)s.users,
+          (unsigned long long)s.buckets, s.release_bytes);
     /* expire all via TTL in bounded slices: every slice returns, all go */
     int slices = 0;
     while (1) {
