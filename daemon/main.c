@@ -11,10 +11,21 @@
 #include <string.h>
 
 #include "config.h"
+#include "gen.h"
 #include "log.h"
+#include "pipeline.h"
+#include "replay.h"
+#include "run.h"
 
 static void usage(FILE *out) {
     fputs("usage: nextactd [run] -c CONF           run the daemon\n"
+          "       nextactd demo [--seconds S] [--rate R] [--users U] [-c CONF]\n"
+          "                                         the main job on an in-process mock cluster\n"
+          "       nextactd replay -c CONF [--output PATH|-] [--summary PATH] INPUT...\n"
+          "                                         the pipeline over Avro/CSV files\n"
+          "       nextactd gen --events N --users U --seed S (--output F.avro | --topic T)\n"
+          "                                         synthetic clickstream with its truth\n"
+          "       nextactd --features -c CONF       print the feature schema\n"
           "       nextactd --check-config CONF      validate CONF (exit 0, or 78 with FILE:LINE)\n"
           "       nextactd --dump-config [-c CONF] [--comments]\n"
           "                                         print the effective configuration\n"
@@ -22,19 +33,55 @@ static void usage(FILE *out) {
           out);
 }
 
+static int print_features(const char *conf) {
+    char err[1024];
+    nx_config_t *cfg = nx_config_load(conf, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return NX_EXIT_CONFIG;
+    }
+    uint8_t key[16] = {0}; /* the schema does not depend on the key */
+    nx_pipeline_t *pipe = nx_pipeline_new(cfg, key, 0, NULL, err, sizeof err);
+    int rc = 0;
+    if (!pipe) {
+        fprintf(stderr, "%s\n", err);
+        rc = NX_EXIT_CONFIG;
+    } else {
+        nx_pipeline_print_features(pipe, stdout);
+    }
+    nx_pipeline_destroy(pipe);
+    nx_config_destroy(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    enum { OPT_CHECK = 256, OPT_DUMP, OPT_COMMENTS };
+    enum { OPT_CHECK = 256, OPT_DUMP, OPT_COMMENTS, OPT_FEATURES };
+    if (argc > 1 && argv[1][0] != '-') {
+        const char *cmd = argv[1];
+        if (strcmp(cmd, "run") == 0)
+            return nx_run_main(argc - 1, argv + 1);
+        if (strcmp(cmd, "demo") == 0)
+            return nx_demo_main(argc - 1, argv + 1);
+        if (strcmp(cmd, "replay") == 0)
+            return nx_replay_main(argc - 1, argv + 1);
+        if (strcmp(cmd, "gen") == 0)
+            return nx_gen_main(argc - 1, argv + 1);
+        fprintf(stderr, "nextactd: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+    }
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", required_argument, NULL, OPT_CHECK},
         {"dump-config", no_argument, NULL, OPT_DUMP},
         {"comments", no_argument, NULL, OPT_COMMENTS},
+        {"features", no_argument, NULL, OPT_FEATURES},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *conf_path = NULL, *check_path = NULL;
-    int dump = 0, comments = 0, opt;
+    int dump = 0, comments = 0, features = 0, opt;
     char err[1024];
 
     while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
@@ -50,6 +97,9 @@ int main(int argc, char **argv) {
             break;
         case OPT_COMMENTS:
             comments = 1;
+            break;
+        case OPT_FEATURES:
+            features = 1;
             break;
         case 'h':
             usage(stdout);
@@ -84,6 +134,16 @@ int main(int argc, char **argv) {
         nx_config_destroy(cfg);
         return 0;
     }
+    if (features) {
+        if (!conf_path) {
+            fprintf(stderr, "nextactd --features needs -c CONF\n");
+            return 2;
+        }
+        return print_features(conf_path);
+    }
+    /* `nextactd -c CONF` runs the daemon, as `nextactd run -c CONF` */
+    if (conf_path)
+        return nx_run_main(argc, argv);
     usage(stderr);
     return 2;
 }

@@ -18,7 +18,8 @@ static const char *nextactd;
 
 /* The three keys with no default, so each bad case below is valid apart
  * from the one thing it gets wrong. */
-#define BASE "kafka: { brokers = \"127.0.0.1:9092\"; input_topics = [\"a\"]; output_topic = \"p\"; };\n"
+#define BASE                                                                                       \
+    "kafka: { brokers = \"127.0.0.1:9092\"; input_topics = [\"a\"]; output_topic = \"p\"; };\n"
 
 static char tmpdir[] = "/tmp/nx_test_config.XXXXXX";
 
@@ -109,18 +110,21 @@ static void test_dump_roundtrip(const char *conf) {
 
 static void test_values(void) {
     char err[1024];
-    const char *path = write_conf("ok.conf", BASE "features: { max_users = 20000000L; windows_s = [60, 600]; buckets = [6, 10]; };\n"
-                                                   "kafka: { };\n");
+    const char *path = write_conf(
+        "ok.conf",
+        BASE "features: { max_users = 20000000L; windows_s = [60, 600]; buckets = [6, 10]; };\n"
+             "kafka: { };\n");
     /* a duplicate group is a libconfig syntax error */
     nx_config_t *cfg = nx_config_load(path, err, sizeof err);
     CHECK(cfg == NULL);
     nx_config_destroy(cfg);
 
-    path = write_conf("ok.conf",
-                      "kafka: { brokers = \"b:1\"; input_topics = [\"a\", \"b\"]; output_topic = \"p\";\n"
-                      "  consumer = { security_protocol = \"plaintext\"; fetch_wait_max_ms = 10; };\n};\n"
-                      "features: { max_users = 20000000L; windows_s = [60, 600]; buckets = [6, 10]; };\n"
-                      "input: { writer_schema = \"my.avsc\"; type_map = { pv = \"click\"; fav = \"\"; }; };\n");
+    path = write_conf(
+        "ok.conf",
+        "kafka: { brokers = \"b:1\"; input_topics = [\"a\", \"b\"]; output_topic = \"p\";\n"
+        "  consumer = { security_protocol = \"plaintext\"; fetch_wait_max_ms = 10; };\n};\n"
+        "features: { max_users = 20000000L; windows_s = [60, 600]; buckets = [6, 10]; };\n"
+        "input: { writer_schema = \"my.avsc\"; type_map = { pv = \"click\"; fav = \"\"; }; };\n");
     cfg = nx_config_load(path, err, sizeof err);
     CHECK(cfg != NULL);
     if (!cfg) {
@@ -174,8 +178,10 @@ int main(int argc, char **argv) {
     expect_bad(BASE "model: { activation = \"gelu\"; };\n", 2, "one of relu|tanh|sigmoid");
     expect_bad(BASE "model: { learning_rate = 1e400; };\n", 2, "out of range");
     /* libconfig's 32-bit wrap is caught, not read as a negative number */
-    expect_bad(BASE "features: { max_users = 3000000000; };\n", 2, "does not fit libconfig's 32-bit");
-    expect_bad(BASE "features: { max_users = 3000000000L; };\n", 2, "out of range; allowed 1 to 1000000000");
+    expect_bad(BASE "features: { max_users = 3000000000; };\n", 2,
+               "does not fit libconfig's 32-bit");
+    expect_bad(BASE "features: { max_users = 3000000000L; };\n", 2,
+               "out of range; allowed 1 to 1000000000");
     expect_bad(BASE "model: { seed = 99999999999999999999L; };\n", 2, "does not fit 64 bits");
     /* missing required key */
     expect_bad("kafka: { brokers = \"x\"; output_topic = \"p\"; };\n", 0,

@@ -1,0 +1,710 @@
+/* kafka.c: consumer group, producer and at-least-once offsets (kafka.h). */
+#include "kafka.h"
+
+#include <inttypes.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Records of one partition in flight (consumed, not yet acknowledged). At
+ * 65536 a partition is paused until its head is acknowledged: that is over
+ * a second of input at the rates we target, far more than the producer's
+ * round trip. */
+#define TRACK_CAP  65536u
+#define TRACK_MASK (TRACK_CAP - 1)
+/* Partitions one daemon can own at once. */
+#define MAX_TRACKERS 1024
+/* Pause input when the producer holds this many unacknowledged records,
+ * resume below half of it. librdkafka's own queue takes 100000 by default. */
+#define OUTQ_HIGH 50000
+/* Longest wait on the consumer before delivery reports are served again. */
+#define POLL_SLICE_MS 2
+
+typedef struct tracker {
+    int used;
+    int topic; /* index in input topics */
+    int32_t partition;
+    uint16_t gen;    /* bumps when the slot is reused: stale tickets miss */
+    uint64_t head;   /* oldest seq not yet done */
+    uint64_t tail;   /* next seq to hand out */
+    int64_t stored;  /* next offset to read, as last stored; -1 none */
+    int dirty;       /* stored advanced since the last offsets_store */
+    int64_t *offset; /* (TRACK_CAP) offset of each seq */
+    int64_t *in_ts;  /* (TRACK_CAP) broker timestamp of each input record, ms */
+    uint8_t *done;   /* (TRACK_CAP) */
+} tracker_t;
+
+struct nx_kafka {
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    rd_kafka_t *mock_rk; /* owns the mock cluster in mock mode */
+    rd_kafka_mock_cluster_t *mock;
+    char *brokers;
+    nx_strlist_t topics; /* borrowed copies (owned here) */
+    char *output_topic;
+    char *dlq_topic; /* NULL = off */
+    int flush_timeout_ms;
+    nx_kafka_hooks_t hooks;
+    tracker_t trackers[MAX_TRACKERS];
+    int last_tracker;
+    int n_trackers;
+    int paused;
+    int closed;
+    nx_kafka_stats_t stats;
+};
+
+static int fail(char *errstr, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *errstr, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, size, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- tickets ----------------------------------------------------------- */
+
+static nx_ticket_t ticket_make(int slot, uint16_t gen, uint64_t seq) {
+    return ((uint64_t)(slot + 1) << 48) | ((uint64_t)gen << 32) | (seq & 0xffffffffu);
+}
+
+static tracker_t *tracker_find(nx_kafka_t *kafka, int topic, int32_t partition) {
+    tracker_t *t = &kafka->trackers[kafka->last_tracker];
+    if (t->used && t->topic == topic && t->partition == partition)
+        return t;
+    for (int i = 0; i < MAX_TRACKERS; i++) {
+        t = &kafka->trackers[i];
+        if (t->used && t->topic == topic && t->partition == partition) {
+            kafka->last_tracker = i;
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static int topic_index(const nx_kafka_t *kafka, const char *name) {
+    for (int i = 0; i < kafka->topics.n; i++)
+        if (strcmp(kafka->topics.v[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static tracker_t *tracker_add(nx_kafka_t *kafka, int topic, int32_t partition) {
+    tracker_t *t = tracker_find(kafka, topic, partition);
+    if (t)
+        return t;
+    for (int i = 0; i < MAX_TRACKERS; i++) {
+        t = &kafka->trackers[i];
+        if (t->used)
+            continue;
+        if (!t->offset) {
+            t->offset = malloc(TRACK_CAP * sizeof *t->offset);
+            t->in_ts = malloc(TRACK_CAP * sizeof *t->in_ts);
+            t->done = malloc(TRACK_CAP);
+            if (!t->offset || !t->in_ts || !t->done)
+                return NULL;
+        }
+        t->used = 1;
+        t->topic = topic;
+        t->partition = partition;
+        t->gen++;
+        t->head = t->tail = 0;
+        t->stored = -1;
+        t->dirty = 0;
+        kafka->n_trackers++;
+        return t;
+    }
+    return NULL;
+}
+
+static void tracker_remove(nx_kafka_t *kafka, tracker_t *t) {
+    t->used = 0;
+    kafka->n_trackers--;
+}
+
+nx_ticket_t nx_kafka_track(nx_kafka_t *kafka, const rd_kafka_message_t *msg) {
+    int topic = nx_kafka_topic_index(kafka, msg);
+    tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, msg->partition);
+    if (!t || t->tail - t->head >= TRACK_CAP)
+        return NX_TICKET_NONE;
+    uint64_t seq = t->tail++;
+    t->offset[seq & TRACK_MASK] = msg->offset;
+    t->in_ts[seq & TRACK_MASK] = rd_kafka_message_timestamp(msg, NULL);
+    t->done[seq & TRACK_MASK] = 0;
+    return ticket_make((int)(t - kafka->trackers), t->gen, seq);
+}
+
+/* Marks the ticket's record done; returns its input broker timestamp (ms),
+ * or -1 for a stale ticket. */
+static int64_t ticket_done(nx_kafka_t *kafka, nx_ticket_t ticket) {
+    if (ticket == NX_TICKET_NONE)
+        return -1;
+    int slot = (int)(ticket >> 48) - 1;
+    uint16_t gen = (uint16_t)(ticket >> 32);
+    uint32_t seq32 = (uint32_t)ticket;
+    if (slot < 0 || slot >= MAX_TRACKERS)
+        return -1;
+    tracker_t *t = &kafka->trackers[slot];
+    if (!t->used || t->gen != gen)
+        return -1; /* the partition was revoked meanwhile */
+    /* in flight < TRACK_CAP < 2^32, so the low 32 bits identify the seq */
+    uint64_t seq = t->head + (uint32_t)(seq32 - (uint32_t)t->head);
+    if (seq >= t->tail)
+        return -1;
+    int64_t in_ts = t->in_ts[seq & TRACK_MASK];
+    t->done[seq & TRACK_MASK] = 1;
+    while (t->head < t->tail && t->done[t->head & TRACK_MASK]) {
+        t->stored = t->offset[t->head & TRACK_MASK] + 1;
+        t->head++;
+        t->dirty = 1;
+    }
+    return in_ts;
+}
+
+void nx_kafka_done(nx_kafka_t *kafka, nx_ticket_t ticket) {
+    ticket_done(kafka, ticket);
+}
+
+/* Stores the advanced offsets of every (or one topic/partition list's)
+ * tracker with librdkafka; they are committed by auto-commit or
+ * nx_kafka_commit. */
+static void store_offsets(nx_kafka_t *kafka) {
+    rd_kafka_topic_partition_list_t *list = NULL;
+    for (int i = 0; i < MAX_TRACKERS; i++) {
+        tracker_t *t = &kafka->trackers[i];
+        if (!t->used || !t->dirty)
+            continue;
+        if (!list)
+            list = rd_kafka_topic_partition_list_new(kafka->n_trackers);
+        rd_kafka_topic_partition_list_add(list, kafka->topics.v[t->topic], t->partition)->offset =
+            t->stored;
+        t->dirty = 0;
+    }
+    if (!list)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(kafka->consumer, list);
+    if (err && err != RD_KAFKA_RESP_ERR__STATE)
+        NX_LOG_RL(NX_LOG_WARNING, "kafka: storing offsets: %s", rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* ---- callbacks ------------------------------------------------------------ */
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk;
+    /* librdkafka's levels are syslog's */
+    nx_log(level < NX_LOG_ERR ? NX_LOG_ERR : level, "kafka: %s: %s", fac, buf);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_fatal_error(rk, why, sizeof why);
+        nx_err("kafka: fatal error: %s", why);
+        return;
+    }
+    /* Client errors are informational: librdkafka recovers by itself. */
+    NX_LOG_RL(NX_LOG_WARNING, "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    nx_kafka_t *kafka = opaque;
+    nx_ticket_t ticket = (nx_ticket_t)(uintptr_t)m->_private;
+    int is_dlq = kafka->dlq_topic && strcmp(rd_kafka_topic_name(m->rkt), kafka->dlq_topic) == 0;
+    if (m->err) {
+        /* Never skip a prediction: produce it again. librdkafka has already
+         * retried within message.timeout.ms; this covers what is left. */
+        kafka->stats.produce_failures++;
+        NX_LOG_RL(NX_LOG_WARNING, "kafka: delivery to %s failed: %s; producing again",
+                  rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        rd_kafka_headers_t *hdrs = NULL;
+        const rd_kafka_headers_t *h0 = NULL;
+        if (rd_kafka_message_headers(m, (rd_kafka_headers_t **)&h0) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            hdrs = rd_kafka_headers_copy(h0);
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(m->rkt)), RD_KAFKA_V_KEY(m->key, m->key_len),
+            RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        if (!err) {
+            kafka->stats.produce_retries++;
+            return;
+        }
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        nx_err("kafka: cannot produce again to %s: %s; its input offset will not be committed",
+               rd_kafka_topic_name(m->rkt), rd_kafka_err2str(err));
+        if (kafka->hooks.delivered)
+            kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, m->err, 0);
+        return;
+    }
+    if (is_dlq)
+        kafka->stats.dead_letters++;
+    else
+        kafka->stats.produced++;
+    int64_t in_ts = ticket_done(kafka, ticket);
+    if (kafka->hooks.delivered)
+        kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, RD_KAFKA_RESP_ERR_NO_ERROR,
+                               in_ts > 0 ? nx_now_wall_ms() - in_ts : -1);
+}
+
+static void commit_now(nx_kafka_t *kafka) {
+    store_offsets(kafka);
+    rd_kafka_resp_err_t err = rd_kafka_commit(kafka->consumer, NULL, 0 /* sync */);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        kafka->stats.commits++;
+    else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        nx_warn("kafka: commit: %s", rd_kafka_err2str(err));
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    nx_kafka_t *kafka = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    kafka->stats.rebalances++;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++) {
+            int topic = topic_index(kafka, parts->elems[i].topic);
+            if (topic < 0 || !tracker_add(kafka, topic, parts->elems[i].partition))
+                nx_err("kafka: cannot track %s [%" PRId32 "]", parts->elems[i].topic,
+                       parts->elems[i].partition);
+        }
+        if (kafka->hooks.assigned)
+            kafka->hooks.assigned(kafka->hooks.opaque, parts);
+        nx_notice("kafka: assigned %d partition(s) (%s)", parts->cnt,
+                  cooperative ? "cooperative" : "eager");
+        rd_kafka_error_t *e = NULL;
+        if (cooperative)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            err = rd_kafka_assign(rk, parts);
+        if (e) {
+            nx_err("kafka: incremental assign: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        } else if (!cooperative && err) {
+            nx_err("kafka: assign: %s", rd_kafka_err2str(err));
+        }
+        if (kafka->paused)
+            rd_kafka_pause_partitions(rk, parts);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        /* Deliver what was produced for these partitions, store and commit
+         * their offsets while we still own them, then let them go. */
+        int left = rd_kafka_flush(kafka->producer, kafka->flush_timeout_ms);
+        if (left > 0)
+            nx_warn("kafka: %d prediction(s) undelivered at revoke; they will be re-read", left);
+        if (!rd_kafka_assignment_lost(rk))
+            commit_now(kafka);
+        if (kafka->hooks.revoked)
+            kafka->hooks.revoked(kafka->hooks.opaque, parts);
+        for (int i = 0; i < parts->cnt; i++) {
+            int topic = topic_index(kafka, parts->elems[i].topic);
+            tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, parts->elems[i].partition);
+            if (t)
+                tracker_remove(kafka, t);
+        }
+        nx_notice("kafka: revoked %d partition(s)%s", parts->cnt,
+                  rd_kafka_assignment_lost(rk) ? " (lost)" : "");
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+            if (e) {
+                nx_err("kafka: incremental unassign: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+        } else {
+            rd_kafka_assign(rk, NULL);
+        }
+    } else {
+        nx_err("kafka: rebalance failed: %s", rd_kafka_err2str(err));
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* Consumer lag from librdkafka's statistics JSON: sums "consumer_lag" of
+ * the assigned partitions. A plain scan: the numbers we need are flat. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+    (void)rk;
+    (void)len;
+    nx_kafka_t *kafka = opaque;
+    int64_t lag = 0;
+    int found = 0;
+    const char *p = json;
+    while ((p = strstr(p, "\"consumer_lag\":")) != NULL) {
+        p += strlen("\"consumer_lag\":");
+        long long v = strtoll(p, NULL, 10);
+        if (v > 0)
+            lag += v;
+        found = 1;
+    }
+    kafka->stats.consumer_lag = found ? lag : -1;
+    return 0; /* librdkafka frees json */
+}
+
+/* ---- set-up ----------------------------------------------------------------- */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                    size_t errstr_size) {
+    char why[512];
+    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) != RD_KAFKA_CONF_OK)
+        return fail(errstr, errstr_size, "kafka: %s = %s: %s", name, value, why);
+    return 0;
+}
+
+static int conf_apply_map(rd_kafka_conf_t *conf, const nx_strmap_t *m, char *errstr,
+                          size_t errstr_size) {
+    for (int i = 0; i < m->n; i++)
+        if (conf_set(conf, m->key[i], m->val[i], errstr, errstr_size) < 0)
+            return -1;
+    return 0;
+}
+
+static rd_kafka_conf_t *base_conf(nx_kafka_t *kafka, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char lvl[8];
+    snprintf(lvl, sizeof lvl, "%d", nx_log_get_level());
+    if (conf_set(conf, "bootstrap.servers", kafka->brokers, errstr, errstr_size) < 0 ||
+        conf_set(conf, "log_level", lvl, errstr, errstr_size) < 0 ||
+        conf_set(conf, "client.id", "nextactd", errstr, errstr_size) < 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_opaque(conf, kafka);
+    return conf;
+}
+
+static int start_mock(nx_kafka_t *kafka, const nx_config_t *cfg, char *errstr, size_t errstr_size) {
+    char why[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    kafka->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    if (!kafka->mock_rk) {
+        rd_kafka_conf_destroy(conf);
+        return fail(errstr, errstr_size, "kafka: mock cluster handle: %s", why);
+    }
+    kafka->mock = rd_kafka_mock_cluster_new(kafka->mock_rk, 1);
+    if (!kafka->mock)
+        return fail(errstr, errstr_size, "kafka: cannot start the mock cluster");
+    /* The demo's topics: 4 input partitions, so the consumer exercises the
+     * same per-partition bookkeeping as against a real cluster. */
+    for (int i = 0; i < cfg->kafka.input_topics.n; i++)
+        rd_kafka_mock_topic_create(kafka->mock, cfg->kafka.input_topics.v[i], 4, 1);
+    rd_kafka_mock_topic_create(kafka->mock, cfg->kafka.output_topic, 4, 1);
+    if (cfg->kafka.dead_letter_topic[0])
+        rd_kafka_mock_topic_create(kafka->mock, cfg->kafka.dead_letter_topic, 1, 1);
+    kafka->brokers = strdup(rd_kafka_mock_cluster_bootstraps(kafka->mock));
+    nx_notice("kafka: in-process mock cluster at %s", kafka->brokers);
+    return kafka->brokers ? 0 : fail(errstr, errstr_size, "out of memory");
+}
+
+nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, char *errstr,
+                         size_t errstr_size) {
+    nx_kafka_t *kafka = calloc(1, sizeof *kafka);
+    rd_kafka_conf_t *pconf = NULL, *cconf = NULL;
+    rd_kafka_topic_partition_list_t *sub = NULL;
+    char why[512], num[32];
+    if (!kafka) {
+        fail(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    if (hooks)
+        kafka->hooks = *hooks;
+    kafka->stats.consumer_lag = -1;
+    kafka->flush_timeout_ms = (int)cfg->kafka.flush_timeout_ms;
+    for (int i = 0; i < cfg->kafka.input_topics.n; i++)
+        kafka->topics.v[kafka->topics.n++] = strdup(cfg->kafka.input_topics.v[i]);
+    kafka->output_topic = strdup(cfg->kafka.output_topic);
+    if (cfg->kafka.dead_letter_topic[0])
+        kafka->dlq_topic = strdup(cfg->kafka.dead_letter_topic);
+
+    if (strcmp(cfg->kafka.brokers, "mock") == 0) {
+        if (start_mock(kafka, cfg, errstr, errstr_size) < 0)
+            goto err;
+    } else {
+        kafka->brokers = strdup(cfg->kafka.brokers);
+    }
+
+    /* producer: idempotent, so librdkafka's own retries neither duplicate
+     * nor reorder; the user's pass-through properties come last. */
+    if (!(pconf = base_conf(kafka, errstr, errstr_size)))
+        goto err;
+    if (conf_set(pconf, "enable.idempotence", "true", errstr, errstr_size) < 0 ||
+        conf_set(pconf, "linger.ms", "5", errstr, errstr_size) < 0 ||
+        conf_apply_map(pconf, &cfg->kafka.producer, errstr, errstr_size) < 0)
+        goto err;
+    rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
+    kafka->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, why, sizeof why);
+    if (!kafka->producer) {
+        fail(errstr, errstr_size, "kafka: producer: %s", why);
+        goto err;
+    }
+    pconf = NULL;
+
+    /* consumer */
+    if (!(cconf = base_conf(kafka, errstr, errstr_size)))
+        goto err;
+    snprintf(num, sizeof num, "%lld", (long long)cfg->kafka.commit_interval_ms);
+    if (conf_set(cconf, "group.id", cfg->kafka.group_id, errstr, errstr_size) < 0 ||
+        conf_set(cconf, "enable.auto.offset.store", "false", errstr, errstr_size) < 0 ||
+        conf_set(cconf, "enable.auto.commit", "true", errstr, errstr_size) < 0 ||
+        conf_set(cconf, "auto.commit.interval.ms", num, errstr, errstr_size) < 0 ||
+        conf_set(cconf, "auto.offset.reset", "earliest", errstr, errstr_size) < 0 ||
+        conf_set(cconf, "partition.assignment.strategy", "range,roundrobin", errstr, errstr_size) <
+            0 ||
+        conf_set(cconf, "statistics.interval.ms", "5000", errstr, errstr_size) < 0 ||
+        conf_apply_map(cconf, &cfg->kafka.consumer, errstr, errstr_size) < 0)
+        goto err;
+    rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
+    rd_kafka_conf_set_stats_cb(cconf, stats_cb);
+    kafka->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, why, sizeof why);
+    if (!kafka->consumer) {
+        fail(errstr, errstr_size, "kafka: consumer: %s", why);
+        goto err;
+    }
+    cconf = NULL;
+    rd_kafka_poll_set_consumer(kafka->consumer);
+
+    sub = rd_kafka_topic_partition_list_new(kafka->topics.n);
+    for (int i = 0; i < kafka->topics.n; i++)
+        rd_kafka_topic_partition_list_add(sub, kafka->topics.v[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(kafka->consumer, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (err) {
+        fail(errstr, errstr_size, "kafka: subscribe: %s", rd_kafka_err2str(err));
+        goto err;
+    }
+    return kafka;
+
+err:
+    if (pconf)
+        rd_kafka_conf_destroy(pconf);
+    if (cconf)
+        rd_kafka_conf_destroy(cconf);
+    kafka->closed = 1; /* nothing to commit */
+    nx_kafka_destroy(kafka);
+    return NULL;
+}
+
+const char *nx_kafka_brokers(const nx_kafka_t *kafka) {
+    return kafka->brokers;
+}
+
+rd_kafka_t *nx_kafka_producer(nx_kafka_t *kafka) {
+    return kafka->producer;
+}
+
+/* ---- the loop's calls --------------------------------------------------------- */
+
+static void set_paused(nx_kafka_t *kafka, int pause) {
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(kafka->consumer, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    if (pause)
+        rd_kafka_pause_partitions(kafka->consumer, parts);
+    else
+        rd_kafka_resume_partitions(kafka->consumer, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    kafka->paused = pause;
+    kafka->stats.pauses += pause;
+}
+
+static int ring_full(const nx_kafka_t *kafka) {
+    /* leave room for one more polled batch (65536 max) */
+    for (int i = 0; i < MAX_TRACKERS; i++) {
+        const tracker_t *t = &kafka->trackers[i];
+        if (t->used && t->tail - t->head > TRACK_CAP / 2)
+            return 1;
+    }
+    return 0;
+}
+
+int nx_kafka_poll_batch(nx_kafka_t *kafka, rd_kafka_message_t **msgs, int max, int timeout_ms) {
+    /* delivery reports first: they advance stored offsets */
+    rd_kafka_poll(kafka->producer, 0);
+    store_offsets(kafka);
+
+    int outq = rd_kafka_outq_len(kafka->producer);
+    if (!kafka->paused && (outq > OUTQ_HIGH || ring_full(kafka))) {
+        nx_debug("kafka: back-pressure: %d records in the producer queue; pausing input", outq);
+        set_paused(kafka, 1);
+    } else if (kafka->paused && outq < OUTQ_HIGH / 2 && !ring_full(kafka)) {
+        set_paused(kafka, 0);
+    }
+    if (kafka->paused) {
+        /* drain the producer instead of waiting on the consumer */
+        rd_kafka_poll(kafka->producer, timeout_ms);
+        timeout_ms = 0;
+    }
+
+    /* Wait for the first record in slices, serving delivery reports in
+     * between: acknowledgements then reach the offsets (and the latency
+     * figures) within a slice instead of a whole poll timeout. */
+    int n = 0;
+    int64_t deadline = nx_now_mono_ms() + timeout_ms;
+    while (n < max) {
+        int wait = 0;
+        if (n == 0) {
+            int64_t left = deadline - nx_now_mono_ms();
+            wait = left <= 0 ? 0 : left < POLL_SLICE_MS ? (int)left : POLL_SLICE_MS;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(kafka->consumer, wait);
+        if (!m && n == 0 && wait > 0) {
+            rd_kafka_poll(kafka->producer, 0);
+            continue;
+        }
+        if (!m)
+            break;
+        if (m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            int fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
+            NX_LOG_RL(fatal ? NX_LOG_ERR : NX_LOG_WARNING, "kafka: consumer: %s",
+                      rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            if (fatal) {
+                for (int i = 0; i < n; i++)
+                    rd_kafka_message_destroy(msgs[i]);
+                return -1;
+            }
+            continue;
+        }
+        msgs[n++] = m;
+    }
+    kafka->stats.consumed += (uint64_t)n;
+    return n;
+}
+
+int nx_kafka_topic_index(nx_kafka_t *kafka, const rd_kafka_message_t *msg) {
+    return topic_index(kafka, rd_kafka_topic_name(msg->rkt));
+}
+
+int nx_kafka_produce(nx_kafka_t *kafka, nx_ticket_t ticket, const void *key, size_t key_len,
+                     const void *value, size_t value_len) {
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            kafka->producer, RD_KAFKA_V_TOPIC(kafka->output_topic), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_OPAQUE((void *)(uintptr_t)ticket), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return 0;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            NX_LOG_RL(NX_LOG_ERR, "kafka: produce to %s: %s", kafka->output_topic,
+                      rd_kafka_err2str(err));
+            return -1;
+        }
+        /* Queue full: serve delivery reports until there is room. The loop
+         * pauses input long before this (OUTQ_HIGH), so this is rare. */
+        rd_kafka_poll(kafka->producer, 10);
+    }
+}
+
+int nx_kafka_dead_letter(nx_kafka_t *kafka, nx_ticket_t ticket, const rd_kafka_message_t *msg,
+                         const char *reason) {
+    if (!kafka->dlq_topic) {
+        nx_kafka_done(kafka, ticket);
+        return 0;
+    }
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%" PRId32, msg->partition);
+    snprintf(off, sizeof off, "%" PRId64, msg->offset);
+    const char *topic = rd_kafka_topic_name(msg->rkt);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    rd_kafka_header_add(h, "nx-reason", -1, reason, -1);
+    rd_kafka_header_add(h, "nx-source-topic", -1, topic, -1);
+    rd_kafka_header_add(h, "nx-source-partition", -1, part, -1);
+    rd_kafka_header_add(h, "nx-source-offset", -1, off, -1);
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            kafka->producer, RD_KAFKA_V_TOPIC(kafka->dlq_topic),
+            RD_KAFKA_V_KEY(msg->key, msg->key_len), RD_KAFKA_V_VALUE(msg->payload, msg->len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+            RD_KAFKA_V_OPAQUE((void *)(uintptr_t)ticket), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return 0; /* the producer owns h now */
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_headers_destroy(h);
+            NX_LOG_RL(NX_LOG_ERR, "kafka: produce to %s: %s", kafka->dlq_topic,
+                      rd_kafka_err2str(err));
+            return -1;
+        }
+        rd_kafka_poll(kafka->producer, 10);
+    }
+}
+
+rd_kafka_topic_partition_list_t *nx_kafka_positions(nx_kafka_t *kafka) {
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(kafka->n_trackers);
+    for (int i = 0; i < MAX_TRACKERS; i++) {
+        const tracker_t *t = &kafka->trackers[i];
+        if (t->used)
+            rd_kafka_topic_partition_list_add(list, kafka->topics.v[t->topic], t->partition)
+                ->offset = t->stored;
+    }
+    return list;
+}
+
+int nx_kafka_commit(nx_kafka_t *kafka) {
+    rd_kafka_poll(kafka->producer, 0);
+    uint64_t before = kafka->stats.commits;
+    commit_now(kafka);
+    return kafka->stats.commits > before ? 0 : -1;
+}
+
+int nx_kafka_flush(nx_kafka_t *kafka, int timeout_ms) {
+    rd_kafka_flush(kafka->producer, timeout_ms);
+    return rd_kafka_outq_len(kafka->producer);
+}
+
+void nx_kafka_close(nx_kafka_t *kafka) {
+    if (!kafka || kafka->closed)
+        return;
+    kafka->closed = 1;
+    int left = nx_kafka_flush(kafka, kafka->flush_timeout_ms);
+    if (left > 0)
+        nx_warn("kafka: %d record(s) undelivered at shutdown; their input will be re-read", left);
+    commit_now(kafka);
+    /* close leaves the group; the revoke callback runs (and commits) */
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(kafka->consumer);
+    if (err)
+        nx_warn("kafka: consumer close: %s", rd_kafka_err2str(err));
+}
+
+void nx_kafka_destroy(nx_kafka_t *kafka) {
+    if (!kafka)
+        return;
+    if (kafka->consumer) {
+        if (!kafka->closed)
+            rd_kafka_consumer_close(kafka->consumer);
+        rd_kafka_destroy(kafka->consumer);
+    }
+    if (kafka->producer)
+        rd_kafka_destroy(kafka->producer);
+    if (kafka->mock)
+        rd_kafka_mock_cluster_destroy(kafka->mock);
+    if (kafka->mock_rk)
+        rd_kafka_destroy(kafka->mock_rk);
+    for (int i = 0; i < MAX_TRACKERS; i++) {
+        free(kafka->trackers[i].offset);
+        free(kafka->trackers[i].in_ts);
+        free(kafka->trackers[i].done);
+    }
+    for (int i = 0; i < kafka->topics.n; i++)
+        free(kafka->topics.v[i]);
+    free(kafka->output_topic);
+    free(kafka->dlq_topic);
+    free(kafka->brokers);
+    free(kafka);
+}
+
+void nx_kafka_stats(const nx_kafka_t *kafka, nx_kafka_stats_t *stats) {
+    *stats = kafka->stats;
+    stats->assigned_partitions = kafka->n_trackers;
+    stats->paused = kafka->paused;
+}

@@ -1,0 +1,145 @@
+/*
+ * kafka.h: nextactd's Kafka side: one consumer in a consumer group over the
+ * input topics, one producer for predictions and dead letters, and the
+ * bookkeeping that makes delivery at-least-once.
+ *
+ * At-least-once: enable.auto.offset.store=false. Every consumed record gets
+ * a ticket (nx_kafka_track); when the pipeline is done with it (its
+ * prediction or dead letter acknowledged by the broker, or nothing to
+ * produce) the ticket is marked done, and a partition's stored offset
+ * advances over the longest prefix of done records. librdkafka commits the
+ * stored offsets every kafka.commit_interval_ms; revoke and close commit
+ * synchronously after flushing the producer, so nothing acknowledged is
+ * re-read and nothing unacknowledged is skipped.
+ *
+ * Rebalances: the callback handles both the eager (range, roundrobin) and
+ * the cooperative (cooperative-sticky) protocols, and tells the owner
+ * through hooks: `assigned` before consumption of new partitions starts
+ * (it may set start offsets, e.g. from a checkpoint), `revoked` after their
+ * in-flight records were delivered and committed (it may save and drop the
+ * partitions' user state). The default assignor is librdkafka's eager
+ * "range,roundrobin": librdkafka 2.0.2 can abort when a cooperative-sticky
+ * consumer is closed before its first assignment (fixed in 2.3.0).
+ *
+ * Back-pressure: when the producer's queue or a partition's ticket ring is
+ * full, nx_kafka_poll_batch pauses the assigned partitions and keeps serving
+ * callbacks (so the consumer stays in its group, well within
+ * max.poll.interval.ms) until they drain, then resumes.
+ *
+ * Mock mode: kafka.brokers = "mock" creates librdkafka's in-process mock
+ * cluster with the input, output and dead-letter topics (for the demo and
+ * fault-injection tests); everything else is the same code.
+ *
+ * Threads: all calls from the owning (main) thread. Delivery reports run in
+ * that thread too (served by rd_kafka_poll in nx_kafka_poll_batch).
+ */
+#ifndef NX_KAFKA_H
+#define NX_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct nx_kafka nx_kafka_t;
+
+/* A consumed record's place in the at-least-once bookkeeping. */
+typedef uint64_t nx_ticket_t;
+#define NX_TICKET_NONE 0
+
+typedef struct nx_kafka_hooks {
+    /* New partitions, before they are consumed. Set parts->elems[i].offset
+     * to start elsewhere than the committed offset (RD_KAFKA_OFFSET_INVALID
+     * leaves it). topic_index: index in kafka.input_topics. */
+    void (*assigned)(void *opaque, rd_kafka_topic_partition_list_t *parts);
+    /* Partitions taken away, after their records were delivered and their
+     * offsets committed. */
+    void (*revoked)(void *opaque, const rd_kafka_topic_partition_list_t *parts);
+    /* A produced record was acknowledged (err 0) or failed for good.
+     * latency_ms: from the consumed record's broker timestamp (its
+     * producer's create time) to now, -1 if unknown. */
+    void (*delivered)(void *opaque, int is_dead_letter, rd_kafka_resp_err_t err,
+                      int64_t latency_ms);
+    void *opaque;
+} nx_kafka_hooks_t;
+
+typedef struct nx_kafka_stats {
+    uint64_t consumed;         /* records consumed */
+    uint64_t produced;         /* predictions acknowledged */
+    uint64_t dead_letters;     /* dead letters acknowledged */
+    uint64_t produce_retries;  /* records produced again after a failed delivery */
+    uint64_t produce_failures; /* delivery errors (each retried) */
+    uint64_t pauses;           /* back-pressure pauses */
+    uint64_t rebalances;
+    uint64_t commits;
+    int assigned_partitions;
+    int paused;
+    int64_t consumer_lag; /* sum over assigned partitions, from statistics; -1 unknown */
+} nx_kafka_stats_t;
+
+/* Creates consumer and producer from cfg->kafka (brokers, group, topics,
+ * pass-through properties), subscribes to the input topics. Copies what it
+ * needs from cfg. NULL + errstr on failure. Caller frees with
+ * nx_kafka_destroy() after nx_kafka_close(). */
+nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, char *errstr,
+                         size_t errstr_size);
+
+/* Bootstrap servers actually used ("mock" resolves to the mock cluster's
+ * address). Valid for the handle's lifetime. */
+const char *nx_kafka_brokers(const nx_kafka_t *kafka);
+
+/* Polls up to max records into msgs (caller destroys each with
+ * rd_kafka_message_destroy), waiting at most timeout_ms for the first.
+ * Serves delivery reports and rebalance callbacks; applies back-pressure.
+ * Consumer errors are logged (fatal ones return -1); partition EOF and
+ * errors are not returned as messages. Returns the count, or -1 on a
+ * fatal consumer error. */
+int nx_kafka_poll_batch(nx_kafka_t *kafka, rd_kafka_message_t **msgs, int max, int timeout_ms);
+
+/* Index of a consumed record's topic in kafka.input_topics, -1 if unknown. */
+int nx_kafka_topic_index(nx_kafka_t *kafka, const rd_kafka_message_t *msg);
+
+/* Takes a ticket for a consumed record; records of one partition must be
+ * tracked in consumption order. NX_TICKET_NONE if the record's partition is
+ * not assigned any more (a stale record after a revoke: skip it). */
+nx_ticket_t nx_kafka_track(nx_kafka_t *kafka, const rd_kafka_message_t *msg);
+
+/* The record of this ticket needs nothing produced: done now. */
+void nx_kafka_done(nx_kafka_t *kafka, nx_ticket_t ticket);
+
+/* Produces a prediction (key = user id) for the record of `ticket`; the
+ * ticket is done when the broker acknowledges it. Copies key and value.
+ * Failed deliveries are produced again (counted), never skipped.
+ * Returns 0, or -1 if the producer refused it for good (logged). */
+int nx_kafka_produce(nx_kafka_t *kafka, nx_ticket_t ticket, const void *key, size_t key_len,
+                     const void *value, size_t value_len);
+
+/* Produces the original bytes of a bad record to the dead-letter topic with
+ * headers nx-reason, nx-source-topic, nx-source-partition, nx-source-offset;
+ * the ticket is done when acknowledged (at once if there is no dead-letter
+ * topic). */
+int nx_kafka_dead_letter(nx_kafka_t *kafka, nx_ticket_t ticket, const rd_kafka_message_t *msg,
+                         const char *reason);
+
+/* Stored (next-to-read) offsets of the assigned partitions, for a
+ * checkpoint: fills a new list the caller destroys. */
+rd_kafka_topic_partition_list_t *nx_kafka_positions(nx_kafka_t *kafka);
+
+/* Commits stored offsets now (synchronously). 0 or -1. */
+int nx_kafka_commit(nx_kafka_t *kafka);
+
+/* Flushes the producer for at most timeout_ms; returns records left. */
+int nx_kafka_flush(nx_kafka_t *kafka, int timeout_ms);
+
+/* Shutdown: flush (bounded by kafka.flush_timeout_ms), store and commit
+ * offsets, leave the group. Safe to call once; destroy after. */
+void nx_kafka_close(nx_kafka_t *kafka);
+void nx_kafka_destroy(nx_kafka_t *kafka);
+
+void nx_kafka_stats(const nx_kafka_t *kafka, nx_kafka_stats_t *stats);
+
+/* The producer handle (the generator of the demo produces through it). */
+rd_kafka_t *nx_kafka_producer(nx_kafka_t *kafka);
+
+#endif /* NX_KAFKA_H */

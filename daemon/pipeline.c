@@ -1,0 +1,575 @@
+/* pipeline.c: one micro-batch through features, model and outputs
+ * (pipeline.h). */
+#include "pipeline.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "mlp.h"
+#include "predenc.h"
+#include "store.h"
+
+/* Forward passes go in chunks of this many rows: big enough for sgemm to
+ * reach its speed, small enough that activations stay in L2. */
+#define PREDICT_CHUNK 256
+/* Replay runs store maintenance to completion every this many events:
+ * deterministic, and at 1M users a full TTL scan costs ~15 ns per event
+ * amortised. */
+#define REPLAY_MAINTAIN_EVERY 65536
+/* Partitions whose watermarks are tracked (topics x partitions). */
+#define MAX_PARTS 1024
+/* Bytes of one encoded prediction record: user id (<= 256), topic name
+ * (<= 249), class names and numbers fit well within this. */
+#define REC_MAX 4096
+
+typedef struct part_clock {
+    int32_t topic, partition;
+    int64_t max_ts;       /* largest event time seen, ms */
+    int64_t last_wall_ms; /* wall clock of its last event (live) */
+} part_clock_t;
+
+struct nx_pipeline {
+    const nx_config_t *cfg;
+    int live;
+    nx_pipeline_out_t out;
+    nx_store_t *store;
+    nx_mlp_t *mlp; /* NULL when model.enabled = false */
+    nx_metrics_t *metrics;
+    nx_predenc_t *enc;
+    size_t dim;
+    int n_types, K;
+    size_t max_batch;
+    int64_t horizon_ms, lateness_ms, idle_ms;
+
+    /* per-batch buffers, sized for max_batch events */
+    float *X;         /* (max_batch, dim) */
+    uint8_t *status;  /* (max_batch) */
+    float *P;         /* (max_batch, K) */
+    nx_examples_t ex; /* resolved or expired examples, cap max_batch */
+    uint8_t *rec;     /* REC_MAX */
+
+    /* training batch */
+    float *tx;   /* (batch, dim) */
+    int32_t *ty; /* (batch) */
+    int tn, tcap;
+
+    part_clock_t parts[MAX_PARTS];
+    int n_parts;
+    int64_t watermark;
+
+    nx_pipeline_stats_t st;
+    uint64_t maintained_at; /* st.events at the last replay maintenance */
+};
+
+static int fail(char *errstr, size_t size, const char *what) {
+    snprintf(errstr, size, "%s", what);
+    return -1;
+}
+
+static void store_params_from(const nx_config_t *cfg, nx_store_params_t *sp) {
+    nx_store_params_default(sp);
+    sp->n_types = cfg->event_types.n;
+    for (int i = 0; i < sp->n_types; i++)
+        snprintf(sp->type_names[i], sizeof sp->type_names[i], "%s", cfg->event_types.v[i]);
+    sp->n_windows = cfg->features.windows_s.n;
+    for (int i = 0; i < sp->n_windows; i++) {
+        sp->window_ms[i] = cfg->features.windows_s.v[i] * 1000;
+        sp->window_buckets[i] = (int)cfg->features.buckets.v[i];
+    }
+    sp->value_type = -1;
+    for (int i = 0; i < sp->n_types; i++)
+        if (strcmp(cfg->event_types.v[i], "purchase") == 0)
+            sp->value_type = i;
+    sp->user_ttl_ms = cfg->features.user_ttl_s * 1000;
+    sp->max_users = (uint64_t)cfg->features.max_users;
+    sp->session_gap_ms = cfg->features.session_gap_s * 1000;
+    sp->recent_items = (int)cfg->features.recent_items;
+    sp->families =
+        (cfg->features.counts ? NX_FEAT_COUNTS : 0) | (cfg->features.value ? NX_FEAT_VALUE : 0) |
+        (cfg->features.recency ? NX_FEAT_RECENCY : 0) |
+        (cfg->features.session ? NX_FEAT_SESSION : 0) |
+        (cfg->features.revisits ? NX_FEAT_REVISITS : 0) |
+        (cfg->features.event ? NX_FEAT_ONEHOT : 0) | (cfg->features.time ? NX_FEAT_TIME : 0) |
+        (cfg->features.price ? NX_FEAT_PRICE : 0);
+    sp->clip = (float)cfg->features.clip;
+    sp->horizon_ms = cfg->labels.horizon_s * 1000;
+    sp->seed = (uint64_t)cfg->model.seed;
+    sp->n_scores = cfg->event_types.n + 1;
+}
+
+static int mlp_params_from(const nx_config_t *cfg, int n_in, int K, nx_mlp_params_t *mp,
+                           char *errstr, size_t errstr_size) {
+    nx_mlp_params_default(mp, n_in, K);
+    mp->n_hidden = cfg->model.hidden.n;
+    for (int i = 0; i < mp->n_hidden; i++)
+        mp->hidden[i] = (int)cfg->model.hidden.v[i];
+    const char *a = cfg->model.activation, *o = cfg->model.optimizer;
+    mp->act = strcmp(a, "tanh") == 0      ? NX_ACT_TANH
+              : strcmp(a, "sigmoid") == 0 ? NX_ACT_SIGMOID
+                                          : NX_ACT_RELU;
+    mp->opt = strcmp(o, "sgd") == 0        ? NX_OPT_SGD
+              : strcmp(o, "momentum") == 0 ? NX_OPT_MOMENTUM
+              : strcmp(o, "adagrad") == 0  ? NX_OPT_ADAGRAD
+                                           : NX_OPT_ADAM;
+    mp->lr = (float)cfg->model.learning_rate;
+    mp->momentum = (float)cfg->model.momentum;
+    mp->beta1 = (float)cfg->model.beta1;
+    mp->beta2 = (float)cfg->model.beta2;
+    mp->eps = (float)cfg->model.epsilon;
+    mp->weight_decay = (float)cfg->model.weight_decay;
+    mp->clip_norm = (float)cfg->model.clip_norm;
+    mp->warmup_steps = (int)cfg->model.warmup_steps;
+    mp->lr_decay = (float)cfg->model.lr_decay;
+    mp->max_batch =
+        (int)(cfg->model.batch_size > PREDICT_CHUNK ? cfg->model.batch_size : PREDICT_CHUNK);
+    mp->seed = (uint64_t)cfg->model.seed;
+    for (int k = 0; k < cfg->model.class_weights.n; k++)
+        mp->class_weights[k] = (float)cfg->model.class_weights.v[k];
+    mp->neg_class = K - 1; /* `none` */
+    mp->neg_rate = (float)cfg->model.negative_rate;
+    mp->threads = (int)cfg->model.threads;
+    return nx_mlp_params_check(mp, errstr, errstr_size);
+}
+
+nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], int live,
+                               const nx_pipeline_out_t *out, char *errstr, size_t errstr_size) {
+    nx_pipeline_t *pipe = calloc(1, sizeof *pipe);
+    if (!pipe) {
+        fail(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    pipe->cfg = cfg;
+    pipe->live = live;
+    if (out)
+        pipe->out = *out;
+    pipe->n_types = cfg->event_types.n;
+    pipe->K = pipe->n_types + 1;
+    pipe->max_batch = (size_t)cfg->kafka.poll_batch;
+    pipe->horizon_ms = cfg->labels.horizon_s * 1000;
+    pipe->lateness_ms = cfg->labels.allowed_lateness_ms;
+    pipe->idle_ms = cfg->labels.idle_advance_ms;
+    /* No watermark yet: the epoch, before any accepted event (the codec
+     * refuses timestamps before 2000), so nothing is late or expired. */
+    pipe->watermark = 0;
+
+    nx_store_params_t sp;
+    store_params_from(cfg, &sp);
+    pipe->store = nx_store_new(&sp, key, errstr, errstr_size);
+    if (!pipe->store)
+        goto err;
+    pipe->dim = nx_store_dim(pipe->store);
+
+    if (cfg->model.enabled) {
+        nx_mlp_params_t mp;
+        if (mlp_params_from(cfg, (int)pipe->dim, pipe->K, &mp, errstr, errstr_size) < 0)
+            goto err;
+        pipe->mlp = nx_mlp_new(&mp, errstr, errstr_size);
+        if (!pipe->mlp)
+            goto err;
+    }
+    pipe->metrics =
+        nx_metrics_new(pipe->K, (uint32_t)cfg->model.metrics_window, errstr, errstr_size);
+    if (!pipe->metrics)
+        goto err;
+    pipe->enc = nx_predenc_new(cfg, errstr, errstr_size);
+    if (!pipe->enc)
+        goto err;
+
+    size_t mb = pipe->max_batch;
+    pipe->tcap = (int)cfg->model.batch_size;
+    pipe->X = malloc(mb * pipe->dim * sizeof *pipe->X);
+    pipe->status = malloc(mb);
+    pipe->P = malloc(mb * (size_t)pipe->K * sizeof *pipe->P);
+    pipe->ex.x = malloc(mb * pipe->dim * sizeof *pipe->ex.x);
+    pipe->ex.label = malloc(mb * sizeof *pipe->ex.label);
+    pipe->ex.ts_ms = malloc(mb * sizeof *pipe->ex.ts_ms);
+    pipe->ex.score = malloc(mb * (size_t)pipe->K * sizeof *pipe->ex.score);
+    pipe->ex.cap = mb;
+    pipe->rec = malloc(REC_MAX);
+    pipe->tx = malloc((size_t)pipe->tcap * pipe->dim * sizeof *pipe->tx);
+    pipe->ty = malloc((size_t)pipe->tcap * sizeof *pipe->ty);
+    if (!pipe->X || !pipe->status || !pipe->P || !pipe->ex.x || !pipe->ex.label ||
+        !pipe->ex.ts_ms || !pipe->ex.score || !pipe->rec || !pipe->tx || !pipe->ty) {
+        fail(errstr, errstr_size, "out of memory");
+        goto err;
+    }
+    pipe->st.n_classes = pipe->K;
+    return pipe;
+err:
+    nx_pipeline_destroy(pipe);
+    return NULL;
+}
+
+void nx_pipeline_destroy(nx_pipeline_t *pipe) {
+    if (!pipe)
+        return;
+    nx_predenc_destroy(pipe->enc);
+    nx_metrics_destroy(pipe->metrics);
+    nx_mlp_destroy(pipe->mlp);
+    nx_store_destroy(pipe->store);
+    free(pipe->X);
+    free(pipe->status);
+    free(pipe->P);
+    free(pipe->ex.x);
+    free(pipe->ex.label);
+    free(pipe->ex.ts_ms);
+    free(pipe->ex.score);
+    free(pipe->rec);
+    free(pipe->tx);
+    free(pipe->ty);
+    free(pipe);
+}
+
+const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k) {
+    return k < pipe->n_types ? pipe->cfg->event_types.v[k] : "none";
+}
+
+/* ---- time ------------------------------------------------------------------ */
+
+static part_clock_t *part_clock(nx_pipeline_t *pipe, int32_t topic, int32_t partition) {
+    for (int i = 0; i < pipe->n_parts; i++)
+        if (pipe->parts[i].topic == topic && pipe->parts[i].partition == partition)
+            return &pipe->parts[i];
+    if (pipe->n_parts == MAX_PARTS)
+        return NULL;
+    part_clock_t *c = &pipe->parts[pipe->n_parts++];
+    c->topic = topic;
+    c->partition = partition;
+    c->max_ts = INT64_MIN;
+    c->last_wall_ms = 0;
+    return c;
+}
+
+/* The global watermark: the minimum over partitions of max_ts - lateness;
+ * in live mode a partition idle for idle_ms advances by the wall clock
+ * beyond that. Never moves backwards. */
+static void watermark_update(nx_pipeline_t *pipe, int64_t now_ms) {
+    int64_t wm = INT64_MAX;
+    for (int i = 0; i < pipe->n_parts; i++) {
+        const part_clock_t *c = &pipe->parts[i];
+        if (c->max_ts == INT64_MIN)
+            continue;
+        int64_t w = c->max_ts - pipe->lateness_ms;
+        if (pipe->live && now_ms - c->last_wall_ms > pipe->idle_ms)
+            w += now_ms - c->last_wall_ms - pipe->idle_ms;
+        if (w < wm)
+            wm = w;
+    }
+    if (wm != INT64_MAX && wm > pipe->watermark)
+        pipe->watermark = wm;
+}
+
+/* ---- training ----------------------------------------------------------------- */
+
+static void train_flush(nx_pipeline_t *pipe) {
+    if (!pipe->mlp || pipe->tn == 0)
+        return;
+    float loss;
+    if (nx_mlp_train(pipe->mlp, pipe->tx, pipe->ty, pipe->tn, &loss) < 0)
+        NX_LOG_RL(NX_LOG_WARNING, "model: training step refused (non-finite loss); batch skipped");
+    pipe->st.trained += (uint64_t)pipe->tn;
+    pipe->tn = 0;
+}
+
+/* Labelled examples in pipe->ex: score them (progressive validation, with
+ * the probabilities published at their events) and queue them for
+ * training. */
+static void take_examples(nx_pipeline_t *pipe) {
+    const nx_examples_t *ex = &pipe->ex;
+    for (size_t r = 0; r < ex->n; r++) {
+        int32_t y = ex->label[r];
+        nx_metrics_add(pipe->metrics, ex->score + r * (size_t)pipe->K, y);
+        pipe->st.labelled++;
+        if (!pipe->mlp || !nx_mlp_keep(pipe->mlp, y))
+            continue;
+        memcpy(pipe->tx + (size_t)pipe->tn * pipe->dim, ex->x + r * pipe->dim,
+               pipe->dim * sizeof *pipe->tx);
+        pipe->ty[pipe->tn++] = y;
+        if (pipe->tn == pipe->tcap)
+            train_flush(pipe);
+    }
+}
+
+static void expire_labels(nx_pipeline_t *pipe) {
+    if (pipe->watermark == 0)
+        return;
+    /* bounded per call by ex.cap; loop until the queue holds no more due */
+    for (int rounds = 0; rounds < 64; rounds++) {
+        size_t n = nx_store_expire_labels(pipe->store, pipe->watermark, &pipe->ex);
+        take_examples(pipe);
+        if (n < pipe->ex.cap)
+            break;
+    }
+}
+
+/* ---- the batch ------------------------------------------------------------------ */
+
+void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
+                         const char *const *topic_names, int64_t now_ms) {
+    if (n > pipe->max_batch) {
+        /* callers poll at most kafka.poll_batch; split anything larger */
+        for (size_t i = 0; i < n; i += pipe->max_batch)
+            nx_pipeline_process(pipe, ev + i, n - i < pipe->max_batch ? n - i : pipe->max_batch,
+                                topic_names, now_ms);
+        return;
+    }
+    /* 1. features against the watermark before this batch, labels resolved
+     *    by these events */
+    if (nx_store_update(pipe->store, ev, n, pipe->watermark, pipe->X, pipe->status, &pipe->ex) < 0)
+        return; /* cannot happen: ex.cap == max_batch >= n */
+
+    /* 2. one forward pass per chunk */
+    int K = pipe->K;
+    if (pipe->mlp) {
+        for (size_t i = 0; i < n; i += PREDICT_CHUNK) {
+            int b = (int)(n - i < PREDICT_CHUNK ? n - i : PREDICT_CHUNK);
+            nx_mlp_predict(pipe->mlp, pipe->X + i * pipe->dim, b, pipe->P + i * (size_t)K);
+        }
+    } else {
+        for (size_t i = 0; i < n * (size_t)K; i++)
+            pipe->P[i] = 1.0f / (float)K;
+    }
+    nx_store_set_scores(pipe->store, ev, n, pipe->status, pipe->P);
+
+    /* 3. one record per event */
+    uint64_t version = pipe->mlp ? nx_mlp_step(pipe->mlp) : 0;
+    for (size_t i = 0; i < n; i++) {
+        nx_prediction_t pr = {
+            .user_id = ev[i].user_id,
+            .user_id_len = ev[i].user_id_len,
+            .event_ts_ms = ev[i].ts_ms,
+            .topic = topic_names ? topic_names[ev[i].topic] : "",
+            .partition = ev[i].partition,
+            .offset = ev[i].offset,
+            .predicted_at_ms = now_ms,
+            .horizon_ms = pipe->horizon_ms,
+            .probs = pipe->P + i * (size_t)K,
+            .model_version = (int64_t)version,
+        };
+        int64_t len = nx_predenc_encode(pipe->enc, &pr, pipe->rec, REC_MAX);
+        if (len < 0 || !pipe->out.emit ||
+            pipe->out.emit(pipe->out.opaque, i, &ev[i], pipe->rec, (size_t)len) < 0)
+            pipe->st.emit_errors++;
+        else
+            pipe->st.predictions++;
+    }
+    pipe->st.events += n;
+
+    /* 4. examples resolved by these events */
+    take_examples(pipe);
+
+    /* 5. advance the clocks, expire labels the watermark passed */
+    for (size_t i = 0; i < n; i++) {
+        if (pipe->status[i] != NX_STORE_OK && pipe->status[i] != NX_STORE_LATE)
+            continue;
+        part_clock_t *c = part_clock(pipe, ev[i].topic, ev[i].partition);
+        if (c && ev[i].ts_ms > c->max_ts)
+            c->max_ts = ev[i].ts_ms;
+        if (c)
+            c->last_wall_ms = now_ms;
+    }
+    watermark_update(pipe, now_ms);
+    expire_labels(pipe);
+}
+
+void nx_pipeline_tick(nx_pipeline_t *pipe, int64_t now_ms) {
+    /* TTL runs on event time: the store's clock is the watermark. Live, each
+     * tick spends a time budget. In replay a time budget would make the
+     * results depend on the machine's speed, so maintenance runs to
+     * completion at fixed points of the input instead. */
+    if (pipe->watermark == 0) {
+        /* nothing to expire yet */
+    } else if (pipe->live) {
+        nx_store_maintain(pipe->store, pipe->watermark, pipe->cfg->features.maintenance_budget_us);
+    } else if (pipe->st.events - pipe->maintained_at >= REPLAY_MAINTAIN_EVERY) {
+        nx_store_maintain(pipe->store, pipe->watermark, 0);
+        pipe->maintained_at = pipe->st.events;
+    }
+    if (pipe->live) {
+        watermark_update(pipe, now_ms);
+        expire_labels(pipe);
+    }
+}
+
+void nx_pipeline_finish(nx_pipeline_t *pipe) {
+    train_flush(pipe);
+}
+
+void nx_pipeline_stats(const nx_pipeline_t *pipe, nx_pipeline_stats_t *stats) {
+    *stats = pipe->st;
+    nx_store_stats_t ss;
+    nx_store_stats(pipe->store, &ss);
+    stats->users = ss.users;
+    stats->pending = ss.pending;
+    stats->late = ss.late;
+    stats->dropped = ss.dropped;
+    stats->bytes_per_user = ss.bytes_per_user;
+    stats->steps = pipe->mlp ? nx_mlp_step(pipe->mlp) : 0;
+    stats->watermark_ms = pipe->watermark;
+    nx_metrics_report_t r, w;
+    nx_metrics_report(pipe->metrics, NX_METRICS_CUMULATIVE, &r);
+    nx_metrics_report(pipe->metrics, NX_METRICS_WINDOW, &w);
+    stats->logloss = r.log_loss;
+    stats->accuracy = r.accuracy;
+    stats->normalized_entropy = r.norm_entropy;
+    stats->calibration_error = r.ece;
+    stats->window_logloss = w.log_loss;
+    stats->window_accuracy = w.accuracy;
+    for (int k = 0; k < pipe->K && k < 16; k++) {
+        stats->auc[k] = r.auc[k];
+        stats->window_auc[k] = w.auc[k];
+    }
+}
+
+void nx_pipeline_print_features(const nx_pipeline_t *pipe, FILE *out) {
+    for (size_t i = 0; i < pipe->dim; i++)
+        fprintf(out, "%3zu %s\n", i, nx_store_feature_name(pipe->store, i));
+    fprintf(out, "# %zu features, schema hash %016llx\n", pipe->dim,
+            (unsigned long long)nx_store_schema_hash(pipe->store));
+}
+
+static void json_num(FILE *out, double v) {
+    if (isfinite(v))
+        fprintf(out, "%.6g", v);
+    else
+        fputs("null", out);
+}
+
+void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seconds,
+                               uint64_t bad_records) {
+    nx_pipeline_stats_t s;
+    nx_pipeline_stats(pipe, &s);
+    fprintf(out, "{\"events\": %llu, \"predictions\": %llu, \"bad_records\": %llu, ",
+            (unsigned long long)s.events, (unsigned long long)s.predictions,
+            (unsigned long long)bad_records);
+    fprintf(out, "\"users\": %llu, \"seconds\": %.3f, \"events_per_second\": %.0f, ",
+            (unsigned long long)s.users, seconds, seconds > 0 ? (double)s.events / seconds : 0.0);
+    fprintf(out, "\"labelled\": %llu, \"trained\": %llu, \"steps\": %llu, \"logloss\": ",
+            (unsigned long long)s.labelled, (unsigned long long)s.trained,
+            (unsigned long long)s.steps);
+    json_num(out, s.logloss);
+    fputs(", \"accuracy\": ", out);
+    json_num(out, s.accuracy);
+    fputs(", \"normalized_entropy\": ", out);
+    json_num(out, s.normalized_entropy);
+    fputs(", \"auc\": {", out);
+    for (int k = 0; k < pipe->K; k++) {
+        fprintf(out, "%s\"%s\": ", k ? ", " : "", nx_pipeline_class_name(pipe, k));
+        json_num(out, s.auc[k]);
+    }
+    fputs("}, \"calibration_error\": ", out);
+    json_num(out, s.calibration_error);
+    fprintf(out,
+            ", \"late\": %llu, \"dropped\": %llu, \"pending\": %llu, "
+            "\"bytes_per_user\": %.1f}\n",
+            (unsigned long long)s.late, (unsigned long long)s.dropped,
+            (unsigned long long)s.pending, s.bytes_per_user);
+}
+
+/* ---- checkpoints ------------------------------------------------------------- */
+
+#include "checkpoint.h"
+
+struct nx_store *nx_pipeline_store(nx_pipeline_t *pipe) {
+    return pipe->store;
+}
+
+/* "pipeline" section: watermark, partition clocks, the pending training
+ * batch and counters, so a restored pipeline continues bit-identically. */
+static int save_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
+    int32_t tn = pipe->tn, np = pipe->n_parts;
+    uint64_t dim = pipe->dim;
+    int rc = nx_checkpoint_section_begin(w, "pipeline");
+    rc |= nx_checkpoint_write(w, &pipe->watermark, sizeof pipe->watermark);
+    rc |= nx_checkpoint_write(w, &np, sizeof np);
+    rc |= nx_checkpoint_write(w, pipe->parts, (size_t)np * sizeof pipe->parts[0]);
+    rc |= nx_checkpoint_write(w, &dim, sizeof dim);
+    rc |= nx_checkpoint_write(w, &tn, sizeof tn);
+    rc |= nx_checkpoint_write(w, pipe->tx, (size_t)tn * pipe->dim * sizeof *pipe->tx);
+    rc |= nx_checkpoint_write(w, pipe->ty, (size_t)tn * sizeof *pipe->ty);
+    rc |= nx_checkpoint_write(w, &pipe->st, sizeof pipe->st);
+    rc |= nx_checkpoint_section_end(w);
+    return rc ? -1 : 0;
+}
+
+static int load_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
+                                 size_t errstr_size) {
+    int32_t tn, np;
+    uint64_t dim;
+    if (nx_checkpoint_section_open(r, "pipeline") < 0)
+        return fail(errstr, errstr_size, "checkpoint has no pipeline section");
+    if (nx_checkpoint_read(r, &pipe->watermark, sizeof pipe->watermark) < 0 ||
+        nx_checkpoint_read(r, &np, sizeof np) < 0 || np < 0 || np > MAX_PARTS ||
+        nx_checkpoint_read(r, pipe->parts, (size_t)np * sizeof pipe->parts[0]) < 0 ||
+        nx_checkpoint_read(r, &dim, sizeof dim) < 0 || dim != pipe->dim ||
+        nx_checkpoint_read(r, &tn, sizeof tn) < 0 || tn < 0 || tn > pipe->tcap ||
+        nx_checkpoint_read(r, pipe->tx, (size_t)tn * pipe->dim * sizeof *pipe->tx) < 0 ||
+        nx_checkpoint_read(r, pipe->ty, (size_t)tn * sizeof *pipe->ty) < 0 ||
+        nx_checkpoint_read(r, &pipe->st, sizeof pipe->st) < 0)
+        return fail(errstr, errstr_size, "checkpoint: bad pipeline section");
+    pipe->n_parts = np;
+    pipe->tn = tn;
+    return 0;
+}
+
+int nx_pipeline_save(nx_pipeline_t *pipe, const char *path, const nx_pipeline_section_t *extra,
+                     int n_extra, char *errstr, size_t errstr_size) {
+    nx_ckpt_writer_t *w =
+        nx_checkpoint_begin(path, nx_store_schema_hash(pipe->store), errstr, errstr_size);
+    if (!w)
+        return -1;
+    int rc = 0;
+    if (pipe->mlp)
+        rc |= nx_checkpoint_put_mlp(w, pipe->mlp);
+    rc |= nx_checkpoint_section_begin(w, "store");
+    rc |= nx_store_save(pipe->store, nx_checkpoint_write, w);
+    rc |= nx_checkpoint_section_end(w);
+    rc |= save_pipeline_section(pipe, w);
+    for (int i = 0; i < n_extra; i++) {
+        rc |= nx_checkpoint_section_begin(w, extra[i].name);
+        rc |= extra[i].save(extra[i].opaque, nx_checkpoint_write, w);
+        rc |= nx_checkpoint_section_end(w);
+    }
+    if (rc) {
+        nx_checkpoint_abort(w);
+        return fail(errstr, errstr_size, "checkpoint: write failed");
+    }
+    return nx_checkpoint_commit(w, errstr, errstr_size);
+}
+
+int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_section_t *extra,
+                     int n_extra, char *errstr, size_t errstr_size) {
+    nx_ckpt_reader_t *r =
+        nx_checkpoint_open(path, nx_store_schema_hash(pipe->store), errstr, errstr_size);
+    if (!r)
+        return -1;
+    int rc = -1;
+    if (pipe->mlp && nx_checkpoint_get_mlp(r, pipe->mlp, errstr, errstr_size) < 0)
+        goto out;
+    if (nx_checkpoint_section_open(r, "store") < 0) {
+        fail(errstr, errstr_size, "checkpoint has no store section");
+        goto out;
+    }
+    if (nx_store_restore(pipe->store, nx_checkpoint_read, r, errstr, errstr_size) < 0)
+        goto out;
+    if (load_pipeline_section(pipe, r, errstr, errstr_size) < 0)
+        goto out;
+    for (int i = 0; i < n_extra; i++) {
+        if (nx_checkpoint_section_open(r, extra[i].name) < 0) {
+            snprintf(errstr, errstr_size, "checkpoint has no %s section", extra[i].name);
+            goto out;
+        }
+        if (extra[i].load(extra[i].opaque, nx_checkpoint_read, r, nx_checkpoint_section_left(r)) <
+            0) {
+            snprintf(errstr, errstr_size, "checkpoint: bad %s section", extra[i].name);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    nx_checkpoint_close(r);
+    return rc;
+}

@@ -1,0 +1,124 @@
+/*
+ * pipeline.h: the work done on every micro-batch of events, the same for
+ * Kafka (run.c) and files (replay.c):
+ *
+ *   watermark -> store update (features, labels resolved by next events)
+ *   -> one batched forward pass -> one prediction record per event (emit)
+ *   -> labels expired by the watermark -> progressive-validation metrics
+ *   -> mini-batch training on the labelled examples.
+ *
+ * Determinism: given the same events in the same order, config and seed,
+ * the pipeline emits bit-identical records and reaches a bit-identical
+ * model, whatever the batch boundaries' timing (live mode adds only the
+ * wall-clock watermark advance for idle partitions, off in replay).
+ *
+ * Time: per (topic, partition) the watermark is the largest event time seen
+ * minus labels.allowed_lateness_ms; the pipeline's watermark is the minimum
+ * over partitions seen. In live mode a partition quiet for
+ * labels.idle_advance_ms (wall clock) stops holding the minimum back and
+ * advances by the wall clock, so a quiet input cannot hold labels forever.
+ *
+ * Ownership: borrows cfg (must outlive the pipeline). Records passed to
+ * emit are valid during the call only. Not thread-safe: one owner thread.
+ * The hot path allocates nothing.
+ */
+#ifndef NX_PIPELINE_H
+#define NX_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "event.h"
+
+typedef struct nx_pipeline nx_pipeline_t;
+
+/* Where prediction records go. emit is called once per event, in event
+ * order; `index` is the event's position in the batch given to
+ * nx_pipeline_process. Returns 0, or -1 to count an output failure. */
+typedef struct nx_pipeline_out {
+    int (*emit)(void *opaque, size_t index, const nx_event_t *ev, const void *rec, size_t len);
+    void *opaque;
+} nx_pipeline_out_t;
+
+typedef struct nx_pipeline_stats {
+    uint64_t events;      /* events processed */
+    uint64_t predictions; /* records emitted */
+    uint64_t emit_errors;
+    uint64_t labelled; /* examples with a known label */
+    uint64_t trained;  /* examples trained on (after down-sampling) */
+    uint64_t steps;    /* training steps = model version */
+    uint64_t users;    /* users in the store */
+    uint64_t pending;  /* pending labels */
+    uint64_t late, dropped;
+    double bytes_per_user;
+    int64_t watermark_ms;
+    /* progressive validation, cumulative and over the rolling window */
+    double logloss, accuracy, normalized_entropy, calibration_error;
+    double window_logloss, window_accuracy;
+    int n_classes;
+    double auc[16];        /* one-vs-rest, cumulative, per class */
+    double window_auc[16]; /* rolling window */
+} nx_pipeline_stats_t;
+
+/* Builds store, model and metrics from cfg. key: the 16-byte user-id hash
+ * key (from the state directory, see nx_store_key_load). live: 1 in the
+ * daemon (wall-clock watermark advance), 0 in replay. Caller frees with
+ * nx_pipeline_destroy. NULL + errstr on bad configuration. */
+nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], int live,
+                               const nx_pipeline_out_t *out, char *errstr, size_t errstr_size);
+void nx_pipeline_destroy(nx_pipeline_t *pipe);
+
+/* Processes n events (n <= kafka.poll_batch) in order. topic_names: names
+ * of the input topics, indexed by ev->topic, written into the records.
+ * now_ms: wall clock (prediction time, idle advance). */
+void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
+                         const char *const *topic_names, int64_t now_ms);
+
+/* Main-loop tick: store maintenance within features.maintenance_budget_us,
+ * idle-partition watermark advance (live) and the label expiry it allows. */
+void nx_pipeline_tick(nx_pipeline_t *pipe, int64_t now_ms);
+
+/* End of input (replay): trains the last partial batch. */
+void nx_pipeline_finish(nx_pipeline_t *pipe);
+
+void nx_pipeline_stats(const nx_pipeline_t *pipe, nx_pipeline_stats_t *stats);
+
+/* Class names: event types then "none". */
+const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k);
+
+/* Prints the feature schema (index, name) and its hash. */
+void nx_pipeline_print_features(const nx_pipeline_t *pipe, FILE *out);
+
+/* Writes the summary JSON object (keys of issue 6) to out. */
+void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seconds,
+                               uint64_t bad_records);
+
+#endif /* NX_PIPELINE_H */
+
+/* ---- checkpoints ---------------------------------------------------------- */
+
+/* Extra section the caller adds to a checkpoint (e.g. input offsets). */
+typedef struct nx_pipeline_section {
+    const char *name;
+    int (*save)(void *opaque, int (*write)(void *w, const void *buf, size_t len), void *w);
+    int (*load)(void *opaque, int (*read)(void *r, void *buf, size_t len), void *r, uint64_t len);
+    void *opaque;
+} nx_pipeline_section_t;
+
+/* Writes model (weights, optimizer), feature store (windows, normaliser,
+ * pending labels), watermarks and the pending training batch to path,
+ * atomically (temporary file, fsync, rename, directory fsync), plus the
+ * caller's sections. 0 or -1 + errstr. */
+int nx_pipeline_save(nx_pipeline_t *pipe, const char *path, const nx_pipeline_section_t *extra,
+                     int n_extra, char *errstr, size_t errstr_size);
+
+/* Restores what nx_pipeline_save wrote; a checkpoint of another feature
+ * layout or model shape is refused. On error the pipeline may be partly
+ * restored: the caller starts afresh. 0 or -1 + errstr. */
+int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_section_t *extra,
+                     int n_extra, char *errstr, size_t errstr_size);
+
+/* The store, for partition hand-over on rebalance. */
+struct nx_store *nx_pipeline_store(nx_pipeline_t *pipe);

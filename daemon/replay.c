@@ -1,0 +1,305 @@
+/* replay.c: `nextactd replay` (replay.h). */
+#include "replay.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "config.h"
+#include "log.h"
+#include "pipeline.h"
+#include "replay_io.h"
+#include "siphash.h"
+
+typedef struct replay_out {
+    FILE *jsonl;          /* JSON lines, or NULL */
+    nx_ocf_writer_t *ocf; /* Avro container, or NULL */
+    uint64_t errors;
+} replay_out_t;
+
+static int emit(void *opaque, size_t index, const nx_event_t *ev, const void *rec, size_t len) {
+    (void)index;
+    (void)ev;
+    replay_out_t *o = opaque;
+    if (o->jsonl)
+        return fwrite(rec, 1, len, o->jsonl) == len ? 0 : -1;
+    if (o->ocf) {
+        char err[256];
+        if (nx_ocf_writer_append(o->ocf, rec, len, err, sizeof err) < 0) {
+            if (o->errors++ == 0)
+                nx_err("replay: output: %s", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *m = open_memstream(&buf, &n);
+    char tmp[4096];
+    size_t r;
+    while ((r = fread(tmp, 1, sizeof tmp, f)) > 0)
+        fwrite(tmp, 1, r, m);
+    fclose(f);
+    fclose(m);
+    return buf;
+}
+
+static void progress(const nx_replay_stats_t *rs, uint64_t events, double secs, int final) {
+    double rate = secs > 0 ? (double)events / secs : 0;
+    if (rs && rs->file_size > 0) {
+        double frac = (double)rs->bytes_read / (double)rs->file_size;
+        double eta = frac > 0 ? secs * (1 - frac) / frac : 0;
+        fprintf(stderr, "\r%llu events  %.0f events/s  %5.1f%%  ETA %.0f s   %s",
+                (unsigned long long)events, rate, 100 * frac, eta, final ? "\n" : "");
+    } else {
+        fprintf(stderr, "\r%llu events  %.0f events/s   %s", (unsigned long long)events, rate,
+                final ? "\n" : "");
+    }
+}
+
+static void metrics_row(FILE *f, const nx_pipeline_t *pipe, int header) {
+    nx_pipeline_stats_t s;
+    nx_pipeline_stats(pipe, &s);
+    if (header) {
+        fputs("events,labelled,steps,window_logloss,window_accuracy", f);
+        for (int k = 0; k < s.n_classes; k++)
+            fprintf(f, ",window_auc_%s", nx_pipeline_class_name(pipe, k));
+        fputs(",logloss,accuracy\n", f);
+        return;
+    }
+    fprintf(f, "%llu,%llu,%llu,%.6f,%.6f", (unsigned long long)s.events,
+            (unsigned long long)s.labelled, (unsigned long long)s.steps, s.window_logloss,
+            s.window_accuracy);
+    for (int k = 0; k < s.n_classes; k++)
+        fprintf(f, ",%.6f", s.window_auc[k]);
+    fprintf(f, ",%.6f,%.6f\n", s.logloss, s.accuracy);
+}
+
+int nx_replay_main(int argc, char **argv) {
+    enum { O_OUTPUT = 256, O_SUMMARY, O_EVERY, O_CKPT, O_MCSV };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"output", required_argument, NULL, O_OUTPUT},
+        {"summary", required_argument, NULL, O_SUMMARY},
+        {"metrics-every", required_argument, NULL, O_EVERY},
+        {"metrics-csv", required_argument, NULL, O_MCSV},
+        {"checkpoint", required_argument, NULL, O_CKPT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *conf = NULL, *output = NULL, *summary = NULL, *ckpt = NULL, *mcsv = NULL;
+    long long every = 0;
+    int opt, rc = 1;
+    char err[1024];
+    nx_config_t *cfg = NULL;
+    nx_codec_t *codec = NULL;
+    nx_pipeline_t *pipe = NULL;
+    nx_event_t *evs = NULL;
+    replay_out_t out = {0};
+    FILE *mf = NULL;
+    char *schema = NULL;
+    uint64_t bad = 0;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            conf = optarg;
+            break;
+        case O_OUTPUT:
+            output = optarg;
+            break;
+        case O_SUMMARY:
+            summary = optarg;
+            break;
+        case O_EVERY:
+            every = atoll(optarg);
+            break;
+        case O_MCSV:
+            mcsv = optarg;
+            break;
+        case O_CKPT:
+            ckpt = optarg;
+            break;
+        case 'h':
+            printf("usage: nextactd replay -c CONF [--output PATH|-] [--summary PATH]\n"
+                   "                       [--metrics-every N [--metrics-csv PATH]]\n"
+                   "                       [--checkpoint PATH] INPUT...\n");
+            return 0;
+        default:
+            return 2;
+        }
+    }
+    if (!conf || optind >= argc) {
+        fprintf(stderr, "usage: nextactd replay -c CONF [options] INPUT...\n");
+        return 2;
+    }
+    if (!(cfg = nx_config_load(conf, err, sizeof err))) {
+        fprintf(stderr, "%s\n", err);
+        return NX_EXIT_CONFIG;
+    }
+    nx_log_set_level(nx_log_level_parse(cfg->log_level));
+
+    /* output format follows the file name */
+    if (output) {
+        const char *fmt = ends_with(output, ".avro") ? "avro" : "json";
+        if (strcmp(fmt, "avro") == 0 && strcmp(cfg->output.format, "avro") != 0)
+            nx_notice("replay: %s is an Avro container: writing unframed Avro records", output);
+        free(cfg->output.format);
+        cfg->output.format = strdup(fmt);
+        if (strcmp(fmt, "avro") == 0) {
+            if (!(schema = slurp(cfg->output.schema))) {
+                nx_err("replay: cannot read %s", cfg->output.schema);
+                goto out;
+            }
+            if (!(out.ocf = nx_ocf_writer_open(output, schema, "deflate", err, sizeof err))) {
+                nx_err("replay: %s", err);
+                goto out;
+            }
+        } else if (strcmp(output, "-") == 0) {
+            out.jsonl = stdout;
+        } else if (!(out.jsonl = fopen(output, "w"))) {
+            nx_err("replay: cannot create %s", output);
+            goto out;
+        }
+    }
+    if (every > 0) {
+        mf = mcsv ? fopen(mcsv, "w") : (output && strcmp(output, "-") == 0 ? stderr : stdout);
+        if (!mf) {
+            nx_err("replay: cannot create %s", mcsv);
+            goto out;
+        }
+    }
+
+    if (!(codec = nx_codec_new(cfg, err, sizeof err))) {
+        nx_err("replay: %s", err);
+        goto out;
+    }
+    /* reproducible anywhere: the hash key comes from the seed */
+    uint8_t key[NX_SIPHASH_KEY_LEN];
+    for (int i = 0; i < NX_SIPHASH_KEY_LEN; i++)
+        key[i] = (uint8_t)((uint64_t)cfg->model.seed >> (8 * (i % 8))) ^ (uint8_t)(0x5a + i);
+    nx_pipeline_out_t po = {emit, &out};
+    if (!(pipe = nx_pipeline_new(cfg, key, 0, &po, err, sizeof err))) {
+        nx_err("replay: %s", err);
+        goto out;
+    }
+    int batch = (int)cfg->kafka.poll_batch;
+    evs = malloc((size_t)batch * sizeof *evs);
+    if (!evs)
+        goto out;
+    if (mf)
+        metrics_row(mf, pipe, 1);
+
+    int tty = isatty(STDERR_FILENO);
+    int64_t t0 = nx_now_mono_ms(), last_progress = t0;
+    uint64_t next_row = (uint64_t)every;
+    const char *topic0 = "replay";
+    rc = 0;
+    for (int f = optind; f < argc && rc == 0; f++) {
+        nx_replay_t *rp = nx_replay_open(cfg, codec, argv[f], err, sizeof err);
+        if (!rp) {
+            nx_err("replay: %s", err);
+            rc = 1;
+            break;
+        }
+        int n;
+        /* a replay is a backtest: no event is "in the future" */
+        while ((n = nx_replay_next(rp, evs, batch, INT64_MAX)) > 0) {
+            /* prediction time = event time, so outputs are reproducible */
+            nx_pipeline_process(pipe, evs, (size_t)n, &topic0, evs[n - 1].ts_ms);
+            nx_pipeline_tick(pipe, evs[n - 1].ts_ms);
+            nx_pipeline_stats_t s;
+            if (mf) {
+                nx_pipeline_stats(pipe, &s);
+                while (s.events >= next_row) {
+                    metrics_row(mf, pipe, 0);
+                    next_row += (uint64_t)every;
+                }
+            }
+            int64_t now = nx_now_mono_ms();
+            if (tty && now - last_progress >= 500) {
+                nx_pipeline_stats(pipe, &s);
+                progress(nx_replay_stats(rp), s.events, (double)(now - t0) / 1000, 0);
+                last_progress = now;
+            }
+        }
+        const nx_replay_stats_t *rs = nx_replay_stats(rp);
+        bad += rs->bad;
+        for (int i = 0; i < rs->n_first_bad; i++)
+            nx_warn("replay: %s: %s %llu: %s", argv[f],
+                    strcmp(nx_replay_format(rp), "csv") == 0 ? "line" : "record",
+                    (unsigned long long)rs->first_bad[i].where,
+                    nx_codec_reason_name(rs->first_bad[i].reason));
+        if (rs->bad)
+            nx_notice("replay: %s: %llu bad record(s) skipped", argv[f],
+                      (unsigned long long)rs->bad);
+        if (n < 0) {
+            nx_err("replay: %s: %s", argv[f], nx_replay_error(rp));
+            rc = 1;
+        }
+        if (tty) {
+            nx_pipeline_stats_t s;
+            nx_pipeline_stats(pipe, &s);
+            progress(rs, s.events, (double)(nx_now_mono_ms() - t0) / 1000, 1);
+        }
+        nx_replay_close(rp);
+    }
+    nx_pipeline_finish(pipe);
+    double secs = (double)(nx_now_mono_ms() - t0) / 1000;
+
+    if (summary) {
+        FILE *sf = strcmp(summary, "-") == 0 ? stdout : fopen(summary, "w");
+        if (!sf) {
+            nx_err("replay: cannot create %s", summary);
+            rc = 1;
+        } else {
+            nx_pipeline_write_summary(pipe, sf, secs, bad);
+            if (sf != stdout)
+                fclose(sf);
+        }
+    }
+    if (ckpt && nx_pipeline_save(pipe, ckpt, NULL, 0, err, sizeof err) < 0) {
+        nx_err("replay: checkpoint: %s", err);
+        rc = 1;
+    }
+    if (!summary) {
+        nx_pipeline_stats_t s;
+        nx_pipeline_stats(pipe, &s);
+        nx_info("replay: %llu events, %llu predictions, %llu bad, %.1f s (%.0f events/s), "
+                "log loss %.4f",
+                (unsigned long long)s.events, (unsigned long long)s.predictions,
+                (unsigned long long)bad, secs, secs > 0 ? (double)s.events / secs : 0, s.logloss);
+    }
+out:
+    if (out.ocf && nx_ocf_writer_close(out.ocf, err, sizeof err) < 0) {
+        nx_err("replay: output: %s", err);
+        rc = 1;
+    }
+    if (out.jsonl && out.jsonl != stdout)
+        fclose(out.jsonl);
+    else if (out.jsonl)
+        fflush(stdout);
+    if (mf && mf != stdout && mf != stderr)
+        fclose(mf);
+    free(evs);
+    free(schema);
+    nx_pipeline_destroy(pipe);
+    nx_codec_destroy(codec);
+    nx_config_destroy(cfg);
+    return rc;
+}

@@ -1,0 +1,6 @@
+# The main job: pipeline quality and determinism (unit), replay CLI, and the
+# daemon end to end on the real broker (integration).
+add_executable(test_e2e_kafka ${CMAKE_CURRENT_SOURCE_DIR}/test_e2e_kafka.c)
+target_link_libraries(test_e2e_kafka PRIVATE nx_daemon nx_testkit)
+add_test(NAME e2e_kafka COMMAND test_e2e_kafka $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR})
+set_tests_properties(e2e_kafka PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 600)
