@@ -143,7 +143,8 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 2; k++) {
         char path[256];
         snprintf(path, sizeof path, "/tmp/bench_decode_%d.%s.avro", (int)getpid(), codecs[k]);
-        nx_ocf_writer_t *w = nx_ocf_writer_open(path, t_event_schema, codecs[k], err, sizeof err);
+        nx_ocf_writer_t *w =
+            nx_ocf_writer_open(path, t_event_schema, codecs[k], 1, err, sizeof err);
         if (!w) {
             fprintf(stderr, "bench_decode: %s\n", err);
             goto out;

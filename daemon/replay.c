@@ -166,7 +166,8 @@ int nx_replay_main(int argc, char **argv) {
                 nx_err("replay: cannot read %s", cfg->output.schema);
                 goto out;
             }
-            if (!(out.ocf = nx_ocf_writer_open(output, schema, "deflate", err, sizeof err))) {
+            if (!(out.ocf = nx_ocf_writer_open(output, schema, "deflate", (uint64_t)cfg->model.seed,
+                                               err, sizeof err))) {
                 nx_err("replay: %s", err);
                 goto out;
             }

@@ -792,65 +792,238 @@ err:
 
 /* ---- OCF writer ----------------------------------------------------------- */
 
+/* Our own container writer (Avro C's draws its sync marker from
+ * srand(time(NULL)) and reseeds the process-wide rand()). Datums are
+ * buffered into one block; a full block is written as
+ * count, size, data (deflated or not), sync. */
 struct nx_ocf_writer {
-    avro_file_writer_t writer;
-    avro_schema_t schema;
+    FILE *fp;
+    int own_fp; /* 0 for stdout */
+    char *path;
+    int deflate;
+    uint8_t sync[SYNC_LEN];
+    uint8_t *blk; /* datums of the open block */
+    size_t blk_len, blk_cap;
+    int64_t blk_count;
+    uint8_t *zbuf; /* deflated block */
+    size_t zcap;
+    z_stream zs;
+    int zs_init;
+    int failed; /* a write failed: later appends fail, close reports */
 };
 
-/* Avro C block size: large blocks make large replay batches and compress
- * better; 1 MiB also fits any single event datum. */
+/* A block is written once its datums reach this many bytes: large blocks
+ * make large replay batches and compress better; 1 MiB is what the earlier
+ * Avro C writer used, so readers see the same block sizes. */
 #define OCF_BLOCK_SIZE (1u << 20)
+/* zlib level: 1 (fastest). Prediction records are mostly float bits that
+ * compress little better at 6, while level 1 costs a third of the time;
+ * fixed so that the bytes are reproducible (for one zlib version). */
+#define OCF_DEFLATE_LEVEL 1
+/* Raw deflate (RFC 1951, as Avro's "deflate" codec) with a 32 KiB window;
+ * memLevel 8 is zlib's default. */
+#define OCF_DEFLATE_WBITS    (-15)
+#define OCF_DEFLATE_MEMLEVEL 8
 
-nx_ocf_writer_t *nx_ocf_writer_open(const char *path, const char *schema_json, const char *codec,
-                                    char *errstr, size_t errstr_size) {
-    nx_ocf_writer_t *w = calloc(1, sizeof *w);
-    if (!w) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
-    if (strcmp(codec, "null") != 0 && strcmp(codec, "deflate") != 0) {
-        snprintf(errstr, errstr_size, "OCF codec \"%s\": use null or deflate", codec);
-        goto err;
-    }
-    if (avro_schema_from_json_length(schema_json, strlen(schema_json), &w->schema) != 0) {
-        snprintf(errstr, errstr_size, "OCF schema: %s", avro_strerror());
-        goto err;
-    }
-    int rc = strcmp(path, "-") == 0
-                 ? avro_file_writer_create_with_codec_fp(stdout, "-", 0, w->schema, &w->writer,
-                                                         codec, OCF_BLOCK_SIZE)
-                 : avro_file_writer_create_with_codec(path, w->schema, &w->writer, codec,
-                                                      OCF_BLOCK_SIZE);
-    if (rc != 0) {
-        snprintf(errstr, errstr_size, "%s: %s", path, avro_strerror());
-        goto err;
-    }
-    return w;
-err:
-    if (w->schema)
-        avro_schema_decref(w->schema);
-    free(w);
-    return NULL;
+/* splitmix64 step (Steele, Lea and Flood): 16 marker bytes from the seed. */
+static uint64_t sm64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
 }
 
-int nx_ocf_writer_append(nx_ocf_writer_t *w, const void *datum, size_t len, char *errstr,
-                         size_t errstr_size) {
-    if (avro_file_writer_append_encoded(w->writer, datum, (int64_t)len) != 0) {
-        snprintf(errstr, errstr_size, "OCF append: %s", avro_strerror());
+/* Zig-zag varint of v into p (at most 10 bytes); returns its length. */
+static size_t put_long(uint8_t *p, int64_t v) {
+    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    size_t n = 0;
+    while (u >= 0x80) {
+        p[n++] = (uint8_t)(u | 0x80);
+        u >>= 7;
+    }
+    p[n++] = (uint8_t)u;
+    return n;
+}
+
+static int w_write(nx_ocf_writer_t *w, const void *b, size_t len) {
+    if (fwrite(b, 1, len, w->fp) != len) {
+        w->failed = 1;
         return -1;
     }
     return 0;
 }
 
+/* A metadata entry: key and value as Avro strings/bytes. */
+static int w_meta(nx_ocf_writer_t *w, const char *key, const char *val, size_t vlen) {
+    uint8_t v[10];
+    size_t klen = strlen(key);
+    if (w_write(w, v, put_long(v, (int64_t)klen)) < 0 || w_write(w, key, klen) < 0 ||
+        w_write(w, v, put_long(v, (int64_t)vlen)) < 0 || w_write(w, val, vlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* Deflates blk into zbuf; returns the compressed length or -1. */
+static int64_t w_deflate(nx_ocf_writer_t *w) {
+    if (deflateReset(&w->zs) != Z_OK)
+        return -1;
+    size_t bound = deflateBound(&w->zs, (uLong)w->blk_len);
+    if (ensure(&w->zbuf, &w->zcap, bound) < 0)
+        return -1;
+    w->zs.next_in = w->blk;
+    w->zs.avail_in = (uInt)w->blk_len;
+    w->zs.next_out = w->zbuf;
+    w->zs.avail_out = (uInt)w->zcap;
+    if (deflate(&w->zs, Z_FINISH) != Z_STREAM_END)
+        return -1;
+    return (int64_t)(w->zcap - w->zs.avail_out);
+}
+
+/* Writes the open block, if any. */
+static int w_flush_block(nx_ocf_writer_t *w, char *errstr, size_t errstr_size) {
+    if (w->blk_count == 0)
+        return 0;
+    const uint8_t *data = w->blk;
+    int64_t len = (int64_t)w->blk_len;
+    if (w->deflate) {
+        len = w_deflate(w);
+        data = w->zbuf;
+        if (len < 0) {
+            w->failed = 1;
+            snprintf(errstr, errstr_size, "%s: deflate failed", w->path);
+            return -1;
+        }
+    }
+    uint8_t v[20];
+    size_t n = put_long(v, w->blk_count);
+    n += put_long(v + n, len);
+    if (w_write(w, v, n) < 0 || w_write(w, data, (size_t)len) < 0 ||
+        w_write(w, w->sync, SYNC_LEN) < 0) {
+        snprintf(errstr, errstr_size, "%s: %s", w->path, strerror(errno));
+        return -1;
+    }
+    w->blk_len = 0;
+    w->blk_count = 0;
+    return 0;
+}
+
+static void w_free(nx_ocf_writer_t *w) {
+    if (w->fp && w->own_fp)
+        fclose(w->fp);
+    if (w->zs_init)
+        deflateEnd(&w->zs);
+    free(w->blk);
+    free(w->zbuf);
+    free(w->path);
+    free(w);
+}
+
+nx_ocf_writer_t *nx_ocf_writer_open(const char *path, const char *schema_json, const char *codec,
+                                    uint64_t seed, char *errstr, size_t errstr_size) {
+    avro_schema_t schema = NULL;
+    nx_ocf_writer_t *w = calloc(1, sizeof *w);
+    if (!w || !(w->path = strdup(path))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto err;
+    }
+    if (strcmp(codec, "null") != 0 && strcmp(codec, "deflate") != 0) {
+        snprintf(errstr, errstr_size, "OCF codec \"%s\": use null or deflate", codec);
+        goto err;
+    }
+    /* the schema is only copied into the header, but a file nobody can
+     * read is better refused now: Avro C parses it once here */
+    size_t schema_len = strlen(schema_json);
+    if (avro_schema_from_json_length(schema_json, schema_len, &schema) != 0) {
+        snprintf(errstr, errstr_size, "OCF schema: %s", avro_strerror());
+        goto err;
+    }
+    avro_schema_decref(schema);
+    w->deflate = strcmp(codec, "deflate") == 0;
+    if (w->deflate) {
+        if (deflateInit2(&w->zs, OCF_DEFLATE_LEVEL, Z_DEFLATED, OCF_DEFLATE_WBITS,
+                         OCF_DEFLATE_MEMLEVEL, Z_DEFAULT_STRATEGY) != Z_OK) {
+            snprintf(errstr, errstr_size, "deflateInit2 failed");
+            goto err;
+        }
+        w->zs_init = 1;
+    }
+    /* the marker depends on the seed only; the constant keeps it apart
+     * from other streams drawn from the same seed */
+    uint64_t x = seed ^ 0x6f63662d73796e63ULL; /* "ocf-sync" */
+    for (int i = 0; i < SYNC_LEN; i += 8) {
+        uint64_t r = sm64(&x);
+        for (int b = 0; b < 8; b++)
+            w->sync[i + b] = (uint8_t)(r >> (8 * b));
+    }
+    if (ensure(&w->blk, &w->blk_cap, OCF_BLOCK_SIZE) < 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto err;
+    }
+    if (strcmp(path, "-") == 0) {
+        w->fp = stdout;
+    } else if ((w->fp = fopen(path, "wb")) != NULL) {
+        w->own_fp = 1;
+    } else {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        goto err;
+    }
+    /* header: magic, metadata map (one block of 2 entries, then 0), sync */
+    uint8_t v[10];
+    if (w_write(w, ocf_magic, sizeof ocf_magic) < 0 || w_write(w, v, put_long(v, 2)) < 0 ||
+        w_meta(w, "avro.codec", codec, strlen(codec)) < 0 ||
+        w_meta(w, "avro.schema", schema_json, schema_len) < 0 ||
+        w_write(w, v, put_long(v, 0)) < 0 || w_write(w, w->sync, SYNC_LEN) < 0) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        goto err;
+    }
+    return w;
+err:
+    if (w)
+        w_free(w);
+    return NULL;
+}
+
+int nx_ocf_writer_append(nx_ocf_writer_t *w, const void *datum, size_t len, char *errstr,
+                         size_t errstr_size) {
+    if (w->failed) {
+        snprintf(errstr, errstr_size, "%s: an earlier write failed", w->path);
+        return -1;
+    }
+    if (w->blk_len + len > w->blk_cap &&
+        ensure(&w->blk, &w->blk_cap, w->blk_len + len) < 0) { /* only a datum > 1 MiB */
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    memcpy(w->blk + w->blk_len, datum, len);
+    w->blk_len += len;
+    w->blk_count++;
+    if (w->blk_len >= OCF_BLOCK_SIZE)
+        return w_flush_block(w, errstr, errstr_size);
+    return 0;
+}
+
 int nx_ocf_writer_close(nx_ocf_writer_t *w, char *errstr, size_t errstr_size) {
-    int rc = 0;
     if (!w)
         return 0;
-    if (w->writer && avro_file_writer_close(w->writer) != 0) {
-        snprintf(errstr, errstr_size, "OCF close: %s", avro_strerror());
+    int rc = 0;
+    if (!w->failed && w_flush_block(w, errstr, errstr_size) < 0)
+        rc = -1;
+    else if (w->failed) {
+        snprintf(errstr, errstr_size, "%s: an earlier write failed", w->path);
         rc = -1;
     }
-    avro_schema_decref(w->schema);
-    free(w);
+    if (rc == 0 && fflush(w->fp) != 0) {
+        snprintf(errstr, errstr_size, "%s: %s", w->path, strerror(errno));
+        rc = -1;
+    }
+    if (w->own_fp) {
+        int cr = fclose(w->fp);
+        w->fp = NULL;
+        if (cr != 0 && rc == 0) {
+            snprintf(errstr, errstr_size, "%s: %s", w->path, strerror(errno));
+            rc = -1;
+        }
+    }
+    w_free(w);
     return rc;
 }

@@ -90,16 +90,23 @@ const char *nx_replay_format(const nx_replay_t *rp);
 const char *nx_replay_error(const nx_replay_t *rp);
 void nx_replay_close(nx_replay_t *rp);
 
-/* Avro container writer for outputs (predictions, generated events), over
- * Avro C's avro_file_writer: datums arrive already encoded. Note that Avro
- * C draws the sync marker from rand() seeded by time(), so two runs give
- * files that differ in their 16-byte markers (the records are identical). */
+/* Avro Object Container File writer for outputs (predictions, generated
+ * events); datums arrive already encoded. Our own, not Avro C's (which
+ * draws its 16-byte sync marker from srand(time(NULL)) and so reseeds the
+ * process-wide rand()): the marker is derived from a caller-given seed, so
+ * the same datums, codec, schema and seed give a byte-identical file.
+ * Header: magic, metadata {avro.codec, avro.schema}, sync; then blocks of
+ * (count, size, data, sync) of about 1 MiB of datums each, "deflate" being
+ * zlib raw deflate at a fixed level (bytes reproducible for one zlib
+ * version). Memory: one block buffer (+ its deflated copy). */
 typedef struct nx_ocf_writer nx_ocf_writer_t;
 
-/* PATH ("-" = stdout) is created or truncated. codec: "null" or
- * "deflate". Caller closes with nx_ocf_writer_close(). */
+/* PATH ("-" = stdout) is created or truncated and the header written.
+ * codec: "null" or "deflate". schema_json is copied into the header (it is
+ * parsed once to refuse a bad one). Caller closes with
+ * nx_ocf_writer_close(). NULL + errstr on failure. */
 nx_ocf_writer_t *nx_ocf_writer_open(const char *path, const char *schema_json, const char *codec,
-                                    char *errstr, size_t errstr_size);
+                                    uint64_t seed, char *errstr, size_t errstr_size);
 /* Appends one datum (Avro binary under the writer's schema; not checked). */
 int nx_ocf_writer_append(nx_ocf_writer_t *w, const void *datum, size_t len, char *errstr,
                          size_t errstr_size);

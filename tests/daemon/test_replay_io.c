@@ -2,9 +2,12 @@
  * test_replay_io.c: replay readers (OCF null/deflate, CSV Taobao and REES46
  * shaped) and the OCF writer.
  *
- * - OCF written by our writer (over Avro C) and by Avro C's own value
+ * - OCF written by our writer and by Avro C's own value
  *   writer (an evolved schema, small blocks) reads back to the events the
  *   codec makes of the same payloads;
+ * - our writer's files are byte-identical for one seed (null and deflate,
+ *   several blocks), Avro C's own reader reads them back datum for datum,
+ *   and writing leaves the process-wide rand() alone;
  * - damaged files (a datum, a sync marker, a truncated tail, deflate
  *   garbage) are reported and never stop the replay;
  * - the two CSV fixtures in tests/data give the expected events, skips and
@@ -82,7 +85,7 @@ static void test_ocf_round_trip(const char *codec_name) {
     snprintf(path, sizeof path, "%s/rt-%s.avro", tmpdir, codec_name);
     static uint8_t payload[N_EVENTS][256];
     static size_t plen[N_EVENTS];
-    nx_ocf_writer_t *w = nx_ocf_writer_open(path, t_event_schema, codec_name, err, sizeof err);
+    nx_ocf_writer_t *w = nx_ocf_writer_open(path, t_event_schema, codec_name, 1, err, sizeof err);
     CHECK(w != NULL);
     if (!w) {
         nx_codec_destroy(codec);
@@ -131,6 +134,110 @@ static void test_ocf_round_trip(const char *codec_name) {
     CHECK_EQ_U(st->bytes_read, st->file_size);
     nx_replay_close(rp);
     nx_codec_destroy(codec);
+}
+
+/* Writes n datums (t_random_record from a fixed state) with our writer. */
+static void write_ocf(const char *path, const char *codec_name, uint64_t seed, int n,
+                      uint8_t (*payload)[256], size_t *plen) {
+    char err[256];
+    uint64_t saved = t_rng_state;
+    t_rng_state = 0x1234;
+    nx_ocf_writer_t *w =
+        nx_ocf_writer_open(path, t_event_schema, codec_name, seed, err, sizeof err);
+    CHECK(w != NULL);
+    for (int i = 0; w && i < n; i++) {
+        nx_codec_record_t rec = t_random_record();
+        int64_t len = nx_codec_encode_event(&rec, -1, payload[i], 256);
+        CHECK(len > 0);
+        plen[i] = (size_t)len;
+        CHECK(nx_ocf_writer_append(w, payload[i], plen[i], err, sizeof err) == 0);
+    }
+    CHECK(nx_ocf_writer_close(w, err, sizeof err) == 0);
+    t_rng_state = saved;
+}
+
+/* Our writer: byte-identical files from one seed (several blocks, both
+ * codecs), another seed changes only the sync markers, Avro C's reader
+ * reads every datum back to the same bytes, and rand() is left alone. */
+static void test_ocf_writer_deterministic(const char *codec_name) {
+    enum { N = 40000 }; /* ~2.5 MB of datums: three 1 MiB blocks */
+    static uint8_t payload[N][256];
+    static size_t plen[N];
+    char a[512], b[512], c[512];
+    snprintf(a, sizeof a, "%s/det-a-%s.avro", tmpdir, codec_name);
+    snprintf(b, sizeof b, "%s/det-b-%s.avro", tmpdir, codec_name);
+    snprintf(c, sizeof c, "%s/det-c-%s.avro", tmpdir, codec_name);
+
+    srand(42);
+    int r_first = rand();
+    srand(42);
+    write_ocf(a, codec_name, 7, N, payload, plen);
+    CHECK_EQ_I(rand(), r_first); /* the process-wide rand() was not reseeded */
+    write_ocf(b, codec_name, 7, N, payload, plen);
+    write_ocf(c, codec_name, 8, N, payload, plen);
+
+    size_t la, lb, lc;
+    uint8_t *fa = slurp(a, &la), *fb = slurp(b, &lb), *fc = slurp(c, &lc);
+    CHECK(fa && fb && fc);
+    if (!fa || !fb || !fc)
+        goto out;
+    CHECK_EQ_U(la, lb);
+    CHECK(la == lb && memcmp(fa, fb, la) == 0);
+    CHECK_EQ_U(la, lc); /* same data, other marker */
+    CHECK(la != lc || memcmp(fa, fc, la) != 0);
+    /* the header's marker closes the file, and there are several blocks */
+    const uint8_t *sync = fa + la - 16;
+    int markers = 0;
+    for (const uint8_t *p = fa; (p = memmem(p, la - (size_t)(p - fa), sync, 16)) != NULL; p++)
+        markers++;
+    CHECK(markers >= 3); /* header + at least two blocks */
+
+    /* Avro C reads it back: each value re-encodes to the datum written */
+    avro_file_reader_t fr;
+    CHECK(avro_file_reader(a, &fr) == 0);
+    avro_schema_t wschema = avro_file_reader_get_writer_schema(fr);
+    avro_value_iface_t *iface = avro_generic_class_from_schema(wschema);
+    avro_value_t v;
+    avro_generic_value_new(iface, &v);
+    static char enc[256];
+    avro_writer_t mem = avro_writer_memory(enc, sizeof enc);
+    int i = 0, mismatches = 0;
+    while (avro_file_reader_read_value(fr, &v) == 0) {
+        avro_writer_reset(mem);
+        CHECK(avro_value_write(mem, &v) == 0);
+        int64_t len = avro_writer_tell(mem);
+        if (i >= N || len != (int64_t)plen[i] || memcmp(enc, payload[i], plen[i]) != 0)
+            mismatches++;
+        i++;
+    }
+    CHECK_EQ_I(i, N);
+    CHECK_EQ_I(mismatches, 0);
+    avro_writer_free(mem);
+    avro_value_decref(&v);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(wschema);
+    avro_file_reader_close(fr);
+
+    /* and ours */
+    char err[256];
+    nx_codec_t *codec = nx_codec_new(t_config("raw"), err, sizeof err);
+    CHECK(codec != NULL);
+    if (codec) {
+        nx_replay_stats_t st;
+        CHECK_EQ_U(drain(t_config("raw"), codec, a, 64, &st), N);
+        CHECK_EQ_U(st.corrupt_blocks, 0);
+        CHECK_EQ_U(st.bad, 0);
+        nx_codec_destroy(codec);
+    }
+    /* refusals at open */
+    CHECK(nx_ocf_writer_open(c, t_event_schema, "snappy", 1, err, sizeof err) == NULL);
+    CHECK(nx_ocf_writer_open(c, "{not json", "null", 1, err, sizeof err) == NULL);
+    CHECK(nx_ocf_writer_open("/nonexistent/x.avro", t_event_schema, "null", 1, err, sizeof err) ==
+          NULL);
+out:
+    free(fa);
+    free(fb);
+    free(fc);
 }
 
 /* Avro C writes (its own value path, small deflate blocks, an evolved
@@ -477,6 +584,8 @@ int main(void) {
     }
     test_ocf_round_trip("null");
     test_ocf_round_trip("deflate");
+    test_ocf_writer_deterministic("null");
+    test_ocf_writer_deterministic("deflate");
     test_ocf_from_avro_c();
     test_ocf_corrupt_block();
     test_csv_taobao();
