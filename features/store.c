@@ -714,8 +714,7 @@ static inline float log1p_pos(float x) {
     return flog1p(x > 0 ? x : 0);
 }
 
-/* exp(x) for x <= 0, 4 lanes, branch-free: x clamped at -87 (exp = 1.6e-38,
- * still a normal float; the counters it scales are then 0 for any use),
+/* exp(x) for x <= 0, 4 lanes, branch-free: 0 below -87 (exp = 1.6e-38),
  * n = round(x / ln 2) by the 1.5 * 2^23 trick (round to nearest even),
  * r = x - n ln 2 in two parts (|r| <= 0.347), exp(r) by its Taylor series
  * to r^6 (truncation |r|^7/7! < 1.3e-7), times 2^n built in the exponent
@@ -732,7 +731,9 @@ static inline nx_v4f exp4(nx_v4f x) {
         r * (1.0f +
              r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
     nx_v4i scale = (__builtin_convertvector(n, nx_v4i) + 127) << 23;
-    return p * (nx_v4f)scale;
+    /* below -87: 0, as expf gives there, so counters do not decay into
+     * (slow) subnormals */
+    return (nx_v4f)((nx_v4i)(p * (nx_v4f)scale) & ~below);
 }
 
 /* Move-to-front insert of fp into a ring of at most k entries; returns 1
