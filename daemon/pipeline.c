@@ -3,6 +3,8 @@
 #include "pipeline.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,49 @@
 /* Bytes of one encoded prediction record: user id (<= 256), topic name
  * (<= 249), class names and numbers fit well within this. */
 #define REC_MAX 4096
+
+/*
+ * Training runs on a thread of its own, beside prediction, without losing
+ * determinism. The main thread hands the labelled examples of each
+ * micro-batch to the trainer as a numbered segment; the trainer applies
+ * down-sampling, trains in mini-batches, and after each segment publishes
+ * its weights into predictor slot (segment % NSLOT). Before predicting, the
+ * main thread waits for the snapshot of segment (segments pushed - 1 - LAG)
+ * and predicts from exactly that one: which weights a prediction uses
+ * depends only on the input order, never on the trainer's speed. LAG
+ * segments of slack let both threads run at once; the trainer can never be
+ * more than LAG segments ahead of the snapshot in use, so NSLOT = LAG + 1
+ * slots are never overwritten while read (see pick_predictor).
+ */
+#define LAG   1
+#define NSLOT (LAG + 1)
+/* Segments queued for the trainer at most; the main thread waits beyond. */
+#define QUEUE 4
+
+typedef struct segment {
+    float *x;       /* (cap, dim) */
+    int32_t *label; /* (cap) */
+    size_t n, cap;
+} segment_t;
+
+typedef struct trainer {
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* any change of pushed, trained or stop */
+    segment_t seg[QUEUE];
+    int64_t pushed;  /* segments handed over */
+    int64_t trained; /* segments trained and published, -1 = none */
+    int stop;
+    nx_mlp_predictor_t *slot[NSLOT];
+    nx_mlp_predictor_t *initial; /* the weights before any training */
+    _Atomic uint64_t steps;      /* nx_mlp_step, readable from the main thread */
+    _Atomic uint64_t kept;       /* examples trained on */
+    /* trainer-owned mini-batch */
+    float *tx;   /* (batch, dim) */
+    int32_t *ty; /* (batch) */
+    int tn, tcap;
+} trainer_t;
 
 typedef struct part_clock {
     int32_t topic, partition;
@@ -51,10 +96,8 @@ struct nx_pipeline {
     nx_examples_t ex; /* resolved or expired examples, cap max_batch */
     uint8_t *rec;     /* REC_MAX */
 
-    /* training batch */
-    float *tx;   /* (batch, dim) */
-    int32_t *ty; /* (batch) */
-    int tn, tcap;
+    trainer_t tr;
+    segment_t *fill; /* the segment being filled by the main thread */
 
     part_clock_t parts[MAX_PARTS];
     int n_parts;
@@ -63,6 +106,9 @@ struct nx_pipeline {
     nx_pipeline_stats_t st;
     uint64_t maintained_at; /* st.events at the last replay maintenance */
 };
+
+static int trainer_start(nx_pipeline_t *pipe, char *errstr, size_t errstr_size);
+static void trainer_stop(nx_pipeline_t *pipe);
 
 static int fail(char *errstr, size_t size, const char *what) {
     snprintf(errstr, size, "%s", what);
@@ -179,7 +225,6 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
         goto err;
 
     size_t mb = pipe->max_batch;
-    pipe->tcap = (int)cfg->model.batch_size;
     pipe->X = malloc(mb * pipe->dim * sizeof *pipe->X);
     pipe->status = malloc(mb);
     pipe->P = malloc(mb * (size_t)pipe->K * sizeof *pipe->P);
@@ -189,13 +234,13 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
     pipe->ex.score = malloc(mb * (size_t)pipe->K * sizeof *pipe->ex.score);
     pipe->ex.cap = mb;
     pipe->rec = malloc(REC_MAX);
-    pipe->tx = malloc((size_t)pipe->tcap * pipe->dim * sizeof *pipe->tx);
-    pipe->ty = malloc((size_t)pipe->tcap * sizeof *pipe->ty);
     if (!pipe->X || !pipe->status || !pipe->P || !pipe->ex.x || !pipe->ex.label ||
-        !pipe->ex.ts_ms || !pipe->ex.score || !pipe->rec || !pipe->tx || !pipe->ty) {
+        !pipe->ex.ts_ms || !pipe->ex.score || !pipe->rec) {
         fail(errstr, errstr_size, "out of memory");
         goto err;
     }
+    if (pipe->mlp && trainer_start(pipe, errstr, errstr_size) < 0)
+        goto err;
     pipe->st.n_classes = pipe->K;
     return pipe;
 err:
@@ -206,6 +251,7 @@ err:
 void nx_pipeline_destroy(nx_pipeline_t *pipe) {
     if (!pipe)
         return;
+    trainer_stop(pipe);
     nx_predenc_destroy(pipe->enc);
     nx_metrics_destroy(pipe->metrics);
     nx_mlp_destroy(pipe->mlp);
@@ -218,8 +264,6 @@ void nx_pipeline_destroy(nx_pipeline_t *pipe) {
     free(pipe->ex.ts_ms);
     free(pipe->ex.score);
     free(pipe->rec);
-    free(pipe->tx);
-    free(pipe->ty);
     free(pipe);
 }
 
@@ -262,34 +306,173 @@ static void watermark_update(nx_pipeline_t *pipe, int64_t now_ms) {
         pipe->watermark = wm;
 }
 
-/* ---- training ----------------------------------------------------------------- */
+/* ---- training ------------------------------------------------------------------ */
 
+/* Trainer thread: one mini-batch step, then on. */
 static void train_flush(nx_pipeline_t *pipe) {
-    if (!pipe->mlp || pipe->tn == 0)
+    trainer_t *tr = &pipe->tr;
+    if (tr->tn == 0)
         return;
     float loss;
-    if (nx_mlp_train(pipe->mlp, pipe->tx, pipe->ty, pipe->tn, &loss) < 0)
+    if (nx_mlp_train(pipe->mlp, tr->tx, tr->ty, tr->tn, &loss) < 0)
         NX_LOG_RL(NX_LOG_WARNING, "model: training step refused (non-finite loss); batch skipped");
-    pipe->st.trained += (uint64_t)pipe->tn;
-    pipe->tn = 0;
+    atomic_fetch_add(&tr->kept, (uint64_t)tr->tn);
+    atomic_store(&tr->steps, nx_mlp_step(pipe->mlp));
+    tr->tn = 0;
+}
+
+/* Trainer thread: down-sampling, mini-batches, in segment order. */
+static void train_segment(nx_pipeline_t *pipe, const segment_t *seg) {
+    trainer_t *tr = &pipe->tr;
+    for (size_t r = 0; r < seg->n; r++) {
+        int32_t y = seg->label[r];
+        if (!nx_mlp_keep(pipe->mlp, y))
+            continue;
+        memcpy(tr->tx + (size_t)tr->tn * pipe->dim, seg->x + r * pipe->dim,
+               pipe->dim * sizeof *tr->tx);
+        tr->ty[tr->tn++] = y;
+        if (tr->tn == tr->tcap)
+            train_flush(pipe);
+    }
+}
+
+static void *trainer_main(void *arg) {
+    nx_pipeline_t *pipe = arg;
+    trainer_t *tr = &pipe->tr;
+    pthread_mutex_lock(&tr->mu);
+    for (;;) {
+        while (tr->trained + 1 >= tr->pushed && !tr->stop)
+            pthread_cond_wait(&tr->cond, &tr->mu);
+        if (tr->trained + 1 >= tr->pushed)
+            break; /* stop, and nothing left */
+        int64_t s = tr->trained + 1;
+        segment_t *seg = &tr->seg[s % QUEUE];
+        pthread_mutex_unlock(&tr->mu);
+        train_segment(pipe, seg);
+        nx_mlp_publish(pipe->mlp, tr->slot[s % NSLOT]);
+        pthread_mutex_lock(&tr->mu);
+        tr->trained = s;
+        pthread_cond_broadcast(&tr->cond);
+    }
+    pthread_mutex_unlock(&tr->mu);
+    return NULL;
+}
+
+static int trainer_start(nx_pipeline_t *pipe, char *errstr, size_t errstr_size) {
+    trainer_t *tr = &pipe->tr;
+    tr->tcap = (int)pipe->cfg->model.batch_size;
+    tr->tx = malloc((size_t)tr->tcap * pipe->dim * sizeof *tr->tx);
+    tr->ty = malloc((size_t)tr->tcap * sizeof *tr->ty);
+    if (!tr->tx || !tr->ty)
+        return fail(errstr, errstr_size, "out of memory");
+    /* a segment holds one batch's resolved examples plus expired ones */
+    for (int i = 0; i < QUEUE; i++) {
+        segment_t *g = &tr->seg[i];
+        g->cap = 2 * pipe->max_batch;
+        g->x = malloc(g->cap * pipe->dim * sizeof *g->x);
+        g->label = malloc(g->cap * sizeof *g->label);
+        if (!g->x || !g->label)
+            return fail(errstr, errstr_size, "out of memory");
+    }
+    if (!(tr->initial = nx_mlp_predictor_new(pipe->mlp, errstr, errstr_size)))
+        return -1;
+    for (int i = 0; i < NSLOT; i++)
+        if (!(tr->slot[i] = nx_mlp_predictor_new(pipe->mlp, errstr, errstr_size)))
+            return -1;
+    tr->trained = -1;
+    pipe->fill = &tr->seg[0];
+    pthread_mutex_init(&tr->mu, NULL);
+    pthread_cond_init(&tr->cond, NULL);
+    if (pthread_create(&tr->thread, NULL, trainer_main, pipe) != 0)
+        return fail(errstr, errstr_size, "cannot start the trainer thread");
+    tr->started = 1;
+    return 0;
+}
+
+/* Waits until the trainer has trained every segment pushed so far. */
+static void trainer_sync(nx_pipeline_t *pipe) {
+    trainer_t *tr = &pipe->tr;
+    if (!tr->started)
+        return;
+    pthread_mutex_lock(&tr->mu);
+    while (tr->trained + 1 < tr->pushed)
+        pthread_cond_wait(&tr->cond, &tr->mu);
+    pthread_mutex_unlock(&tr->mu);
+}
+
+static void trainer_stop(nx_pipeline_t *pipe) {
+    trainer_t *tr = &pipe->tr;
+    if (tr->started) {
+        pthread_mutex_lock(&tr->mu);
+        tr->stop = 1;
+        pthread_cond_broadcast(&tr->cond);
+        pthread_mutex_unlock(&tr->mu);
+        pthread_join(tr->thread, NULL);
+        pthread_mutex_destroy(&tr->mu);
+        pthread_cond_destroy(&tr->cond);
+        tr->started = 0;
+    }
+    for (int i = 0; i < QUEUE; i++) {
+        free(tr->seg[i].x);
+        free(tr->seg[i].label);
+    }
+    for (int i = 0; i < NSLOT; i++)
+        nx_mlp_predictor_destroy(tr->slot[i]);
+    nx_mlp_predictor_destroy(tr->initial);
+    free(tr->tx);
+    free(tr->ty);
+    memset(tr, 0, sizeof *tr);
+}
+
+/* Main thread: hands the filled segment to the trainer (waiting while the
+ * queue is full) and starts the next one. Empty segments are pushed too:
+ * the segment count, not the example count, fixes which weights predict. */
+static void segment_push(nx_pipeline_t *pipe) {
+    trainer_t *tr = &pipe->tr;
+    pthread_mutex_lock(&tr->mu);
+    tr->pushed++;
+    pthread_cond_broadcast(&tr->cond);
+    while (tr->pushed - (tr->trained + 1) >= QUEUE)
+        pthread_cond_wait(&tr->cond, &tr->mu);
+    pipe->fill = &tr->seg[tr->pushed % QUEUE];
+    pthread_mutex_unlock(&tr->mu);
+    pipe->fill->n = 0;
+}
+
+/* Main thread: the predictor holding the weights after segment
+ * pushed - 1 - LAG (waiting for the trainer if it is not there yet). */
+static nx_mlp_predictor_t *pick_predictor(nx_pipeline_t *pipe) {
+    trainer_t *tr = &pipe->tr;
+    int64_t need = tr->pushed - 1 - LAG;
+    if (need < 0)
+        return tr->initial;
+    pthread_mutex_lock(&tr->mu);
+    while (tr->trained < need)
+        pthread_cond_wait(&tr->cond, &tr->mu);
+    pthread_mutex_unlock(&tr->mu);
+    /* The trainer is at most at segment pushed - 1 = need + LAG, so slot
+     * need % NSLOT holds exactly snapshot `need`: acquire takes it. */
+    nx_mlp_predictor_t *pred = tr->slot[need % NSLOT];
+    nx_mlp_predictor_acquire(pred);
+    return pred;
 }
 
 /* Labelled examples in pipe->ex: score them (progressive validation, with
- * the probabilities published at their events) and queue them for
- * training. */
+ * the probabilities published at their events) and queue them for the
+ * trainer. */
 static void take_examples(nx_pipeline_t *pipe) {
     const nx_examples_t *ex = &pipe->ex;
     for (size_t r = 0; r < ex->n; r++) {
         int32_t y = ex->label[r];
         nx_metrics_add(pipe->metrics, ex->score + r * (size_t)pipe->K, y);
         pipe->st.labelled++;
-        if (!pipe->mlp || !nx_mlp_keep(pipe->mlp, y))
+        if (!pipe->mlp)
             continue;
-        memcpy(pipe->tx + (size_t)pipe->tn * pipe->dim, ex->x + r * pipe->dim,
-               pipe->dim * sizeof *pipe->tx);
-        pipe->ty[pipe->tn++] = y;
-        if (pipe->tn == pipe->tcap)
-            train_flush(pipe);
+        segment_t *g = pipe->fill;
+        if (g->n == g->cap)
+            segment_push(pipe), g = pipe->fill;
+        memcpy(g->x + g->n * pipe->dim, ex->x + r * pipe->dim, pipe->dim * sizeof *g->x);
+        g->label[g->n++] = y;
     }
 }
 
@@ -323,10 +506,13 @@ void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
 
     /* 2. one forward pass per chunk */
     int K = pipe->K;
+    uint64_t version = 0;
     if (pipe->mlp) {
+        nx_mlp_predictor_t *pred = pick_predictor(pipe);
+        version = nx_mlp_predictor_version(pred);
         for (size_t i = 0; i < n; i += PREDICT_CHUNK) {
             int b = (int)(n - i < PREDICT_CHUNK ? n - i : PREDICT_CHUNK);
-            nx_mlp_predict(pipe->mlp, pipe->X + i * pipe->dim, b, pipe->P + i * (size_t)K);
+            nx_mlp_predictor_predict(pred, pipe->X + i * pipe->dim, b, pipe->P + i * (size_t)K);
         }
     } else {
         for (size_t i = 0; i < n * (size_t)K; i++)
@@ -335,7 +521,6 @@ void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
     nx_store_set_scores(pipe->store, ev, n, pipe->status, pipe->P);
 
     /* 3. one record per event */
-    uint64_t version = pipe->mlp ? nx_mlp_step(pipe->mlp) : 0;
     for (size_t i = 0; i < n; i++) {
         nx_prediction_t pr = {
             .user_id = ev[i].user_id,
@@ -373,6 +558,10 @@ void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
     }
     watermark_update(pipe, now_ms);
     expire_labels(pipe);
+
+    /* 6. this batch's labelled examples go to the trainer as one segment */
+    if (pipe->mlp)
+        segment_push(pipe);
 }
 
 void nx_pipeline_tick(nx_pipeline_t *pipe, int64_t now_ms) {
@@ -395,7 +584,12 @@ void nx_pipeline_tick(nx_pipeline_t *pipe, int64_t now_ms) {
 }
 
 void nx_pipeline_finish(nx_pipeline_t *pipe) {
-    train_flush(pipe);
+    if (!pipe->mlp)
+        return;
+    if (pipe->fill->n)
+        segment_push(pipe);
+    trainer_sync(pipe);
+    train_flush(pipe); /* the trainer is idle: its state is ours */
 }
 
 void nx_pipeline_stats(const nx_pipeline_t *pipe, nx_pipeline_stats_t *stats) {
@@ -407,7 +601,8 @@ void nx_pipeline_stats(const nx_pipeline_t *pipe, nx_pipeline_stats_t *stats) {
     stats->late = ss.late;
     stats->dropped = ss.dropped;
     stats->bytes_per_user = ss.bytes_per_user;
-    stats->steps = pipe->mlp ? nx_mlp_step(pipe->mlp) : 0;
+    stats->steps = atomic_load(&pipe->tr.steps);
+    stats->trained = atomic_load(&pipe->tr.kept);
     stats->watermark_ms = pipe->watermark;
     nx_metrics_report_t r, w;
     nx_metrics_report(pipe->metrics, NX_METRICS_CUMULATIVE, &r);
@@ -477,46 +672,67 @@ struct nx_store *nx_pipeline_store(nx_pipeline_t *pipe) {
     return pipe->store;
 }
 
-/* "pipeline" section: watermark, partition clocks, the pending training
- * batch and counters, so a restored pipeline continues bit-identically. */
+/* "pipeline" section: watermark, partition clocks, the examples not yet
+ * trained on (the trainer's partial mini-batch and the segment being
+ * filled) and counters, so a restored pipeline loses no label. The trainer
+ * must be idle (trainer_sync). */
 static int save_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
-    int32_t tn = pipe->tn, np = pipe->n_parts;
-    uint64_t dim = pipe->dim;
+    trainer_t *tr = &pipe->tr;
+    int32_t tn = tr->tn, np = pipe->n_parts;
+    uint64_t dim = pipe->dim, fn = pipe->mlp ? pipe->fill->n : 0;
     int rc = nx_checkpoint_section_begin(w, "pipeline");
     rc |= nx_checkpoint_write(w, &pipe->watermark, sizeof pipe->watermark);
     rc |= nx_checkpoint_write(w, &np, sizeof np);
     rc |= nx_checkpoint_write(w, pipe->parts, (size_t)np * sizeof pipe->parts[0]);
     rc |= nx_checkpoint_write(w, &dim, sizeof dim);
     rc |= nx_checkpoint_write(w, &tn, sizeof tn);
-    rc |= nx_checkpoint_write(w, pipe->tx, (size_t)tn * pipe->dim * sizeof *pipe->tx);
-    rc |= nx_checkpoint_write(w, pipe->ty, (size_t)tn * sizeof *pipe->ty);
+    if (tn) {
+        rc |= nx_checkpoint_write(w, tr->tx, (size_t)tn * pipe->dim * sizeof *tr->tx);
+        rc |= nx_checkpoint_write(w, tr->ty, (size_t)tn * sizeof *tr->ty);
+    }
+    rc |= nx_checkpoint_write(w, &fn, sizeof fn);
+    if (fn) {
+        rc |= nx_checkpoint_write(w, pipe->fill->x, fn * pipe->dim * sizeof *pipe->fill->x);
+        rc |= nx_checkpoint_write(w, pipe->fill->label, fn * sizeof *pipe->fill->label);
+    }
     rc |= nx_checkpoint_write(w, &pipe->st, sizeof pipe->st);
+    rc |= nx_checkpoint_write(w, &pipe->maintained_at, sizeof pipe->maintained_at);
     rc |= nx_checkpoint_section_end(w);
     return rc ? -1 : 0;
 }
 
 static int load_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
                                  size_t errstr_size) {
+    trainer_t *tr = &pipe->tr;
     int32_t tn, np;
-    uint64_t dim;
+    uint64_t dim, fn;
     if (nx_checkpoint_section_open(r, "pipeline") < 0)
         return fail(errstr, errstr_size, "checkpoint has no pipeline section");
     if (nx_checkpoint_read(r, &pipe->watermark, sizeof pipe->watermark) < 0 ||
         nx_checkpoint_read(r, &np, sizeof np) < 0 || np < 0 || np > MAX_PARTS ||
         nx_checkpoint_read(r, pipe->parts, (size_t)np * sizeof pipe->parts[0]) < 0 ||
         nx_checkpoint_read(r, &dim, sizeof dim) < 0 || dim != pipe->dim ||
-        nx_checkpoint_read(r, &tn, sizeof tn) < 0 || tn < 0 || tn > pipe->tcap ||
-        nx_checkpoint_read(r, pipe->tx, (size_t)tn * pipe->dim * sizeof *pipe->tx) < 0 ||
-        nx_checkpoint_read(r, pipe->ty, (size_t)tn * sizeof *pipe->ty) < 0 ||
-        nx_checkpoint_read(r, &pipe->st, sizeof pipe->st) < 0)
+        nx_checkpoint_read(r, &tn, sizeof tn) < 0 || tn < 0 || tn > tr->tcap ||
+        (tn && (!pipe->mlp ||
+                nx_checkpoint_read(r, tr->tx, (size_t)tn * pipe->dim * sizeof *tr->tx) < 0 ||
+                nx_checkpoint_read(r, tr->ty, (size_t)tn * sizeof *tr->ty) < 0)) ||
+        nx_checkpoint_read(r, &fn, sizeof fn) < 0 ||
+        (fn && (!pipe->mlp || fn > pipe->fill->cap ||
+                nx_checkpoint_read(r, pipe->fill->x, fn * pipe->dim * sizeof *pipe->fill->x) < 0 ||
+                nx_checkpoint_read(r, pipe->fill->label, fn * sizeof *pipe->fill->label) < 0)) ||
+        nx_checkpoint_read(r, &pipe->st, sizeof pipe->st) < 0 ||
+        nx_checkpoint_read(r, &pipe->maintained_at, sizeof pipe->maintained_at) < 0)
         return fail(errstr, errstr_size, "checkpoint: bad pipeline section");
     pipe->n_parts = np;
-    pipe->tn = tn;
+    tr->tn = tn;
+    if (pipe->mlp)
+        pipe->fill->n = fn;
     return 0;
 }
 
 int nx_pipeline_save(nx_pipeline_t *pipe, const char *path, const nx_pipeline_section_t *extra,
                      int n_extra, char *errstr, size_t errstr_size) {
+    trainer_sync(pipe); /* the trainer's state is ours until the next push */
     nx_ckpt_writer_t *w =
         nx_checkpoint_begin(path, nx_store_schema_hash(pipe->store), errstr, errstr_size);
     if (!w)
@@ -542,6 +758,18 @@ int nx_pipeline_save(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
 
 int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_section_t *extra,
                      int n_extra, char *errstr, size_t errstr_size) {
+    trainer_sync(pipe);
+    if (pipe->mlp) {
+        /* the trainer is idle: restart the segment count at 0 */
+        trainer_t *tr = &pipe->tr;
+        pthread_mutex_lock(&tr->mu);
+        tr->pushed = 0;
+        tr->trained = -1;
+        pipe->fill = &tr->seg[0];
+        pipe->fill->n = 0;
+        tr->tn = 0;
+        pthread_mutex_unlock(&tr->mu);
+    }
     nx_ckpt_reader_t *r =
         nx_checkpoint_open(path, nx_store_schema_hash(pipe->store), errstr, errstr_size);
     if (!r)
@@ -567,6 +795,15 @@ int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
             snprintf(errstr, errstr_size, "checkpoint: bad %s section", extra[i].name);
             goto out;
         }
+    }
+    if (pipe->mlp) {
+        /* predict from the loaded weights until the trainer publishes */
+        trainer_t *tr = &pipe->tr;
+        nx_mlp_publish(pipe->mlp, tr->initial);
+        nx_mlp_predictor_acquire(tr->initial);
+        for (int i = 0; i < NSLOT; i++)
+            nx_mlp_publish(pipe->mlp, tr->slot[i]);
+        atomic_store(&tr->steps, nx_mlp_step(pipe->mlp));
     }
     rc = 0;
 out:

@@ -5,3 +5,6 @@ list(APPEND NX_DAEMON_SOURCES
   ${CMAKE_CURRENT_SOURCE_DIR}/replay.c
   ${CMAKE_CURRENT_SOURCE_DIR}/run.c
 )
+# the trainer thread (pipeline.c)
+find_package(Threads REQUIRED)
+cmake_language(DEFER CALL target_link_libraries nx_daemon PUBLIC Threads::Threads)
