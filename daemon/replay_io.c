@@ -71,15 +71,13 @@ const char *nx_replay_error(const nx_replay_t *rp) {
     return rp->error;
 }
 
-/* Counts one rejected row or datum, keeping and logging the first few. */
+/* Counts one rejected row or datum, keeping the first few for the caller
+ * to report (replay.c logs them; logging here too printed each twice). */
 static void note_bad(nx_replay_t *rp, uint64_t where, nx_codec_reason_t reason) {
     rp->st.bad++;
     rp->st.by_reason[reason]++;
-    if (rp->st.n_first_bad < NX_REPLAY_FIRST_BAD) {
+    if (rp->st.n_first_bad < NX_REPLAY_FIRST_BAD)
         rp->st.first_bad[rp->st.n_first_bad++] = (nx_replay_bad_t){where, reason};
-        fprintf(stderr, "<4>replay: %s: %s %llu: %s\n", rp->path, rp->is_ocf ? "record" : "line",
-                (unsigned long long)where, nx_codec_reason_name(reason));
-    }
 }
 
 /* ---- OCF ---------------------------------------------------------------- */

@@ -16,10 +16,10 @@
  * Bad input is never fatal: a bad row or datum is counted under its reason
  * (the codec's reasons, also counted in the codec), the first
  * NX_REPLAY_FIRST_BAD are kept with their line (CSV) or record number (OCF)
- * and logged to stderr; a corrupt OCF block (bad sync marker, bad sizes,
- * inflate error, a datum that does not parse) is counted, its remaining
- * records counted as lost, and reading goes on from the next sync marker.
- * Only I/O errors end a replay early.
+ * in the stats, for the caller to report (the reader prints nothing); a corrupt OCF block (bad sync
+ * marker, bad sizes, inflate error, a datum that does not parse) is counted, its remaining records
+ * counted as lost, and reading goes on from the next sync marker. Only I/O errors end a replay
+ * early.
  *
  * Ownership: the reader borrows cfg and codec (both must outlive it).
  * Events' user_id bytes live in the reader's buffers and stay valid until

@@ -1,0 +1,426 @@
+/*
+ * test_replay.c: `nextactd replay` as a user runs it (a subprocess).
+ *
+ * - determinism: the same input, config and seed give byte-identical
+ *   prediction files (Avro OCF and JSON lines) and checkpoints; another
+ *   model seed gives other predictions (so the comparison can fail);
+ * - the Avro output reads back with Avro C against its own schema, one
+ *   record per event, each with the input offset it answers;
+ * - --summary writes one JSON object with every key of issue 6;
+ * - --metrics-every N writes a CSV row each N events;
+ * - CSV replay of the Taobao and REES46 samples in tests/data: events,
+ *   predictions at the right line numbers, bad rows counted and reported
+ *   with their line numbers, the replay going on;
+ * - a damaged OCF input is survived (exit 0, fewer events).
+ *
+ * usage: test_replay NEXTACTD SOURCE_DIR
+ */
+#include <avro.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+
+/* Events generated for the determinism runs: enough for some training
+ * steps (batch 32) and several OCF blocks; about 1 s of replay. */
+#define GEN_EVENTS    20000
+#define METRICS_EVERY 5000
+/* kafka.poll_batch's default: replay's batch size, so the granularity of
+ * the metrics rows. */
+#define POLL_BATCH 1024
+
+static const char *nextactd, *srcdir;
+static char dir[] = "/tmp/test_replay.XXXXXX";
+
+/* Runs argv (NULL-terminated) with stdout to out_path and stderr to
+ * err_path (NULL = /dev/null); returns the exit status, -1 if it died. */
+static int run(char *const argv[], const char *out_path, const char *err_path) {
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int o = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0)
+            _exit(127);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+        return -1;
+    return WEXITSTATUS(st);
+}
+
+/* The whole file, NUL-terminated; caller frees. NULL if unreadable. */
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) {
+        b[n] = '\0';
+        if (len)
+            *len = (size_t)n;
+    }
+    return b;
+}
+
+/* 1 when both files exist and are byte-identical. */
+static int same_bytes(const char *a, const char *b) {
+    size_t la = 0, lb = 0;
+    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    int same = x && y && la == lb && memcmp(x, y, la) == 0;
+    if (!same)
+        fprintf(stderr, "%s (%zu bytes) and %s (%zu bytes) differ\n", a, la, b, lb);
+    free(x);
+    free(y);
+    return same;
+}
+
+static void path_of(char *out, size_t size, const char *name) {
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+/* A configuration file in the temp dir: the common part (no broker is
+ * needed by replay, but the table requires the keys) plus `extra`. */
+static void write_conf(const char *name, const char *extra) {
+    char path[512];
+    path_of(path, sizeof path, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fprintf(f,
+            "log_level = \"warning\";\n"
+            "kafka: { brokers = \"none\"; input_topics = [\"in\"]; output_topic = \"out\"; };\n"
+            "output: { schema = \"%s/conf/schemas/prediction.avsc\"; };\n"
+            "%s\n",
+            srcdir, extra);
+    fclose(f);
+}
+
+/* Value of "key": NUMBER in a flat JSON object; NAN when absent/null. */
+static double json_num(const char *json, const char *key) {
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = json ? strstr(json, pat) : NULL;
+    if (!p)
+        return NAN;
+    p += strlen(pat);
+    if (strncmp(p, "null", 4) == 0)
+        return NAN;
+    return strtod(p, NULL);
+}
+
+/* `nextactd replay -c CONF [args...] INPUT`; returns the exit status. */
+static int replay(const char *conf, const char *const *args, int n_args, const char *input,
+                  const char *out_path, const char *err_path) {
+    char cpath[512];
+    char *argv[32];
+    int k = 0;
+    path_of(cpath, sizeof cpath, conf);
+    argv[k++] = (char *)nextactd;
+    argv[k++] = "replay";
+    argv[k++] = "-c";
+    argv[k++] = cpath;
+    for (int i = 0; i < n_args && k < 30; i++)
+        argv[k++] = (char *)args[i];
+    argv[k++] = (char *)input;
+    argv[k] = NULL;
+    return run(argv, out_path, err_path);
+}
+
+/* Reads an OCF of predictions with Avro C; returns the records, checks
+ * offsets grow by one from 0 (a generated file has no bad record). */
+static long count_avro_predictions(const char *path) {
+    avro_file_reader_t fr;
+    if (avro_file_reader(path, &fr) != 0) {
+        fprintf(stderr, "%s: %s\n", path, avro_strerror());
+        return -1;
+    }
+    avro_schema_t schema = avro_file_reader_get_writer_schema(fr);
+    avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
+    avro_value_t v, f;
+    avro_generic_value_new(iface, &v);
+    long n = 0, bad_offsets = 0;
+    while (avro_file_reader_read_value(fr, &v) == 0) {
+        int64_t off = -1;
+        if (avro_value_get_by_name(&v, "offset", &f, NULL) == 0)
+            avro_value_get_long(&f, &off);
+        bad_offsets += off != n;
+        n++;
+    }
+    CHECK_INT(bad_offsets, 0);
+    avro_value_decref(&v);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(schema);
+    avro_file_reader_close(fr);
+    return n;
+}
+
+static void test_determinism(void) {
+    char in[512], a_avro[512], b_avro[512], c_avro[512], a_ckpt[512], b_ckpt[512];
+    char a_json[512], b_json[512], summ[512], mcsv[512], err[512], out[512];
+    path_of(in, sizeof in, "in.avro");
+    path_of(a_avro, sizeof a_avro, "a.avro");
+    path_of(b_avro, sizeof b_avro, "b.avro");
+    path_of(c_avro, sizeof c_avro, "c.avro");
+    path_of(a_ckpt, sizeof a_ckpt, "a.ckpt");
+    path_of(b_ckpt, sizeof b_ckpt, "b.ckpt");
+    path_of(a_json, sizeof a_json, "a.jsonl");
+    path_of(b_json, sizeof b_json, "b.jsonl");
+    path_of(summ, sizeof summ, "summary.json");
+    path_of(mcsv, sizeof mcsv, "metrics.csv");
+    path_of(err, sizeof err, "stderr.txt");
+    path_of(out, sizeof out, "stdout.txt");
+
+    char events[16];
+    snprintf(events, sizeof events, "%d", GEN_EVENTS);
+    char *gen[] = {(char *)nextactd, "gen",  "--events", events, "--users", "500", "--seed", "11",
+                   "--codec",        "null", "--output", in,     NULL};
+    CHECK_INT(run(gen, NULL, err), 0);
+
+    char every[16];
+    snprintf(every, sizeof every, "%d", METRICS_EVERY);
+    char conf[1024];
+    snprintf(conf, sizeof conf,
+             "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
+             "model: { seed = %d; };",
+             srcdir, 42);
+    write_conf("seed42.conf", conf);
+    snprintf(conf, sizeof conf,
+             "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
+             "model: { seed = %d; };",
+             srcdir, 43);
+    write_conf("seed43.conf", conf);
+    const char *a_args[] = {"--output",        a_avro, "--checkpoint",  a_ckpt, "--summary", summ,
+                            "--metrics-every", every,  "--metrics-csv", mcsv};
+    CHECK_INT(replay("seed42.conf", a_args, 10, in, out, err), 0);
+    const char *b_args[] = {"--output", b_avro, "--checkpoint", b_ckpt};
+    CHECK_INT(replay("seed42.conf", b_args, 4, in, out, err), 0);
+    CHECK(same_bytes(a_avro, b_avro));
+    CHECK(same_bytes(a_ckpt, b_ckpt));
+
+    const char *ja[] = {"--output", a_json}, *jb[] = {"--output", b_json};
+    CHECK_INT(replay("seed42.conf", ja, 2, in, out, err), 0);
+    CHECK_INT(replay("seed42.conf", jb, 2, in, out, err), 0);
+    CHECK(same_bytes(a_json, b_json));
+
+    /* another seed: another model, other probabilities (the check above
+     * would catch a difference) */
+    const char *c_args[] = {"--output", c_avro};
+    CHECK_INT(replay("seed43.conf", c_args, 2, in, out, err), 0);
+    size_t la = 0, lc = 0;
+    char *fa = slurp(a_avro, &la), *fc = slurp(c_avro, &lc);
+    CHECK(fa && fc && (la != lc || memcmp(fa, fc, la) != 0));
+    free(fa);
+    free(fc);
+
+    /* one record per event, read by Avro C; one line per event */
+    CHECK_INT(count_avro_predictions(a_avro), GEN_EVENTS);
+    char *j = slurp(a_json, NULL);
+    long lines = 0;
+    for (const char *p = j; p && (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    CHECK_INT(lines, GEN_EVENTS);
+    CHECK_STR_HAS(j, "\"probabilities\":{\"click\":");
+    free(j);
+
+    /* the summary: one object with the keys of issue 6 */
+    char *s = slurp(summ, NULL);
+    CHECK(s != NULL);
+    static const char *keys[] = {"events",   "predictions",        "bad_records",      "users",
+                                 "seconds",  "events_per_second",  "labelled",         "logloss",
+                                 "accuracy", "normalized_entropy", "calibration_error"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, "\"%s\": ", keys[i]);
+        CHECK_STR_HAS(s, pat);
+    }
+    CHECK(s && s[0] == '{' && strchr(s, '}') && strrchr(s, '}')[1] == '\n');
+    CHECK_STR_HAS(s, "\"auc\": {\"click\": ");
+    CHECK_STR_HAS(s, "\"purchase\": ");
+    CHECK_STR_HAS(s, "\"none\": ");
+    CHECK_INT(json_num(s, "events"), GEN_EVENTS);
+    CHECK_INT(json_num(s, "predictions"), GEN_EVENTS);
+    CHECK_INT(json_num(s, "bad_records"), 0);
+    CHECK(json_num(s, "users") > 0 && json_num(s, "users") <= 500);
+    CHECK(json_num(s, "labelled") > GEN_EVENTS * 0.9);
+    double ll = json_num(s, "logloss");
+    CHECK(ll > 0 && ll < 1.386); /* learnt something: below ln 4, the uniform guess */
+    double acc = json_num(s, "accuracy");
+    CHECK(acc > 0 && acc <= 1);
+    free(s);
+
+    /* the metrics CSV: a header, then a row each METRICS_EVERY events */
+    FILE *m = fopen(mcsv, "r");
+    CHECK(m != NULL);
+    if (m) {
+        char line[1024];
+        int rows = 0, cols0 = 0, bad = 0;
+        while (fgets(line, sizeof line, m)) {
+            int cols = 1;
+            for (char *p = line; *p; p++)
+                cols += *p == ',';
+            if (rows == 0 && cols0 == 0) {
+                cols0 = cols;
+                CHECK(strncmp(line, "events,labelled,steps,window_logloss", 36) == 0);
+                CHECK_STR_HAS(line, "window_auc_purchase");
+                continue;
+            }
+            long long ev = strtoll(line, NULL, 10);
+            /* rows come at batch ends: the first batch end at or past
+             * each multiple of METRICS_EVERY */
+            long long due = (long long)(rows + 1) * METRICS_EVERY;
+            bad +=
+                cols != cols0 || ev < due || ev >= due + POLL_BATCH || strstr(line, "nan") != NULL;
+            rows++;
+        }
+        fclose(m);
+        CHECK_INT(rows, GEN_EVENTS / METRICS_EVERY);
+        CHECK_INT(bad, 0);
+    }
+
+    /* a damaged input: a block lost, the replay goes on */
+    size_t len = 0;
+    char *b = slurp(in, &len);
+    CHECK(b != NULL && len > 4096);
+    if (b && len > 4096) {
+        char dmg[512];
+        path_of(dmg, sizeof dmg, "damaged.avro");
+        for (size_t i = len / 2; i < len / 2 + 64; i++)
+            b[i] = (char)0xff; /* a run of 0xff: not a valid datum */
+        FILE *f = fopen(dmg, "wb");
+        CHECK(f && fwrite(b, 1, len, f) == len);
+        if (f)
+            fclose(f);
+        const char *d_args[] = {"--summary", summ};
+        CHECK_INT(replay("seed42.conf", d_args, 2, dmg, out, err), 0);
+        char *ds = slurp(summ, NULL);
+        double ev = json_num(ds, "events");
+        CHECK(ev > 0 && ev < GEN_EVENTS);
+        free(ds);
+    }
+    free(b);
+}
+
+/* Taobao UserBehavior: user,item,category,behavior,epoch seconds, no
+ * header. Rows: 1-2 pv, 3 fav (skipped), 4 cart, 5 buy, 6 a timestamp
+ * before 2000, 7 a missing column, 8 "soon", 9 pv. */
+static void test_csv_taobao(void) {
+    char in[512], out[512], err[512], summ[512];
+    snprintf(in, sizeof in, "%s/tests/data/taobao_small.csv", srcdir);
+    path_of(out, sizeof out, "taobao.jsonl");
+    path_of(err, sizeof err, "taobao.err");
+    path_of(summ, sizeof summ, "taobao.json");
+    write_conf(
+        "taobao.conf",
+        "input: { framing = \"confluent\"; schema_dir = \"/nonexistent\";\n"
+        "  fields: { user_id = \"user_id\"; timestamp = \"timestamp\"; type = \"type\";\n"
+        "    item = \"item\"; category = \"category\"; price = \"\"; quantity = \"\";\n"
+        "    session = \"\"; };\n"
+        "  type_map = { pv = \"click\"; cart = \"cart\"; buy = \"purchase\"; fav = \"\"; };\n"
+        "  csv: { columns = [\"user_id\", \"item\", \"category\", \"type\", \"timestamp\"];\n"
+        "    header = false; timestamp = \"epoch_s\"; }; };");
+    const char *args[] = {"--output", "-", "--summary", summ};
+    CHECK_INT(replay("taobao.conf", args, 4, in, out, err), 0);
+    char *s = slurp(summ, NULL), *e = slurp(err, NULL), *o = slurp(out, NULL);
+    CHECK_INT(json_num(s, "events"), 5);
+    CHECK_INT(json_num(s, "predictions"), 5);
+    CHECK_INT(json_num(s, "bad_records"), 3);
+    CHECK_INT(json_num(s, "users"), 3);
+    CHECK_STR_HAS(e, "line 6: ts_too_old");
+    CHECK_STR_HAS(e, "line 7: bad_row");
+    CHECK_STR_HAS(e, "line 8: bad_timestamp");
+    /* predictions answer lines 1, 2, 4, 5 and 9, in order */
+    static const int want[] = {1, 2, 4, 5, 9};
+    const char *p = o;
+    for (int i = 0; i < 5; i++) {
+        p = p ? strstr(p, "\"offset\":") : NULL;
+        CHECK(p != NULL);
+        if (!p)
+            break;
+        p += 9;
+        CHECK_INT(strtol(p, NULL, 10), want[i]);
+    }
+    CHECK_STR_HAS(o, "\"user_id\":\"1000\",\"event_ts\":1511755000000");
+    free(s);
+    free(e);
+    free(o);
+}
+
+/* REES46 (Kaggle "eCommerce behavior data"): a header line, datetime
+ * "YYYY-MM-DD HH:MM:SS UTC", quoted fields with commas. Lines 2 view,
+ * 3 cart, 4 remove_from_cart (skipped), 5 purchase, 6 price -1, 7 price
+ * "cheap", 8 month 13, 9 no user id, 10 blank, 11 view with ms. */
+static void test_csv_rees46(void) {
+    char in[512], out[512], err[512], summ[512];
+    snprintf(in, sizeof in, "%s/tests/data/rees46_small.csv", srcdir);
+    path_of(out, sizeof out, "rees46.jsonl");
+    path_of(err, sizeof err, "rees46.err");
+    path_of(summ, sizeof summ, "rees46.json");
+    write_conf("rees46.conf",
+               "input: { framing = \"confluent\"; schema_dir = \"/nonexistent\";\n"
+               "  fields: { user_id = \"user_id\"; timestamp = \"event_time\";\n"
+               "    type = \"event_type\"; item = \"product_id\"; category = \"category_id\";\n"
+               "    price = \"price\"; quantity = \"\"; session = \"user_session\"; };\n"
+               "  type_map = { view = \"click\"; cart = \"cart\"; purchase = \"purchase\";\n"
+               "    remove_from_cart = \"\"; };\n"
+               "  csv: { columns = []; header = true; timestamp = \"datetime\"; }; };");
+    const char *args[] = {"--output", "-", "--summary", summ};
+    CHECK_INT(replay("rees46.conf", args, 4, in, out, err), 0);
+    char *s = slurp(summ, NULL), *e = slurp(err, NULL), *o = slurp(out, NULL);
+    CHECK_INT(json_num(s, "events"), 4);
+    CHECK_INT(json_num(s, "predictions"), 4);
+    CHECK_INT(json_num(s, "bad_records"), 4);
+    CHECK_STR_HAS(e, "line 6: bad_price");
+    CHECK_STR_HAS(e, "line 7: bad_number");
+    CHECK_STR_HAS(e, "line 8: bad_timestamp");
+    CHECK_STR_HAS(e, "line 9: empty_user_id");
+    CHECK_STR_HAS(o, "\"user_id\":\"541312140\",\"event_ts\":1569888000000");
+    CHECK_STR_HAS(o, "\"event_ts\":1569888011250,\"topic\":\"replay\",\"partition\":-1,"
+                     "\"offset\":11");
+    free(s);
+    free(e);
+    free(o);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_replay NEXTACTD SOURCE_DIR\n");
+        return 2;
+    }
+    nextactd = argv[1];
+    srcdir = argv[2];
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_determinism();
+    test_csv_taobao();
+    test_csv_rees46();
+    if (nx_check_failures == 0) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", dir);
+    } else {
+        fprintf(stderr, "files kept in %s\n", dir);
+    }
+    return nx_check_exit("test_replay");
+}
