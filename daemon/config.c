@@ -22,17 +22,17 @@
 #include "log.h"
 
 typedef enum nx_cfg_type {
-    NX_CT_INT,      /* int64_t; min/max bound the value */
-    NX_CT_DOUBLE,   /* double; min/max bound the value */
-    NX_CT_BOOL,     /* int 0/1 */
-    NX_CT_STRING,   /* char *; min/max bound the length */
-    NX_CT_PATH,     /* char *; relative paths resolve against the file's dir */
-    NX_CT_ENUM,     /* char *, one of `choices` */
-    NX_CT_INTS,     /* nx_intlist_t; min/max bound each element */
-    NX_CT_DOUBLES,  /* nx_dbllist_t; min/max bound each element */
-    NX_CT_STRINGS,  /* nx_strlist_t; min/max bound each element's length */
-    NX_CT_MAP,      /* nx_strmap_t of string values */
-    NX_CT_RDKAFKA,  /* nx_strmap_t of librdkafka properties */
+    NX_CT_INT,     /* int64_t; min/max bound the value */
+    NX_CT_DOUBLE,  /* double; min/max bound the value */
+    NX_CT_BOOL,    /* int 0/1 */
+    NX_CT_STRING,  /* char *; min/max bound the length */
+    NX_CT_PATH,    /* char *; relative paths resolve against the file's dir */
+    NX_CT_ENUM,    /* char *, one of `choices` */
+    NX_CT_INTS,    /* nx_intlist_t; min/max bound each element */
+    NX_CT_DOUBLES, /* nx_dbllist_t; min/max bound each element */
+    NX_CT_STRINGS, /* nx_strlist_t; min/max bound each element's length */
+    NX_CT_MAP,     /* nx_strmap_t of string values */
+    NX_CT_RDKAFKA, /* nx_strmap_t of librdkafka properties */
 } nx_cfg_type_t;
 
 #define NX_CF_REQUIRED 1 /* no default: the file must set it */
@@ -49,8 +49,8 @@ typedef struct nx_cfg_desc {
 } nx_cfg_desc_t;
 
 #define OFF(field) offsetof(nx_config_t, field)
-#define LEN_MAX 4096.0 /* longest path or string we accept in the file */
-#define TOPIC_MAX 249.0 /* Kafka's limit on topic name length */
+#define LEN_MAX    4096.0 /* longest path or string we accept in the file */
+#define TOPIC_MAX  249.0  /* Kafka's limit on topic name length */
 
 /* clang-format off */
 static const nx_cfg_desc_t nx_config_table[] = {
@@ -467,8 +467,7 @@ static int get_string(load_ctx_t *ctx, const config_setting_t *s, const nx_cfg_d
     return 0;
 }
 
-static int get_list(load_ctx_t *ctx, const config_setting_t *s, const nx_cfg_desc_t *d,
-                    void *p) {
+static int get_list(load_ctx_t *ctx, const config_setting_t *s, const nx_cfg_desc_t *d, void *p) {
     int line = config_setting_source_line(s);
     int t = config_setting_type(s);
     if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
@@ -698,9 +697,8 @@ static int scan_int_literals(load_ctx_t *ctx, const char *text) {
             }
             if (*p)
                 p += 2;
-        } else if (isdigit((unsigned char)c) &&
-                   (p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' ||
-                                   p[-1] == '.'))) {
+        } else if (isdigit((unsigned char)c) && (p == text || !(isalnum((unsigned char)p[-1]) ||
+                                                                p[-1] == '_' || p[-1] == '.'))) {
             const char *start = p;
             bool hex = c == '0' && (p[1] == 'x' || p[1] == 'X');
             if (hex)
@@ -761,7 +759,9 @@ static char *read_file(const char *path, char *errstr, size_t errstr_size) {
     fclose(f);
     if (!buf || rerr || n > max) {
         snprintf(errstr, errstr_size, "%s:0: %s", path,
-                 !buf ? "out of memory" : rerr ? "read error" : "larger than 1 MiB");
+                 !buf   ? "out of memory"
+                 : rerr ? "read error"
+                        : "larger than 1 MiB");
         free(buf);
         return NULL;
     }
@@ -777,8 +777,7 @@ static int walk(load_ctx_t *ctx, nx_config_t *cfg, const config_setting_t *g, co
     for (int i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
         char path[256];
-        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "",
-                 config_setting_name(s));
+        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", config_setting_name(s));
         size_t plen = strlen(path);
         const nx_cfg_desc_t *hit = NULL;
         bool is_prefix = false;
@@ -844,8 +843,8 @@ static int cross_check(load_ctx_t *ctx, nx_config_t *cfg, const config_t *c) {
                         "event_types must not name \"none\": it is the class of no next action");
         for (int j = 0; j < i; j++)
             if (strcmp(cfg->event_types.v[i], cfg->event_types.v[j]) == 0)
-                return fail(ctx, find_line(cfg, c, "event_types"),
-                            "event_types names \"%s\" twice", cfg->event_types.v[i]);
+                return fail(ctx, find_line(cfg, c, "event_types"), "event_types names \"%s\" twice",
+                            cfg->event_types.v[i]);
     }
     const nx_strmap_t *maps[2] = {&cfg->input.type_map, &cfg->input.topic_types};
     const char *mapnames[2] = {"input.type_map", "input.topic_types"};
@@ -856,8 +855,8 @@ static int cross_check(load_ctx_t *ctx, nx_config_t *cfg, const config_t *c) {
                 continue;
             char types[256] = "";
             for (int t = 0; t < nt; t++)
-                snprintf(types + strlen(types), sizeof types - strlen(types), "%s%s",
-                         t ? ", " : "", cfg->event_types.v[t]);
+                snprintf(types + strlen(types), sizeof types - strlen(types), "%s%s", t ? ", " : "",
+                         cfg->event_types.v[t]);
             return fail(ctx, maps[m]->line[i], "%s.%s = \"%s\" is not an event type; one of %s%s",
                         mapnames[m], maps[m]->key[i], v, types, m == 0 ? " or \"\" (skip)" : "");
         }
@@ -1160,10 +1159,11 @@ void nx_config_dump(const nx_config_t *cfg, FILE *out, int comments) {
                 fprintf(out, "%*s#", ind, "");
             fprintf(out, " Default: %s\n", d->def ? d->def : "none (required)");
         }
-        bool unset = (d->flags & NX_CF_REQUIRED) && (d->type == NX_CT_STRING
-                          ? *(char *const *)cfield_ptr(cfg, d) == NULL
-                          : d->type == NX_CT_STRINGS &&
-                                ((const nx_strlist_t *)cfield_ptr(cfg, d))->n == 0);
+        bool unset =
+            (d->flags & NX_CF_REQUIRED) &&
+            (d->type == NX_CT_STRING
+                 ? *(char *const *)cfield_ptr(cfg, d) == NULL
+                 : d->type == NX_CT_STRINGS && ((const nx_strlist_t *)cfield_ptr(cfg, d))->n == 0);
         if (unset) {
             fprintf(out, "%*s# %s = ...;  (required)\n", ind, "", leaf);
         } else {

@@ -68,9 +68,9 @@ typedef struct nx_config {
         char *output_topic;
         char *dead_letter_topic; /* "" = off */
         int64_t commit_interval_ms;
-        int64_t poll_batch;         /* events per polled batch */
+        int64_t poll_batch; /* events per polled batch */
         int64_t poll_timeout_ms;
-        int64_t flush_timeout_ms;   /* producer flush bound at shutdown */
+        int64_t flush_timeout_ms; /* producer flush bound at shutdown */
         int transactional;
         nx_strmap_t consumer; /* librdkafka pass-through */
         nx_strmap_t producer;
@@ -95,7 +95,7 @@ typedef struct nx_config {
         int64_t max_string_len;  /* bytes, any other string/bytes */
         int64_t max_collection;  /* items in one array/map */
         double max_price;
-        int64_t max_future_ms;   /* timestamps further ahead are rejected */
+        int64_t max_future_ms; /* timestamps further ahead are rejected */
         /* CSV replay */
         nx_strlist_t csv_columns; /* column names; "" or "-" = ignored */
         int csv_header;
@@ -105,8 +105,8 @@ typedef struct nx_config {
 
     /* output */
     struct {
-        char *format; /* avro|confluent|json */
-        char *schema; /* path of prediction.avsc */
+        char *format;      /* avro|confluent|json */
+        char *schema;      /* path of prediction.avsc */
         int64_t schema_id; /* confluent framing */
     } output;
 
@@ -144,13 +144,13 @@ typedef struct nx_config {
         double weight_decay;
         double clip_norm; /* 0 = off */
         int64_t warmup_steps;
-        double lr_decay; /* per step multiplicative decay to, 0 = off */
+        double lr_decay; /* inverse-time decay: lr / (1 + lr_decay * step), 0 = off */
         int64_t batch_size;
         int64_t seed;
         nx_dbllist_t class_weights; /* empty = all 1 */
-        double negative_rate; /* keep this share of `none` examples, 1 = all */
-        int64_t threads;      /* BLAS threads; 1 = deterministic */
-        int enabled;          /* 0: decode, features, produce only */
+        double negative_rate;       /* keep this share of `none` examples, 1 = all */
+        int64_t threads;            /* BLAS threads; 1 = deterministic */
+        int enabled;                /* 0: decode, features, produce only */
         int64_t metrics_window;
     } model;
 

@@ -24,7 +24,7 @@
 #define NX_EVENT_USER_ID_MAX 256
 
 typedef struct nx_event {
-    const char *user_id; /* borrowed, not NUL-terminated */
+    const char *user_id;  /* borrowed, not NUL-terminated */
     uint32_t user_id_len; /* bytes, 1..NX_EVENT_USER_ID_MAX */
     int32_t type;         /* index into the configured event types */
     int64_t ts_ms;        /* event time, ms since the Unix epoch */

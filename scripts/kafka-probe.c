@@ -17,7 +17,8 @@ int main(int argc, char **argv) {
     }
     int timeout_ms = argc > 2 ? atoi(argv[2]) : 2000;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", argv[1], err, sizeof err) != RD_KAFKA_CONF_OK ||
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", argv[1], err, sizeof err) !=
+            RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err) != RD_KAFKA_CONF_OK) {
         fprintf(stderr, "kafka-probe: %s\n", err);
         rd_kafka_conf_destroy(conf);

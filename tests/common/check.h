@@ -49,7 +49,7 @@ static int nx_check_count;
     do {                                                                                           \
         const char *nx_h = (hay), *nx_n = (needle);                                                \
         nx_check_count++;                                                                          \
-        if (!nx_h || !strstr(nx_h, nx_n)) {                                                       \
+        if (!nx_h || !strstr(nx_h, nx_n)) {                                                        \
             nx_check_failures++;                                                                   \
             fprintf(stderr, "%s:%d: CHECK failed: \"%s\" does not contain \"%s\"\n", __FILE__,     \
                     __LINE__, nx_h ? nx_h : "(null)", nx_n);                                       \

@@ -103,8 +103,7 @@ int nx_fixture_create_topic(const char *topic, int partitions, char *err, size_t
         const struct rd_kafka_metadata *md = NULL;
         int ready = 0;
         if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-            md->topic_cnt == 1 && !md->topics[0].err &&
-            md->topics[0].partition_cnt == partitions) {
+            md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt == partitions) {
             ready = 1;
             for (int p = 0; p < partitions; p++)
                 if (md->topics[0].partitions[p].leader < 0)
