@@ -6,3 +6,19 @@ target_include_directories(test_replay PRIVATE ${PROJECT_SOURCE_DIR}/tests/commo
 target_link_libraries(test_replay PRIVATE PkgConfig::AVRO)
 add_test(NAME test_replay COMMAND test_replay $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR})
 set_tests_properties(test_replay PROPERTIES LABELS unit TIMEOUT 120)
+
+# The model against the generator's truth (log loss within 5%, purchase AUC
+# within 0.02 after 200k events) and bad payloads changing no prediction.
+add_executable(test_quality ${CMAKE_CURRENT_LIST_DIR}/test_quality.c)
+target_include_directories(test_quality PRIVATE ${PROJECT_SOURCE_DIR}/tests/common)
+target_link_libraries(test_quality PRIVATE nx_daemon)
+add_test(NAME test_quality COMMAND test_quality)
+set_tests_properties(test_quality PROPERTIES LABELS unit TIMEOUT 60)
+# The same with bad messages taking poll slots, as in the daemon: the good
+# events' batch boundaries move, and today the predictions move with them
+# (a micro-batch is predicted with the weights trained up to the previous
+# poll, and sgemm rounds a batch's tail rows differently). pipeline.h promises
+# bit-identical output whatever the batch boundaries: enable this test when
+# the pipeline's predictions use weights fixed by the input order (issue 6).
+add_test(NAME test_quality_batches COMMAND test_quality --bad-takes-slots)
+set_tests_properties(test_quality_batches PROPERTIES LABELS unit TIMEOUT 60 DISABLED TRUE)
