@@ -1,0 +1,290 @@
+/* http.c: /metrics and /healthz over libmicrohttpd (http.h). */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Response buffer: a scrape is a few kB (topics x reasons x classes are all
+ * bounded, see NX_METRICS_MAX_*); 64 kB holds the largest with room. */
+#define RESPONSE_MAX 65536
+
+struct nx_http {
+    struct MHD_Daemon *mhd;
+    pthread_mutex_t lock;
+    nx_metrics_t snap; /* under lock */
+};
+
+static int fail(char *errstr, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *errstr, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, size, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- formatting ------------------------------------------------------------ */
+
+typedef struct out {
+    char *buf;
+    size_t size, len;
+} out_t;
+
+static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(out_t *o, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->len < o->size ? o->buf + o->len : NULL,
+                      o->len < o->size ? o->size - o->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n;
+}
+
+static void head(out_t *o, const char *name, const char *type, const char *help) {
+    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Label values here are topic, reason and class names from the
+ * configuration: escape what the text format requires anyway. */
+static void put_label(out_t *o, const char *v) {
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            put(o, "\\%c", *v);
+        else if (*v == '\n')
+            put(o, "\\n");
+        else
+            put(o, "%c", *v);
+    }
+}
+
+size_t nx_http_format(const nx_metrics_t *m, int64_t now_wall_ms, char *buf, size_t size) {
+    out_t o = {buf, size, 0};
+    if (size)
+        buf[0] = '\0';
+    head(&o, "nextactd_events_in_total", "counter", "Records consumed per input topic.");
+    for (int i = 0; i < m->n_topics; i++) {
+        put(&o, "nextactd_events_in_total{topic=\"");
+        put_label(&o, m->topic[i]);
+        put(&o, "\"} %llu\n", (unsigned long long)m->events_in[i]);
+    }
+    head(&o, "nextactd_events_out_total", "counter",
+         "Records acknowledged by the broker per output topic (predictions, dead letters).");
+    put(&o, "nextactd_events_out_total{topic=\"");
+    put_label(&o, m->output_topic);
+    put(&o, "\"} %llu\n", (unsigned long long)m->predictions_out);
+    if (m->dead_letter_topic[0]) {
+        put(&o, "nextactd_events_out_total{topic=\"");
+        put_label(&o, m->dead_letter_topic);
+        put(&o, "\"} %llu\n", (unsigned long long)m->dead_letters);
+    }
+    head(&o, "nextactd_dead_letters_total", "counter",
+         "Bad records sent to the dead-letter topic.");
+    put(&o, "nextactd_dead_letters_total %llu\n", (unsigned long long)m->dead_letters);
+    head(&o, "nextactd_decode_errors_total", "counter",
+         "Records refused by the decoder, by reason.");
+    for (int i = 0; i < m->n_reasons; i++) {
+        put(&o, "nextactd_decode_errors_total{reason=\"");
+        put_label(&o, m->reason[i]);
+        put(&o, "\"} %llu\n", (unsigned long long)m->decode_errors[i]);
+    }
+    head(&o, "nextactd_events_processed_total", "counter", "Events through the pipeline.");
+    put(&o, "nextactd_events_processed_total %llu\n", (unsigned long long)m->events_processed);
+    head(&o, "nextactd_consumer_lag", "gauge",
+         "Records behind the end of the assigned partitions (librdkafka statistics; -1 unknown).");
+    put(&o, "nextactd_consumer_lag %lld\n", (long long)m->consumer_lag);
+    head(&o, "nextactd_assigned_partitions", "gauge", "Input partitions owned.");
+    put(&o, "nextactd_assigned_partitions %d\n", m->assigned_partitions);
+    head(&o, "nextactd_rebalances_total", "counter", "Consumer-group rebalance callbacks.");
+    put(&o, "nextactd_rebalances_total %llu\n", (unsigned long long)m->rebalances);
+
+    head(&o, "nextactd_latency_seconds", "histogram",
+         "Input record (broker timestamp) to its prediction acknowledged.");
+    uint64_t cum = 0;
+    for (int i = 0; i < m->n_buckets; i++) {
+        cum += m->bucket_count[i];
+        if (i == m->n_buckets - 1)
+            put(&o, "nextactd_latency_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+        else
+            put(&o, "nextactd_latency_seconds_bucket{le=\"%g\"} %llu\n", m->bucket_le[i],
+                (unsigned long long)cum);
+    }
+    put(&o, "nextactd_latency_seconds_sum %.6f\n", m->latency_sum);
+    put(&o, "nextactd_latency_seconds_count %llu\n", (unsigned long long)m->latency_count);
+
+    head(&o, "nextactd_users", "gauge", "Users in the feature store.");
+    put(&o, "nextactd_users %llu\n", (unsigned long long)m->users);
+    head(&o, "nextactd_bytes_per_user", "gauge", "Store memory per user, bytes.");
+    put(&o, "nextactd_bytes_per_user %.1f\n", m->bytes_per_user);
+    head(&o, "nextactd_pending_labels", "gauge", "Examples waiting for their label.");
+    put(&o, "nextactd_pending_labels %llu\n", (unsigned long long)m->pending_labels);
+    head(&o, "nextactd_training_steps_total", "counter", "Optimizer steps (= model version).");
+    put(&o, "nextactd_training_steps_total %llu\n", (unsigned long long)m->training_steps);
+    head(&o, "nextactd_rolling_logloss", "gauge",
+         "Progressive-validation log loss over the rolling window.");
+    put(&o, "nextactd_rolling_logloss %.6f\n", m->rolling_logloss);
+    head(&o, "nextactd_rolling_auc", "gauge",
+         "Progressive-validation one-vs-rest AUC over the rolling window, per class.");
+    for (int k = 0; k < m->n_classes; k++) {
+        put(&o, "nextactd_rolling_auc{class=\"");
+        put_label(&o, m->class_name[k]);
+        put(&o, "\"} %.6f\n", m->rolling_auc[k]);
+    }
+    head(&o, "nextactd_checkpoint_age_seconds", "gauge",
+         "Seconds since the last checkpoint was complete (-1: none yet).");
+    put(&o, "nextactd_checkpoint_age_seconds %.3f\n",
+        m->checkpoint_wall_ms ? (double)(now_wall_ms - m->checkpoint_wall_ms) / 1000 : -1.0);
+    head(&o, "nextactd_checkpoint_duration_seconds", "gauge", "Time the last checkpoint took.");
+    put(&o, "nextactd_checkpoint_duration_seconds %.3f\n", m->checkpoint_duration_s);
+    head(&o, "nextactd_checkpoint_fork_seconds", "gauge",
+         "Main-loop pause of the last checkpoint's fork().");
+    put(&o, "nextactd_checkpoint_fork_seconds %.6f\n", m->checkpoint_fork_s);
+    head(&o, "nextactd_checkpoints_total", "counter", "Checkpoints written.");
+    put(&o, "nextactd_checkpoints_total %llu\n", (unsigned long long)m->checkpoints_written);
+    head(&o, "nextactd_checkpoint_failures_total", "counter", "Checkpoint writes that failed.");
+    put(&o, "nextactd_checkpoint_failures_total %llu\n", (unsigned long long)m->checkpoints_failed);
+    return o.len;
+}
+
+/* ---- serving ----------------------------------------------------------------- */
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const char *type,
+                             char *body, size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", type);
+    enum MHD_Result rc = MHD_queue_response(conn, code, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls) {
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    (void)req_cls;
+    nx_http_t *http = cls;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", strdup("GET only\n"), 9);
+    if (strcmp(url, "/metrics") == 0) {
+        /* the scrape thread allocates; the loop never does for this */
+        nx_metrics_t *m = malloc(sizeof *m);
+        char *body = malloc(RESPONSE_MAX);
+        if (!m || !body) {
+            free(m);
+            free(body);
+            return MHD_NO;
+        }
+        pthread_mutex_lock(&http->lock);
+        *m = http->snap;
+        pthread_mutex_unlock(&http->lock);
+        size_t len = nx_http_format(m, nx_now_wall_ms(), body, RESPONSE_MAX);
+        free(m);
+        if (len >= RESPONSE_MAX)
+            len = RESPONSE_MAX - 1;
+        return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
+    }
+    if (strcmp(url, "/healthz") == 0) {
+        pthread_mutex_lock(&http->lock);
+        int64_t at = http->snap.published_mono_ms;
+        pthread_mutex_unlock(&http->lock);
+        int ok = at > 0 && nx_now_mono_ms() - at < NX_HTTP_STALE_MS;
+        char *body = strdup(ok ? "ok\n" : "stalled\n");
+        return reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", body,
+                     body ? strlen(body) : 0);
+    }
+    return reply(conn, MHD_HTTP_NOT_FOUND, "text/plain", strdup("not found\n"), 10);
+}
+
+/* "host:port", "[v6]:port" -> sockaddr. 0 or -1. */
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, int *v6) {
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || !colon[1])
+        return -1;
+    size_t hl = (size_t)(colon - listen);
+    if (hl >= sizeof host)
+        return -1;
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 1 || port > 65535)
+        return -1;
+    memset(ss, 0, sizeof *ss);
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        *v6 = 1;
+        return inet_pton(AF_INET6, host + 1, &a->sin6_addr) == 1 ? 0 : -1;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    *v6 = 0;
+    return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
+}
+
+nx_http_t *nx_http_start(const char *listen, char *errstr, size_t errstr_size) {
+    struct sockaddr_storage ss;
+    int v6 = 0;
+    if (parse_listen(listen, &ss, &v6) < 0) {
+        fail(errstr, errstr_size, "metrics.listen \"%s\": want host:port (IPv4 or [IPv6])", listen);
+        return NULL;
+    }
+    nx_http_t *http = calloc(1, sizeof *http);
+    if (!http) {
+        fail(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&http->lock, NULL);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    uint16_t port =
+        ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    /* a few concurrent scrapers at most; 10 s is plenty for a local GET */
+    http->mhd = MHD_start_daemon(flags, port, NULL, NULL, handle, http, MHD_OPTION_SOCK_ADDR,
+                                 (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    if (!http->mhd) {
+        fail(errstr, errstr_size, "metrics.listen %s: cannot listen (address in use?)", listen);
+        pthread_mutex_destroy(&http->lock);
+        free(http);
+        return NULL;
+    }
+    return http;
+}
+
+void nx_http_stop(nx_http_t *http) {
+    if (!http)
+        return;
+    MHD_stop_daemon(http->mhd);
+    pthread_mutex_destroy(&http->lock);
+    free(http);
+}
+
+void nx_http_publish(nx_http_t *http, const nx_metrics_t *m) {
+    if (!http)
+        return;
+    pthread_mutex_lock(&http->lock);
+    http->snap = *m;
+    http->snap.published_mono_ms = nx_now_mono_ms();
+    pthread_mutex_unlock(&http->lock);
+}

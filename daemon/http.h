@@ -1,0 +1,88 @@
+/*
+ * http.h: the metrics endpoint: GET /metrics (Prometheus text exposition
+ * format 0.0.4) and GET /healthz, served by libmicrohttpd on its own thread.
+ *
+ * The main loop owns the figures. Once per tick it hands a copy of them
+ * (nx_metrics_t, plain numbers, no pointers into the loop's state) to
+ * nx_http_publish, which copies it under a mutex; the handler formats a
+ * response from its own copy taken under the same mutex. So the loop never
+ * waits on a scrape for longer than one struct copy, and a scrape never sees
+ * half a tick.
+ *
+ * /healthz answers 200 "ok" while the loop published within the last
+ * NX_HTTP_STALE_MS and 503 otherwise (a stuck loop is unhealthy).
+ *
+ * Ownership: nx_http_t is the caller's (nx_http_start / nx_http_stop).
+ * Threads: nx_http_publish from one thread; libmicrohttpd's thread serves.
+ */
+#ifndef NX_HTTP_H
+#define NX_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A loop that did not publish for this long is reported unhealthy: 30 s is
+ * far beyond one poll timeout plus the longest batch, and short enough for a
+ * probe to notice before the systemd watchdog (WatchdogSec=60) fires. */
+#define NX_HTTP_STALE_MS 30000
+
+#define NX_METRICS_MAX_TOPICS  16 /* = NX_CONFIG_MAX_LIST */
+#define NX_METRICS_MAX_REASONS 40 /* >= NX_CODEC_N_REASONS */
+#define NX_METRICS_MAX_CLASSES 16
+#define NX_METRICS_MAX_BUCKETS 40
+#define NX_METRICS_NAME        64
+
+/* The figures one scrape shows. Counters are totals since start. */
+typedef struct nx_metrics {
+    int64_t published_mono_ms; /* set by nx_http_publish */
+    int n_topics;
+    char topic[NX_METRICS_MAX_TOPICS][NX_METRICS_NAME];
+    uint64_t events_in[NX_METRICS_MAX_TOPICS]; /* records consumed per input topic */
+    char output_topic[NX_METRICS_NAME];
+    char dead_letter_topic[NX_METRICS_NAME];
+    uint64_t predictions_out; /* acknowledged by the broker */
+    uint64_t dead_letters;    /* acknowledged */
+    int n_reasons;
+    char reason[NX_METRICS_MAX_REASONS][NX_METRICS_NAME];
+    uint64_t decode_errors[NX_METRICS_MAX_REASONS];
+    int64_t consumer_lag; /* records, -1 unknown */
+    int assigned_partitions;
+    uint64_t rebalances;
+    /* latency from input record to acknowledged prediction */
+    int n_buckets;
+    double bucket_le[NX_METRICS_MAX_BUCKETS];      /* seconds, last = +Inf */
+    uint64_t bucket_count[NX_METRICS_MAX_BUCKETS]; /* not cumulative */
+    uint64_t latency_count;
+    double latency_sum; /* seconds */
+    uint64_t users;
+    double bytes_per_user;
+    uint64_t pending_labels;
+    uint64_t training_steps;
+    uint64_t events_processed;
+    double rolling_logloss;
+    int n_classes;
+    char class_name[NX_METRICS_MAX_CLASSES][NX_METRICS_NAME];
+    double rolling_auc[NX_METRICS_MAX_CLASSES];
+    int64_t checkpoint_wall_ms; /* last checkpoint completed, 0 = none */
+    double checkpoint_duration_s;
+    double checkpoint_fork_s;
+    uint64_t checkpoints_written, checkpoints_failed;
+} nx_metrics_t;
+
+typedef struct nx_http nx_http_t;
+
+/* Listens on "host:port" (IPv4 or [IPv6]) with its own thread. NULL +
+ * errstr (bad address, port in use). */
+nx_http_t *nx_http_start(const char *listen, char *errstr, size_t errstr_size);
+
+/* Stops the thread, closes the socket, frees. NULL does nothing. */
+void nx_http_stop(nx_http_t *http);
+
+/* Copies *m as the figures scrapes will show (stamps published_mono_ms). */
+void nx_http_publish(nx_http_t *http, const nx_metrics_t *m);
+
+/* Formats m as Prometheus text into buf; returns the length it needed
+ * (like snprintf). now_wall_ms: for the checkpoint age. */
+size_t nx_http_format(const nx_metrics_t *m, int64_t now_wall_ms, char *buf, size_t size);
+
+#endif /* NX_HTTP_H */

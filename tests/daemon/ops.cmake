@@ -1,0 +1,13 @@
+# Operations (issue 7): checkpoint directory, metrics format, sd_notify and
+# watchdog, metrics endpoint (unit, mock cluster); signals, crash and
+# restart on the real broker (integration); the systemd unit (unit).
+add_executable(test_ops ${CMAKE_CURRENT_SOURCE_DIR}/test_ops.c)
+target_link_libraries(test_ops PRIVATE nx_daemon nx_testkit)
+add_test(NAME ops COMMAND test_ops $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR})
+set_tests_properties(ops PROPERTIES LABELS unit TIMEOUT 120)
+add_executable(test_ops_systemd ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_systemd.c)
+target_link_libraries(test_ops_systemd PRIVATE nx_testkit)
+add_test(NAME ops_systemd
+         COMMAND test_ops_systemd ${PROJECT_BINARY_DIR} $<TARGET_FILE:nextactd>
+                 ${PROJECT_BINARY_DIR}/systemd/nextactd.service ${CMAKE_INSTALL_PREFIX})
+set_tests_properties(ops_systemd PROPERTIES LABELS unit TIMEOUT 120)
