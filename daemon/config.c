@@ -126,9 +126,10 @@ static const nx_cfg_desc_t nx_config_table[] = {
     {"input.max_future_ms", NX_CT_INT, OFF(input.max_future_ms), "86400000", 0, 31536000000.0, NULL, 0,
      "Events timestamped further ahead of the wall clock are rejected, milliseconds."},
     {"input.csv.columns", NX_CT_STRINGS, OFF(input.csv_columns),
-     "[\"user_id\", \"item\", \"category\", \"type\", \"timestamp\"]", 0, 32, NULL, 0,
-     "CSV replay: the field of each column (user_id, timestamp, type, item, category, price,\n"
-     "quantity, session) or \"-\" to ignore it. The default reads Taobao UserBehavior."},
+     "[\"user_id\", \"item_id\", \"category\", \"event_type\", \"ts\"]", 0, 32, NULL, 0,
+     "CSV replay: for each column, the input field it holds, named as in input.fields\n"
+     "(user_id, ts, event_type, item_id, ... by default), or \"-\" to ignore the column;\n"
+     "[] takes the names from the header line. The default reads Taobao UserBehavior."},
     {"input.csv.header", NX_CT_BOOL, OFF(input.csv_header), "false", 0, 0, NULL, 0,
      "CSV replay: the first line is a header."},
     {"input.csv.delimiter", NX_CT_STRING, OFF(input.csv_delimiter), "\",\"", 1, 1, NULL, 0,
