@@ -14,9 +14,10 @@
 #include "predenc.h"
 #include "store.h"
 
-/* Forward passes go in chunks of this many rows: big enough for sgemm to
- * reach its speed, small enough that activations stay in L2. */
-#define PREDICT_CHUNK 256
+/* Events per step (see process_step): one forward pass and one training
+ * segment each. Big enough for sgemm to reach its speed, small enough that
+ * activations stay in L2. */
+#define STEP 256
 /* Replay runs store maintenance to completion every this many events:
  * deterministic, and at 1M users a full TTL scan costs ~15 ns per event
  * amortised. */
@@ -40,10 +41,10 @@
  * more than LAG segments ahead of the snapshot in use, so NSLOT = LAG + 1
  * slots are never overwritten while read (see pick_predictor).
  */
-#define LAG   1
+#define LAG   4
 #define NSLOT (LAG + 1)
 /* Segments queued for the trainer at most; the main thread waits beyond. */
-#define QUEUE 4
+#define QUEUE 8
 
 typedef struct segment {
     float *x;       /* (cap, dim) */
@@ -89,7 +90,7 @@ struct nx_pipeline {
     size_t max_batch;
     int64_t horizon_ms, lateness_ms, idle_ms;
 
-    /* per-batch buffers, sized for max_batch events */
+    /* per-step buffers, sized for max_batch = STEP events */
     float *X;         /* (max_batch, dim) */
     uint8_t *status;  /* (max_batch) */
     float *P;         /* (max_batch, K) */
@@ -169,8 +170,7 @@ static int mlp_params_from(const nx_config_t *cfg, int n_in, int K, nx_mlp_param
     mp->clip_norm = (float)cfg->model.clip_norm;
     mp->warmup_steps = (int)cfg->model.warmup_steps;
     mp->lr_decay = (float)cfg->model.lr_decay;
-    mp->max_batch =
-        (int)(cfg->model.batch_size > PREDICT_CHUNK ? cfg->model.batch_size : PREDICT_CHUNK);
+    mp->max_batch = (int)(cfg->model.batch_size > STEP ? cfg->model.batch_size : STEP);
     mp->seed = (uint64_t)cfg->model.seed;
     for (int k = 0; k < cfg->model.class_weights.n; k++)
         mp->class_weights[k] = (float)cfg->model.class_weights.v[k];
@@ -193,7 +193,8 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
         pipe->out = *out;
     pipe->n_types = cfg->event_types.n;
     pipe->K = pipe->n_types + 1;
-    pipe->max_batch = (size_t)cfg->kafka.poll_batch;
+    /* per-step buffers: a step holds at most STEP events */
+    pipe->max_batch = STEP;
     pipe->horizon_ms = cfg->labels.horizon_s * 1000;
     pipe->lateness_ms = cfg->labels.allowed_lateness_ms;
     pipe->idle_ms = cfg->labels.idle_advance_ms;
@@ -225,9 +226,9 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
         goto err;
 
     size_t mb = pipe->max_batch;
-    pipe->X = malloc(mb * pipe->dim * sizeof *pipe->X);
-    pipe->status = malloc(mb);
-    pipe->P = malloc(mb * (size_t)pipe->K * sizeof *pipe->P);
+    pipe->X = calloc(mb * pipe->dim, sizeof *pipe->X);
+    pipe->status = calloc(mb, 1);
+    pipe->P = calloc(mb * (size_t)pipe->K, sizeof *pipe->P);
     pipe->ex.x = malloc(mb * pipe->dim * sizeof *pipe->ex.x);
     pipe->ex.label = malloc(mb * sizeof *pipe->ex.label);
     pipe->ex.ts_ms = malloc(mb * sizeof *pipe->ex.ts_ms);
@@ -490,35 +491,43 @@ static void expire_labels(nx_pipeline_t *pipe) {
 
 /* ---- the batch ------------------------------------------------------------------ */
 
-void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
+/* A piece of a step: at most STEP events, never across a multiple of STEP
+ * in the count of events processed so far. Every decision that depends on
+ * where a step ends (the watermark used for lateness, label expiry, the
+ * order of examples for training, which weights predict, replay
+ * maintenance) is taken at those fixed points of the input, so in replay
+ * the outputs do not depend on how the input was cut into batches.
+ * `base` is the index of ev[0] in the caller's batch. */
+static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, size_t base,
                          const char *const *topic_names, int64_t now_ms) {
-    if (n > pipe->max_batch) {
-        /* callers poll at most kafka.poll_batch; split anything larger */
-        for (size_t i = 0; i < n; i += pipe->max_batch)
-            nx_pipeline_process(pipe, ev + i, n - i < pipe->max_batch ? n - i : pipe->max_batch,
-                                topic_names, now_ms);
-        return;
-    }
-    /* 1. features against the watermark before this batch, labels resolved
-     *    by these events */
-    if (nx_store_update(pipe->store, ev, n, pipe->watermark, pipe->X, pipe->status, &pipe->ex) < 0)
-        return; /* cannot happen: ex.cap == max_batch >= n */
+    /* 1. features against the watermark so far, labels resolved by these
+     *    events */
+    /* rows sit at their place in the step: X, P and status hold a step */
+    size_t off = (size_t)(pipe->st.events % STEP);
+    float *X = pipe->X + off * pipe->dim, *P = pipe->P + off * (size_t)pipe->K;
+    uint8_t *status = pipe->status + off;
+    if (nx_store_update(pipe->store, ev, n, pipe->watermark, X, status, &pipe->ex) < 0)
+        return; /* cannot happen: ex.cap >= STEP >= n */
 
-    /* 2. one forward pass per chunk */
+    /* 2. one forward pass */
     int K = pipe->K;
     uint64_t version = 0;
     if (pipe->mlp) {
         nx_mlp_predictor_t *pred = pick_predictor(pipe);
         version = nx_mlp_predictor_version(pred);
-        for (size_t i = 0; i < n; i += PREDICT_CHUNK) {
-            int b = (int)(n - i < PREDICT_CHUNK ? n - i : PREDICT_CHUNK);
-            nx_mlp_predictor_predict(pred, pipe->X + i * pipe->dim, b, pipe->P + i * (size_t)K);
-        }
+        /* sgemm's rounding of a row may depend on the rows around it (edge
+         * tiles): replay always multiplies the whole step, so a row's
+         * probabilities do not depend on where a batch ended. Live, only
+         * the new rows. */
+        if (pipe->live)
+            nx_mlp_predictor_predict(pred, X, (int)n, P);
+        else
+            nx_mlp_predictor_predict(pred, pipe->X, STEP, pipe->P);
     } else {
         for (size_t i = 0; i < n * (size_t)K; i++)
-            pipe->P[i] = 1.0f / (float)K;
+            P[i] = 1.0f / (float)K;
     }
-    nx_store_set_scores(pipe->store, ev, n, pipe->status, pipe->P);
+    nx_store_set_scores(pipe->store, ev, n, status, P);
 
     /* 3. one record per event */
     for (size_t i = 0; i < n; i++) {
@@ -529,14 +538,15 @@ void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
             .topic = topic_names ? topic_names[ev[i].topic] : "",
             .partition = ev[i].partition,
             .offset = ev[i].offset,
-            .predicted_at_ms = now_ms,
+            /* replay: event time, so outputs are reproducible */
+            .predicted_at_ms = pipe->live ? now_ms : ev[i].ts_ms,
             .horizon_ms = pipe->horizon_ms,
-            .probs = pipe->P + i * (size_t)K,
+            .probs = P + i * (size_t)K,
             .model_version = (int64_t)version,
         };
         int64_t len = nx_predenc_encode(pipe->enc, &pr, pipe->rec, REC_MAX);
         if (len < 0 || !pipe->out.emit ||
-            pipe->out.emit(pipe->out.opaque, i, &ev[i], pipe->rec, (size_t)len) < 0)
+            pipe->out.emit(pipe->out.opaque, base + i, &ev[i], pipe->rec, (size_t)len) < 0)
             pipe->st.emit_errors++;
         else
             pipe->st.predictions++;
@@ -548,7 +558,7 @@ void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
 
     /* 5. advance the clocks, expire labels the watermark passed */
     for (size_t i = 0; i < n; i++) {
-        if (pipe->status[i] != NX_STORE_OK && pipe->status[i] != NX_STORE_LATE)
+        if (status[i] != NX_STORE_OK && status[i] != NX_STORE_LATE)
             continue;
         part_clock_t *c = part_clock(pipe, ev[i].topic, ev[i].partition);
         if (c && ev[i].ts_ms > c->max_ts)
@@ -556,27 +566,43 @@ void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
         if (c)
             c->last_wall_ms = now_ms;
     }
+
+    /* The rest happens once per step, when its last event is in: a batch
+     * that ends inside a step leaves it for the next batch. */
+    if (pipe->st.events % STEP != 0)
+        return;
     watermark_update(pipe, now_ms);
     expire_labels(pipe);
 
-    /* 6. this batch's labelled examples go to the trainer as one segment */
+    /* 6. in replay, store maintenance at fixed points of the input */
+    if (!pipe->live && pipe->st.events - pipe->maintained_at >= REPLAY_MAINTAIN_EVERY) {
+        nx_store_maintain(pipe->store, pipe->watermark, 0);
+        pipe->maintained_at = pipe->st.events;
+    }
+
+    /* 7. this step's labelled examples go to the trainer as one segment */
     if (pipe->mlp)
         segment_push(pipe);
+}
+
+void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
+                         const char *const *topic_names, int64_t now_ms) {
+    size_t i = 0;
+    while (i < n) {
+        size_t room = STEP - (size_t)(pipe->st.events % STEP);
+        size_t len = n - i < room ? n - i : room;
+        process_step(pipe, ev + i, len, i, topic_names, now_ms);
+        i += len;
+    }
 }
 
 void nx_pipeline_tick(nx_pipeline_t *pipe, int64_t now_ms) {
     /* TTL runs on event time: the store's clock is the watermark. Live, each
      * tick spends a time budget. In replay a time budget would make the
      * results depend on the machine's speed, so maintenance runs to
-     * completion at fixed points of the input instead. */
-    if (pipe->watermark == 0) {
-        /* nothing to expire yet */
-    } else if (pipe->live) {
+     * completion at fixed points of the input instead (process_step). */
+    if (pipe->live && pipe->watermark != 0)
         nx_store_maintain(pipe->store, pipe->watermark, pipe->cfg->features.maintenance_budget_us);
-    } else if (pipe->st.events - pipe->maintained_at >= REPLAY_MAINTAIN_EVERY) {
-        nx_store_maintain(pipe->store, pipe->watermark, 0);
-        pipe->maintained_at = pipe->st.events;
-    }
     if (pipe->live) {
         watermark_update(pipe, now_ms);
         expire_labels(pipe);
@@ -584,6 +610,9 @@ void nx_pipeline_tick(nx_pipeline_t *pipe, int64_t now_ms) {
 }
 
 void nx_pipeline_finish(nx_pipeline_t *pipe) {
+    /* the last, partial step */
+    watermark_update(pipe, 0);
+    expire_labels(pipe);
     if (!pipe->mlp)
         return;
     if (pipe->fill->n)

@@ -9,8 +9,10 @@
  *
  * Determinism: given the same events in the same order, config and seed,
  * the pipeline emits bit-identical records and reaches a bit-identical
- * model, whatever the batch boundaries' timing (live mode adds only the
+ * model, however the input is cut into batches (live mode adds only the
  * wall-clock watermark advance for idle partitions, off in replay).
+ * Training runs on a second thread; which weights each prediction uses is
+ * fixed by the input order (see pipeline.c).
  *
  * Time: per (topic, partition) the watermark is the largest event time seen
  * minus labels.allowed_lateness_ms; the pipeline's watermark is the minimum
@@ -70,9 +72,11 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
                                const nx_pipeline_out_t *out, char *errstr, size_t errstr_size);
 void nx_pipeline_destroy(nx_pipeline_t *pipe);
 
-/* Processes n events (n <= kafka.poll_batch) in order. topic_names: names
- * of the input topics, indexed by ev->topic, written into the records.
- * now_ms: wall clock (prediction time, idle advance). */
+/* Processes n events in order, any n. Internally the input is cut into
+ * steps at fixed multiples of the event count, so how the caller batches
+ * the input changes nothing in the outputs. topic_names: names of the input
+ * topics, indexed by ev->topic, written into the records. now_ms: wall
+ * clock (prediction time, idle advance). */
 void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
                          const char *const *topic_names, int64_t now_ms);
 
