@@ -1,0 +1,426 @@
+/*
+ * bench_kafka.c: nextactd end to end on a real broker (issue 6). Prints
+ * figures; not a test.
+ *
+ * Two measurements, each against a `nextactd run` this tool starts (and
+ * stops with SIGTERM) on fresh topics: an input topic of PARTS partitions,
+ * an output topic, a dead-letter topic.
+ *
+ * throughput (--rate 0, the default): N generated events are produced
+ *   first (keyed by user id, Avro per event.avsc), then the daemon starts
+ *   and drains them. Figures: events/s between the first and the last
+ *   prediction's arrival on the output topic, and the wall time until the
+ *   group's committed offsets reach the end offsets (start-up and group
+ *   join included). Every input offset must get its prediction.
+ *
+ * latency (--rate R): the daemon starts first and a warm-up batch makes
+ *   sure it has its partitions; then events are produced at R events/s for
+ *   S seconds (paced each millisecond). Each prediction carries its input
+ *   partition and offset; the produce time of every (partition, offset) is
+ *   kept from the delivery report, so latency = arrival of the prediction
+ *   at this tool's consumer - the produce() call of its event, both on this
+ *   process's monotonic clock. p50, p99, p99.9 and max are printed.
+ *
+ * The generator (gen.h) makes the events, so the stream is the one
+ * `nextactd gen` writes. model.enabled can be switched off (--model off) to
+ * show what the model costs.
+ *
+ * usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R]
+ *                    [--seconds S] [--model on|off] [--brokers B]
+ *        (brokers: $NX_TEST_BROKERS, else 127.0.0.1:$NX_KAFKA_PORT or 39092)
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "gen.h"
+#include "kafka_fixture.h"
+
+/* Input partitions: the layout of the issue's end-to-end test. */
+#define PARTS 4
+/* Warm-up events before the timed latency run. */
+#define WARMUP 2000
+/* Users of the generated stream. */
+#define USERS 100000
+/* Pacing tick of the latency run (ms). */
+#define TICK_MS 1
+
+static const char *nextactd, *srcdir;
+static char in_topic[128], out_topic[128], dlq_topic[128], group[160];
+static long long n_events = 1000000;
+static double rate = 0, seconds = 10;
+static int model_on = 1;
+
+/* per input partition, per offset: produce time and prediction arrival
+ * (us on CLOCK_MONOTONIC; 0 = not yet) */
+static int64_t *t_prod[PARTS], *t_arr[PARTS];
+static long long cap_per_part;
+static long long produced, delivered, delivery_failed, predictions, duplicates, out_of_range;
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    if (m->err) {
+        delivery_failed++;
+        return;
+    }
+    delivered++;
+    int64_t t = (int64_t)(intptr_t)m->_private;
+    if (m->partition >= 0 && m->partition < PARTS && m->offset >= 0 && m->offset < cap_per_part)
+        t_prod[m->partition][m->offset] = t;
+}
+
+/* Zig-zag varint at *p; -1 on a bad one. */
+static int get_long(const uint8_t **p, const uint8_t *end, int64_t *v) {
+    uint64_t u = 0;
+    for (int s = 0; s < 64 && *p < end; s += 7) {
+        uint8_t b = *(*p)++;
+        u |= (uint64_t)(b & 0x7f) << s;
+        if (!(b & 0x80)) {
+            *v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Input partition and offset of a prediction record (raw Avro,
+ * prediction.avsc: user_id string, event_ts long, topic string, partition
+ * int, offset long, ...): only the leading fields are read. */
+static int parse_prediction(const void *buf, size_t len, int64_t *part, int64_t *off) {
+    const uint8_t *p = buf, *end = p + len;
+    int64_t n, ts;
+    if (get_long(&p, end, &n) < 0 || n < 0 || n > end - p)
+        return -1;
+    p += n;
+    if (get_long(&p, end, &ts) < 0 || get_long(&p, end, &n) < 0 || n < 0 || n > end - p)
+        return -1;
+    p += n;
+    return get_long(&p, end, part) < 0 || get_long(&p, end, off) < 0 ? -1 : 0;
+}
+
+/* Takes every prediction available now, then waits for more up to wait_ms
+ * (0: returns once nothing is left). */
+static void consume_outputs(rd_kafka_t *cons, int wait_ms, int64_t *first, int64_t *last) {
+    int64_t stop = now_us() + (int64_t)wait_ms * 1000;
+    for (;;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, 0);
+        if (!m) {
+            if (now_us() >= stop)
+                return;
+            m = rd_kafka_consumer_poll(cons, 5);
+            if (!m)
+                continue;
+        }
+        if (!m->err) {
+            int64_t t = now_us(), part, off;
+            if (parse_prediction(m->payload, m->len, &part, &off) == 0 && part >= 0 &&
+                part < PARTS && off >= 0 && off < cap_per_part) {
+                if (t_arr[part][off])
+                    duplicates++;
+                else
+                    t_arr[part][off] = t;
+                predictions++;
+                if (!*first)
+                    *first = t;
+                *last = t;
+            } else {
+                out_of_range++;
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+}
+
+static pid_t start_daemon(const char *conf, const char *log) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stderr);
+        (void)f;
+        execl(nextactd, nextactd, "run", "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Sum of the group's committed offsets on the input topic; -1 on error. */
+static long long committed_sum(rd_kafka_t *rk) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTS);
+    for (int p = 0; p < PARTS; p++)
+        rd_kafka_topic_partition_list_add(l, in_topic, p);
+    long long sum = 0;
+    if (rd_kafka_committed(rk, l, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        sum = -1;
+    for (int i = 0; sum >= 0 && i < l->cnt; i++)
+        sum += l->elems[i].offset > 0 ? l->elems[i].offset : 0;
+    rd_kafka_topic_partition_list_destroy(l);
+    return sum;
+}
+
+/* Produces one generated event; 0, or -1 when the queue stays full. */
+static int produce_one(rd_kafka_t *prod, nx_gen_t *gen) {
+    nx_gen_event_t ev;
+    uint8_t buf[512];
+    nx_gen_next(gen, &ev);
+    nx_codec_record_t rec = {
+        .user_id = ev.user_id,
+        .ts_ms = ev.ts_ms,
+        .event_type = ev.type_name,
+        .item_id = ev.item_id,
+        .category = ev.category,
+        .price = ev.price,
+        .has_quantity = ev.quantity > 0,
+        .quantity = ev.quantity,
+        .session_id = ev.session_id,
+    };
+    int64_t len = nx_codec_encode_event(&rec, -1, buf, sizeof buf);
+    if (len < 0)
+        return -1;
+    for (int tries = 0; tries < 1000; tries++) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            prod, RD_KAFKA_V_TOPIC(in_topic), RD_KAFKA_V_KEY(ev.user_id, strlen(ev.user_id)),
+            RD_KAFKA_V_VALUE(buf, (size_t)len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_OPAQUE((void *)(intptr_t)now_us()), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            produced++;
+            return 0;
+        }
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            return -1;
+        rd_kafka_poll(prod, 10); /* queue full: serve delivery reports */
+    }
+    return -1;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R] "
+                    "[--seconds S] [--model on|off]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    char err[512];
+    if (argc < 3)
+        usage();
+    nextactd = argv[1];
+    srcdir = argv[2];
+    for (int i = 3; i < argc; i++) {
+        if (i + 1 >= argc)
+            usage();
+        if (strcmp(argv[i], "--events") == 0)
+            n_events = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--rate") == 0)
+            rate = atof(argv[++i]);
+        else if (strcmp(argv[i], "--seconds") == 0)
+            seconds = atof(argv[++i]);
+        else if (strcmp(argv[i], "--model") == 0)
+            model_on = strcmp(argv[++i], "off") != 0;
+        else if (strcmp(argv[i], "--brokers") == 0)
+            setenv("NX_TEST_BROKERS", argv[++i], 1);
+        else
+            usage();
+    }
+    long long total = rate > 0 ? WARMUP + (long long)(rate * seconds) : n_events;
+    /* keys spread users over partitions unevenly: room for all in each */
+    cap_per_part = total + 1;
+    for (int p = 0; p < PARTS; p++) {
+        t_prod[p] = calloc((size_t)cap_per_part, sizeof(int64_t));
+        t_arr[p] = calloc((size_t)cap_per_part, sizeof(int64_t));
+        if (!t_prod[p] || !t_arr[p]) {
+            fprintf(stderr, "out of memory\n");
+            return 1;
+        }
+    }
+
+    nx_fixture_topic_name(in_topic, sizeof in_topic, "bench-in");
+    nx_fixture_topic_name(out_topic, sizeof out_topic, "bench-pred");
+    nx_fixture_topic_name(dlq_topic, sizeof dlq_topic, "bench-dlq");
+    snprintf(group, sizeof group, "%s-group", out_topic);
+    if (nx_fixture_create_topic(in_topic, PARTS, err, sizeof err) < 0 ||
+        nx_fixture_create_topic(out_topic, PARTS, err, sizeof err) < 0 ||
+        nx_fixture_create_topic(dlq_topic, 1, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+
+    rd_kafka_conf_t *pc = rd_kafka_conf_new();
+    rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+    if (rd_kafka_conf_set(pc, "bootstrap.servers", nx_fixture_brokers(), err, sizeof err) ||
+        rd_kafka_conf_set(pc, "linger.ms", rate > 0 ? "1" : "20", err, sizeof err) ||
+        rd_kafka_conf_set(pc, "queue.buffering.max.messages", "1000000", err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
+    const char *cprops[] = {"auto.offset.reset", "earliest", "fetch.wait.max.ms", "5", NULL};
+    char cgroup[200];
+    snprintf(cgroup, sizeof cgroup, "%s-reader", out_topic);
+    rd_kafka_t *cons = nx_fixture_consumer(cgroup, err, sizeof err, cprops);
+    rd_kafka_t *admin = nx_fixture_consumer(group, err, sizeof err, NULL);
+    if (!prod || !cons || !admin) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, out_topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(cons, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+
+    nx_gen_params_t gp;
+    nx_gen_params_default(&gp);
+    gp.users = USERS;
+    gp.seed = 7;
+    nx_gen_t *gen = nx_gen_new(&gp, err, sizeof err);
+    if (!gen) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+
+    char dir[] = "/tmp/bench_kafka.XXXXXX", conf[256], log[256];
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(conf, sizeof conf, "%s/nextactd.conf", dir);
+    snprintf(log, sizeof log, "%s/nextactd.log", dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f,
+            "log_level = \"notice\";\nstate_dir = \"%s/state\";\n"
+            "kafka: { brokers = \"%s\"; group_id = \"%s\"; input_topics = [\"%s\"];\n"
+            "  output_topic = \"%s\"; dead_letter_topic = \"%s\"; commit_interval_ms = 1000; };\n"
+            "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
+            "output: { schema = \"%s/conf/schemas/prediction.avsc\"; };\n"
+            "model: { enabled = %s; };\n"
+            "checkpoint: { interval_s = 0; };\nmetrics: { listen = \"\"; };\n",
+            dir, nx_fixture_brokers(), group, in_topic, out_topic, dlq_topic, srcdir, srcdir,
+            model_on ? "true" : "false");
+    fclose(f);
+
+    int64_t first = 0, last = 0, t_start, t_end;
+    pid_t pid;
+    if (rate <= 0) {
+        /* throughput: produce everything, then let the daemon drain it */
+        for (long long i = 0; i < total; i++) {
+            if (produce_one(prod, gen) < 0) {
+                fprintf(stderr, "produce failed\n");
+                return 1;
+            }
+            if ((i & 1023) == 0)
+                rd_kafka_poll(prod, 0);
+        }
+        rd_kafka_flush(prod, 60000);
+        printf("produced %lld events to %s (%d partitions), %lld delivered\n", produced, in_topic,
+               PARTS, delivered);
+        t_start = now_us();
+        pid = start_daemon(conf, log);
+        int64_t deadline = t_start + 300 * 1000000LL;
+        while (predictions < total && now_us() < deadline)
+            consume_outputs(cons, 200, &first, &last);
+        long long c = 0;
+        while ((c = committed_sum(admin)) < total && now_us() < deadline)
+            usleep(100000);
+        t_end = now_us();
+        double span = (double)(last - first) / 1e6;
+        printf("model %s: %lld predictions; %.0f events/s (first to last prediction, %.2f s); "
+               "committed %lld/%lld after %.2f s from start (group join included)\n",
+               model_on ? "on" : "off", predictions, span > 0 ? (double)predictions / span : 0,
+               span, c, total, (double)(t_end - t_start) / 1e6);
+    } else {
+        /* latency: daemon first, warm-up, then a fixed rate */
+        pid = start_daemon(conf, log);
+        for (int i = 0; i < WARMUP; i++)
+            produce_one(prod, gen);
+        rd_kafka_flush(prod, 10000);
+        int64_t deadline = now_us() + 60 * 1000000LL;
+        while (predictions < WARMUP && now_us() < deadline)
+            consume_outputs(cons, 100, &first, &last);
+        if (predictions < WARMUP) {
+            fprintf(stderr, "warm-up: only %lld predictions of %d (see %s)\n", predictions, WARMUP,
+                    log);
+            kill(pid, SIGTERM);
+            waitpid(pid, NULL, 0);
+            return 1;
+        }
+        long long timed = (long long)(rate * seconds);
+        t_start = now_us();
+        long long sent = 0;
+        while (sent < timed) {
+            int64_t due = (int64_t)((double)(now_us() - t_start) * rate / 1e6) + 1;
+            while (sent < due && sent < timed) {
+                produce_one(prod, gen);
+                sent++;
+            }
+            rd_kafka_poll(prod, 0);
+            consume_outputs(cons, 0, &first, &last);
+            int64_t next_tick = t_start + (int64_t)((double)(sent + 1) * 1e6 / rate);
+            int64_t wait = next_tick - now_us();
+            if (wait > TICK_MS * 1000)
+                wait = TICK_MS * 1000;
+            if (wait > 0)
+                usleep((useconds_t)wait);
+        }
+        double send_s = (double)(now_us() - t_start) / 1e6;
+        rd_kafka_flush(prod, 10000);
+        deadline = now_us() + 30 * 1000000LL;
+        while (predictions < total && now_us() < deadline)
+            consume_outputs(cons, 100, &first, &last);
+        /* latencies of the timed events (offsets past the warm-up ones) */
+        int64_t *lat = malloc((size_t)total * sizeof *lat);
+        long long n = 0, missing = 0;
+        for (int p = 0; p < PARTS; p++) {
+            for (long long o = 0; o < cap_per_part; o++) {
+                if (!t_prod[p][o] || t_prod[p][o] < t_start)
+                    continue;
+                if (!t_arr[p][o]) {
+                    missing++;
+                    continue;
+                }
+                lat[n++] = t_arr[p][o] - t_prod[p][o];
+            }
+        }
+        qsort(lat, (size_t)n, sizeof *lat, cmp_i64);
+#define Q(q) (n ? (double)lat[(long long)((q) * (double)(n - 1))] / 1000 : NAN)
+        printf("model %s: %.0f events/s offered for %.1f s (%lld events); %lld predictions, "
+               "%lld missing; latency produce -> prediction ms: p50 %.2f p99 %.2f p99.9 %.2f "
+               "max %.2f\n",
+               model_on ? "on" : "off", (double)timed / send_s, send_s, timed, n, missing, Q(0.5),
+               Q(0.99), Q(0.999), Q(1.0));
+        free(lat);
+    }
+    kill(pid, SIGTERM);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    printf("nextactd exit %d; %lld duplicate and %lld unparsed predictions, %lld delivery "
+           "failures; log %s\n",
+           WIFEXITED(st) ? WEXITSTATUS(st) : -1, duplicates, out_of_range, delivery_failed, log);
+
+    rd_kafka_consumer_close(cons);
+    rd_kafka_destroy(cons);
+    rd_kafka_consumer_close(admin);
+    rd_kafka_destroy(admin);
+    rd_kafka_destroy(prod);
+    nx_gen_destroy(gen);
+    for (int p = 0; p < PARTS; p++) {
+        free(t_prod[p]);
+        free(t_arr[p]);
+    }
+    return 0;
+}

@@ -1,0 +1,44 @@
+#!/bin/sh
+# bench_kafka.sh: nextactd end to end on the real local broker (issue 6).
+#
+# Runs build/bench/bench_kafka (bench/bench_kafka.c) three or four times on
+# fresh topics (4 input partitions):
+#   1. sustained throughput, model on: EVENTS produced first, then drained
+#      (events/s between the first and the last prediction; committed
+#      offsets reach the end offsets);
+#   2. the same with model.enabled = false (decode, features, produce only);
+#   3. latency produce -> prediction at a fixed 20,000 events/s for SECONDS,
+#      model on (p50, p99, p99.9, max);
+#   4. the same with the model off.
+# The broker is scripts/kafka's on $NX_KAFKA_PORT (default 39092); it is
+# started if it is not running, and stopped again at the end in that case.
+# OpenBLAS picks a slow SSE3 kernel on some VMs unless OPENBLAS_CORETYPE is
+# set: compare a plain run with OPENBLAS_CORETYPE=Haswell.
+#
+# usage: bench/bench_kafka.sh [BUILD_DIR] [EVENTS] [SECONDS]
+#        (defaults: build, 1000000, 10)
+set -eu
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$here/build}
+events=${2:-1000000}
+secs=${3:-10}
+tool=$build/bench/bench_kafka
+[ -x "$tool" ] || { echo "no $tool: build first" >&2; exit 1; }
+
+started=
+if ! "$here/scripts/kafka" status > /dev/null 2>&1; then
+    "$here/scripts/kafka" start > /dev/null
+    started=1
+fi
+cleanup() { [ -z "$started" ] || "$here/scripts/kafka" stop; }
+trap cleanup EXIT INT TERM
+
+echo "nextactd end to end, broker 127.0.0.1:${NX_KAFKA_PORT:-39092}," \
+    "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+for model in on off; do
+    "$tool" "$build/nextactd" "$here" --events "$events" --model $model | sed -n 2p
+done
+for model in on off; do
+    "$tool" "$build/nextactd" "$here" --rate 20000 --seconds "$secs" --model $model | sed -n 1p
+done
