@@ -17,36 +17,12 @@
 
 /* ---- random numbers ---------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void nx_gen_rng_seed(nx_gen_rng_t *rng, uint64_t seed) {
-    /* splitmix64 expands the seed, as the xoshiro authors recommend: it
-     * never yields the all-zero state for 4 consecutive outputs. */
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++)
-        rng->s[i] = splitmix64(&x);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
+    nx_rng_seed(rng, seed);
 }
 
 uint64_t nx_gen_rng_next(nx_gen_rng_t *rng) {
-    uint64_t *s = rng->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
+    return nx_rng_next(rng);
 }
 
 double nx_gen_rng_uniform(nx_gen_rng_t *rng) {

@@ -52,6 +52,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rng.h"
+
 /* The three event roles the process knows. Their names are parameters. */
 #define NX_GEN_CLICK    0
 #define NX_GEN_CART     1
@@ -63,11 +65,9 @@
 /* Items kept in a user's recent-items ring (for revisits). */
 #define NX_GEN_RECENT 8
 
-/* Seeded generator: xoshiro256** (Blackman and Vigna), state from
- * splitmix64 of the seed. Small enough to copy, so tests can fork it. */
-typedef struct nx_gen_rng {
-    uint64_t s[4];
-} nx_gen_rng_t;
+/* Seeded generator: the model's xoshiro256** seeded by splitmix64
+ * (model/rng.h). Small enough to copy, so tests can fork it. */
+typedef nx_rng_t nx_gen_rng_t;
 
 void nx_gen_rng_seed(nx_gen_rng_t *rng, uint64_t seed);
 uint64_t nx_gen_rng_next(nx_gen_rng_t *rng);
