@@ -19,3 +19,10 @@ set_tests_properties(test_quality PROPERTIES LABELS unit TIMEOUT 60)
 # (the pipeline works in steps fixed by the event count, see pipeline.c).
 add_test(NAME test_quality_batches COMMAND test_quality --bad-takes-slots)
 set_tests_properties(test_quality_batches PROPERTIES LABELS unit TIMEOUT 60)
+
+# Soak (issue 3): 100k malformed messages through nextactd on the real
+# broker grow its resident memory by less than 1 MB.
+add_executable(test_soak ${CMAKE_CURRENT_LIST_DIR}/test_soak.c)
+target_link_libraries(test_soak PRIVATE nx_daemon nx_testkit)
+add_test(NAME test_soak COMMAND test_soak $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR})
+set_tests_properties(test_soak PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 300)
