@@ -345,6 +345,7 @@ static void train_segment(nx_pipeline_t *pipe, const segment_t *seg) {
 static void *trainer_main(void *arg) {
     nx_pipeline_t *pipe = arg;
     trainer_t *tr = &pipe->tr;
+    pthread_setname_np(pthread_self(), "nx-trainer"); /* for top -H, perf */
     pthread_mutex_lock(&tr->mu);
     for (;;) {
         while (tr->trained + 1 >= tr->pushed && !tr->stop)
