@@ -60,10 +60,11 @@
  * get half of themselves as margin. */
 #define NX_MAINT_MARGIN_US 50
 
-/* Stream tags: "NXU2" whole store, "NXP2" one partition (version 2: the
- * header carries n_scores). */
-#define NX_STORE_MAGIC 0x3255584eu
-#define NX_PART_MAGIC  0x3250584eu
+/* Stream tags: "NXU3" whole store, "NXP3" one partition (version 2: the
+ * header carries n_scores; 3: records hold cart count, category run and
+ * item view counts). */
+#define NX_STORE_MAGIC 0x3355584eu
+#define NX_PART_MAGIC  0x3350584eu
 
 #define NX_NEVER INT64_MIN /* last_type[] of a type never seen */
 
@@ -85,13 +86,16 @@ typedef struct nx_user {
     uint32_t lnext;
     int32_t partition; /* input partition of the latest event */
     uint32_t sess_fp;  /* session id fingerprint, 0 = none (gap rule) */
+    uint32_t cat_fp;   /* category fingerprint of the session's latest event, 0 = none */
     uint16_t sess_len; /* events in the session (saturating) */
-    uint16_t sess_rev; /* item revisits in the session (saturating) */
+    uint8_t sess_rev;  /* item revisits in the session (saturating) */
     uint8_t flags;     /* NX_F_* */
     uint8_t n_items;   /* entries used in the recent items ring */
     uint8_t n_cats;    /* entries used in the recent categories ring */
-    uint8_t pad;
+    uint8_t carts;     /* cart adds in the session since its last purchase (saturating) */
+    uint8_t cat_run;   /* events in a row in category cat_fp in the session (saturating) */
 } nx_user_t;
+_Static_assert(sizeof(nx_user_t) == 56, "the record head packs into 56 bytes");
 
 struct nx_store {
     nx_store_params_t p;
@@ -108,7 +112,7 @@ struct nx_store {
 
     /* record layout */
     size_t rec_size;
-    size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend, off_score;
+    size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend, off_score, off_views;
 
     /* The last update's batch, for nx_store_set_scores (arrays allocated
      * only when n_scores > 0; entries for its first NX_STORE_SCORE_MEMO
@@ -183,6 +187,9 @@ static inline uint16_t *u_pend(const nx_store_t *store, nx_user_t *u) {
 static inline uint16_t *u_score(const nx_store_t *store, nx_user_t *u) {
     return (uint16_t *)((char *)u + store->off_score);
 }
+static inline uint8_t *u_views(const nx_store_t *store, nx_user_t *u) {
+    return (uint8_t *)((char *)u + store->off_views);
+}
 
 /* 32-bit fingerprint of an item/category/session hash, never 0. */
 static inline uint32_t fp32(uint64_t h) {
@@ -239,6 +246,7 @@ void nx_store_params_default(nx_store_params_t *params) {
     params->window_buckets[1] = 12;
     params->window_buckets[2] = 24;
     params->value_type = 2;
+    params->cart_type = 1;
     params->user_ttl_ms = 24 * 60 * 60 * 1000;
     params->max_users = 10000000;
     params->session_gap_ms = 30 * 60 * 1000;
@@ -254,7 +262,9 @@ void nx_store_params_default(nx_store_params_t *params) {
 
 static int build_schema(nx_store_t *store, char *errstr, size_t errstr_size) {
     const nx_store_params_t *p = &store->p;
-    size_t cap = (size_t)p->n_windows * (size_t)(p->n_types + 1) + 4 * (size_t)p->n_types + 16;
+    /* per window and type + per window, 4 per type, and the fixed ones
+     * (session 7, revisits 4, time 4, price 2) */
+    size_t cap = (size_t)p->n_windows * (size_t)(p->n_types + 1) + 4 * (size_t)p->n_types + 17;
     char win[NX_STORE_MAX_WINDOWS][24];
     store->names = calloc(cap, sizeof *store->names);
     if (!store->names) {
@@ -281,11 +291,16 @@ static int build_schema(nx_store_t *store, char *errstr, size_t errstr_size) {
         NAME("session_events");
         NAME("session_duration_s");
         NAME("session_new");
+        NAME("since_prev_event_s");
+        NAME("since_prev_event_missing");
+        NAME("session_carts");
+        NAME("session_cart_open");
     }
     if (p->families & NX_FEAT_REVISITS) {
-        NAME("item_revisit");
+        NAME("item_revisits");
         NAME("category_revisit");
         NAME("session_revisits");
+        NAME("category_run");
     }
     if (p->families & NX_FEAT_ONEHOT)
         for (int t = 0; t < p->n_types; t++)
@@ -355,6 +370,8 @@ static int check_params(const nx_store_params_t *p, char *errstr, size_t errstr_
     }
     if (p->value_type < -1 || p->value_type >= p->n_types)
         BAD("features: value_type %d not in -1..%d", p->value_type, p->n_types - 1);
+    if (p->cart_type < -1 || p->cart_type >= p->n_types)
+        BAD("features: cart_type %d not in -1..%d", p->cart_type, p->n_types - 1);
     if (p->horizon_ms <= 0)
         BAD("features: horizon %" PRId64 " ms must be > 0", p->horizon_ms);
     if (p->user_ttl_ms < p->horizon_ms)
@@ -420,6 +437,8 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     off += sizeof(uint16_t) * store->dim;
     store->off_score = off;
     off += sizeof(uint16_t) * (size_t)p->n_scores;
+    store->off_views = off; /* bytes last: no alignment to keep after them */
+    off += (size_t)p->recent_items;
     store->rec_size = align8(off);
 
     /* The slab reserves address space for max_users records at once
@@ -736,9 +755,11 @@ static inline nx_v4f exp4(nx_v4f x) {
     return (nx_v4f)((nx_v4i)(p * (nx_v4f)scale) & ~below);
 }
 
-/* Move-to-front insert of fp into a ring of at most k entries; returns 1
- * if fp was already there (a revisit). */
-static inline int recent_touch(uint32_t *ring, uint8_t *n, int k, uint32_t fp) {
+/* Move-to-front insert of fp into a ring of at most k entries. views: NULL,
+ * or the ring's per-entry event counts (saturating at 255), moved along.
+ * Returns the entry's count before this event (0 = not there; 1 for a hit
+ * without views). */
+static inline int recent_touch(uint32_t *ring, uint8_t *views, uint8_t *n, int k, uint32_t fp) {
     int pos = -1;
     for (int i = 0; i < *n; i++)
         if (ring[i] == fp) {
@@ -747,8 +768,10 @@ static inline int recent_touch(uint32_t *ring, uint8_t *n, int k, uint32_t fp) {
         }
     if (k == 0)
         return 0;
-    int hit = pos >= 0;
-    if (!hit) {
+    int before = 0;
+    if (pos >= 0) {
+        before = views ? views[pos] : 1;
+    } else {
         pos = *n < k ? *n : k - 1;
         if (*n < k)
             (*n)++;
@@ -756,7 +779,12 @@ static inline int recent_touch(uint32_t *ring, uint8_t *n, int k, uint32_t fp) {
     for (int i = pos; i > 0; i--) /* a few words: no memmove call */
         ring[i] = ring[i - 1];
     ring[0] = fp;
-    return hit;
+    if (views) {
+        for (int i = pos; i > 0; i--)
+            views[i] = views[i - 1];
+        views[0] = (uint8_t)(before < UINT8_MAX ? before + 1 : UINT8_MAX);
+    }
+    return before;
 }
 
 static inline double event_value(const nx_store_params_t *p, const nx_event_t *ev) {
@@ -797,9 +825,18 @@ static inline void decay_factors(const nx_store_t *store, float dt, float f[NX_S
     memcpy(f, &v, sizeof v);
 }
 
+/* What apply_event learns of an event before the update overwrites it. */
+typedef struct nx_ev_ctx {
+    int new_sess;        /* the event started a session */
+    int item_views;      /* events on its item before it among the recent ones */
+    int cat_rev;         /* its category was among the recent ones */
+    int gap_missing;     /* the user's first event */
+    int64_t prev_gap_ms; /* from the user's previous event (0 if late or first) */
+} nx_ev_ctx_t;
+
 /* Writes the raw vector of u (state after ev) into out. */
-static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *ev, int new_sess,
-                      int item_rev, int cat_rev, float *out) {
+static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *ev,
+                      const nx_ev_ctx_t *cx, float *out) {
     const nx_store_params_t *p = &store->p;
     size_t d = 0;
     int64_t T = u->clock;
@@ -828,12 +865,18 @@ static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *e
     if (p->families & NX_FEAT_SESSION) {
         out[d++] = flog1p((float)u->sess_len);
         out[d++] = flog1p((float)(T - u->sess_start) * 0.001f);
-        out[d++] = (float)new_sess;
+        out[d++] = (float)cx->new_sess;
+        out[d++] = flog1p((float)cx->prev_gap_ms * 0.001f);
+        out[d++] = (float)cx->gap_missing;
+        out[d++] = flog1p((float)u->carts);
+        out[d++] = u->carts ? 1.0f : 0.0f;
     }
     if (p->families & NX_FEAT_REVISITS) {
-        out[d++] = (float)item_rev;
-        out[d++] = (float)cat_rev;
+        int iv = cx->item_views, run = u->cat_run;
+        out[d++] = (float)(iv < NX_STORE_REVISIT_CAP ? iv : NX_STORE_REVISIT_CAP);
+        out[d++] = (float)cx->cat_rev;
         out[d++] = flog1p((float)u->sess_rev);
+        out[d++] = (float)(run < NX_STORE_CATEGORY_RUN_CAP ? run : NX_STORE_CATEGORY_RUN_CAP);
     }
     if (p->families & NX_FEAT_ONEHOT)
         for (int t = 0; t < p->n_types; t++)
@@ -980,11 +1023,13 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
     int64_t *last = u_last(store, u);
     int nt = p->n_types, t = ev->type;
     float value = (float)event_value(p, ev);
-    int new_sess = 0;
     int k = p->recent_items;
-    int item_rev = ev->item ? recent_touch(u_items(store, u), &u->n_items, k, fp32(ev->item)) : 0;
-    int cat_rev =
-        ev->category ? recent_touch(u_cats(store, u), &u->n_cats, k, fp32(ev->category)) : 0;
+    nx_ev_ctx_t cx = {0, 0, 0, fresh, 0};
+    if (ev->item)
+        cx.item_views =
+            recent_touch(u_items(store, u), u_views(store, u), &u->n_items, k, fp32(ev->item));
+    if (ev->category)
+        cx.cat_rev = recent_touch(u_cats(store, u), NULL, &u->n_cats, k, fp32(ev->category));
 
     if (!fresh && ev->ts_ms < u->clock) {
         /* Out of order for this user: add the event decayed to the user's
@@ -999,6 +1044,8 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
             last[t] = ev->ts_ms;
     } else {
         int64_t gap = ev->ts_ms - u->clock;
+        if (!fresh)
+            cx.prev_gap_ms = gap;
         if (gap > 0) { /* gap 0: factors of 1, nothing to do */
             /* counts (window-major) and values are contiguous: one
              * element-wise product with the factors spread out */
@@ -1021,17 +1068,33 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
         /* Session: a change of session id (absent counts as a value), or
          * without an id a gap longer than session_gap, starts a new one. */
         uint32_t sfp = ev->session ? fp32(ev->session) : 0;
-        new_sess = fresh || sfp != u->sess_fp || (!sfp && gap > p->session_gap_ms);
-        if (new_sess) {
+        cx.new_sess = fresh || sfp != u->sess_fp || (!sfp && gap > p->session_gap_ms);
+        if (cx.new_sess) {
             u->sess_start = ev->ts_ms;
             u->sess_len = 0;
             u->sess_rev = 0;
             u->sess_fp = sfp;
+            u->carts = 0;
+            u->cat_run = 0;
+            u->cat_fp = 0;
         }
         if (u->sess_len < UINT16_MAX)
             u->sess_len++;
-        if (item_rev && u->sess_rev < UINT16_MAX)
+        if (cx.item_views && u->sess_rev < UINT8_MAX)
             u->sess_rev++;
+        if (t == p->cart_type) {
+            if (u->carts < UINT8_MAX)
+                u->carts++;
+        } else if (t == p->value_type) { /* a purchase empties the cart */
+            u->carts = 0;
+        }
+        /* the run goes on while the session's events stay in one category */
+        uint32_t cfp = ev->category ? fp32(ev->category) : 0;
+        if (cfp && cfp == u->cat_fp)
+            u->cat_run = (uint8_t)(u->cat_run < UINT8_MAX ? u->cat_run + 1 : UINT8_MAX);
+        else
+            u->cat_run = cfp ? 1 : 0;
+        u->cat_fp = cfp;
         /* Label of the pending example (made at the old clock). */
         if (u->flags & NX_F_PENDING) {
             int32_t label = gap < p->horizon_ms ? t : nt;
@@ -1048,7 +1111,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
     }
 
     float *raw = p->normalise ? store->raw : xrow;
-    featurize(store, u, ev, new_sess, item_rev, cat_rev, raw);
+    featurize(store, u, ev, &cx, raw);
     if (p->normalise) {
         nx_norm_update(store->norm, raw);
         nx_norm_apply(store->norm, raw, xrow);
@@ -1305,8 +1368,8 @@ int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t
     } while (0)
     OUT("user %016" PRIx64 " partition %d clock %" PRId64 " pending %d\n", u->hash, u->partition,
         u->clock, (u->flags & NX_F_PENDING) ? 1 : 0);
-    OUT("session fp %08x start %" PRId64 " len %u revisits %u\n", u->sess_fp, u->sess_start,
-        u->sess_len, u->sess_rev);
+    OUT("session fp %08x start %" PRId64 " len %u revisits %u carts %u category %08x run %u\n",
+        u->sess_fp, u->sess_start, u->sess_len, u->sess_rev, u->carts, u->cat_fp, u->cat_run);
     const int64_t *last = u_last(store, u);
     const float *cnt = u_cnt(store, u), *val = u_val(store, u);
     for (int t = 0; t < p->n_types; t++)
@@ -1319,7 +1382,7 @@ int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t
     }
     OUT("items");
     for (int i = 0; i < u->n_items; i++)
-        OUT(" %08x", u_items(store, u)[i]);
+        OUT(" %08x/%u", u_items(store, u)[i], u_views(store, u)[i]);
     OUT("\ncategories");
     for (int i = 0; i < u->n_cats; i++)
         OUT(" %08x", u_cats(store, u)[i]);

@@ -6,7 +6,7 @@
  *
  * Layout and why:
  * - Users live in a dense slab of fixed-size records (size from the params:
- *   232 bytes with the defaults, 240 with 4 scores). The slab reserves
+ *   240 bytes with the defaults, 248 with 4 scores). The slab reserves
  *   address space for max_users records up front (MAP_NORESERVE; memory is committed only as
  *   pages are touched) and asks for transparent huge pages, so records never
  *   move, inserts never allocate and random access at 10M users does not
@@ -49,6 +49,21 @@
  * `none` (= n_types); then the event becomes pending. nx_store_expire_labels
  * resolves to `none` those with pending + H <= watermark, oldest first.
  *
+ * Session and revisit features (per event; a late event, ts < the user's
+ * clock, leaves the session state alone and reads it as it stands):
+ * - since_prev_event_s: log1p(seconds from the user's previous event, any
+ *   type, to this one), taken before the update (since_<type>_s are taken
+ *   after it); since_prev_event_missing = 1 on the user's first event (then
+ *   0 s); a late event reads 0 s.
+ * - session_carts: log1p(cart adds, cart_type, in the session since its
+ *   last purchase, value_type; saturates at 255); session_cart_open: > 0.
+ * - item_revisits: events on this item before this one while it stayed
+ *   among the recent_items most recent items (late events count), at most
+ *   NX_STORE_REVISIT_CAP.
+ * - category_run: events in a row in this event's category within the
+ *   session, this one included (0 without a category), at most
+ *   NX_STORE_CATEGORY_RUN_CAP.
+ *
  * Guarantees: nx_store_update, nx_store_expire_labels and nx_store_maintain
  * allocate nothing except when the table starts a grow (one lazily zeroed
  * mapping, never a copy of the whole table), print nothing, and are
@@ -73,14 +88,21 @@
 #define NX_STORE_FEATURE_NAME_MAX 80    /* bytes incl. NUL */
 #define NX_STORE_MAX_SCORES       16    /* probabilities kept with a pending example */
 #define NX_STORE_SCORE_MEMO       65536 /* events per update remembered for set_scores */
+/* Bounds of the revisit counts: they enter the vector linearly, and a
+ * handful of repeats already says "engaged"; a bound keeps one long run from
+ * stretching the feature's scale for everyone after normalisation. */
+#define NX_STORE_REVISIT_CAP      3
+#define NX_STORE_CATEGORY_RUN_CAP 5
 
 /* Feature families, each switched on by one bit of params.families. */
 enum {
     NX_FEAT_COUNTS = 1 << 0,   /* per window and type: log1p(decayed count) */
     NX_FEAT_VALUE = 1 << 1,    /* per window: log1p(decayed purchase value) */
     NX_FEAT_RECENCY = 1 << 2,  /* per type: log1p(seconds since last), missing flag */
-    NX_FEAT_SESSION = 1 << 3,  /* session events, duration, new-session flag */
-    NX_FEAT_REVISITS = 1 << 4, /* item / category seen among recent, session revisits */
+    NX_FEAT_SESSION = 1 << 3,  /* session events, duration, new-session flag, gap since the
+                                  previous event, cart adds since the last purchase */
+    NX_FEAT_REVISITS = 1 << 4, /* item views / category seen among recent, session revisits,
+                                  same-category run */
     NX_FEAT_ONEHOT = 1 << 5,   /* the event's type, one-hot */
     NX_FEAT_TIME = 1 << 6,     /* hour of day and day of week as sin/cos (UTC) */
     NX_FEAT_PRICE = 1 << 7,    /* log1p(price), missing flag */
@@ -93,7 +115,10 @@ typedef struct nx_store_params {
     int n_windows;                            /* 1..NX_STORE_MAX_WINDOWS */
     int64_t window_ms[NX_STORE_MAX_WINDOWS];  /* ascending lengths, ms */
     int window_buckets[NX_STORE_MAX_WINDOWS]; /* ring buckets; unused by decayed counters */
-    int value_type;         /* type whose price*quantity is "value"; -1 = any priced event */
+    int value_type;         /* type whose price*quantity is "value"; -1 = any priced event.
+                               It is also the purchase that empties the session's cart count. */
+    int cart_type;          /* type counted as a cart add (session_carts); -1 = none (the
+                               count stays 0). Callers set it to the type named "cart". */
     int64_t user_ttl_ms;    /* idle users expire after this (>= horizon_ms) */
     uint64_t max_users;     /* hard cap (>= 1), least recently active evicted */
     int64_t session_gap_ms; /* a gap longer than this starts a session (no session id) */
@@ -106,7 +131,8 @@ typedef struct nx_store_params {
     int n_scores; /* 0..16 probabilities kept (fp16) with each pending example; 0 = none */
 } nx_store_params_t;
 
-/* Fills the defaults: types click, cart, purchase (value from purchase);
+/* Fills the defaults: types click, cart, purchase (value from purchase,
+ * cart adds from cart);
  * windows 5 min/1 h/24 h (10/12/24 buckets); TTL 24 h; 10M users; session
  * gap 30 min; 4 recent items; all families; clip 5; H 30 min; normalise;
  * no scores. */

@@ -246,6 +246,7 @@ static void test_hand_sequence(void) {
     p.n_windows = 1;
     p.window_ms[0] = 60000;
     p.value_type = 1;
+    p.cart_type = -1; /* no cart type: session_carts stays 0 */
     p.session_gap_ms = 100000;
     p.horizon_ms = 30000;
     p.user_ttl_ms = 3600000;
@@ -266,9 +267,14 @@ static void test_hand_sequence(void) {
                                   "session_events",
                                   "session_duration_s",
                                   "session_new",
-                                  "item_revisit",
+                                  "since_prev_event_s",
+                                  "since_prev_event_missing",
+                                  "session_carts",
+                                  "session_cart_open",
+                                  "item_revisits",
                                   "category_revisit",
                                   "session_revisits",
+                                  "category_run",
                                   "is_click",
                                   "is_buy",
                                   "hour_sin",
@@ -278,8 +284,8 @@ static void test_hand_sequence(void) {
                                   "log_price",
                                   "price_missing"};
     size_t dim = nx_store_dim(store);
-    CHECK(dim == 21, "dim %zu", dim);
-    for (size_t i = 0; i < dim && i < 21; i++)
+    CHECK(dim == 26, "dim %zu", dim);
+    for (size_t i = 0; i < dim && i < 26; i++)
         CHECK(strcmp(nx_store_feature_name(store, i), names[i]) == 0, "feature %zu is %s, want %s",
               i, nx_store_feature_name(store, i), names[i]);
 
@@ -288,10 +294,10 @@ static void test_hand_sequence(void) {
         mk_event("u1", 0, t0, 11, 21, 0, NAN, 0, 0),
         mk_event("u1", 1, t0 + 60000, 11, 21, 0, 10.0, 2, 0),
         mk_event("u1", 0, t0 + 70000, 12, 21, 0, NAN, 0, 0),
-        mk_event("u1", 0, t0 + 65000, 13, 22, 0, NAN, 0, 0),  /* late for the user */
+        mk_event("u1", 0, t0 + 65000, 14, 22, 0, NAN, 0, 0),  /* late for the user */
         mk_event("u1", 0, t0 + 200000, 12, 21, 0, NAN, 0, 0), /* gap 130 s > 100 s */
     };
-    float x[5][21];
+    float x[5][26];
     uint8_t st[5];
     exbuf_t rb;
     exbuf_init(&rb, dim, 8);
@@ -300,7 +306,7 @@ static void test_hand_sequence(void) {
     CHECK(rb.ex.n == 1 && rb.label[0] == 2 && rb.ts[0] == t0, "e0 label: n %zu label %d ts %lld",
           rb.ex.n, rb.label[0], (long long)rb.ts[0]);
     double e = exp(-1.0);
-    double want1[21] = {log1p(e),
+    double want1[26] = {log1p(e),
                         log1p(1.0),
                         log1p(20.0),
                         log1p(60.0),
@@ -310,9 +316,14 @@ static void test_hand_sequence(void) {
                         log1p(2.0),
                         log1p(60.0),
                         0,
-                        1,
+                        log1p(60.0), /* since e0 */
+                        0,
+                        0, /* no cart type */
+                        0,
+                        1, /* item 11 seen once before */
                         1,
                         log1p(1.0),
+                        2, /* category 21 twice in a row */
                         0,
                         1,
                         sin(2 * M_PI * 1060000 / 86400000.0),
@@ -321,13 +332,15 @@ static void test_hand_sequence(void) {
                         cos(2 * M_PI * 3 / 7.0),
                         log1p(10.0),
                         0};
-    for (int i = 0; i < 21; i++)
+    for (int i = 0; i < 26; i++)
         CHECK_NEAR(x[1][i], want1[i], 1e-6);
     /* the resolved vector is e0's row through fp16 */
-    for (int i = 0; i < 21; i++)
+    for (int i = 0; i < 26; i++)
         CHECK(rb.x[i] == nx_half_to_float(nx_half_from_float(x[0][i])), "e0 pending %d", i);
     CHECK(x[0][4] == 0 && x[0][5] == 0 && x[0][6] == 1, "e0 recency flags");
-    CHECK(x[0][9] == 1 && x[0][19] == 0 && x[0][20] == 1, "e0 session_new / price missing");
+    CHECK(x[0][9] == 1 && x[0][24] == 0 && x[0][25] == 1, "e0 session_new / price missing");
+    CHECK(x[0][10] == 0 && x[0][11] == 1 && x[0][14] == 0 && x[0][17] == 1,
+          "e0: first event (gap missing), no revisit, category run 1");
 
     /* e2: resolves e1 with click (10 s < 30 s); e3 late: no label. */
     CHECK(nx_store_update(store, ev + 2, 2, 0, &x[2][0], st, &rb.ex) == 0, "update");
@@ -335,8 +348,14 @@ static void test_hand_sequence(void) {
     CHECK_NEAR(x[2][0], log1p(exp(-70.0 / 60) + 1), 1e-6);
     CHECK_NEAR(x[2][1], log1p(exp(-10.0 / 60)), 1e-6);
     CHECK_NEAR(x[2][2], log1p(20 * exp(-10.0 / 60)), 1e-6);
-    CHECK(x[2][10] == 0 && x[2][11] == 1, "e2 revisits item %g cat %g", (double)x[2][10],
-          (double)x[2][11]);
+    CHECK(x[2][14] == 0 && x[2][15] == 1, "e2 revisits item %g cat %g", (double)x[2][14],
+          (double)x[2][15]);
+    CHECK_NEAR(x[2][10], log1p(10.0), 1e-6);
+    CHECK(x[2][11] == 0 && x[2][17] == 3, "e2 gap flag %g, category run %g", (double)x[2][11],
+          (double)x[2][17]);
+    CHECK(x[3][10] == 0 && x[3][11] == 0 && x[3][17] == 3 && x[3][14] == 0,
+          "late e3: gap 0 %g, run unchanged %g, new item %g", (double)x[3][10], (double)x[3][17],
+          (double)x[3][14]);
     CHECK_NEAR(x[3][0], log1p(exp(-70.0 / 60) + 1 + exp(-5.0 / 60)), 1e-6);
     CHECK(x[3][3] == 0, "since_click after late click stays 0: %g", (double)x[3][3]);
     CHECK_NEAR(x[3][7], log1p(3.0), 1e-6); /* late event not in the session */
@@ -347,7 +366,9 @@ static void test_hand_sequence(void) {
     CHECK(nx_store_update(store, ev + 4, 1, 0, &x[4][0], st, &rb.ex) == 0, "update");
     CHECK(rb.ex.n == 1 && rb.label[0] == 2 && rb.ts[0] == t0 + 70000, "e2 label %d", rb.label[0]);
     CHECK(x[4][9] == 1 && x[4][7] == (float)log1p(1.0) && x[4][8] == 0, "e4 new session");
-    CHECK(x[4][10] == 1, "item 12 is among the 2 recent (13, 12)");
+    CHECK(x[4][14] == 1, "item 12 is among the 2 recent (14, 12), seen once");
+    CHECK_NEAR(x[4][10], log1p(130.0), 1e-6);
+    CHECK(x[4][17] == 1, "new session: category run restarts at 1: %g", (double)x[4][17]);
 
     /* expiry: nothing before t4 + H, then e4 as none */
     CHECK(nx_store_expire_labels(store, t0 + 200000 + 29999, &rb.ex) == 0, "early expiry");
@@ -439,6 +460,25 @@ static int ref_recent(const nx_event_t *hist, int n, int k, int cat, uint64_t id
     return 0;
 }
 
+/* Events on item before hist[i] while it stayed among the k most recent
+ * distinct items: each earlier event on it counts while the one after it
+ * found it still recent. */
+static int ref_item_views(const nx_event_t *hist, int i, int k, uint64_t item) {
+    int views = 0;
+    while (item && ref_recent(hist, i, k, 0, item)) {
+        int j = i - 1;
+        while (!(hist[j].item && ref_fp(hist[j].item) == ref_fp(item)))
+            j--;
+        views++;
+        i = j;
+    }
+    return views;
+}
+
+static int ref_min(int a, int b) {
+    return a < b ? a : b;
+}
+
 /* Features of the user after hist[0..n) (the last one is the current event),
  * recomputed from scratch. */
 static void ref_features(const nx_store_params_t *p, const nx_event_t *hist, int n, double *out) {
@@ -451,6 +491,9 @@ static void ref_features(const nx_store_params_t *p, const nx_event_t *hist, int
     int64_t clock = 0, sess_start = 0;
     uint32_t sess_fp = 0;
     int sess_len = 0, sess_rev = 0, cur_new = 0, cur_late = 0;
+    int carts = 0, run = 0;
+    uint32_t run_fp = 0;
+    int64_t cur_gap = 0; /* from the previous in-order event */
     for (int j = 0; j < n; j++) {
         int late = j > 0 && hist[j].ts_ms < clock;
         if (j == n - 1)
@@ -464,12 +507,23 @@ static void ref_features(const nx_store_params_t *p, const nx_event_t *hist, int
             sess_start = hist[j].ts_ms;
             sess_len = sess_rev = 0;
             sess_fp = sfp;
+            carts = run = 0;
+            run_fp = 0;
         }
         sess_len++;
         sess_rev += ref_recent(hist, j, p->recent_items, 0, hist[j].item);
+        if (hist[j].type == p->cart_type)
+            carts++;
+        else if (hist[j].type == p->value_type)
+            carts = 0;
+        uint32_t cf = hist[j].category ? ref_fp(hist[j].category) : 0;
+        run = cf && cf == run_fp ? run + 1 : cf ? 1 : 0;
+        run_fp = cf;
         clock = hist[j].ts_ms;
-        if (j == n - 1)
+        if (j == n - 1) {
             cur_new = nw;
+            cur_gap = gap;
+        }
     }
     size_t d = 0;
     int nt = p->n_types;
@@ -506,11 +560,17 @@ static void ref_features(const nx_store_params_t *p, const nx_event_t *hist, int
         out[d++] = log1p(sess_len);
         out[d++] = log1p((double)(T - sess_start) / 1000.0);
         out[d++] = cur_late ? 0 : cur_new;
+        out[d++] = cur_late ? 0 : log1p((double)cur_gap / 1000.0);
+        out[d++] = n == 1; /* the user's first event */
+        out[d++] = log1p(ref_min(carts, 255));
+        out[d++] = carts > 0;
     }
     if (p->families & NX_FEAT_REVISITS) {
-        out[d++] = ref_recent(hist, n - 1, p->recent_items, 0, e->item);
+        out[d++] =
+            ref_min(ref_item_views(hist, n - 1, p->recent_items, e->item), NX_STORE_REVISIT_CAP);
         out[d++] = ref_recent(hist, n - 1, p->recent_items, 1, e->category);
-        out[d++] = log1p(sess_rev);
+        out[d++] = log1p(ref_min(sess_rev, 255));
+        out[d++] = ref_min(run, NX_STORE_CATEGORY_RUN_CAP);
     }
     if (p->families & NX_FEAT_ONEHOT)
         for (int t = 0; t < nt; t++)
@@ -1187,6 +1247,9 @@ static void test_params(void) {
     nx_store_params_default(&p);
     p.n_types = NX_EVENT_MAX_TYPES + 1;
     CHECK(nx_store_new(&p, test_key, err, sizeof err) == NULL, "too many types accepted");
+    nx_store_params_default(&p);
+    p.cart_type = p.n_types;
+    CHECK(nx_store_new(&p, test_key, err, sizeof err) == NULL, "cart_type out of range accepted");
     nx_store_params_default(&p);
     nx_store_t *s1 = nx_store_new(&p, test_key, err, sizeof err);
     p.families &= ~(uint32_t)NX_FEAT_PRICE;
