@@ -410,6 +410,70 @@ static void test_hand_sequence(void) {
     exbuf_free(&rb);
 }
 
+/* Index of the feature named name, or dim if absent. */
+static size_t feat_index(const nx_store_t *store, const char *name) {
+    size_t i = 0;
+    while (i < nx_store_dim(store) && strcmp(nx_store_feature_name(store, i), name) != 0)
+        i++;
+    return i;
+}
+
+/* Cart adds, the item revisit cap and the category run, by hand: one user,
+ * one item and category throughout, events 10 s apart; the last one opens a
+ * new session (another session id). */
+static void test_hand_session_counts(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p); /* click, cart (cart_type 1), purchase (value_type 2) */
+    p.normalise = 0;
+    char err[256];
+    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(store != NULL, "new: %s", err);
+    if (!store)
+        return;
+    size_t dim = nx_store_dim(store);
+    size_t i_carts = feat_index(store, "session_carts"),
+           i_open = feat_index(store, "session_cart_open");
+    size_t i_gap = feat_index(store, "since_prev_event_s");
+    size_t i_miss = feat_index(store, "since_prev_event_missing");
+    size_t i_item = feat_index(store, "item_revisits"), i_run = feat_index(store, "category_run");
+    CHECK(i_carts < dim && i_open < dim && i_gap < dim && i_miss < dim && i_item < dim &&
+              i_run < dim,
+          "feature names");
+    if (i_carts >= dim || i_open >= dim || i_gap >= dim || i_miss >= dim || i_item >= dim ||
+        i_run >= dim) {
+        nx_store_destroy(store);
+        return;
+    }
+    enum { N = 8 };
+    static const int type[N] = {0, 1, 1, 2, 1, 0, 0, 0};
+    /* session 77 throughout, 78 for the last event */
+    static const double carts[N] = {0, 1, 2, 0, 1, 1, 1, 0};
+    static const double item[N] = {0, 1, 2, 3, 3, 3, 3, 3}; /* capped at 3 */
+    static const double run[N] = {1, 2, 3, 4, 5, 5, 5, 1};  /* capped at 5; new session: 1 */
+    const int64_t t0 = 1700000000000LL;
+    nx_event_t ev[N];
+    for (int i = 0; i < N; i++)
+        ev[i] = mk_event("c1", type[i], t0 + 10000 * i, 1234567, 7654321, i < N - 1 ? 77 : 78, NAN,
+                         0, 0);
+    float *x = calloc((size_t)N * dim, sizeof *x);
+    exbuf_t rb;
+    exbuf_init(&rb, dim, N);
+    CHECK(nx_store_update(store, ev, N, 0, x, NULL, &rb.ex) == 0, "update");
+    for (int i = 0; i < N; i++) {
+        const float *r = x + (size_t)i * dim;
+        CHECK_NEAR(r[i_carts], log1p(carts[i]), 1e-6);
+        CHECK(r[i_open] == (carts[i] > 0), "event %d cart open %g", i, (double)r[i_open]);
+        CHECK_NEAR(r[i_gap], i ? log1p(10.0) : 0.0, 1e-6);
+        CHECK(r[i_miss] == (i == 0), "event %d gap missing %g", i, (double)r[i_miss]);
+        CHECK(r[i_item] == item[i], "event %d item revisits %g want %g", i, (double)r[i_item],
+              item[i]);
+        CHECK(r[i_run] == run[i], "event %d category run %g want %g", i, (double)r[i_run], run[i]);
+    }
+    free(x);
+    exbuf_free(&rb);
+    nx_store_destroy(store);
+}
+
 /* --- brute-force reference ------------------------------------------------------ */
 
 #define REF_MAX_USERS 512
@@ -1272,6 +1336,7 @@ int main(void) {
     test_norm();
     test_params();
     test_hand_sequence();
+    test_hand_session_counts();
     test_reference();
     test_resize();
     test_partitions();
