@@ -21,6 +21,10 @@
  * checkpoint.keep (config caps it at 100), so stale leftovers fit too. */
 #define MAX_FILES 1024
 
+/* Longest a background writer may run: ten minutes is far beyond writing
+ * millions of users (about 1 s per million here). */
+#define CHILD_TIMEOUT_S 600
+
 struct nx_ckptdir {
     char *dir;
     int keep;
@@ -250,6 +254,11 @@ int nx_ckptdir_save_bg(nx_ckptdir_t *ckdir, nx_ckptdir_write_fn write, void *opa
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(1);
+        /* a writer stuck on a lock some thread of the parent held at the
+         * fork (the child has only this thread) must not block checkpoints
+         * for ever: it dies, counted as failed, and the next one is tried */
+        alarm(CHILD_TIMEOUT_S);
+        signal(SIGALRM, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_IGN); /* a terminal's ^C is for the parent */
         signal(SIGHUP, SIG_IGN);
@@ -298,6 +307,13 @@ int nx_ckptdir_poll(nx_ckptdir_t *ckdir, int wait) {
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     unlink(tmp);
     return -1;
+}
+
+void nx_ckptdir_cancel(nx_ckptdir_t *ckdir) {
+    if (!ckdir->child)
+        return;
+    kill(ckdir->child, SIGKILL);
+    nx_ckptdir_poll(ckdir, 1);
 }
 
 int nx_ckptdir_busy(const nx_ckptdir_t *ckdir) {

@@ -21,6 +21,7 @@
  * - Background writes (nx_ckptdir_save_bg) fork(): the child sees a
  *   copy-on-write snapshot of the whole process (as Redis BGSAVE does),
  *   calls the write callback and _exit()s, touching nothing but its file.
+ *   It dies with the parent (PR_SET_PDEATHSIG) and after CHILD_TIMEOUT_S.
  *   The parent's pause is the fork itself (page-table copy). One background
  *   write at a time; nx_ckptdir_poll reaps it from the loop.
  *
@@ -82,6 +83,10 @@ int nx_ckptdir_save_bg(nx_ckptdir_t *ckdir, nx_ckptdir_write_fn write, void *opa
  * write just completed (and old files were pruned), -1 when it failed
  * (logged; its partial file removed), 0 when none ended. */
 int nx_ckptdir_poll(nx_ckptdir_t *ckdir, int wait);
+
+/* Kills a running background writer and reaps it (its partial file is
+ * removed; the previous checkpoints stay). Nothing if none runs. */
+void nx_ckptdir_cancel(nx_ckptdir_t *ckdir);
 
 /* 1 while a background write runs. */
 int nx_ckptdir_busy(const nx_ckptdir_t *ckdir);

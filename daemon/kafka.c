@@ -191,6 +191,16 @@ static void store_offsets(nx_kafka_t *kafka) {
     rd_kafka_resp_err_t err = rd_kafka_offsets_store(kafka->consumer, list);
     if (err && err != RD_KAFKA_RESP_ERR__STATE)
         NX_LOG_RL(NX_LOG_WARNING, "kafka: storing offsets: %s", rd_kafka_err2str(err));
+    /* A partition assigned a moment ago may not count as assigned yet
+     * (__STATE): keep its offset dirty and store it at the next poll. */
+    for (int i = 0; i < list->cnt; i++) {
+        if (list->elems[i].err != RD_KAFKA_RESP_ERR__STATE)
+            continue;
+        int topic = topic_index(kafka, list->elems[i].topic);
+        tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, list->elems[i].partition);
+        if (t)
+            t->dirty = 1;
+    }
     rd_kafka_topic_partition_list_destroy(list);
 }
 
@@ -277,6 +287,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         if (kafka->hooks.assigned)
             kafka->hooks.assigned(kafka->hooks.opaque, parts);
+        /* A start offset the hook chose (a checkpoint's) is where the
+         * owner's state ends and everything before it was acknowledged:
+         * store it, so the group's committed offset follows even when no
+         * record comes after it. */
+        for (int i = 0; i < parts->cnt; i++) {
+            int topic = topic_index(kafka, parts->elems[i].topic);
+            tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, parts->elems[i].partition);
+            if (t && parts->elems[i].offset >= 0) {
+                t->stored = parts->elems[i].offset;
+                t->dirty = 1;
+            }
+        }
         nx_notice("kafka: assigned %d partition(s) (%s)", parts->cnt,
                   cooperative ? "cooperative" : "eager");
         rd_kafka_error_t *e = NULL;

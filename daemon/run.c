@@ -1,4 +1,40 @@
-/* run.c: the daemon's main loop and the demo (run.h). */
+/*
+ * run.c: the daemon's main loop and the demo (run.h).
+ *
+ * Operations (issue 7), on top of the loop run.h describes:
+ * - systemd (notify.h): READY=1 once configuration, checkpoint and
+ *   consumer are up; STATUS= with the status line every
+ *   metrics.status_interval_s; WATCHDOG=1 from the loop (ops_tick) at half
+ *   the interval systemd asks for; STOPPING=1 when shutdown begins.
+ * - Checkpoints (ckpt.h) in checkpoint.dir (default <state_dir>/checkpoints):
+ *   every checkpoint.interval_s, after a revoke, and at shutdown. The
+ *   producer is drained first, so the input offsets recorded with the state
+ *   (an "offsets" section: the next offset per partition the state has not
+ *   seen) are exactly where the state ends and nothing before them lacks an
+ *   acknowledged prediction. Periodic ones are written by a forked child
+ *   (copy-on-write snapshot); the final one in this thread. At start the
+ *   newest valid checkpoint is loaded (older ones if it is refused, loudly)
+ *   and each assigned partition seeks to the offset it records, so records
+ *   after it are read again (their predictions are sent again: duplicates,
+ *   never gaps) and none is counted twice in a window.
+ * - Rebalances: a revoked partition's users are saved to
+ *   <state_dir>/handover/p<N>.nxs with their offsets and dropped; when the
+ *   partition is assigned again to this process, they are restored and it
+ *   seeks to those offsets. Files left by an earlier process are removed at
+ *   start (its checkpoint is newer truth). Several hosts: the state
+ *   directory is per host, so a partition moving to another host starts
+ *   there from the committed offsets with no user state (windows rebuilt
+ *   from new events); a shared changelog topic is the way to move state
+ *   between hosts (DESIGN.md, Scale-out). Users of partitions this process
+ *   loaded from its checkpoint but is not assigned stay in the store until
+ *   they expire (TTL).
+ * - Metrics (http.h): a snapshot of the figures is published to the HTTP
+ *   thread every PUBLISH_MS.
+ * - Test-only environment: NX_DEBUG_HANG_AFTER_MS=N stops the loop N ms
+ *   after it starts (no polls, no watchdog pings) until SIGTERM;
+ *   NX_DEBUG_DUMP_STORE=PATH writes every user's state (nx_store_dump_user,
+ *   sorted by user hash) at shutdown. Neither is meant for production.
+ */
 #include "run.h"
 
 #include <errno.h>
@@ -362,22 +398,43 @@ static int ckpt_load(void *opaque, const char *path, char *errstr, size_t errstr
  * unacknowledged would never be predicted again. So the producer is drained
  * first (bounded by kafka.flush_timeout_ms); if it cannot be, the
  * checkpoint waits. Returns 0 when drained. */
-static int ckpt_drain(run_t *r) {
-    int left = nx_kafka_flush(r->kafka, (int)r->cfg->kafka.flush_timeout_ms);
+static int ckpt_drain(run_t *r, int timeout_ms) {
+    int left = nx_kafka_flush(r->kafka, timeout_ms);
     if (left > 0)
         NX_LOG_RL(NX_LOG_WARNING,
-                  "checkpoint: %d prediction(s) unacknowledged after %lld ms; postponed", left,
-                  (long long)r->cfg->kafka.flush_timeout_ms);
+                  "checkpoint: %d prediction(s) unacknowledged after %d ms; postponed", left,
+                  timeout_ms);
     return left > 0 ? -1 : 0;
+}
+
+/* Longest the loop waits for the producer before a periodic checkpoint: a
+ * healthy broker acknowledges within tens of ms; in an outage the loop must
+ * not stall for kafka.flush_timeout_ms every interval. */
+#define DRAIN_PERIODIC_MS 500
+
+/* Brings the pipeline's trainer thread to rest before a fork: the child has
+ * only the forking thread, so a snapshot taken while the trainer updates
+ * the model would be torn, and the child's nx_pipeline_save would wait for
+ * a trainer that does not exist there. pipeline.h has no call for this
+ * alone yet (wanted: nx_pipeline_quiesce); nx_pipeline_save waits for the
+ * trainer first, then fails at once on a path that cannot be created. */
+static void pipeline_quiesce(run_t *r) {
+    char err[256];
+    (void)nx_pipeline_save(r->pipe, "/proc/nonexistent/quiesce", NULL, 0, err, sizeof err);
 }
 
 /* Starts a background checkpoint (forked writer). */
 static void ckpt_start(run_t *r, int64_t now_mono) {
     char err[1024];
-    if (!r->ckdir || nx_ckptdir_busy(r->ckdir) || ckpt_drain(r) < 0)
+    if (!r->ckdir || nx_ckptdir_busy(r->ckdir))
         return;
+    /* whatever happens, the next attempt waits for the next interval */
     r->last_ckpt_mono = now_mono;
     r->ckpt_requested = 0;
+    int timeout = (int)r->cfg->kafka.flush_timeout_ms;
+    if (ckpt_drain(r, timeout < DRAIN_PERIODIC_MS ? timeout : DRAIN_PERIODIC_MS) < 0)
+        return;
+    pipeline_quiesce(r);
     if (nx_ckptdir_save_bg(r->ckdir, ckpt_write, r, err, sizeof err) < 0)
         nx_err("checkpoint: %s", err);
 }
@@ -387,8 +444,9 @@ static void ckpt_final(run_t *r) {
     char err[1024];
     if (!r->ckdir || !r->pipe || !r->kafka)
         return;
-    nx_ckptdir_poll(r->ckdir, 1);
-    if (ckpt_drain(r) < 0) {
+    /* the final checkpoint supersedes a background one still running */
+    nx_ckptdir_cancel(r->ckdir);
+    if (ckpt_drain(r, (int)r->cfg->kafka.flush_timeout_ms) < 0) {
         nx_err("checkpoint: no final checkpoint (predictions undelivered); the next start "
                "resumes from the previous one");
         return;
@@ -706,6 +764,14 @@ static void debug_dump_store(run_t *r) {
     for (size_t i = 0; f && i < l.n; i++)
         if (nx_store_dump_user(store, l.v[i], buf, sizeof buf) > 0)
             fputs(buf, f);
+    if (f) {
+        /* a last line with the counters that say whether the per-user
+         * state depended on the order partitions were read in */
+        nx_pipeline_stats_t s;
+        nx_pipeline_stats(r->pipe, &s);
+        fprintf(f, "stats events %llu late %llu dropped %llu\n", (unsigned long long)s.events,
+                (unsigned long long)s.late, (unsigned long long)s.dropped);
+    }
     if (!f || fclose(f) != 0)
         nx_err("NX_DEBUG_DUMP_STORE %s: %s", path, strerror(errno));
     else
@@ -895,12 +961,13 @@ int nx_run_main(int argc, char **argv) {
         return 2;
     }
     run_t r = {0};
+    /* first: a SIGTERM during start-up is a stop request too */
+    install_signals();
     if (!(r.cfg = nx_config_load(conf, err, sizeof err))) {
         fprintf(stderr, "%s\n", err);
         return NX_EXIT_CONFIG;
     }
     nx_log_set_level(nx_log_level_parse(r.cfg->log_level));
-    install_signals();
     int rc = 1;
     if (run_setup(&r, err, sizeof err) < 0) {
         nx_err("start-up: %s", err);

@@ -283,7 +283,7 @@ static void drain(int sock, int64_t t0) {
     while ((n = recv(sock, buf, sizeof buf - 1, MSG_DONTWAIT)) > 0 && n_msgs < MAX_MSGS) {
         buf[n] = '\0';
         msgs[n_msgs].at = mono_ms() - t0;
-        snprintf(msgs[n_msgs].text, sizeof msgs[n_msgs].text, "%s", buf);
+        snprintf(msgs[n_msgs].text, sizeof msgs[n_msgs].text, "%.255s", buf);
         n_msgs++;
     }
 }
@@ -313,7 +313,7 @@ static void test_daemon(const char *nextactd, const char *src) {
 
     int sock = socket(AF_UNIX, SOCK_DGRAM, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%.100s", sock_path);
     CHECK_INT(bind(sock, (struct sockaddr *)&sa, sizeof sa), 0);
 
     /* watchdog 600 ms: pings every 300 ms; the loop hangs 6 s after it
