@@ -131,10 +131,15 @@ static void store_params_from(const nx_config_t *cfg, nx_store_params_t *sp) {
         sp->window_ms[i] = cfg->features.windows_s.v[i] * 1000;
         sp->window_buckets[i] = (int)cfg->features.buckets.v[i];
     }
+    /* purchase value and session cart adds follow the type names */
     sp->value_type = -1;
-    for (int i = 0; i < sp->n_types; i++)
+    sp->cart_type = -1;
+    for (int i = 0; i < sp->n_types; i++) {
         if (strcmp(cfg->event_types.v[i], "purchase") == 0)
             sp->value_type = i;
+        if (strcmp(cfg->event_types.v[i], "cart") == 0)
+            sp->cart_type = i;
+    }
     sp->user_ttl_ms = cfg->features.user_ttl_s * 1000;
     sp->max_users = (uint64_t)cfg->features.max_users;
     sp->session_gap_ms = cfg->features.session_gap_s * 1000;
