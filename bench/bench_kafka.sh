@@ -37,7 +37,7 @@ trap cleanup EXIT INT TERM
 echo "nextactd end to end, broker 127.0.0.1:${NX_KAFKA_PORT:-39092}," \
     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 for model in on off; do
-    "$tool" "$build/nextactd" "$here" --events "$events" --model $model | sed -n 2p
+    "$tool" "$build/nextactd" "$here" --events "$events" --model $model | sed -n "2,3p"
 done
 for model in on off; do
     "$tool" "$build/nextactd" "$here" --rate 20000 --seconds "$secs" --model $model | sed -n 1p
