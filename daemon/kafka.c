@@ -22,6 +22,9 @@
 /* Pause input when the producer holds this many unacknowledged records,
  * resume below half of it. librdkafka's own queue takes 100000 by default. */
 #define OUTQ_HIGH 50000
+/* Longest wait at shutdown for the revocation after unsubscribing: a
+ * rebalance round trip on a healthy cluster is well under a second. */
+#define UNSUBSCRIBE_WAIT_MS 3000
 /* Longest wait on the consumer before delivery reports are served again. */
 #define POLL_SLICE_MS 2
 
@@ -692,7 +695,30 @@ void nx_kafka_close(nx_kafka_t *kafka) {
     if (left > 0)
         nx_warn("kafka: %d record(s) undelivered at shutdown; their input will be re-read", left);
     commit_now(kafka);
-    /* close leaves the group; the revoke callback runs (and commits) */
+    /* Leave the subscription first and serve the consumer until the
+     * revocation is through (bounded): librdkafka 2.0.2 can abort in
+     * consumer close when an assignment is still being applied
+     * ("rd_kafka_cgrp_terminated: assert: !rd_kafka_assignment_in_progress",
+     * seen once in 100 start/SIGTERM cycles under rebalances; unsubscribing
+     * before closing is the workaround librdkafka's users report). Records
+     * polled here are not processed: their offsets are not stored, so they
+     * are read again. */
+    rd_kafka_unsubscribe(kafka->consumer);
+    int64_t until = nx_now_mono_ms() + UNSUBSCRIBE_WAIT_MS;
+    while (nx_now_mono_ms() < until) {
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        int left = 1;
+        if (rd_kafka_assignment(kafka->consumer, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            left = parts->cnt;
+            rd_kafka_topic_partition_list_destroy(parts);
+        }
+        if (left == 0)
+            break;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(kafka->consumer, 50);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    /* close leaves the group; a pending revoke callback runs (and commits) */
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(kafka->consumer);
     if (err)
         nx_warn("kafka: consumer close: %s", rd_kafka_err2str(err));

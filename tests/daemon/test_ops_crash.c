@@ -17,12 +17,16 @@
  *   output (none lost); duplicates are counted and printed;
  * - the reference has exactly one per offset;
  * - the per-user feature state (windows, last-event times, session,
- *   recent items and categories, pending flag) of the crash run equals the
- *   reference's user for user. The pending example's normalised feature
- *   vector and scores are left out of the comparison: they come from the
- *   global normaliser and model, which see the partitions interleaved in
- *   whatever order the fetches delivered them, in any two runs (killed or
- *   not); how many such lines differ is printed.
+ *   recent items and categories) of the crash run equals the reference's,
+ *   user for user (both runs share one user-id hash key). Left out, and
+ *   counted: the pending example (its flag, feature vector and scores).
+ *   Whether an example is still pending at the end depends on when the
+ *   watermark let it expire, and the watermark (minimum over partitions of
+ *   what was read) and the global normaliser and model depend on the order
+ *   the partitions were fetched in, in any two runs, killed or not.
+ *   Compared only when neither run had a late or dropped event (small
+ *   record batches and fetches keep the partitions interleaved; see
+ *   produce_input and write_conf); otherwise reported.
  * Events re-read after a crash (offsets between the checkpoint and the
  * crash) must not count twice in any window: that holds only because state
  * and offsets come from the same checkpoint.
@@ -61,7 +65,11 @@ static int64_t mono_ms(void) {
 
 static void produce_input(void) {
     char err[512], gerr[256];
-    rd_kafka_t *p = nx_fixture_producer(err, sizeof err, (const char *[]){"linger.ms", "20", NULL});
+    /* Small record batches: the broker hands out whole batches whatever
+     * the fetch size, and a 10k-record batch of one partition is 20 days of
+     * this stream ahead of the others (see the state comparison below). */
+    rd_kafka_t *p = nx_fixture_producer(
+        err, sizeof err, (const char *[]){"linger.ms", "5", "batch.num.messages", "100", NULL});
     CHECK(p != NULL);
     nx_gen_params_t gp;
     nx_gen_params_default(&gp);
@@ -258,40 +266,59 @@ static long long count_missing(unsigned char *seen[PARTS]) {
     return missing;
 }
 
-/* Compares two store dumps line by line. Lines of the pending example's
- * feature vector and scores are counted apart (see the header). Returns
- * the number of differing compared lines. */
+/* Next line of a dump that is about the user's own events: the pending
+ * example's feature vector and scores (normaliser and model) are skipped.
+ * NULL at the end. */
+static char *next_line(FILE *f, char *buf, size_t size) {
+    while (fgets(buf, (int)size, f))
+        if (strncmp(buf, "pending ", 8) != 0 && strncmp(buf, "scores ", 7) != 0)
+            return buf;
+    return NULL;
+}
+
+/* Compares two store dumps user by user. The "user" line's pending flag is
+ * compared apart (pending_diff): whether an example is still pending at the
+ * end depends on when the watermark let it expire, and the watermark is the
+ * minimum over partitions of what was read so far, i.e. on the order the
+ * partitions were fetched in, in any two runs. Returns the number of other
+ * differing lines (windows, last-event times, session, items, categories),
+ * which must be 0. */
 static long long compare_dumps(const char *a, const char *b, long long *users,
-                               long long *model_lines) {
+                               long long *pending_diff) {
     FILE *fa = fopen(a, "r"), *fb = fopen(b, "r");
     CHECK(fa != NULL);
     CHECK(fb != NULL);
-    if (!fa || !fb)
+    if (!fa || !fb) {
+        if (fa)
+            fclose(fa);
+        if (fb)
+            fclose(fb);
         return -1;
+    }
     static char la[65536], lb[65536];
     long long diff = 0, shown = 0;
-    *users = *model_lines = 0;
+    *users = *pending_diff = 0;
     for (;;) {
-        char *ra = fgets(la, sizeof la, fa), *rb = fgets(lb, sizeof lb, fb);
+        char *ra = next_line(fa, la, sizeof la), *rb = next_line(fb, lb, sizeof lb);
         if (!ra || !rb) {
             if (ra || rb)
                 diff++; /* one is longer */
             break;
         }
-        if (strncmp(la, "user ", 5) == 0)
-            (*users)++;
         if (strncmp(la, "stats ", 6) == 0) {
-            fprintf(stderr, "reference %s", la);
-            fprintf(stderr, "crash run %s", lb);
+            fprintf(stderr, "reference %scrash run %s", la, lb);
             continue;
         }
-        int model = strncmp(la, "pending ", 8) == 0 || strncmp(la, "scores ", 7) == 0;
+        if (strncmp(la, "user ", 5) == 0) {
+            (*users)++;
+            char *pa = strstr(la, " pending "), *pb = strstr(lb, " pending ");
+            if (pa && pb && strcmp(pa, pb) != 0) {
+                (*pending_diff)++;
+                *pa = *pb = '\0';
+            }
+        }
         if (strcmp(la, lb) == 0)
             continue;
-        if (model && (strncmp(lb, "pending ", 8) == 0 || strncmp(lb, "scores ", 7) == 0)) {
-            (*model_lines)++;
-            continue;
-        }
         diff++;
         if (shown++ < 5)
             fprintf(stderr, "dump differs:\n  reference: %s  crash run: %s", la, lb);
@@ -408,12 +435,12 @@ int main(int argc, char **argv) {
     CHECK_INT(missing, 0);
     CHECK_INT(got, n_events + dups);
 
-    long long users = 0, model_lines = 0;
-    long long diff = compare_dumps(ref_dump, crash_dump, &users, &model_lines);
+    long long users = 0, pending_diff = 0;
+    long long diff = compare_dumps(ref_dump, crash_dump, &users, &pending_diff);
     fprintf(stderr,
-            "store dumps: %lld users; %lld differing feature-state lines; %lld pending-example "
-            "vector/score lines differ (global normaliser and model, not compared)\n",
-            users, diff, model_lines);
+            "store dumps: %lld users; %lld differing feature-state lines; %lld users pending in "
+            "one run only (watermark order, not compared)\n",
+            users, diff, pending_diff);
     CHECK(users > 1000);
     /* Equal state needs the same events in every window. The pipeline
      * drops events older than its watermark minus the longest window and

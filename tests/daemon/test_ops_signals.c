@@ -38,6 +38,9 @@
 /* Events per second from the load thread: enough that every daemon has
  * batches in hand when SIGTERM comes, little enough for 2 shared cores. */
 #define LOAD_RATE 3000
+/* Time for exec and the dynamic loader to reach main() on a loaded 2-core
+ * machine. */
+#define START_MS 100
 
 static char topic[128], out_topic[128], group[160];
 static atomic_int load_stop;
@@ -205,11 +208,18 @@ int main(int argc, char **argv) {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        usleep((useconds_t)(rng % 1500) * 1000); /* 0-1.5 s */
-        daemon_t *prev = &d[1 - s];
         /* a third of the cycles stop the newcomer; the others the
          * previous daemon if there is one (else both keep running) */
-        if ((rng >> 32) % 3 == 0) {
+        int kill_new = (rng >> 32) % 3 == 0;
+        useconds_t delay_ms = (useconds_t)(rng % 1500); /* 0-1.5 s */
+        /* a signal that lands before main() installed its handlers kills
+         * any program (systemd counts that SIGTERM as a clean stop); the
+         * newcomer gets at least START_MS to reach main */
+        if (kill_new && delay_ms < START_MS)
+            delay_ms = START_MS;
+        usleep(delay_ms * 1000);
+        daemon_t *prev = &d[1 - s];
+        if (kill_new) {
             stop_daemon(&d[s], i, "new, in start-up");
             kills_new++;
         } else if (prev->pid) {
