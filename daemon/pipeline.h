@@ -99,8 +99,6 @@ void nx_pipeline_print_features(const nx_pipeline_t *pipe, FILE *out);
 void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seconds,
                                uint64_t bad_records);
 
-#endif /* NX_PIPELINE_H */
-
 /* ---- checkpoints ---------------------------------------------------------- */
 
 /* Extra section the caller adds to a checkpoint (e.g. input offsets). */
@@ -126,3 +124,5 @@ int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
 
 /* The store, for partition hand-over on rebalance. */
 struct nx_store *nx_pipeline_store(nx_pipeline_t *pipe);
+
+#endif /* NX_PIPELINE_H */

@@ -27,8 +27,9 @@ void nx_fixture_topic_name(char *buf, size_t size, const char *prefix);
  * every partition has a leader. */
 int nx_fixture_create_topic(const char *topic, int partitions, char *err, size_t err_size);
 
-/* A producer / consumer on the fixture broker; extra "name=value" pairs
- * (NULL-terminated) are set on the conf. Caller destroys with
+/* A producer / consumer on the fixture broker; props, if not NULL, holds
+ * alternating property names and values, NULL-terminated
+ * ({"linger.ms", "20", NULL}), set on the conf. Caller destroys with
  * rd_kafka_destroy (consumers: rd_kafka_consumer_close first). */
 rd_kafka_t *nx_fixture_producer(char *err, size_t err_size, const char *const *props);
 rd_kafka_t *nx_fixture_consumer(const char *group, char *err, size_t err_size,
