@@ -155,6 +155,7 @@ typedef struct run {
     int64_t last_ckpt_mono;    /* ms; last checkpoint started (or start-up) */
     int64_t last_publish_mono; /* ms */
     int ckpt_requested;        /* a revoke asked for one */
+    int64_t ckpt_retry_mono;   /* ms; no attempt before (producer not drained) */
     int stopping;              /* shutdown: revokes keep their users */
 } run_t;
 
@@ -407,10 +408,13 @@ static int ckpt_drain(run_t *r, int timeout_ms) {
     return left > 0 ? -1 : 0;
 }
 
-/* Longest the loop waits for the producer before a periodic checkpoint: a
- * healthy broker acknowledges within tens of ms; in an outage the loop must
- * not stall for kafka.flush_timeout_ms every interval. */
-#define DRAIN_PERIODIC_MS 500
+/* Longest the loop waits for the producer before a periodic checkpoint:
+ * within the 200 ms a checkpoint may pause the loop (issue 7). A healthy
+ * broker acknowledges within tens of ms; when it does not, the checkpoint
+ * is tried again DRAIN_RETRY_MS later instead of stalling the loop for
+ * kafka.flush_timeout_ms. */
+#define DRAIN_PERIODIC_MS 150
+#define DRAIN_RETRY_MS    1000
 
 /* Brings the pipeline's trainer thread to rest before a fork: the child has
  * only the forking thread, so a snapshot taken while the trainer updates
@@ -428,12 +432,13 @@ static void ckpt_start(run_t *r, int64_t now_mono) {
     char err[1024];
     if (!r->ckdir || nx_ckptdir_busy(r->ckdir))
         return;
-    /* whatever happens, the next attempt waits for the next interval */
+    int timeout = (int)r->cfg->kafka.flush_timeout_ms;
+    if (ckpt_drain(r, timeout < DRAIN_PERIODIC_MS ? timeout : DRAIN_PERIODIC_MS) < 0) {
+        r->ckpt_retry_mono = now_mono + DRAIN_RETRY_MS;
+        return;
+    }
     r->last_ckpt_mono = now_mono;
     r->ckpt_requested = 0;
-    int timeout = (int)r->cfg->kafka.flush_timeout_ms;
-    if (ckpt_drain(r, timeout < DRAIN_PERIODIC_MS ? timeout : DRAIN_PERIODIC_MS) < 0)
-        return;
     pipeline_quiesce(r);
     if (nx_ckptdir_save_bg(r->ckdir, ckpt_write, r, err, sizeof err) < 0)
         nx_err("checkpoint: %s", err);
@@ -700,7 +705,8 @@ static void ops_tick(run_t *r, int64_t now_mono) {
     if (r->ckdir) {
         nx_ckptdir_poll(r->ckdir, 0);
         int64_t every = r->cfg->checkpoint.interval_s * 1000;
-        if (r->ckpt_requested || (every > 0 && now_mono - r->last_ckpt_mono >= every))
+        if (now_mono >= r->ckpt_retry_mono &&
+            (r->ckpt_requested || (every > 0 && now_mono - r->last_ckpt_mono >= every)))
             ckpt_start(r, now_mono);
     }
     if (r->http && now_mono - r->last_publish_mono >= PUBLISH_MS) {

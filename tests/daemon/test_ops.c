@@ -288,6 +288,24 @@ static void drain(int sock, int64_t t0) {
     }
 }
 
+static int write_conf(const char *path, const char *src, int port, const char *level, int batch) {
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return -1;
+    fprintf(f,
+            "log_level = \"%s\";\n"
+            "kafka: { brokers = \"mock\"; input_topics = [\"clicks\"]; output_topic = "
+            "\"predictions\"; dead_letter_topic = \"dead-letters\"; poll_batch = %d; "
+            "poll_timeout_ms = 50; };\n"
+            "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
+            "output: { schema = \"%s/conf/schemas/prediction.avsc\"; };\n"
+            "checkpoint: { interval_s = 1; };\n"
+            "metrics: { listen = \"127.0.0.1:%d\"; };\n",
+            level, batch, src, src, port);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 static void test_daemon(const char *nextactd, const char *src) {
     char dir[] = "/tmp/test_ops_sd.XXXXXX", sock_path[300], conf[300], log[300];
     CHECK(mkdtemp(dir) != NULL);
@@ -295,28 +313,15 @@ static void test_daemon(const char *nextactd, const char *src) {
     snprintf(conf, sizeof conf, "%s/demo.conf", dir);
     snprintf(log, sizeof log, "%s/log", dir);
     int port = 20000 + (int)(getpid() % 20000);
-    FILE *f = fopen(conf, "w");
-    CHECK(f != NULL);
-    if (!f)
+    if (write_conf(conf, src, port, "info", 1024) < 0)
         return;
-    fprintf(f,
-            "log_level = \"info\";\n"
-            "kafka: { brokers = \"mock\"; input_topics = [\"clicks\"]; output_topic = "
-            "\"predictions\"; dead_letter_topic = \"dead-letters\"; poll_batch = 1024; "
-            "poll_timeout_ms = 50; };\n"
-            "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
-            "output: { schema = \"%s/conf/schemas/prediction.avsc\"; };\n"
-            "checkpoint: { interval_s = 1; };\n"
-            "metrics: { listen = \"127.0.0.1:%d\"; };\n",
-            src, src, port);
-    fclose(f);
 
     int sock = socket(AF_UNIX, SOCK_DGRAM, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof sa.sun_path, "%.100s", sock_path);
     CHECK_INT(bind(sock, (struct sockaddr *)&sa, sizeof sa), 0);
 
-    /* watchdog 600 ms: pings every 300 ms; the loop hangs 6 s after it
+    /* watchdog 1 s: pings every 500 ms; the loop hangs 9 s after it
      * starts (the mock group join takes about 4 s) */
     int64_t t0 = mono_ms();
     pid_t pid = fork();
@@ -324,22 +329,29 @@ static void test_daemon(const char *nextactd, const char *src) {
         char pidbuf[32];
         snprintf(pidbuf, sizeof pidbuf, "%d", (int)getpid());
         setenv("NOTIFY_SOCKET", sock_path, 1);
-        setenv("WATCHDOG_USEC", "600000", 1);
+        setenv("WATCHDOG_USEC", "1000000", 1);
         setenv("WATCHDOG_PID", pidbuf, 1);
         setenv("NX_DEBUG_HANG_AFTER_MS", "9000", 1);
         if (!freopen(log, "w", stderr))
             _exit(126);
-        execl(nextactd, nextactd, "demo", "-c", conf, "--seconds", "60", "--rate", "5000",
+        execl(nextactd, nextactd, "demo", "-c", conf, "--seconds", "60", "--rate", "2000",
               "--users", "2000", (char *)NULL);
         _exit(127);
     }
     char body[65536];
     long long in1 = -1, in2 = -1, out2 = -1, steps2 = -1;
-    int healthz = -1, scraped = 0;
+    int healthz = -1, scraped = 0, reloaded = 0;
     int64_t hang_seen = 0;
     while (mono_ms() - t0 < 20000) {
         drain(sock, t0);
         int64_t now = mono_ms() - t0;
+        if (!reloaded && now > 6000) {
+            /* SIGHUP: the log level applies, poll_batch waits for a
+             * restart and is named */
+            CHECK_INT(write_conf(conf, src, port, "notice", 512), 0);
+            kill(pid, SIGHUP);
+            reloaded = 1;
+        }
         if (in1 < 0 && now > 7000) {
             /* the datagrams are read between steps: no long sleeps here */
             http_get(port, "/metrics", body, sizeof body);
@@ -431,11 +443,23 @@ static void test_daemon(const char *nextactd, const char *src) {
     CHECK(ready_at >= 0);
     CHECK(first_ping >= ready_at);
     CHECK(statuses >= 2);
-    CHECK(pings >= 10);    /* 300 ms apart over 6 s of loop */
-    CHECK(max_gap <= 450); /* half of 600 ms, plus a poll timeout and slack */
-    CHECK(max_gap >= 250); /* not every iteration: half the interval */
+    CHECK(pings >= 12);    /* 500 ms apart over 9 s of loop */
+    CHECK(max_gap < 1000); /* never a whole interval without a ping */
+    CHECK(max_gap >= 450); /* not every iteration: half the interval */
     CHECK_INT(pings_after_hang, 0);
     CHECK(stopping);
+    /* what the reload said */
+    static char text[1 << 20];
+    FILE *lf = fopen(log, "r");
+    size_t tl = lf ? fread(text, 1, sizeof text - 1, lf) : 0;
+    if (lf)
+        fclose(lf);
+    text[tl] = '\0';
+    CHECK_STR_HAS(text, "reload: log_level = notice applied");
+    CHECK_STR_HAS(text, "reload: not applied until restart: poll_batch = 512;");
+    /* info lines stop after the reload to notice: the status line is info */
+    const char *after = strstr(text, "reload: log_level = notice applied");
+    CHECK(after && !strstr(after, "ev/s  events"));
     if (nx_check_failures) {
         char cmd[400];
         snprintf(cmd, sizeof cmd, "tail -30 %s >&2", log);
