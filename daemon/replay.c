@@ -90,7 +90,7 @@ static void metrics_row(FILE *f, const nx_pipeline_t *pipe, int header) {
 }
 
 int nx_replay_main(int argc, char **argv) {
-    enum { O_OUTPUT = 256, O_SUMMARY, O_EVERY, O_CKPT, O_MCSV };
+    enum { O_OUTPUT = 256, O_SUMMARY, O_EVERY, O_CKPT, O_MCSV, O_CODEC };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, O_OUTPUT},
@@ -98,10 +98,12 @@ int nx_replay_main(int argc, char **argv) {
         {"metrics-every", required_argument, NULL, O_EVERY},
         {"metrics-csv", required_argument, NULL, O_MCSV},
         {"checkpoint", required_argument, NULL, O_CKPT},
+        {"codec", required_argument, NULL, O_CODEC},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *conf = NULL, *output = NULL, *summary = NULL, *ckpt = NULL, *mcsv = NULL;
+    const char *ocf_codec = "deflate"; /* of an Avro container --output */
     long long every = 0;
     int opt, rc = 1;
     char err[1024];
@@ -135,10 +137,17 @@ int nx_replay_main(int argc, char **argv) {
         case O_CKPT:
             ckpt = optarg;
             break;
+        case O_CODEC:
+            if (strcmp(optarg, "null") != 0 && strcmp(optarg, "deflate") != 0) {
+                fprintf(stderr, "replay: --codec is null or deflate\n");
+                return 2;
+            }
+            ocf_codec = optarg;
+            break;
         case 'h':
             printf("usage: nextactd replay -c CONF [--output PATH|-] [--summary PATH]\n"
                    "                       [--metrics-every N [--metrics-csv PATH]]\n"
-                   "                       [--checkpoint PATH] INPUT...\n");
+                   "                       [--checkpoint PATH] [--codec null|deflate] INPUT...\n");
             return 0;
         default:
             return 2;
@@ -166,7 +175,7 @@ int nx_replay_main(int argc, char **argv) {
                 nx_err("replay: cannot read %s", cfg->output.schema);
                 goto out;
             }
-            if (!(out.ocf = nx_ocf_writer_open(output, schema, "deflate", (uint64_t)cfg->model.seed,
+            if (!(out.ocf = nx_ocf_writer_open(output, schema, ocf_codec, (uint64_t)cfg->model.seed,
                                                err, sizeof err))) {
                 nx_err("replay: %s", err);
                 goto out;
