@@ -100,8 +100,16 @@ size_t nx_http_format(const nx_metrics_t *m, int64_t now_wall_ms, char *buf, siz
     head(&o, "nextactd_events_processed_total", "counter", "Events through the pipeline.");
     put(&o, "nextactd_events_processed_total %llu\n", (unsigned long long)m->events_processed);
     head(&o, "nextactd_consumer_lag", "gauge",
-         "Records behind the end of the assigned partitions (librdkafka statistics; -1 unknown).");
-    put(&o, "nextactd_consumer_lag %lld\n", (long long)m->consumer_lag);
+         "Records behind the end of each assigned partition (librdkafka statistics, every 5 s).");
+    for (int i = 0; i < m->n_lags; i++) {
+        int t = m->lag[i].topic;
+        put(&o, "nextactd_consumer_lag{topic=\"");
+        put_label(&o, t >= 0 && t < m->n_topics ? m->topic[t] : "");
+        put(&o, "\",partition=\"%d\"} %lld\n", (int)m->lag[i].partition, (long long)m->lag[i].lag);
+    }
+    head(&o, "nextactd_consumer_lag_records", "gauge",
+         "Records behind the end of all assigned partitions together (-1: not known yet).");
+    put(&o, "nextactd_consumer_lag_records %lld\n", (long long)m->consumer_lag);
     head(&o, "nextactd_assigned_partitions", "gauge", "Input partitions owned.");
     put(&o, "nextactd_assigned_partitions %d\n", m->assigned_partitions);
     head(&o, "nextactd_rebalances_total", "counter", "Consumer-group rebalance callbacks.");

@@ -31,6 +31,7 @@
 #define NX_METRICS_MAX_CLASSES 16
 #define NX_METRICS_MAX_BUCKETS 40
 #define NX_METRICS_NAME        64
+#define NX_METRICS_MAX_LAGS    64 /* partitions shown (= NX_KAFKA_MAX_LAGS) */
 
 /* The figures one scrape shows. Counters are totals since start. */
 typedef struct nx_metrics {
@@ -45,7 +46,13 @@ typedef struct nx_metrics {
     int n_reasons;
     char reason[NX_METRICS_MAX_REASONS][NX_METRICS_NAME];
     uint64_t decode_errors[NX_METRICS_MAX_REASONS];
-    int64_t consumer_lag; /* records, -1 unknown */
+    int64_t consumer_lag; /* records, summed over partitions; -1 unknown */
+    int n_lags;
+    struct {
+        int topic; /* index in topic[] */
+        int32_t partition;
+        int64_t lag;
+    } lag[NX_METRICS_MAX_LAGS]; /* per partition, from the last statistics */
     int assigned_partitions;
     uint64_t rebalances;
     /* latency from input record to acknowledged prediction */

@@ -59,6 +59,8 @@ struct nx_kafka {
     int paused;
     int closed;
     nx_kafka_stats_t stats;
+    nx_kafka_lag_t lags[NX_KAFKA_MAX_LAGS]; /* from the last statistics */
+    int n_lags;
 };
 
 static int fail(char *errstr, size_t size, const char *fmt, ...)
@@ -350,24 +352,53 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-/* Consumer lag from librdkafka's statistics JSON: sums "consumer_lag" of
- * the assigned partitions. A plain scan: the numbers we need are flat. */
+/* Consumer lag from librdkafka's statistics JSON: per partition and summed
+ * over the assigned ones. A plain scan in document order: the "topics"
+ * object names each topic ("topic":"...") before its partitions, and each
+ * partition object has "partition":N before "consumer_lag":N (the brokers'
+ * "toppars" also name topic and partition, but carry no consumer_lag). */
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
     (void)rk;
     (void)len;
     nx_kafka_t *kafka = opaque;
+    static const char k_topic[] = "\"topic\":\"",
+                      k_part[] = "\"partition\":", k_lag[] = "\"consumer_lag\":";
     int64_t lag = 0;
-    int found = 0;
-    const char *p = json;
-    while ((p = strstr(p, "\"consumer_lag\":")) != NULL) {
-        p += strlen("\"consumer_lag\":");
-        long long v = strtoll(p, NULL, 10);
-        if (v > 0)
+    int found = 0, topic = -1, n = 0;
+    long long partition = -1;
+    for (const char *p = json; *p; p++) {
+        if (*p != '"')
+            continue;
+        if (strncmp(p, k_topic, sizeof k_topic - 1) == 0) {
+            const char *name = p + sizeof k_topic - 1, *end = strchr(name, '"');
+            topic = -1;
+            for (int i = 0; end && i < kafka->topics.n; i++)
+                if (strlen(kafka->topics.v[i]) == (size_t)(end - name) &&
+                    strncmp(kafka->topics.v[i], name, (size_t)(end - name)) == 0)
+                    topic = i;
+        } else if (strncmp(p, k_part, sizeof k_part - 1) == 0) {
+            partition = strtoll(p + sizeof k_part - 1, NULL, 10);
+        } else if (strncmp(p, k_lag, sizeof k_lag - 1) == 0) {
+            long long v = strtoll(p + sizeof k_lag - 1, NULL, 10);
+            /* partition -1 is librdkafka's unassigned-messages queue;
+             * lag -1 means unknown (not fetching yet) */
+            if (partition < 0 || v < 0 || topic < 0)
+                continue;
             lag += v;
-        found = 1;
+            found = 1;
+            if (n < NX_KAFKA_MAX_LAGS)
+                kafka->lags[n++] = (nx_kafka_lag_t){topic, (int32_t)partition, v};
+        }
     }
+    kafka->n_lags = n;
     kafka->stats.consumer_lag = found ? lag : -1;
     return 0; /* librdkafka frees json */
+}
+
+int nx_kafka_lags(const nx_kafka_t *kafka, nx_kafka_lag_t *out, int max) {
+    int n = kafka->n_lags < max ? kafka->n_lags : max;
+    memcpy(out, kafka->lags, (size_t)n * sizeof *out);
+    return n;
 }
 
 /* ---- set-up ----------------------------------------------------------------- */

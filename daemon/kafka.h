@@ -78,6 +78,19 @@ typedef struct nx_kafka_stats {
     int64_t consumer_lag; /* sum over assigned partitions, from statistics; -1 unknown */
 } nx_kafka_stats_t;
 
+/* One input partition's consumer lag (records behind its high watermark). */
+typedef struct nx_kafka_lag {
+    int topic; /* index in kafka.input_topics */
+    int32_t partition;
+    int64_t lag;
+} nx_kafka_lag_t;
+#define NX_KAFKA_MAX_LAGS 64
+
+/* Consumer lag per assigned partition from librdkafka's last statistics
+ * (statistics.interval.ms, 5 s): copies up to max into out, returns the
+ * count (0 before the first statistics). */
+int nx_kafka_lags(const nx_kafka_t *kafka, nx_kafka_lag_t *out, int max);
+
 /* Creates consumer and producer from cfg->kafka (brokers, group, topics,
  * pass-through properties), subscribes to the input topics. Copies what it
  * needs from cfg. NULL + errstr on failure. Caller frees with

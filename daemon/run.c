@@ -666,6 +666,13 @@ static void metrics_publish(run_t *r) {
     for (int k = 0; k < m->n_reasons; k++)
         m->decode_errors[k] = cnt[k + 1];
     m->consumer_lag = ks.consumer_lag;
+    nx_kafka_lag_t lags[NX_METRICS_MAX_LAGS];
+    m->n_lags = nx_kafka_lags(r->kafka, lags, NX_METRICS_MAX_LAGS);
+    for (int i = 0; i < m->n_lags; i++) {
+        m->lag[i].topic = lags[i].topic;
+        m->lag[i].partition = lags[i].partition;
+        m->lag[i].lag = lags[i].lag;
+    }
     m->assigned_partitions = ks.assigned_partitions;
     m->rebalances = ks.rebalances;
     for (size_t i = 0; i < N_LAT; i++)

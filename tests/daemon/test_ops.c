@@ -203,6 +203,14 @@ static void test_format(void) {
     m.bucket_count[2] = 1;
     m.latency_count = 6;
     m.checkpoint_wall_ms = 1000;
+    m.n_lags = 2;
+    m.lag[0].topic = 0;
+    m.lag[0].partition = 3;
+    m.lag[0].lag = 42;
+    m.lag[1].topic = 1;
+    m.lag[1].partition = 0;
+    m.lag[1].lag = 0;
+    m.consumer_lag = 42;
     char buf[65536];
     size_t len = nx_http_format(&m, 3500, buf, sizeof buf);
     CHECK_INT(len, strlen(buf));
@@ -215,6 +223,9 @@ static void test_format(void) {
     CHECK_STR_HAS(buf, "nextactd_latency_seconds_bucket{le=\"+Inf\"} 6\n");
     CHECK_STR_HAS(buf, "nextactd_latency_seconds_count 6\n");
     CHECK_STR_HAS(buf, "nextactd_checkpoint_age_seconds 2.500\n");
+    CHECK_STR_HAS(buf, "nextactd_consumer_lag{topic=\"clicks\",partition=\"3\"} 42\n");
+    CHECK_STR_HAS(buf, "nextactd_consumer_lag{topic=\"we\\\"ird\",partition=\"0\"} 0\n");
+    CHECK_STR_HAS(buf, "nextactd_consumer_lag_records 42\n");
     CHECK_STR_HAS(buf, "# TYPE nextactd_latency_seconds histogram\n");
     /* a short buffer: the length needed, nothing written past it */
     char small[32];
