@@ -456,14 +456,22 @@ static void segment_push(nx_pipeline_t *pipe) {
 static nx_mlp_predictor_t *pick_predictor(nx_pipeline_t *pipe) {
     trainer_t *tr = &pipe->tr;
     int64_t need = tr->pushed - 1 - LAG;
+    pthread_mutex_lock(&tr->mu);
+    if (pipe->live) {
+        /* Live, outputs depend on arrival timing anyway: take the newest
+         * snapshot rather than wait for a trainer that the scheduler has
+         * put aside (the loop's latency matters more). */
+        need = tr->trained;
+    } else {
+        while (need >= 0 && tr->trained < need)
+            pthread_cond_wait(&tr->cond, &tr->mu);
+    }
+    pthread_mutex_unlock(&tr->mu);
     if (need < 0)
         return tr->initial;
-    pthread_mutex_lock(&tr->mu);
-    while (tr->trained < need)
-        pthread_cond_wait(&tr->cond, &tr->mu);
-    pthread_mutex_unlock(&tr->mu);
-    /* The trainer is at most at segment pushed - 1 = need + LAG, so slot
-     * need % NSLOT holds exactly snapshot `need`: acquire takes it. */
+    /* Replay: the trainer is at most at segment pushed - 1 = need + LAG, so
+     * slot need % NSLOT holds exactly snapshot `need`: acquire takes it.
+     * (Live, a newer one may have replaced it: still a whole snapshot.) */
     nx_mlp_predictor_t *pred = tr->slot[need % NSLOT];
     nx_mlp_predictor_acquire(pred);
     return pred;
