@@ -9,10 +9,11 @@
  *
  * Determinism: given the same events in the same order, config and seed,
  * the pipeline emits bit-identical records and reaches a bit-identical
- * model, however the input is cut into batches (live mode adds only the
- * wall-clock watermark advance for idle partitions, off in replay).
- * Training runs on a second thread; which weights each prediction uses is
- * fixed by the input order (see pipeline.c).
+ * model, however the input is cut into batches. Training runs on a second
+ * thread; in replay, which weights each prediction uses is fixed by the
+ * input order (see pipeline.c). Live (the daemon), two things follow the
+ * clock instead: predictions use the newest weights the trainer has
+ * published, and idle partitions advance the watermark by wall clock.
  *
  * Time: per (topic, partition) the watermark is the largest event time seen
  * minus labels.allowed_lateness_ms; the pipeline's watermark is the minimum
