@@ -22,6 +22,7 @@
 #include "gen.h"
 
 #include "config.h"
+#include "replay_io.h"
 
 #include <avro.h>
 #include <errno.h>
@@ -60,9 +61,10 @@ typedef struct avro_out {
     avro_value_t rec;
     int have_rec;
     field_map_t map[F_COUNT];
-    avro_file_writer_t file; /* --output */
-    avro_writer_t mem;       /* --topic: raw binary into buf */
-    char buf[4096];          /* ids are short: a record is < 200 bytes */
+    char *json;            /* the writer schema's text, for the container header */
+    nx_ocf_writer_t *file; /* --output */
+    avro_writer_t mem;     /* raw binary into buf, for --topic and --output */
+    char buf[4096];        /* ids are short: a record is < 200 bytes */
 } avro_out_t;
 
 static int kind_matches(avro_schema_t s, int kind) {
@@ -104,8 +106,11 @@ static int read_file(const char *path, char **out, size_t *len, char *errstr, si
 static void avro_out_destroy(avro_out_t *ao) {
     if (!ao)
         return;
-    if (ao->file)
-        avro_file_writer_close(ao->file);
+    if (ao->file) {
+        char err[256];
+        nx_ocf_writer_close(ao->file, err, sizeof err);
+    }
+    free(ao->json);
     if (ao->mem)
         avro_writer_free(ao->mem);
     if (ao->have_rec)
@@ -203,7 +208,7 @@ static avro_out_t *avro_out_new(const char *schema_path, const char *const names
             goto err;
         }
     }
-    free(json);
+    ao->json = json;
     return ao;
 err:
     free(json);
@@ -266,84 +271,6 @@ static int64_t avro_encode(avro_out_t *ao) {
     if (avro_value_write(ao->mem, &ao->rec) != 0)
         return -1;
     return avro_writer_tell(ao->mem);
-}
-
-/* ---- deterministic OCF sync marker ----------------------------------------- */
-
-static int file_varint(FILE *f, int64_t *v) {
-    uint64_t z = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        int b = fgetc(f);
-        if (b == EOF)
-            return -1;
-        z |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Avro C draws each file's 16-byte sync marker at random, so two runs with
- * one seed would differ in those bytes. This rewrites the marker (after the
- * header and after every block) with bytes drawn from the seed, so the file
- * is bit-identical run to run. Walks the container format: magic, metadata
- * map, sync, then blocks of (count, size, data, sync). */
-static int ocf_fix_sync(const char *path, uint64_t seed, char *errstr, size_t errstr_size) {
-    uint8_t sync[16];
-    nx_gen_rng_t rng;
-    nx_gen_rng_seed(&rng, seed ^ 0x0cf0cf0cf0cf0cf0ULL); /* its own stream; any constant */
-    for (int i = 0; i < 16; i += 8) {
-        uint64_t x = nx_gen_rng_next(&rng);
-        memcpy(sync + i, &x, 8);
-    }
-    FILE *f = fopen(path, "r+b");
-    if (!f) {
-        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    char magic[4];
-    int64_t count, size;
-    if (fread(magic, 1, 4, f) != 4 || memcmp(magic, "Obj\x01", 4) != 0)
-        goto bad;
-    /* metadata: blocks of entries, a negative count carries a byte size */
-    for (;;) {
-        if (file_varint(f, &count) < 0)
-            goto bad;
-        if (count == 0)
-            break;
-        if (count < 0) {
-            count = -count;
-            if (file_varint(f, &size) < 0)
-                goto bad;
-        }
-        for (int64_t i = 0; i < 2 * count; i++) { /* key, value */
-            if (file_varint(f, &size) < 0 || size < 0 || fseek(f, (long)size, SEEK_CUR) != 0)
-                goto bad;
-        }
-    }
-    for (;;) {
-        /* an update stream needs a seek between reading and writing */
-        if (fseek(f, 0, SEEK_CUR) != 0 || fwrite(sync, 1, 16, f) != 16 || fseek(f, 0, SEEK_CUR))
-            goto bad;
-        if (file_varint(f, &count) < 0) {
-            if (feof(f))
-                break; /* the end of the last block */
-            goto bad;
-        }
-        if (file_varint(f, &size) < 0 || size < 0 || fseek(f, (long)size, SEEK_CUR) != 0)
-            goto bad;
-    }
-    if (fclose(f) != 0) {
-        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-bad:
-    fclose(f);
-    snprintf(errstr, errstr_size, "%s: not the Avro container gen just wrote", path);
-    return -1;
 }
 
 /* ---- malformed payloads (--bad-rate) ------------------------------------- */
@@ -913,17 +840,21 @@ int nx_gen_main(int argc, char **argv) {
         if (!ao)
             goto err;
     }
-    if (output) {
-        /* 64 KiB blocks: ~1400 events each. Avro C's deflate is the
-         * bottleneck (~120k events/s here); --codec null for speed. */
-        int e = avro_file_writer_create_with_codec(output, ao->schema, &ao->file, codec, 64 * 1024);
-        if (e) {
-            snprintf(errstr, sizeof errstr, "%s: %s", output, avro_strerror());
+    if (output || topic) {
+        ao->mem = avro_writer_memory(ao->buf, sizeof ao->buf);
+        if (!ao->mem) {
+            snprintf(errstr, sizeof errstr, "out of memory");
             goto err;
         }
     }
+    if (output) {
+        /* our container writer: its sync marker comes from the seed, so a
+         * file is bit-identical run to run */
+        ao->file = nx_ocf_writer_open(output, ao->json, codec, params.seed, errstr, sizeof errstr);
+        if (!ao->file)
+            goto err;
+    }
     if (topic) {
-        ao->mem = avro_writer_memory(ao->buf, sizeof ao->buf);
         bad_buf = malloc(sizeof ao->buf + 64);
         if (!ao->mem || !bad_buf) {
             snprintf(errstr, sizeof errstr, "out of memory");
@@ -972,16 +903,15 @@ int nx_gen_main(int argc, char **argv) {
             snprintf(errstr, sizeof errstr, "avro: %s", avro_strerror());
             goto err;
         }
-        if (output && avro_file_writer_append_value(ao->file, &ao->rec) != 0) {
-            snprintf(errstr, sizeof errstr, "%s: %s", output, avro_strerror());
+        int64_t len = ao ? avro_encode(ao) : 0;
+        if (len < 0) {
+            snprintf(errstr, sizeof errstr, "avro encode: %s", avro_strerror());
             goto err;
         }
+        if (output &&
+            nx_ocf_writer_append(ao->file, ao->buf, (size_t)len, errstr, sizeof errstr) < 0)
+            goto err;
         if (topic) {
-            int64_t len = avro_encode(ao);
-            if (len < 0) {
-                snprintf(errstr, sizeof errstr, "avro encode: %s", avro_strerror());
-                goto err;
-            }
             while (bad_rate > 0 && nx_gen_rng_uniform(&bad_rng) <= bad_rate) {
                 int kind = (int)(nx_gen_rng_next(&bad_rng) % BAD_KINDS);
                 size_t bl =
@@ -1005,15 +935,12 @@ int nx_gen_main(int argc, char **argv) {
             fputc('\n', truth);
         }
     }
-    if (output && avro_file_writer_close(ao->file) != 0) {
+    if (output) {
+        nx_ocf_writer_t *file = ao->file;
         ao->file = NULL;
-        snprintf(errstr, sizeof errstr, "%s: %s", output, avro_strerror());
-        goto err;
+        if (nx_ocf_writer_close(file, errstr, sizeof errstr) < 0)
+            goto err;
     }
-    if (ao)
-        ao->file = NULL;
-    if (output && ocf_fix_sync(output, params.seed, errstr, sizeof errstr) < 0)
-        goto err;
     if (ko) {
         /* 60 s: generous for a local broker, bounded for a dead one */
         rd_kafka_flush(ko->rk, 60000);
