@@ -177,18 +177,7 @@ static int produce_one(rd_kafka_t *prod, nx_gen_t *gen) {
     nx_gen_event_t ev;
     uint8_t buf[512];
     nx_gen_next(gen, &ev);
-    nx_codec_record_t rec = {
-        .user_id = ev.user_id,
-        .ts_ms = ev.ts_ms,
-        .event_type = ev.type_name,
-        .item_id = ev.item_id,
-        .category = ev.category,
-        .price = ev.price,
-        .has_quantity = ev.quantity > 0,
-        .quantity = ev.quantity,
-        .session_id = ev.session_id,
-    };
-    int64_t len = nx_codec_encode_event(&rec, -1, buf, sizeof buf);
+    int64_t len = nx_gen_encode_event(&ev, -1, buf, sizeof buf);
     if (len < 0)
         return -1;
     for (int tries = 0; tries < 1000; tries++) {

@@ -1,6 +1,8 @@
 /* gen.c: the clickstream generator and its oracle (see gen.h). */
 #include "gen.h"
 
+#include "codec.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -873,4 +875,19 @@ void nx_gen_oracle_finish(nx_gen_oracle_t *oracle, int64_t end_ts, nx_gen_oracle
         rep->auc[k] = auc_of(v, oracle->n);
     }
     free(v);
+}
+
+int64_t nx_gen_encode_event(const nx_gen_event_t *ev, int64_t schema_id, void *buf, size_t cap) {
+    nx_codec_record_t rec = {
+        .user_id = ev->user_id,
+        .ts_ms = ev->ts_ms,
+        .event_type = ev->type_name,
+        .item_id = ev->item_id,
+        .category = ev->category,
+        .price = ev->price,
+        .has_quantity = ev->quantity > 0,
+        .quantity = ev->quantity,
+        .session_id = ev->session_id,
+    };
+    return nx_codec_encode_event(&rec, schema_id, buf, cap);
 }

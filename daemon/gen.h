@@ -218,6 +218,12 @@ void nx_gen_oracle_finish(nx_gen_oracle_t *oracle, int64_t end_ts, nx_gen_oracle
 
 void nx_gen_oracle_destroy(nx_gen_oracle_t *oracle);
 
+/* Encodes ev as raw Avro binary per conf/schemas/event.avsc, with the
+ * Confluent header for schema_id >= 0 (nx_codec_encode_event): the payload
+ * the demo, the tests and the benchmarks produce. Returns the length, or
+ * -1 if buf is too small. Allocates nothing. */
+int64_t nx_gen_encode_event(const nx_gen_event_t *ev, int64_t schema_id, void *buf, size_t cap);
+
 /* `nextactd gen ...` (argv[0] = "gen"); daemon/gen_cmd.c. Returns the exit
  * status: 0, 1 on failure, 2 (EX_USAGE-like) on bad arguments. */
 int nx_gen_main(int argc, char **argv);

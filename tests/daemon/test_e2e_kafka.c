@@ -58,10 +58,7 @@ static void produce_input(void) {
         nx_gen_next(gen, &ge);
         /* users split across the two topics by the low bit of their rank */
         int t = ge.user & 1;
-        nx_codec_record_t rec = {ge.user_id,      ge.ts_ms,    ge.type_name,
-                                 ge.item_id,      ge.category, ge.price,
-                                 ge.quantity > 0, ge.quantity, ge.session_id};
-        int64_t len = nx_codec_encode_event(&rec, -1, buf, sizeof buf);
+        int64_t len = nx_gen_encode_event(&ge, -1, buf, sizeof buf);
         CHECK(len > 0);
         int is_bad = i % 100 == 37;
         if (is_bad) {

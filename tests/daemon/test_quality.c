@@ -153,19 +153,8 @@ static int generate(void) {
     for (int i = 0; i < EVENTS; i++) {
         nx_gen_event_t ev;
         nx_gen_next(gen, &ev);
-        nx_codec_record_t rec = {
-            .user_id = ev.user_id,
-            .ts_ms = ev.ts_ms,
-            .event_type = ev.type_name,
-            .item_id = ev.item_id,
-            .category = ev.category,
-            .price = ev.price,
-            .has_quantity = ev.quantity > 0,
-            .quantity = ev.quantity,
-            .session_id = ev.session_id,
-        };
         pay_off[i] = at;
-        int64_t n = nx_codec_encode_event(&rec, -1, arena + at, cap - at);
+        int64_t n = nx_gen_encode_event(&ev, -1, arena + at, cap - at);
         CHECK(n > 0);
         at += n > 0 ? (size_t)n : 0;
         user_of[i] = ev.user;
