@@ -356,15 +356,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  * over the assigned ones. A plain scan in document order: the "topics"
  * object names each topic ("topic":"...") before its partitions, and each
  * partition object has "partition":N before "consumer_lag":N (the brokers'
- * "toppars" also name topic and partition, but carry no consumer_lag). */
+ * "toppars" also name topic and partition, but carry no consumer_lag).
+ * Per partition: consumer_lag_stored (behind the stored offsets) when
+ * known, else consumer_lag (behind the committed offset). */
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
     (void)rk;
     (void)len;
     nx_kafka_t *kafka = opaque;
-    static const char k_topic[] = "\"topic\":\"",
-                      k_part[] = "\"partition\":", k_lag[] = "\"consumer_lag\":";
-    int64_t lag = 0;
-    int found = 0, topic = -1, n = 0;
+    static const char k_topic[] = "\"topic\":\"", k_part[] = "\"partition\":",
+                      k_lag[] = "\"consumer_lag\":", k_stored[] = "\"consumer_lag_stored\":";
+    int topic = -1, n = 0;
     long long partition = -1;
     for (const char *p = json; *p; p++) {
         if (*p != '"')
@@ -379,19 +380,30 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
         } else if (strncmp(p, k_part, sizeof k_part - 1) == 0) {
             partition = strtoll(p + sizeof k_part - 1, NULL, 10);
         } else if (strncmp(p, k_lag, sizeof k_lag - 1) == 0) {
-            long long v = strtoll(p + sizeof k_lag - 1, NULL, 10);
-            /* partition -1 is librdkafka's unassigned-messages queue;
-             * lag -1 means unknown (not fetching yet) */
-            if (partition < 0 || v < 0 || topic < 0)
-                continue;
-            lag += v;
-            found = 1;
-            if (n < NX_KAFKA_MAX_LAGS)
-                kafka->lags[n++] = (nx_kafka_lag_t){topic, (int32_t)partition, v};
+            /* partition -1 is librdkafka's unassigned-messages queue */
+            if (partition >= 0 && topic >= 0 && n < NX_KAFKA_MAX_LAGS)
+                kafka->lags[n++] = (nx_kafka_lag_t){topic, (int32_t)partition,
+                                                    strtoll(p + sizeof k_lag - 1, NULL, 10)};
+        } else if (strncmp(p, k_stored, sizeof k_stored - 1) == 0) {
+            /* lag behind the offsets we stored (acknowledged predictions):
+             * known as soon as one is stored, where consumer_lag waits for
+             * librdkafka to learn the committed offset */
+            long long v = strtoll(p + sizeof k_stored - 1, NULL, 10);
+            if (n > 0 && v >= 0 && kafka->lags[n - 1].topic == topic &&
+                kafka->lags[n - 1].partition == partition)
+                kafka->lags[n - 1].lag = v;
         }
     }
-    kafka->n_lags = n;
-    kafka->stats.consumer_lag = found ? lag : -1;
+    /* -1 means unknown (not fetching yet): left out */
+    int64_t sum = 0;
+    int kept = 0;
+    for (int i = 0; i < n; i++)
+        if (kafka->lags[i].lag >= 0) {
+            sum += kafka->lags[i].lag;
+            kafka->lags[kept++] = kafka->lags[i];
+        }
+    kafka->n_lags = kept;
+    kafka->stats.consumer_lag = kept ? sum : -1;
     return 0; /* librdkafka frees json */
 }
 
