@@ -63,6 +63,7 @@ typedef struct trainer {
     pthread_cond_t cond; /* any change of pushed, trained or stop */
     segment_t seg[QUEUE];
     int64_t pushed;  /* segments handed over */
+    int idle;        /* main thread: trainer known idle since the last push */
     int64_t trained; /* segments trained and published, -1 = none */
     int stop;
     nx_mlp_predictor_t *slot[NSLOT];
@@ -77,8 +78,9 @@ typedef struct trainer {
 
 typedef struct part_clock {
     int32_t topic, partition;
-    int64_t max_ts;       /* largest event time seen, ms */
-    int64_t last_wall_ms; /* wall clock of its last event (live) */
+    int64_t max_ts;       /* largest event time seen, ms; INT64_MIN = none yet */
+    int64_t last_wall_ms; /* wall clock of its last event, or of its assignment (live) */
+    int revoked;          /* no longer ours: does not hold the watermark */
 } part_clock_t;
 
 struct nx_pipeline {
@@ -298,23 +300,46 @@ static part_clock_t *part_clock(nx_pipeline_t *pipe, int32_t topic, int32_t part
     return c;
 }
 
-/* The global watermark: the minimum over partitions of max_ts - lateness;
- * in live mode a partition idle for idle_ms advances by the wall clock
- * beyond that. Never moves backwards. */
+/* The global watermark: the minimum over our partitions of max_ts -
+ * lateness. A partition assigned but not yet heard from holds it back (its
+ * events may be older than the others'), until, live, it has been quiet for
+ * idle_ms; a partition quiet that long stops holding it back and advances by
+ * the wall clock. Never moves backwards. */
 static void watermark_update(nx_pipeline_t *pipe, int64_t now_ms) {
     int64_t wm = INT64_MAX;
     for (int i = 0; i < pipe->n_parts; i++) {
         const part_clock_t *c = &pipe->parts[i];
-        if (c->max_ts == INT64_MIN)
+        if (c->revoked)
             continue;
+        int idle = pipe->live && now_ms - c->last_wall_ms > pipe->idle_ms;
+        if (c->max_ts == INT64_MIN) {
+            if (idle)
+                continue;
+            return; /* assigned, nothing seen yet: hold */
+        }
         int64_t w = c->max_ts - pipe->lateness_ms;
-        if (pipe->live && now_ms - c->last_wall_ms > pipe->idle_ms)
+        if (idle)
             w += now_ms - c->last_wall_ms - pipe->idle_ms;
         if (w < wm)
             wm = w;
     }
     if (wm != INT64_MAX && wm > pipe->watermark)
         pipe->watermark = wm;
+}
+
+void nx_pipeline_assign(nx_pipeline_t *pipe, int32_t topic, int32_t partition, int64_t now_ms) {
+    part_clock_t *c = part_clock(pipe, topic, partition);
+    if (!c)
+        return;
+    c->revoked = 0;
+    if (c->max_ts == INT64_MIN)
+        c->last_wall_ms = now_ms;
+}
+
+void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition) {
+    part_clock_t *c = part_clock(pipe, topic, partition);
+    if (c)
+        c->revoked = 1;
 }
 
 /* ---- training ------------------------------------------------------------------ */
@@ -404,8 +429,8 @@ static int trainer_start(nx_pipeline_t *pipe, char *errstr, size_t errstr_size) 
 /* Waits until the trainer has trained every segment pushed so far. */
 static void trainer_sync(nx_pipeline_t *pipe) {
     trainer_t *tr = &pipe->tr;
-    if (!tr->started)
-        return;
+    if (!tr->started || tr->idle)
+        return; /* idle: also true in a forked child, which has no trainer */
     pthread_mutex_lock(&tr->mu);
     while (tr->trained + 1 < tr->pushed)
         pthread_cond_wait(&tr->cond, &tr->mu);
@@ -443,6 +468,7 @@ static void segment_push(nx_pipeline_t *pipe) {
     trainer_t *tr = &pipe->tr;
     pthread_mutex_lock(&tr->mu);
     tr->pushed++;
+    tr->idle = 0;
     pthread_cond_broadcast(&tr->cond);
     while (tr->pushed - (tr->trained + 1) >= QUEUE)
         pthread_cond_wait(&tr->cond, &tr->mu);
@@ -582,8 +608,10 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
         part_clock_t *c = part_clock(pipe, ev[i].topic, ev[i].partition);
         if (c && ev[i].ts_ms > c->max_ts)
             c->max_ts = ev[i].ts_ms;
-        if (c)
+        if (c) {
             c->last_wall_ms = now_ms;
+            c->revoked = 0;
+        }
     }
 
     /* The rest happens once per step, when its last event is in: a batch
@@ -720,6 +748,11 @@ void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seco
 /* ---- checkpoints ------------------------------------------------------------- */
 
 #include "checkpoint.h"
+
+void nx_pipeline_quiesce(nx_pipeline_t *pipe) {
+    trainer_sync(pipe);
+    pipe->tr.idle = 1;
+}
 
 struct nx_store *nx_pipeline_store(nx_pipeline_t *pipe) {
     return pipe->store;

@@ -123,6 +123,20 @@ int nx_pipeline_save(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
 int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_section_t *extra,
                      int n_extra, char *errstr, size_t errstr_size);
 
+/* Brings the trainer thread to rest (every segment handed over is trained)
+ * and marks it so: until the next event, a fork's child can save the
+ * pipeline (nx_pipeline_save) without the trainer, which a child does not
+ * have. */
+void nx_pipeline_quiesce(nx_pipeline_t *pipe);
+
+/* Partitions assigned to or revoked from this daemon (live). An assigned
+ * partition holds the watermark back until its first event arrives (or it
+ * stays quiet for labels.idle_advance_ms), so that a partition read ahead of
+ * the others does not make their events late; a revoked one no longer
+ * counts. topic: index in kafka.input_topics. */
+void nx_pipeline_assign(nx_pipeline_t *pipe, int32_t topic, int32_t partition, int64_t now_ms);
+void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition);
+
 /* The store, for partition hand-over on rebalance. */
 struct nx_store *nx_pipeline_store(nx_pipeline_t *pipe);
 

@@ -418,13 +418,10 @@ static int ckpt_drain(run_t *r, int timeout_ms) {
 
 /* Brings the pipeline's trainer thread to rest before a fork: the child has
  * only the forking thread, so a snapshot taken while the trainer updates
- * the model would be torn, and the child's nx_pipeline_save would wait for
- * a trainer that does not exist there. pipeline.h has no call for this
- * alone yet (wanted: nx_pipeline_quiesce); nx_pipeline_save waits for the
- * trainer first, then fails at once on a path that cannot be created. */
+ * the model would be torn, and the child must not wait for a trainer that
+ * does not exist there (nx_pipeline_quiesce). */
 static void pipeline_quiesce(run_t *r) {
-    char err[256];
-    (void)nx_pipeline_save(r->pipe, "/proc/nonexistent/quiesce", NULL, 0, err, sizeof err);
+    nx_pipeline_quiesce(r->pipe);
 }
 
 /* Starts a background checkpoint (forked writer). */
@@ -485,8 +482,22 @@ static void handover_path(const run_t *r, int32_t partition, char *buf, size_t s
     snprintf(buf, size, "%s/p%d.nxs", r->handover_dir, (int)partition);
 }
 
+/* Tells the pipeline which partitions hold its watermark. */
+static void watermark_parts(run_t *r, const rd_kafka_topic_partition_list_t *parts, int assign) {
+    for (int i = 0; i < parts->cnt; i++)
+        for (int t = 0; t < r->cfg->kafka.input_topics.n; t++) {
+            if (strcmp(parts->elems[i].topic, r->cfg->kafka.input_topics.v[t]) != 0)
+                continue;
+            if (assign)
+                nx_pipeline_assign(r->pipe, t, parts->elems[i].partition, nx_now_wall_ms());
+            else
+                nx_pipeline_revoke(r->pipe, t, parts->elems[i].partition);
+        }
+}
+
 static void on_revoked(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
     run_t *r = opaque;
+    watermark_parts(r, parts, 0);
     if (r->stopping)
         return; /* the final checkpoint covers every user */
     for (int i = 0; i < parts->cnt; i++) {
@@ -587,6 +598,7 @@ static void handover_restore(run_t *r, int32_t p) {
 
 static void on_assigned(void *opaque, rd_kafka_topic_partition_list_t *parts) {
     run_t *r = opaque;
+    watermark_parts(r, parts, 1);
     for (int i = 0; i < parts->cnt; i++) {
         int32_t p = parts->elems[i].partition;
         int seen = 0;
@@ -1028,18 +1040,7 @@ static void demo_feed_step(demo_feed_t *feed, int64_t now_mono) {
     for (int i = 0; feed->produced < due && i < 20000; i++) {
         nx_gen_event_t ge;
         nx_gen_next(feed->gen, &ge);
-        nx_codec_record_t rec = {
-            .user_id = ge.user_id,
-            .ts_ms = ge.ts_ms,
-            .event_type = ge.type_name,
-            .item_id = ge.item_id,
-            .category = ge.category,
-            .price = ge.price,
-            .has_quantity = ge.quantity > 0,
-            .quantity = ge.quantity,
-            .session_id = ge.session_id,
-        };
-        int64_t len = nx_codec_encode_event(&rec, -1, feed->buf, sizeof feed->buf);
+        int64_t len = nx_gen_encode_event(&ge, -1, feed->buf, sizeof feed->buf);
         if (len < 0)
             continue;
         rd_kafka_resp_err_t e =

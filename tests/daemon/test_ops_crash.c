@@ -82,10 +82,7 @@ static void produce_input(void) {
     for (long long i = 0; p && gen && i < n_events; i++) {
         nx_gen_event_t ge;
         nx_gen_next(gen, &ge);
-        nx_codec_record_t rec = {ge.user_id,      ge.ts_ms,    ge.type_name,
-                                 ge.item_id,      ge.category, ge.price,
-                                 ge.quantity > 0, ge.quantity, ge.session_id};
-        int64_t len = nx_codec_encode_event(&rec, -1, buf, sizeof buf);
+        int64_t len = nx_gen_encode_event(&ge, -1, buf, sizeof buf);
         while (rd_kafka_producev(
                    p, RD_KAFKA_V_TOPIC(in_topic), RD_KAFKA_V_KEY(ge.user_id, strlen(ge.user_id)),
                    RD_KAFKA_V_VALUE(buf, (size_t)len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
