@@ -35,16 +35,6 @@ struct nx_ckptdir {
     nx_ckptdir_stats_t stats;
 };
 
-static int fail(char *errstr, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *errstr, size_t size, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, size, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int64_t mono_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -126,16 +116,16 @@ nx_ckptdir_t *nx_ckptdir_open(const char *dir, int keep, char *errstr, size_t er
     nx_ckptdir_t *ckdir = NULL;
     uint64_t *seqs = NULL;
     if (keep < 1) {
-        fail(errstr, errstr_size, "checkpoint.keep must be at least 1");
+        nx_errf(errstr, errstr_size, "checkpoint.keep must be at least 1");
         goto err;
     }
     if (mkdir_p(dir) < 0) {
-        fail(errstr, errstr_size, "checkpoint directory %s: %s", dir, strerror(errno));
+        nx_errf(errstr, errstr_size, "checkpoint directory %s: %s", dir, strerror(errno));
         goto err;
     }
     if (!(ckdir = calloc(1, sizeof *ckdir)) || !(ckdir->dir = strdup(dir)) ||
         !(seqs = malloc(MAX_FILES * sizeof *seqs))) {
-        fail(errstr, errstr_size, "out of memory");
+        nx_errf(errstr, errstr_size, "out of memory");
         goto err;
     }
     ckdir->keep = keep;
@@ -164,7 +154,7 @@ int64_t nx_ckptdir_load(nx_ckptdir_t *ckdir, nx_ckptdir_load_fn load, void *opaq
     uint64_t *seqs = malloc(MAX_FILES * sizeof *seqs);
     char path[4096], why[1024], first[1024] = "";
     if (!seqs)
-        return fail(errstr, errstr_size, "out of memory");
+        return nx_errf(errstr, errstr_size, "out of memory");
     int n = list_seqs(ckdir, seqs, MAX_FILES);
     int64_t loaded = n ? -1 : 0;
     for (int i = 0; i < n; i++) {
@@ -185,7 +175,7 @@ int64_t nx_ckptdir_load(nx_ckptdir_t *ckdir, nx_ckptdir_load_fn load, void *opaq
     }
     free(seqs);
     if (loaded < 0)
-        fail(errstr, errstr_size, "no loadable checkpoint (newest %s)", first);
+        nx_errf(errstr, errstr_size, "no loadable checkpoint (newest %s)", first);
     return loaded;
 }
 
@@ -233,8 +223,8 @@ int nx_ckptdir_save_bg(nx_ckptdir_t *ckdir, nx_ckptdir_write_fn write, void *opa
                        size_t errstr_size) {
     char path[4096];
     if (ckdir->child)
-        return fail(errstr, errstr_size, "a checkpoint write is still running (pid %d)",
-                    (int)ckdir->child);
+        return nx_errf(errstr, errstr_size, "a checkpoint write is still running (pid %d)",
+                       (int)ckdir->child);
     uint64_t seq = ckdir->next_seq;
     nx_ckptdir_path(ckdir, seq, path, sizeof path);
     /* stdio buffers would be flushed twice (parent and child) */
@@ -244,7 +234,7 @@ int nx_ckptdir_save_bg(nx_ckptdir_t *ckdir, nx_ckptdir_write_fn write, void *opa
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
-        return fail(errstr, errstr_size, "fork: %s", strerror(errno));
+        return nx_errf(errstr, errstr_size, "fork: %s", strerror(errno));
     if (pid == 0) {
         /* the child: a snapshot of the parent at the fork; write and go,
          * without atexit handlers or stdio flushes of the parent's state */

@@ -22,16 +22,6 @@ struct nx_http {
     nx_metrics_t snap; /* under lock */
 };
 
-static int fail(char *errstr, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *errstr, size_t size, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, size, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---- formatting ------------------------------------------------------------ */
 
 typedef struct out {
@@ -253,12 +243,13 @@ nx_http_t *nx_http_start(const char *listen, char *errstr, size_t errstr_size) {
     struct sockaddr_storage ss;
     int v6 = 0;
     if (parse_listen(listen, &ss, &v6) < 0) {
-        fail(errstr, errstr_size, "metrics.listen \"%s\": want host:port (IPv4 or [IPv6])", listen);
+        nx_errf(errstr, errstr_size, "metrics.listen \"%s\": want host:port (IPv4 or [IPv6])",
+                listen);
         return NULL;
     }
     nx_http_t *http = calloc(1, sizeof *http);
     if (!http) {
-        fail(errstr, errstr_size, "out of memory");
+        nx_errf(errstr, errstr_size, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&http->lock, NULL);
@@ -272,7 +263,7 @@ nx_http_t *nx_http_start(const char *listen, char *errstr, size_t errstr_size) {
                                  (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
     if (!http->mhd) {
-        fail(errstr, errstr_size, "metrics.listen %s: cannot listen (address in use?)", listen);
+        nx_errf(errstr, errstr_size, "metrics.listen %s: cannot listen (address in use?)", listen);
         pthread_mutex_destroy(&http->lock);
         free(http);
         return NULL;

@@ -63,16 +63,6 @@ struct nx_kafka {
     int n_lags;
 };
 
-static int fail(char *errstr, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *errstr, size_t size, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, size, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---- tickets ----------------------------------------------------------- */
 
 static nx_ticket_t ticket_make(int slot, uint16_t gen, uint64_t seq) {
@@ -419,7 +409,7 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
                     size_t errstr_size) {
     char why[512];
     if (rd_kafka_conf_set(conf, name, value, why, sizeof why) != RD_KAFKA_CONF_OK)
-        return fail(errstr, errstr_size, "kafka: %s = %s: %s", name, value, why);
+        return nx_errf(errstr, errstr_size, "kafka: %s = %s: %s", name, value, why);
     return 0;
 }
 
@@ -454,11 +444,11 @@ static int start_mock(nx_kafka_t *kafka, const nx_config_t *cfg, char *errstr, s
     kafka->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
     if (!kafka->mock_rk) {
         rd_kafka_conf_destroy(conf);
-        return fail(errstr, errstr_size, "kafka: mock cluster handle: %s", why);
+        return nx_errf(errstr, errstr_size, "kafka: mock cluster handle: %s", why);
     }
     kafka->mock = rd_kafka_mock_cluster_new(kafka->mock_rk, 1);
     if (!kafka->mock)
-        return fail(errstr, errstr_size, "kafka: cannot start the mock cluster");
+        return nx_errf(errstr, errstr_size, "kafka: cannot start the mock cluster");
     /* The demo's topics: 4 input partitions, so the consumer exercises the
      * same per-partition bookkeeping as against a real cluster. */
     for (int i = 0; i < cfg->kafka.input_topics.n; i++)
@@ -468,7 +458,7 @@ static int start_mock(nx_kafka_t *kafka, const nx_config_t *cfg, char *errstr, s
         rd_kafka_mock_topic_create(kafka->mock, cfg->kafka.dead_letter_topic, 1, 1);
     kafka->brokers = strdup(rd_kafka_mock_cluster_bootstraps(kafka->mock));
     nx_notice("kafka: in-process mock cluster at %s", kafka->brokers);
-    return kafka->brokers ? 0 : fail(errstr, errstr_size, "out of memory");
+    return kafka->brokers ? 0 : nx_errf(errstr, errstr_size, "out of memory");
 }
 
 nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, char *errstr,
@@ -478,7 +468,7 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
     rd_kafka_topic_partition_list_t *sub = NULL;
     char why[512], num[32];
     if (!kafka) {
-        fail(errstr, errstr_size, "out of memory");
+        nx_errf(errstr, errstr_size, "out of memory");
         return NULL;
     }
     if (hooks)
@@ -509,7 +499,7 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
     rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
     kafka->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, why, sizeof why);
     if (!kafka->producer) {
-        fail(errstr, errstr_size, "kafka: producer: %s", why);
+        nx_errf(errstr, errstr_size, "kafka: producer: %s", why);
         goto err;
     }
     pconf = NULL;
@@ -532,7 +522,7 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
     rd_kafka_conf_set_stats_cb(cconf, stats_cb);
     kafka->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, why, sizeof why);
     if (!kafka->consumer) {
-        fail(errstr, errstr_size, "kafka: consumer: %s", why);
+        nx_errf(errstr, errstr_size, "kafka: consumer: %s", why);
         goto err;
     }
     cconf = NULL;
@@ -544,7 +534,7 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
     rd_kafka_resp_err_t err = rd_kafka_subscribe(kafka->consumer, sub);
     rd_kafka_topic_partition_list_destroy(sub);
     if (err) {
-        fail(errstr, errstr_size, "kafka: subscribe: %s", rd_kafka_err2str(err));
+        nx_errf(errstr, errstr_size, "kafka: subscribe: %s", rd_kafka_err2str(err));
         goto err;
     }
     return kafka;

@@ -101,3 +101,11 @@ void nx_log_rl(nx_log_rl_t *rl, int level, const char *fmt, ...) {
     log_write(level, suppressed > 0 ? suffix : NULL, fmt, ap);
     va_end(ap);
 }
+
+int nx_errf(char *errstr, size_t errstr_size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, errstr_size, fmt, ap);
+    va_end(ap);
+    return -1;
+}

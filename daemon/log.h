@@ -15,6 +15,7 @@
 #define NX_LOG_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* syslog(3) priorities */
@@ -62,6 +63,12 @@ void nx_log_rl(nx_log_rl_t *rl, int level, const char *fmt, ...)
 #define nx_notice(...) nx_log(NX_LOG_NOTICE, __VA_ARGS__)
 #define nx_info(...)   nx_log(NX_LOG_INFO, __VA_ARGS__)
 #define nx_debug(...)  nx_log(NX_LOG_DEBUG, __VA_ARGS__)
+
+/* Writes a message into a caller's errstr (STYLE: errors as return value
+ * plus errstr) and returns -1, so `return nx_errf(errstr, size, ...);`
+ * reads as the error return. */
+int nx_errf(char *errstr, size_t errstr_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Monotonic and wall clocks in ms. */
 int64_t nx_now_mono_ms(void);

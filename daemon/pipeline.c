@@ -118,11 +118,6 @@ struct nx_pipeline {
 static int trainer_start(nx_pipeline_t *pipe, char *errstr, size_t errstr_size);
 static void trainer_stop(nx_pipeline_t *pipe);
 
-static int fail(char *errstr, size_t size, const char *what) {
-    snprintf(errstr, size, "%s", what);
-    return -1;
-}
-
 static void store_params_from(const nx_config_t *cfg, nx_store_params_t *sp) {
     nx_store_params_default(sp);
     sp->n_types = cfg->event_types.n;
@@ -196,7 +191,7 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
                                const nx_pipeline_out_t *out, char *errstr, size_t errstr_size) {
     nx_pipeline_t *pipe = calloc(1, sizeof *pipe);
     if (!pipe) {
-        fail(errstr, errstr_size, "out of memory");
+        nx_errf(errstr, errstr_size, "out of memory");
         return NULL;
     }
     pipe->cfg = cfg;
@@ -249,7 +244,7 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
     pipe->rec = malloc(REC_MAX);
     if (!pipe->X || !pipe->status || !pipe->P || !pipe->ex.x || !pipe->ex.label ||
         !pipe->ex.ts_ms || !pipe->ex.score || !pipe->rec) {
-        fail(errstr, errstr_size, "out of memory");
+        nx_errf(errstr, errstr_size, "out of memory");
         goto err;
     }
     if (pipe->mlp && trainer_start(pipe, errstr, errstr_size) < 0)
@@ -401,7 +396,7 @@ static int trainer_start(nx_pipeline_t *pipe, char *errstr, size_t errstr_size) 
     tr->tx = malloc((size_t)tr->tcap * pipe->dim * sizeof *tr->tx);
     tr->ty = malloc((size_t)tr->tcap * sizeof *tr->ty);
     if (!tr->tx || !tr->ty)
-        return fail(errstr, errstr_size, "out of memory");
+        return nx_errf(errstr, errstr_size, "out of memory");
     /* a segment holds one batch's resolved examples plus expired ones */
     for (int i = 0; i < QUEUE; i++) {
         segment_t *g = &tr->seg[i];
@@ -409,7 +404,7 @@ static int trainer_start(nx_pipeline_t *pipe, char *errstr, size_t errstr_size) 
         g->x = malloc(g->cap * pipe->dim * sizeof *g->x);
         g->label = malloc(g->cap * sizeof *g->label);
         if (!g->x || !g->label)
-            return fail(errstr, errstr_size, "out of memory");
+            return nx_errf(errstr, errstr_size, "out of memory");
     }
     if (!(tr->initial = nx_mlp_predictor_new(pipe->mlp, errstr, errstr_size)))
         return -1;
@@ -421,7 +416,7 @@ static int trainer_start(nx_pipeline_t *pipe, char *errstr, size_t errstr_size) 
     pthread_mutex_init(&tr->mu, NULL);
     pthread_cond_init(&tr->cond, NULL);
     if (pthread_create(&tr->thread, NULL, trainer_main, pipe) != 0)
-        return fail(errstr, errstr_size, "cannot start the trainer thread");
+        return nx_errf(errstr, errstr_size, "cannot start the trainer thread");
     tr->started = 1;
     return 0;
 }
@@ -793,7 +788,7 @@ static int load_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char 
     int32_t tn, np;
     uint64_t dim, fn;
     if (nx_checkpoint_section_open(r, "pipeline") < 0)
-        return fail(errstr, errstr_size, "checkpoint has no pipeline section");
+        return nx_errf(errstr, errstr_size, "checkpoint has no pipeline section");
     if (nx_checkpoint_read(r, &pipe->watermark, sizeof pipe->watermark) < 0 ||
         nx_checkpoint_read(r, &np, sizeof np) < 0 || np < 0 || np > MAX_PARTS ||
         nx_checkpoint_read(r, pipe->parts, (size_t)np * sizeof pipe->parts[0]) < 0 ||
@@ -808,7 +803,7 @@ static int load_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char 
                 nx_checkpoint_read(r, pipe->fill->label, fn * sizeof *pipe->fill->label) < 0)) ||
         nx_checkpoint_read(r, &pipe->st, sizeof pipe->st) < 0 ||
         nx_checkpoint_read(r, &pipe->maintained_at, sizeof pipe->maintained_at) < 0)
-        return fail(errstr, errstr_size, "checkpoint: bad pipeline section");
+        return nx_errf(errstr, errstr_size, "checkpoint: bad pipeline section");
     pipe->n_parts = np;
     tr->tn = tn;
     if (pipe->mlp)
@@ -837,7 +832,7 @@ int nx_pipeline_save(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
     }
     if (rc) {
         nx_checkpoint_abort(w);
-        return fail(errstr, errstr_size, "checkpoint: write failed");
+        return nx_errf(errstr, errstr_size, "checkpoint: write failed");
     }
     return nx_checkpoint_commit(w, errstr, errstr_size);
 }
@@ -864,7 +859,7 @@ int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
     if (pipe->mlp && nx_checkpoint_get_mlp(r, pipe->mlp, errstr, errstr_size) < 0)
         goto out;
     if (nx_checkpoint_section_open(r, "store") < 0) {
-        fail(errstr, errstr_size, "checkpoint has no store section");
+        nx_errf(errstr, errstr_size, "checkpoint has no store section");
         goto out;
     }
     if (nx_store_restore(pipe->store, nx_checkpoint_read, r, errstr, errstr_size) < 0)
