@@ -147,17 +147,6 @@ static void consume_outputs(rd_kafka_t *cons, int wait_ms, int64_t *first, int64
     }
 }
 
-static pid_t start_daemon(const char *conf, const char *log) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(nextactd, nextactd, "run", "-c", conf, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
 /* Sum of the group's committed offsets on the input topic; -1 on error. */
 static long long committed_sum(rd_kafka_t *rk) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTS);
@@ -323,7 +312,7 @@ int main(int argc, char **argv) {
         printf("produced %lld events to %s (%d partitions), %lld delivered\n", produced, in_topic,
                PARTS, delivered);
         t_start = now_us();
-        pid = start_daemon(conf, log);
+        pid = nx_fixture_start_daemon(nextactd, conf, log, NULL);
         /* until every prediction is in, or the offsets are committed and
          * nothing more comes for 3 s (then some are missing) */
         int64_t deadline = t_start + 300 * 1000000LL;
@@ -356,7 +345,7 @@ int main(int argc, char **argv) {
                span, c, total, (double)(t_end - t_start) / 1e6);
     } else {
         /* latency: daemon first, warm-up, then a fixed rate */
-        pid = start_daemon(conf, log);
+        pid = nx_fixture_start_daemon(nextactd, conf, log, NULL);
         for (int i = 0; i < WARMUP; i++)
             produce_one(prod, gen);
         rd_kafka_flush(prod, 10000);

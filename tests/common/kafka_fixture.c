@@ -154,3 +154,17 @@ void nx_fixture_print_log(void) {
     if (system(cmd) != 0)
         fprintf(stderr, "(no broker log)\n");
 }
+
+pid_t nx_fixture_start_daemon(const char *nextactd, const char *conf, const char *log,
+                              const char *dump) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(log, "a", stderr))
+            _exit(126);
+        if (dump)
+            setenv("NX_DEBUG_DUMP_STORE", dump, 1);
+        execl(nextactd, nextactd, "run", "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}

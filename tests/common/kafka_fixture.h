@@ -15,6 +15,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* $NX_TEST_BROKERS if set, else 127.0.0.1:$NX_KAFKA_PORT (the port
  * scripts/kafka uses), else 127.0.0.1:39092. */
@@ -38,6 +39,12 @@ rd_kafka_t *nx_fixture_consumer(const char *group, char *err, size_t err_size,
 /* Sum over partitions of the high watermark of `topic`; -1 on error. */
 long long nx_fixture_end_offsets(rd_kafka_t *rk, const char *topic, int partitions,
                                  long long *per_partition);
+
+/* Starts `NEXTACTD run -c CONF` in a child process, its stderr appended to
+ * LOG; with dump set, the child gets NX_DEBUG_DUMP_STORE=dump (test-only
+ * store dump at shutdown). Returns the pid (-1 if fork failed). */
+pid_t nx_fixture_start_daemon(const char *nextactd, const char *conf, const char *log,
+                              const char *dump);
 
 /* Prints the last lines of the broker log to stderr (call on failure). */
 void nx_fixture_print_log(void);

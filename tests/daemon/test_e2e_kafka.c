@@ -121,17 +121,6 @@ static void index_input(void) {
     }
 }
 
-static pid_t start_daemon(const char *nextactd, const char *conf, const char *log) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        execl(nextactd, nextactd, "run", "-c", conf, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
 static int committed_reach_end(void) {
     char err[512];
     rd_kafka_t *c = nx_fixture_consumer(group, err, sizeof err, NULL);
@@ -330,7 +319,7 @@ int main(int argc, char **argv) {
             argv[2], argv[2]);
     fclose(f);
 
-    pid_t pid = start_daemon(argv[1], conf, log);
+    pid_t pid = nx_fixture_start_daemon(argv[1], conf, log, NULL);
     time_t deadline = time(NULL) + 180;
     int done = 0;
     while (!done && time(NULL) < deadline) {

@@ -130,16 +130,7 @@ static pid_t start_daemon(const char *name, const char *dump) {
     char conf[300], log[300];
     snprintf(conf, sizeof conf, "%s/%s.conf", dir, name);
     snprintf(log, sizeof log, "%s/%s.log", dir, name);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!freopen(log, "a", stderr))
-            _exit(126);
-        if (dump)
-            setenv("NX_DEBUG_DUMP_STORE", dump, 1);
-        execl(nextactd, nextactd, "run", "-c", conf, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    return nx_fixture_start_daemon(nextactd, conf, log, dump);
 }
 
 static int committed_at_end(const char *group) {

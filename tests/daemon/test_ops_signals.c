@@ -95,17 +95,6 @@ typedef struct daemon {
     int slot;
 } daemon_t;
 
-static pid_t start_daemon(const char *nextactd, const char *conf, const char *log) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!freopen(log, "a", stderr))
-            _exit(126);
-        execl(nextactd, nextactd, "run", "-c", conf, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
 static int n_stopped, n_ok;
 static int64_t max_stop, sum_stop;
 static char dir[] = "/tmp/test_ops_signals.XXXXXX";
@@ -199,7 +188,7 @@ int main(int argc, char **argv) {
         int s = i % 2;
         if (d[s].pid) /* the slot's daemon from two cycles ago */
             stop_daemon(&d[s], i, "old");
-        d[s].pid = start_daemon(argv[1], conf[s], log[s]);
+        d[s].pid = nx_fixture_start_daemon(argv[1], conf[s], log[s], NULL);
         d[s].started = mono_ms();
         d[s].slot = s;
         rng ^= rng << 13;
