@@ -34,16 +34,17 @@
 
 /*
  * Training runs on a thread of its own, beside prediction, without losing
- * determinism. The main thread hands the labelled examples of each
- * micro-batch to the trainer as a numbered segment; the trainer applies
- * down-sampling, trains in mini-batches, and after each segment publishes
- * its weights into predictor slot (segment % NSLOT). Before predicting, the
- * main thread waits for the snapshot of segment (segments pushed - 1 - LAG)
- * and predicts from exactly that one: which weights a prediction uses
- * depends only on the input order, never on the trainer's speed. LAG
- * segments of slack let both threads run at once; the trainer can never be
- * more than LAG segments ahead of the snapshot in use, so NSLOT = LAG + 1
- * slots are never overwritten while read (see pick_predictor).
+ * determinism. The main thread hands the labelled examples of each step to
+ * the trainer as a numbered segment; the trainer applies down-sampling,
+ * trains in mini-batches, and after each segment publishes its weights into
+ * predictor slot (segment % NSLOT). In replay, before predicting, the main
+ * thread waits for the snapshot of segment (segments pushed - 1 - LAG) and
+ * predicts from exactly that one: which weights a prediction uses depends
+ * only on the input order, never on the trainer's speed. LAG segments of
+ * slack let both threads run at once; the trainer can never be more than
+ * LAG segments ahead of the snapshot in use, so NSLOT = LAG + 1 slots are
+ * never overwritten while read (see pick_predictor). Live, the newest
+ * snapshot is taken without waiting.
  */
 #define LAG   4
 #define NSLOT (LAG + 1)
@@ -93,14 +94,13 @@ struct nx_pipeline {
     nx_predenc_t *enc;
     size_t dim;
     int n_types, K;
-    size_t max_batch;
     int64_t horizon_ms, lateness_ms, idle_ms;
 
-    /* per-step buffers, sized for max_batch = STEP events */
-    float *X;         /* (max_batch, dim) */
-    uint8_t *status;  /* (max_batch) */
-    float *P;         /* (max_batch, K) */
-    nx_examples_t ex; /* resolved or expired examples, cap max_batch */
+    /* per-step buffers: a step holds at most STEP events */
+    float *X;         /* (STEP, dim) */
+    uint8_t *status;  /* (STEP) */
+    float *P;         /* (STEP, K) */
+    nx_examples_t ex; /* resolved or expired examples, cap STEP */
     uint8_t *rec;     /* REC_MAX */
 
     trainer_t tr;
@@ -200,8 +200,6 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
         pipe->out = *out;
     pipe->n_types = cfg->event_types.n;
     pipe->K = pipe->n_types + 1;
-    /* per-step buffers: a step holds at most STEP events */
-    pipe->max_batch = STEP;
     pipe->horizon_ms = cfg->labels.horizon_s * 1000;
     pipe->lateness_ms = cfg->labels.allowed_lateness_ms;
     pipe->idle_ms = cfg->labels.idle_advance_ms;
@@ -232,7 +230,7 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
     if (!pipe->enc)
         goto err;
 
-    size_t mb = pipe->max_batch;
+    size_t mb = STEP;
     pipe->X = calloc(mb * pipe->dim, sizeof *pipe->X);
     pipe->status = calloc(mb, 1);
     pipe->P = calloc(mb * (size_t)pipe->K, sizeof *pipe->P);
@@ -400,7 +398,7 @@ static int trainer_start(nx_pipeline_t *pipe, char *errstr, size_t errstr_size) 
     /* a segment holds one batch's resolved examples plus expired ones */
     for (int i = 0; i < QUEUE; i++) {
         segment_t *g = &tr->seg[i];
-        g->cap = 2 * pipe->max_batch;
+        g->cap = 2 * STEP;
         g->x = malloc(g->cap * pipe->dim * sizeof *g->x);
         g->label = malloc(g->cap * sizeof *g->label);
         if (!g->x || !g->label)
