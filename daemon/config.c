@@ -80,7 +80,8 @@ static const nx_cfg_desc_t nx_config_table[] = {
     {"kafka.flush_timeout_ms", NX_CT_INT, OFF(kafka.flush_timeout_ms), "10000", 0, 600000, NULL, 0,
      "Longest producer flush at shutdown, milliseconds; keep under TimeoutStopSec."},
     {"kafka.transactional", NX_CT_BOOL, OFF(kafka.transactional), "false", 0, 0, NULL, 0,
-     "Exactly-once: transactional producer with consumed offsets in the transaction."},
+     "Exactly-once (transactional producer): not implemented yet, must be false;\n"
+     "delivery is at least once, each prediction carrying its input offset."},
     {"kafka.consumer", NX_CT_RDKAFKA, OFF(kafka.consumer), "{}", 0, 0, NULL, 0,
      "librdkafka consumer properties passed through, dots written as underscores\n"
      "(security_protocol = \"SSL\"; ssl_ca_location = \"/etc/ssl/ca.pem\";)."},
@@ -876,6 +877,10 @@ static int cross_check(load_ctx_t *ctx, nx_config_t *cfg, const config_t *c) {
                         "window %llds does not divide into %lld buckets of whole milliseconds",
                         (long long)cfg->features.windows_s.v[i],
                         (long long)cfg->features.buckets.v[i]);
+    if (cfg->kafka.transactional)
+        return fail(ctx, find_line(cfg, c, "kafka.transactional"),
+                    "kafka.transactional = true (exactly-once) is not implemented yet; "
+                    "nextactd delivers at least once: set it to false");
     if (cfg->model.hidden.n > 8)
         return fail(ctx, find_line(cfg, c, "model.hidden"),
                     "model.hidden has %d layers; at most 8 allowed", cfg->model.hidden.n);

@@ -199,6 +199,9 @@ int main(int argc, char **argv) {
     expect_bad(BASE "input: { type_map = { pv = \"clik\"; }; };\n", 2, "is not an event type");
     expect_bad(BASE "event_types = [\"click\", \"click\"];\n", 2, "names \"click\" twice");
     expect_bad(BASE "model: { class_weights = [1.0, 2.0]; };\n", 2, "give none or 4");
+    expect_bad("kafka: { brokers = \"x\"; input_topics = [\"a\"]; output_topic = \"p\";\n"
+               "  transactional = true; };\n",
+               2, "not implemented yet");
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
