@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "store.h"
 
 typedef enum nx_cfg_type {
     NX_CT_INT,     /* int64_t; min/max bound the value */
@@ -147,9 +148,8 @@ static const nx_cfg_desc_t nx_config_table[] = {
      "Schema id written in the Confluent framing of predictions."},
 
     {"features.windows_s", NX_CT_INTS, OFF(features.windows_s), "[300, 3600, 86400]", 1, 2592000, NULL, 0,
-     "Rolling window lengths, seconds (at most 8)."},
-    {"features.buckets", NX_CT_INTS, OFF(features.buckets), "[10, 12, 24]", 1, 1024, NULL, 0,
-     "Buckets per window (one per entry of windows_s): the tail's granularity."},
+     "Rolling window lengths, seconds (at most 4): exponentially decayed counters with\n"
+     "these time constants (constant memory per user, O(1) update in any time order)."},
     {"features.user_ttl_s", NX_CT_INT, OFF(features.user_ttl_s), "172800", 60, 31536000, NULL, 0,
      "Users idle this long (event time) are expired, seconds."},
     {"features.max_users", NX_CT_INT, OFF(features.max_users), "1000000", 1, 1000000000, NULL, 0,
@@ -862,21 +862,10 @@ static int cross_check(load_ctx_t *ctx, nx_config_t *cfg, const config_t *c) {
             return fail(ctx, maps[m]->line[i], "%s.%s = \"%s\" is not an event type; one of %s%s",
                         mapnames[m], maps[m]->key[i], v, types, m == 0 ? " or \"\" (skip)" : "");
         }
-    if (cfg->features.windows_s.n != cfg->features.buckets.n)
-        return fail(ctx, find_line(cfg, c, "features.buckets"),
-                    "features.buckets has %d entries but features.windows_s has %d; give one "
-                    "bucket count per window",
-                    cfg->features.buckets.n, cfg->features.windows_s.n);
-    if (cfg->features.windows_s.n > 8)
+    if (cfg->features.windows_s.n > NX_STORE_MAX_WINDOWS)
         return fail(ctx, find_line(cfg, c, "features.windows_s"),
-                    "features.windows_s has %d windows; at most 8 allowed",
-                    cfg->features.windows_s.n);
-    for (int i = 0; i < cfg->features.windows_s.n; i++)
-        if (cfg->features.windows_s.v[i] * 1000 % cfg->features.buckets.v[i] != 0)
-            return fail(ctx, find_line(cfg, c, "features.buckets"),
-                        "window %llds does not divide into %lld buckets of whole milliseconds",
-                        (long long)cfg->features.windows_s.v[i],
-                        (long long)cfg->features.buckets.v[i]);
+                    "features.windows_s has %d windows; at most %d allowed",
+                    cfg->features.windows_s.n, NX_STORE_MAX_WINDOWS);
     if (cfg->kafka.transactional)
         return fail(ctx, find_line(cfg, c, "kafka.transactional"),
                     "kafka.transactional = true (exactly-once) is not implemented yet; "

@@ -116,7 +116,6 @@ typedef struct nx_config {
     /* features */
     struct {
         nx_intlist_t windows_s; /* window lengths, seconds */
-        nx_intlist_t buckets;   /* buckets per window */
         int64_t user_ttl_s;
         int64_t max_users;
         int64_t session_gap_s;

@@ -124,10 +124,8 @@ static void store_params_from(const nx_config_t *cfg, nx_store_params_t *sp) {
     for (int i = 0; i < sp->n_types; i++)
         snprintf(sp->type_names[i], sizeof sp->type_names[i], "%s", cfg->event_types.v[i]);
     sp->n_windows = cfg->features.windows_s.n;
-    for (int i = 0; i < sp->n_windows; i++) {
+    for (int i = 0; i < sp->n_windows; i++)
         sp->window_ms[i] = cfg->features.windows_s.v[i] * 1000;
-        sp->window_buckets[i] = (int)cfg->features.buckets.v[i];
-    }
     /* purchase value and session cart adds follow the type names */
     sp->value_type = -1;
     sp->cart_type = -1;

@@ -110,10 +110,9 @@ static void test_dump_roundtrip(const char *conf) {
 
 static void test_values(void) {
     char err[1024];
-    const char *path = write_conf(
-        "ok.conf",
-        BASE "features: { max_users = 20000000L; windows_s = [60, 600]; buckets = [6, 10]; };\n"
-             "kafka: { };\n");
+    const char *path =
+        write_conf("ok.conf", BASE "features: { max_users = 20000000L; windows_s = [60, 600]; };\n"
+                                   "kafka: { };\n");
     /* a duplicate group is a libconfig syntax error */
     nx_config_t *cfg = nx_config_load(path, err, sizeof err);
     CHECK(cfg == NULL);
@@ -123,7 +122,7 @@ static void test_values(void) {
         "ok.conf",
         "kafka: { brokers = \"b:1\"; input_topics = [\"a\", \"b\"]; output_topic = \"p\";\n"
         "  consumer = { security_protocol = \"plaintext\"; fetch_wait_max_ms = 10; };\n};\n"
-        "features: { max_users = 20000000L; windows_s = [60, 600]; buckets = [6, 10]; };\n"
+        "features: { max_users = 20000000L; windows_s = [60, 600]; };\n"
         "input: { writer_schema = \"my.avsc\"; type_map = { pv = \"click\"; fav = \"\"; }; };\n");
     cfg = nx_config_load(path, err, sizeof err);
     CHECK(cfg != NULL);
@@ -133,7 +132,6 @@ static void test_values(void) {
     }
     CHECK_INT(cfg->features.max_users, 20000000);
     CHECK_INT(cfg->features.windows_s.n, 2);
-    CHECK_INT(cfg->features.buckets.v[1], 10);
     CHECK_INT(cfg->kafka.input_topics.n, 2);
     CHECK_INT(cfg->kafka.consumer.n, 2);
     CHECK_STR_HAS(cfg->kafka.consumer.key[0], "security.protocol");
@@ -194,8 +192,8 @@ int main(int argc, char **argv) {
                "  consumer = { session_timeout_ms = \"soon\"; }; };\n",
                2, "session.timeout.ms");
     /* cross-key checks */
-    expect_bad(BASE "features: { windows_s = [300, 3600]; buckets = [10]; };\n", 2,
-               "one bucket count per window");
+    expect_bad(BASE "features: { windows_s = [60, 300, 3600, 86400, 604800]; };\n", 2,
+               "at most 4 allowed");
     expect_bad(BASE "input: { type_map = { pv = \"clik\"; }; };\n", 2, "is not an event type");
     expect_bad(BASE "event_types = [\"click\", \"click\"];\n", 2, "names \"click\" twice");
     expect_bad(BASE "model: { class_weights = [1.0, 2.0]; };\n", 2, "give none or 4");
