@@ -271,7 +271,10 @@ static void commit_now(nx_kafka_t *kafka) {
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     nx_kafka_t *kafka = opaque;
-    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    /* NULL while the consumer is closing (the revoke inside
+     * rd_kafka_consumer_close): then the eager calls are the right ones. */
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+    int cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
     kafka->stats.rebalances++;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++) {
