@@ -444,6 +444,9 @@ static int start_mock(nx_kafka_t *kafka, const nx_config_t *cfg, char *errstr, s
     char why[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(conf, log_cb);
+    /* this handle only hosts the mock cluster: its "no bootstrap.servers"
+     * notice is noise */
+    rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
     kafka->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
     if (!kafka->mock_rk) {
         rd_kafka_conf_destroy(conf);
