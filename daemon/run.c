@@ -740,8 +740,12 @@ static void ops_tick(run_t *r, int64_t now_mono) {
  * (no polls, no watchdog pings) until SIGTERM, as a stuck loop would. */
 static void debug_hang(int64_t since_ms) {
     static int done;
-    const char *env = getenv("NX_DEBUG_HANG_AFTER_MS");
-    if (done || !env || nx_now_mono_ms() - since_ms < atoll(env))
+    static long long after_ms = -2; /* -2: not read yet, -1: unset */
+    if (after_ms == -2) {
+        const char *env = getenv("NX_DEBUG_HANG_AFTER_MS"); /* once, not per iteration */
+        after_ms = env ? atoll(env) : -1;
+    }
+    if (done || after_ms < 0 || nx_now_mono_ms() - since_ms < after_ms)
         return;
     done = 1;
     nx_warn("NX_DEBUG_HANG_AFTER_MS: the loop hangs now (test only)");
