@@ -104,6 +104,12 @@ static tracker_t *tracker_add(nx_kafka_t *kafka, int topic, int32_t partition) {
             t->done = malloc(TRACK_CAP);
             if (!t->offset || !t->in_ts || !t->done)
                 return NULL;
+            /* Touch the ring now (1.1 MB a partition): its pages would
+             * otherwise become resident one by one as records flow, which
+             * looks like a leak in the first 65536 records of a partition. */
+            memset(t->offset, 0, TRACK_CAP * sizeof *t->offset);
+            memset(t->in_ts, 0, TRACK_CAP * sizeof *t->in_ts);
+            memset(t->done, 0, TRACK_CAP);
         }
         t->used = 1;
         t->topic = topic;
