@@ -5,11 +5,14 @@
  *   nextactd gen ...                the synthetic clickstream generator
  * and the configuration tools --check-config, --dump-config, --features.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "blas.h"
 #include "config.h"
 #include "gen.h"
 #include "log.h"
@@ -54,10 +57,32 @@ static int print_features(const char *conf) {
     return rc;
 }
 
+/* Commands that train or predict run with the best OpenBLAS kernels the
+ * CPU has: if the library fell back to its generic ones (blas.h), set
+ * OPENBLAS_CORETYPE and execute this program again, same pid and
+ * arguments, before anything is opened (systemd's notify socket and
+ * watchdog travel in the environment). A variable the user set is left
+ * alone: OPENBLAS_CORETYPE=Prescott keeps the fallback. If the exec fails
+ * the process goes on with the kernels it has. */
+static void blas_reexec(char **argv) {
+    const char *core = nx_blas_better_core();
+    if (getenv("OPENBLAS_CORETYPE") || !core)
+        return;
+    nx_info("OpenBLAS fell back to its %s kernels on this CPU; restarting with "
+            "OPENBLAS_CORETYPE=%s",
+            nx_blas_core(), core);
+    if (setenv("OPENBLAS_CORETYPE", core, 1) == 0)
+        execv("/proc/self/exe", argv);
+    nx_warn("could not restart with OPENBLAS_CORETYPE=%s: %s; going on with %s", core,
+            strerror(errno), nx_blas_core());
+}
+
 int main(int argc, char **argv) {
     enum { OPT_CHECK = 256, OPT_DUMP, OPT_COMMENTS, OPT_FEATURES };
     if (argc > 1 && argv[1][0] != '-') {
         const char *cmd = argv[1];
+        if (strcmp(cmd, "run") == 0 || strcmp(cmd, "demo") == 0 || strcmp(cmd, "replay") == 0)
+            blas_reexec(argv);
         if (strcmp(cmd, "run") == 0)
             return nx_run_main(argc - 1, argv + 1);
         if (strcmp(cmd, "demo") == 0)
@@ -142,8 +167,10 @@ int main(int argc, char **argv) {
         return print_features(conf_path);
     }
     /* `nextactd -c CONF` runs the daemon, as `nextactd run -c CONF` */
-    if (conf_path)
+    if (conf_path) {
+        blas_reexec(argv);
         return nx_run_main(argc, argv);
+    }
     usage(stderr);
     return 2;
 }

@@ -54,6 +54,7 @@
 #include "gen.h"
 #include "http.h"
 #include "kafka.h"
+#include "blas.h"
 #include "log.h"
 #include "notify.h"
 #include "pipeline.h"
@@ -1022,8 +1023,8 @@ int nx_run_main(int argc, char **argv) {
         nx_err("start-up: %s", err);
         goto out;
     }
-    nx_notice("nextactd %s running: %d input topic(s) -> %s", NX_VERSION,
-              r.cfg->kafka.input_topics.n, r.cfg->kafka.output_topic);
+    nx_notice("nextactd %s running: %d input topic(s) -> %s, OpenBLAS %s kernels", NX_VERSION,
+              r.cfg->kafka.input_topics.n, r.cfg->kafka.output_topic, nx_blas_core());
     nx_notify_ready(r.notify);
     rc = run_loop(&r, NULL, 0);
     nx_notice("stopping: flushing predictions, checkpoint, committing offsets");

@@ -326,18 +326,31 @@ float nx_mlp_lr_at(const nx_mlp_params_t *p, uint64_t step) {
 /* One flat loop per optimizer over the whole slab (the point of the slab).
  * The loops run over the padded length n, a multiple of NX_MLP_ALIGN_FLOATS
  * (the padding holds zero weights and zero gradients, which every update
- * leaves at zero): with no remainder and restrict-qualified arguments GCC's
- * -O2 cost model ("very cheap": no epilogue, no alias check) vectorises
- * them; sqrtf needs -fno-math-errno for that, which the build passes. */
-static void sgd_update(size_t n, float *restrict w, const float *restrict g, float lr, float wd) {
+ * leaves at zero), with restrict-qualified arguments, so they vectorise
+ * (sqrtf needs -fno-math-errno for that, which the build passes; the
+ * library is built with -fvect-cost-model=cheap, see model/CMakeLists.txt).
+ * Adam's sqrt and divide per weight made this loop the trainer's largest
+ * cost with SSE2, x86-64's baseline: each optimizer is compiled three
+ * times, for AVX-512, AVX2 and the baseline, and the loader picks the
+ * widest the CPU runs (GCC function multi-versioning). The results are the
+ * same bits in every version: ISO C mode (CMAKE_C_EXTENSIONS OFF) keeps GCC
+ * from contracting a * b + c into an FMA, and vector sqrt and divide are
+ * correctly rounded as the scalar ones are. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NX_OPT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NX_OPT_CLONES
+#endif
+NX_OPT_CLONES static void sgd_update(size_t n, float *restrict w, const float *restrict g, float lr,
+                                     float wd) {
     for (size_t i = 0; i < n; i++)
         w[i] -= lr * (g[i] + wd * w[i]);
 }
 
 /* torch.optim.SGD with momentum: buf = mu buf + g; w -= lr buf (buf starts
  * at 0, so the first step is buf = g as in torch). */
-static void momentum_update(size_t n, float *restrict w, const float *restrict g, float *restrict m,
-                            float lr, float wd, float mu) {
+NX_OPT_CLONES static void momentum_update(size_t n, float *restrict w, const float *restrict g,
+                                          float *restrict m, float lr, float wd, float mu) {
     for (size_t i = 0; i < n; i++) {
         const float gi = g[i] + wd * w[i];
         m[i] = mu * m[i] + gi;
@@ -346,8 +359,8 @@ static void momentum_update(size_t n, float *restrict w, const float *restrict g
 }
 
 /* torch.optim.Adagrad: sum += g^2; w -= lr g / (sqrt(sum) + eps). */
-static void adagrad_update(size_t n, float *restrict w, const float *restrict g, float *restrict v,
-                           float lr, float wd, float eps) {
+NX_OPT_CLONES static void adagrad_update(size_t n, float *restrict w, const float *restrict g,
+                                         float *restrict v, float lr, float wd, float eps) {
     for (size_t i = 0; i < n; i++) {
         const float gi = g[i] + wd * w[i];
         v[i] += gi * gi;
@@ -357,9 +370,9 @@ static void adagrad_update(size_t n, float *restrict w, const float *restrict g,
 
 /* torch.optim.Adam with the bias corrections folded into two scalars:
  * a = lr / (1 - b1^t), inv_c2 = 1 / sqrt(1 - b2^t). */
-static void adam_update(size_t n, float *restrict w, const float *restrict g, float *restrict m,
-                        float *restrict v, float a, float inv_c2, float wd, float b1, float b2,
-                        float eps) {
+NX_OPT_CLONES static void adam_update(size_t n, float *restrict w, const float *restrict g,
+                                      float *restrict m, float *restrict v, float a, float inv_c2,
+                                      float wd, float b1, float b2, float eps) {
     const float c1 = 1.0f - b1, c2 = 1.0f - b2;
     for (size_t i = 0; i < n; i++) {
         const float gi = g[i] + wd * w[i];

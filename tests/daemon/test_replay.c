@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "check.h"
 
 /* Events generated for the determinism runs: enough for some training
@@ -319,6 +320,61 @@ static void test_determinism(void) {
     free(b);
 }
 
+/* OpenBLAS kernels (model/blas.h): where the library fell back to its
+ * generic kernels on a CPU with better ones, replay restarts itself with
+ * OPENBLAS_CORETYPE set, once, and still does its job; a variable the user
+ * set is obeyed (no restart). Runs on in.avro of test_determinism. */
+static void test_blas_kernels(void) {
+    char in[512], summ[512], err[512];
+    path_of(in, sizeof in, "in.avro");
+    path_of(summ, sizeof summ, "blas_summary.json");
+    path_of(err, sizeof err, "blas_stderr.txt");
+    const char *args[] = {"--summary", summ};
+    /* what this process got: the library read the environment at load */
+    const char *user_core = getenv("OPENBLAS_CORETYPE");
+    const char *better = nx_blas_better_core();
+    printf("test_replay: OpenBLAS here %s, better %s, OPENBLAS_CORETYPE %s\n", nx_blas_core(),
+           better ? better : "none", user_core ? user_core : "unset");
+    char *saved = user_core ? strdup(user_core) : NULL;
+
+    unsetenv("OPENBLAS_CORETYPE");
+    CHECK_INT(replay("seed42.conf", args, 2, in, NULL, err), 0);
+    char *e = slurp(err, NULL);
+    CHECK(e != NULL);
+    char want[128];
+    int restarts = 0;
+    for (const char *q = e; q && (q = strstr(q, "restarting with OPENBLAS_CORETYPE=")); q++)
+        restarts++;
+    if (!user_core) { /* else this process's pick is not the library's own */
+        CHECK_INT(restarts, better ? 1 : 0);
+        if (better) {
+            snprintf(want, sizeof want, "restarting with OPENBLAS_CORETYPE=%s\n", better);
+            CHECK_STR_HAS(e, want);
+        }
+    } else {
+        CHECK(restarts <= 1);
+    }
+    free(e);
+    char *s = slurp(summ, NULL);
+    CHECK_INT(json_num(s, "predictions"), GEN_EVENTS);
+    free(s);
+
+    setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+    CHECK_INT(replay("seed42.conf", args, 2, in, NULL, err), 0);
+    e = slurp(err, NULL);
+    CHECK(e && !strstr(e, "restarting with OPENBLAS_CORETYPE"));
+    free(e);
+    s = slurp(summ, NULL);
+    CHECK_INT(json_num(s, "predictions"), GEN_EVENTS);
+    free(s);
+
+    if (saved)
+        setenv("OPENBLAS_CORETYPE", saved, 1);
+    else
+        unsetenv("OPENBLAS_CORETYPE");
+    free(saved);
+}
+
 /* Taobao UserBehavior: user,item,category,behavior,epoch seconds, no
  * header. Rows: 1-2 pv, 3 fav (skipped), 4 cart, 5 buy, 6 a timestamp
  * before 2000, 7 a missing column, 8 "soon", 9 pv. */
@@ -412,6 +468,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     test_determinism();
+    test_blas_kernels();
     test_csv_taobao();
     test_csv_rees46();
     if (nx_check_failures == 0) {
