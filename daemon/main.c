@@ -71,8 +71,14 @@ static void blas_reexec(char **argv) {
     nx_info("OpenBLAS fell back to its %s kernels on this CPU; restarting with "
             "OPENBLAS_CORETYPE=%s",
             nx_blas_core(), core);
-    if (setenv("OPENBLAS_CORETYPE", core, 1) == 0)
-        execv("/proc/self/exe", argv);
+    /* the binary's own path, not /proc/self/exe: the process keeps its
+     * name ("nextactd" in ps, top and the journal, not "exe") */
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0 && setenv("OPENBLAS_CORETYPE", core, 1) == 0) {
+        self[len] = '\0';
+        execv(self, argv);
+    }
     nx_warn("could not restart with OPENBLAS_CORETYPE=%s: %s; going on with %s", core,
             strerror(errno), nx_blas_core());
 }
