@@ -12,8 +12,8 @@
 #   4. the same with the model off.
 # The broker is scripts/kafka's on $NX_KAFKA_PORT (default 39092); it is
 # started if it is not running, and stopped again at the end in that case.
-# OpenBLAS picks a slow SSE3 kernel on some VMs unless OPENBLAS_CORETYPE is
-# set: compare a plain run with OPENBLAS_CORETYPE=Haswell.
+# nextactd asks for the CPU's best OpenBLAS kernels itself; OPENBLAS_CORETYPE
+# set here is obeyed.
 #
 # usage: bench/bench_kafka.sh [BUILD_DIR] [EVENTS] [SECONDS]
 #        (defaults: build, 1000000, 10)

@@ -9,7 +9,10 @@
  *   predict_b256            predictions per second
  *   *_gflops / *_share      GFLOP/s reached and its share of sgemm_peak
  * Each figure runs for about SECONDS (argument, default 0.5): keep it short
- * on a shared machine.
+ * on a shared machine. Like the daemon, it first asks for the CPU's best
+ * OpenBLAS kernels (model/blas.h: it may execute itself again once) and
+ * names the kernels it runs on stderr; OPENBLAS_CORETYPE set by the caller
+ * is obeyed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 
 #include <cblas.h>
 
+#include "blas.h"
 #include "mlp.h"
 #include "rng.h"
 
@@ -58,9 +62,12 @@ static double sgemm_peak(double seconds) {
 #define NBATCH 64
 
 int main(int argc, char **argv) {
+    char err[256];
+    if (nx_blas_reexec(argv, NULL, err, sizeof err) < 0)
+        fprintf(stderr, "bench_model: %s\n", err);
+    fprintf(stderr, "bench_model: OpenBLAS %s kernels\n", nx_blas_core());
     const double seconds = argc > 1 ? atof(argv[1]) : 0.5;
     nx_mlp_params_t p;
-    char err[256];
     nx_mlp_params_default(&p, 64, 4);
     p.max_batch = 256;
     nx_mlp_t *mlp = nx_mlp_new(&p, err, sizeof(err));

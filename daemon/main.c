@@ -5,12 +5,10 @@
  *   nextactd gen ...                the synthetic clickstream generator
  * and the configuration tools --check-config, --dump-config, --features.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "blas.h"
 #include "config.h"
@@ -58,29 +56,20 @@ static int print_features(const char *conf) {
 }
 
 /* Commands that train or predict run with the best OpenBLAS kernels the
- * CPU has: if the library fell back to its generic ones (blas.h), set
- * OPENBLAS_CORETYPE and execute this program again, same pid and
- * arguments, before anything is opened (systemd's notify socket and
- * watchdog travel in the environment). A variable the user set is left
- * alone: OPENBLAS_CORETYPE=Prescott keeps the fallback. If the exec fails
- * the process goes on with the kernels it has. */
-static void blas_reexec(char **argv) {
-    const char *core = nx_blas_better_core();
-    if (getenv("OPENBLAS_CORETYPE") || !core)
-        return;
+ * CPU has (model/blas.h): if the library fell back to its generic ones,
+ * the program executes itself again with OPENBLAS_CORETYPE set, before
+ * anything is opened. */
+static void announce_blas(const char *from, const char *to) {
     nx_info("OpenBLAS fell back to its %s kernels on this CPU; restarting with "
             "OPENBLAS_CORETYPE=%s",
-            nx_blas_core(), core);
-    /* the binary's own path, not /proc/self/exe: the process keeps its
-     * name ("nextactd" in ps, top and the journal, not "exe") */
-    char self[4096];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len > 0 && setenv("OPENBLAS_CORETYPE", core, 1) == 0) {
-        self[len] = '\0';
-        execv(self, argv);
-    }
-    nx_warn("could not restart with OPENBLAS_CORETYPE=%s: %s; going on with %s", core,
-            strerror(errno), nx_blas_core());
+            from, to);
+}
+
+static void blas_reexec(char **argv) {
+    char err[256];
+    if (nx_blas_reexec(argv, announce_blas, err, sizeof err) < 0)
+        nx_warn("could not restart for faster OpenBLAS kernels (%s); going on with %s", err,
+                nx_blas_core());
 }
 
 int main(int argc, char **argv) {

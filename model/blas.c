@@ -2,7 +2,11 @@
 #include "blas.h"
 
 #include <cblas.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *nx_blas_core(void) {
     const char *name = openblas_get_corename();
@@ -27,4 +31,28 @@ const char *nx_blas_better_core(void) {
         return "Sandybridge";
 #endif
     return NULL;
+}
+
+int nx_blas_reexec(char **argv, void (*announce)(const char *from, const char *to), char *errstr,
+                   size_t errstr_size) {
+    const char *core = nx_blas_better_core();
+    if (getenv("OPENBLAS_CORETYPE") || !core)
+        return 0;
+    char self[4096]; /* PATH_MAX */
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) {
+        snprintf(errstr, errstr_size, "readlink /proc/self/exe: %s", strerror(errno));
+        return -1;
+    }
+    self[len] = '\0';
+    if (setenv("OPENBLAS_CORETYPE", core, 1) != 0) {
+        snprintf(errstr, errstr_size, "setenv OPENBLAS_CORETYPE: %s", strerror(errno));
+        return -1;
+    }
+    if (announce)
+        announce(nx_blas_core(), core);
+    execv(self, argv);
+    snprintf(errstr, errstr_size, "exec %s: %s", self, strerror(errno));
+    unsetenv("OPENBLAS_CORETYPE");
+    return -1;
 }

@@ -10,13 +10,18 @@
  * (README, Benchmarks). The choice is made in the library's constructor,
  * before main, from the environment variable OPENBLAS_CORETYPE; a running
  * process cannot change it. nx_blas_better_core says which kernel set to ask
- * for; the daemon sets the variable and re-executes itself (daemon/main.c).
+ * for; nx_blas_reexec sets the variable and executes the program again
+ * (the daemon's run/demo/replay and bench_model call it first thing).
  *
- * Guarantees: no allocation; thread-safe (reads CPUID through the
- * compiler's cpu-feature cache and the library's constant core name).
+ * Guarantees: no allocation; nx_blas_core and nx_blas_better_core are
+ * thread-safe (CPUID through the compiler's cpu-feature cache, the
+ * library's constant core name); nx_blas_reexec is for main, before any
+ * thread or file is opened.
  */
 #ifndef NX_BLAS_H
 #define NX_BLAS_H
+
+#include <stddef.h>
 
 /* OpenBLAS's name of the kernel set in use, e.g. "Haswell". */
 const char *nx_blas_core(void);
@@ -26,5 +31,17 @@ const char *nx_blas_core(void);
  * (with the OS saving its vector state) offers nothing better. AVX-512
  * F/BW/DQ/VL gives "SkylakeX", AVX2 + FMA "Haswell", AVX "Sandybridge". */
 const char *nx_blas_better_core(void);
+
+/* If nx_blas_better_core names a kernel set and OPENBLAS_CORETYPE is not
+ * set (a variable the user set is obeyed: OPENBLAS_CORETYPE=Prescott keeps
+ * the fallback), sets the variable and executes this program again with
+ * argv: same pid, same environment otherwise (systemd's notify socket and
+ * watchdog travel in it), through the binary's own path so the process
+ * keeps its name (not "exe"). announce (may be NULL) is called just before
+ * the exec with the kernel set in use and the one asked for, for a log
+ * line. Returns only when there was nothing to do (0) or the exec failed
+ * (-1 + errstr; the process can go on with the kernels it has). */
+int nx_blas_reexec(char **argv, void (*announce)(const char *from, const char *to), char *errstr,
+                   size_t errstr_size);
 
 #endif /* NX_BLAS_H */
