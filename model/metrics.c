@@ -30,14 +30,25 @@ typedef struct nx_metrics_acc {
     uint64_t *neg; /* (K, AUC_BINS) scores of class k when the label is not k */
 } nx_metrics_acc_t;
 
+/* What one example adds to the sums, computed once: added to both spans,
+ * and kept in the window's ring to be subtracted when it leaves (a log, two
+ * llrounds and K bin searches per example instead of three times that). */
+typedef struct nx_metrics_entry {
+    int64_t loss_fix; /* -ln p[label], fixed point */
+    int32_t conf_fix; /* p[best], fixed point (<= 2^24) */
+    uint8_t label, best, cb;
+    uint16_t bin[NX_METRICS_MAX_CLASSES]; /* AUC bin of each class's score */
+} nx_metrics_entry_t;
+_Static_assert(NX_METRICS_MAX_CLASSES <= 255 && NX_METRICS_CALIB_BINS <= 255,
+               "labels and calibration bins fit a byte");
+
 struct nx_metrics {
     int n_classes;
-    uint32_t window;         /* examples */
-    uint32_t ring_len;       /* examples in the ring, <= window */
-    uint32_t ring_head;      /* next slot to write */
-    float *ring_probs;       /* (window, K) */
-    int32_t *ring_label;     /* (window) */
-    nx_metrics_acc_t acc[2]; /* NX_METRICS_CUMULATIVE, NX_METRICS_WINDOW */
+    uint32_t window;          /* examples */
+    uint32_t ring_len;        /* examples in the ring, <= window */
+    uint32_t ring_head;       /* next slot to write */
+    nx_metrics_entry_t *ring; /* (window) */
+    nx_metrics_acc_t acc[2];  /* NX_METRICS_CUMULATIVE, NX_METRICS_WINDOW */
 };
 
 static uint32_t float_bits(float f) {
@@ -66,6 +77,7 @@ int nx_metrics_auc_bin(float p) {
 int nx_metrics_auc_bins(void) {
     return AUC_BINS;
 }
+_Static_assert(AUC_BINS <= 65536, "an AUC bin fits 16 bits");
 
 nx_metrics_t *nx_metrics_new(int n_classes, uint32_t window, char *errstr, size_t errstr_size) {
     nx_metrics_t *metrics = NULL;
@@ -83,9 +95,8 @@ nx_metrics_t *nx_metrics_new(int n_classes, uint32_t window, char *errstr, size_
         goto oom;
     metrics->n_classes = n_classes;
     metrics->window = window;
-    metrics->ring_probs = calloc((size_t)window * (size_t)n_classes, sizeof(float));
-    metrics->ring_label = calloc(window, sizeof(int32_t));
-    if (!metrics->ring_probs || !metrics->ring_label)
+    metrics->ring = calloc(window, sizeof(*metrics->ring));
+    if (!metrics->ring)
         goto oom;
     for (int s = 0; s < 2; s++) {
         metrics->acc[s].pos = calloc((size_t)n_classes * AUC_BINS, sizeof(uint64_t));
@@ -108,32 +119,42 @@ void nx_metrics_destroy(nx_metrics_t *metrics) {
         free(metrics->acc[s].pos);
         free(metrics->acc[s].neg);
     }
-    free(metrics->ring_probs);
-    free(metrics->ring_label);
+    free(metrics->ring);
     free(metrics);
 }
 
-/* Adds (sign +1) or removes (sign -1) one example. */
-static void acc_update(nx_metrics_acc_t *a, int K, const float *probs, int32_t label, int sign) {
+static void entry_make(nx_metrics_entry_t *e, int K, const float *probs, int32_t label) {
     int best = 0;
     for (int k = 1; k < K; k++)
         best = probs[k] > probs[best] ? k : best;
     const float pl = probs[label] > 1e-7f ? probs[label] : 1e-7f; /* as NX_LOSS_PMIN */
-    a->n += sign;
-    a->loss_fix += sign * (int64_t)llround(-log((double)pl) * NX_METRICS_FIX);
-    a->correct += sign * (best == label);
-    a->label_n[label] += sign;
-    a->pred_n[best] += sign;
-    a->tp[label] += sign * (best == label);
+    e->loss_fix = (int64_t)llround(-log((double)pl) * NX_METRICS_FIX);
     const float conf = probs[best];
     int cb = (int)(conf * NX_METRICS_CALIB_BINS);
     cb = cb < 0 ? 0 : cb >= NX_METRICS_CALIB_BINS ? NX_METRICS_CALIB_BINS - 1 : cb;
-    a->cal_n[cb] += sign;
-    a->cal_conf_fix[cb] += sign * (int64_t)llround((double)conf * NX_METRICS_FIX);
-    a->cal_correct[cb] += sign * (best == label);
+    e->conf_fix = (int32_t)llround((double)conf * NX_METRICS_FIX);
+    e->label = (uint8_t)label;
+    e->best = (uint8_t)best;
+    e->cb = (uint8_t)cb;
+    for (int k = 0; k < K; k++)
+        e->bin[k] = (uint16_t)nx_metrics_auc_bin(probs[k]);
+}
+
+/* Adds (sign +1) or removes (sign -1) one example. */
+static void acc_update(nx_metrics_acc_t *a, int K, const nx_metrics_entry_t *e, int sign) {
+    const int label = e->label, best = e->best, hit = best == label;
+    a->n += sign;
+    a->loss_fix += sign * e->loss_fix;
+    a->correct += sign * hit;
+    a->label_n[label] += sign;
+    a->pred_n[best] += sign;
+    a->tp[label] += sign * hit;
+    a->cal_n[e->cb] += sign;
+    a->cal_conf_fix[e->cb] += sign * (int64_t)e->conf_fix;
+    a->cal_correct[e->cb] += sign * hit;
     for (int k = 0; k < K; k++) {
         uint64_t *h = (k == label ? a->pos : a->neg) + (size_t)k * AUC_BINS;
-        h[nx_metrics_auc_bin(probs[k])] += (uint64_t)(int64_t)sign;
+        h[e->bin[k]] += (uint64_t)(int64_t)sign;
     }
 }
 
@@ -144,17 +165,15 @@ int nx_metrics_add(nx_metrics_t *metrics, const float *probs, int32_t label) {
     for (int k = 0; k < K; k++)
         if (!isfinite(probs[k]))
             return -1;
-    acc_update(&metrics->acc[NX_METRICS_CUMULATIVE], K, probs, label, +1);
-    float *slot = metrics->ring_probs + (size_t)metrics->ring_head * K;
+    nx_metrics_entry_t *slot = &metrics->ring[metrics->ring_head];
     if (metrics->ring_len == metrics->window)
-        acc_update(&metrics->acc[NX_METRICS_WINDOW], K, slot,
-                   metrics->ring_label[metrics->ring_head], -1);
+        acc_update(&metrics->acc[NX_METRICS_WINDOW], K, slot, -1);
     else
         metrics->ring_len++;
-    memcpy(slot, probs, sizeof(float) * (size_t)K);
-    metrics->ring_label[metrics->ring_head] = label;
+    entry_make(slot, K, probs, label);
+    acc_update(&metrics->acc[NX_METRICS_CUMULATIVE], K, slot, +1);
+    acc_update(&metrics->acc[NX_METRICS_WINDOW], K, slot, +1);
     metrics->ring_head = (metrics->ring_head + 1) % metrics->window;
-    acc_update(&metrics->acc[NX_METRICS_WINDOW], K, probs, label, +1);
     return 0;
 }
 
