@@ -37,6 +37,10 @@ void nx_norm_update(nx_norm_t *norm, const float *raw);
  * alias). Uses the statistics as they are now. */
 void nx_norm_apply(const nx_norm_t *norm, const float *raw, float *out);
 
+/* nx_norm_update(raw) then nx_norm_apply(raw, out), bit-identically, in
+ * one pass (the hot path's form). raw and out must not alias. */
+void nx_norm_step(nx_norm_t *norm, const float *raw, float *out);
+
 /* Number of vectors seen, and the running mean / population variance of
  * feature i (for tests and metrics). */
 uint64_t nx_norm_count(const nx_norm_t *norm);

@@ -37,9 +37,21 @@
  * per-user list links, and in practice close to true LRU. */
 #define NX_EVICT_SAMPLES 5
 
-/* Events per prefetch block: enough independent misses in flight to hide
- * DRAM latency (issue 4: ~85 ns vs ~400 ns per lookup at 10M users). */
-#define NX_BLOCK 32
+/* Software pipeline of nx_store_update: while event i is applied, event
+ * i + NX_AHEAD_BUCKET is hashed and its bucket head prefetched, event
+ * i + NX_AHEAD_RECORD has its bucket read and its record's lines
+ * prefetched, and event i + NX_AHEAD_LIST has its expiry-list neighbours
+ * prefetched (a resolving event unlinks the user: two random records).
+ * That keeps ~8 lines a step in flight, ~10-20 misses at a time, within the
+ * core's line fill buffers; the blocked passes this replaced issued 32 x 5
+ * record prefetches in one burst and stalled on the prefetches themselves
+ * (10M users: 480-605 ns an update before). Each stage gets a few events'
+ * time (~100 ns each) for its lines to arrive. Everything read ahead is
+ * only a hint: apply looks the user up again. */
+#define NX_AHEAD_BUCKET 16
+#define NX_AHEAD_RECORD 8
+#define NX_AHEAD_LIST   3
+#define NX_RING         32 /* > NX_AHEAD_BUCKET, a power of two */
 
 /* A finished grow's old bucket array is unmapped this many bytes at a time
  * between clock checks: munmap of touched 4 KB pages cost ~40 us per MB
@@ -518,6 +530,30 @@ static inline uint32_t find(const nx_store_t *store, uint64_t h) {
     return UINT32_MAX;
 }
 
+/* find(), moving the record found to the front of its chain: the
+ * update pipeline prefetches only the first record of a chain (the next
+ * link is not known until that one arrives), and at load 0.5-1 about a
+ * third of lookups found their user further down; with Zipf access the
+ * active users now sit at the front. Chain order is not state: saves clear
+ * the links, and lookups give the same answers in any order. */
+static inline uint32_t find_front(nx_store_t *store, uint64_t h) {
+    uint32_t *head = bucket_of(store, h), *link = head, i = *head;
+    while (i) {
+        nx_user_t *u = rec(store, i - 1);
+        if (u->hash == h) {
+            if (link != head) {
+                *link = u->chain;
+                u->chain = *head;
+                *head = i;
+            }
+            return i - 1;
+        }
+        link = &u->chain;
+        i = *link;
+    }
+    return UINT32_MAX;
+}
+
 /* Hands a finished grow's old bucket array to nx_store_maintain, which
  * unmaps it in slices. Grows are 2x apart, so a second one finishing before
  * the first is released means maintenance is not running: then the older
@@ -905,40 +941,31 @@ static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *e
  * like nx_half_from_float, so both paths give identical bits (checked by the
  * tests, which compare against the portable conversion). */
 #ifdef NX_HAVE_F16C
-/* The last n % 8 values go through one padded 8-lane conversion: converted
- * one by one in software they were ~40% of these functions' instructions
- * at dim 38 (6 left over). */
+/* n >= 8: the last n % 8 values are converted by one 8-lane conversion of
+ * the last 8, overlapping values already done (same results, written
+ * twice). Padded copies through memcpy calls here were ~4% of an update.
+ * n < 8 (tiny schemas) takes the portable path. */
 __attribute__((target("avx,f16c"))) static void enc_f16c(const float *x, uint16_t *h, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(h + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    if (i < n) {
-        float in[8] = {0};
-        uint16_t out[8];
-        memcpy(in, x + i, (n - i) * sizeof *in);
-        _mm_storeu_si128((__m128i *)out,
-                         _mm256_cvtps_ph(_mm256_loadu_ps(in), _MM_FROUND_TO_NEAREST_INT));
-        memcpy(h + i, out, (n - i) * sizeof *out);
-    }
+    if (i < n)
+        _mm_storeu_si128((__m128i *)(h + n - 8),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + n - 8), _MM_FROUND_TO_NEAREST_INT));
 }
 __attribute__((target("avx,f16c"))) static void dec_f16c(const uint16_t *h, float *x, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
-    if (i < n) {
-        uint16_t in[8] = {0};
-        float out[8];
-        memcpy(in, h + i, (n - i) * sizeof *in);
-        _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)in)));
-        memcpy(x + i, out, (n - i) * sizeof *out);
-    }
+    if (i < n)
+        _mm256_storeu_ps(x + n - 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + n - 8))));
 }
 #endif
 
 static void half_encode(const nx_store_t *store, const float *x, uint16_t *h) {
 #ifdef NX_HAVE_F16C
-    if (store->f16c) {
+    if (store->f16c && store->dim >= 8) {
         enc_f16c(x, h, store->dim);
         return;
     }
@@ -949,7 +976,7 @@ static void half_encode(const nx_store_t *store, const float *x, uint16_t *h) {
 
 static void half_decode(const nx_store_t *store, const uint16_t *h, float *x) {
 #ifdef NX_HAVE_F16C
-    if (store->f16c) {
+    if (store->f16c && store->dim >= 8) {
         dec_f16c(h, x, store->dim);
         return;
     }
@@ -1015,7 +1042,7 @@ static void close_memo(nx_store_t *store) {
 static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, uint64_t h,
                             float *xrow, nx_examples_t *resolved) {
     const nx_store_params_t *p = &store->p;
-    uint32_t idx = find(store, h);
+    uint32_t idx = find_front(store, h);
     int fresh = 0;
     if (idx == UINT32_MAX) {
         if (store->n_users >= p->max_users)
@@ -1130,8 +1157,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
     float *raw = p->normalise ? store->raw : xrow;
     featurize(store, u, ev, &cx, raw);
     if (p->normalise) {
-        nx_norm_update(store->norm, raw);
-        nx_norm_apply(store->norm, raw, xrow);
+        nx_norm_step(store->norm, raw, xrow);
     }
     if (ev->ts_ms == u->clock && !(u->flags & NX_F_PENDING)) {
         half_encode(store, xrow, u_pend(store, u));
@@ -1146,6 +1172,30 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
     }
     store->st.events++;
     return idx;
+}
+
+/* Prefetches (for writing) every cache line of record i+1 (0 = none). */
+static inline void prefetch_record(const nx_store_t *store, uint32_t i) {
+    if (!i)
+        return;
+    uintptr_t a = (uintptr_t)rec(store, i - 1), end = a + store->rec_size - 1;
+    for (a &= ~(uintptr_t)63; a <= end; a += 64) /* 64-byte lines */
+        __builtin_prefetch((const void *)a, 1);
+}
+
+/* Prefetches the expiry-list links of the pending user h's neighbours,
+ * which resolving its example will rewrite. */
+static inline void prefetch_neighbours(const nx_store_t *store, uint64_t h) {
+    uint32_t i = find(store, h);
+    if (i == UINT32_MAX)
+        return;
+    const nx_user_t *u = rec(store, i);
+    if (!(u->flags & NX_F_PENDING))
+        return;
+    if (u->lprev)
+        __builtin_prefetch(&rec(store, u->lprev - 1)->lnext, 1);
+    if (u->lnext)
+        __builtin_prefetch(&rec(store, u->lnext - 1)->lprev, 1);
 }
 
 int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t watermark_ms,
@@ -1163,75 +1213,60 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
         store->memo_res_score = resolved->score;
     }
     int64_t too_old = watermark_ms - store->max_window_ms;
-    uint64_t h[NX_BLOCK];
-    uint8_t st[NX_BLOCK];
-    for (size_t b0 = 0; b0 < n; b0 += NX_BLOCK) {
-        size_t bn = n - b0 < NX_BLOCK ? n - b0 : NX_BLOCK;
-        /* Pass 1: classify, hash, prefetch the bucket heads. */
-        for (size_t j = 0; j < bn; j++) {
-            const nx_event_t *e = &ev[b0 + j];
+    uint64_t h[NX_RING];
+    uint8_t st[NX_RING];
+    /* Step k hashes event k and applies event k - NX_AHEAD_BUCKET. */
+    for (size_t k = 0; k < n + NX_AHEAD_BUCKET; k++) {
+        if (k < n) {
+            const nx_event_t *e = &ev[k];
+            size_t r = k & (NX_RING - 1);
+            uint8_t c;
             if (e->type < 0 || e->type >= p->n_types || e->user_id_len == 0 ||
                 e->user_id_len > NX_EVENT_USER_ID_MAX || !e->user_id)
-                st[j] = NX_STORE_INVALID;
+                c = NX_STORE_INVALID;
             else if (e->ts_ms < too_old)
-                st[j] = NX_STORE_DROPPED;
+                c = NX_STORE_DROPPED;
             else
-                st[j] = e->ts_ms < watermark_ms ? NX_STORE_LATE : NX_STORE_OK;
-            h[j] = 0;
-            if (st[j] <= NX_STORE_LATE) {
-                h[j] = nx_siphash24(store->key, e->user_id, e->user_id_len);
-                __builtin_prefetch(bucket_of(store, h[j]));
+                c = e->ts_ms < watermark_ms ? NX_STORE_LATE : NX_STORE_OK;
+            st[r] = c;
+            h[r] = 0;
+            if (c <= NX_STORE_LATE) {
+                h[r] = nx_siphash24(store->key, e->user_id, e->user_id_len);
+                __builtin_prefetch(bucket_of(store, h[r]));
             }
         }
-        /* Pass 2: prefetch the first record of each chain, every cache
-         * line of it (a record spans 4-5 lines; the update touches all). */
-        for (size_t j = 0; j < bn; j++)
-            if (st[j] <= NX_STORE_LATE) {
-                uint32_t i = *bucket_of(store, h[j]);
-                if (i) {
-                    const char *r = (const char *)rec(store, i - 1);
-                    for (size_t off = 0; off < store->rec_size; off += 64)
-                        __builtin_prefetch(r + off, 1);
-                    __builtin_prefetch(r + store->rec_size - 1, 1);
-                }
-            }
-        /* Pass 3: prefetch the expiry-list neighbours of pending users,
-         * which an in-order event will unlink (two random records). */
-        for (size_t j = 0; j < bn; j++)
-            if (st[j] <= NX_STORE_LATE) {
-                uint32_t i = find(store, h[j]);
-                if (i != UINT32_MAX) {
-                    nx_user_t *u = rec(store, i);
-                    if (u->lprev)
-                        __builtin_prefetch(rec(store, u->lprev - 1), 1);
-                    if (u->lnext)
-                        __builtin_prefetch(rec(store, u->lnext - 1), 1);
-                }
-            }
-        /* Pass 4: apply in input order. */
-        for (size_t j = 0; j < bn; j++) {
-            float *xrow = x + (b0 + j) * store->dim;
-            if (status)
-                status[b0 + j] = st[j];
-            size_t i = b0 + j;
-            if (memo && i < NX_STORE_SCORE_MEMO) {
-                memo[i] = UINT32_MAX;
-                store->memo_hash[i] = h[j];
-            }
-            if (st[j] == NX_STORE_INVALID || st[j] == NX_STORE_DROPPED) {
-                if (st[j] == NX_STORE_INVALID)
-                    store->st.invalid++;
-                else
-                    store->st.dropped++;
-                memset(xrow, 0, store->dim * sizeof *xrow);
-                continue;
-            }
-            if (st[j] == NX_STORE_LATE)
-                store->st.late++;
-            uint32_t idx = apply_event(store, &ev[i], i, h[j], xrow, resolved);
-            if (memo && i < NX_STORE_SCORE_MEMO)
-                memo[i] = idx;
+        size_t j = k - (NX_AHEAD_BUCKET - NX_AHEAD_RECORD);
+        if (k >= NX_AHEAD_BUCKET - NX_AHEAD_RECORD && j < n &&
+            st[j & (NX_RING - 1)] <= NX_STORE_LATE)
+            prefetch_record(store, *bucket_of(store, h[j & (NX_RING - 1)]));
+        j = k - (NX_AHEAD_BUCKET - NX_AHEAD_LIST);
+        if (k >= NX_AHEAD_BUCKET - NX_AHEAD_LIST && j < n && st[j & (NX_RING - 1)] <= NX_STORE_LATE)
+            prefetch_neighbours(store, h[j & (NX_RING - 1)]);
+        if (k < NX_AHEAD_BUCKET)
+            continue;
+        size_t i = k - NX_AHEAD_BUCKET;
+        uint8_t c = st[i & (NX_RING - 1)];
+        uint64_t hi = h[i & (NX_RING - 1)];
+        float *xrow = x + i * store->dim;
+        if (status)
+            status[i] = c;
+        if (memo && i < NX_STORE_SCORE_MEMO) {
+            memo[i] = UINT32_MAX;
+            store->memo_hash[i] = hi;
         }
+        if (c == NX_STORE_INVALID || c == NX_STORE_DROPPED) {
+            if (c == NX_STORE_INVALID)
+                store->st.invalid++;
+            else
+                store->st.dropped++;
+            memset(xrow, 0, store->dim * sizeof *xrow);
+            continue;
+        }
+        if (c == NX_STORE_LATE)
+            store->st.late++;
+        uint32_t idx = apply_event(store, &ev[i], i, hi, xrow, resolved);
+        if (memo && i < NX_STORE_SCORE_MEMO)
+            memo[i] = idx;
     }
     store->memo_res_n = resolved->n;
     return 0;

@@ -209,7 +209,7 @@ uint64_t nx_store_schema_hash(const nx_store_t *store);
  * resolved: examples resolved by these events are appended from
  * resolved->n = 0; its cap must be >= n (each event resolves at most one).
  * Returns 0, or -1 only if resolved->cap < n (nothing is applied).
- * Lookups go in blocks of 32 with prefetch. */
+ * Lookups are software-pipelined with prefetch a few events ahead. */
 int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t watermark_ms,
                     float *x, uint8_t *status, nx_examples_t *resolved);
 
