@@ -17,6 +17,11 @@
 #define NX_NORM_WARMUP  256
 #define NX_NORM_REFRESH 16
 
+/* x86-64: nx_norm_step has an AVX build, chosen at run time. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define NX_NORM_AVX 1
+#endif
+
 /* Stream tag "NXN1": format version 1 of the normaliser state. */
 #define NX_NORM_MAGIC 0x314e584eu
 
@@ -28,6 +33,7 @@ struct nx_norm {
     double *m2;       /* (dim) sum of squared deviations */
     float *mean_f;    /* (dim) mean as float, for apply */
     float *inv_std_f; /* (dim) 1/std, or 1 while the variance is ~0 */
+    int avx;          /* nx_norm_step may use its AVX build */
 };
 
 nx_norm_t *nx_norm_new(size_t dim, float clip) {
@@ -47,6 +53,9 @@ nx_norm_t *nx_norm_new(size_t dim, float clip) {
         goto err;
     for (size_t i = 0; i < dim; i++)
         norm->inv_std_f[i] = 1.0f;
+#ifdef NX_NORM_AVX
+    norm->avx = __builtin_cpu_supports("avx");
+#endif
     return norm;
 err:
     nx_norm_destroy(norm);
@@ -95,32 +104,63 @@ void nx_norm_apply(const nx_norm_t *norm, const float *raw, float *out) {
  * ~11% of an update). Bit-identical to them: element i's refresh and
  * normalisation need only element i's statistics, and the arithmetic is
  * the same, in the same order. */
-static inline void step_range(nx_norm_t *norm, const float *raw, float *out, int fresh) {
-    double inv_n = 1.0 / (double)norm->n, n = (double)norm->n;
-    float c = norm->clip;
-    for (size_t i = 0; i < norm->dim; i++) {
+static inline __attribute__((always_inline)) void
+step_body(size_t dim, double *restrict mean_d, double *restrict m2_d, float *restrict mean_f,
+          float *restrict inv_std_f, const float *restrict raw, float *restrict out, double cnt,
+          float c, int fresh) {
+    double inv_n = 1.0 / cnt;
+    for (size_t i = 0; i < dim; i++) {
         double x = raw[i];
-        double d = x - norm->mean[i];
-        double mean = norm->mean[i] + d * inv_n;
-        double m2 = norm->m2[i] + d * (x - mean);
-        norm->mean[i] = mean;
-        norm->m2[i] = m2;
+        double d = x - mean_d[i];
+        double mean = mean_d[i] + d * inv_n;
+        double m2 = m2_d[i] + d * (x - mean);
+        mean_d[i] = mean;
+        m2_d[i] = m2;
         if (fresh) { /* refresh(), inline */
-            double var = m2 / n;
-            norm->mean_f[i] = (float)mean;
-            norm->inv_std_f[i] = var > NX_NORM_MIN_VAR ? (float)(1.0 / sqrt(var)) : 1.0f;
+            double var = m2 / cnt;
+            mean_f[i] = (float)mean;
+            inv_std_f[i] = var > NX_NORM_MIN_VAR ? (float)(1.0 / sqrt(var)) : 1.0f;
         }
-        float z = (raw[i] - norm->mean_f[i]) * norm->inv_std_f[i];
+        float z = (raw[i] - mean_f[i]) * inv_std_f[i];
         out[i] = z > c ? c : (z < -c ? -c : z);
     }
 }
 
+/* One function per (build, fresh) so that fresh is a constant in each
+ * loop: with it a run-time value the loops were not vectorised. */
+#define NX_NORM_STEP_FN(name, attr, fresh)                                                         \
+    attr static void name(nx_norm_t *norm, const float *raw, float *out) {                         \
+        step_body(norm->dim, norm->mean, norm->m2, norm->mean_f, norm->inv_std_f, raw, out,        \
+                  (double)norm->n, norm->clip, fresh);                                             \
+    }
+NX_NORM_STEP_FN(step_plain_fresh, , 1)
+NX_NORM_STEP_FN(step_plain, , 0)
+
+#ifdef NX_NORM_AVX
+/* The same loops compiled for AVX: 4 doubles a vector instead of 2, half
+ * the instructions of the hot path's largest loop. AVX alone has no fused
+ * multiply-add, so every operation rounds as in the SSE2 build: the same
+ * bits on every x86-64 (tested against update + apply). */
+NX_NORM_STEP_FN(step_avx_fresh, __attribute__((target("avx"))), 1)
+NX_NORM_STEP_FN(step_avx, __attribute__((target("avx"))), 0)
+#endif
+
 void nx_norm_step(nx_norm_t *norm, const float *raw, float *out) {
     norm->n++;
-    if (norm->n < NX_NORM_WARMUP || norm->n % NX_NORM_REFRESH == 0)
-        step_range(norm, raw, out, 1);
+    int fresh = norm->n < NX_NORM_WARMUP || norm->n % NX_NORM_REFRESH == 0;
+#ifdef NX_NORM_AVX
+    if (norm->avx) {
+        if (fresh)
+            step_avx_fresh(norm, raw, out);
+        else
+            step_avx(norm, raw, out);
+        return;
+    }
+#endif
+    if (fresh)
+        step_plain_fresh(norm, raw, out);
     else
-        step_range(norm, raw, out, 0);
+        step_plain(norm, raw, out);
 }
 
 uint64_t nx_norm_count(const nx_norm_t *norm) {

@@ -72,6 +72,9 @@
  * get half of themselves as margin. */
 #define NX_MAINT_MARGIN_US 50
 
+/* Decayed counters per user at most: per window, one per type and one value. */
+#define NX_COUNTERS_MAX (NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1))
+
 /* Stream tags: "NXU3" whole store, "NXP3" one partition (version 2: the
  * header carries n_scores; 3: records hold cart count, category run and
  * item view counts). */
@@ -121,6 +124,15 @@ struct nx_store {
     float q_sin[96], q_cos[96];   /* sin, cos of each quarter hour's start (angle of a day) */
     float dow_sin[7], dow_cos[7]; /* of each weekday (angle of a week) */
     float log1p_u8[256];          /* log1p(n) of the 8-bit counters (carts, session revisits) */
+    /* The decayed counters (counts then values, NX_COUNTERS_MAX floats at
+     * most) are updated 4 at a time when their number is a multiple of 4
+     * (the defaults: 3 windows x (3 types + value) = 12): per lane its
+     * window, the increment of an event of type t, and the value lanes
+     * (mask). */
+    int vec_counters;                                    /* 1: the vector path applies */
+    uint8_t lane_win[NX_COUNTERS_MAX];                   /* window of lane k */
+    float lane_inc[NX_EVENT_MAX_TYPES][NX_COUNTERS_MAX]; /* 1 on type t's count lanes */
+    int32_t lane_val[NX_COUNTERS_MAX];                   /* all ones on the value lanes */
     int64_t max_window_ms;
 
     /* record layout */
@@ -436,6 +448,15 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     store->max_window_ms = p->window_ms[p->n_windows - 1];
     for (int n = 0; n < 256; n++)
         store->log1p_u8[n] = (float)log1p((double)n);
+    int nc = p->n_windows * p->n_types, ncv = nc + p->n_windows;
+    store->vec_counters = ncv % 4 == 0;
+    for (int k = 0; k < ncv; k++) {
+        int w = k < nc ? k / p->n_types : k - nc;
+        store->lane_win[k] = (uint8_t)w;
+        store->lane_val[k] = k < nc ? 0 : -1;
+        for (int t = 0; t < p->n_types; t++)
+            store->lane_inc[t][k] = k < nc && k % p->n_types == t ? 1.0f : 0.0f;
+    }
 
     size_t off = sizeof(nx_user_t);
     store->off_last = off;
@@ -794,6 +815,22 @@ static inline nx_v4f exp4(nx_v4f x) {
     return (nx_v4f)((nx_v4i)(p * (nx_v4f)scale) & ~below);
 }
 
+/* flog1p on 4 lanes: the same operations as fast_log(1 + x) lane by lane,
+ * so the same bits. Used where the inputs are whole vectors in memory
+ * written as vectors (the decayed counters), which the CPU forwards from
+ * its store buffer; loading just-written scalars as a vector cannot be
+ * forwarded (see fast_log). */
+static inline nx_v4f log1p4(nx_v4f x) {
+    typedef uint32_t nx_v4u __attribute__((vector_size(16)));
+    nx_v4f y = 1.0f + x;
+    nx_v4u t = (nx_v4u)y - 0x3f3504f3u; /* bits of sqrt(1/2) */
+    nx_v4i e = (nx_v4i)t >> 23;
+    nx_v4f m = (nx_v4f)((t & 0x007fffffu) + 0x3f3504f3u);
+    nx_v4f sv = (m - 1.0f) / (m + 1.0f), s2 = sv * sv;
+    nx_v4f poly = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
+    return __builtin_convertvector(e, nx_v4f) * 0.693147181f + 2.0f * sv * poly;
+}
+
 /* Move-to-front insert of fp into a ring of at most k entries. views: NULL,
  * or the ring's per-entry event counts (saturating at 255), moved along.
  * Returns the entry's count before this event (0 = not there; 1 for a hit
@@ -815,13 +852,21 @@ static inline int recent_touch(uint32_t *ring, uint8_t *views, uint8_t *n, int k
         if (*n < k)
             (*n)++;
     }
-    for (int i = pos; i > 0; i--) /* a few words: no memmove call */
-        ring[i] = ring[i - 1];
-    ring[0] = fp;
+    /* Rotate entries 0..pos by one, fp in front. A few words: carried in a
+     * register, as the shifting loop this replaced became a memmove call. */
+    uint32_t carry = fp;
+    for (int i = 0; i <= pos; i++) {
+        uint32_t tmp = ring[i];
+        ring[i] = carry;
+        carry = tmp;
+    }
     if (views) {
-        for (int i = pos; i > 0; i--)
-            views[i] = views[i - 1];
-        views[0] = (uint8_t)(before < UINT8_MAX ? before + 1 : UINT8_MAX);
+        uint8_t vc = (uint8_t)(before < UINT8_MAX ? before + 1 : UINT8_MAX);
+        for (int i = 0; i <= pos; i++) {
+            uint8_t tmp = views[i];
+            views[i] = vc;
+            vc = tmp;
+        }
     }
     return before;
 }
@@ -879,15 +924,28 @@ static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *e
     const nx_store_params_t *p = &store->p;
     size_t d = 0;
     int64_t T = u->clock;
-    if (p->families & NX_FEAT_COUNTS) {
+    const uint32_t both = NX_FEAT_COUNTS | NX_FEAT_VALUE;
+    if (store->vec_counters && (p->families & both) == both) {
+        /* counts then values: the record's order; 4 lanes at a time */
         const float *cnt = u_cnt(store, u);
-        for (int k = 0; k < p->n_windows * p->n_types; k++)
-            out[d++] = flog1p(cnt[k]);
-    }
-    if (p->families & NX_FEAT_VALUE) {
-        const float *val = u_val(store, u);
-        for (int w = 0; w < p->n_windows; w++)
-            out[d++] = flog1p(val[w]);
+        for (int k = 0; k < p->n_windows * (p->n_types + 1); k += 4) {
+            nx_v4f c;
+            memcpy(&c, cnt + k, sizeof c);
+            c = log1p4(c);
+            memcpy(out + k, &c, sizeof c);
+        }
+        d = (size_t)p->n_windows * (size_t)(p->n_types + 1);
+    } else {
+        if (p->families & NX_FEAT_COUNTS) {
+            const float *cnt = u_cnt(store, u);
+            for (int k = 0; k < p->n_windows * p->n_types; k++)
+                out[d++] = flog1p(cnt[k]);
+        }
+        if (p->families & NX_FEAT_VALUE) {
+            const float *val = u_val(store, u);
+            for (int w = 0; w < p->n_windows; w++)
+                out[d++] = flog1p(val[w]);
+        }
     }
     if (p->families & NX_FEAT_RECENCY) {
         const int64_t *last = u_last(store, u);
@@ -1090,23 +1148,45 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
         int64_t gap = ev->ts_ms - u->clock;
         if (!fresh)
             cx.prev_gap_ms = gap;
-        if (gap > 0) { /* gap 0: factors of 1, nothing to do */
-            /* counts (window-major) and values are contiguous: one
-             * element-wise product with the factors spread out */
-            float f[NX_STORE_MAX_WINDOWS], fac[NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1)];
-            decay_factors(store, (float)gap, f);
-            int nw = p->n_windows, nc = nw * nt;
-            for (int w = 0; w < nw; w++) {
-                for (int j = 0; j < nt; j++)
-                    fac[w * nt + j] = f[w];
-                fac[nc + w] = f[w];
+        if (store->vec_counters) {
+            /* c = c * exp(-gap / L) + increment, 4 lanes at a time; per
+             * lane the same two operations as the scalar path below (x * 1
+             * and x + 0 are exact for these finite, non-negative values) */
+            nx_v4f vv = {value, value, value, value};
+            float f[NX_STORE_MAX_WINDOWS] = {1.0f, 1.0f, 1.0f, 1.0f};
+            if (gap > 0)
+                decay_factors(store, (float)gap, f);
+            const uint8_t *lw = store->lane_win;
+            for (int k = 0; k < nt * p->n_windows + p->n_windows; k += 4) {
+                nx_v4f c, inc, fac = {f[lw[k]], f[lw[k + 1]], f[lw[k + 2]], f[lw[k + 3]]};
+                nx_v4i vm;
+                memcpy(&c, cnt + k, sizeof c);
+                memcpy(&inc, store->lane_inc[t] + k, sizeof inc);
+                memcpy(&vm, store->lane_val + k, sizeof vm);
+                if (gap > 0)
+                    c *= fac;
+                c += (nx_v4f)((nx_v4i)inc | ((nx_v4i)vv & vm));
+                memcpy(cnt + k, &c, sizeof c);
             }
-            for (int k = 0; k < nc + nw; k++)
-                cnt[k] *= fac[k];
-        }
-        for (int w = 0; w < p->n_windows; w++) {
-            cnt[w * nt + t] += 1.0f;
-            val[w] += value;
+        } else {
+            if (gap > 0) { /* gap 0: factors of 1, nothing to do */
+                /* counts (window-major) and values are contiguous: one
+                 * element-wise product with the factors spread out */
+                float f[NX_STORE_MAX_WINDOWS], fac[NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1)];
+                decay_factors(store, (float)gap, f);
+                int nw = p->n_windows, nc = nw * nt;
+                for (int w = 0; w < nw; w++) {
+                    for (int j = 0; j < nt; j++)
+                        fac[w * nt + j] = f[w];
+                    fac[nc + w] = f[w];
+                }
+                for (int k = 0; k < nc + nw; k++)
+                    cnt[k] *= fac[k];
+            }
+            for (int w = 0; w < p->n_windows; w++) {
+                cnt[w * nt + t] += 1.0f;
+                val[w] += value;
+            }
         }
         last[t] = ev->ts_ms;
         /* Session: a change of session id (absent counts as a value), or

@@ -963,6 +963,15 @@ static void test_reference(void) {
     p.value_type = 2;
     p.n_scores = 1;          /* one 16-bit slot: the smallest */
     run_reference(&p, &cfg); /* odd batches, 1 recent item */
+    /* 2 types x 3 windows: 9 decayed counters, not a multiple of 4, so the
+     * store takes its scalar counter path (the defaults take the 4-lane one) */
+    ref_params(&p);
+    p.n_types = 2;
+    p.cart_type = 0;
+    p.value_type = 1;
+    cfg.batch = 32;
+    cfg.seed = 45;
+    run_reference(&p, &cfg);
     /* cap: 40 of 120 users, one event per batch so evictions can be traced */
     ref_params(&p);
     p.max_users = 40;
