@@ -143,7 +143,9 @@ typedef struct nx_config {
         double weight_decay;
         double clip_norm; /* 0 = off */
         int64_t warmup_steps;
-        double lr_decay; /* inverse-time decay: lr / (1 + lr_decay * step), 0 = off */
+        double lr_decay;        /* inverse-time decay towards the floor, 0 = off */
+        double lr_floor;        /* the floor as a share of learning_rate, 0 .. 1 */
+        double head_init_scale; /* output layer's init bound, times Xavier's */
         int64_t batch_size;
         int64_t seed;
         nx_dbllist_t class_weights; /* empty = all 1 */

@@ -175,6 +175,8 @@ static int mlp_params_from(const nx_config_t *cfg, int n_in, int K, nx_mlp_param
     mp->clip_norm = (float)cfg->model.clip_norm;
     mp->warmup_steps = (int)cfg->model.warmup_steps;
     mp->lr_decay = (float)cfg->model.lr_decay;
+    mp->lr_min = (float)(cfg->model.learning_rate * cfg->model.lr_floor);
+    mp->head_init = (float)cfg->model.head_init_scale;
     mp->max_batch = (int)(cfg->model.batch_size > STEP ? cfg->model.batch_size : STEP);
     mp->seed = (uint64_t)cfg->model.seed;
     for (int k = 0; k < cfg->model.class_weights.n; k++)

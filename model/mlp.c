@@ -77,6 +77,7 @@ void nx_mlp_params_default(nx_mlp_params_t *params, int n_in, int n_classes) {
     params->beta1 = 0.9f; /* torch.optim.Adam defaults */
     params->beta2 = 0.999f;
     params->eps = 1e-8f;
+    params->head_init = 1.0f; /* plain Xavier, as torch's init */
     params->max_batch = 256;
     params->seed = 1;
     for (int k = 0; k < NX_MLP_MAX_CLASSES; k++)
@@ -125,6 +126,11 @@ int nx_mlp_params_check(const nx_mlp_params_t *p, char *errstr, size_t errstr_si
         FAIL("warm-up steps %d must be >= 0", p->warmup_steps);
     if (!(p->lr_decay >= 0.0f) || !isfinite(p->lr_decay))
         FAIL("lr decay %g must be >= 0", (double)p->lr_decay);
+    if (!(p->head_init >= 0.0f && p->head_init <= NX_MLP_MAX_HEAD_INIT))
+        FAIL("output-layer init scale %g not in [0, %g]", (double)p->head_init,
+             (double)NX_MLP_MAX_HEAD_INIT);
+    if (!(p->lr_min >= 0.0f && p->lr_min <= p->lr))
+        FAIL("lr floor %g not in [0, lr = %g]", (double)p->lr_min, (double)p->lr);
     /* 1 << 20 rows: far above any micro-batch, and keeps sizes in range. */
     if (p->max_batch < 1 || p->max_batch > (1 << 20))
         FAIL("max batch %d not in 1..%d", p->max_batch, 1 << 20);
@@ -190,14 +196,19 @@ static void *alloc_floats(size_t n) {
 
 /* He uniform (ReLU) or Xavier uniform (tanh, sigmoid, and the output layer,
  * which feeds a softmax): bounds sqrt(6 / fan_in) and sqrt(6 / (fan_in +
- * fan_out)) give variances 2 / fan_in and 2 / (fan_in + fan_out). */
+ * fan_out)) give variances 2 / fan_in and 2 / (fan_in + fan_out). The
+ * output layer's bound is then scaled by head_init: small logits at step 0
+ * mean first predictions near uniform instead of a random network's
+ * confident guesses. The stream is drawn the same whatever the scale. */
 static void init_weights(nx_mlp_t *mlp) {
     const nx_mlp_shape_t *s = &mlp->shape;
     uint64_t x = mlp->params.seed;
     for (int l = 0; l < s->n_layers; l++) {
         const int fan_in = s->d[l], fan_out = s->d[l + 1];
         const int he = mlp->params.act == NX_ACT_RELU && l < s->n_layers - 1;
-        const double bound = he ? sqrt(6.0 / fan_in) : sqrt(6.0 / (fan_in + fan_out));
+        double bound = he ? sqrt(6.0 / fan_in) : sqrt(6.0 / (fan_in + fan_out));
+        if (l == s->n_layers - 1)
+            bound *= mlp->params.head_init;
         float *W = mlp->weights + s->w_off[l];
         for (size_t i = 0; i < (size_t)fan_in * (size_t)fan_out; i++) {
             const double u = (double)(nx_rng_splitmix64(&x) >> 11) * 0x1.0p-53;
@@ -318,8 +329,10 @@ float nx_mlp_lr_at(const nx_mlp_params_t *p, uint64_t step) {
             return (float)(lr * (double)(step + 1) / (double)p->warmup_steps);
         after = step - (uint64_t)p->warmup_steps;
     }
-    if (p->lr_decay > 0.0f)
-        lr /= 1.0 + (double)p->lr_decay * (double)after;
+    if (p->lr_decay > 0.0f) {
+        const double floor = p->lr_min;
+        lr = floor + (lr - floor) / (1.0 + (double)p->lr_decay * (double)after);
+    }
     return (float)lr;
 }
 

@@ -53,9 +53,12 @@
 #include "layers.h"
 #include "rng.h"
 
-#define NX_MLP_MAX_HIDDEN  8    /* hidden layers; the daemon default uses 2 */
+#define NX_MLP_MAX_HIDDEN  8    /* hidden layers; the daemon default uses 1 */
 #define NX_MLP_MAX_CLASSES 16   /* event types (NX_EVENT_MAX_TYPES = 8) + none, with room */
 #define NX_MLP_MAX_WIDTH   4096 /* neurons per layer; guards size overflow */
+/* head_init above plain Xavier only adds saturated first predictions; the
+ * cap is a sanity bound, not a tuned value */
+#define NX_MLP_MAX_HEAD_INIT 10.0f
 
 typedef enum nx_opt {
     NX_OPT_ADAM = 0, /* default, lr 1e-3, as in the seed */
@@ -76,10 +79,12 @@ typedef struct nx_mlp_params {
     float momentum;                /* NX_OPT_MOMENTUM */
     float beta1, beta2;            /* NX_OPT_ADAM moment decays */
     float eps;                     /* Adam / AdaGrad denominator guard */
+    float head_init;               /* output layer's init bound = Xavier's * this, 0 .. 10 */
     float weight_decay;            /* L2: adds wd * w to every gradient, as torch.optim */
     float clip_norm;               /* clip the global gradient L2 norm to this; 0 = off */
     int warmup_steps;              /* lr ramps linearly from lr/warmup to lr; 0 = off */
-    float lr_decay;                /* after warm-up lr_t = lr / (1 + lr_decay * t'); 0 = off */
+    float lr_decay;                /* after warm-up, lr_t falls from lr towards lr_min: */
+    float lr_min;                  /* lr_min + (lr - lr_min) / (1 + lr_decay * t'); 0 .. lr */
     int max_batch;                 /* rows per train/predict call, scratch sized by it */
     uint64_t seed;                 /* initialisation and down-sampling streams */
     float class_weights[NX_MLP_MAX_CLASSES]; /* loss weight per class, default 1 */
@@ -92,9 +97,10 @@ typedef struct nx_mlp nx_mlp_t;
 typedef struct nx_mlp_predictor nx_mlp_predictor_t;
 
 /* Fills *params with the defaults: hidden 64, 32; ReLU; Adam lr 1e-3,
- * betas 0.9/0.999, eps 1e-8 (torch's defaults); momentum 0.9; no decay,
- * clipping, warm-up, class weights or down-sampling; max_batch 256; seed 1;
- * one BLAS thread. */
+ * betas 0.9/0.999, eps 1e-8 (torch's defaults); momentum 0.9; plain
+ * Xavier output layer (head_init 1); no decay, floor, clipping, warm-up,
+ * class weights or down-sampling; max_batch 256; seed 1; one BLAS thread.
+ * The daemon's defaults differ (daemon/config.c: tuned on the generator). */
 void nx_mlp_params_default(nx_mlp_params_t *params, int n_in, int n_classes);
 
 /* Checks params; 0, or -1 with the reason in errstr. */
@@ -133,7 +139,14 @@ int nx_mlp_keep(nx_mlp_t *mlp, int32_t label);
 /* Applies the down-sampling correction (above) in place to probs (B, K). */
 void nx_mlp_correct(const nx_mlp_params_t *params, float *probs, int B);
 
-/* The learning rate step t would use (warm-up and decay applied). */
+/* The learning rate step t would use. Warm-up: lr * (t + 1) / warmup_steps
+ * for t < warmup_steps. After it, with t' = t - warmup_steps, the rate
+ * falls from lr towards the floor lr_min and keeps it for good:
+ *     lr_t = lr_min + (lr - lr_min) / (1 + lr_decay * t').
+ * With lr_decay = 0 it is lr throughout; with lr_min = 0 it is the plain
+ * inverse-time decay, which tends to 0 (a model that stops learning). A
+ * pure function of params and t, so a restored step continues the same
+ * schedule. */
 float nx_mlp_lr_at(const nx_mlp_params_t *params, uint64_t step);
 
 /* Views of the state, for tests, the checkpoint and the benchmark. The

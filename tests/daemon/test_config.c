@@ -175,6 +175,9 @@ int main(int argc, char **argv) {
     expect_bad(BASE "features: { windows_s = [300, 0, 86400]; };\n", 2, "out of range");
     expect_bad(BASE "model: { activation = \"gelu\"; };\n", 2, "one of relu|tanh|sigmoid");
     expect_bad(BASE "model: { learning_rate = 1e400; };\n", 2, "out of range");
+    /* the floor is a share of learning_rate, so it can never exceed it */
+    expect_bad(BASE "model: { lr_floor = 1.5; };\n", 2, "model.lr_floor = 1.5 is out of range");
+    expect_bad(BASE "model: { head_init_scale = -0.1; };\n", 2, "out of range");
     /* libconfig's 32-bit wrap is caught, not read as a negative number */
     expect_bad(BASE "features: { max_users = 3000000000; };\n", 2,
                "does not fit libconfig's 32-bit");

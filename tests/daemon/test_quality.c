@@ -12,9 +12,8 @@
  * - the oracle figures computed here agree with nx_gen_oracle's (so the
  *   labels are the generator's);
  * - the model's progressive log loss is within 5% of the oracle's and its
- *   purchase AUC within 0.02 of the oracle's (issue 6), on the examples of
- *   the second 100k events (after warm-up; over all 200k within 10% and
- *   0.04);
+ *   purchase AUC within 0.02 of the oracle's (issue 6), over all 200k
+ *   events (the cold start included) and over the second 100k;
  * - bad payloads mixed into the stream (1 in 100: truncated, trailing
  *   bytes, empty, negative length, random bytes) are all rejected by the
  *   codec and change none of the prediction records of the good events,
@@ -27,8 +26,9 @@
  * batch boundaries move too and the pipeline must not depend on them
  * (pipeline.h's contract; test_quality_batches in replay.cmake).
  *
- * usage: test_quality [--bad-takes-slots] [EXTRA.conf]  (EXTRA is appended
- * to the test's configuration, for measuring other settings)
+ * usage: test_quality [--bad-takes-slots] [--seed S] [EXTRA.conf]  (S: the
+ * generator's seed, default SEED; EXTRA is appended to the test's
+ * configuration, for measuring other settings)
  */
 #include <math.h>
 #include <stdint.h>
@@ -45,7 +45,7 @@
 
 #define USERS  10000
 #define EVENTS 200000
-#define SEED   20261129
+#define SEED   20261129 /* the generator's, unless --seed */
 /* kafka.poll_batch's default: the daemon's batches. */
 #define POLL 1024
 /* One bad payload after a good one with this probability. */
@@ -78,6 +78,7 @@ static int64_t horizon_ms;
 /* --bad-takes-slots: a bad message takes a poll slot, as in the daemon, so
  * the good events' batch boundaries move. */
 static int bad_takes_slot;
+static uint64_t gen_seed = SEED;
 
 /* splitmix64 of our own for the bad payloads. */
 static uint64_t rng_state = 0x5eed0bad5eed0badULL;
@@ -129,7 +130,7 @@ static int generate(void) {
     nx_gen_params_t params;
     nx_gen_params_default(&params);
     params.users = USERS;
-    params.seed = SEED;
+    params.seed = gen_seed;
     horizon_ms = params.horizon_ms;
     nx_gen_t *gen = nx_gen_new(&params, err, sizeof err);
     nx_gen_oracle_t *oracle = nx_gen_oracle_new(USERS, params.horizon_ms, 1);
@@ -383,6 +384,19 @@ static double logloss_of(const int8_t *label, int model, int from, long *count) 
     return sum / (double)n;
 }
 
+/* The model's log loss minus the oracle's, summed over the labelled
+ * examples in [from, to), in percent of total. */
+static double excess_share(const int8_t *label, int from, int to, double total) {
+    double ex = 0;
+    for (int i = from; i < to; i++) {
+        if (label[i] < 0)
+            continue;
+        double pm = pred[0][i][label[i]], po = truth[i][label[i]];
+        ex += log(po > P_MIN ? po : P_MIN) - log(pm > P_MIN ? pm : P_MIN);
+    }
+    return 100 * ex / total;
+}
+
 static nx_config_t *load_config(const char *extra) {
     char path[] = "/tmp/test_quality.XXXXXX", err[512];
     int fd = mkstemp(path);
@@ -419,6 +433,10 @@ int main(int argc, char **argv) {
         bad_takes_slot = 1;
         a++;
     }
+    if (a + 1 < argc && strcmp(argv[a], "--seed") == 0) {
+        gen_seed = strtoull(argv[a + 1], NULL, 0);
+        a += 2;
+    }
     nx_config_t *cfg = load_config(a < argc ? argv[a] : NULL);
     CHECK(cfg != NULL);
     if (!cfg || generate() < 0)
@@ -454,6 +472,16 @@ int main(int argc, char **argv) {
            "%.4f oracle %.4f (gap %.4f)\n",
            ll_model2, ll_oracle2, ll_model2 / ll_oracle2, auc_model2, auc_oracle2,
            auc_oracle2 - auc_model2);
+    /* where the excess loss lies (the cold start): per tenth of the run,
+     * then per 1000 events over its first 20k */
+    printf("excess log loss per tenth of the run (%% of the run's oracle loss):");
+    for (int t = 0; t < 10; t++)
+        printf(" %.2f", excess_share(label, t * (EVENTS / 10), (t + 1) * (EVENTS / 10),
+                                     ll_oracle * (double)n_lab));
+    printf("\n  over its first 20k, per 1000 events:");
+    for (int t = 0; t < 20; t++)
+        printf(" %.2f", excess_share(label, t * 1000, (t + 1) * 1000, ll_oracle * (double)n_lab));
+    printf("\n");
     for (int k = 0; k < K; k++)
         printf("  AUC %-8s model %.4f oracle %.4f\n", k == 3 ? "none" : cfg->event_types.v[k],
                auc_of(label, k, 1, 0), auc_of(label, k, 0, 0));
@@ -466,16 +494,19 @@ int main(int argc, char **argv) {
     /* the pipeline's progressive figures agree with ours */
     CHECK_NEAR(st.logloss, ll_model, 0.01 * ll_model);
 
-    /* issue 6, on the model that has seen 100k events: the examples of
-     * the second half. Over all 200k the first few thousand, made by a
-     * model still near its initialisation, weigh in (measured with the
-     * defaults at 24349d2: ratio 1.060, AUC gap 0.020 over all; 1.019 and
-     * 0.009 over the second half). */
+    /* issue 6 over the whole run, cold start included, and over the
+     * second half (the model that has seen 100k events). Measured with
+     * the defaults (lr 0.01 decaying to a floor of 0.001, one hidden
+     * layer of 32, output layer initialised at 0.1 x Xavier), generator
+     * seeds 20261129 / 7 / 99: whole run ratio 1.026 / 1.027 / 1.027, AUC
+     * gap 0.012 / 0.016 / 0.014; second half 1.014 / 1.013 / 1.015 and
+     * 0.006 / 0.006 / 0.011. The defaults before (constant lr 0.001,
+     * [64, 32], plain Xavier): whole run 1.060, gap 0.020; second half
+     * 1.019, 0.009 (seed 20261129). */
+    CHECK(ll_model <= LOGLOSS_RATIO_MAX * ll_oracle);
+    CHECK(auc_oracle - auc_model <= AUC_GAP_MAX);
     CHECK(ll_model2 <= LOGLOSS_RATIO_MAX * ll_oracle2);
     CHECK(auc_oracle2 - auc_model2 <= AUC_GAP_MAX);
-    /* and the whole run is not far off either (bounds with some room) */
-    CHECK(ll_model <= 1.10 * ll_oracle);
-    CHECK(auc_oracle - auc_model <= 0.04);
 
     /* bad payloads change none of the good events' records, byte for byte
      * (checked as the record without its probabilities, hashed, and the

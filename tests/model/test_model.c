@@ -398,6 +398,116 @@ static void test_sgd_clip_schedule(void) {
     CHECK_CLOSE(nx_mlp_lr_at(&p, 3), 1.0, 1e-7, 0);
     CHECK_CLOSE(nx_mlp_lr_at(&p, 4), 1.0, 1e-7, 0);
     CHECK_CLOSE(nx_mlp_lr_at(&p, 6), 0.5, 1e-7, 0);
+
+    /* with a floor: lr_min + (lr - lr_min) / (1 + d t'), computed here in
+     * double; non-increasing after warm-up, never below the floor, at the
+     * floor (to float precision) however long the daemon runs */
+    p.lr_min = 0.2f;
+    CHECK_CLOSE(nx_mlp_lr_at(&p, 0), 0.25, 1e-7, 0); /* warm-up ignores the floor */
+    CHECK_CLOSE(nx_mlp_lr_at(&p, 4), 1.0, 1e-7, 0);
+    CHECK_CLOSE(nx_mlp_lr_at(&p, 6), 0.2 + 0.8 / 2.0, 1e-7, 0);
+    CHECK_CLOSE(nx_mlp_lr_at(&p, 4 + 1000), 0.2 + 0.8 / 501.0, 1e-7, 1e-6);
+    float prev = nx_mlp_lr_at(&p, 4);
+    int monotone = 1, above = 1;
+    for (uint64_t t = 5; t < 100000; t += 7) {
+        const float lr = nx_mlp_lr_at(&p, t);
+        monotone &= lr <= prev;
+        above &= lr >= p.lr_min;
+        prev = lr;
+    }
+    CHECK(monotone && above, "schedule not non-increasing (%d) or below the floor (%d)", monotone,
+          above);
+    CHECK_CLOSE(nx_mlp_lr_at(&p, (uint64_t)1 << 62), 0.2, 0, 1e-6);
+    /* the daemon's defaults (config.c): 0.01 -> 0.001, decay 0.005 */
+    nx_mlp_params_default(&p, 3, 3);
+    p.lr = 0.01f;
+    p.lr_min = 0.001f;
+    p.lr_decay = 0.005f;
+    CHECK_CLOSE(nx_mlp_lr_at(&p, 0), 0.01, 1e-9, 0);
+    CHECK_CLOSE(nx_mlp_lr_at(&p, 200), 0.001 + 0.009 / 2.0, 0, 1e-6);
+    CHECK_CLOSE(nx_mlp_lr_at(&p, 20000), 0.001 + 0.009 / 101.0, 0, 1e-6);
+    CHECK_CLOSE(nx_mlp_lr_at(&p, (uint64_t)1 << 40), 0.001, 0, 1e-6);
+    /* floor = lr: constant */
+    p.lr_min = p.lr;
+    CHECK(nx_mlp_lr_at(&p, 12345) == p.lr, "floor = lr gave %g", (double)nx_mlp_lr_at(&p, 12345));
+}
+
+/* head_init scales the output layer's initial weights and nothing else:
+ * the hidden layers and the drawn stream are the same; at 0 the first
+ * predictions are exactly uniform (zero logits), and training still
+ * moves every layer after the first step. */
+static void test_head_init(void) {
+    nx_mlp_params_t p;
+    char err[256];
+    nx_mlp_params_default(&p, 5, 4);
+    nx_mlp_t *ref = nx_mlp_new(&p, err, sizeof(err));
+    p.head_init = 0.1f;
+    nx_mlp_t *small = nx_mlp_new(&p, err, sizeof(err));
+    p.head_init = 0.0f;
+    nx_mlp_t *zero = nx_mlp_new(&p, err, sizeof(err));
+    CHECK(ref && small && zero, "%s", err);
+    if (!ref || !small || !zero)
+        goto out;
+    const int last = nx_mlp_num_layers(ref) - 1;
+    const size_t w_last = nx_mlp_w_offset(ref, last), n = nx_mlp_num_params(ref);
+    const float *wr = nx_mlp_weights(ref), *ws = nx_mlp_weights(small), *wz = nx_mlp_weights(zero);
+    int hidden_same = 1, head_scaled = 1, head_zero = 1;
+    for (size_t i = 0; i < w_last; i++)
+        hidden_same &= wr[i] == ws[i] && wr[i] == wz[i];
+    for (size_t i = w_last; i < n; i++) {
+        head_scaled &=
+            fabs((double)ws[i] - 0.1 * (double)wr[i]) <= 1e-7 * fabs((double)wr[i]) + 1e-9;
+        head_zero &= wz[i] == 0.0f;
+    }
+    CHECK(hidden_same, "hidden layers depend on head_init");
+    CHECK(head_scaled, "output layer not 0.1 x the plain one");
+    CHECK(head_zero, "head_init 0: output layer not zero");
+
+    float x[3 * 5], probs[3 * 4];
+    fill(x, 3 * 5, -5, 5);
+    CHECK(nx_mlp_predict(zero, x, 3, probs) == 0, "predict");
+    for (int i = 0; i < 3 * 4; i++)
+        CHECK(probs[i] == 0.25f, "head_init 0: p[%d] = %.9g, not 1/4", i, (double)probs[i]);
+    /* at 0.1 the logits are a tenth of the plain network's (zero biases):
+     * compared as log-odds log(p_k / p_0), inputs small enough that the
+     * plain network's probabilities are not saturated */
+    float pr[3 * 4], ps[3 * 4];
+    fill(x, 3 * 5, -1, 1);
+    CHECK(nx_mlp_predict(ref, x, 3, pr) == 0 && nx_mlp_predict(small, x, 3, ps) == 0, "predict");
+    for (int r = 0; r < 3; r++)
+        for (int k = 1; k < 4; k++)
+            CHECK_CLOSE(log((double)ps[4 * r + k] / ps[4 * r]),
+                        0.1 * log((double)pr[4 * r + k] / pr[4 * r]), 1e-5, 1e-4);
+    /* two steps from a zero head: the first moves the head only (the
+     * hidden layers' gradient passes through W_last = 0), the second
+     * every layer */
+    int32_t y[3] = {0, 1, 3};
+    float *w0 = malloc(sizeof(float) * n);
+    memcpy(w0, wz, sizeof(float) * n);
+    CHECK(nx_mlp_train(zero, x, y, 3, NULL) == 0, "train");
+    CHECK(memcmp(w0, wz, sizeof(float) * w_last) == 0, "step 1 moved a hidden layer");
+    CHECK(memcmp(w0 + w_last, wz + w_last, sizeof(float) * (n - w_last)) != 0,
+          "step 1 left the head");
+    CHECK(nx_mlp_train(zero, x, y, 3, NULL) == 0, "train");
+    CHECK(memcmp(w0, wz, sizeof(float) * nx_mlp_b_offset(zero, 0)) != 0,
+          "step 2 left the first layer");
+    free(w0);
+
+    nx_mlp_params_default(&p, 5, 4);
+    p.head_init = -0.1f;
+    CHECK(nx_mlp_params_check(&p, err, sizeof(err)) == -1, "head_init < 0 accepted");
+    p.head_init = 11.0f;
+    CHECK(nx_mlp_params_check(&p, err, sizeof(err)) == -1, "head_init 11 accepted");
+    nx_mlp_params_default(&p, 5, 4);
+    p.lr_min = 2 * p.lr;
+    CHECK(nx_mlp_params_check(&p, err, sizeof(err)) == -1, "lr_min > lr accepted");
+    CHECK(strstr(err, "floor") != NULL, "message: %s", err);
+    p.lr_min = -1e-4f;
+    CHECK(nx_mlp_params_check(&p, err, sizeof(err)) == -1, "lr_min < 0 accepted");
+out:
+    nx_mlp_destroy(ref);
+    nx_mlp_destroy(small);
+    nx_mlp_destroy(zero);
 }
 
 /* Two moons (noise 0.1), an XOR of quadrants, each to >= 98% on fresh data. */
@@ -448,14 +558,19 @@ static void test_learns(void) {
         nx_opt_t opt;
         nx_act_t act;
         float lr;
+        float lr_min, lr_decay, head_init; /* 0, 0, 1: the library's defaults */
     } cases[] = {
-        {"moons adam relu softmax", 0, 0, NX_OPT_ADAM, NX_ACT_RELU, 1e-2f},
-        {"moons adam tanh sigmoid-head", 0, 1, NX_OPT_ADAM, NX_ACT_TANH, 1e-2f},
-        {"xor adam relu", 1, 0, NX_OPT_ADAM, NX_ACT_RELU, 1e-2f},
-        {"xor sgd relu", 1, 0, NX_OPT_SGD, NX_ACT_RELU, 0.2f},
-        {"xor momentum relu", 1, 0, NX_OPT_MOMENTUM, NX_ACT_RELU, 0.05f},
-        {"xor adagrad relu", 1, 0, NX_OPT_ADAGRAD, NX_ACT_RELU, 0.05f},
-        {"xor adam sigmoid", 1, 1, NX_OPT_ADAM, NX_ACT_SIGMOID, 1e-2f},
+        {"moons adam relu softmax", 0, 0, NX_OPT_ADAM, NX_ACT_RELU, 1e-2f, 0, 0, 1},
+        {"moons adam tanh sigmoid-head", 0, 1, NX_OPT_ADAM, NX_ACT_TANH, 1e-2f, 0, 0, 1},
+        {"xor adam relu", 1, 0, NX_OPT_ADAM, NX_ACT_RELU, 1e-2f, 0, 0, 1},
+        {"xor sgd relu", 1, 0, NX_OPT_SGD, NX_ACT_RELU, 0.2f, 0, 0, 1},
+        {"xor momentum relu", 1, 0, NX_OPT_MOMENTUM, NX_ACT_RELU, 0.05f, 0, 0, 1},
+        {"xor adagrad relu", 1, 0, NX_OPT_ADAGRAD, NX_ACT_RELU, 0.05f, 0, 0, 1},
+        {"xor adam sigmoid", 1, 1, NX_OPT_ADAM, NX_ACT_SIGMOID, 1e-2f, 0, 0, 1},
+        /* the daemon's schedule and head (config.c) */
+        {"moons adam relu, floor, head 0.1", 0, 0, NX_OPT_ADAM, NX_ACT_RELU, 1e-2f, 1e-3f, 5e-3f,
+         0.1f},
+        {"xor adam relu, floor, head 0", 1, 0, NX_OPT_ADAM, NX_ACT_RELU, 1e-2f, 1e-3f, 5e-3f, 0.0f},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         (cases[c].xor_data ? xor4 : moons)(x, y, NTRAIN);
@@ -467,6 +582,9 @@ static void test_learns(void) {
         p.opt = cases[c].opt;
         p.act = cases[c].act;
         p.lr = cases[c].lr;
+        p.lr_min = cases[c].lr_min;
+        p.lr_decay = cases[c].lr_decay;
+        p.head_init = cases[c].head_init;
         nx_mlp_t *mlp = nx_mlp_new(&p, err, sizeof(err));
         CHECK(mlp != NULL, "%s", err);
         if (!mlp)
@@ -1041,6 +1159,7 @@ int main(void) {
     test_params_check();
     test_metrics();
     test_checkpoint();
+    test_head_init(); /* last: its data draws from trng would move the others' */
     printf("test_model: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
