@@ -26,9 +26,13 @@
  * batch boundaries move too and the pipeline must not depend on them
  * (pipeline.h's contract; test_quality_batches in replay.cmake).
  *
- * usage: test_quality [--bad-takes-slots] [--seed S] [EXTRA.conf]  (S: the
- * generator's seed, default SEED; EXTRA is appended to the test's
- * configuration, for measuring other settings)
+ * usage: test_quality [--bad-takes-slots] [--drift] [--seed S] [EXTRA.conf]
+ * (S: the generator's seed, default SEED; EXTRA is appended to the test's
+ * configuration, for measuring other settings). --drift measures how the
+ * model follows a change: from the 100,000th event on, click and cart swap
+ * names (and true probabilities); it prints the log-loss ratio in windows
+ * after the change and checks the issue's log-loss bound before the change
+ * and over the last 50k events (the model has caught up).
  */
 #include <math.h>
 #include <stdint.h>
@@ -79,6 +83,9 @@ static int64_t horizon_ms;
  * the good events' batch boundaries move. */
 static int bad_takes_slot;
 static uint64_t gen_seed = SEED;
+/* --drift: from the middle of the stream on, click and cart swap names (and
+ * their true probabilities), a concept drift the model must follow */
+static int drift;
 
 /* splitmix64 of our own for the bad payloads. */
 static uint64_t rng_state = 0x5eed0bad5eed0badULL;
@@ -154,6 +161,13 @@ static int generate(void) {
     for (int i = 0; i < EVENTS; i++) {
         nx_gen_event_t ev;
         nx_gen_next(gen, &ev);
+        if (drift && i >= EVENTS / 2 && ev.type != NX_GEN_PURCHASE) {
+            ev.type = NX_GEN_CLICK + NX_GEN_CART - ev.type;
+            ev.type_name = params.type_names[ev.type];
+            double p0 = ev.p[NX_GEN_CLICK];
+            ev.p[NX_GEN_CLICK] = ev.p[NX_GEN_CART];
+            ev.p[NX_GEN_CART] = p0;
+        }
         pay_off[i] = at;
         int64_t n = nx_gen_encode_event(&ev, -1, arena + at, cap - at);
         CHECK(n > 0);
@@ -369,10 +383,10 @@ static double auc_of(const int8_t *label, int k, int model, int from) {
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg);
 }
 
-static double logloss_of(const int8_t *label, int model, int from, long *count) {
+static double logloss_of(const int8_t *label, int model, int from, int to, long *count) {
     double sum = 0;
     long n = 0;
-    for (int i = from; i < EVENTS; i++) {
+    for (int i = from; i < to; i++) {
         if (label[i] < 0)
             continue;
         double p = model ? (double)pred[0][i][label[i]] : truth[i][label[i]];
@@ -433,6 +447,10 @@ int main(int argc, char **argv) {
         bad_takes_slot = 1;
         a++;
     }
+    if (a < argc && strcmp(argv[a], "--drift") == 0) {
+        drift = 1;
+        a++;
+    }
     if (a + 1 < argc && strcmp(argv[a], "--seed") == 0) {
         gen_seed = strtoull(argv[a + 1], NULL, 0);
         a += 2;
@@ -455,12 +473,13 @@ int main(int argc, char **argv) {
     if (!label)
         return nx_check_exit("test_quality");
     long n_lab;
-    double ll_model = logloss_of(label, 1, 0, &n_lab), ll_oracle = logloss_of(label, 0, 0, NULL);
+    double ll_model = logloss_of(label, 1, 0, EVENTS, &n_lab);
+    double ll_oracle = logloss_of(label, 0, 0, EVENTS, NULL);
     double auc_model = auc_of(label, NX_GEN_PURCHASE, 1, 0);
     double auc_oracle = auc_of(label, NX_GEN_PURCHASE, 0, 0);
     /* the second half: the model after warm-up */
-    double ll_model2 = logloss_of(label, 1, EVENTS / 2, NULL);
-    double ll_oracle2 = logloss_of(label, 0, EVENTS / 2, NULL);
+    double ll_model2 = logloss_of(label, 1, EVENTS / 2, EVENTS, NULL);
+    double ll_oracle2 = logloss_of(label, 0, EVENTS / 2, EVENTS, NULL);
     double auc_model2 = auc_of(label, NX_GEN_PURCHASE, 1, EVENTS / 2);
     double auc_oracle2 = auc_of(label, NX_GEN_PURCHASE, 0, EVENTS / 2);
     printf("%ld labelled examples of %d\n", n_lab, EVENTS);
@@ -503,10 +522,35 @@ int main(int argc, char **argv) {
      * 0.006 / 0.006 / 0.011. The defaults before (constant lr 0.001,
      * [64, 32], plain Xavier): whole run 1.060, gap 0.020; second half
      * 1.019, 0.009 (seed 20261129). */
-    CHECK(ll_model <= LOGLOSS_RATIO_MAX * ll_oracle);
-    CHECK(auc_oracle - auc_model <= AUC_GAP_MAX);
-    CHECK(ll_model2 <= LOGLOSS_RATIO_MAX * ll_oracle2);
-    CHECK(auc_oracle2 - auc_model2 <= AUC_GAP_MAX);
+    if (!drift) {
+        CHECK(ll_model <= LOGLOSS_RATIO_MAX * ll_oracle);
+        CHECK(auc_oracle - auc_model <= AUC_GAP_MAX);
+        CHECK(ll_model2 <= LOGLOSS_RATIO_MAX * ll_oracle2);
+        CHECK(auc_oracle2 - auc_model2 <= AUC_GAP_MAX);
+    } else {
+        /* the first half is the stationary stream; then the ratio in
+         * windows after the change, and the excess over them all */
+        static const int edge[] = {EVENTS / 2,         EVENTS / 2 + 5000,  EVENTS / 2 + 10000,
+                                   EVENTS / 2 + 20000, EVENTS / 2 + 50000, EVENTS};
+        double ll1 = logloss_of(label, 1, 0, EVENTS / 2, NULL);
+        printf("drift: first half ratio %.4f; after the change, log-loss ratio in events",
+               ll1 / logloss_of(label, 0, 0, EVENTS / 2, NULL));
+        for (size_t w = 0; w + 1 < sizeof edge / sizeof edge[0]; w++)
+            printf(" [%dk,%dk) %.4f", edge[w] / 1000, edge[w + 1] / 1000,
+                   logloss_of(label, 1, edge[w], edge[w + 1], NULL) /
+                       logloss_of(label, 0, edge[w], edge[w + 1], NULL));
+        printf("\n");
+        /* the issue's log-loss bound before the change, and again over the
+         * last 50k events: the model has followed it. Measured, ratio over
+         * [150k, 200k), seeds 20261129 / 7: the defaults 1.014 / 1.014;
+         * with lr_decay 0.05, so that the rate is at its floor by the
+         * change, lr_floor 0.3: 1.014 / 1.012, 0.1: 1.016 / 1.017, 0.03:
+         * 1.034 / 1.039, and 0 (the rate decayed to 6e-5, a daemon that
+         * has stopped learning): 1.243 / 1.311, failing here. */
+        CHECK(ll1 <= LOGLOSS_RATIO_MAX * logloss_of(label, 0, 0, EVENTS / 2, NULL));
+        CHECK(logloss_of(label, 1, edge[4], EVENTS, NULL) <=
+              LOGLOSS_RATIO_MAX * logloss_of(label, 0, edge[4], EVENTS, NULL));
+    }
 
     /* bad payloads change none of the good events' records, byte for byte
      * (checked as the record without its probabilities, hashed, and the

@@ -1031,6 +1031,13 @@ static void test_checkpoint(void) {
     p.max_batch = 32;
     p.neg_class = 4;
     p.neg_rate = 0.5f;
+    /* the whole schedule: the 20 steps before the save cross the warm-up
+     * and the 5 after it are on the decay towards the floor, which must
+     * continue from the restored step */
+    p.warmup_steps = 8;
+    p.lr_decay = 0.1f;
+    p.lr_min = 2e-4f;
+    p.head_init = 0.1f;
     nx_mlp_t *a = nx_mlp_new(&p, err, sizeof(err)), *b = NULL;
     p.seed = 77; /* different initial weights: the load must overwrite them */
     b = nx_mlp_new(&p, err, sizeof(err));
