@@ -293,6 +293,12 @@ static void field_clear(nx_config_t *cfg, const nx_cfg_desc_t *d) {
     case NX_CT_RDKAFKA:
         strmap_clear(p);
         break;
+    case NX_CT_INTS: /* emptied, so that `[]` in a file is an empty list, not the default */
+        ((nx_intlist_t *)p)->n = 0;
+        break;
+    case NX_CT_DOUBLES:
+        ((nx_dbllist_t *)p)->n = 0;
+        break;
     default:
         break;
     }
@@ -876,10 +882,10 @@ static int cross_check(load_ctx_t *ctx, nx_config_t *cfg, const config_t *c) {
             return fail(ctx, maps[m]->line[i], "%s.%s = \"%s\" is not an event type; one of %s%s",
                         mapnames[m], maps[m]->key[i], v, types, m == 0 ? " or \"\" (skip)" : "");
         }
-    if (cfg->features.windows_s.n > NX_STORE_MAX_WINDOWS)
+    if (cfg->features.windows_s.n < 1 || cfg->features.windows_s.n > NX_STORE_MAX_WINDOWS)
         return fail(ctx, find_line(cfg, c, "features.windows_s"),
-                    "features.windows_s has %d windows; at most %d allowed",
-                    cfg->features.windows_s.n, NX_STORE_MAX_WINDOWS);
+                    "features.windows_s has %d windows; 1 to %d allowed", cfg->features.windows_s.n,
+                    NX_STORE_MAX_WINDOWS);
     if (cfg->kafka.transactional)
         return fail(ctx, find_line(cfg, c, "kafka.transactional"),
                     "kafka.transactional = true (exactly-once) is not implemented yet; "

@@ -123,7 +123,8 @@ static void test_values(void) {
         "kafka: { brokers = \"b:1\"; input_topics = [\"a\", \"b\"]; output_topic = \"p\";\n"
         "  consumer = { security_protocol = \"plaintext\"; fetch_wait_max_ms = 10; };\n};\n"
         "features: { max_users = 20000000L; windows_s = [60, 600]; };\n"
-        "input: { writer_schema = \"my.avsc\"; type_map = { pv = \"click\"; fav = \"\"; }; };\n");
+        "input: { writer_schema = \"my.avsc\"; type_map = { pv = \"click\"; fav = \"\"; }; };\n"
+        "model: { hidden = []; lr_floor = 0.25; head_init_scale = 0.0; };\n");
     cfg = nx_config_load(path, err, sizeof err);
     CHECK(cfg != NULL);
     if (!cfg) {
@@ -138,6 +139,9 @@ static void test_values(void) {
     CHECK_STR_HAS(cfg->kafka.consumer.key[1], "fetch.wait.max.ms");
     CHECK_STR_HAS(cfg->kafka.consumer.val[1], "10");
     CHECK_INT(cfg->input.type_map.n, 2);
+    CHECK_INT(cfg->model.hidden.n, 0); /* [] is a linear model, not the default [32] */
+    CHECK(cfg->model.lr_floor == 0.25);
+    CHECK(cfg->model.head_init_scale == 0.0);
     /* relative paths resolve against the file's directory */
     char want[600];
     snprintf(want, sizeof want, "%s/my.avsc", tmpdir);
@@ -173,6 +177,7 @@ int main(int argc, char **argv) {
     expect_bad(BASE "model: { learning_rate = -0.1; };\n", 2, "out of range; allowed");
     expect_bad(BASE "model: { batch_size = 0; };\n", 2, "model.batch_size = 0 is out of range");
     expect_bad(BASE "features: { windows_s = [300, 0, 86400]; };\n", 2, "out of range");
+    expect_bad(BASE "features: { windows_s = []; };\n", 2, "has 0 windows; 1 to 4 allowed");
     expect_bad(BASE "model: { activation = \"gelu\"; };\n", 2, "one of relu|tanh|sigmoid");
     expect_bad(BASE "model: { learning_rate = 1e400; };\n", 2, "out of range");
     /* the floor is a share of learning_rate, so it can never exceed it */
@@ -196,7 +201,7 @@ int main(int argc, char **argv) {
                2, "session.timeout.ms");
     /* cross-key checks */
     expect_bad(BASE "features: { windows_s = [60, 300, 3600, 86400, 604800]; };\n", 2,
-               "at most 4 allowed");
+               "5 windows; 1 to 4 allowed");
     expect_bad(BASE "input: { type_map = { pv = \"clik\"; }; };\n", 2, "is not an event type");
     expect_bad(BASE "event_types = [\"click\", \"click\"];\n", 2, "names \"click\" twice");
     expect_bad(BASE "model: { class_weights = [1.0, 2.0]; };\n", 2, "give none or 4");
