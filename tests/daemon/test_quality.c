@@ -352,11 +352,11 @@ static int cmp_score(const void *a, const void *b) {
 }
 
 /* Exact ROC AUC (ties count one half) of class k over labelled examples
- * in [from, EVENTS). model: 1 for pred, 0 for truth. */
-static double auc_of(const int8_t *label, int k, int model, int from) {
+ * in [from, to). model: 1 for pred, 0 for truth. */
+static double auc_of(const int8_t *label, int k, int model, int from, int to) {
     score_item_t *it = malloc((size_t)EVENTS * sizeof *it);
     size_t n = 0;
-    for (int i = from; i < EVENTS; i++) {
+    for (int i = from; i < to; i++) {
         if (label[i] < 0)
             continue;
         it[n].s = model ? (double)pred[0][i][k] : truth[i][k];
@@ -475,13 +475,13 @@ int main(int argc, char **argv) {
     long n_lab;
     double ll_model = logloss_of(label, 1, 0, EVENTS, &n_lab);
     double ll_oracle = logloss_of(label, 0, 0, EVENTS, NULL);
-    double auc_model = auc_of(label, NX_GEN_PURCHASE, 1, 0);
-    double auc_oracle = auc_of(label, NX_GEN_PURCHASE, 0, 0);
+    double auc_model = auc_of(label, NX_GEN_PURCHASE, 1, 0, EVENTS);
+    double auc_oracle = auc_of(label, NX_GEN_PURCHASE, 0, 0, EVENTS);
     /* the second half: the model after warm-up */
     double ll_model2 = logloss_of(label, 1, EVENTS / 2, EVENTS, NULL);
     double ll_oracle2 = logloss_of(label, 0, EVENTS / 2, EVENTS, NULL);
-    double auc_model2 = auc_of(label, NX_GEN_PURCHASE, 1, EVENTS / 2);
-    double auc_oracle2 = auc_of(label, NX_GEN_PURCHASE, 0, EVENTS / 2);
+    double auc_model2 = auc_of(label, NX_GEN_PURCHASE, 1, EVENTS / 2, EVENTS);
+    double auc_oracle2 = auc_of(label, NX_GEN_PURCHASE, 0, EVENTS / 2, EVENTS);
     printf("%ld labelled examples of %d\n", n_lab, EVENTS);
     printf("all events:      log loss model %.4f oracle %.4f (ratio %.4f); purchase AUC model "
            "%.4f oracle %.4f (gap %.4f)\n",
@@ -500,10 +500,15 @@ int main(int argc, char **argv) {
     printf("\n  over its first 20k, per 1000 events:");
     for (int t = 0; t < 20; t++)
         printf(" %.2f", excess_share(label, t * 1000, (t + 1) * 1000, ll_oracle * (double)n_lab));
+    printf("\npurchase AUC gap per tenth of the run:");
+    for (int t = 0; t < 10; t++)
+        printf(" %.4f",
+               auc_of(label, NX_GEN_PURCHASE, 0, t * (EVENTS / 10), (t + 1) * (EVENTS / 10)) -
+                   auc_of(label, NX_GEN_PURCHASE, 1, t * (EVENTS / 10), (t + 1) * (EVENTS / 10)));
     printf("\n");
     for (int k = 0; k < K; k++)
         printf("  AUC %-8s model %.4f oracle %.4f\n", k == 3 ? "none" : cfg->event_types.v[k],
-               auc_of(label, k, 1, 0), auc_of(label, k, 0, 0));
+               auc_of(label, k, 1, 0, EVENTS), auc_of(label, k, 0, 0, EVENTS));
 
     /* our labels are the generator's: same oracle figures */
     CHECK_INT(n_lab, oracle_rep.labelled);
@@ -519,9 +524,12 @@ int main(int argc, char **argv) {
      * layer of 32, output layer initialised at 0.1 x Xavier), generator
      * seeds 20261129 / 7 / 99: whole run ratio 1.026 / 1.027 / 1.027, AUC
      * gap 0.012 / 0.016 / 0.014; second half 1.014 / 1.013 / 1.015 and
-     * 0.006 / 0.006 / 0.011. The defaults before (constant lr 0.001,
-     * [64, 32], plain Xavier): whole run 1.060, gap 0.020; second half
-     * 1.019, 0.009 (seed 20261129). */
+     * 0.006 / 0.006 / 0.011. The thinnest margin is the whole run's AUC
+     * gap on seed 7: 0.018 with model.seed 1 or 123 (0.0155 with 42); the
+     * cold start's first 20k events carry most of it (gap 0.07 there).
+     * The defaults before (constant lr 0.001, [64, 32], plain Xavier):
+     * whole run 1.060, gap 0.020; second half 1.019, 0.009 (seed
+     * 20261129). */
     if (!drift) {
         CHECK(ll_model <= LOGLOSS_RATIO_MAX * ll_oracle);
         CHECK(auc_oracle - auc_model <= AUC_GAP_MAX);
