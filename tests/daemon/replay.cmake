@@ -26,3 +26,11 @@ add_executable(test_soak ${CMAKE_CURRENT_LIST_DIR}/test_soak.c)
 target_link_libraries(test_soak PRIVATE nx_daemon nx_testkit)
 add_test(NAME test_soak COMMAND test_soak $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR})
 set_tests_properties(test_soak PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 300)
+# A concept drift (click and cart swap from event 100k): the learning-rate
+# floor must bring the model back within 5% of the oracle (a rate decayed
+# to ~0 fails it); and the quality bounds on two more generator seeds.
+add_test(NAME test_quality_drift COMMAND test_quality --drift)
+add_test(NAME test_quality_seed7 COMMAND test_quality --seed 7)
+add_test(NAME test_quality_seed99 COMMAND test_quality --seed 99)
+set_tests_properties(test_quality_drift test_quality_seed7 test_quality_seed99
+                     PROPERTIES LABELS unit TIMEOUT 60)

@@ -139,7 +139,7 @@ static void test_values(void) {
     CHECK_STR_HAS(cfg->kafka.consumer.key[1], "fetch.wait.max.ms");
     CHECK_STR_HAS(cfg->kafka.consumer.val[1], "10");
     CHECK_INT(cfg->input.type_map.n, 2);
-    CHECK_INT(cfg->model.hidden.n, 0); /* [] is a linear model, not the default [32] */
+    CHECK_INT(cfg->model.hidden.n, 0); /* [] is a linear model, not the default [64, 32] */
     CHECK(cfg->model.lr_floor == 0.25);
     CHECK(cfg->model.head_init_scale == 0.0);
     /* relative paths resolve against the file's directory */
