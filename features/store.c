@@ -999,11 +999,17 @@ static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *e
  * like nx_half_from_float, so both paths give identical bits (checked by the
  * tests, which compare against the portable conversion). */
 #ifdef NX_HAVE_F16C
-/* n >= 8: the last n % 8 values are converted by one 8-lane conversion of
- * the last 8, overlapping values already done (same results, written
- * twice). Padded copies through memcpy calls here were ~4% of an update.
- * n < 8 (tiny schemas) takes the portable path. */
+/* n >= 4. The last n % 8 values are converted by one conversion of the last
+ * 8 (or 4) values, overlapping values already done (same results, written
+ * twice): padded copies through memcpy calls here were ~4% of an update.
+ * n < 4 takes the portable path. */
 __attribute__((target("avx,f16c"))) static void enc_f16c(const float *x, uint16_t *h, size_t n) {
+    if (n < 8) { /* 4..7: the first 4 and the last 4 */
+        _mm_storel_epi64((__m128i *)h, _mm_cvtps_ph(_mm_loadu_ps(x), _MM_FROUND_TO_NEAREST_INT));
+        _mm_storel_epi64((__m128i *)(h + n - 4),
+                         _mm_cvtps_ph(_mm_loadu_ps(x + n - 4), _MM_FROUND_TO_NEAREST_INT));
+        return;
+    }
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(h + i),
@@ -1013,6 +1019,11 @@ __attribute__((target("avx,f16c"))) static void enc_f16c(const float *x, uint16_
                          _mm256_cvtps_ph(_mm256_loadu_ps(x + n - 8), _MM_FROUND_TO_NEAREST_INT));
 }
 __attribute__((target("avx,f16c"))) static void dec_f16c(const uint16_t *h, float *x, size_t n) {
+    if (n < 8) {
+        _mm_storeu_ps(x, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)h)));
+        _mm_storeu_ps(x + n - 4, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(h + n - 4))));
+        return;
+    }
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
@@ -1021,32 +1032,37 @@ __attribute__((target("avx,f16c"))) static void dec_f16c(const uint16_t *h, floa
 }
 #endif
 
-static void half_encode(const nx_store_t *store, const float *x, uint16_t *h) {
+/* n values to fp16 (the pending vector: dim; scores: n_scores). */
+static void half_encode(const nx_store_t *store, const float *x, uint16_t *h, size_t n) {
 #ifdef NX_HAVE_F16C
-    if (store->f16c && store->dim >= 8) {
-        enc_f16c(x, h, store->dim);
+    if (store->f16c && n >= 4) {
+        enc_f16c(x, h, n);
         return;
     }
+#else
+    (void)store;
 #endif
-    for (size_t i = 0; i < store->dim; i++)
+    for (size_t i = 0; i < n; i++)
         h[i] = nx_half_from_float(x[i]);
 }
 
-static void half_decode(const nx_store_t *store, const uint16_t *h, float *x) {
+static void half_decode(const nx_store_t *store, const uint16_t *h, float *x, size_t n) {
 #ifdef NX_HAVE_F16C
-    if (store->f16c && store->dim >= 8) {
-        dec_f16c(h, x, store->dim);
+    if (store->f16c && n >= 4) {
+        dec_f16c(h, x, n);
         return;
     }
+#else
+    (void)store;
 #endif
-    for (size_t i = 0; i < store->dim; i++)
+    for (size_t i = 0; i < n; i++)
         x[i] = nx_half_to_float(h[i]);
 }
 
 static void emit_example(const nx_store_t *store, nx_user_t *u, int32_t label, nx_examples_t *ex) {
     size_t r = ex->n++;
     float *x = ex->x + r * store->dim;
-    half_decode(store, u_pend(store, u), x);
+    half_decode(store, u_pend(store, u), x, store->dim);
     ex->label[r] = label;
     ex->ts_ms[r] = u->clock;
     if (ex->user)
@@ -1055,11 +1071,12 @@ static void emit_example(const nx_store_t *store, nx_user_t *u, int32_t label, n
         ex->partition[r] = u->partition;
     if (ex->score) {
         /* a fresh example's slot holds an event index, not scores (yet) */
-        const uint16_t *sc = u_score(store, u);
-        int fresh = (u->flags & NX_F_FRESH) != 0;
         float *out = ex->score + r * (size_t)store->p.n_scores;
-        for (int k = 0; k < store->p.n_scores; k++)
-            out[k] = fresh ? 0.0f : nx_half_to_float(sc[k]);
+        if (u->flags & NX_F_FRESH)
+            for (int k = 0; k < store->p.n_scores; k++)
+                out[k] = 0.0f;
+        else
+            half_decode(store, u_score(store, u), out, (size_t)store->p.n_scores);
     }
 }
 
@@ -1240,7 +1257,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
         nx_norm_step(store->norm, raw, xrow);
     }
     if (ev->ts_ms == u->clock && !(u->flags & NX_F_PENDING)) {
-        half_encode(store, xrow, u_pend(store, u));
+        half_encode(store, xrow, u_pend(store, u), store->dim);
         /* 0 = no scores until nx_store_set_scores gives them */
         uint16_t *sc = u_score(store, u);
         memset(sc, 0, sizeof(uint16_t) * (size_t)p->n_scores);
@@ -1386,10 +1403,7 @@ void nx_store_set_scores(nx_store_t *store, const nx_event_t *ev, size_t n, cons
             if (!(u->flags & NX_F_PENDING) || (u->flags & NX_F_FRESH) || u->clock != ev[i].ts_ms)
                 continue;
         }
-        uint16_t *sc = u_score(store, u);
-        const float *src = scores + i * (size_t)k;
-        for (int c = 0; c < k; c++)
-            sc[c] = nx_half_from_float(src[c]);
+        half_encode(store, scores + i * (size_t)k, u_score(store, u), (size_t)k);
     }
     /* Examples the same batch made and resolved: their scores were unknown
      * at update time; give them now (fp16 round trip, like every other). */

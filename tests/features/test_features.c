@@ -1091,6 +1091,45 @@ static void test_scores(void) {
     nx_store_destroy(twin);
 }
 
+/* Scores of every width come back as their exact fp16 round trip (the
+ * portable conversion of half.h), whichever conversion the store uses: 1-3
+ * portable, 4-7 two overlapping 4-lane F16C ones, 8 and more 8-lane ones
+ * with an overlapping tail. Values include ties and subnormal halves. */
+static void test_score_widths(void) {
+    static const int widths[] = {1, 3, 4, 5, 7, 8, 11, 16};
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+        int k = widths[w];
+        nx_store_params_t p;
+        nx_store_params_default(&p);
+        p.n_scores = k;
+        char err[256];
+        nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+        CHECK(store != NULL, "new: %s", err);
+        if (!store)
+            continue;
+        size_t dim = nx_store_dim(store);
+        exbuf_t rb, xb;
+        exbuf_init(&rb, dim, 4);
+        exbuf_init(&xb, dim, 4);
+        float X[128], S[NX_STORE_MAX_SCORES];
+        uint8_t st[1];
+        for (int c = 0; c < k; c++) /* 1 + 2^-11: a tie; 3e-6: a subnormal half */
+            S[c] = c % 3 == 0 ? 1.00048828125f : (c % 3 == 1 ? 3e-6f : 0.1f + 0.0137f * (float)c);
+        nx_event_t e[1] = {mk_event("a", 0, 1700000000000LL, 1, 1, 0, NAN, 0, 0)};
+        nx_store_update(store, e, 1, 0, X, st, &rb.ex);
+        nx_store_set_scores(store, e, 1, st, S);
+        CHECK(nx_store_expire_labels(store, 1800000000000LL, &xb.ex) == 1, "width %d", k);
+        for (int c = 0; c < k; c++) {
+            float want = nx_half_to_float(nx_half_from_float(S[c]));
+            CHECK(memcmp(&xb.ex.score[c], &want, sizeof want) == 0, "width %d score %d: %a want %a",
+                  k, c, (double)xb.ex.score[c], (double)want);
+        }
+        exbuf_free(&rb);
+        exbuf_free(&xb);
+        nx_store_destroy(store);
+    }
+}
+
 /* --- incremental resize ------------------------------------------------------- */
 
 static void test_resize(void) {
@@ -1386,6 +1425,7 @@ int main(void) {
     test_partitions();
     test_checkpoint();
     test_scores();
+    test_score_widths();
     if (failures) {
         fprintf(stderr, "test_features: %d failure(s)\n", failures);
         return 1;
