@@ -13,6 +13,8 @@
  *
  * Guarantees: update and apply are O(dim), allocate nothing and are
  * deterministic (same vectors in the same order give bit-identical state).
+ * nx_norm_step, their one-pass form, runs an AVX build where the CPU has
+ * it: no fused multiply-add, so the same bits as the SSE2 one.
  * Not thread-safe; one owner. Save/load round-trips the state bit-exactly.
  */
 #ifndef NX_NORM_H

@@ -21,6 +21,9 @@
  *   and moves old buckets over a few at a time (each insert moves two, each
  *   nx_store_maintain call moves more within its budget); lookups consult the
  *   old or new array depending on the bucket's position against the cursor.
+ *   nx_store_update moves a user it finds to the front of its chain, so an
+ *   active user is the record its prefetch brings in (chain order is not
+ *   state: saves clear the links, lookups answer the same).
  *   The old array is not unmapped when the grow ends (32 MB at 10M users took
  *   1.3 ms): nx_store_maintain unmaps it 1 MB per clock check.
  * - Windows are exponentially decayed counters, one float per window and
