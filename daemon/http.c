@@ -104,6 +104,18 @@ size_t nx_http_format(const nx_metrics_t *m, int64_t now_wall_ms, char *buf, siz
     put(&o, "nextactd_assigned_partitions %d\n", m->assigned_partitions);
     head(&o, "nextactd_rebalances_total", "counter", "Consumer-group rebalance callbacks.");
     put(&o, "nextactd_rebalances_total %llu\n", (unsigned long long)m->rebalances);
+    head(&o, "nextactd_input_paused", "gauge",
+         "1 while back-pressure holds the input partitions paused (producer queue full).");
+    put(&o, "nextactd_input_paused %d\n", m->input_paused);
+    head(&o, "nextactd_backpressure_pauses_total", "counter",
+         "Times the input was paused because predictions were not being acknowledged.");
+    put(&o, "nextactd_backpressure_pauses_total %llu\n", (unsigned long long)m->pauses);
+    head(&o, "nextactd_producer_queue", "gauge",
+         "Predictions and dead letters produced and not yet acknowledged by the broker.");
+    put(&o, "nextactd_producer_queue %d\n", m->producer_queue);
+    head(&o, "nextactd_produce_retries_total", "counter",
+         "Records produced again after a failed delivery (none is ever skipped).");
+    put(&o, "nextactd_produce_retries_total %llu\n", (unsigned long long)m->produce_retries);
 
     head(&o, "nextactd_latency_seconds", "histogram",
          "Input record (broker timestamp) to its prediction acknowledged.");

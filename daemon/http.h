@@ -55,6 +55,10 @@ typedef struct nx_metrics {
     } lag[NX_METRICS_MAX_LAGS]; /* per partition, from the last statistics */
     int assigned_partitions;
     uint64_t rebalances;
+    int input_paused;         /* back-pressure: 1 while the input is paused */
+    uint64_t pauses;          /* back-pressure pauses */
+    int producer_queue;       /* records awaiting acknowledgement */
+    uint64_t produce_retries; /* records produced again after a failed delivery */
     /* latency from input record to acknowledged prediction */
     int n_buckets;
     double bucket_le[NX_METRICS_MAX_BUCKETS];      /* seconds, last = +Inf */

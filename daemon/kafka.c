@@ -800,4 +800,5 @@ void nx_kafka_stats(const nx_kafka_t *kafka, nx_kafka_stats_t *stats) {
     *stats = kafka->stats;
     stats->assigned_partitions = kafka->n_trackers;
     stats->paused = kafka->paused;
+    stats->producer_queue = rd_kafka_outq_len(kafka->producer);
 }

@@ -74,7 +74,8 @@ typedef struct nx_kafka_stats {
     uint64_t rebalances;
     uint64_t commits;
     int assigned_partitions;
-    int paused;
+    int paused;           /* 1 while back-pressure holds the input paused */
+    int producer_queue;   /* records produced and not yet acknowledged */
     int64_t consumer_lag; /* sum over assigned partitions, from statistics; -1 unknown */
 } nx_kafka_stats_t;
 

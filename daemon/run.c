@@ -688,6 +688,10 @@ static void metrics_publish(run_t *r) {
     }
     m->assigned_partitions = ks.assigned_partitions;
     m->rebalances = ks.rebalances;
+    m->input_paused = ks.paused;
+    m->pauses = ks.pauses;
+    m->producer_queue = ks.producer_queue;
+    m->produce_retries = ks.produce_retries;
     for (size_t i = 0; i < N_LAT; i++)
         m->bucket_count[i] = r->lat.count[i];
     m->latency_count = r->lat.n;

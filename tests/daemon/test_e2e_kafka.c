@@ -12,7 +12,15 @@
  *   headers;
  * - committed offsets equal the end offsets.
  *
- * usage: test_e2e_kafka NEXTACTD SOURCE_DIR [EVENTS]
+ * With --backpressure the output topic does not exist when the daemon
+ * starts (the broker does not create topics), so no prediction can be
+ * acknowledged: the daemon must pause its input once its producer queue is
+ * full (nextactd_input_paused = 1 on /metrics) and hold it there, its
+ * queue bounded, instead of reading everything into memory; once the test
+ * creates the topic, the queue drains, the input resumes, and every check
+ * above holds: nothing lost, nothing predicted twice.
+ *
+ * usage: test_e2e_kafka NEXTACTD SOURCE_DIR [EVENTS] [--backpressure]
  */
 #include <avro.h>
 #include <math.h>
@@ -27,8 +35,15 @@
 #include "codec.h"
 #include "gen.h"
 #include "kafka_fixture.h"
+#include "scrape.h"
 
 #define PARTS 4
+/* The daemon pauses its input above this many records awaiting
+ * acknowledgement (OUTQ_HIGH in daemon/kafka.c) ... */
+#define OUTQ_HIGH 50000
+/* ... and the queue may exceed it by what is in hand then: the batch being
+ * processed (kafka.poll_batch, 1024) and dead letters; twice that is room. */
+#define OUTQ_SLACK 2048
 
 static char in_topic[2][128], out_topic[128], dlq_topic[128], group[160];
 static long long n_events = 200000;
@@ -277,13 +292,73 @@ static void check_outputs(const char *schema_path) {
     CHECK_INT(bad, n_events / 100);
 }
 
+/* Records the daemon has consumed, both input topics. */
+static long long consumed(const char *metrics) {
+    long long sum = 0;
+    for (int t = 0; t < 2; t++) {
+        char name[256];
+        snprintf(name, sizeof name, "nextactd_events_in_total{topic=\"%s\"}", in_topic[t]);
+        long long v = nx_scrape_metric(metrics, name);
+        sum += v > 0 ? v : 0;
+    }
+    return sum;
+}
+
+/* --backpressure: waits for the daemon to pause its input, checks that it
+ * stays paused for 3 s, consuming nothing, with a bounded queue, then
+ * creates the output topic. */
+static void hold_and_release(int port) {
+    static char body[1 << 17];
+    long long paused = -1, queue = -1, max_queue = 0;
+    time_t deadline = time(NULL) + 60;
+    while (paused != 1 && time(NULL) < deadline) {
+        usleep(200 * 1000);
+        if (nx_scrape_get(port, "/metrics", body, sizeof body) == 200)
+            paused = nx_scrape_metric(body, "nextactd_input_paused");
+    }
+    CHECK_INT(paused, 1);
+    usleep(500 * 1000); /* the batch in hand when it paused is through */
+    CHECK_INT(nx_scrape_get(port, "/metrics", body, sizeof body), 200);
+    long long in0 = consumed(body);
+    for (int i = 0; i < 15; i++) {
+        usleep(200 * 1000);
+        CHECK_INT(nx_scrape_get(port, "/metrics", body, sizeof body), 200);
+        paused = nx_scrape_metric(body, "nextactd_input_paused");
+        queue = nx_scrape_metric(body, "nextactd_producer_queue");
+        CHECK_INT(paused, 1);
+        if (queue > max_queue)
+            max_queue = queue;
+    }
+    long long in1 = consumed(body);
+    long long pauses = nx_scrape_metric(body, "nextactd_backpressure_pauses_total");
+    fprintf(stderr,
+            "paused after %lld of %lld records, %lld predictions queued (at most %lld over 3 s), "
+            "%lld pause(s)\n",
+            in1, n_events, queue, max_queue, pauses);
+    CHECK_INT(in1, in0);
+    CHECK(in1 < n_events);
+    /* it paused above OUTQ_HIGH and resumes below half of it */
+    CHECK(max_queue > OUTQ_HIGH / 2 && max_queue <= OUTQ_HIGH + OUTQ_SLACK);
+    CHECK(pauses >= 1);
+    char err[512];
+    if (nx_fixture_create_topic(out_topic, PARTS, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        CHECK(0);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: test_e2e_kafka NEXTACTD SOURCE_DIR [EVENTS]\n");
         return 2;
     }
-    if (argc > 3)
-        n_events = atoll(argv[3]);
+    int backpressure = 0;
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--backpressure") == 0)
+            backpressure = 1;
+        else
+            n_events = atoll(argv[i]);
+    }
     char err[512];
     nx_fixture_topic_name(in_topic[0], sizeof in_topic[0], "e2e-clicks");
     nx_fixture_topic_name(in_topic[1], sizeof in_topic[1], "e2e-orders");
@@ -292,7 +367,7 @@ int main(int argc, char **argv) {
     snprintf(group, sizeof group, "%s-group", out_topic);
     if (nx_fixture_create_topic(in_topic[0], PARTS, err, sizeof err) < 0 ||
         nx_fixture_create_topic(in_topic[1], PARTS, err, sizeof err) < 0 ||
-        nx_fixture_create_topic(out_topic, PARTS, err, sizeof err) < 0 ||
+        (!backpressure && nx_fixture_create_topic(out_topic, PARTS, err, sizeof err) < 0) ||
         nx_fixture_create_topic(dlq_topic, 1, err, sizeof err) < 0) {
         fprintf(stderr, "%s\n", err);
         nx_fixture_print_log();
@@ -307,6 +382,10 @@ int main(int argc, char **argv) {
     char conf[256], log[256];
     snprintf(conf, sizeof conf, "%s/nextactd.conf", dir);
     snprintf(log, sizeof log, "%s/nextactd.log", dir);
+    /* a port of its own for /metrics (tests may run side by side) */
+    int port = 20000 + (int)(getpid() % 20000);
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     FILE *f = fopen(conf, "w");
     fprintf(f,
             "state_dir = \"%s/state\";\n"
@@ -314,12 +393,14 @@ int main(int argc, char **argv) {
             "  output_topic = \"%s\"; dead_letter_topic = \"%s\"; commit_interval_ms = 500; };\n"
             "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
             "output: { schema = \"%s/conf/schemas/prediction.avsc\"; };\n"
-            "checkpoint: { interval_s = 0; };\nmetrics: { listen = \"\"; };\n",
+            "checkpoint: { interval_s = 0; };\nmetrics: { listen = \"%s\"; };\n",
             dir, nx_fixture_brokers(), group, in_topic[0], in_topic[1], out_topic, dlq_topic,
-            argv[2], argv[2]);
+            argv[2], argv[2], backpressure ? listen : "");
     fclose(f);
 
     pid_t pid = nx_fixture_start_daemon(argv[1], conf, log, NULL);
+    if (backpressure)
+        hold_and_release(port);
     time_t deadline = time(NULL) + 180;
     int done = 0;
     while (!done && time(NULL) < deadline) {
@@ -327,6 +408,11 @@ int main(int argc, char **argv) {
         done = committed_reach_end();
     }
     CHECK(done);
+    if (backpressure) { /* the queue drained, the input resumed */
+        static char body[1 << 17];
+        CHECK_INT(nx_scrape_get(port, "/metrics", body, sizeof body), 200);
+        CHECK_INT(nx_scrape_metric(body, "nextactd_input_paused"), 0);
+    }
     kill(pid, SIGTERM);
     int st = 0;
     waitpid(pid, &st, 0);

@@ -37,6 +37,7 @@
 #include "ckpt.h"
 #include "http.h"
 #include "log.h"
+#include "scrape.h"
 
 /* ---- 1. checkpoint directory ---------------------------------------------- */
 
@@ -243,44 +244,6 @@ static int64_t mono_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* GET path from 127.0.0.1:port; returns the status code, body into buf. */
-static int http_get(int port, const char *path, char *buf, size_t size) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    buf[0] = '\0';
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -1;
-    }
-    size_t len = 0;
-    ssize_t r;
-    while (len + 1 < size && (r = read(fd, buf + len, size - 1 - len)) > 0)
-        len += (size_t)r;
-    buf[len] = '\0';
-    close(fd);
-    int code = -1;
-    sscanf(buf, "HTTP/1.%*d %d", &code);
-    return code;
-}
-
-static long long metric(const char *text, const char *name) {
-    const char *p = text;
-    size_t nl = strlen(name);
-    while ((p = strstr(p, name)) != NULL) {
-        if ((p == text || p[-1] == '\n') && p[nl] == ' ')
-            return atoll(p + nl + 1);
-        p += nl;
-    }
-    return -1;
-}
-
 #define MAX_MSGS 4096
 static struct {
     int64_t at; /* ms since the daemon started */
@@ -365,14 +328,14 @@ static void test_daemon(const char *nextactd, const char *src) {
         }
         if (in1 < 0 && now > 7000) {
             /* the datagrams are read between steps: no long sleeps here */
-            http_get(port, "/metrics", body, sizeof body);
-            in1 = metric(body, "nextactd_events_in_total{topic=\"clicks\"}");
+            nx_scrape_get(port, "/metrics", body, sizeof body);
+            in1 = nx_scrape_metric(body, "nextactd_events_in_total{topic=\"clicks\"}");
         } else if (!scraped && now > 8000) {
-            CHECK_INT(http_get(port, "/metrics", body, sizeof body), 200);
-            in2 = metric(body, "nextactd_events_in_total{topic=\"clicks\"}");
-            out2 = metric(body, "nextactd_events_out_total{topic=\"predictions\"}");
-            steps2 = metric(body, "nextactd_training_steps_total");
-            healthz = http_get(port, "/healthz", body + 60000, 5000);
+            CHECK_INT(nx_scrape_get(port, "/metrics", body, sizeof body), 200);
+            in2 = nx_scrape_metric(body, "nextactd_events_in_total{topic=\"clicks\"}");
+            out2 = nx_scrape_metric(body, "nextactd_events_out_total{topic=\"predictions\"}");
+            steps2 = nx_scrape_metric(body, "nextactd_training_steps_total");
+            healthz = nx_scrape_get(port, "/healthz", body + 60000, 5000);
             scraped = 1;
             /* names the issue asks for */
             static const char *names[] = {
