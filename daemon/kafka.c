@@ -57,6 +57,7 @@ struct nx_kafka {
     int last_tracker;
     int n_trackers;
     int paused;
+    int64_t dr_now_ms; /* wall clock for the delivery reports served now; 0 = read it */
     int closed;
     nx_kafka_stats_t stats;
     nx_kafka_lag_t lags[NX_KAFKA_MAX_LAGS]; /* from the last statistics */
@@ -260,9 +261,20 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     else
         kafka->stats.produced++;
     int64_t in_ts = ticket_done(kafka, ticket);
-    if (kafka->hooks.delivered)
+    if (kafka->hooks.delivered) {
+        int64_t now = kafka->dr_now_ms ? kafka->dr_now_ms : nx_now_wall_ms();
         kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, RD_KAFKA_RESP_ERR_NO_ERROR,
-                               in_ts > 0 ? nx_now_wall_ms() - in_ts : -1);
+                               in_ts > 0 ? now - in_ts : -1);
+    }
+}
+
+/* Serves the producer's delivery reports already queued, with the wall
+ * clock read once for all of them (a clock read per report was 1% of the
+ * loop at 140k events/s; they are all served within a millisecond or so). */
+static void serve_deliveries(nx_kafka_t *kafka) {
+    kafka->dr_now_ms = nx_now_wall_ms();
+    rd_kafka_poll(kafka->producer, 0);
+    kafka->dr_now_ms = 0;
 }
 
 static void commit_now(nx_kafka_t *kafka) {
@@ -596,7 +608,7 @@ static int ring_full(const nx_kafka_t *kafka) {
 
 int nx_kafka_poll_batch(nx_kafka_t *kafka, rd_kafka_message_t **msgs, int max, int timeout_ms) {
     /* delivery reports first: they advance stored offsets */
-    rd_kafka_poll(kafka->producer, 0);
+    serve_deliveries(kafka);
     store_offsets(kafka);
 
     int outq = rd_kafka_outq_len(kafka->producer);
@@ -625,7 +637,7 @@ int nx_kafka_poll_batch(nx_kafka_t *kafka, rd_kafka_message_t **msgs, int max, i
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(kafka->consumer, wait);
         if (!m && n == 0 && wait > 0) {
-            rd_kafka_poll(kafka->producer, 0);
+            serve_deliveries(kafka);
             continue;
         }
         if (!m)
@@ -721,7 +733,7 @@ rd_kafka_topic_partition_list_t *nx_kafka_positions(nx_kafka_t *kafka) {
 }
 
 int nx_kafka_commit(nx_kafka_t *kafka) {
-    rd_kafka_poll(kafka->producer, 0);
+    serve_deliveries(kafka);
     uint64_t before = kafka->stats.commits;
     commit_now(kafka);
     return kafka->stats.commits > before ? 0 : -1;
