@@ -1320,6 +1320,33 @@ static inline void prefetch_deep(const nx_store_t *store, uint64_t h) {
         prefetch_links(store, rec(store, i));
 }
 
+/* Event i of the update batch, classified c (NX_STORE_*), user hash h:
+ * counted, applied unless invalid or dropped (then a zero row), its slot
+ * remembered for nx_store_set_scores. */
+static inline void apply_slot(nx_store_t *store, const nx_event_t *ev, size_t i, uint8_t c,
+                              uint64_t h, float *xrow, uint8_t *status, nx_examples_t *resolved) {
+    uint32_t *memo = store->memo_idx;
+    if (status)
+        status[i] = c;
+    if (memo && i < NX_STORE_SCORE_MEMO) {
+        memo[i] = UINT32_MAX;
+        store->memo_hash[i] = h;
+    }
+    if (c == NX_STORE_INVALID || c == NX_STORE_DROPPED) {
+        if (c == NX_STORE_INVALID)
+            store->st.invalid++;
+        else
+            store->st.dropped++;
+        memset(xrow, 0, store->dim * sizeof *xrow);
+        return;
+    }
+    if (c == NX_STORE_LATE)
+        store->st.late++;
+    uint32_t idx = apply_event(store, ev, i, h, xrow, resolved);
+    if (memo && i < NX_STORE_SCORE_MEMO)
+        memo[i] = idx;
+}
+
 int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t watermark_ms,
                     float *x, uint8_t *status, nx_examples_t *resolved) {
     if (resolved->cap < n)
@@ -1337,8 +1364,21 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
     int64_t too_old = watermark_ms - store->max_window_ms;
     uint64_t h[NX_RING];
     uint8_t st[NX_RING], deep[NX_RING]; /* deep: stage NX_AHEAD_CHAIN to do */
-    /* Step k hashes event k and applies event k - NX_AHEAD_BUCKET. */
+    /* Step k applies event k - NX_AHEAD_BUCKET and hashes event k. The
+     * record lines are prefetched before the apply, the bucket and list
+     * lines after it: two groups half an update apart rather than ~8 lines
+     * at once competing for the line fill buffers (2-4% in interleaved
+     * runs at 10M users). */
     for (size_t k = 0; k < n + NX_AHEAD_BUCKET; k++) {
+        size_t j = k - (NX_AHEAD_BUCKET - NX_AHEAD_RECORD);
+        if (k >= NX_AHEAD_BUCKET - NX_AHEAD_RECORD && j < n &&
+            st[j & (NX_RING - 1)] <= NX_STORE_LATE)
+            prefetch_record(store, *bucket_of(store, h[j & (NX_RING - 1)]));
+        if (k >= NX_AHEAD_BUCKET) {
+            size_t i = k - NX_AHEAD_BUCKET;
+            apply_slot(store, &ev[i], i, st[i & (NX_RING - 1)], h[i & (NX_RING - 1)],
+                       x + i * store->dim, status, resolved);
+        }
         if (k < n) {
             const nx_event_t *e = &ev[k];
             size_t r = k & (NX_RING - 1);
@@ -1357,10 +1397,6 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
                 __builtin_prefetch(bucket_of(store, h[r]));
             }
         }
-        size_t j = k - (NX_AHEAD_BUCKET - NX_AHEAD_RECORD);
-        if (k >= NX_AHEAD_BUCKET - NX_AHEAD_RECORD && j < n &&
-            st[j & (NX_RING - 1)] <= NX_STORE_LATE)
-            prefetch_record(store, *bucket_of(store, h[j & (NX_RING - 1)]));
         j = k - (NX_AHEAD_BUCKET - NX_AHEAD_LIST);
         if (k >= NX_AHEAD_BUCKET - NX_AHEAD_LIST && j < n)
             deep[j & (NX_RING - 1)] = st[j & (NX_RING - 1)] <= NX_STORE_LATE &&
@@ -1368,31 +1404,6 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
         j = k - (NX_AHEAD_BUCKET - NX_AHEAD_CHAIN);
         if (k >= NX_AHEAD_BUCKET - NX_AHEAD_CHAIN && j < n && deep[j & (NX_RING - 1)])
             prefetch_deep(store, h[j & (NX_RING - 1)]);
-        if (k < NX_AHEAD_BUCKET)
-            continue;
-        size_t i = k - NX_AHEAD_BUCKET;
-        uint8_t c = st[i & (NX_RING - 1)];
-        uint64_t hi = h[i & (NX_RING - 1)];
-        float *xrow = x + i * store->dim;
-        if (status)
-            status[i] = c;
-        if (memo && i < NX_STORE_SCORE_MEMO) {
-            memo[i] = UINT32_MAX;
-            store->memo_hash[i] = hi;
-        }
-        if (c == NX_STORE_INVALID || c == NX_STORE_DROPPED) {
-            if (c == NX_STORE_INVALID)
-                store->st.invalid++;
-            else
-                store->st.dropped++;
-            memset(xrow, 0, store->dim * sizeof *xrow);
-            continue;
-        }
-        if (c == NX_STORE_LATE)
-            store->st.late++;
-        uint32_t idx = apply_event(store, &ev[i], i, hi, xrow, resolved);
-        if (memo && i < NX_STORE_SCORE_MEMO)
-            memo[i] = idx;
     }
     store->memo_res_n = resolved->n;
     return 0;
