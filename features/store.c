@@ -10,6 +10,7 @@
 
 #include "half.h"
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define NX_HAVE_F16C 1
 #endif
@@ -506,7 +507,14 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     }
     store->rng = p->seed;
 #ifdef NX_HAVE_F16C
-    store->f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    {
+        /* F16C from CPUID leaf 1 (ECX bit 29): clang 14's
+         * __builtin_cpu_supports does not know "f16c"; "avx" also checks
+         * that the OS saves the YMM state */
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        store->f16c =
+            __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+    }
 #endif
     store->st.record_bytes = store->rec_size;
     return store;
