@@ -63,8 +63,11 @@
 
 /* A finished grow's old bucket array is unmapped this many bytes at a time
  * between clock checks: munmap of touched 4 KB pages cost ~40 us per MB
- * here (32 MB at 10M users: 1.3 ms in one piece). */
-#define NX_RELEASE_CHUNK (1u << 20)
+ * here when quiet but 80-105 us per MB with other processes on the cores,
+ * more than the margin below (32 MB at 10M users: 1.3 ms in one piece);
+ * 256 KB slices take ~25 us. Huge-page backed (see rehash_steps): ~17 us
+ * per MB. */
+#define NX_RELEASE_CHUNK (256u << 10)
 
 /* The time of day is looked up by quarter hour (96 a day; ms). */
 #define NX_QUARTER_MS 900000
@@ -75,7 +78,7 @@
 #define NX_MAINT_CHECK 16
 
 /* Maintenance stops this long before its budget ends: the longest slice
- * between clock checks (1 MB unmapped, ~40 us; 16 removals, ~16 us) must
+ * between clock checks (256 KB unmapped, ~25 us; 16 removals, ~16 us) must
  * still fit, so a tick ends within its budget. Budgets under twice this
  * get half of themselves as margin. */
 #define NX_MAINT_MARGIN_US 50

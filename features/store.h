@@ -25,7 +25,7 @@
  *   active user is the record its prefetch brings in (chain order is not
  *   state: saves clear the links, lookups answer the same).
  *   The old array is not unmapped when the grow ends (32 MB at 10M users took
- *   1.3 ms): nx_store_maintain unmaps it 1 MB per clock check.
+ *   1.3 ms): nx_store_maintain unmaps it 256 KB per clock check.
  * - Windows are exponentially decayed counters, one float per window and
  *   type (+ one for purchase value): count_w = sum over the user's events of
  *   exp(-(T - ts) / L_w), T = the user's clock (latest event time seen), L_w
@@ -243,12 +243,12 @@ size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_exampl
 
 /* --- Maintenance ------------------------------------------------------ */
 
-/* One maintenance slice from the main loop's tick: unmaps (1 MB at a time)
+/* One maintenance slice from the main loop's tick: unmaps (256 KB at a time)
  * the bucket array a finished grow left, advances the table grow and the
  * TTL scan (users whose clock + ttl <= now_ms are removed; their
  * pending example is dropped, counted in labels_lost), stopping once
  * budget_us less a 50 us margin has been spent (clock checked every 16
- * steps or 1 MB unmapped, the margin covering one such slice). A budget of 0
+ * steps or 256 KB unmapped, the margin covering one such slice). A budget of 0
  * runs to completion (tests). Returns the number of users expired. */
 size_t nx_store_maintain(nx_store_t *store, int64_t now_ms, int64_t budget_us);
 
