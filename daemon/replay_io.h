@@ -98,7 +98,10 @@ void nx_replay_close(nx_replay_t *rp);
  * Header: magic, metadata {avro.codec, avro.schema}, sync; then blocks of
  * (count, size, data, sync) of about 1 MiB of datums each, "deflate" being
  * zlib raw deflate at a fixed level (bytes reproducible for one zlib
- * version). Memory: one block buffer (+ its deflated copy). */
+ * version). Blocks are deflated and written by a thread of the writer's
+ * own while the caller fills the next one (the bytes do not depend on it).
+ * Memory: two block buffers (+ a deflated copy). One writer belongs to one
+ * calling thread. */
 typedef struct nx_ocf_writer nx_ocf_writer_t;
 
 /* PATH ("-" = stdout) is created or truncated and the header written.
