@@ -582,7 +582,8 @@ static void usage(FILE *out) {
     fputs("usage: nextactd gen --events N --users U --seed S [--horizon SEC]\n"
           "           [--items N] [--categories N] [--start MS] [--jitter MS]\n"
           "           [--truth FILE.csv] [--report] [-c CONF] [--schema FILE.avsc]\n"
-          "           (--output FILE.avro [--codec deflate|null] | --topic T [--rate R] [--brokers "
+          "           (--output FILE.avro [--codec deflate|snappy|null] | --topic T [--rate R] "
+          "[--brokers "
           "B] [--bad-rate F]\n"
           "            | --null)\n",
           out);
@@ -752,7 +753,8 @@ int nx_gen_main(int argc, char **argv) {
             break;
         case O_CODEC:
             codec = optarg;
-            bad = strcmp(codec, "deflate") != 0 && strcmp(codec, "null") != 0;
+            bad = strcmp(codec, "deflate") != 0 && strcmp(codec, "null") != 0 &&
+                  strcmp(codec, "snappy") != 0;
             break;
         case O_HELP:
         case 'h':

@@ -103,7 +103,11 @@ int nx_replay_main(int argc, char **argv) {
         {NULL, 0, NULL, 0},
     };
     const char *conf = NULL, *output = NULL, *summary = NULL, *ckpt = NULL, *mcsv = NULL;
-    const char *ocf_codec = "deflate"; /* of an Avro container --output */
+    /* of an Avro container --output: snappy writes 2x smaller files than
+     * null at about its speed; deflate is 20% smaller again but ran at 60%
+     * of the speed (1M events: 40.7 / 84.5 / 32.4 MB; 792k / 829k / 510k
+     * events/s) */
+    const char *ocf_codec = "snappy";
     long long every = 0;
     int opt, rc = 1;
     char err[1024];
@@ -138,8 +142,9 @@ int nx_replay_main(int argc, char **argv) {
             ckpt = optarg;
             break;
         case O_CODEC:
-            if (strcmp(optarg, "null") != 0 && strcmp(optarg, "deflate") != 0) {
-                fprintf(stderr, "replay: --codec is null or deflate\n");
+            if (strcmp(optarg, "null") != 0 && strcmp(optarg, "deflate") != 0 &&
+                strcmp(optarg, "snappy") != 0) {
+                fprintf(stderr, "replay: --codec is snappy, deflate or null\n");
                 return 2;
             }
             ocf_codec = optarg;
@@ -147,7 +152,8 @@ int nx_replay_main(int argc, char **argv) {
         case 'h':
             printf("usage: nextactd replay -c CONF [--output PATH|-] [--summary PATH]\n"
                    "                       [--metrics-every N [--metrics-csv PATH]]\n"
-                   "                       [--checkpoint PATH] [--codec null|deflate] INPUT...\n");
+                   "                       [--checkpoint PATH] [--codec snappy|deflate|null] "
+                   "INPUT...\n");
             return 0;
         default:
             return 2;
@@ -256,6 +262,14 @@ int nx_replay_main(int argc, char **argv) {
         if (rs->bad)
             nx_notice("replay: %s: %llu bad record(s) skipped", argv[f],
                       (unsigned long long)rs->bad);
+        /* records of a block that cannot be read (bad sync, size, CRC or
+         * compressed data) are bad records too: counted, never silent */
+        if (rs->corrupt_blocks) {
+            nx_warn("replay: %s: %llu corrupt block(s) skipped, %llu record(s) in them lost",
+                    argv[f], (unsigned long long)rs->corrupt_blocks,
+                    (unsigned long long)rs->lost_records);
+            bad += rs->lost_records;
+        }
         if (n < 0) {
             nx_err("replay: %s: %s", argv[f], nx_replay_error(rp));
             rc = 1;

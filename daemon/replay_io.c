@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <snappy-c.h>
 #include <zlib.h>
 
 /* Avro OCF: magic "Obj" + version 1; 16-byte sync markers. */
@@ -19,6 +20,22 @@ static const uint8_t ocf_magic[4] = {'O', 'b', 'j', 1};
 #define META_MAX (1u << 20)
 
 enum { TS_EPOCH_S, TS_EPOCH_MS, TS_DATETIME };
+
+/* Avro container codecs read and written here (the spec's names "null",
+ * "deflate", "snappy"). snappy: each block is the Snappy-compressed data
+ * followed by the CRC-32 (ISO 3309, zlib's crc32) of the uncompressed
+ * data, 4 bytes big-endian. */
+enum { OCF_NULL, OCF_DEFLATE, OCF_SNAPPY };
+
+static int ocf_codec_of(const char *name) {
+    if (strcmp(name, "null") == 0)
+        return OCF_NULL;
+    if (strcmp(name, "deflate") == 0)
+        return OCF_DEFLATE;
+    if (strcmp(name, "snappy") == 0)
+        return OCF_SNAPPY;
+    return -1;
+}
 
 /* CSV column roles (which nx_codec_fields_t member a column fills). */
 enum { C_NONE, C_USER, C_TS, C_TYPE, C_ITEM, C_CAT, C_PRICE, C_QTY, C_SESSION };
@@ -35,7 +52,7 @@ struct nx_replay {
 
     /* OCF */
     nx_codec_prog_t *prog;
-    int deflate;
+    int ocf_codec; /* OCF_NULL, OCF_DEFLATE, OCF_SNAPPY */
     uint8_t sync[SYNC_LEN];
     uint8_t *blk; /* compressed block */
     size_t blk_cap;
@@ -137,11 +154,9 @@ static int read_header(nx_replay_t *rp, char *errstr, size_t errstr_size) {
                 schema_len = (size_t)vlen;
                 val = NULL;
             } else if (strcmp(key, "avro.codec") == 0) {
-                if (strcmp(val, "deflate") == 0) {
-                    rp->deflate = 1;
-                } else if (strcmp(val, "null") != 0) {
-                    snprintf(errstr, errstr_size, "%s: unsupported codec \"%s\" (null, deflate)",
-                             rp->path, val);
+                if ((rp->ocf_codec = ocf_codec_of(val)) < 0) {
+                    snprintf(errstr, errstr_size,
+                             "%s: unsupported codec \"%s\" (null, deflate, snappy)", rp->path, val);
                     goto err;
                 }
             }
@@ -237,6 +252,22 @@ static int64_t inflate_block(nx_replay_t *rp, size_t size) {
     }
 }
 
+/* Uncompresses a snappy block blk[0..size) (data + CRC-32) into rp->inf
+ * and checks the CRC. Returns the uncompressed length, or -1. */
+static int64_t unsnappy_block(nx_replay_t *rp, size_t size) {
+    size_t out = 0;
+    if (size < 4 ||
+        snappy_uncompressed_length((const char *)rp->blk, size - 4, &out) != SNAPPY_OK ||
+        out > NX_REPLAY_INFLATED_MAX || ensure(&rp->inf, &rp->inf_cap, out + 1) < 0 ||
+        snappy_uncompress((const char *)rp->blk, size - 4, (char *)rp->inf, &out) != SNAPPY_OK)
+        return -1;
+    const uint8_t *c = rp->blk + size - 4;
+    uint32_t want = (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 | (uint32_t)c[2] << 8 | c[3];
+    if ((uint32_t)crc32(0L, rp->inf, (uInt)out) != want)
+        return -1;
+    return (int64_t)out;
+}
+
 /* After a bad block, where to scan for the next sync marker. */
 static int recover(nx_replay_t *rp, off_t *fallback, off_t at) {
     off_t from = *fallback >= 0 ? *fallback : at + 1;
@@ -294,8 +325,9 @@ static int load_block(nx_replay_t *rp) {
         fallback = -1;
         const uint8_t *data = rp->blk;
         int64_t dlen = size;
-        if (rp->deflate) {
-            dlen = inflate_block(rp, (size_t)size);
+        if (rp->ocf_codec != OCF_NULL) {
+            dlen = rp->ocf_codec == OCF_DEFLATE ? inflate_block(rp, (size_t)size)
+                                                : unsnappy_block(rp, (size_t)size);
             data = rp->inf;
             if (dlen < 0) {
                 rp->st.corrupt_blocks++;
@@ -809,14 +841,14 @@ struct nx_ocf_writer {
     FILE *fp;
     int own_fp; /* 0 for stdout */
     char *path;
-    int deflate;
+    int ocf_codec; /* OCF_NULL, OCF_DEFLATE, OCF_SNAPPY */
     uint8_t sync[SYNC_LEN];
     uint8_t *blk; /* datums of the open block (the caller's buffer) */
     size_t blk_len, blk_cap;
     int64_t blk_count;
     uint8_t *spare; /* the other block buffer: the thread's, or free */
     size_t spare_cap;
-    uint8_t *zbuf; /* deflated block */
+    uint8_t *zbuf; /* compressed block */
     size_t zcap;
     z_stream zs;
     int zs_init;
@@ -903,14 +935,28 @@ static int64_t w_deflate(nx_ocf_writer_t *w, const uint8_t *data, size_t len) {
     return (int64_t)(w->zcap - w->zs.avail_out);
 }
 
-/* Writes one block: count, size, data (deflated or not), sync. The
+/* Snappy-compresses data into zbuf, CRC-32 of data appended (big-endian);
+ * returns the length or -1. */
+static int64_t w_snappy(nx_ocf_writer_t *w, const uint8_t *data, size_t len) {
+    size_t out = snappy_max_compressed_length(len);
+    if (ensure(&w->zbuf, &w->zcap, out + 4) < 0 ||
+        snappy_compress((const char *)data, len, (char *)w->zbuf, &out) != SNAPPY_OK)
+        return -1;
+    uint32_t crc = (uint32_t)crc32(0L, data, (uInt)len);
+    for (int i = 0; i < 4; i++)
+        w->zbuf[out + (size_t)i] = (uint8_t)(crc >> (24 - 8 * i));
+    return (int64_t)(out + 4);
+}
+
+/* Writes one block: count, size, data (compressed or not), sync. The
  * writer's thread, or the caller when none runs. 0 or -1 (werr set). */
 static int w_write_block(nx_ocf_writer_t *w, const uint8_t *data, size_t len, int64_t count) {
     int64_t out_len = (int64_t)len;
-    if (w->deflate) {
-        out_len = w_deflate(w, data, len);
+    if (w->ocf_codec != OCF_NULL) {
+        out_len = w->ocf_codec == OCF_DEFLATE ? w_deflate(w, data, len) : w_snappy(w, data, len);
         if (out_len < 0) {
-            snprintf(w->werr, sizeof w->werr, "%s: deflate failed", w->path);
+            snprintf(w->werr, sizeof w->werr, "%s: %s failed", w->path,
+                     w->ocf_codec == OCF_DEFLATE ? "deflate" : "snappy");
             w->failed = 1;
             return -1;
         }
@@ -1026,8 +1072,8 @@ nx_ocf_writer_t *nx_ocf_writer_open(const char *path, const char *schema_json, c
         snprintf(errstr, errstr_size, "out of memory");
         goto err;
     }
-    if (strcmp(codec, "null") != 0 && strcmp(codec, "deflate") != 0) {
-        snprintf(errstr, errstr_size, "OCF codec \"%s\": use null or deflate", codec);
+    if ((w->ocf_codec = ocf_codec_of(codec)) < 0) {
+        snprintf(errstr, errstr_size, "OCF codec \"%s\": use null, deflate or snappy", codec);
         goto err;
     }
     /* the schema is only copied into the header, but a file nobody can
@@ -1038,8 +1084,7 @@ nx_ocf_writer_t *nx_ocf_writer_open(const char *path, const char *schema_json, c
         goto err;
     }
     avro_schema_decref(schema);
-    w->deflate = strcmp(codec, "deflate") == 0;
-    if (w->deflate) {
+    if (w->ocf_codec == OCF_DEFLATE) {
         if (deflateInit2(&w->zs, OCF_DEFLATE_LEVEL, Z_DEFLATED, OCF_DEFLATE_WBITS,
                          OCF_DEFLATE_MEMLEVEL, Z_DEFAULT_STRATEGY) != Z_OK) {
             snprintf(errstr, errstr_size, "deflateInit2 failed");

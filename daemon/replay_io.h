@@ -2,7 +2,7 @@
  * replay_io.h: events from files (replay), and Avro container files out.
  *
  * Reader: nx_replay_open() sniffs the file. "Obj\x01" at the start means an
- * Avro Object Container File (codecs null and deflate), parsed here: header
+ * Avro Object Container File (codecs null, deflate and snappy), parsed here: header
  * metadata (avro.schema, avro.codec), blocks, sync markers. Each block's
  * datums go through the same validating decoder as Kafka payloads
  * (nx_codec_decode_datum, compiled from the file's own schema, so field
@@ -98,14 +98,15 @@ void nx_replay_close(nx_replay_t *rp);
  * Header: magic, metadata {avro.codec, avro.schema}, sync; then blocks of
  * (count, size, data, sync) of about 1 MiB of datums each, "deflate" being
  * zlib raw deflate at a fixed level (bytes reproducible for one zlib
- * version). Blocks are deflated and written by a thread of the writer's
- * own while the caller fills the next one (the bytes do not depend on it).
- * Memory: two block buffers (+ a deflated copy). One writer belongs to one
- * calling thread. */
+ * version), "snappy" Snappy with the CRC-32 of the block appended (as the
+ * Avro spec has it). Blocks are compressed and written by a thread of the
+ * writer's own while the caller fills the next one (the bytes do not
+ * depend on it). Memory: two block buffers (+ a compressed copy). One
+ * writer belongs to one calling thread. */
 typedef struct nx_ocf_writer nx_ocf_writer_t;
 
 /* PATH ("-" = stdout) is created or truncated and the header written.
- * codec: "null" or "deflate". schema_json is copied into the header (it is
+ * codec: "null", "deflate" or "snappy". schema_json is copied into the header (it is
  * parsed once to refuse a bad one). Caller closes with
  * nx_ocf_writer_close(). NULL + errstr on failure. */
 nx_ocf_writer_t *nx_ocf_writer_open(const char *path, const char *schema_json, const char *codec,

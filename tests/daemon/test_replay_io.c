@@ -230,7 +230,7 @@ static void test_ocf_writer_deterministic(const char *codec_name) {
         nx_codec_destroy(codec);
     }
     /* refusals at open */
-    CHECK(nx_ocf_writer_open(c, t_event_schema, "snappy", 1, err, sizeof err) == NULL);
+    CHECK(nx_ocf_writer_open(c, t_event_schema, "lz4", 1, err, sizeof err) == NULL);
     CHECK(nx_ocf_writer_open(c, "{not json", "null", 1, err, sizeof err) == NULL);
     CHECK(nx_ocf_writer_open("/nonexistent/x.avro", t_event_schema, "null", 1, err, sizeof err) ==
           NULL);
@@ -326,6 +326,56 @@ static void test_ocf_from_avro_c(void) {
 
 /* A damaged datum in a null-codec file: the rest of its block is lost,
  * counted, and the blocks after it are read. */
+/* Snappy blocks written by Avro C (interoperability) read back whole; a
+ * block whose CRC-32 does not match its data is lost, counted, and the
+ * next block is read. */
+static void test_ocf_snappy_crc(void) {
+    char err[256], path[512];
+    snprintf(path, sizeof path, "%s/snappy.avro", tmpdir);
+    avro_schema_t schema;
+    CHECK(avro_schema_from_json_literal(t_event_schema, &schema) == 0);
+    avro_file_writer_t fw;
+    CHECK(avro_file_writer_create_with_codec(path, schema, &fw, "snappy", 4096) == 0);
+    for (int i = 0; i < 1000; i++) {
+        uint8_t buf[256];
+        char user[16];
+        snprintf(user, sizeof user, "user%05d", i);
+        nx_codec_record_t rec = {
+            .user_id = user, .ts_ms = 1700000000000LL + i, .event_type = "click", .price = NAN};
+        int64_t n = nx_codec_encode_event(&rec, -1, buf, sizeof buf);
+        CHECK(avro_file_writer_append_encoded(fw, buf, n) == 0);
+    }
+    CHECK(avro_file_writer_close(fw) == 0);
+    avro_schema_decref(schema);
+    nx_codec_t *codec = nx_codec_new(t_config("raw"), err, sizeof err);
+    CHECK(codec != NULL);
+    nx_replay_stats_t st;
+    CHECK_EQ_U(drain(t_config("raw"), codec, path, 64, &st), 1000);
+    CHECK_EQ_U(st.corrupt_blocks, 0);
+
+    size_t len;
+    uint8_t *b = slurp(path, &len);
+    CHECK(b != NULL && len > 16);
+    if (b && len > 16) {
+        /* the first block's CRC: the 4 bytes before its closing marker */
+        uint8_t sync[16];
+        memcpy(sync, b + len - 16, 16);
+        uint8_t *s1 = memmem(b, len, sync, 16);
+        uint8_t *s2 = s1 ? memmem(s1 + 16, len - (size_t)(s1 + 16 - b), sync, 16) : NULL;
+        CHECK(s2 != NULL && s2 + 16 < b + len);
+        if (s2) {
+            s2[-1] ^= 0x01;
+            spit(path, b, len);
+            uint64_t n = drain(t_config("raw"), codec, path, 64, &st);
+            CHECK_EQ_U(st.corrupt_blocks, 1);
+            CHECK(st.lost_records > 0 && n > 0);
+            CHECK_EQ_U(n + st.lost_records, 1000);
+        }
+    }
+    free(b);
+    nx_codec_destroy(codec);
+}
+
 static void test_ocf_corrupt_block(void) {
     char err[256], path[512];
     snprintf(path, sizeof path, "%s/corrupt.avro", tmpdir);
@@ -584,8 +634,11 @@ int main(void) {
     }
     test_ocf_round_trip("null");
     test_ocf_round_trip("deflate");
+    test_ocf_round_trip("snappy");
     test_ocf_writer_deterministic("null");
     test_ocf_writer_deterministic("deflate");
+    test_ocf_writer_deterministic("snappy");
+    test_ocf_snappy_crc();
     test_ocf_from_avro_c();
     test_ocf_corrupt_block();
     test_csv_taobao();
