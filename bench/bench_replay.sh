@@ -5,8 +5,8 @@
 # figure is the pipeline's, not inflate's), then replays it with the default
 # configuration, training on:
 #   - predictions discarded (no --output),
-#   - predictions written as JSON lines, and as an Avro container (deflate,
-#     replay's default, and null);
+#   - predictions written as JSON lines, and as an Avro container in each
+#     codec (snappy, replay's default; deflate; null);
 # and the same three with model.enabled = false (decode, features, encode
 # only), to show what the model costs. Each figure is the best of REPS runs
 # (the machine is shared). OpenBLAS picks a slow SSE3 kernel on some VMs unless
@@ -57,11 +57,11 @@ best() {
 echo "nextactd replay, $events events ($(du -h "$tmp/in.avro" | cut -f1) OCF, null codec)," \
     "best of $reps, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 printf '%-22s %14s %14s\n' "output" "model on" "model off"
-for out in none jsonl avro avro-null; do
+for out in none jsonl avro-snappy avro-deflate avro-null; do
     case $out in
     none) args= ;;
-    avro-null) args="--output $tmp/out.avro --codec null" ;;
-    *) args="--output $tmp/out.$out" ;;
+    jsonl) args="--output $tmp/out.jsonl" ;;
+    avro-*) args="--output $tmp/out.avro --codec ${out#avro-}" ;;
     esac
     # shellcheck disable=SC2086 # $args is two words or none
     on=$(best "$tmp/on.conf" $args)
