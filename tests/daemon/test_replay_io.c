@@ -326,16 +326,13 @@ static void test_ocf_from_avro_c(void) {
 
 /* A damaged datum in a null-codec file: the rest of its block is lost,
  * counted, and the blocks after it are read. */
-/* Snappy blocks written by Avro C (interoperability) read back whole; a
- * block whose CRC-32 does not match its data is lost, counted, and the
- * next block is read. */
-static void test_ocf_snappy_crc(void) {
-    char err[256], path[512];
-    snprintf(path, sizeof path, "%s/snappy.avro", tmpdir);
+/* 1000 clicks of users "user00000".."user00999" (fixed length: findable in
+ * the file) written by Avro C's own container writer, 4 KiB blocks. */
+static void write_avro_c_clicks(const char *path, const char *codec_name) {
     avro_schema_t schema;
     CHECK(avro_schema_from_json_literal(t_event_schema, &schema) == 0);
     avro_file_writer_t fw;
-    CHECK(avro_file_writer_create_with_codec(path, schema, &fw, "snappy", 4096) == 0);
+    CHECK(avro_file_writer_create_with_codec(path, schema, &fw, codec_name, 4096) == 0);
     for (int i = 0; i < 1000; i++) {
         uint8_t buf[256];
         char user[16];
@@ -347,6 +344,15 @@ static void test_ocf_snappy_crc(void) {
     }
     CHECK(avro_file_writer_close(fw) == 0);
     avro_schema_decref(schema);
+}
+
+/* Snappy blocks written by Avro C (interoperability) read back whole; a
+ * block whose CRC-32 does not match its data is lost, counted, and the
+ * next block is read. */
+static void test_ocf_snappy_crc(void) {
+    char err[256], path[512];
+    snprintf(path, sizeof path, "%s/snappy.avro", tmpdir);
+    write_avro_c_clicks(path, "snappy");
     nx_codec_t *codec = nx_codec_new(t_config("raw"), err, sizeof err);
     CHECK(codec != NULL);
     nx_replay_stats_t st;
@@ -379,21 +385,7 @@ static void test_ocf_snappy_crc(void) {
 static void test_ocf_corrupt_block(void) {
     char err[256], path[512];
     snprintf(path, sizeof path, "%s/corrupt.avro", tmpdir);
-    avro_schema_t schema;
-    CHECK(avro_schema_from_json_literal(t_event_schema, &schema) == 0);
-    avro_file_writer_t fw;
-    CHECK(avro_file_writer_create_with_codec(path, schema, &fw, "null", 4096) == 0);
-    for (int i = 0; i < 1000; i++) {
-        uint8_t buf[256];
-        char user[16];
-        snprintf(user, sizeof user, "user%05d", i); /* fixed length: findable */
-        nx_codec_record_t rec = {
-            .user_id = user, .ts_ms = 1700000000000LL + i, .event_type = "click", .price = NAN};
-        int64_t n = nx_codec_encode_event(&rec, -1, buf, sizeof buf);
-        CHECK(avro_file_writer_append_encoded(fw, buf, n) == 0);
-    }
-    CHECK(avro_file_writer_close(fw) == 0);
-    avro_schema_decref(schema);
+    write_avro_c_clicks(path, "null");
 
     size_t len;
     uint8_t *b = slurp(path, &len);
