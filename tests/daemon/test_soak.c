@@ -210,6 +210,54 @@ static long idle_rss_kb(pid_t pid) {
     return least;
 }
 
+/* Resident kB per mapping of pid (from /proc/PID/smaps), to say where a
+ * growth went when the check fails. */
+#define MAX_MAPS 2048
+typedef struct map_rss {
+    unsigned long start;
+    long rss_kb, huge_kb;
+    char name[96];
+} map_rss_t;
+
+static int read_maps(pid_t pid, map_rss_t *m, int max) {
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
+    FILE *f = fopen(path, "r");
+    int n = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        char name[96] = "";
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %95s", &a, &b, name) >= 2 && strchr(line, '-') &&
+            line[0] != ' ' && strncmp(line, "Rss", 3) != 0 && strchr(line, ':') != line + 3) {
+            if (n + 1 >= max)
+                break;
+            n++;
+            m[n] = (map_rss_t){.start = a};
+            snprintf(m[n].name, sizeof m[n].name, "%s", name[0] ? name : "[anon]");
+        } else if (n >= 0 && strncmp(line, "Rss:", 4) == 0) {
+            m[n].rss_kb = strtol(line + 4, NULL, 10);
+        } else if (n >= 0 && strncmp(line, "AnonHugePages:", 14) == 0) {
+            m[n].huge_kb = strtol(line + 14, NULL, 10);
+        }
+    }
+    if (f)
+        fclose(f);
+    return n + 1;
+}
+
+/* Prints the mappings whose resident size grew by 64 kB or more. */
+static void print_growth(const map_rss_t *a, int na, const map_rss_t *b, int nb) {
+    for (int j = 0; j < nb; j++) {
+        long was = 0;
+        for (int i = 0; i < na; i++)
+            if (a[i].start == b[j].start)
+                was = a[i].rss_kb;
+        if (b[j].rss_kb - was >= 64)
+            fprintf(stderr, "  grew: %lx %s %ld -> %ld kB (huge pages %ld kB)\n", b[j].start,
+                    b[j].name, was, b[j].rss_kb, b[j].huge_kb);
+    }
+}
+
 int main(int argc, char **argv) {
     char err[512];
     long long soak = 100000;
@@ -280,6 +328,8 @@ int main(int argc, char **argv) {
         CHECK(wait_committed(watch, n_bad + n_good) == 0);
     }
     long before = idle_rss_kb(pid);
+    static map_rss_t maps0[MAX_MAPS], maps1[MAX_MAPS];
+    int n_maps0 = read_maps(pid, maps0, MAX_MAPS);
 
     time_t t0 = time(NULL);
     long long good0 = n_good;
@@ -291,6 +341,8 @@ int main(int argc, char **argv) {
            soak, n_good - good0, (long)(time(NULL) - t0), before, after, after - before);
     CHECK(before > 0 && after > 0);
     CHECK(after - before < RSS_GROWTH_MAX_KB);
+    if (after - before >= RSS_GROWTH_MAX_KB / 4)
+        print_growth(maps0, n_maps0, maps1, read_maps(pid, maps1, MAX_MAPS));
 
     /* every malformed message reached the dead-letter topic */
     long long dlq = nx_fixture_end_offsets(prod, dlq_topic, 1, NULL);
