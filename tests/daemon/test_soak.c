@@ -10,7 +10,8 @@
  * messages of every kind the codec rejects (truncated, trailing bytes,
  * garbage, negative and huge lengths, an empty payload, empty or over-long
  * user id, timestamp before 2000, unknown type), with a few good ones
- * between them, run the same way; VmRSS again. Checks: growth < 1 MB, every
+ * between them, run the same way; VmRSS again; twice. Checks: growth
+ * < 1 MB in a round (the smaller of the two: see main), every
  * bad message in the dead-letter topic, committed offsets at the end, exit
  * status 0 after SIGTERM.
  *
@@ -35,6 +36,8 @@
 #define RSS_SAMPLES 10
 /* A good message after every this many bad ones during the soak. */
 #define GOOD_EVERY 100
+/* Measured soak rounds (see main). */
+#define SOAK_ROUNDS 2
 /* The bound of issue 3. */
 #define RSS_GROWTH_MAX_KB 1024
 /* Each phase must drain within this (s): 100k messages take a few here. */
@@ -327,22 +330,32 @@ int main(int argc, char **argv) {
         CHECK(produce_batch(prod, soak, GOOD_EVERY) == 0);
         CHECK(wait_committed(watch, n_bad + n_good) == 0);
     }
-    long before = idle_rss_kb(pid);
+    /* Two soak rounds, each measured: a leak grows both (10 bytes kept per
+     * malformed message is 1 MB a round), while a one-off step (a huge page
+     * collapsed by khugepaged, a BLAS buffer page touched for the first
+     * time) lands in one. The bound holds for the smaller growth. */
     static map_rss_t maps0[MAX_MAPS], maps1[MAX_MAPS];
-    int n_maps0 = read_maps(pid, maps0, MAX_MAPS);
-
-    time_t t0 = time(NULL);
-    long long good0 = n_good;
-    CHECK(produce_batch(prod, soak, GOOD_EVERY) == 0);
-    CHECK(wait_committed(watch, n_bad + n_good) == 0);
-    long after = idle_rss_kb(pid);
-    printf("soak: %lld malformed + %lld good messages in %ld s; VmRSS %ld kB -> %ld kB "
-           "(%+ld kB)\n",
-           soak, n_good - good0, (long)(time(NULL) - t0), before, after, after - before);
-    CHECK(before > 0 && after > 0);
-    CHECK(after - before < RSS_GROWTH_MAX_KB);
-    if (after - before >= RSS_GROWTH_MAX_KB / 4)
-        print_growth(maps0, n_maps0, maps1, read_maps(pid, maps1, MAX_MAPS));
+    long growth[SOAK_ROUNDS];
+    long least = -1;
+    for (int r = 0; r < SOAK_ROUNDS; r++) {
+        long before = idle_rss_kb(pid);
+        int n_maps0 = read_maps(pid, maps0, MAX_MAPS);
+        time_t t0 = time(NULL);
+        long long good0 = n_good;
+        CHECK(produce_batch(prod, soak, GOOD_EVERY) == 0);
+        CHECK(wait_committed(watch, n_bad + n_good) == 0);
+        long after = idle_rss_kb(pid);
+        growth[r] = after - before;
+        printf("soak round %d: %lld malformed + %lld good messages in %ld s; VmRSS %ld kB -> %ld "
+               "kB (%+ld kB)\n",
+               r + 1, soak, n_good - good0, (long)(time(NULL) - t0), before, after, growth[r]);
+        CHECK(before > 0 && after > 0);
+        if (growth[r] >= RSS_GROWTH_MAX_KB / 4)
+            print_growth(maps0, n_maps0, maps1, read_maps(pid, maps1, MAX_MAPS));
+        if (least < 0 || growth[r] < least)
+            least = growth[r];
+    }
+    CHECK(least < RSS_GROWTH_MAX_KB);
 
     /* every malformed message reached the dead-letter topic */
     long long dlq = nx_fixture_end_offsets(prod, dlq_topic, 1, NULL);
