@@ -35,6 +35,7 @@
 #include "codec.h"
 #include "gen.h"
 #include "kafka_fixture.h"
+#include "schema_file.h"
 #include "scrape.h"
 
 #define PARTS 4
@@ -158,14 +159,8 @@ static int committed_reach_end(void) {
 static void check_outputs(const char *schema_path) {
     char err[512];
     /* Avro C reference decoder for the published schema */
-    FILE *f = fopen(schema_path, "r");
-    CHECK(f != NULL);
-    char json[8192];
-    size_t jl = fread(json, 1, sizeof json - 1, f);
-    fclose(f);
-    json[jl] = '\0';
     avro_schema_t schema;
-    CHECK_INT(avro_schema_from_json_length(json, jl, &schema), 0);
+    CHECK_INT(nx_schema_file(schema_path, &schema), 0);
     avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
     avro_value_t val;
     avro_generic_value_new(iface, &val);

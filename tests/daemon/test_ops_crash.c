@@ -46,6 +46,7 @@
 #include "codec.h"
 #include "gen.h"
 #include "kafka_fixture.h"
+#include "schema_file.h"
 #include "siphash.h"
 
 #define PARTS 4
@@ -188,16 +189,10 @@ static int finish(const char *name, pid_t pid, int64_t started) {
 /* Counts the predictions per input offset in out_topic. */
 static void read_outputs(const char *out_topic, unsigned char *seen[PARTS], long long *dups,
                          long long *got) {
-    char err[512], json[8192], path[512];
+    char err[512], path[512];
     snprintf(path, sizeof path, "%s/conf/schemas/prediction.avsc", src_dir);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL);
-    size_t jl = f ? fread(json, 1, sizeof json - 1, f) : 0;
-    if (f)
-        fclose(f);
-    json[jl] = '\0';
     avro_schema_t schema;
-    CHECK_INT(avro_schema_from_json_length(json, jl, &schema), 0);
+    CHECK_INT(nx_schema_file(path, &schema), 0);
     avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
     avro_value_t val;
     avro_generic_value_new(iface, &val);
