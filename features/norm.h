@@ -2,7 +2,8 @@
  * norm.h: online feature normaliser (running mean and variance, clipped).
  *
  * Each raw feature vector updates, in event order, a per-feature running
- * mean and variance (Welford's algorithm in double); a vector is normalised
+ * mean and variance (in double, the vectors since the last refresh summed
+ * in float and merged at the refresh); a vector is normalised
  * as (x - mean) / std, clipped to [-clip, clip]. A feature whose variance is
  * still (near) zero is only centred (std taken as 1), so constant features
  * stay 0 instead of blowing up. apply uses the statistics as of the last
@@ -13,6 +14,7 @@
  *
  * Guarantees: update and apply are O(dim), allocate nothing and are
  * deterministic (same vectors in the same order give bit-identical state).
+ * The state depends on the vectors alone, not on how calls batch them.
  * nx_norm_step, their one-pass form, runs an AVX build where the CPU has
  * it: no fused multiply-add, so the same bits as the SSE2 one.
  * Not thread-safe; one owner. Save/load round-trips the state bit-exactly.
@@ -42,6 +44,11 @@ void nx_norm_apply(const nx_norm_t *norm, const float *raw, float *out);
 /* nx_norm_update(raw) then nx_norm_apply(raw, out), bit-identically, in
  * one pass (the hot path's form). raw and out must not alias. */
 void nx_norm_step(nx_norm_t *norm, const float *raw, float *out);
+
+/* Tests: limits the builds nx_norm_step and update use to isa (2 AVX-512F,
+ * 1 AVX, 0 baseline) or fewer, as the CPU allows. Returns the one in use.
+ * Every build gives the same bits; this is how that is checked. */
+int nx_norm_set_isa(nx_norm_t *norm, int isa);
 
 /* Number of vectors seen, and the running mean / population variance of
  * feature i (for tests and metrics). */

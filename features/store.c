@@ -3,6 +3,8 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -79,9 +81,10 @@
 
 /* Maintenance stops this long before its budget ends: the longest slice
  * between clock checks (256 KB unmapped, ~25 us; 16 removals, ~16 us) must
- * still fit, so a tick ends within its budget. Budgets under twice this
+ * still fit, so a tick ends within its budget. 50 us let 1 ms ticks end at
+ * up to 1.04 ms at 10M users here (slices slowed by other processes). Budgets under twice this
  * get half of themselves as margin. */
-#define NX_MAINT_MARGIN_US 50
+#define NX_MAINT_MARGIN_US 100
 
 /* Decayed counters per user at most: per window, one per type and one value. */
 #define NX_COUNTERS_MAX (NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1))
@@ -140,7 +143,8 @@ struct nx_store {
      * (the defaults: 3 windows x (3 types + value) = 12): per lane its
      * window, the increment of an event of type t, and the value lanes
      * (mask). */
-    int vec_counters;                                    /* 1: the vector path applies */
+    int vec_counters; /* 1: the vector path applies */
+    int layout333;    /* the default layout: 3 types, 3 windows, every family (featurize_333) */
     uint8_t lane_win[NX_COUNTERS_MAX];                   /* window of lane k */
     float lane_inc[NX_EVENT_MAX_TYPES][NX_COUNTERS_MAX]; /* 1 on type t's count lanes */
     int32_t lane_val[NX_COUNTERS_MAX];                   /* all ones on the value lanes */
@@ -172,6 +176,16 @@ struct nx_store {
     uint64_t mask[2];
     int64_t rehash_idx; /* next bk[0] bucket to move; -1 = no grow */
 
+    /* the next bucket array while a thread of its own faults it in, before
+     * the grow starts (see maybe_grow) */
+    uint32_t *pre;       /* NULL = none */
+    uint64_t pre_mask;   /* its bucket count - 1 */
+    pthread_t pf_thread; /* the populating thread, while pf_running */
+    int pf_running;      /* 1: pf_thread is to be joined */
+    atomic_int pf_done;  /* set by pf_thread when the array is in */
+    void *pf_addr;       /* what pf_thread populates (read-only to it) */
+    size_t pf_len;
+
     /* the bucket array a finished grow left behind, unmapped in slices by
      * nx_store_maintain (whole, it took 1.3 ms at 10M users) */
     char *dead;      /* NULL = none */
@@ -191,6 +205,8 @@ struct nx_store {
 };
 
 /* --- small helpers ------------------------------------------------------ */
+
+static int join_populate(nx_store_t *store, int wait);
 
 static uint64_t splitmix64(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -463,6 +479,8 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
         store->log1p_u8[n] = (float)log1p((double)n);
     int nc = p->n_windows * p->n_types, ncv = nc + p->n_windows;
     store->vec_counters = ncv % 4 == 0;
+    store->layout333 =
+        p->n_types == 3 && p->n_windows == 3 && p->families == NX_FEAT_ALL && !p->force_generic;
     for (int k = 0; k < ncv; k++) {
         int w = k < nc ? k / p->n_types : k - nc;
         store->lane_win[k] = (uint8_t)w;
@@ -540,6 +558,9 @@ void nx_store_destroy(nx_store_t *store) {
     nx_norm_destroy(store->norm);
     if (store->dead)
         unmap(store->dead, store->dead_len);
+    join_populate(store, 1);
+    if (store->pre)
+        unmap(store->pre, (store->pre_mask + 1) * sizeof(uint32_t));
     if (store->bk[1])
         unmap(store->bk[1], (store->mask[1] + 1) * sizeof(uint32_t));
     if (store->bk[0])
@@ -625,17 +646,6 @@ static void rehash_steps(nx_store_t *store, int n) {
             store->mask[0] = store->mask[1];
             store->bk[1] = NULL;
             store->rehash_idx = -1;
-            /* Every lookup reads a random bucket: at 10M users (64 MB of
-             * buckets in 4 KB pages) each one also missed the TLB, and the
-             * same table in huge pages ran updates 7-9% faster (measured in
-             * one process, alternating between the two copies). The array
-             * is now fully faulted in (at load >= 0.5 every 4 KB page holds
-             * entries), so this advice costs nothing here: the kernel's
-             * khugepaged collapses it in the background (64 MB takes ~40 s
-             * at its default scan rate), never in a tick or an update. */
-            size_t len = (store->mask[0] + 1) * sizeof(uint32_t);
-            if (len >= NX_HUGE_PAGE)
-                madvise(store->bk[0], len, MADV_HUGEPAGE);
             return;
         }
         uint32_t i = store->bk[0][store->rehash_idx];
@@ -658,18 +668,87 @@ static void rehash_steps(nx_store_t *store, int n) {
     }
 }
 
+static void start_rehash(nx_store_t *store, uint32_t *bk, uint64_t mask) {
+    store->bk[1] = bk;
+    store->mask[1] = mask;
+    store->rehash_idx = 0;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/* Faults in (populates; writes nothing) the new bucket array. Without
+ * MADV_POPULATE_WRITE (Linux < 5.14) the array falls back to 4 KB pages,
+ * faulted in by the moves as before. */
+static void *populate_main(void *arg) {
+    nx_store_t *store = arg;
+    if (madvise(store->pf_addr, store->pf_len, MADV_POPULATE_WRITE) != 0)
+        madvise(store->pf_addr, store->pf_len, MADV_NOHUGEPAGE);
+    atomic_store_explicit(&store->pf_done, 1, memory_order_release);
+    return NULL;
+}
+
+/* Joins the populating thread; wait = 0: only if it is done. 1 if joined
+ * (or none was running). */
+static int join_populate(nx_store_t *store, int wait) {
+    if (!store->pf_running)
+        return 1;
+    if (!wait && !atomic_load_explicit(&store->pf_done, memory_order_acquire))
+        return 0;
+    pthread_join(store->pf_thread, NULL);
+    store->pf_running = 0;
+    return 1;
+}
+
+/* The grow starts with the prefaulted array. */
+static void finish_prefault(nx_store_t *store) {
+    start_rehash(store, store->pre, store->pre_mask);
+    store->pre = NULL;
+}
+
+/* At load 1 the table doubles. A bucket array of at least a huge page gets
+ * huge pages: every lookup reads a random bucket, and at 10M users (64 MB
+ * of buckets) in 4 KB pages nearly every one also missed the TLB;
+ * khugepaged had not collapsed the array here after 90 s. Faulting in
+ * (zeroing) a 2 MB page takes 0.3-0.4 ms, and 2.8 ms in this VM, whose host
+ * backs fresh guest memory lazily: too long for a maintenance tick or an
+ * update. So a thread of the store's faults the new array in
+ * (MADV_POPULATE_WRITE) while the old one serves, and the moves start once
+ * it is in (checked here and by nx_store_maintain). Should the table reach
+ * load 1.5 first, the grow starts anyway: populate writes no data, and the
+ * kernel orders the two threads' faults. */
 static void maybe_grow(nx_store_t *store) {
     if (store->rehash_idx >= 0 || store->n_users <= store->mask[0] + 1)
         return;
+    if (store->pre) {
+        if (atomic_load_explicit(&store->pf_done, memory_order_acquire) ||
+            store->n_users > (store->mask[0] + 1) + (store->mask[0] + 1) / 2)
+            finish_prefault(store);
+        join_populate(store, 0);
+        return;
+    }
+    join_populate(store, 1); /* the last grow's thread, should it still run */
     uint64_t size = (store->mask[0] + 1) * 2;
+    size_t len = size * sizeof(uint32_t);
     /* A fresh mapping is zero pages, faulted in lazily: O(1), no copy. On
      * failure the table just runs at a higher load. */
-    uint32_t *bk = map_zeroed(size * sizeof *bk, 0);
+    uint32_t *bk = map_zeroed(len, len >= NX_HUGE_PAGE);
     if (!bk)
         return;
-    store->bk[1] = bk;
-    store->mask[1] = size - 1;
-    store->rehash_idx = 0;
+    if (len >= NX_HUGE_PAGE) {
+        store->pf_addr = bk;
+        store->pf_len = len;
+        atomic_store_explicit(&store->pf_done, 0, memory_order_relaxed);
+        if (pthread_create(&store->pf_thread, NULL, populate_main, store) == 0) {
+            store->pf_running = 1;
+            store->pre = bk;
+            store->pre_mask = size - 1;
+            return;
+        }
+        madvise(bk, len, MADV_NOHUGEPAGE); /* no thread: 4 KB pages, as before */
+    }
+    start_rehash(store, bk, size - 1);
 }
 
 /* Replaces the link that points at old (index+1) in h's chain by new. */
@@ -949,9 +1028,73 @@ typedef struct nx_ev_ctx {
     int64_t prev_gap_ms; /* from the user's previous event (0 if late or first) */
 } nx_ev_ctx_t;
 
+/* featurize for the default layout (3 types, 3 windows, every family, 38
+ * features), unrolled: the 12 counters take three 4-lane logs as in
+ * featurize, and the seven other logs (recency per type, session length,
+ * duration, gap, price) two more, their inputs gathered in registers (not
+ * stored and reloaded as vectors: see fast_log). Lane for lane the same
+ * operations as featurize: the same bits (tested). */
+static inline __attribute__((always_inline)) void featurize_333(const nx_store_t *store,
+                                                                nx_user_t *u, const nx_event_t *ev,
+                                                                const nx_ev_ctx_t *cx, float *out) {
+    const float *cnt = u_cnt(store, u);
+    for (int k = 0; k < 12; k += 4) {
+        nx_v4f c;
+        memcpy(&c, cnt + k, sizeof c);
+        c = log1p4(c);
+        memcpy(out + k, &c, sizeof c);
+    }
+    int64_t T = u->clock;
+    const int64_t *last = u_last(store, u);
+    int miss0 = last[0] == NX_NEVER, miss1 = last[1] == NX_NEVER, miss2 = last[2] == NX_NEVER;
+    /* a missing type's log input is 0: log1p(0) = 0, its feature */
+    nx_v4f a = {miss0 ? 0.0f : (float)(T - last[0]) * 0.001f,
+                miss1 ? 0.0f : (float)(T - last[1]) * 0.001f,
+                miss2 ? 0.0f : (float)(T - last[2]) * 0.001f, (float)u->sess_len};
+    int has_price = ev->price >= 0;
+    float price = has_price ? (float)ev->price : 0.0f;
+    nx_v4f b = {(float)(T - u->sess_start) * 0.001f, (float)cx->prev_gap_ms * 0.001f,
+                price > 0 ? price : 0.0f, 0.0f};
+    a = log1p4(a);
+    b = log1p4(b);
+    out[12] = a[0];
+    out[13] = (float)miss0;
+    out[14] = a[1];
+    out[15] = (float)miss1;
+    out[16] = a[2];
+    out[17] = (float)miss2;
+    out[18] = a[3];
+    out[19] = b[0];
+    out[20] = (float)cx->new_sess;
+    out[21] = b[1];
+    out[22] = (float)cx->gap_missing;
+    out[23] = store->log1p_u8[u->carts];
+    out[24] = u->carts ? 1.0f : 0.0f;
+    int iv = cx->item_views, run = u->cat_run;
+    out[25] = (float)(iv < NX_STORE_REVISIT_CAP ? iv : NX_STORE_REVISIT_CAP);
+    out[26] = (float)cx->cat_rev;
+    out[27] = store->log1p_u8[u->sess_rev];
+    out[28] = (float)(run < NX_STORE_CATEGORY_RUN_CAP ? run : NX_STORE_CATEGORY_RUN_CAP);
+    out[29] = ev->type == 0 ? 1.0f : 0.0f;
+    out[30] = ev->type == 1 ? 1.0f : 0.0f;
+    out[31] = ev->type == 2 ? 1.0f : 0.0f;
+    const int64_t day = 86400000; /* ms per day */
+    int64_t days = floor_div(ev->ts_ms, day);
+    int dow = (int)(((days + 3) % 7 + 7) % 7); /* 1970-01-01 was a Thursday */
+    day_sincos(store, ev->ts_ms - days * day, &out[32], &out[33]);
+    out[34] = store->dow_sin[dow];
+    out[35] = store->dow_cos[dow];
+    out[36] = has_price ? b[2] : 0.0f;
+    out[37] = has_price ? 0.0f : 1.0f;
+}
+
 /* Writes the raw vector of u (state after ev) into out. */
 static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *ev,
                       const nx_ev_ctx_t *cx, float *out) {
+    if (store->layout333) {
+        featurize_333(store, u, ev, cx, out);
+        return;
+    }
     const nx_store_params_t *p = &store->p;
     size_t d = 0;
     int64_t T = u->clock;
@@ -1205,17 +1348,36 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
             if (gap > 0)
                 decay_factors(store, (float)gap, f);
             const uint8_t *lw = store->lane_win;
-            for (int k = 0; k < nt * p->n_windows + p->n_windows; k += 4) {
-                nx_v4f c, inc, fac = {f[lw[k]], f[lw[k + 1]], f[lw[k + 2]], f[lw[k + 3]]};
-                nx_v4i vm;
-                memcpy(&c, cnt + k, sizeof c);
-                memcpy(&inc, store->lane_inc[t] + k, sizeof inc);
-                memcpy(&vm, store->lane_val + k, sizeof vm);
-                if (gap > 0)
-                    c *= fac;
-                c += (nx_v4f)((nx_v4i)inc | ((nx_v4i)vv & vm));
-                memcpy(cnt + k, &c, sizeof c);
-            }
+            if (store->layout333) {
+                /* lanes: counts w0 t0-2, w1 t0-2, w2 t0-2, values w0-2 */
+                nx_v4f fv;
+                memcpy(&fv, f, sizeof fv);
+                const nx_v4i i0 = {0, 0, 0, 1}, i1 = {1, 1, 2, 2}, i2 = {2, 0, 1, 2};
+                nx_v4f fac[3] = {__builtin_shuffle(fv, i0), __builtin_shuffle(fv, i1),
+                                 __builtin_shuffle(fv, i2)};
+                for (int k = 0; k < 12; k += 4) {
+                    nx_v4f c, inc;
+                    nx_v4i vm;
+                    memcpy(&c, cnt + k, sizeof c);
+                    memcpy(&inc, store->lane_inc[t] + k, sizeof inc);
+                    memcpy(&vm, store->lane_val + k, sizeof vm);
+                    if (gap > 0)
+                        c *= fac[k / 4];
+                    c += (nx_v4f)((nx_v4i)inc | ((nx_v4i)vv & vm));
+                    memcpy(cnt + k, &c, sizeof c);
+                }
+            } else
+                for (int k = 0; k < nt * p->n_windows + p->n_windows; k += 4) {
+                    nx_v4f c, inc, fac = {f[lw[k]], f[lw[k + 1]], f[lw[k + 2]], f[lw[k + 3]]};
+                    nx_v4i vm;
+                    memcpy(&c, cnt + k, sizeof c);
+                    memcpy(&inc, store->lane_inc[t] + k, sizeof inc);
+                    memcpy(&vm, store->lane_val + k, sizeof vm);
+                    if (gap > 0)
+                        c *= fac;
+                    c += (nx_v4f)((nx_v4i)inc | ((nx_v4i)vv & vm));
+                    memcpy(cnt + k, &c, sizeof c);
+                }
         } else {
             if (gap > 0) { /* gap 0: factors of 1, nothing to do */
                 /* counts (window-major) and values are contiguous: one
@@ -1507,8 +1669,12 @@ size_t nx_store_maintain(nx_store_t *store, int64_t now_ms, int64_t budget_us) {
     int64_t margin = budget_us < 2 * NX_MAINT_MARGIN_US ? budget_us / 2 : NX_MAINT_MARGIN_US;
     int64_t deadline = budget_us > 0 ? now_us() + budget_us - margin : INT64_MAX;
     size_t expired = 0;
-    /* Grow first: it bounds lookup cost for everything else; then the
-     * memory a finished grow left behind. */
+    /* Grow first: it bounds lookup cost for everything else (once its
+     * array is in, the moves); then the memory a finished grow left
+     * behind. */
+    if (store->pre && atomic_load_explicit(&store->pf_done, memory_order_acquire))
+        finish_prefault(store);
+    join_populate(store, 0);
     while (store->rehash_idx >= 0) {
         rehash_steps(store, NX_MAINT_CHECK);
         if (budget_us > 0 && now_us() >= deadline)
@@ -1848,6 +2014,11 @@ int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, ch
         goto out;
     }
     /* Empty the store, keeping the slab pages and the larger bucket array. */
+    join_populate(store, 1);
+    if (store->pre) {
+        unmap(store->pre, (store->pre_mask + 1) * sizeof(uint32_t));
+        store->pre = NULL;
+    }
     if (store->rehash_idx >= 0) {
         unmap(store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
         store->bk[0] = store->bk[1];
@@ -1887,7 +2058,7 @@ void nx_store_stats(const nx_store_t *store, nx_store_stats_t *stats) {
     *stats = store->st;
     stats->users = store->n_users;
     stats->buckets = store->mask[0] + 1 + (store->bk[1] ? store->mask[1] + 1 : 0);
-    stats->rehashing = store->rehash_idx >= 0;
+    stats->rehashing = store->rehash_idx >= 0 || store->pre != NULL;
     stats->release_bytes = store->dead ? store->dead_len : 0;
     stats->record_bytes = store->rec_size;
     double users = store->n_users ? (double)store->n_users : 1.0;

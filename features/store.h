@@ -130,6 +130,7 @@ typedef struct nx_store_params {
     float clip;             /* normalised values are clipped to [-clip, clip] */
     int64_t horizon_ms;     /* label horizon H */
     int normalise;          /* 1: X rows are normalised (default); 0: raw (tests) */
+    int force_generic;      /* tests: 1 = never the unrolled default-layout code (same bits) */
     uint64_t seed;          /* eviction sampling generator */
     int n_scores; /* 0..16 probabilities kept (fp16) with each pending example; 0 = none */
 } nx_store_params_t;
