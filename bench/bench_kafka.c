@@ -15,11 +15,13 @@
  *
  * latency (--rate R): the daemon starts first and a warm-up batch makes
  *   sure it has its partitions; then events are produced at R events/s,
- *   paced each millisecond, for 2 s of warm-up (not measured) and S seconds. Each prediction
- * carries its input partition and offset; the produce time of every (partition, offset) is kept
- * from the delivery report, so latency = arrival of the prediction at this tool's consumer - the
- * produce() call of its event, both on this process's monotonic clock. p50, p99, p99.9 and max are
- * printed.
+ *   paced each millisecond, for 2 s of warm-up (not measured) and S
+ *   seconds. Each prediction carries its input partition and offset; the
+ *   produce time of every (partition, offset) is kept from the delivery
+ *   report, so latency = arrival of the prediction at this tool's consumer
+ *   - the produce() call of its event, both on this process's monotonic
+ *   clock. p50, p99, p99.9 and max are printed. NX_BENCH_LATENCY_DUMP=FILE
+ *   writes "produce_ms latency_ms partition" per event (for plots).
  *
  * The generator (gen.h) makes the events, so the stream is the one
  * `nextactd gen` writes. model.enabled can be switched off (--model off) to
