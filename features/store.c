@@ -199,7 +199,7 @@ struct nx_store {
     uint64_t rng;
     int64_t ttl_cursor; /* next slab index the TTL scan visits (downwards) */
 
-    int f16c; /* the CPU converts fp16 in hardware (same results, RNE) */
+    int f16c; /* the CPU converts fp16 in hardware (same results, RNE): 1 F16C, 2 AVX-512 */
 
     nx_store_stats_t st;
 };
@@ -537,6 +537,9 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
         unsigned a = 0, b = 0, c = 0, d = 0;
         store->f16c =
             __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+        if (store->f16c && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+            store->f16c = 2;
     }
 #endif
     store->st.record_bytes = store->rec_size;
@@ -1204,11 +1207,32 @@ __attribute__((target("avx,f16c"))) static void dec_f16c(const uint16_t *h, floa
     if (i < n)
         _mm256_storeu_ps(x + n - 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + n - 8))));
 }
+
+/* AVX-512 (F, BW, VL): 16 values an instruction, the tail by a lane mask
+ * instead of overlapping vectors; the same conversion, the same bits. */
+#define NX_AVX512_FBWVL __attribute__((target("avx512f,avx512bw,avx512vl")))
+NX_AVX512_FBWVL static void enc_avx512(const float *x, uint16_t *h, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m256i v = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm256_mask_storeu_epi16(h + i, m, v);
+    }
+}
+NX_AVX512_FBWVL static void dec_avx512(const uint16_t *h, float *x, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h + i)));
+    }
+}
 #endif
 
 /* n values to fp16 (the pending vector: dim; scores: n_scores). */
 static void half_encode(const nx_store_t *store, const float *x, uint16_t *h, size_t n) {
 #ifdef NX_HAVE_F16C
+    if (store->f16c == 2) {
+        enc_avx512(x, h, n);
+        return;
+    }
     if (store->f16c && n >= 4) {
         enc_f16c(x, h, n);
         return;
@@ -1222,6 +1246,10 @@ static void half_encode(const nx_store_t *store, const float *x, uint16_t *h, si
 
 static void half_decode(const nx_store_t *store, const uint16_t *h, float *x, size_t n) {
 #ifdef NX_HAVE_F16C
+    if (store->f16c == 2) {
+        dec_avx512(h, x, n);
+        return;
+    }
     if (store->f16c && n >= 4) {
         dec_f16c(h, x, n);
         return;
