@@ -23,6 +23,9 @@
  *   clock. p50, p99, p99.9 and max are printed. NX_BENCH_LATENCY_DUMP=FILE
  *   writes "produce_ms latency_ms partition" per event (for plots).
  *
+ * NX_BENCH_KAFKA_CONF="..." is pasted into the daemon's kafka { } block,
+ * e.g. 'consumer = { queued_min_messages = 100000; };' to compare settings.
+ *
  * The generator (gen.h) makes the events, so the stream is the one
  * `nextactd gen` writes. model.enabled can be switched off (--model off) to
  * show what the model costs.
