@@ -225,6 +225,40 @@ static void test_norm_step(void) {
     nx_norm_destroy(a);
 }
 
+/* A version-1 normaliser state (before the group sums: "NXN1", dim, n,
+ * mean, m2, mean_f, inv_std_f) still loads: the same count, statistics and
+ * outputs, and updates go on from it. */
+static void test_norm_v1(void) {
+    enum { DIM = 3 };
+    const uint32_t magic = 0x314e584eu;
+    const uint64_t dim = DIM, n = 1000;
+    const double mean[DIM] = {1.5, -2.0, 0.25}, m2[DIM] = {4000.0, 1000.0, 0.0};
+    const float mean_f[DIM] = {1.5f, -2.0f, 0.25f}, inv_std_f[DIM] = {0.5f, 1.0f, 1.0f};
+    membuf_t m = {0};
+    CHECK(mem_write(&m, &magic, sizeof magic) == 0 && mem_write(&m, &dim, sizeof dim) == 0 &&
+              mem_write(&m, &n, sizeof n) == 0 && mem_write(&m, mean, sizeof mean) == 0 &&
+              mem_write(&m, m2, sizeof m2) == 0 && mem_write(&m, mean_f, sizeof mean_f) == 0 &&
+              mem_write(&m, inv_std_f, sizeof inv_std_f) == 0,
+          "write v1");
+    nx_norm_t *norm = nx_norm_new(DIM, 3.0f);
+    char err[128];
+    CHECK(nx_norm_load(norm, mem_read, &m, err, sizeof err) == 0, "load v1: %s", err);
+    CHECK(nx_norm_count(norm) == n, "count");
+    for (int j = 0; j < DIM; j++) {
+        CHECK(nx_norm_mean(norm, (size_t)j) == mean[j], "mean %d", j);
+        CHECK(nx_norm_var(norm, (size_t)j) == m2[j] / (double)n, "var %d", j);
+    }
+    float raw[DIM] = {3.5f, -2.0f, 7.0f}, out[DIM];
+    nx_norm_apply(norm, raw, out);
+    CHECK(out[0] == 1.0f && out[1] == 0.0f && out[2] == 3.0f, "apply: %g %g %g", (double)out[0],
+          (double)out[1], (double)out[2]);
+    for (int i = 0; i < 16; i++) /* through a refresh */
+        nx_norm_step(norm, raw, out);
+    CHECK(nx_norm_count(norm) == n + 16 && nx_norm_mean(norm, 0) > mean[0], "updates after load");
+    nx_norm_destroy(norm);
+    free(m.data);
+}
+
 /* Every build of the normaliser (baseline, AVX, AVX-512F, as far as this
  * CPU has them) gives the same outputs and state bit for bit, on a
  * dimension with a tail (38 = the default layout's) and a short one. */
@@ -1529,6 +1563,7 @@ int main(void) {
     test_norm();
     test_norm_step();
     test_norm_isa();
+    test_norm_v1();
     test_params();
     test_layout333();
     test_hand_sequence();
