@@ -52,8 +52,14 @@ struct nx_norm {
     float *mean_f;    /* (dim) mean as float, for apply; the group's centre */
     float *inv_std_f; /* (dim) 1/std, or 1 while the variance is ~0 */
     float *s1, *s2;   /* (dim) group sums of d and d^2 */
-    int isa;          /* builds the CPU runs: 2 AVX-512F, 1 AVX, 0 baseline */
+    int isa;          /* the build in use: 2 AVX-512F, 1 AVX, 0 baseline */
+    /* that build's group pass (out may be NULL), refresh and step */
+    void (*group)(nx_norm_t *norm, const float *raw, float *out);
+    void (*refresh)(nx_norm_t *norm);
+    void (*step)(nx_norm_t *norm, const float *raw, float *out);
 };
+
+static void select_isa(nx_norm_t *norm, int isa);
 
 nx_norm_t *nx_norm_new(size_t dim, float clip) {
     nx_norm_t *norm = NULL;
@@ -75,9 +81,7 @@ nx_norm_t *nx_norm_new(size_t dim, float clip) {
         goto err;
     for (size_t i = 0; i < pad; i++)
         norm->inv_std_f[i] = 1.0f;
-#ifdef NX_NORM_AVX
-    norm->isa = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx") ? 1 : 0;
-#endif
+    select_isa(norm, 2); /* the best the CPU has */
     return norm;
 err:
     nx_norm_destroy(norm);
@@ -195,16 +199,6 @@ __attribute__((target("avx"))) static void refresh_avx(nx_norm_t *norm) {
 }
 #endif
 
-static void refresh(nx_norm_t *norm) {
-#ifdef NX_NORM_AVX
-    if (norm->isa >= 1) {
-        refresh_avx(norm);
-        return;
-    }
-#endif
-    refresh_plain(norm);
-}
-
 static int due(const nx_norm_t *norm) {
     return norm->n < NX_NORM_WARMUP || norm->n % NX_NORM_REFRESH == 0;
 }
@@ -321,42 +315,52 @@ __attribute__((target("avx512f"))) static inline void group_avx512(nx_norm_t *no
         }
     }
 }
+#endif
 
-/* nx_norm_step per build, the group pass inlined. */
-#define NX_NORM_STEP_FN(name, attr, group)                                                         \
+/* nx_norm_step per build, the group pass inlined: on a refresh the vector
+ * is applied with the refreshed statistics (it is part of them), else in
+ * the same pass as its sums. */
+#define NX_NORM_STEP_FN(name, attr, group, refresh)                                                \
     attr static void name(nx_norm_t *norm, const float *raw, float *out) {                         \
         if (due(norm)) {                                                                           \
             group(norm, raw, NULL);                                                                \
-            refresh_avx(norm);                                                                     \
+            refresh(norm);                                                                         \
             nx_norm_apply(norm, raw, out);                                                         \
             return;                                                                                \
         }                                                                                          \
         group(norm, raw, out);                                                                     \
     }
-NX_NORM_STEP_FN(step_avx, __attribute__((target("avx"))), group_avx)
-NX_NORM_STEP_FN(step_avx512, __attribute__((target("avx512f"))), group_avx512)
+NX_NORM_STEP_FN(step_plain, , group_plain, refresh_plain)
+#ifdef NX_NORM_AVX
+NX_NORM_STEP_FN(step_avx, __attribute__((target("avx"))), group_avx, refresh_avx)
+NX_NORM_STEP_FN(step_avx512, __attribute__((target("avx512f"))), group_avx512, refresh_avx)
 #endif
 
-static void group_add(nx_norm_t *norm, const float *raw, float *out) {
+/* Uses build isa (clamped to what the CPU has). */
+static void select_isa(nx_norm_t *norm, int isa) {
+    int have = 0;
 #ifdef NX_NORM_AVX
-    if (norm->isa == 2) {
-        group_avx512(norm, raw, out);
-        return;
-    }
-    if (norm->isa == 1) {
-        group_avx(norm, raw, out);
-        return;
+    have = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx") ? 1 : 0;
+#endif
+    norm->isa = isa < have ? (isa < 0 ? 0 : isa) : have;
+    norm->group = group_plain;
+    norm->refresh = refresh_plain;
+    norm->step = step_plain;
+#ifdef NX_NORM_AVX
+    if (norm->isa >= 1) {
+        norm->group = norm->isa == 2 ? group_avx512 : group_avx;
+        norm->refresh = refresh_avx;
+        norm->step = norm->isa == 2 ? step_avx512 : step_avx;
     }
 #endif
-    group_plain(norm, raw, out);
 }
 
 void nx_norm_update(nx_norm_t *norm, const float *raw) {
     norm->n++;
     norm->g++;
-    group_add(norm, raw, NULL);
+    norm->group(norm, raw, NULL);
     if (due(norm))
-        refresh(norm);
+        norm->refresh(norm);
 }
 
 void nx_norm_apply(const nx_norm_t *norm, const float *raw, float *out) {
@@ -367,36 +371,14 @@ void nx_norm_apply(const nx_norm_t *norm, const float *raw, float *out) {
     }
 }
 
-/* update then apply: on a refresh the vector is applied with the refreshed
- * statistics (it is part of them), else in the same pass as its sums. */
 void nx_norm_step(nx_norm_t *norm, const float *raw, float *out) {
     norm->n++;
     norm->g++;
-#ifdef NX_NORM_AVX
-    if (norm->isa == 2) {
-        step_avx512(norm, raw, out);
-        return;
-    }
-    if (norm->isa == 1) {
-        step_avx(norm, raw, out);
-        return;
-    }
-#endif
-    if (due(norm)) {
-        group_add(norm, raw, NULL);
-        refresh(norm);
-        nx_norm_apply(norm, raw, out);
-        return;
-    }
-    group_add(norm, raw, out);
+    norm->step(norm, raw, out);
 }
 
 int nx_norm_set_isa(nx_norm_t *norm, int isa) {
-    int have = 0;
-#ifdef NX_NORM_AVX
-    have = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx") ? 1 : 0;
-#endif
-    norm->isa = isa < have ? (isa < 0 ? 0 : isa) : have;
+    select_isa(norm, isa);
     return norm->isa;
 }
 

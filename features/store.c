@@ -1313,6 +1313,21 @@ static void close_memo(nx_store_t *store) {
     store->memo_open = 0;
 }
 
+/* Counter lanes k..k+3 at c for an event of type t: c = c * fac (if decay)
+ * + the lanes' increment (1 on t's counts, vv on the value lanes). */
+static inline void lanes_update(const nx_store_t *store, float *c4, int t, int k, nx_v4f fac,
+                                int decay, nx_v4f vv) {
+    nx_v4f c, inc;
+    nx_v4i vm;
+    memcpy(&c, c4, sizeof c);
+    memcpy(&inc, store->lane_inc[t] + k, sizeof inc);
+    memcpy(&vm, store->lane_val + k, sizeof vm);
+    if (decay)
+        c *= fac;
+    c += (nx_v4f)((nx_v4i)inc | ((nx_v4i)vv & vm));
+    memcpy(c4, &c, sizeof c);
+}
+
 /* Applies one valid, not-dropped event with user hash h, event i of the
  * batch. Returns the user's slab index, or UINT32_MAX if the user could not
  * be inserted. */
@@ -1383,29 +1398,14 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
                 const nx_v4i i0 = {0, 0, 0, 1}, i1 = {1, 1, 2, 2}, i2 = {2, 0, 1, 2};
                 nx_v4f fac[3] = {__builtin_shuffle(fv, i0), __builtin_shuffle(fv, i1),
                                  __builtin_shuffle(fv, i2)};
-                for (int k = 0; k < 12; k += 4) {
-                    nx_v4f c, inc;
-                    nx_v4i vm;
-                    memcpy(&c, cnt + k, sizeof c);
-                    memcpy(&inc, store->lane_inc[t] + k, sizeof inc);
-                    memcpy(&vm, store->lane_val + k, sizeof vm);
-                    if (gap > 0)
-                        c *= fac[k / 4];
-                    c += (nx_v4f)((nx_v4i)inc | ((nx_v4i)vv & vm));
-                    memcpy(cnt + k, &c, sizeof c);
-                }
-            } else
+                for (int k = 0; k < 12; k += 4)
+                    lanes_update(store, cnt + k, t, k, fac[k / 4], gap > 0, vv);
+            } else {
                 for (int k = 0; k < nt * p->n_windows + p->n_windows; k += 4) {
-                    nx_v4f c, inc, fac = {f[lw[k]], f[lw[k + 1]], f[lw[k + 2]], f[lw[k + 3]]};
-                    nx_v4i vm;
-                    memcpy(&c, cnt + k, sizeof c);
-                    memcpy(&inc, store->lane_inc[t] + k, sizeof inc);
-                    memcpy(&vm, store->lane_val + k, sizeof vm);
-                    if (gap > 0)
-                        c *= fac;
-                    c += (nx_v4f)((nx_v4i)inc | ((nx_v4i)vv & vm));
-                    memcpy(cnt + k, &c, sizeof c);
+                    nx_v4f fac = {f[lw[k]], f[lw[k + 1]], f[lw[k + 2]], f[lw[k + 3]]};
+                    lanes_update(store, cnt + k, t, k, fac, gap > 0, vv);
                 }
+            }
         } else {
             if (gap > 0) { /* gap 0: factors of 1, nothing to do */
                 /* counts (window-major) and values are contiguous: one
