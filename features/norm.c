@@ -100,15 +100,17 @@ void nx_norm_destroy(nx_norm_t *norm) {
     free(norm);
 }
 
-/* The pairwise merge of the open group into feature i's mean and m2:
- * inv_g = 1/g, w = g/n, v = (n - g) g / n. */
-static inline void merge_one(const nx_norm_t *norm, size_t i, double inv_g, double w, double v,
-                             double *mean, double *m2) {
-    double s1 = norm->s1[i];
-    double m2b = (double)norm->s2[i] - s1 * s1 * inv_g;
-    double delta = ((double)norm->mean_f[i] + s1 * inv_g) - norm->mean[i];
-    *mean = norm->mean[i] + delta * w;
-    *m2 = norm->m2[i] + (m2b > 0 ? m2b : 0) + delta * delta * v;
+/* The pairwise merge of a group (sums s1, s2 of d = x - mf) into a mean
+ * and m2: inv_g = 1/g, w = g/n, v = (n - g) g / n. One formula for the
+ * read-outs and the scalar refresh (refresh_avx spells it in intrinsics). */
+static inline __attribute__((always_inline)) void merge_group(double s1, double s2, double mf,
+                                                              double mean0, double m20,
+                                                              double inv_g, double w, double v,
+                                                              double *mean, double *m2) {
+    double m2b = s2 - s1 * s1 * inv_g;
+    double delta = (mf + s1 * inv_g) - mean0;
+    *mean = mean0 + delta * w;
+    *m2 = m20 + (m2b > 0 ? m2b : 0) + delta * delta * v;
 }
 
 static void merge_consts(const nx_norm_t *norm, double *inv_g, double *w, double *v) {
@@ -128,7 +130,8 @@ static void merged(const nx_norm_t *norm, size_t i, double *mean, double *m2) {
     }
     double inv_g, w, v;
     merge_consts(norm, &inv_g, &w, &v);
-    merge_one(norm, i, inv_g, w, v, mean, m2);
+    merge_group(norm->s1[i], norm->s2[i], norm->mean_f[i], norm->mean[i], norm->m2[i], inv_g, w, v,
+                mean, m2);
 }
 
 /* Closes the group into mean/m2 and refreshes apply's floats: element-wise
@@ -139,11 +142,8 @@ refresh_body(size_t dim, double *restrict mean_d, double *restrict m2_d, float *
              float *restrict inv_std_f, float *restrict s1_f, float *restrict s2_f, double inv_g,
              double w, double v, double inv_n) {
     for (size_t i = 0; i < dim; i++) {
-        double s1 = s1_f[i];
-        double m2b = (double)s2_f[i] - s1 * s1 * inv_g;
-        double delta = ((double)mean_f[i] + s1 * inv_g) - mean_d[i];
-        double mean = mean_d[i] + delta * w;
-        double m2 = m2_d[i] + (m2b > 0 ? m2b : 0) + delta * delta * v;
+        double mean, m2;
+        merge_group(s1_f[i], s2_f[i], mean_f[i], mean_d[i], m2_d[i], inv_g, w, v, &mean, &m2);
         double var = m2 * inv_n;
         mean_d[i] = mean;
         m2_d[i] = m2;

@@ -214,6 +214,7 @@ struct nx_store {
 /* --- small helpers ------------------------------------------------------ */
 
 static int join_populate(nx_store_t *store, int wait);
+static void drop_prefault(nx_store_t *store);
 
 static uint64_t splitmix64(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -568,9 +569,7 @@ void nx_store_destroy(nx_store_t *store) {
     nx_norm_destroy(store->norm);
     if (store->dead)
         unmap(store->dead, store->dead_len);
-    join_populate(store, 1);
-    if (store->pre)
-        unmap(store->pre, (store->pre_mask + 1) * sizeof(uint32_t));
+    drop_prefault(store);
     if (store->bk[1])
         unmap(store->bk[1], (store->mask[1] + 1) * sizeof(uint32_t));
     if (store->bk[0])
@@ -712,6 +711,15 @@ static int join_populate(nx_store_t *store, int wait) {
 }
 
 /* The grow starts with the prefaulted array. */
+/* Waits for the populating thread and unmaps the array it was filling. */
+static void drop_prefault(nx_store_t *store) {
+    join_populate(store, 1);
+    if (store->pre) {
+        unmap(store->pre, (store->pre_mask + 1) * sizeof(uint32_t));
+        store->pre = NULL;
+    }
+}
+
 static void finish_prefault(nx_store_t *store) {
     start_rehash(store, store->pre, store->pre_mask);
     store->pre = NULL;
@@ -2057,11 +2065,7 @@ int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, ch
         goto out;
     }
     /* Empty the store, keeping the slab pages and the larger bucket array. */
-    join_populate(store, 1);
-    if (store->pre) {
-        unmap(store->pre, (store->pre_mask + 1) * sizeof(uint32_t));
-        store->pre = NULL;
-    }
+    drop_prefault(store);
     if (store->rehash_idx >= 0) {
         unmap(store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
         store->bk[0] = store->bk[1];
