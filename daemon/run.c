@@ -833,21 +833,33 @@ static int run_loop(run_t *r, demo_feed_t *feed, double max_seconds) {
     int64_t t0 = nx_now_mono_ms(), last_status = t0;
     uint64_t events_at_status = 0;
     int rc = 0;
+    int64_t drain_at = 0; /* demo: when its time was up and feeding stopped */
     while (!stop_requested) {
         int64_t now = nx_now_mono_ms();
         /* the demo's time counts from its first paced event; waiting for
          * the cluster (assignment, the probe) may take 30 s more */
         int64_t start = feed && feed->t0 ? feed->t0 : t0;
         double limit = feed && !feed->t0 ? max_seconds + 30 : max_seconds;
-        if (max_seconds > 0 && (double)(now - start) / 1000 >= limit)
-            break;
+        if (max_seconds > 0 && (double)(now - start) / 1000 >= limit) {
+            if (!feed || !feed->t0)
+                break;
+            if (!drain_at)
+                drain_at = now;
+        }
         if (feed) {
-            /* feed once the consumer owns its partitions, so the first
-             * events do not wait out the group join */
             nx_kafka_stats_t ks;
             nx_kafka_stats(r->kafka, &ks);
-            if (ks.assigned_partitions > 0)
+            if (drain_at) {
+                /* time is up: no more events; those fed are still
+                 * consumed (for 5 s at most), so the summary counts them */
+                if (ks.consumed >= feed->produced || now - drain_at > 5000)
+                    break;
+                rd_kafka_poll(feed->producer, 0);
+            } else if (ks.assigned_partitions > 0) {
+                /* feed once the consumer owns its partitions, so the
+                 * first events do not wait out the group join */
                 demo_feed_step(feed, now, ks.produced);
+            }
         }
         int n = nx_kafka_poll_batch(r->kafka, r->msgs, batch, (int)r->cfg->kafka.poll_timeout_ms);
         if (n < 0) {
