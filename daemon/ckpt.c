@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,6 +33,7 @@ struct nx_ckptdir {
     pid_t child;       /* background writer, 0 = none */
     uint64_t child_seq;
     int64_t child_start_ms; /* monotonic */
+    int child_err;          /* read end of the pipe the child writes its error to, -1 = none */
     nx_ckptdir_stats_t stats;
 };
 
@@ -129,6 +131,7 @@ nx_ckptdir_t *nx_ckptdir_open(const char *dir, int keep, char *errstr, size_t er
         goto err;
     }
     ckdir->keep = keep;
+    ckdir->child_err = -1;
     remove_tmp(ckdir);
     int n = list_seqs(ckdir, seqs, MAX_FILES);
     ckdir->next_seq = n ? seqs[0] + 1 : 1;
@@ -194,8 +197,24 @@ static void prune(nx_ckptdir_t *ckdir) {
     free(seqs);
 }
 
+/* A write that failed: counted, its reason kept for the metrics and the
+ * readiness answer until a write succeeds. */
+static void failed(nx_ckptdir_t *ckdir, const char *why) {
+    ckdir->stats.failed++;
+    ckdir->stats.failing = 1;
+    snprintf(ckdir->stats.last_error, sizeof ckdir->stats.last_error, "%s", why);
+}
+
+/* What a failed write leaves behind, in words an operator can act on. */
+static const char *left_behind(const nx_ckptdir_t *ckdir) {
+    return ckdir->stats.last_seq ? "the previous checkpoint stays the newest"
+                                 : "no checkpoint exists yet: the state is not durable";
+}
+
 static void written(nx_ckptdir_t *ckdir, uint64_t seq, int64_t ms) {
     ckdir->stats.written++;
+    ckdir->stats.failing = 0;
+    ckdir->stats.last_error[0] = '\0';
     ckdir->stats.last_wall_ms = nx_now_wall_ms();
     ckdir->stats.last_ms = ms;
     ckdir->stats.last_seq = seq;
@@ -211,12 +230,42 @@ int nx_ckptdir_save(nx_ckptdir_t *ckdir, nx_ckptdir_write_fn write, void *opaque
     nx_ckptdir_path(ckdir, seq, path, sizeof path);
     int64_t t0 = nx_now_mono_ms();
     if (write(opaque, path, errstr, errstr_size) < 0) {
-        ckdir->stats.failed++;
+        failed(ckdir, errstr);
         unlink(path);
         return -1;
     }
     written(ckdir, seq, nx_now_mono_ms() - t0);
     return 0;
+}
+
+/* write(2) of all len bytes (the child's error text to its pipe). */
+static ssize_t write_all(int fd, const char *buf, size_t len) {
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+/* Reads what the reaped child wrote to its error pipe (it has exited: all
+ * of it is there). Returns its length, 0 if none. */
+static ssize_t child_reason(nx_ckptdir_t *ckdir, char *buf, size_t size) {
+    if (ckdir->child_err < 0)
+        return 0;
+    ssize_t n = read(ckdir->child_err, buf, size - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    return n > 0 ? n : 0;
+}
+
+static void close_child_err(nx_ckptdir_t *ckdir) {
+    if (ckdir->child_err >= 0)
+        close(ckdir->child_err);
+    ckdir->child_err = -1;
 }
 
 int nx_ckptdir_save_bg(nx_ckptdir_t *ckdir, nx_ckptdir_write_fn write, void *opaque, char *errstr,
@@ -230,11 +279,20 @@ int nx_ckptdir_save_bg(nx_ckptdir_t *ckdir, nx_ckptdir_write_fn write, void *opa
     /* stdio buffers would be flushed twice (parent and child) */
     fflush(stdout);
     fflush(stderr);
+    /* the child's reason for a failure (with its errno text) comes back
+     * through a pipe, so the parent can log, count and show it */
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return nx_errf(errstr, errstr_size, "pipe: %s", strerror(errno));
     int64_t t0 = mono_us();
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid < 0)
-        return nx_errf(errstr, errstr_size, "fork: %s", strerror(errno));
+    if (pid < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return nx_errf(errstr, errstr_size, "fork: %s", strerror(e));
+    }
     if (pid == 0) {
         /* the child: a snapshot of the parent at the fork; write and go,
          * without atexit handlers or stdio flushes of the parent's state */
@@ -252,12 +310,17 @@ int nx_ckptdir_save_bg(nx_ckptdir_t *ckdir, nx_ckptdir_write_fn write, void *opa
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_IGN); /* a terminal's ^C is for the parent */
         signal(SIGHUP, SIG_IGN);
+        close(fds[0]);
         if (write(opaque, path, why, sizeof why) < 0) {
-            nx_err("checkpoint: writing %s: %s", path, why);
+            ssize_t w = write_all(fds[1], why, strlen(why));
+            (void)w;
             _exit(1);
         }
         _exit(0);
     }
+    close(fds[1]);
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    ckdir->child_err = fds[0];
     ckdir->stats.fork_us = mono_us() - t0;
     ckdir->next_seq++;
     ckdir->child = pid;
@@ -279,19 +342,23 @@ int nx_ckptdir_poll(nx_ckptdir_t *ckdir, int wait) {
     pid_t pid = ckdir->child;
     ckdir->child = 0;
     char path[4096];
+    int ok = got > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     nx_ckptdir_path(ckdir, ckdir->child_seq, path, sizeof path);
-    if (got > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    if (ok) {
+        close_child_err(ckdir);
         written(ckdir, ckdir->child_seq, nx_now_mono_ms() - ckdir->child_start_ms);
         nx_info("checkpoint: wrote %s in %lld ms (fork paused the loop %lld us)", path,
                 (long long)ckdir->stats.last_ms, (long long)ckdir->stats.fork_us);
         return 1;
     }
-    ckdir->stats.failed++;
+    char why[1024] = "";
     if (got > 0 && WIFSIGNALED(status))
-        nx_err("checkpoint: writer %d killed by signal %d; keeping the previous checkpoint",
-               (int)pid, WTERMSIG(status));
-    else
-        nx_err("checkpoint: writer %d failed; keeping the previous checkpoint", (int)pid);
+        snprintf(why, sizeof why, "writer %d killed by signal %d", (int)pid, WTERMSIG(status));
+    else if (child_reason(ckdir, why, sizeof why) <= 0)
+        snprintf(why, sizeof why, "writer %d failed", (int)pid);
+    failed(ckdir, why);
+    nx_err("checkpoint: %s failed: %s; %s", path, why, left_behind(ckdir));
+    close_child_err(ckdir);
     /* a writer that died mid-way leaves its temporary file (or nothing) */
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);

@@ -52,6 +52,8 @@ typedef struct nx_ckptdir_stats {
     int64_t last_ms;      /* duration of the last successful write, ms */
     int64_t fork_us;      /* the parent's pause for the last fork(), us */
     uint64_t last_seq;    /* sequence number of the newest checkpoint, 0 = none */
+    int failing;          /* 1 from a failed write until the next successful one */
+    char last_error[256]; /* why the last write failed (with the errno text), "" */
 } nx_ckptdir_stats_t;
 
 /* Opens (creating, mode 0700, with parents) dir, keeping `keep` (>= 1)
@@ -81,7 +83,8 @@ int nx_ckptdir_save_bg(nx_ckptdir_t *ckdir, nx_ckptdir_write_fn write, void *opa
 
 /* Reaps the background writer. wait: block until it ends. Returns 1 when a
  * write just completed (and old files were pruned), -1 when it failed
- * (logged; its partial file removed), 0 when none ended. */
+ * (logged with the child's reason, errno text included; counted; its
+ * partial file removed), 0 when none ended. */
 int nx_ckptdir_poll(nx_ckptdir_t *ckdir, int wait);
 
 /* Kills a running background writer and reaps it (its partial file is

@@ -73,7 +73,9 @@ static const nx_cfg_desc_t nx_config_table[] = {
     {"kafka.dead_letter_topic", NX_CT_STRING, OFF(kafka.dead_letter_topic), "\"\"", 0, TOPIC_MAX, NULL, 0,
      "Topic for records that fail decoding, with reason headers. \"\" = off (still counted)."},
     {"kafka.commit_interval_ms", NX_CT_INT, OFF(kafka.commit_interval_ms), "5000", 100, 3600000, NULL, 0,
-     "Milliseconds between offset commits (also committed on revoke and shutdown)."},
+     "Milliseconds between offset commits when checkpoint.interval_s = 0 (no durable\n"
+     "state): acknowledged offsets are committed then, and on revoke and shutdown. With\n"
+     "periodic checkpoints, offsets are committed when a checkpoint covering them is durable."},
     {"kafka.poll_batch", NX_CT_INT, OFF(kafka.poll_batch), "1024", 1, 65536, NULL, 0,
      "Most events taken from the consumer per micro-batch."},
     {"kafka.poll_timeout_ms", NX_CT_INT, OFF(kafka.poll_timeout_ms), "100", 1, 10000, NULL, 0,
@@ -241,8 +243,11 @@ static const nx_cfg_desc_t nx_config_table[] = {
 
     {"checkpoint.dir", NX_CT_PATH, OFF(checkpoint.dir), "\"\"", 0, LEN_MAX, NULL, 0,
      "Checkpoint directory; \"\" = <state_dir>/checkpoints."},
-    {"checkpoint.interval_s", NX_CT_INT, OFF(checkpoint.interval_s), "300", 0, 86400, NULL, 0,
-     "Seconds between checkpoints (also on revoke and shutdown); 0 = only those."},
+    {"checkpoint.interval_s", NX_CT_INT, OFF(checkpoint.interval_s), "60", 0, 86400, NULL, 0,
+     "Seconds between checkpoints (also on revoke and shutdown). Input offsets are committed\n"
+     "when a checkpoint covering them is durable, so this bounds the input read again after\n"
+     "a crash. 0 = only on revoke and shutdown, offsets committed as predictions are\n"
+     "acknowledged (kafka.commit_interval_ms): a crash then loses the state since the start."},
     {"checkpoint.keep", NX_CT_INT, OFF(checkpoint.keep), "2", 1, 100, NULL, 0,
      "Checkpoints kept; a corrupt newest one falls back to the previous."},
 

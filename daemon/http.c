@@ -162,6 +162,17 @@ size_t nx_http_format(const nx_metrics_t *m, int64_t now_wall_ms, char *buf, siz
     put(&o, "nextactd_checkpoints_total %llu\n", (unsigned long long)m->checkpoints_written);
     head(&o, "nextactd_checkpoint_failures_total", "counter", "Checkpoint writes that failed.");
     put(&o, "nextactd_checkpoint_failures_total %llu\n", (unsigned long long)m->checkpoints_failed);
+    head(&o, "nextactd_checkpoint_failing", "gauge",
+         "1 while checkpoints fail (state not durable, commits held back).");
+    put(&o, "nextactd_checkpoint_failing %d\n", m->checkpoint_failing);
+    head(&o, "nextactd_state_gaps_total", "counter",
+         "Partitions started from a committed offset with no state covering it.");
+    put(&o, "nextactd_state_gaps_total %llu\n", (unsigned long long)m->state_gaps);
+    head(&o, "nextactd_offset_commits_total", "counter", "Input offset commits acknowledged.");
+    put(&o, "nextactd_offset_commits_total %llu\n", (unsigned long long)m->offset_commits);
+    head(&o, "nextactd_offset_commit_failures_total", "counter", "Input offset commits that failed.");
+    put(&o, "nextactd_offset_commit_failures_total %llu\n",
+        (unsigned long long)m->offset_commit_failures);
     return o.len;
 }
 

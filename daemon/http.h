@@ -78,6 +78,12 @@ typedef struct nx_metrics {
     double checkpoint_duration_s;
     double checkpoint_fork_s;
     uint64_t checkpoints_written, checkpoints_failed;
+    int checkpoint_failing;  /* 1 from a failed checkpoint until one succeeds */
+    uint64_t state_gaps;     /* partitions started from a committed offset no state covers */
+    uint64_t offset_commits; /* input offset commits acknowledged */
+    uint64_t offset_commit_failures;
+    int ready;               /* /readyz: 1 ready, else not_ready says why */
+    char not_ready[160];
 } nx_metrics_t;
 
 typedef struct nx_http nx_http_t;

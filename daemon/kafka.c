@@ -48,6 +48,7 @@ typedef struct tracker {
     uint64_t tail;   /* next seq to hand out */
     int64_t stored;  /* next offset to read, as last stored; -1 none */
     int dirty;       /* stored advanced since the last offsets_store */
+    int64_t committed; /* last offset this process committed for it; -1 none */
     int64_t *offset; /* (TRACK_CAP) offset of each seq */
     int64_t *in_ts;  /* (TRACK_CAP) broker timestamp of each input record, ms */
     uint8_t *done;   /* (TRACK_CAP) */
@@ -70,6 +71,7 @@ struct nx_kafka {
     int paused;
     int64_t dr_now_ms; /* wall clock for the delivery reports served now; 0 = read it */
     int closed;
+    int revoke_lost; /* inside the revoked hook: the partitions were lost */
     nx_kafka_stats_t stats;
     nx_kafka_lag_t lags[NX_KAFKA_MAX_LAGS]; /* from the last statistics */
     int n_lags;
@@ -129,6 +131,7 @@ static tracker_t *tracker_add(nx_kafka_t *kafka, int topic, int32_t partition) {
         t->gen++;
         t->head = t->tail = 0;
         t->stored = -1;
+        t->committed = -1;
         t->dirty = 0;
         kafka->n_trackers++;
         return t;
@@ -288,13 +291,41 @@ static void serve_deliveries(nx_kafka_t *kafka) {
     kafka->dr_now_ms = 0;
 }
 
-static void commit_now(nx_kafka_t *kafka) {
-    store_offsets(kafka);
-    rd_kafka_resp_err_t err = rd_kafka_commit(kafka->consumer, NULL, 0 /* sync */);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+/* Result of a commit (async ones are served by the consumer poll). */
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+    (void)rk;
+    nx_kafka_t *kafka = opaque;
+    if (!err) {
+        for (int i = 0; offsets && i < offsets->cnt; i++)
+            if (offsets->elems[i].err)
+                err = offsets->elems[i].err;
+    }
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         kafka->stats.commits++;
-    else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        nx_warn("kafka: commit: %s", rd_kafka_err2str(err));
+    } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        kafka->stats.commit_failures++;
+        NX_LOG_RL(NX_LOG_WARNING, "kafka: offset commit failed: %s; the next commit covers them",
+                  rd_kafka_err2str(err));
+    }
+}
+
+/* Commits list: async (result served by the next poll) or here and now. */
+static int commit_list(nx_kafka_t *kafka, rd_kafka_topic_partition_list_t *list, int async) {
+    if (list->cnt == 0)
+        return 0;
+    uint64_t before = kafka->stats.commits;
+    if (async) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(kafka->consumer, list, 1);
+        if (err) {
+            kafka->stats.commit_failures++;
+            NX_LOG_RL(NX_LOG_WARNING, "kafka: offset commit: %s", rd_kafka_err2str(err));
+            return -1;
+        }
+        return 0;
+    }
+    rd_kafka_commit_queue(kafka->consumer, list, NULL, commit_cb, kafka);
+    return kafka->stats.commits > before ? 0 : -1;
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -342,13 +373,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (kafka->paused)
             rd_kafka_pause_partitions(rk, parts);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        /* Deliver what was produced for these partitions, store and commit
-         * their offsets while we still own them, then let them go. */
+        /* Deliver what was produced for these partitions while we still
+         * own them; the owner's hook commits what it may (nx_kafka_commit_*)
+         * and saves their state, then they go. */
         int left = rd_kafka_flush(kafka->producer, kafka->flush_timeout_ms);
         if (left > 0)
             nx_warn("kafka: %d prediction(s) undelivered at revoke; they will be re-read", left);
-        if (!rd_kafka_assignment_lost(rk))
-            commit_now(kafka);
+        serve_deliveries(kafka);
+        kafka->revoke_lost = rd_kafka_assignment_lost(rk);
         if (kafka->hooks.revoked)
             kafka->hooks.revoked(kafka->hooks.opaque, parts);
         for (int i = 0; i < parts->cnt; i++) {
@@ -357,6 +389,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (t)
                 tracker_remove(kafka, t);
         }
+        kafka->revoke_lost = 0;
         nx_notice("kafka: revoked %d partition(s)%s", parts->cnt,
                   rd_kafka_assignment_lost(rk) ? " (lost)" : "");
         if (cooperative) {
@@ -501,7 +534,7 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
     nx_kafka_t *kafka = calloc(1, sizeof *kafka);
     rd_kafka_conf_t *pconf = NULL, *cconf = NULL;
     rd_kafka_topic_partition_list_t *sub = NULL;
-    char why[512], num[32];
+    char why[512];
     if (!kafka) {
         nx_errf(errstr, errstr_size, "out of memory");
         return NULL;
@@ -542,11 +575,9 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
     /* consumer */
     if (!(cconf = base_conf(kafka, errstr, errstr_size)))
         goto err;
-    snprintf(num, sizeof num, "%lld", (long long)cfg->kafka.commit_interval_ms);
     if (conf_set(cconf, "group.id", cfg->kafka.group_id, errstr, errstr_size) < 0 ||
         conf_set(cconf, "enable.auto.offset.store", "false", errstr, errstr_size) < 0 ||
-        conf_set(cconf, "enable.auto.commit", "true", errstr, errstr_size) < 0 ||
-        conf_set(cconf, "auto.commit.interval.ms", num, errstr, errstr_size) < 0 ||
+        conf_set(cconf, "enable.auto.commit", "false", errstr, errstr_size) < 0 ||
         conf_set(cconf, "auto.offset.reset", "earliest", errstr, errstr_size) < 0 ||
         conf_set(cconf, "partition.assignment.strategy", "range,roundrobin", errstr, errstr_size) <
             0 ||
@@ -555,6 +586,7 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
         conf_apply_map(cconf, &cfg->kafka.consumer, errstr, errstr_size) < 0)
         goto err;
     rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
+    rd_kafka_conf_set_offset_commit_cb(cconf, commit_cb);
     rd_kafka_conf_set_stats_cb(cconf, stats_cb);
     kafka->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, why, sizeof why);
     if (!kafka->consumer) {
@@ -733,22 +765,59 @@ int nx_kafka_dead_letter(nx_kafka_t *kafka, nx_ticket_t ticket, const rd_kafka_m
     }
 }
 
-rd_kafka_topic_partition_list_t *nx_kafka_positions(nx_kafka_t *kafka) {
+int nx_kafka_commit_acknowledged(nx_kafka_t *kafka, int async) {
+    serve_deliveries(kafka);
+    store_offsets(kafka);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(kafka->n_trackers);
     for (int i = 0; i < MAX_TRACKERS; i++) {
-        const tracker_t *t = &kafka->trackers[i];
-        if (t->used)
+        tracker_t *t = &kafka->trackers[i];
+        if (t->used && t->stored >= 0 && t->stored != t->committed) {
             rd_kafka_topic_partition_list_add(list, kafka->topics.v[t->topic], t->partition)
                 ->offset = t->stored;
+            t->committed = t->stored;
+        }
     }
-    return list;
+    int rc = commit_list(kafka, list, async);
+    rd_kafka_topic_partition_list_destroy(list);
+    return rc;
 }
 
-int nx_kafka_commit(nx_kafka_t *kafka) {
-    serve_deliveries(kafka);
-    uint64_t before = kafka->stats.commits;
-    commit_now(kafka);
-    return kafka->stats.commits > before ? 0 : -1;
+int nx_kafka_commit_offsets(nx_kafka_t *kafka, const nx_kafka_offset_t *offs, int n, int async) {
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+    for (int i = 0; i < n; i++) {
+        /* only partitions we own: another member's progress is not ours to
+         * move, and a revoked partition's offset is its new owner's */
+        tracker_t *t = tracker_find(kafka, offs[i].topic, offs[i].partition);
+        if (!t || offs[i].offset < 0 || offs[i].offset == t->committed)
+            continue;
+        rd_kafka_topic_partition_list_add(list, kafka->topics.v[t->topic], t->partition)->offset =
+            offs[i].offset;
+        t->committed = offs[i].offset;
+    }
+    int rc = commit_list(kafka, list, async);
+    rd_kafka_topic_partition_list_destroy(list);
+    return rc;
+}
+
+int nx_kafka_committed(nx_kafka_t *kafka, rd_kafka_topic_partition_list_t *parts, int timeout_ms) {
+    rd_kafka_resp_err_t err = rd_kafka_committed(kafka->consumer, parts, timeout_ms);
+    if (err) {
+        nx_warn("kafka: reading the group's committed offsets: %s", rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
+int64_t nx_kafka_log_start(nx_kafka_t *kafka, const char *topic, int32_t partition,
+                           int timeout_ms) {
+    int64_t lo = -1, hi = -1;
+    rd_kafka_resp_err_t err =
+        rd_kafka_query_watermark_offsets(kafka->consumer, topic, partition, &lo, &hi, timeout_ms);
+    return err ? -1 : lo;
+}
+
+int nx_kafka_revoke_lost(const nx_kafka_t *kafka) {
+    return kafka->revoke_lost;
 }
 
 int nx_kafka_flush(nx_kafka_t *kafka, int timeout_ms) {
@@ -763,7 +832,6 @@ void nx_kafka_close(nx_kafka_t *kafka) {
     int left = nx_kafka_flush(kafka, kafka->flush_timeout_ms);
     if (left > 0)
         nx_warn("kafka: %d record(s) undelivered at shutdown; their input will be re-read", left);
-    commit_now(kafka);
     /* Leave the subscription first and serve the consumer until the
      * revocation is through (bounded): librdkafka 2.0.2 can abort in
      * consumer close when an assignment is still being applied
@@ -787,7 +855,7 @@ void nx_kafka_close(nx_kafka_t *kafka) {
         if (m)
             rd_kafka_message_destroy(m);
     }
-    /* close leaves the group; a pending revoke callback runs (and commits) */
+    /* close leaves the group; a pending revoke callback still runs */
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(kafka->consumer);
     if (err)
         nx_warn("kafka: consumer close: %s", rd_kafka_err2str(err));

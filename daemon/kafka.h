@@ -7,10 +7,15 @@
  * a ticket (nx_kafka_track); when the pipeline is done with it (its
  * prediction or dead letter acknowledged by the broker, or nothing to
  * produce) the ticket is marked done, and a partition's stored offset
- * advances over the longest prefix of done records. librdkafka commits the
- * stored offsets every kafka.commit_interval_ms; revoke and close commit
- * synchronously after flushing the producer, so nothing acknowledged is
- * re-read and nothing unacknowledged is skipped.
+ * advances over the longest prefix of done records.
+ *
+ * Commits: enable.auto.commit=false. This module never commits on its own:
+ * the owner decides what may be committed, because an offset may only be
+ * committed once the state it changed is durable (DESIGN.md, Durability).
+ * nx_kafka_commit_offsets commits offsets the owner names (those a durable
+ * checkpoint covers); nx_kafka_commit_acknowledged commits the stored
+ * offsets (for an owner that keeps no durable state between checkpoints).
+ * Either commits only partitions this consumer owns.
  *
  * Rebalances: the callback handles both the eager (range, roundrobin) and
  * the cooperative (cooperative-sticky) protocols, and tells the owner
@@ -53,8 +58,9 @@ typedef struct nx_kafka_hooks {
      * to start elsewhere than the committed offset (RD_KAFKA_OFFSET_INVALID
      * leaves it). topic_index: index in kafka.input_topics. */
     void (*assigned)(void *opaque, rd_kafka_topic_partition_list_t *parts);
-    /* Partitions taken away, after their records were delivered and their
-     * offsets committed. */
+    /* Partitions taken away, after their predictions were flushed, while
+     * they are still assigned (the hook may commit them; see
+     * nx_kafka_revoke_lost). */
     void (*revoked)(void *opaque, const rd_kafka_topic_partition_list_t *parts);
     /* A produced record was acknowledged (err 0) or failed for good.
      * latency_ms: from the consumed record's broker timestamp (its
@@ -72,7 +78,8 @@ typedef struct nx_kafka_stats {
     uint64_t produce_failures; /* delivery errors (each retried) */
     uint64_t pauses;           /* back-pressure pauses */
     uint64_t rebalances;
-    uint64_t commits;
+    uint64_t commits;         /* offset commits acknowledged by the coordinator */
+    uint64_t commit_failures; /* offset commits refused or failed */
     int assigned_partitions;
     int paused;           /* 1 while back-pressure holds the input paused */
     int producer_queue;   /* records produced and not yet acknowledged */
@@ -136,18 +143,44 @@ int nx_kafka_produce(nx_kafka_t *kafka, nx_ticket_t ticket, const void *key, siz
 int nx_kafka_dead_letter(nx_kafka_t *kafka, nx_ticket_t ticket, const rd_kafka_message_t *msg,
                          const char *reason);
 
-/* Stored (next-to-read) offsets of the assigned partitions, for a
- * checkpoint: fills a new list the caller destroys. */
-rd_kafka_topic_partition_list_t *nx_kafka_positions(nx_kafka_t *kafka);
+/* A partition's next offset to read. topic: index in kafka.input_topics. */
+typedef struct nx_kafka_offset {
+    int topic;
+    int32_t partition;
+    int64_t offset;
+} nx_kafka_offset_t;
 
-/* Commits stored offsets now (synchronously). 0 or -1. */
-int nx_kafka_commit(nx_kafka_t *kafka);
+/* Commits the given offsets of the partitions this consumer owns (others,
+ * negative offsets and offsets already committed by this process are left
+ * out). async: the result is served by a later nx_kafka_poll_batch
+ * (counted, failures logged); else waits for it. 0, or -1 if the commit
+ * failed (sync) or could not be sent (async). */
+int nx_kafka_commit_offsets(nx_kafka_t *kafka, const nx_kafka_offset_t *offs, int n, int async);
+
+/* Commits the acknowledged (stored) offsets of the owned partitions, after
+ * serving pending delivery reports. As nx_kafka_commit_offsets. */
+int nx_kafka_commit_acknowledged(nx_kafka_t *kafka, int async);
+
+/* The group's committed offsets for parts (each element's offset is set;
+ * RD_KAFKA_OFFSET_INVALID where none), waiting at most timeout_ms. Blocks:
+ * for rebalance hooks and start-up. 0 or -1 (logged). */
+int nx_kafka_committed(nx_kafka_t *kafka, rd_kafka_topic_partition_list_t *parts, int timeout_ms);
+
+/* The first offset still in the partition's log (its low watermark),
+ * asked of the broker (blocks up to timeout_ms); -1 on error. */
+int64_t nx_kafka_log_start(nx_kafka_t *kafka, const char *topic, int32_t partition,
+                           int timeout_ms);
+
+/* Inside the `revoked` hook: 1 if the partitions were lost (session timed
+ * out; committing them would fail), else 0. */
+int nx_kafka_revoke_lost(const nx_kafka_t *kafka);
 
 /* Flushes the producer for at most timeout_ms; returns records left. */
 int nx_kafka_flush(nx_kafka_t *kafka, int timeout_ms);
 
-/* Shutdown: flush (bounded by kafka.flush_timeout_ms), store and commit
- * offsets, leave the group. Safe to call once; destroy after. */
+/* Shutdown: flush (bounded by kafka.flush_timeout_ms) and leave the group;
+ * commits nothing (the owner commits first). Safe to call once; destroy
+ * after. */
 void nx_kafka_close(nx_kafka_t *kafka);
 void nx_kafka_destroy(nx_kafka_t *kafka);
 

@@ -297,7 +297,7 @@ static part_clock_t *part_clock(nx_pipeline_t *pipe, int32_t topic, int32_t part
  * lateness. A partition assigned but not yet heard from holds it back (its
  * events may be older than the others'), until, live, it has been quiet for
  * idle_ms; a partition quiet that long stops holding it back and advances by
- * the wall clock. Never moves backwards. */
+ * the wall clock. Only an assignment moves it backwards (nx_pipeline_assign). */
 static void watermark_update(nx_pipeline_t *pipe, int64_t now_ms) {
     int64_t wm = INT64_MAX;
     for (int i = 0; i < pipe->n_parts; i++) {
@@ -325,8 +325,17 @@ void nx_pipeline_assign(nx_pipeline_t *pipe, int32_t topic, int32_t partition, i
     if (!c)
         return;
     c->revoked = 0;
-    if (c->max_ts == INT64_MIN)
-        c->last_wall_ms = now_ms;
+    c->last_wall_ms = now_ms;
+    /* A partition we have read before comes back (after a revoke, or from a
+     * checkpoint): its users' state ends at its clock and its input resumes
+     * there, however far the other partitions went meanwhile. The watermark
+     * is the minimum over our partitions, so it moves back to this one's:
+     * otherwise its re-read events would be late or dropped as too old,
+     * which they are not. Labels already expired stay expired; the ones
+     * still pending wait until the minimum passes them again, as they would
+     * have had the partition never left. */
+    if (c->max_ts != INT64_MIN && c->max_ts - pipe->lateness_ms < pipe->watermark)
+        pipe->watermark = c->max_ts - pipe->lateness_ms;
 }
 
 void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition) {
@@ -747,23 +756,98 @@ void nx_pipeline_quiesce(nx_pipeline_t *pipe) {
     pipe->tr.idle = 1;
 }
 
-struct nx_store *nx_pipeline_store(nx_pipeline_t *pipe) {
-    return pipe->store;
+/* ---- partitions ------------------------------------------------------------- */
+
+int nx_pipeline_save_partition(const nx_pipeline_t *pipe, int32_t partition,
+                               nx_stream_write_fn write, void *w) {
+    return nx_store_save_partition(pipe->store, partition, write, w);
 }
 
-/* "pipeline" section: watermark, partition clocks, the examples not yet
+size_t nx_pipeline_drop_partition(nx_pipeline_t *pipe, int32_t partition) {
+    return nx_store_drop_partition(pipe->store, partition);
+}
+
+int nx_pipeline_restore_partition(nx_pipeline_t *pipe, nx_stream_read_fn read, void *r,
+                                  char *errstr, size_t errstr_size) {
+    return nx_store_restore_partition(pipe->store, read, r, errstr, errstr_size);
+}
+
+typedef struct user_list {
+    uint64_t *v;
+    size_t n, cap;
+    int oom;
+} user_list_t;
+
+static void collect_user(void *opaque, uint64_t user, int32_t partition, int64_t clock_ms) {
+    (void)partition;
+    (void)clock_ms;
+    user_list_t *l = opaque;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4096;
+        uint64_t *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->oom = 1;
+            return;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = user;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+long long nx_pipeline_dump_users(const nx_pipeline_t *pipe, FILE *out) {
+    user_list_t l = {0};
+    nx_store_foreach(pipe->store, collect_user, &l);
+    if (l.oom) {
+        free(l.v);
+        return -1;
+    }
+    qsort(l.v, l.n, sizeof *l.v, cmp_u64);
+    char *buf = malloc(65536);
+    for (size_t i = 0; buf && i < l.n; i++)
+        if (nx_store_dump_user(pipe->store, l.v[i], buf, 65536) > 0)
+            fputs(buf, out);
+    /* the counters that say whether the per-user state depended on the
+     * order partitions were read in */
+    fprintf(out, "stats events %llu late %llu dropped %llu\n", (unsigned long long)pipe->st.events,
+            (unsigned long long)pipe->st.late, (unsigned long long)pipe->st.dropped);
+    long long n = buf ? (long long)l.n : -1;
+    free(buf);
+    free(l.v);
+    return n;
+}
+
+/* "pipeline.v" section: watermark, partition clocks, the examples not yet
  * trained on (the trainer's partial mini-batch and the segment being
  * filled) and counters, so a restored pipeline loses no label. The trainer
- * must be idle (trainer_sync). */
-static int save_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
-    trainer_t *tr = &pipe->tr;
-    int32_t tn = tr->tn, np = pipe->n_parts;
+ * must be idle (trainer_sync).
+ *
+ * Versioned: u32 version (PIPELINE_SECTION_VERSION), then explicit fields;
+ * the counters are a length-prefixed copy of nx_pipeline_stats_t, whose
+ * fields are only ever appended, so an older copy loads into a newer struct
+ * (the new fields start at 0). Checkpoints written before the section was
+ * versioned hold the raw "pipeline" section instead: it is still read. */
+#define PIPELINE_SECTION         "pipeline.v"
+#define PIPELINE_SECTION_LEGACY  "pipeline"
+#define PIPELINE_SECTION_VERSION 2u
+
+/* The partition clock as stored in a checkpoint, fields explicit. */
+typedef struct part_clock_rec {
+    int32_t topic, partition;
+    int64_t max_ts, last_wall_ms;
+    int32_t revoked;
+} part_clock_rec_t;
+
+static int save_examples(const nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
+    const trainer_t *tr = &pipe->tr;
+    int32_t tn = tr->tn;
     uint64_t dim = pipe->dim, fn = pipe->mlp ? pipe->fill->n : 0;
-    int rc = nx_checkpoint_section_begin(w, "pipeline");
-    rc |= nx_checkpoint_write(w, &pipe->watermark, sizeof pipe->watermark);
-    rc |= nx_checkpoint_write(w, &np, sizeof np);
-    rc |= nx_checkpoint_write(w, pipe->parts, (size_t)np * sizeof pipe->parts[0]);
-    rc |= nx_checkpoint_write(w, &dim, sizeof dim);
+    int rc = nx_checkpoint_write(w, &dim, sizeof dim);
     rc |= nx_checkpoint_write(w, &tn, sizeof tn);
     if (tn) {
         rc |= nx_checkpoint_write(w, tr->tx, (size_t)tn * pipe->dim * sizeof *tr->tx);
@@ -774,23 +858,14 @@ static int save_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
         rc |= nx_checkpoint_write(w, pipe->fill->x, fn * pipe->dim * sizeof *pipe->fill->x);
         rc |= nx_checkpoint_write(w, pipe->fill->label, fn * sizeof *pipe->fill->label);
     }
-    rc |= nx_checkpoint_write(w, &pipe->st, sizeof pipe->st);
-    rc |= nx_checkpoint_write(w, &pipe->maintained_at, sizeof pipe->maintained_at);
-    rc |= nx_checkpoint_section_end(w);
     return rc ? -1 : 0;
 }
 
-static int load_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
-                                 size_t errstr_size) {
+static int load_examples(nx_pipeline_t *pipe, nx_ckpt_reader_t *r) {
     trainer_t *tr = &pipe->tr;
-    int32_t tn, np;
+    int32_t tn;
     uint64_t dim, fn;
-    if (nx_checkpoint_section_open(r, "pipeline") < 0)
-        return nx_errf(errstr, errstr_size, "checkpoint has no pipeline section");
-    if (nx_checkpoint_read(r, &pipe->watermark, sizeof pipe->watermark) < 0 ||
-        nx_checkpoint_read(r, &np, sizeof np) < 0 || np < 0 || np > MAX_PARTS ||
-        nx_checkpoint_read(r, pipe->parts, (size_t)np * sizeof pipe->parts[0]) < 0 ||
-        nx_checkpoint_read(r, &dim, sizeof dim) < 0 || dim != pipe->dim ||
+    if (nx_checkpoint_read(r, &dim, sizeof dim) < 0 || dim != pipe->dim ||
         nx_checkpoint_read(r, &tn, sizeof tn) < 0 || tn < 0 || tn > tr->tcap ||
         (tn && (!pipe->mlp ||
                 nx_checkpoint_read(r, tr->tx, (size_t)tn * pipe->dim * sizeof *tr->tx) < 0 ||
@@ -798,15 +873,107 @@ static int load_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char 
         nx_checkpoint_read(r, &fn, sizeof fn) < 0 ||
         (fn && (!pipe->mlp || fn > pipe->fill->cap ||
                 nx_checkpoint_read(r, pipe->fill->x, fn * pipe->dim * sizeof *pipe->fill->x) < 0 ||
-                nx_checkpoint_read(r, pipe->fill->label, fn * sizeof *pipe->fill->label) < 0)) ||
-        nx_checkpoint_read(r, &pipe->st, sizeof pipe->st) < 0 ||
-        nx_checkpoint_read(r, &pipe->maintained_at, sizeof pipe->maintained_at) < 0)
-        return nx_errf(errstr, errstr_size, "checkpoint: bad pipeline section");
-    pipe->n_parts = np;
+                nx_checkpoint_read(r, pipe->fill->label, fn * sizeof *pipe->fill->label) < 0)))
+        return -1;
     tr->tn = tn;
     if (pipe->mlp)
         pipe->fill->n = fn;
     return 0;
+}
+
+static int save_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
+    uint32_t version = PIPELINE_SECTION_VERSION, np = (uint32_t)pipe->n_parts;
+    uint32_t st_len = sizeof pipe->st;
+    int rc = nx_checkpoint_section_begin(w, PIPELINE_SECTION);
+    rc |= nx_checkpoint_write(w, &version, sizeof version);
+    rc |= nx_checkpoint_write(w, &pipe->watermark, sizeof pipe->watermark);
+    rc |= nx_checkpoint_write(w, &np, sizeof np);
+    for (int i = 0; i < pipe->n_parts; i++) {
+        const part_clock_t *c = &pipe->parts[i];
+        part_clock_rec_t rec = {c->topic, c->partition, c->max_ts, c->last_wall_ms, c->revoked};
+        rc |= nx_checkpoint_write(w, &rec.topic, sizeof rec.topic);
+        rc |= nx_checkpoint_write(w, &rec.partition, sizeof rec.partition);
+        rc |= nx_checkpoint_write(w, &rec.max_ts, sizeof rec.max_ts);
+        rc |= nx_checkpoint_write(w, &rec.last_wall_ms, sizeof rec.last_wall_ms);
+        rc |= nx_checkpoint_write(w, &rec.revoked, sizeof rec.revoked);
+    }
+    rc |= save_examples(pipe, w);
+    rc |= nx_checkpoint_write(w, &st_len, sizeof st_len);
+    rc |= nx_checkpoint_write(w, &pipe->st, sizeof pipe->st);
+    rc |= nx_checkpoint_write(w, &pipe->maintained_at, sizeof pipe->maintained_at);
+    rc |= nx_checkpoint_section_end(w);
+    return rc ? -1 : 0;
+}
+
+static int load_pipeline_v2(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
+                            size_t errstr_size) {
+    uint32_t version, np, st_len;
+    if (nx_checkpoint_read(r, &version, sizeof version) < 0)
+        return nx_errf(errstr, errstr_size, "checkpoint: empty pipeline section");
+    if (version > PIPELINE_SECTION_VERSION)
+        return nx_errf(errstr, errstr_size,
+                       "checkpoint: pipeline section version %u is newer than this daemon's (%u)",
+                       version, PIPELINE_SECTION_VERSION);
+    if (nx_checkpoint_read(r, &pipe->watermark, sizeof pipe->watermark) < 0 ||
+        nx_checkpoint_read(r, &np, sizeof np) < 0 || np > MAX_PARTS)
+        goto bad;
+    for (uint32_t i = 0; i < np; i++) {
+        part_clock_rec_t rec;
+        if (nx_checkpoint_read(r, &rec.topic, sizeof rec.topic) < 0 ||
+            nx_checkpoint_read(r, &rec.partition, sizeof rec.partition) < 0 ||
+            nx_checkpoint_read(r, &rec.max_ts, sizeof rec.max_ts) < 0 ||
+            nx_checkpoint_read(r, &rec.last_wall_ms, sizeof rec.last_wall_ms) < 0 ||
+            nx_checkpoint_read(r, &rec.revoked, sizeof rec.revoked) < 0)
+            goto bad;
+        pipe->parts[i] = (part_clock_t){rec.topic, rec.partition, rec.max_ts, rec.last_wall_ms,
+                                        rec.revoked != 0};
+    }
+    pipe->n_parts = (int)np;
+    if (load_examples(pipe, r) < 0 || nx_checkpoint_read(r, &st_len, sizeof st_len) < 0)
+        goto bad;
+    /* counters: an older, shorter copy leaves the newer fields at 0; a
+     * longer one (impossible for an older daemon) is cut */
+    memset(&pipe->st, 0, sizeof pipe->st);
+    size_t keep = st_len < sizeof pipe->st ? st_len : sizeof pipe->st;
+    if (nx_checkpoint_read(r, &pipe->st, keep) < 0)
+        goto bad;
+    for (size_t skip = st_len - keep; skip > 0;) {
+        char junk[256];
+        size_t k = skip < sizeof junk ? skip : sizeof junk;
+        if (nx_checkpoint_read(r, junk, k) < 0)
+            goto bad;
+        skip -= k;
+    }
+    if (nx_checkpoint_read(r, &pipe->maintained_at, sizeof pipe->maintained_at) < 0)
+        goto bad;
+    return 0;
+bad:
+    return nx_errf(errstr, errstr_size, "checkpoint: bad pipeline section");
+}
+
+/* The section as written before it was versioned: the watermark, the
+ * partition clocks and the counters as raw structs (this build's layout of
+ * both is still that one). */
+static int load_pipeline_legacy(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
+                                size_t errstr_size) {
+    int32_t np;
+    if (nx_checkpoint_read(r, &pipe->watermark, sizeof pipe->watermark) < 0 ||
+        nx_checkpoint_read(r, &np, sizeof np) < 0 || np < 0 || np > MAX_PARTS ||
+        nx_checkpoint_read(r, pipe->parts, (size_t)np * sizeof pipe->parts[0]) < 0 ||
+        load_examples(pipe, r) < 0 || nx_checkpoint_read(r, &pipe->st, sizeof pipe->st) < 0 ||
+        nx_checkpoint_read(r, &pipe->maintained_at, sizeof pipe->maintained_at) < 0)
+        return nx_errf(errstr, errstr_size, "checkpoint: bad pipeline section");
+    pipe->n_parts = np;
+    return 0;
+}
+
+static int load_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
+                                 size_t errstr_size) {
+    if (nx_checkpoint_section_open(r, PIPELINE_SECTION) == 0)
+        return load_pipeline_v2(pipe, r, errstr, errstr_size);
+    if (nx_checkpoint_section_open(r, PIPELINE_SECTION_LEGACY) == 0)
+        return load_pipeline_legacy(pipe, r, errstr, errstr_size);
+    return nx_errf(errstr, errstr_size, "checkpoint has no pipeline section");
 }
 
 int nx_pipeline_save(nx_pipeline_t *pipe, const char *path, const nx_pipeline_section_t *extra,
@@ -829,8 +996,11 @@ int nx_pipeline_save(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
         rc |= nx_checkpoint_section_end(w);
     }
     if (rc) {
+        const char *why = nx_checkpoint_error(w);
+        nx_errf(errstr, errstr_size, "checkpoint not written: %s",
+                why ? why : "a section could not be serialised");
         nx_checkpoint_abort(w);
-        return nx_errf(errstr, errstr_size, "checkpoint: write failed");
+        return -1;
     }
     return nx_checkpoint_commit(w, errstr, errstr_size);
 }
@@ -866,6 +1036,10 @@ int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
         goto out;
     for (int i = 0; i < n_extra; i++) {
         if (nx_checkpoint_section_open(r, extra[i].name) < 0) {
+            /* an optional section a checkpoint may lack: load sees NULL */
+            if (extra[i].optional &&
+                extra[i].load(extra[i].opaque, NULL, NULL, 0) == 0)
+                continue;
             snprintf(errstr, errstr_size, "checkpoint has no %s section", extra[i].name);
             goto out;
         }

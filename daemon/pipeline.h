@@ -34,6 +34,7 @@
 
 #include "config.h"
 #include "event.h"
+#include "stream.h"
 
 typedef struct nx_pipeline nx_pipeline_t;
 
@@ -105,6 +106,9 @@ void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seco
 /* Extra section the caller adds to a checkpoint (e.g. input offsets). */
 typedef struct nx_pipeline_section {
     const char *name;
+    /* 1: a checkpoint may lack it (written by an older daemon); load is
+     * then called with read = NULL, and its answer decides. */
+    int optional;
     int (*save)(void *opaque, int (*write)(void *w, const void *buf, size_t len), void *w);
     int (*load)(void *opaque, int (*read)(void *r, void *buf, size_t len), void *r, uint64_t len);
     void *opaque;
@@ -133,11 +137,28 @@ void nx_pipeline_quiesce(nx_pipeline_t *pipe);
  * partition holds the watermark back until its first event arrives (or it
  * stays quiet for labels.idle_advance_ms), so that a partition read ahead of
  * the others does not make their events late; a revoked one no longer
- * counts. topic: index in kafka.input_topics. */
+ * counts. A partition read before (its users' state ends at its clock: it
+ * comes back after a revoke, or from a checkpoint) moves the watermark back
+ * to its own clock, so the events re-read from where its state ends are
+ * neither late nor dropped. topic: index in kafka.input_topics. */
 void nx_pipeline_assign(nx_pipeline_t *pipe, int32_t topic, int32_t partition, int64_t now_ms);
 void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition);
 
-/* The store, for partition hand-over on rebalance. */
-struct nx_store *nx_pipeline_store(nx_pipeline_t *pipe);
+/* ---- partition hand-over ------------------------------------------------------ */
+
+/* The users of one partition number (of every input topic: users are keyed
+ * by partition number) written to a stream, dropped, or restored from what
+ * save_partition wrote. The store's format (store.h); 0 or -1 (+ errstr). */
+int nx_pipeline_save_partition(const nx_pipeline_t *pipe, int32_t partition,
+                               nx_stream_write_fn write, void *w);
+/* Returns the number of users dropped; their pending examples go too. */
+size_t nx_pipeline_drop_partition(nx_pipeline_t *pipe, int32_t partition);
+int nx_pipeline_restore_partition(nx_pipeline_t *pipe, nx_stream_read_fn read, void *r,
+                                  char *errstr, size_t errstr_size);
+
+/* Writes every user's state (nx_store_dump_user), sorted by user hash, then
+ * a "stats events N late N dropped N" line: for tests that compare runs.
+ * Returns the number of users, -1 when out of memory. */
+long long nx_pipeline_dump_users(const nx_pipeline_t *pipe, FILE *out);
 
 #endif /* NX_PIPELINE_H */

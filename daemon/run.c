@@ -1,7 +1,7 @@
 /*
- * run.c: the daemon's main loop and the demo (run.h).
+ * run.c: the daemon's main loop (run.h, run_int.h).
  *
- * Operations (issue 7), on top of the loop run.h describes:
+ * Around the loop run.h describes:
  * - systemd (notify.h): READY=1 once configuration, checkpoint and
  *   consumer are up; STATUS= with the status line every
  *   metrics.status_interval_s; WATCHDOG=1 from the loop (ops_tick) at half
@@ -9,31 +9,42 @@
  * - Checkpoints (ckpt.h) in checkpoint.dir (default <state_dir>/checkpoints):
  *   every checkpoint.interval_s, after a revoke, and at shutdown. The
  *   producer is drained first, so the input offsets recorded with the state
- *   (an "offsets" section: the next offset per partition the state has not
- *   seen) are exactly where the state ends and nothing before them lacks an
+ *   (offsets.h: the next offset per partition the state has not seen) are
+ *   exactly where the state ends and nothing before them lacks an
  *   acknowledged prediction. Periodic ones are written by a forked child
  *   (copy-on-write snapshot); the final one in this thread. At start the
  *   newest valid checkpoint is loaded (older ones if it is refused, loudly)
  *   and each assigned partition seeks to the offset it records, so records
  *   after it are read again (their predictions are sent again: duplicates,
- *   never gaps) and none is counted twice in a window.
- * - Rebalances: a revoked partition's users are saved to
- *   <state_dir>/handover/p<N>.nxs with their offsets and dropped; when the
- *   partition is assigned again to this process, they are restored and it
- *   seeks to those offsets. Files left by an earlier process are removed at
- *   start (its checkpoint is newer truth). Several hosts: the state
- *   directory is per host, so a partition moving to another host starts
- *   there from the committed offsets with no user state (windows rebuilt
- *   from new events); a shared changelog topic is the way to move state
- *   between hosts (DESIGN.md, Scale-out). Users of partitions this process
- *   loaded from its checkpoint but is not assigned stay in the store until
- *   they expire (TTL).
+ *   never gaps) and none is counted twice in a window. A checkpoint written
+ *   under another user-id hash key is refused (exit 78) unless
+ *   --start-afresh says to discard it.
+ * - Commits (DESIGN.md, Durability): with periodic checkpoints
+ *   (checkpoint.interval_s > 0) an input offset is committed only once a
+ *   checkpoint holding the state it changed is durable: the offsets a
+ *   checkpoint recorded are committed when its writer has renamed it into
+ *   place and synced the directory, and the final checkpoint's at shutdown.
+ *   A checkpoint that fails (full disk, say) is logged with its reason,
+ *   counted, and makes /readyz answer "not ready"; commits then stay where
+ *   the last durable one left them, and a shutdown whose final checkpoint
+ *   fails exits NX_EXIT_STATE_NOT_SAVED. With checkpoint.interval_s = 0 the
+ *   operator has chosen no durable state between restarts: acknowledged
+ *   offsets are committed every kafka.commit_interval_ms and on revoke.
+ *   Either way, a partition that starts from a committed offset past its log
+ *   start with no state here covering it (state lost, or held by another
+ *   host) is an error in the log and in nextactd_state_gaps_total.
+ * - Rebalances: a revoked partition's users go to a hand-over file
+ *   (handover.h) and come back if the partition does; elsewhere its new
+ *   owner starts from the committed offsets with no user state (a shared
+ *   changelog topic is the way to move state between hosts: DESIGN.md,
+ *   Scale-out). Users of partitions this process loaded from its checkpoint
+ *   but is not assigned stay in the store until they expire (TTL).
  * - Metrics (http.h): a snapshot of the figures is published to the HTTP
  *   thread every PUBLISH_MS.
  * - Test-only environment: NX_DEBUG_HANG_AFTER_MS=N stops the loop N ms
  *   after it starts (no polls, no watchdog pings) until SIGTERM;
- *   NX_DEBUG_DUMP_STORE=PATH writes every user's state (nx_store_dump_user,
- *   sorted by user hash) at shutdown. Neither is meant for production.
+ *   NX_DEBUG_DUMP_STORE=PATH writes every user's state (sorted by user hash)
+ *   at shutdown. Neither is meant for production.
  */
 #include "run.h"
 
@@ -44,34 +55,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ckpt.h"
-#include "codec.h"
-#include "config.h"
-#include "gen.h"
-#include "http.h"
-#include "kafka.h"
 #include "blas.h"
 #include "log.h"
-#include "notify.h"
-#include "pipeline.h"
-#include "siphash.h"
-#include "store.h"
+#include "run_int.h"
 
-static volatile sig_atomic_t stop_requested;
+volatile sig_atomic_t nx_run_stop_requested;
 static volatile sig_atomic_t reload_requested;
 
 static void on_signal(int sig) {
     if (sig == SIGHUP)
         reload_requested = 1;
     else
-        stop_requested = 1;
+        nx_run_stop_requested = 1;
 }
 
-static void install_signals(void) {
+void nx_run_install_signals(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -80,23 +81,20 @@ static void install_signals(void) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* a file-size limit (RLIMIT_FSIZE) makes a write fail with EFBIG, which
+     * the checkpoint code reports; the signal's default would kill us */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 /* ---- latency histogram ---------------------------------------------------- */
 
 /* Upper bounds (ms) of the latency buckets: fine where the p99 target (20
  * ms) lies, coarse beyond a second. */
-static const int64_t lat_bounds[] = {1,   2,   3,    4,    5,    6,     8,     10,    12,       15,
-                                     20,  25,  30,   40,   50,   75,    100,   150,   200,      300,
-                                     500, 750, 1000, 2000, 5000, 10000, 30000, 60000, INT64_MAX};
-#define N_LAT (sizeof lat_bounds / sizeof lat_bounds[0])
+static const int64_t lat_bounds[NX_RUN_LAT_BUCKETS] = {
+    1,  2,  3,  4,   5,   6,   8,   10,  12,   15,   20,   25,    30,    40,       50,
+    75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10000, 30000, 60000, INT64_MAX};
 
-typedef struct latency {
-    uint64_t count[N_LAT];
-    uint64_t n;
-} latency_t;
-
-static void latency_add(latency_t *l, int64_t ms) {
+static void latency_add(nx_latency_t *l, int64_t ms) {
     size_t i = 0;
     while (ms > lat_bounds[i])
         i++;
@@ -104,96 +102,27 @@ static void latency_add(latency_t *l, int64_t ms) {
     l->n++;
 }
 
-static int64_t latency_quantile(const latency_t *l, double q) {
+int64_t nx_run_latency_quantile(const nx_latency_t *l, double q) {
     if (l->n == 0)
         return -1;
     uint64_t want = (uint64_t)ceil(q * (double)l->n), seen = 0;
-    for (size_t i = 0; i < N_LAT; i++) {
+    for (size_t i = 0; i < NX_RUN_LAT_BUCKETS; i++) {
         seen += l->count[i];
         if (seen >= want)
             return lat_bounds[i];
     }
-    return lat_bounds[N_LAT - 1];
+    return lat_bounds[NX_RUN_LAT_BUCKETS - 1];
 }
 
 /* ---- the loop --------------------------------------------------------------- */
 
-/* Input partitions whose next offset the loop remembers (the offsets a
- * checkpoint covers); as many as kafka.c can own. */
-#define MAX_OFFSETS 1024
-
-/* Next input offset per (topic, partition): the first record the pipeline
- * state does not include yet. */
-typedef struct part_offset {
-    int topic; /* index in kafka.input_topics */
-    int32_t partition;
-    int64_t next;
-} part_offset_t;
-
-typedef struct run {
-    nx_config_t *cfg;
-    nx_kafka_t *kafka;
-    nx_codec_t *codec;
-    nx_pipeline_t *pipe;
-    rd_kafka_message_t **msgs;
-    nx_event_t *evs;
-    nx_ticket_t *tickets;
-    const char **topics;
-    latency_t lat, lat_window;
-    double lat_sum_s; /* sum of acknowledged latencies, seconds */
-    uint64_t bad, skipped, stale;
-    uint64_t events_in[NX_CONFIG_MAX_LIST]; /* records consumed per input topic */
-    int status_tty;                         /* live status line on a terminal */
-    uint8_t key[NX_SIPHASH_KEY_LEN];
-    /* operations (ops): systemd, checkpoints, hand-over, metrics */
-    nx_notify_t *notify;
-    nx_ckptdir_t *ckdir;
-    nx_http_t *http;
-    nx_metrics_t metrics;
-    char handover_dir[4096];
-    part_offset_t offs[MAX_OFFSETS];
-    int n_offs, last_off;
-    int64_t last_ckpt_mono;    /* ms; last checkpoint started (or start-up) */
-    int64_t last_publish_mono; /* ms */
-    int ckpt_requested;        /* a revoke asked for one */
-    int64_t ckpt_retry_mono;   /* ms; no attempt before (producer not drained) */
-    int stopping;              /* shutdown: revokes keep their users */
-} run_t;
-
-static part_offset_t *offset_find(run_t *r, int topic, int32_t partition, int add) {
-    part_offset_t *o = &r->offs[r->last_off];
-    if (r->n_offs && o->topic == topic && o->partition == partition)
-        return o;
-    for (int i = 0; i < r->n_offs; i++) {
-        o = &r->offs[i];
-        if (o->topic == topic && o->partition == partition) {
-            r->last_off = i;
-            return o;
-        }
-    }
-    if (!add || r->n_offs == MAX_OFFSETS)
-        return NULL;
-    o = &r->offs[r->n_offs];
-    *o = (part_offset_t){topic, partition, -1};
-    r->last_off = r->n_offs++;
-    return o;
-}
-
-static void offset_remove(run_t *r, int topic, int32_t partition) {
-    part_offset_t *o = offset_find(r, topic, partition, 0);
-    if (o) {
-        *o = r->offs[--r->n_offs];
-        r->last_off = 0;
-    }
-}
-
 static int emit(void *opaque, size_t index, const nx_event_t *ev, const void *rec, size_t len) {
-    run_t *r = opaque;
+    nx_run_t *r = opaque;
     return nx_kafka_produce(r->kafka, r->tickets[index], ev->user_id, ev->user_id_len, rec, len);
 }
 
 static void delivered(void *opaque, int is_dlq, rd_kafka_resp_err_t err, int64_t latency_ms) {
-    run_t *r = opaque;
+    nx_run_t *r = opaque;
     if (!is_dlq && !err && latency_ms >= 0) {
         latency_add(&r->lat, latency_ms);
         latency_add(&r->lat_window, latency_ms);
@@ -201,7 +130,7 @@ static void delivered(void *opaque, int is_dlq, rd_kafka_resp_err_t err, int64_t
     }
 }
 
-static void process_batch(run_t *r, int n) {
+static void process_batch(nx_run_t *r, int n) {
     int64_t now = nx_now_wall_ms();
     size_t ng = 0;
     for (int i = 0; i < n; i++) {
@@ -215,9 +144,9 @@ static void process_batch(run_t *r, int n) {
         if (topic >= 0) {
             /* the pipeline's state covers this record once the batch is
              * processed (good, skipped or dead-lettered alike) */
-            part_offset_t *o = offset_find(r, topic, m->partition, 1);
+            nx_kafka_offset_t *o = nx_offsets_find(&r->offs, topic, m->partition, 1);
             if (o)
-                o->next = m->offset + 1;
+                o->offset = m->offset + 1;
             r->events_in[topic]++;
         }
         nx_event_t *ev = &r->evs[ng];
@@ -243,7 +172,7 @@ static void process_batch(run_t *r, int n) {
         rd_kafka_message_destroy(r->msgs[i]);
 }
 
-static void status_line(run_t *r, double secs, uint64_t events_before, double interval) {
+static void status_line(nx_run_t *r, double secs, uint64_t events_before, double interval) {
     nx_pipeline_stats_t s;
     nx_kafka_stats_t ks;
     nx_pipeline_stats(r->pipe, &s);
@@ -256,8 +185,8 @@ static void status_line(run_t *r, double secs, uint64_t events_before, double in
              "logloss %.4f  auc(purchase) %.3f  latency p50 %lld ms p99 %lld ms",
              secs, (double)(s.events - events_before) / interval, (unsigned long long)s.events,
              (unsigned long long)s.users, (unsigned long long)s.pending, (unsigned long long)r->bad,
-             s.window_logloss, auc, (long long)latency_quantile(&r->lat_window, 0.5),
-             (long long)latency_quantile(&r->lat_window, 0.99));
+             s.window_logloss, auc, (long long)nx_run_latency_quantile(&r->lat_window, 0.5),
+             (long long)nx_run_latency_quantile(&r->lat_window, 0.99));
     if (r->status_tty)
         fprintf(stderr, "\r%s\033[K", line);
     else
@@ -281,7 +210,7 @@ static char *config_text(const nx_config_t *cfg) {
 /* SIGHUP: re-read the file; apply the log level; name every other setting
  * that changed, since those need a restart (the consumer, store and model
  * are built from them). Logs go to stderr (journald): nothing to reopen. */
-static void reload(run_t *r) {
+static void reload(nx_run_t *r) {
     char err[1024];
     nx_config_t *fresh = nx_config_load(r->cfg->path, err, sizeof err);
     if (!fresh) {
@@ -317,79 +246,88 @@ static void reload(run_t *r) {
 
 /* ---- checkpoints ------------------------------------------------------------ */
 
-/* The "offsets" section: the input offsets the checkpoint's state covers.
- * u32 count, then per partition: u16 topic-name length, name, i32
- * partition, i64 next offset (host order, as the rest of the file).
- * Topics by name, so reordering kafka.input_topics keeps them. */
-static int offsets_save(void *opaque, int (*write)(void *w, const void *buf, size_t len), void *w) {
-    run_t *r = opaque;
-    uint32_t n = 0;
-    for (int i = 0; i < r->n_offs; i++)
-        n += r->offs[i].next >= 0;
-    int rc = write(w, &n, sizeof n);
-    for (int i = 0; i < r->n_offs && rc == 0; i++) {
-        const part_offset_t *o = &r->offs[i];
-        if (o->next < 0)
-            continue;
-        const char *name = r->topics[o->topic];
-        uint16_t len = (uint16_t)strlen(name);
-        rc |= write(w, &len, sizeof len);
-        rc |= write(w, name, len);
-        rc |= write(w, &o->partition, sizeof o->partition);
-        rc |= write(w, &o->next, sizeof o->next);
-    }
-    return rc ? -1 : 0;
+/* "key.v" section: u32 version, u64 fingerprint of the user-id hash key
+ * (a SipHash of a fixed text under the key: it tells keys apart and says
+ * nothing about them). Users are stored by their hash under the key, so a
+ * checkpoint read under another key would orphan every user. */
+#define KEY_SECTION         "key.v"
+#define KEY_SECTION_VERSION 1u
+
+static uint64_t key_fingerprint(const uint8_t key[NX_SIPHASH_KEY_LEN]) {
+    static const char what[] = "nextactd user-id hash key fingerprint";
+    return nx_siphash24(key, what, sizeof what - 1);
 }
 
-static int offsets_load(void *opaque, int (*read)(void *rd, void *buf, size_t len), void *rd,
-                        uint64_t len) {
-    run_t *r = opaque;
-    uint32_t n;
+static int key_save(void *opaque, int (*write)(void *w, const void *buf, size_t len), void *w) {
+    const nx_run_t *r = opaque;
+    uint32_t version = KEY_SECTION_VERSION;
+    uint64_t fp = key_fingerprint(r->key);
+    return write(w, &version, sizeof version) | write(w, &fp, sizeof fp) ? -1 : 0;
+}
+
+static int key_load(void *opaque, int (*read)(void *rd, void *buf, size_t len), void *rd,
+                    uint64_t len) {
+    nx_run_t *r = opaque;
+    uint32_t version;
+    uint64_t fp;
     (void)len;
-    r->n_offs = 0;
-    if (read(rd, &n, sizeof n) < 0 || n > MAX_OFFSETS)
+    if (!read) {
+        nx_warn("checkpoint: written before checkpoints recorded the user-id key; it cannot be "
+                "checked against %s/%s",
+                r->cfg->state_dir, NX_SIPHASH_KEY_FILE);
+        return 0;
+    }
+    if (read(rd, &version, sizeof version) < 0 || version == 0 || version > KEY_SECTION_VERSION ||
+        read(rd, &fp, sizeof fp) < 0)
         return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        uint16_t nl;
-        char name[256];
-        int32_t partition;
-        int64_t next;
-        if (read(rd, &nl, sizeof nl) < 0 || nl >= sizeof name || read(rd, name, nl) < 0 ||
-            read(rd, &partition, sizeof partition) < 0 || read(rd, &next, sizeof next) < 0)
-            return -1;
-        name[nl] = '\0';
-        int topic = -1;
-        for (int t = 0; t < r->cfg->kafka.input_topics.n; t++)
-            if (strcmp(r->topics[t], name) == 0)
-                topic = t;
-        if (topic < 0) {
-            nx_warn("checkpoint: topic %s is not an input any more; its offsets are ignored", name);
-            continue;
-        }
-        part_offset_t *o = offset_find(r, topic, partition, 1);
-        if (o)
-            o->next = next;
+    if (fp != key_fingerprint(r->key)) {
+        r->key_mismatch = 1;
+        return -1;
     }
     return 0;
 }
 
+/* The sections run.c adds to the pipeline's checkpoint. */
+static int ckpt_sections(nx_run_t *r, nx_pipeline_section_t sec[3]) {
+    sec[0] = (nx_pipeline_section_t){NX_OFFSETS_SECTION, 1, nx_offsets_save, nx_offsets_load,
+                                     &r->offs};
+    sec[1] = (nx_pipeline_section_t){NX_OFFSETS_SECTION_LEGACY, 1, NULL, nx_offsets_load_legacy,
+                                     &r->offs};
+    sec[2] = (nx_pipeline_section_t){KEY_SECTION, 1, key_save, key_load, r};
+    return 3;
+}
+
 static int ckpt_write(void *opaque, const char *path, char *errstr, size_t errstr_size) {
-    run_t *r = opaque;
-    nx_pipeline_section_t sec = {"offsets", offsets_save, offsets_load, r};
-    return nx_pipeline_save(r->pipe, path, &sec, 1, errstr, errstr_size);
+    nx_run_t *r = opaque;
+    nx_pipeline_section_t sec[3];
+    ckpt_sections(r, sec);
+    /* the legacy offsets section is only ever read */
+    nx_pipeline_section_t out[2] = {sec[0], sec[2]};
+    return nx_pipeline_save(r->pipe, path, out, 2, errstr, errstr_size);
 }
 
 static int ckpt_load(void *opaque, const char *path, char *errstr, size_t errstr_size) {
-    run_t *r = opaque;
-    nx_pipeline_section_t sec = {"offsets", offsets_save, offsets_load, r};
-    if (nx_pipeline_load(r->pipe, path, &sec, 1, errstr, errstr_size) == 0)
+    nx_run_t *r = opaque;
+    nx_pipeline_section_t sec[3];
+    int n = ckpt_sections(r, sec);
+    int mismatch_before = r->key_mismatch;
+    r->key_mismatch = 0;
+    if (nx_pipeline_load(r->pipe, path, sec, n, errstr, errstr_size) == 0) {
+        r->key_mismatch = mismatch_before;
         return 0;
+    }
+    if (r->key_mismatch)
+        snprintf(errstr, errstr_size,
+                 "written under another user-id hash key than %.200s/%s (the key file was "
+                 "lost or replaced)",
+                 r->cfg->state_dir, NX_SIPHASH_KEY_FILE);
+    r->key_mismatch |= mismatch_before;
     /* a refused file may have left the pipeline half restored: start the
      * next attempt (or the fresh start) from a new one */
     char err[512];
     nx_pipeline_out_t po = {emit, r};
     nx_pipeline_destroy(r->pipe);
-    r->n_offs = 0;
+    nx_offsets_init(&r->offs, r->topics, r->cfg->kafka.input_topics.n);
     if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, 1, &po, err, sizeof err)))
         nx_err("checkpoint: rebuilding the pipeline: %s", err);
     return -1;
@@ -399,255 +337,176 @@ static int ckpt_load(void *opaque, const char *path, char *errstr, size_t errstr
  * there: a record before that point whose prediction is still
  * unacknowledged would never be predicted again. So the producer is drained
  * first (bounded by kafka.flush_timeout_ms); if it cannot be, the
- * checkpoint waits. Returns 0 when drained. */
-static int ckpt_drain(run_t *r, int timeout_ms) {
-    int left = nx_kafka_flush(r->kafka, timeout_ms);
-    if (left > 0)
-        NX_LOG_RL(NX_LOG_WARNING,
-                  "checkpoint: %d prediction(s) unacknowledged after %d ms; postponed", left,
-                  timeout_ms);
-    return left > 0 ? -1 : 0;
+ * checkpoint waits. Returns the records left (0 when drained). */
+static int ckpt_drain(nx_run_t *r, int timeout_ms) {
+    return nx_kafka_flush(r->kafka, timeout_ms);
 }
 
 /* Longest the loop waits for the producer before a periodic checkpoint:
- * within the 200 ms a checkpoint may pause the loop (issue 7). A healthy
- * broker acknowledges within tens of ms; when it does not, the checkpoint
- * is tried again DRAIN_RETRY_MS later instead of stalling the loop for
+ * within the 200 ms a checkpoint may pause the loop. A healthy broker
+ * acknowledges within tens of ms; when it does not, the checkpoint is
+ * tried again DRAIN_RETRY_MS later instead of stalling the loop for
  * kafka.flush_timeout_ms. */
 #define DRAIN_PERIODIC_MS 150
 #define DRAIN_RETRY_MS    1000
 
-/* Brings the pipeline's trainer thread to rest before a fork: the child has
- * only the forking thread, so a snapshot taken while the trainer updates
- * the model would be torn, and the child must not wait for a trainer that
- * does not exist there (nx_pipeline_quiesce). */
-static void pipeline_quiesce(run_t *r) {
-    nx_pipeline_quiesce(r->pipe);
-}
-
-/* Starts a background checkpoint (forked writer). */
-static void ckpt_start(run_t *r, int64_t now_mono) {
+/* Starts a background checkpoint (forked writer). The trainer is brought
+ * to rest first: the child has only the forking thread, so a snapshot taken
+ * while the trainer updates the model would be torn (nx_pipeline_quiesce). */
+static void ckpt_start(nx_run_t *r, int64_t now_mono) {
     char err[1024];
     if (!r->ckdir || nx_ckptdir_busy(r->ckdir))
         return;
     int timeout = (int)r->cfg->kafka.flush_timeout_ms;
-    if (ckpt_drain(r, timeout < DRAIN_PERIODIC_MS ? timeout : DRAIN_PERIODIC_MS) < 0) {
+    int left = ckpt_drain(r, timeout < DRAIN_PERIODIC_MS ? timeout : DRAIN_PERIODIC_MS);
+    if (left > 0) {
+        NX_LOG_RL(NX_LOG_WARNING,
+                  "checkpoint: %d prediction(s) unacknowledged after %d ms; postponed", left,
+                  DRAIN_PERIODIC_MS);
         r->ckpt_retry_mono = now_mono + DRAIN_RETRY_MS;
         return;
     }
     r->last_ckpt_mono = now_mono;
     r->ckpt_requested = 0;
-    pipeline_quiesce(r);
+    nx_pipeline_quiesce(r->pipe);
+    /* what this checkpoint covers, committed once it is durable */
+    r->n_ckpt_offs = nx_offsets_snapshot(&r->offs, r->ckpt_offs);
     if (nx_ckptdir_save_bg(r->ckdir, ckpt_write, r, err, sizeof err) < 0)
         nx_err("checkpoint: %s", err);
 }
 
-/* The final checkpoint, in this thread. */
-static void ckpt_final(run_t *r) {
+/* The final checkpoint, in this thread, and the commit of what it covers.
+ * Returns 0, or NX_EXIT_STATE_NOT_SAVED. */
+static int ckpt_final(nx_run_t *r) {
     char err[1024];
     if (!r->ckdir || !r->pipe || !r->kafka)
-        return;
+        return 0;
     /* the final checkpoint supersedes a background one still running */
     nx_ckptdir_cancel(r->ckdir);
-    if (ckpt_drain(r, (int)r->cfg->kafka.flush_timeout_ms) < 0) {
-        nx_err("checkpoint: no final checkpoint (predictions undelivered); the next start "
-               "resumes from the previous one");
-        return;
+    int timeout = (int)r->cfg->kafka.flush_timeout_ms;
+    int left = ckpt_drain(r, timeout);
+    int rc = 0;
+    if (left > 0) {
+        snprintf(err, sizeof err, "%d prediction(s) unacknowledged after %d ms", left, timeout);
+        rc = -1;
+    } else {
+        int64_t t0 = nx_now_mono_ms();
+        r->n_ckpt_offs = nx_offsets_snapshot(&r->offs, r->ckpt_offs);
+        rc = nx_ckptdir_save(r->ckdir, ckpt_write, r, err, sizeof err);
+        if (rc == 0)
+            nx_notice("checkpoint: final checkpoint written in %lld ms",
+                      (long long)(nx_now_mono_ms() - t0));
     }
-    int64_t t0 = nx_now_mono_ms();
-    if (nx_ckptdir_save(r->ckdir, ckpt_write, r, err, sizeof err) < 0)
-        nx_err("checkpoint: final: %s", err);
-    else
-        nx_notice("checkpoint: final checkpoint written in %lld ms",
-                  (long long)(nx_now_mono_ms() - t0));
+    if (r->durable && rc == 0 &&
+        nx_kafka_commit_offsets(r->kafka, r->ckpt_offs, r->n_ckpt_offs, 0) < 0)
+        nx_warn("shutdown: committing the final checkpoint's offsets failed; the next start "
+                "seeks to them from the checkpoint all the same");
+    if (!r->durable)
+        nx_kafka_commit_acknowledged(r->kafka, 0);
+    if (rc == 0)
+        return 0;
+    nx_err("shutdown: the final checkpoint failed: %s; the input since the last durable "
+           "checkpoint will be read again at the next start",
+           err);
+    return NX_EXIT_STATE_NOT_SAVED;
 }
 
-/* ---- partition hand-over ------------------------------------------------------ */
-
-/* A revoked partition's users go to <state_dir>/handover/p<partition>.nxs:
- * magic "NXHO", u32 count of (u16 name length, name, i64 next offset) for
- * the revoked topics with that partition number, then the store stream of
- * nx_store_save_partition. The store keys users by partition number only,
- * so one file holds a partition number's users of every input topic. */
-#define HANDOVER_MAGIC 0x4f48584eu /* "NXHO" */
-
-static int file_write(void *opaque, const void *buf, size_t len) {
-    return fwrite(buf, 1, len, opaque) == len ? 0 : -1;
-}
-
-static int file_read(void *opaque, void *buf, size_t len) {
-    return fread(buf, 1, len, opaque) == len ? 0 : -1;
-}
-
-static void handover_path(const run_t *r, int32_t partition, char *buf, size_t size) {
-    snprintf(buf, size, "%s/p%d.nxs", r->handover_dir, (int)partition);
-}
+/* ---- rebalances ----------------------------------------------------------------- */
 
 /* Tells the pipeline which partitions hold its watermark. */
-static void watermark_parts(run_t *r, const rd_kafka_topic_partition_list_t *parts, int assign) {
-    for (int i = 0; i < parts->cnt; i++)
-        for (int t = 0; t < r->cfg->kafka.input_topics.n; t++) {
-            if (strcmp(parts->elems[i].topic, r->cfg->kafka.input_topics.v[t]) != 0)
-                continue;
-            if (assign)
-                nx_pipeline_assign(r->pipe, t, parts->elems[i].partition, nx_now_wall_ms());
-            else
-                nx_pipeline_revoke(r->pipe, t, parts->elems[i].partition);
-        }
+static void watermark_parts(nx_run_t *r, const rd_kafka_topic_partition_list_t *parts,
+                            int assign) {
+    for (int i = 0; i < parts->cnt; i++) {
+        int t = nx_offsets_topic(&r->offs, parts->elems[i].topic);
+        if (t < 0)
+            continue;
+        if (assign)
+            nx_pipeline_assign(r->pipe, t, parts->elems[i].partition, nx_now_wall_ms());
+        else
+            nx_pipeline_revoke(r->pipe, t, parts->elems[i].partition);
+    }
+}
+
+/* 1 if parts->elems[i]'s partition number came earlier in the list. */
+static int seen_before(const rd_kafka_topic_partition_list_t *parts, int i) {
+    for (int j = 0; j < i; j++)
+        if (parts->elems[j].partition == parts->elems[i].partition)
+            return 1;
+    return 0;
 }
 
 static void on_revoked(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
-    run_t *r = opaque;
+    nx_run_t *r = opaque;
     watermark_parts(r, parts, 0);
+    if (!r->durable && !nx_kafka_revoke_lost(r->kafka))
+        nx_kafka_commit_acknowledged(r->kafka, 0);
     if (r->stopping)
         return; /* the final checkpoint covers every user */
     for (int i = 0; i < parts->cnt; i++) {
+        if (seen_before(parts, i))
+            continue;
         int32_t p = parts->elems[i].partition;
-        int seen = 0;
-        for (int j = 0; j < i; j++)
-            seen |= parts->elems[j].partition == p;
-        if (seen)
-            continue;
-        char path[4200], tmp[4300];
-        handover_path(r, p, path, sizeof path);
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = fopen(tmp, "wb");
-        int rc = f ? 0 : -1;
-        uint32_t magic = HANDOVER_MAGIC, n = 0;
-        for (int j = i; j < parts->cnt; j++)
-            n += parts->elems[j].partition == p;
-        if (f) {
-            rc |= file_write(f, &magic, sizeof magic) | file_write(f, &n, sizeof n);
-            for (int j = i; j < parts->cnt; j++) {
-                if (parts->elems[j].partition != p)
-                    continue;
-                int topic = -1;
-                for (int t = 0; t < r->cfg->kafka.input_topics.n; t++)
-                    if (strcmp(r->topics[t], parts->elems[j].topic) == 0)
-                        topic = t;
-                part_offset_t *o = topic < 0 ? NULL : offset_find(r, topic, p, 0);
-                int64_t next = o ? o->next : -1;
-                uint16_t nl = (uint16_t)strlen(parts->elems[j].topic);
-                rc |= file_write(f, &nl, sizeof nl) | file_write(f, parts->elems[j].topic, nl) |
-                      file_write(f, &next, sizeof next);
-            }
-            rc |= nx_store_save_partition(nx_pipeline_store(r->pipe), p, file_write, f);
-            rc |= fflush(f) ? -1 : 0;
-            rc |= fclose(f) ? -1 : 0;
-        }
-        if (rc < 0 || rename(tmp, path) < 0) {
-            /* keep the users and their offsets: if the partition comes back
-             * here, nothing was lost; elsewhere, its new owner starts from
-             * the committed offsets */
-            nx_err("hand-over: cannot save partition %d to %s: %s; keeping its users", (int)p, path,
-                   strerror(errno));
-            unlink(tmp);
-            continue;
-        }
-        size_t dropped = nx_store_drop_partition(nx_pipeline_store(r->pipe), p);
+        int topics[NX_CONFIG_MAX_LIST], n = 0;
         for (int j = i; j < parts->cnt; j++) {
-            if (parts->elems[j].partition != p)
-                continue;
-            for (int t = 0; t < r->cfg->kafka.input_topics.n; t++)
-                if (strcmp(r->topics[t], parts->elems[j].topic) == 0)
-                    offset_remove(r, t, p);
+            int t = nx_offsets_topic(&r->offs, parts->elems[j].topic);
+            if (parts->elems[j].partition == p && t >= 0 && n < NX_CONFIG_MAX_LIST)
+                topics[n++] = t;
         }
-        nx_info("hand-over: partition %d: %zu user(s) saved to %s", (int)p, dropped, path);
+        nx_handover_save(&r->handover, r->pipe, &r->offs, p, topics, n);
     }
     r->ckpt_requested = 1;
 }
 
-/* Restores a hand-over file if one exists for partition p; its offsets go
- * to the map. */
-static void handover_restore(run_t *r, int32_t p) {
-    char path[4200], err[512];
-    handover_path(r, p, path, sizeof path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
+/* Partitions that start with no state here covering them: from a
+ * committed offset past the log start, their users' earlier events are not
+ * in the store (state lost, or held by another host). An error, counted. */
+static void report_gaps(nx_run_t *r, rd_kafka_topic_partition_list_t *fresh) {
+    if (fresh->cnt == 0 || nx_kafka_committed(r->kafka, fresh, 10000) < 0)
         return;
-    uint32_t magic = 0, n = 0;
-    int ok = file_read(f, &magic, sizeof magic) == 0 && magic == HANDOVER_MAGIC &&
-             file_read(f, &n, sizeof n) == 0 && n <= MAX_OFFSETS;
-    for (uint32_t i = 0; ok && i < n; i++) {
-        uint16_t nl;
-        char name[256];
-        int64_t next;
-        ok = file_read(f, &nl, sizeof nl) == 0 && nl < sizeof name && file_read(f, name, nl) == 0 &&
-             file_read(f, &next, sizeof next) == 0;
-        name[ok ? nl : 0] = '\0';
-        for (int t = 0; ok && t < r->cfg->kafka.input_topics.n; t++) {
-            if (strcmp(r->topics[t], name) != 0 || next < 0)
-                continue;
-            part_offset_t *o = offset_find(r, t, p, 1);
-            if (o)
-                o->next = next;
-        }
+    for (int i = 0; i < fresh->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &fresh->elems[i];
+        if (e->offset < 0)
+            continue; /* no committed offset: read from the start, nothing missed */
+        int64_t start = nx_kafka_log_start(r->kafka, e->topic, e->partition, 5000);
+        if (start >= 0 && e->offset <= start)
+            continue;
+        r->state_gaps++;
+        nx_err("kafka: %s [%d] starts at its committed offset %lld but no state covers it "
+               "here: its users' events before it are missing from their windows (state "
+               "lost, or kept by another instance)",
+               e->topic, (int)e->partition, (long long)e->offset);
     }
-    if (ok &&
-        nx_store_restore_partition(nx_pipeline_store(r->pipe), file_read, f, err, sizeof err) < 0) {
-        nx_err("hand-over: %s: %s", path, err);
-        ok = 0;
-    }
-    fclose(f);
-    if (!ok)
-        nx_err("hand-over: %s unreadable; partition %d starts from its committed offset", path,
-               (int)p);
-    else
-        nx_info("hand-over: partition %d restored from %s", (int)p, path);
-    unlink(path);
 }
 
 static void on_assigned(void *opaque, rd_kafka_topic_partition_list_t *parts) {
-    run_t *r = opaque;
+    nx_run_t *r = opaque;
     watermark_parts(r, parts, 1);
-    for (int i = 0; i < parts->cnt; i++) {
-        int32_t p = parts->elems[i].partition;
-        int seen = 0;
-        for (int j = 0; j < i; j++)
-            seen |= parts->elems[j].partition == p;
-        if (!seen)
-            handover_restore(r, p);
-    }
+    for (int i = 0; i < parts->cnt; i++)
+        if (!seen_before(parts, i))
+            nx_handover_restore(&r->handover, r->pipe, &r->offs, parts->elems[i].partition);
     /* seek to where the state ends: checkpoint or hand-over */
+    rd_kafka_topic_partition_list_t *fresh = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
-        for (int t = 0; t < r->cfg->kafka.input_topics.n; t++) {
-            if (strcmp(r->topics[t], parts->elems[i].topic) != 0)
-                continue;
-            part_offset_t *o = offset_find(r, t, parts->elems[i].partition, 0);
-            if (o && o->next >= 0) {
-                parts->elems[i].offset = o->next;
-                nx_info("kafka: %s [%d] starts at offset %lld (checkpoint)", parts->elems[i].topic,
-                        (int)parts->elems[i].partition, (long long)o->next);
-            }
+        rd_kafka_topic_partition_t *e = &parts->elems[i];
+        int t = nx_offsets_topic(&r->offs, e->topic);
+        if (t < 0)
+            continue;
+        nx_kafka_offset_t *o = nx_offsets_find(&r->offs, t, e->partition, 0);
+        if (o && o->offset >= 0) {
+            e->offset = o->offset;
+            nx_info("kafka: %s [%d] starts at offset %lld (where its state ends)", e->topic,
+                    (int)e->partition, (long long)o->offset);
+        } else {
+            rd_kafka_topic_partition_list_add(fresh, e->topic, e->partition);
         }
     }
-}
-
-/* Hand-over files left by a previous process are older than the
- * checkpoint it left: the checkpoint is the truth at start-up. */
-static int handover_init(run_t *r, char *err, size_t err_size) {
-    snprintf(r->handover_dir, sizeof r->handover_dir, "%s/handover", r->cfg->state_dir);
-    if (mkdir(r->handover_dir, 0700) < 0 && errno != EEXIST) {
-        snprintf(err, err_size, "%.900s: %s", r->handover_dir, strerror(errno));
-        return -1;
-    }
-    DIR *d = opendir(r->handover_dir);
-    struct dirent *de;
-    char path[8192];
-    while (d && (de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "%s/%s", r->handover_dir, de->d_name);
-        unlink(path);
-    }
-    if (d)
-        closedir(d);
-    return 0;
+    report_gaps(r, fresh);
+    rd_kafka_topic_partition_list_destroy(fresh);
 }
 
 /* ---- metrics ---------------------------------------------------------------- */
 
-static void metrics_init(run_t *r) {
+static void metrics_init(nx_run_t *r) {
     nx_metrics_t *m = &r->metrics;
     m->n_topics = r->cfg->kafka.input_topics.n;
     for (int i = 0; i < m->n_topics && i < NX_METRICS_MAX_TOPICS; i++)
@@ -660,12 +519,30 @@ static void metrics_init(run_t *r) {
          k++)
         snprintf(m->reason[m->n_reasons++], NX_METRICS_NAME, "%s",
                  nx_codec_reason_name((nx_codec_reason_t)k));
-    m->n_buckets = (int)N_LAT;
-    for (size_t i = 0; i < N_LAT; i++)
+    m->n_buckets = NX_RUN_LAT_BUCKETS;
+    for (size_t i = 0; i < NX_RUN_LAT_BUCKETS; i++)
         m->bucket_le[i] = (double)lat_bounds[i] / 1000;
 }
 
-static void metrics_publish(run_t *r) {
+/* Ready (/readyz) once partitions are assigned, and as long as the state
+ * can be made durable: a failing checkpoint makes the instance not ready,
+ * so an orchestrator's readiness probe shows what the log says. */
+static void readiness(nx_run_t *r, nx_metrics_t *m, const nx_kafka_stats_t *ks) {
+    nx_ckptdir_stats_t cs = {0};
+    if (r->ckdir)
+        nx_ckptdir_stats(r->ckdir, &cs);
+    m->ready = 0;
+    if (cs.failing)
+        snprintf(m->not_ready, sizeof m->not_ready, "checkpoint failing: %.120s", cs.last_error);
+    else if (ks->assigned_partitions == 0)
+        snprintf(m->not_ready, sizeof m->not_ready, "no input partition assigned");
+    else
+        m->ready = 1;
+    if (m->ready)
+        m->not_ready[0] = '\0';
+}
+
+static void metrics_publish(nx_run_t *r) {
     nx_metrics_t *m = &r->metrics;
     nx_pipeline_stats_t s;
     nx_kafka_stats_t ks;
@@ -692,7 +569,7 @@ static void metrics_publish(run_t *r) {
     m->pauses = ks.pauses;
     m->producer_queue = ks.producer_queue;
     m->produce_retries = ks.produce_retries;
-    for (size_t i = 0; i < N_LAT; i++)
+    for (size_t i = 0; i < NX_RUN_LAT_BUCKETS; i++)
         m->bucket_count[i] = r->lat.count[i];
     m->latency_count = r->lat.n;
     m->latency_sum = r->lat_sum_s;
@@ -715,7 +592,12 @@ static void metrics_publish(run_t *r) {
         m->checkpoint_fork_s = (double)cs.fork_us / 1e6;
         m->checkpoints_written = cs.written;
         m->checkpoints_failed = cs.failed;
+        m->checkpoint_failing = cs.failing;
     }
+    m->state_gaps = r->state_gaps;
+    m->offset_commits = ks.commits;
+    m->offset_commit_failures = ks.commit_failures;
+    readiness(r, m, &ks);
     nx_http_publish(r->http, m);
 }
 
@@ -723,15 +605,22 @@ static void metrics_publish(run_t *r) {
  * figures, and a fast loop does not copy 5 kB per iteration for nothing. */
 #define PUBLISH_MS 100
 
-/* Once per loop iteration: watchdog, checkpoint writer, metrics. */
-static void ops_tick(run_t *r, int64_t now_mono) {
+/* Once per loop iteration: watchdog, checkpoint writer and the commits it
+ * allows, metrics. */
+static void ops_tick(nx_run_t *r, int64_t now_mono) {
     nx_notify_watchdog(r->notify, now_mono);
     if (r->ckdir) {
-        nx_ckptdir_poll(r->ckdir, 0);
+        /* a checkpoint just became durable: its offsets may be committed */
+        if (nx_ckptdir_poll(r->ckdir, 0) == 1 && r->durable)
+            nx_kafka_commit_offsets(r->kafka, r->ckpt_offs, r->n_ckpt_offs, 1);
         int64_t every = r->cfg->checkpoint.interval_s * 1000;
         if (now_mono >= r->ckpt_retry_mono &&
             (r->ckpt_requested || (every > 0 && now_mono - r->last_ckpt_mono >= every)))
             ckpt_start(r, now_mono);
+    }
+    if (!r->durable && now_mono - r->last_commit_mono >= r->cfg->kafka.commit_interval_ms) {
+        r->last_commit_mono = now_mono;
+        nx_kafka_commit_acknowledged(r->kafka, 1);
     }
     if (r->http && now_mono - r->last_publish_mono >= PUBLISH_MS) {
         r->last_publish_mono = now_mono;
@@ -754,113 +643,35 @@ static void debug_hang(int64_t since_ms) {
         return;
     done = 1;
     nx_warn("NX_DEBUG_HANG_AFTER_MS: the loop hangs now (test only)");
-    while (!stop_requested)
+    while (!nx_run_stop_requested)
         usleep(10000);
 }
 
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct user_list {
-    uint64_t *v;
-    size_t n, cap;
-} user_list_t;
-
-static void collect_user(void *opaque, uint64_t user, int32_t partition, int64_t clock_ms) {
-    (void)partition;
-    (void)clock_ms;
-    user_list_t *l = opaque;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4096;
-        uint64_t *v = realloc(l->v, cap * sizeof *v);
-        if (!v)
-            return;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = user;
-}
-
-/* NX_DEBUG_DUMP_STORE=PATH (tests only): at shutdown, every user's state
- * (nx_store_dump_user), sorted by user hash. */
-static void debug_dump_store(run_t *r) {
+/* NX_DEBUG_DUMP_STORE=PATH (tests only): at shutdown, every user's state,
+ * sorted by user hash (nx_pipeline_dump_users). */
+static void debug_dump_store(nx_run_t *r) {
     const char *path = getenv("NX_DEBUG_DUMP_STORE");
     if (!path || !r->pipe)
         return;
-    struct nx_store *store = nx_pipeline_store(r->pipe);
-    user_list_t l = {0};
-    nx_store_foreach(store, collect_user, &l);
-    qsort(l.v, l.n, sizeof *l.v, cmp_u64);
     FILE *f = fopen(path, "w");
-    char buf[65536];
-    for (size_t i = 0; f && i < l.n; i++)
-        if (nx_store_dump_user(store, l.v[i], buf, sizeof buf) > 0)
-            fputs(buf, f);
-    if (f) {
-        /* a last line with the counters that say whether the per-user
-         * state depended on the order partitions were read in */
-        nx_pipeline_stats_t s;
-        nx_pipeline_stats(r->pipe, &s);
-        fprintf(f, "stats events %llu late %llu dropped %llu\n", (unsigned long long)s.events,
-                (unsigned long long)s.late, (unsigned long long)s.dropped);
-    }
-    if (!f || fclose(f) != 0)
-        nx_err("NX_DEBUG_DUMP_STORE %s: %s", path, strerror(errno));
+    long long n = f ? nx_pipeline_dump_users(r->pipe, f) : -1;
+    if (!f || fclose(f) != 0 || n < 0)
+        nx_err("NX_DEBUG_DUMP_STORE %s: %s", path, n < 0 ? "out of memory" : strerror(errno));
     else
-        nx_notice("NX_DEBUG_DUMP_STORE: %zu user(s) written to %s", l.n, path);
-    free(l.v);
+        nx_notice("NX_DEBUG_DUMP_STORE: %lld user(s) written to %s", n, path);
 }
 
-/* The generator feeding the mock cluster at a bounded rate, from the loop's
- * thread through a producer of its own. */
-typedef struct demo_feed {
-    nx_gen_t *gen;
-    rd_kafka_t *producer;
-    const char *topic;
-    double rate; /* events/s */
-    int64_t t0;  /* when paced feeding began (the probe's prediction was delivered), 0 = not yet */
-    int64_t probe_at; /* when the probe event was produced */
-    uint64_t produced;
-    uint8_t buf[2048];
-} demo_feed_t;
+/* ---- the loop ------------------------------------------------------------------ */
 
-static void demo_feed_step(demo_feed_t *feed, int64_t now_mono, uint64_t delivered);
-
-static int run_loop(run_t *r, demo_feed_t *feed, double max_seconds) {
+int nx_run_loop(nx_run_t *r, const nx_run_hook_t *hook) {
     int batch = (int)r->cfg->kafka.poll_batch;
     int64_t t0 = nx_now_mono_ms(), last_status = t0;
     uint64_t events_at_status = 0;
+    double interval = hook && hook->status_interval_s > 0
+                          ? hook->status_interval_s
+                          : (double)r->cfg->metrics.status_interval_s;
     int rc = 0;
-    int64_t drain_at = 0; /* demo: when its time was up and feeding stopped */
-    while (!stop_requested) {
-        int64_t now = nx_now_mono_ms();
-        /* the demo's time counts from its first paced event; waiting for
-         * the cluster (assignment, the probe) may take 30 s more */
-        int64_t start = feed && feed->t0 ? feed->t0 : t0;
-        double limit = feed && !feed->t0 ? max_seconds + 30 : max_seconds;
-        if (max_seconds > 0 && (double)(now - start) / 1000 >= limit) {
-            if (!feed || !feed->t0)
-                break;
-            if (!drain_at)
-                drain_at = now;
-        }
-        if (feed) {
-            nx_kafka_stats_t ks;
-            nx_kafka_stats(r->kafka, &ks);
-            if (drain_at) {
-                /* time is up: no more events; those fed are still
-                 * consumed (for 5 s at most), so the summary counts them */
-                if (ks.consumed >= feed->produced || now - drain_at > 5000)
-                    break;
-                rd_kafka_poll(feed->producer, 0);
-            } else if (ks.assigned_partitions > 0) {
-                /* feed once the consumer owns its partitions, so the
-                 * first events do not wait out the group join */
-                demo_feed_step(feed, now, ks.produced);
-            }
-        }
+    while (!nx_run_stop_requested) {
         int n = nx_kafka_poll_batch(r->kafka, r->msgs, batch, (int)r->cfg->kafka.poll_timeout_ms);
         if (n < 0) {
             nx_err("kafka: fatal consumer error; stopping");
@@ -876,8 +687,7 @@ static int run_loop(run_t *r, demo_feed_t *feed, double max_seconds) {
             reload_requested = 0;
             reload(r);
         }
-        now = nx_now_mono_ms();
-        double interval = feed ? 1.0 : (double)r->cfg->metrics.status_interval_s;
+        int64_t now = nx_now_mono_ms();
         if ((double)(now - last_status) / 1000 >= interval) {
             nx_pipeline_stats_t s;
             nx_pipeline_stats(r->pipe, &s);
@@ -886,34 +696,80 @@ static int run_loop(run_t *r, demo_feed_t *feed, double max_seconds) {
             events_at_status = s.events;
             last_status = now;
         }
+        if (hook && hook->step(hook->opaque, r, now))
+            break;
     }
     if (r->status_tty)
         fputc('\n', stderr);
     return rc;
 }
 
-static int run_alloc(run_t *r, char *err, size_t err_size);
-
-static int run_setup(run_t *r, char *err, size_t err_size) {
-    uint8_t *key = r->key;
-    int created = 0;
-    if (run_alloc(r, err, err_size) < 0)
+static int run_alloc(nx_run_t *r, char *err, size_t err_size) {
+    size_t batch = (size_t)r->cfg->kafka.poll_batch;
+    r->msgs = calloc(batch, sizeof *r->msgs);
+    r->evs = calloc(batch, sizeof *r->evs);
+    r->tickets = calloc(batch, sizeof *r->tickets);
+    r->topics = calloc((size_t)r->cfg->kafka.input_topics.n, sizeof *r->topics);
+    if (!r->msgs || !r->evs || !r->tickets || !r->topics) {
+        snprintf(err, err_size, "out of memory");
         return -1;
+    }
+    for (int i = 0; i < r->cfg->kafka.input_topics.n; i++)
+        r->topics[i] = r->cfg->kafka.input_topics.v[i];
+    nx_offsets_init(&r->offs, r->topics, r->cfg->kafka.input_topics.n);
+    return 0;
+}
+
+/* The newest checkpoint this key can read; a checkpoint under another key
+ * stops the start unless --start-afresh. */
+static int load_checkpoint(nx_run_t *r, int *status, char *err, size_t err_size) {
+    char why[1024];
+    int64_t loaded = nx_ckptdir_load(r->ckdir, ckpt_load, r, why, sizeof why);
+    if (!r->pipe) {
+        snprintf(err, err_size, "cannot rebuild the pipeline after a refused checkpoint");
+        *status = 1;
+        return -1;
+    }
+    if (loaded >= 0)
+        return 0;
+    if (r->key_mismatch && !r->start_afresh) {
+        *status = NX_EXIT_CONFIG;
+        snprintf(err, err_size,
+                 "%.700s. Restore the key file that wrote it, or start once with "
+                 "--start-afresh to discard that state",
+                 why);
+        return -1;
+    }
+    nx_err("checkpoint: %s; STARTING AFRESH (partitions with committed offsets are reported "
+           "as state gaps)",
+           why);
+    return 0;
+}
+
+int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
+    int created = 0;
+    /* what fails here is the configuration or the state directory it names
+     * (exit 78: systemd must not restart into the same failure), except
+     * running out of memory */
+    *status = NX_EXIT_CONFIG;
+    if (run_alloc(r, err, err_size) < 0) {
+        *status = 1;
+        return -1;
+    }
+    r->durable = r->cfg->checkpoint.interval_s > 0;
     if (mkdir(r->cfg->state_dir, 0700) < 0 && errno != EEXIST) {
         snprintf(err, err_size, "state_dir %s: %s", r->cfg->state_dir, strerror(errno));
         return -1;
     }
-    if (nx_siphash_key_load(r->cfg->state_dir, key, &created, err, err_size) < 0)
+    if (nx_siphash_key_load(r->cfg->state_dir, r->key, &created, err, err_size) < 0)
         return -1;
     if (created)
         nx_notice("created the user-id hash key in %s", r->cfg->state_dir);
     if (!(r->codec = nx_codec_new(r->cfg, err, err_size)))
         return -1;
     nx_pipeline_out_t po = {emit, r};
-    if (!(r->pipe = nx_pipeline_new(r->cfg, key, 1, &po, err, err_size)))
+    if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, 1, &po, err, err_size)))
         return -1;
-    for (int i = 0; i < r->cfg->kafka.input_topics.n; i++)
-        r->topics[i] = r->cfg->kafka.input_topics.v[i];
 
     /* the newest valid checkpoint, then the consumer (seeking to it) */
     char dir[4096];
@@ -923,17 +779,18 @@ static int run_setup(run_t *r, char *err, size_t err_size) {
         snprintf(dir, sizeof dir, "%s/checkpoints", r->cfg->state_dir);
     if (!(r->ckdir = nx_ckptdir_open(dir, (int)r->cfg->checkpoint.keep, err, err_size)))
         return -1;
-    if (nx_ckptdir_load(r->ckdir, ckpt_load, r, err, err_size) < 0)
-        nx_err("checkpoint: %s; STARTING AFRESH from the committed offsets", err);
-    if (!r->pipe) {
-        snprintf(err, err_size, "cannot rebuild the pipeline after a refused checkpoint");
+    if (load_checkpoint(r, status, err, err_size) < 0)
         return -1;
-    }
-    if (handover_init(r, err, err_size) < 0)
+    if (!r->durable && !r->demo)
+        nx_warn("checkpoint.interval_s = 0: offsets are committed as predictions are "
+                "acknowledged and the state is saved only at shutdown; a crash loses the state "
+                "since the last start");
+    if (nx_handover_init(&r->handover, r->cfg->state_dir, err, err_size) < 0)
         return -1;
-    r->last_ckpt_mono = nx_now_mono_ms();
+    r->last_ckpt_mono = r->last_commit_mono = nx_now_mono_ms();
     if (!(r->notify = nx_notify_new())) {
         snprintf(err, err_size, "out of memory");
+        *status = 1;
         return -1;
     }
     nx_kafka_hooks_t hooks = {
@@ -947,38 +804,26 @@ static int run_setup(run_t *r, char *err, size_t err_size) {
         metrics_publish(r);
         nx_notice("metrics: http://%s/metrics", r->cfg->metrics.listen);
     }
-    return 0;
-}
-
-static int run_alloc(run_t *r, char *err, size_t err_size) {
-    size_t batch = (size_t)r->cfg->kafka.poll_batch;
-    r->msgs = calloc(batch, sizeof *r->msgs);
-    r->evs = calloc(batch, sizeof *r->evs);
-    r->tickets = calloc(batch, sizeof *r->tickets);
-    r->topics = calloc((size_t)r->cfg->kafka.input_topics.n, sizeof *r->topics);
-    if (!r->msgs || !r->evs || !r->tickets || !r->topics) {
-        snprintf(err, err_size, "out of memory");
-        return -1;
-    }
+    *status = 0;
     return 0;
 }
 
 /* Shutdown after the loop: STOPPING=1, the final checkpoint (producer
- * drained first), the test-only store dump. nx_kafka_close (teardown) then
- * commits and leaves the group. */
-static void run_stop(run_t *r) {
+ * drained first) and its commit, the test-only store dump.
+ * nx_run_teardown then leaves the group. */
+int nx_run_stop(nx_run_t *r) {
     nx_notify_stopping(r->notify);
     r->stopping = 1;
-    if (r->kafka)
-        ckpt_final(r);
+    int rc = r->kafka ? ckpt_final(r) : 0;
     debug_dump_store(r);
+    return rc;
 }
 
 /* Leaving the group after the final flush and commit: librdkafka 2.0.2's
  * consumer close can wait without end when a rebalance is under way (seen
  * about once in 100 start/SIGTERM cycles). By then the final checkpoint is
- * written and the offsets committed (or, if the broker is away, re-read
- * after the checkpoint's), so past this grace the process just exits. */
+ * written and its offsets committed, so past this grace the process just
+ * exits. */
 #define CLOSE_GRACE_S 15
 
 static void on_close_timeout(int sig) {
@@ -990,7 +835,7 @@ static void on_close_timeout(int sig) {
     _exit(0);
 }
 
-static void run_teardown(run_t *r) {
+void nx_run_teardown(nx_run_t *r) {
     r->stopping = 1;
     nx_http_stop(r->http);
     if (r->kafka) {
@@ -1010,219 +855,67 @@ static void run_teardown(run_t *r) {
     free(r->topics);
 }
 
+static void usage(FILE *out) {
+    fprintf(out, "usage: nextactd run -c CONF [--start-afresh]\n"
+                 "  -c, --config CONF   configuration file (libconfig)\n"
+                 "  --start-afresh      if the checkpoints were written under another user-id\n"
+                 "                      hash key (the key file was lost or replaced), discard\n"
+                 "                      their state instead of refusing to start (exit 78)\n");
+}
+
 int nx_run_main(int argc, char **argv) {
+    enum { OPT_AFRESH = 256, OPT_HELP };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
+        {"start-afresh", no_argument, NULL, OPT_AFRESH},
+        {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     const char *conf = NULL;
     char err[1024];
-    int opt;
+    int opt, afresh = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
-        if (opt == 'c')
+        if (opt == 'c') {
             conf = optarg;
-        else
+        } else if (opt == OPT_AFRESH) {
+            afresh = 1;
+        } else if (opt == OPT_HELP) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
             return 2;
+        }
     }
     if (!conf) {
-        fprintf(stderr, "usage: nextactd run -c CONF\n");
+        usage(stderr);
         return 2;
     }
-    run_t r = {0};
+    nx_run_t r = {0};
+    r.start_afresh = afresh;
     /* first: a SIGTERM during start-up is a stop request too */
-    install_signals();
+    nx_run_install_signals();
     if (!(r.cfg = nx_config_load(conf, err, sizeof err))) {
         fprintf(stderr, "%s\n", err);
         return NX_EXIT_CONFIG;
     }
     nx_log_set_level(nx_log_level_parse(r.cfg->log_level));
     int rc = 1;
-    if (run_setup(&r, err, sizeof err) < 0) {
+    if (nx_run_setup(&r, &rc, err, sizeof err) < 0) {
         nx_err("start-up: %s", err);
         goto out;
     }
     nx_notice("nextactd %s running: %d input topic(s) -> %s, OpenBLAS %s kernels", NX_VERSION,
               r.cfg->kafka.input_topics.n, r.cfg->kafka.output_topic, nx_blas_core());
     nx_notify_ready(r.notify);
-    rc = run_loop(&r, NULL, 0);
+    rc = nx_run_loop(&r, NULL);
     nx_notice("stopping: flushing predictions, checkpoint, committing offsets");
-    run_stop(&r);
+    int stop = nx_run_stop(&r);
+    if (rc == 0)
+        rc = stop;
 out:
-    run_teardown(&r);
+    nx_run_teardown(&r);
     nx_config_destroy(r.cfg);
-    return rc;
-}
-
-/* ---- demo ------------------------------------------------------------------------ */
-
-/* Produces the generator's next event; 0 if the producer's queue is full. */
-static int demo_feed_one(demo_feed_t *feed) {
-    nx_gen_event_t ge;
-    nx_gen_next(feed->gen, &ge);
-    int64_t len = nx_gen_encode_event(&ge, -1, feed->buf, sizeof feed->buf);
-    if (len < 0)
-        return 1; /* not encodable: skipped */
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        feed->producer, RD_KAFKA_V_TOPIC(feed->topic),
-        RD_KAFKA_V_KEY(ge.user_id, strlen(ge.user_id)), RD_KAFKA_V_VALUE(feed->buf, (size_t)len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        rd_kafka_poll(feed->producer, 10);
-        return 0;
-    }
-    feed->produced++;
-    return 1;
-}
-
-/* One event goes first, alone; paced feeding starts once its prediction is
- * delivered (delivered: predictions the daemon's producer has had
- * acknowledged). Until the consumer fetches and the output producer knows
- * its topic, which takes a second or two after the partitions are
- * assigned, fed events just wait: the demo's whole-run p99 was 2 s while
- * every second after the first showed 30-40 ms. A probe not delivered in
- * 10 s (a configured cluster without the output topic, say) does not hold
- * the demo back any longer. */
-static void demo_feed_step(demo_feed_t *feed, int64_t now_mono, uint64_t delivered) {
-    if (feed->produced == 0) {
-        demo_feed_one(feed);
-        feed->probe_at = now_mono;
-    } else if (feed->t0 == 0 && (delivered > 0 || now_mono - feed->probe_at > 10000)) {
-        feed->t0 = now_mono;
-    } else if (feed->t0) {
-        uint64_t due = 1 + (uint64_t)((double)(now_mono - feed->t0) / 1000 * feed->rate);
-        /* at most 20000 per step, so the loop keeps consuming */
-        for (int i = 0; feed->produced < due && i < 20000; i++)
-            if (!demo_feed_one(feed))
-                break;
-    }
-    rd_kafka_poll(feed->producer, 0);
-}
-
-int nx_demo_main(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"seconds", required_argument, NULL, 's'},
-        {"rate", required_argument, NULL, 'r'},
-        {"users", required_argument, NULL, 'u'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
-    double seconds = 20, rate = 20000;
-    long users = 20000;
-    const char *conf = NULL;
-    char err[1024];
-    int opt, rc = 1;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "s:r:u:c:", opts, NULL)) != -1) {
-        switch (opt) {
-        case 's':
-            seconds = atof(optarg);
-            break;
-        case 'r':
-            rate = atof(optarg);
-            break;
-        case 'u':
-            users = atol(optarg);
-            break;
-        case 'c':
-            conf = optarg;
-            break;
-        default:
-            fprintf(stderr, "usage: nextactd demo [--seconds S] [--rate EVENTS_PER_S] "
-                            "[--users U] [-c CONF]\n");
-            return 2;
-        }
-    }
-    if (seconds <= 0 || seconds > 3600 || rate <= 0 || rate > 1e6 || users < 1 ||
-        users > 10000000) {
-        fprintf(stderr, "demo: --seconds in (0, 3600], --rate in (0, 1e6], --users in "
-                        "[1, 1e7]\n");
-        return 2;
-    }
-    run_t r = {0};
-    demo_feed_t feed = {0};
-    char state[] = "/tmp/nextactd-demo.XXXXXX";
-    if (!mkdtemp(state)) {
-        perror("demo: mkdtemp");
-        return 1;
-    }
-    /* the embedded default: the shipped configuration, or -c CONF, with an
-     * in-process mock cluster unless the file names real brokers */
-    const char *path = conf ? conf : NX_SOURCE_DIR "/conf/demo.conf";
-    if (!(r.cfg = nx_config_load(path, err, sizeof err))) {
-        fprintf(stderr, "%s\n", err);
-        return NX_EXIT_CONFIG;
-    }
-    free(r.cfg->state_dir);
-    r.cfg->state_dir = strdup(state);
-    nx_log_set_level(nx_log_level_parse(r.cfg->log_level));
-    install_signals();
-    r.status_tty = isatty(STDERR_FILENO);
-    if (run_setup(&r, err, sizeof err) < 0) {
-        nx_err("demo: %s", err);
-        goto out;
-    }
-    nx_gen_params_t gp;
-    nx_gen_params_default(&gp);
-    gp.users = (uint32_t)users;
-    gp.seed = (uint64_t)r.cfg->model.seed;
-    gp.horizon_ms = r.cfg->labels.horizon_s * 1000;
-    if (!(feed.gen = nx_gen_new(&gp, err, sizeof err))) {
-        nx_err("demo: generator: %s", err);
-        goto out;
-    }
-    rd_kafka_conf_t *pc = rd_kafka_conf_new();
-    rd_kafka_conf_set(pc, "bootstrap.servers", nx_kafka_brokers(r.kafka), err, sizeof err);
-    rd_kafka_conf_set(pc, "linger.ms", "5", err, sizeof err);
-    if (!(feed.producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err))) {
-        rd_kafka_conf_destroy(pc);
-        nx_err("demo: producer: %s", err);
-        goto out;
-    }
-    feed.topic = r.cfg->kafka.input_topics.v[0];
-    feed.rate = rate;
-    fprintf(stderr,
-            "nextactd demo: generator -> %s (%s) -> nextactd -> %s, %.0f events/s, %ld users, "
-            "%.0f s\n",
-            feed.topic, nx_kafka_brokers(r.kafka), r.cfg->kafka.output_topic, rate, users, seconds);
-    nx_notify_ready(r.notify);
-    rc = run_loop(&r, &feed, seconds);
-    run_stop(&r);
-
-    /* summary */
-    nx_kafka_flush(r.kafka, 5000);
-    nx_pipeline_stats_t s;
-    nx_kafka_stats_t ks;
-    nx_pipeline_stats(r.pipe, &s);
-    nx_kafka_stats(r.kafka, &ks);
-    double secs = feed.t0 ? (double)(nx_now_mono_ms() - feed.t0) / 1000 : 0;
-    printf("\nsummary: %llu events generated, %llu consumed, %llu predictions delivered, "
-           "%llu bad\n",
-           (unsigned long long)feed.produced, (unsigned long long)ks.consumed,
-           (unsigned long long)ks.produced, (unsigned long long)r.bad);
-    printf("  %.0f events/s over %.1f s; %llu users (%.0f bytes each); %llu training steps\n",
-           (double)s.events / secs, secs, (unsigned long long)s.users, s.bytes_per_user,
-           (unsigned long long)s.steps);
-    printf("  progressive validation on %llu labelled examples: log loss %.4f, accuracy "
-           "%.3f, normalised entropy %.3f\n",
-           (unsigned long long)s.labelled, s.logloss, s.accuracy, s.normalized_entropy);
-    printf("  one-vs-rest AUC:");
-    for (int k = 0; k < s.n_classes; k++)
-        printf(" %s %.3f", nx_pipeline_class_name(r.pipe, k), s.auc[k]);
-    printf("\n  latency from event produce to prediction acknowledged: p50 %lld ms, p99 %lld "
-           "ms\n",
-           (long long)latency_quantile(&r.lat, 0.5), (long long)latency_quantile(&r.lat, 0.99));
-out:
-    if (feed.producer) {
-        rd_kafka_flush(feed.producer, 1000);
-        rd_kafka_destroy(feed.producer);
-    }
-    nx_gen_destroy(feed.gen);
-    run_teardown(&r);
-    nx_config_destroy(r.cfg);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", state);
-    if (system(cmd) != 0)
-        nx_warn("demo: could not remove %s", state);
     return rc;
 }

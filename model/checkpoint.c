@@ -250,6 +250,10 @@ int nx_checkpoint_commit(nx_ckpt_writer_t *w, char *errstr, size_t errstr_size) 
     return 0;
 }
 
+const char *nx_checkpoint_error(const nx_ckpt_writer_t *w) {
+    return w->failed ? w->err : NULL;
+}
+
 void nx_checkpoint_abort(nx_ckpt_writer_t *w) {
     if (!w)
         return;

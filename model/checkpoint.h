@@ -75,6 +75,10 @@ int nx_checkpoint_put_mlp(nx_ckpt_writer_t *w, nx_mlp_t *mlp);
  * frees w (also on error, when the temporary file is removed). 0 or -1. */
 int nx_checkpoint_commit(nx_ckpt_writer_t *w, char *errstr, size_t errstr_size);
 
+/* Why the writer failed (the first error, with its errno text), or NULL if
+ * it has not. Valid until commit or abort. */
+const char *nx_checkpoint_error(const nx_ckpt_writer_t *w);
+
 /* Removes the temporary file and frees w. NULL does nothing. */
 void nx_checkpoint_abort(nx_ckpt_writer_t *w);
 
