@@ -1034,6 +1034,16 @@ int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
         goto out;
     if (load_pipeline_section(pipe, r, errstr, errstr_size) < 0)
         goto out;
+    if (pipe->live) {
+        /* the wall clock of each partition's last event belongs to the
+         * process that wrote the checkpoint: counted from it, a restart
+         * after an hour down would advance every quiet partition's
+         * watermark by that hour at once and expire labels and users the
+         * backlog is about to update. Quiet time counts from now. */
+        int64_t now = nx_now_wall_ms();
+        for (int i = 0; i < pipe->n_parts; i++)
+            pipe->parts[i].last_wall_ms = now;
+    }
     for (int i = 0; i < n_extra; i++) {
         if (nx_checkpoint_section_open(r, extra[i].name) < 0) {
             /* an optional section a checkpoint may lack: load sees NULL */
