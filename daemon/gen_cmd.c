@@ -22,7 +22,7 @@
 #include "gen.h"
 
 #include "config.h"
-#include "replay_io.h"
+#include "ocf_writer.h"
 
 #include <avro.h>
 #include <errno.h>

@@ -10,8 +10,9 @@
 #include "codec.h"
 #include "config.h"
 #include "log.h"
+#include "ocf_writer.h"
 #include "pipeline.h"
-#include "replay_io.h"
+#include "replay_source.h"
 #include "siphash.h"
 
 typedef struct replay_out {
@@ -227,15 +228,15 @@ int nx_replay_main(int argc, char **argv) {
     const char *topic0 = "replay";
     rc = 0;
     for (int f = optind; f < argc && rc == 0; f++) {
-        nx_replay_t *rp = nx_replay_open(cfg, codec, argv[f], err, sizeof err);
-        if (!rp) {
+        nx_replay_source_t *src = nx_replay_source_open(cfg, codec, argv[f], err, sizeof err);
+        if (!src) {
             nx_err("replay: %s", err);
             rc = 1;
             break;
         }
         int n;
         /* a replay is a backtest: no event is "in the future" */
-        while ((n = nx_replay_next(rp, evs, batch, INT64_MAX)) > 0) {
+        while ((n = nx_replay_source_next(src, evs, batch, INT64_MAX)) > 0) {
             /* prediction time = event time, so outputs are reproducible */
             /* (no nx_pipeline_tick: replay's maintenance and label
              * expiry run inside process, at fixed points of the input) */
@@ -248,15 +249,15 @@ int nx_replay_main(int argc, char **argv) {
             }
             int64_t now = nx_now_mono_ms();
             if (tty && now - last_progress >= 500) {
-                progress(nx_replay_stats(rp), events, (double)(now - t0) / 1000, 0);
+                progress(nx_replay_source_stats(src), events, (double)(now - t0) / 1000, 0);
                 last_progress = now;
             }
         }
-        const nx_replay_stats_t *rs = nx_replay_stats(rp);
+        const nx_replay_stats_t *rs = nx_replay_source_stats(src);
         bad += rs->bad;
         for (int i = 0; i < rs->n_first_bad; i++)
             nx_warn("replay: %s: %s %llu: %s", argv[f],
-                    strcmp(nx_replay_format(rp), "csv") == 0 ? "line" : "record",
+                    strcmp(nx_replay_source_format(src), "csv") == 0 ? "line" : "record",
                     (unsigned long long)rs->first_bad[i].where,
                     nx_codec_reason_name(rs->first_bad[i].reason));
         if (rs->bad)
@@ -271,12 +272,12 @@ int nx_replay_main(int argc, char **argv) {
             bad += rs->lost_records;
         }
         if (n < 0) {
-            nx_err("replay: %s: %s", argv[f], nx_replay_error(rp));
+            nx_err("replay: %s: %s", argv[f], nx_replay_source_error(src));
             rc = 1;
         }
         if (tty)
             progress(rs, events, (double)(nx_now_mono_ms() - t0) / 1000, 1);
-        nx_replay_close(rp);
+        nx_replay_source_close(src);
     }
     nx_pipeline_finish(pipe);
     double secs = (double)(nx_now_mono_ms() - t0) / 1000;

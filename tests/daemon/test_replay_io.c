@@ -15,7 +15,9 @@
  */
 #include <unistd.h>
 
-#include "replay_io.h"
+#include "csv_reader.h"
+#include "ocf_writer.h"
+#include "replay_source.h"
 #include "test_codec_util.h"
 
 #define N_EVENTS 3000
@@ -54,16 +56,16 @@ static uint64_t drain(const nx_config_t *cfg, nx_codec_t *codec, const char *pat
                       nx_replay_stats_t *st) {
     char err[256];
     nx_event_t evs[64];
-    nx_replay_t *rp = nx_replay_open(cfg, codec, path, err, sizeof err);
-    CHECK(rp != NULL);
-    if (!rp) {
+    nx_replay_source_t *src = nx_replay_source_open(cfg, codec, path, err, sizeof err);
+    CHECK(src != NULL);
+    if (!src) {
         fprintf(stderr, "open %s: %s\n", path, err);
         return 0;
     }
     uint64_t total = 0;
     int64_t last = -1;
     int n;
-    while ((n = nx_replay_next(rp, evs, batch, T_NOW_MS)) > 0) {
+    while ((n = nx_replay_source_next(src, evs, batch, T_NOW_MS)) > 0) {
         for (int i = 0; i < n; i++) {
             CHECK(evs[i].offset > last);
             last = evs[i].offset;
@@ -71,8 +73,8 @@ static uint64_t drain(const nx_config_t *cfg, nx_codec_t *codec, const char *pat
         total += (uint64_t)n;
     }
     CHECK_EQ_I(n, 0);
-    *st = *nx_replay_stats(rp);
-    nx_replay_close(rp);
+    *st = *nx_replay_source_stats(src);
+    nx_replay_source_close(src);
     return total;
 }
 
@@ -99,16 +101,16 @@ static void test_ocf_round_trip(const char *codec_name) {
     }
     CHECK(nx_ocf_writer_close(w, err, sizeof err) == 0);
 
-    nx_replay_t *rp = nx_replay_open(t_config("raw"), codec, path, err, sizeof err);
-    CHECK(rp != NULL);
-    if (!rp) {
+    nx_replay_source_t *src = nx_replay_source_open(t_config("raw"), codec, path, err, sizeof err);
+    CHECK(src != NULL);
+    if (!src) {
         nx_codec_destroy(codec);
         return;
     }
-    CHECK(strcmp(nx_replay_format(rp), "ocf") == 0);
+    CHECK(strcmp(nx_replay_source_format(src), "ocf") == 0);
     nx_event_t evs[100];
     int n, seen = 0;
-    while ((n = nx_replay_next(rp, evs, 100, T_NOW_MS)) > 0) {
+    while ((n = nx_replay_source_next(src, evs, 100, T_NOW_MS)) > 0) {
         for (int i = 0; i < n; i++) {
             int64_t k = evs[i].offset;
             CHECK(k >= 0 && k < N_EVENTS);
@@ -127,12 +129,12 @@ static void test_ocf_round_trip(const char *codec_name) {
             seen++;
         }
     }
-    const nx_replay_stats_t *st = nx_replay_stats(rp);
+    const nx_replay_stats_t *st = nx_replay_source_stats(src);
     CHECK_EQ_I(seen, N_EVENTS);
     CHECK_EQ_U(st->records, N_EVENTS);
     CHECK_EQ_U(st->corrupt_blocks, 0);
     CHECK_EQ_U(st->bytes_read, st->file_size);
-    nx_replay_close(rp);
+    nx_replay_source_close(src);
     nx_codec_destroy(codec);
 }
 
@@ -457,26 +459,26 @@ static void test_csv_taobao(void) {
     CHECK(codec != NULL);
     if (!codec)
         return;
-    nx_replay_t *rp =
-        nx_replay_open(cfg, codec, NX_SOURCE_DIR "/tests/data/taobao_small.csv", err, sizeof err);
-    CHECK(rp != NULL);
-    if (!rp) {
+    nx_replay_source_t *src = nx_replay_source_open(
+        cfg, codec, NX_SOURCE_DIR "/tests/data/taobao_small.csv", err, sizeof err);
+    CHECK(src != NULL);
+    if (!src) {
         fprintf(stderr, "%s\n", err);
         nx_codec_destroy(codec);
         return;
     }
-    CHECK(strcmp(nx_replay_format(rp), "csv") == 0);
+    CHECK(strcmp(nx_replay_source_format(src), "csv") == 0);
     nx_event_t evs[2];
     nx_event_t all[16];
     int total = 0, n;
     /* batches of 2: strings of a batch stay valid until the next call */
-    while ((n = nx_replay_next(rp, evs, 2, T_NOW_MS)) > 0) {
+    while ((n = nx_replay_source_next(src, evs, 2, T_NOW_MS)) > 0) {
         for (int i = 0; i < n && total < 16; i++)
             all[total++] = evs[i];
         CHECK(memchr(evs[0].user_id, ',', evs[0].user_id_len) == NULL);
     }
     CHECK_EQ_I(total, 5);
-    const nx_replay_stats_t *st = nx_replay_stats(rp);
+    const nx_replay_stats_t *st = nx_replay_source_stats(src);
     CHECK_EQ_U(st->records, 9);
     CHECK_EQ_U(st->events, 5);
     CHECK_EQ_U(st->skipped, 1);
@@ -501,7 +503,7 @@ static void test_csv_taobao(void) {
         CHECK_EQ_I(all[3].offset, 5);
         CHECK_EQ_I(all[4].offset, 9);
     }
-    nx_replay_close(rp);
+    nx_replay_source_close(src);
     nx_codec_destroy(codec);
 }
 
@@ -532,12 +534,12 @@ static void test_csv_rees46(void) {
     CHECK_EQ_U(st.first_bad[0].where, 6);
     CHECK_EQ_U(st.first_bad[3].where, 9);
 
-    nx_replay_t *rp =
-        nx_replay_open(cfg, codec, NX_SOURCE_DIR "/tests/data/rees46_small.csv", err, sizeof err);
-    CHECK(rp != NULL);
-    if (rp) {
+    nx_replay_source_t *src = nx_replay_source_open(
+        cfg, codec, NX_SOURCE_DIR "/tests/data/rees46_small.csv", err, sizeof err);
+    CHECK(src != NULL);
+    if (src) {
         nx_event_t evs[8];
-        int k = nx_replay_next(rp, evs, 8, T_NOW_MS);
+        int k = nx_replay_source_next(src, evs, 8, T_NOW_MS);
         CHECK_EQ_I(k, 4);
         if (k == 4) {
             CHECK_EQ_I(evs[0].ts_ms, 1569888000000LL);
@@ -555,12 +557,13 @@ static void test_csv_rees46(void) {
             CHECK_EQ_I(evs[3].ts_ms, 1569888011250LL);
             CHECK_EQ_I(evs[3].offset, 11);
         }
-        nx_replay_close(rp);
+        nx_replay_source_close(src);
     }
     /* a header that does not name the required columns */
     cfg->input.field_user_id = (char *)"visitor";
-    rp = nx_replay_open(cfg, codec, NX_SOURCE_DIR "/tests/data/rees46_small.csv", err, sizeof err);
-    CHECK(rp == NULL);
+    src = nx_replay_source_open(cfg, codec, NX_SOURCE_DIR "/tests/data/rees46_small.csv", err,
+                                sizeof err);
+    CHECK(src == NULL);
     CHECK(strstr(err, "visitor") != NULL);
     nx_codec_destroy(codec);
 }
@@ -574,7 +577,7 @@ static void test_csv_edges(void) {
     if (!fp)
         return;
     fprintf(fp, "u1,1700000000000,click\r\n");
-    for (size_t i = 0; i < NX_REPLAY_CSV_BUF + 10; i++)
+    for (size_t i = 0; i < NX_CSV_READER_BUF + 10; i++)
         fputc('x', fp);
     fprintf(fp, ",1700000000000,click\n");
     fprintf(fp, "u2,1700000000001,cart\n");
@@ -596,26 +599,26 @@ static void test_csv_edges(void) {
     CHECK_EQ_U(st.by_reason[NX_CODEC_BAD_ROW], 1);
     CHECK_EQ_U(st.first_bad[0].where, 2);
 
-    nx_replay_t *rp = nx_replay_open(cfg, codec, path, err, sizeof err);
+    nx_replay_source_t *src = nx_replay_source_open(cfg, codec, path, err, sizeof err);
     nx_event_t evs[4];
-    int k = rp ? nx_replay_next(rp, evs, 4, T_NOW_MS) : -1;
+    int k = src ? nx_replay_source_next(src, evs, 4, T_NOW_MS) : -1;
     CHECK_EQ_I(k, 1); /* the long line forces a refill after u1 */
     if (k == 1)
         CHECK_EQ_U(evs[0].user_id_len, 2);
     /* u2 comes with the refill; u3, without a newline, once EOF is seen */
-    k = rp ? nx_replay_next(rp, evs, 4, T_NOW_MS) : -1;
+    k = src ? nx_replay_source_next(src, evs, 4, T_NOW_MS) : -1;
     CHECK_EQ_I(k, 1);
     if (k == 1)
         CHECK_EQ_I(evs[0].offset, 3);
-    k = rp ? nx_replay_next(rp, evs, 4, T_NOW_MS) : -1;
+    k = src ? nx_replay_source_next(src, evs, 4, T_NOW_MS) : -1;
     CHECK_EQ_I(k, 1);
     if (k == 1) {
         CHECK_EQ_I(evs[0].offset, 4);
         CHECK_EQ_I(evs[0].type, 2);
     }
-    CHECK_EQ_I(rp ? nx_replay_next(rp, evs, 4, T_NOW_MS) : -1, 0);
-    nx_replay_close(rp);
-    CHECK(nx_replay_open(cfg, codec, "/nonexistent.csv", err, sizeof err) == NULL);
+    CHECK_EQ_I(src ? nx_replay_source_next(src, evs, 4, T_NOW_MS) : -1, 0);
+    nx_replay_source_close(src);
+    CHECK(nx_replay_source_open(cfg, codec, "/nonexistent.csv", err, sizeof err) == NULL);
     nx_codec_destroy(codec);
 }
 
