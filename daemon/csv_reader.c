@@ -265,6 +265,45 @@ static nx_codec_reason_t csv_row(nx_csv_reader_t *cr, char *line, size_t len, in
     return nx_codec_from_fields(cr->codec, &fields, -1, now_ms, ev);
 }
 
+/* Moves the unread bytes to the front of the buffer and reads more after
+ * them. 0, or -1 on an I/O error; eof is set once a read gets nothing. */
+static int csv_fill(nx_csv_reader_t *cr) {
+    memmove(cr->buf, cr->buf + cr->start, cr->len - cr->start);
+    cr->len -= cr->start;
+    cr->start = 0;
+    size_t got = fread(cr->buf + cr->len, 1, NX_CSV_READER_BUF - cr->len, cr->fp);
+    cr->len += got;
+    cr->st->bytes_read += got;
+    if (got == 0) {
+        if (ferror(cr->fp)) {
+            snprintf(cr->error, sizeof cr->error, "%s: %s", cr->path, strerror(errno));
+            return -1;
+        }
+        cr->eof = 1;
+    }
+    return 0;
+}
+
+/* CSV is text: the file's first NX_CSV_READER_TEXT_CHECK bytes (in the
+ * buffer) must hold no control byte but tab, LF, VT, FF and CR. 0, or -1
+ * with errstr saying where the binary byte is. */
+static int check_text(const nx_csv_reader_t *cr, char *errstr, size_t errstr_size) {
+    size_t n = cr->len < NX_CSV_READER_TEXT_CHECK ? cr->len : NX_CSV_READER_TEXT_CHECK;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)cr->buf[i];
+        if (c >= 0x20 || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r')
+            continue;
+        /* the metadata keys of an Avro container survive a damaged magic */
+        int avro = memmem(cr->buf, n, "avro.schema", 11) || memmem(cr->buf, n, "avro.codec", 10);
+        snprintf(errstr, errstr_size, "%s: not CSV: binary byte 0x%02x at offset %zu%s", cr->path,
+                 c, i,
+                 avro ? " (an Avro container header with a damaged \"Obj\\x01\" magic)"
+                      : " (nor an Avro container: no \"Obj\\x01\" magic)");
+        return -1;
+    }
+    return 0;
+}
+
 /* Handles one line (without its '\n'); 1 when it produced an event. */
 static int csv_line(nx_csv_reader_t *cr, char *line, size_t len, int64_t now_ms, nx_event_t *ev,
                     char *errstr, size_t errstr_size) {
@@ -324,22 +363,11 @@ int nx_csv_reader_next(nx_csv_reader_t *cr, nx_event_t *evs, int max, int64_t no
                 cr->discard = 1;
                 cr->len = 0;
             }
-            memmove(cr->buf, cr->buf + cr->start, cr->len - cr->start);
-            cr->len -= cr->start;
-            cr->start = 0;
-            size_t got = fread(cr->buf + cr->len, 1, NX_CSV_READER_BUF - cr->len, cr->fp);
-            cr->len += got;
-            cr->st->bytes_read += got;
-            if (got == 0) {
-                if (ferror(cr->fp)) {
-                    snprintf(cr->error, sizeof cr->error, "%s: %s", cr->path, strerror(errno));
-                    return -1;
-                }
-                cr->eof = 1;
-                if (cr->discard) { /* the long line ran to the end of file */
-                    cr->lineno++;
-                    cr->len = cr->start = 0;
-                }
+            if (csv_fill(cr) < 0)
+                return -1;
+            if (cr->eof && cr->discard) { /* the long line ran to the end of file */
+                cr->lineno++;
+                cr->len = cr->start = 0;
             }
             continue;
         }
@@ -357,6 +385,15 @@ int nx_csv_reader_next(nx_csv_reader_t *cr, nx_event_t *evs, int max, int64_t no
         n += r;
         if (hdr && cr->stop_at_header)
             break;
+    }
+    if (n == 0 && cr->eof && cr->st->records > 0 && cr->st->bad == cr->st->records) {
+        /* not one row made an event or a skip: the file is not CSV for
+         * these settings, which a run reporting only bad rows would hide */
+        snprintf(cr->error, sizeof cr->error,
+                 "all %llu row(s) bad, no event: not CSV with these columns "
+                 "(input.csv_columns, csv_delimiter, csv_timestamp)",
+                 (unsigned long long)cr->st->records);
+        return -1;
     }
     return n;
 }
@@ -381,6 +418,19 @@ nx_csv_reader_t *nx_csv_reader_new(const nx_config_t *cfg, nx_codec_t *codec, FI
     cr->fp = fp;
     cr->path = path;
     cr->st = st;
+    /* the first buffer now, so that binary data fails here, whatever the
+     * CSV settings say */
+    cr->buf = malloc(NX_CSV_READER_BUF + 1);
+    if (!cr->buf) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto err;
+    }
+    if (csv_fill(cr) < 0) {
+        snprintf(errstr, errstr_size, "%s", cr->error);
+        goto err;
+    }
+    if (check_text(cr, errstr, errstr_size) < 0)
+        goto err;
     const char *d = cfg->input.csv_delimiter;
     cr->delim = (d && d[0]) ? (strcmp(d, "\\t") == 0 ? '\t' : d[0]) : ',';
     const char *tsm = cfg->input.csv_timestamp ? cfg->input.csv_timestamp : "epoch_ms";
@@ -402,11 +452,6 @@ nx_csv_reader_t *nx_csv_reader_new(const nx_config_t *cfg, nx_codec_t *codec, FI
             goto err;
     } else if (!cfg->input.csv_header) {
         snprintf(errstr, errstr_size, "%s: CSV needs input.csv_columns or input.csv_header", path);
-        goto err;
-    }
-    cr->buf = malloc(NX_CSV_READER_BUF + 1);
-    if (!cr->buf) {
-        snprintf(errstr, errstr_size, "out of memory");
         goto err;
     }
     if (cr->header_pending && cr->n_cols == 0) {

@@ -193,6 +193,35 @@ static int64_t unsnappy_block(nx_ocf_reader_t *rd, size_t size) {
     return (int64_t)out;
 }
 
+/* The most bytes `size` stored bytes of a block can hold uncompressed:
+ * as many for null; under 22 times as many for snappy (its densest
+ * element, a 3-byte copy, makes 64 bytes); 1032 times for deflate (its
+ * longest match, 258 bytes, in as little as 2 bits); and never more than
+ * the reader accepts of a block. */
+static uint64_t max_plain_bytes(const nx_ocf_reader_t *rd, uint64_t size) {
+    uint64_t ratio = rd->ocf_codec == NX_OCF_DEFLATE  ? 1032
+                     : rd->ocf_codec == NX_OCF_SNAPPY ? 22
+                                                      : 1;
+    uint64_t max = size * ratio; /* size < 2^26: no overflow */
+    if (rd->ocf_codec != NX_OCF_NULL && max > NX_OCF_READER_INFLATED_MAX)
+        max = NX_OCF_READER_INFLATED_MAX;
+    return max;
+}
+
+/* A corrupt block's `records` (from its record count) are lost. Every
+ * datum takes at least one byte (an event has a user id and a timestamp),
+ * so the count is believed only when the block's bytes can hold that many
+ * (max_records); a count beyond it is damage, and then the records lost
+ * are unknown: counted as an unreadable block, not as lost records. */
+static void lose_records(nx_ocf_reader_t *rd, uint64_t records, uint64_t max_records) {
+    if (records <= max_records) {
+        rd->st->lost_records += records;
+        rd->rec_no += records;
+    } else {
+        rd->st->unreadable_blocks++;
+    }
+}
+
 /* After a bad block, where to scan for the next sync marker. */
 static int recover(nx_ocf_reader_t *rd, off_t *fallback, off_t at) {
     off_t from = *fallback >= 0 ? *fallback : at + 1;
@@ -218,8 +247,11 @@ static int load_block(nx_ocf_reader_t *rd) {
             r = f_long(rd->fp, &size);
         if (r != 0 || count < 0 || count > INT32_MAX || size < 0 ||
             size > NX_OCF_READER_BLOCK_MAX) {
-            if (fallback < 0)
+            /* a damaged header: how many records the block held is unknown */
+            if (fallback < 0) {
                 rd->st->corrupt_blocks++;
+                rd->st->unreadable_blocks++;
+            }
             if (recover(rd, &fallback, at) < 0)
                 return 0;
             continue;
@@ -238,8 +270,9 @@ static int load_block(nx_ocf_reader_t *rd) {
             memcmp(rd->blk + size, rd->sync, NX_OCF_SYNC_LEN) != 0) {
             if (fallback < 0) {
                 rd->st->corrupt_blocks++;
-                rd->st->lost_records += (uint64_t)count;
-                rd->rec_no += (uint64_t)count;
+                /* of a cut block, only the bytes read bound its count */
+                lose_records(rd, (uint64_t)count,
+                             max_plain_bytes(rd, got < (size_t)size ? got : (uint64_t)size));
                 if (got == (size_t)size + NX_OCF_SYNC_LEN) {
                     fallback = at + 1; /* try the next block in place first */
                     continue;
@@ -258,8 +291,7 @@ static int load_block(nx_ocf_reader_t *rd) {
             data = rd->inf;
             if (dlen < 0) {
                 rd->st->corrupt_blocks++;
-                rd->st->lost_records += (uint64_t)count;
-                rd->rec_no += (uint64_t)count;
+                lose_records(rd, (uint64_t)count, max_plain_bytes(rd, (uint64_t)size));
                 continue;
             }
         }
@@ -281,6 +313,14 @@ int nx_ocf_reader_next(nx_ocf_reader_t *rd, nx_event_t *evs, int max, int64_t no
                 return r < 0 ? -1 : 0;
             continue;
         }
+        if (rd->dp == rd->dend) {
+            /* the count promised more datums than the block's bytes hold:
+             * the count is damage, the block's true number unknown */
+            rd->st->corrupt_blocks++;
+            rd->st->unreadable_blocks++;
+            rd->d_left = 0;
+            continue;
+        }
         size_t used = 0;
         nx_event_t *ev = &evs[n];
         nx_codec_reason_t r = nx_codec_decode_datum(
@@ -289,17 +329,21 @@ int nx_ocf_reader_next(nx_ocf_reader_t *rd, nx_event_t *evs, int max, int64_t no
         rd->st->records++;
         rd->d_left--;
         if (nx_codec_reason_is_structural(r)) {
-            /* the rest of the block cannot be delimited */
+            /* the rest of the block cannot be delimited; the bad datum
+             * took at least one of the bytes left */
             nx_replay_stats_note_bad(rd->st, rec, r);
             rd->st->corrupt_blocks++;
-            rd->st->lost_records += (uint64_t)rd->d_left;
-            rd->rec_no += (uint64_t)rd->d_left;
+            lose_records(rd, (uint64_t)rd->d_left, (uint64_t)(rd->dend - rd->dp) - 1);
             rd->d_left = 0;
             continue;
         }
         rd->dp += used;
-        if (rd->d_left == 0 && rd->dp != rd->dend)
-            rd->st->corrupt_blocks++; /* bytes after the last datum */
+        if (rd->d_left == 0 && rd->dp != rd->dend) {
+            /* bytes after the last datum the count promised: the count is
+             * damage, the records in those bytes unknown */
+            rd->st->corrupt_blocks++;
+            rd->st->unreadable_blocks++;
+        }
         if (r == NX_CODEC_OK) {
             ev->partition = -1;
             ev->offset = (int64_t)rec;

@@ -9,9 +9,18 @@
  *
  * Bad input is never fatal: a bad datum is counted under its reason; a
  * corrupt block (bad sync marker, bad sizes, inflate or CRC error, a datum
- * that cannot be delimited) is counted, its remaining records counted as
- * lost, and reading goes on from the next sync marker. Only I/O errors end
- * reading early.
+ * that cannot be delimited, a record count that disagrees with the data)
+ * is counted, and reading goes on from the next sync marker. Only I/O
+ * errors end reading early.
+ *
+ * Records lost in a corrupt block are counted from its record count only
+ * when that count is plausible: every datum takes at least one byte, so a
+ * block cannot hold more datums than its bytes (uncompressed; of a
+ * compressed block that cannot be uncompressed, the most its codec can
+ * expand to). A count that cannot be read (a truncated or damaged block
+ * header) or is not plausible says nothing: the block is counted in
+ * unreadable_blocks and its lost records are unknown, never guessed. So
+ * lost_records is bounded by the bytes read.
  *
  * Ownership: borrows codec, fp, path and st, which must outlive the reader;
  * the caller closes fp after nx_ocf_reader_destroy(). Events' user_id

@@ -264,13 +264,26 @@ int nx_replay_main(int argc, char **argv) {
             nx_notice("replay: %s: %llu bad record(s) skipped", argv[f],
                       (unsigned long long)rs->bad);
         /* records of a block that cannot be read (bad sync, size, CRC or
-         * compressed data) are bad records too: counted, never silent */
-        if (rs->corrupt_blocks) {
+         * compressed data) are bad records too: counted, never silent.
+         * Where a block's record count is unreadable or implausible the
+         * loss is unknown: said so, and not guessed into bad_records. */
+        if (rs->corrupt_blocks && !rs->unreadable_blocks) {
             nx_warn("replay: %s: %llu corrupt block(s) skipped, %llu record(s) in them lost",
                     argv[f], (unsigned long long)rs->corrupt_blocks,
                     (unsigned long long)rs->lost_records);
-            bad += rs->lost_records;
+        } else if (rs->unreadable_blocks && rs->lost_records) {
+            nx_warn("replay: %s: %llu corrupt block(s) skipped, %llu record(s) or more lost "
+                    "(%llu block(s) with an unknown record count)",
+                    argv[f], (unsigned long long)rs->corrupt_blocks,
+                    (unsigned long long)rs->lost_records,
+                    (unsigned long long)rs->unreadable_blocks);
+        } else if (rs->unreadable_blocks) {
+            nx_warn("replay: %s: %llu corrupt block(s) skipped, an unknown number of records lost "
+                    "(%llu block(s) with an unknown record count)",
+                    argv[f], (unsigned long long)rs->corrupt_blocks,
+                    (unsigned long long)rs->unreadable_blocks);
         }
+        bad += rs->lost_records;
         if (n < 0) {
             nx_err("replay: %s: %s", argv[f], nx_replay_source_error(src));
             rc = 1;

@@ -6,7 +6,7 @@
  * record counted under its reason; the first NX_REPLAY_STATS_FIRST_BAD bad
  * ones are kept with their place for the caller to report (readers print
  * nothing). OCF blocks that cannot be read are counted apart, with the
- * records lost in them.
+ * records lost in them where their number is known.
  *
  * Ownership: the struct is plain data, owned by whoever holds it (the
  * replay source); readers borrow it. Not thread-safe.
@@ -32,8 +32,14 @@ typedef struct nx_replay_stats {
     uint64_t skipped; /* type mapped to "" */
     uint64_t bad;     /* rows or datums rejected */
     uint64_t by_reason[NX_CODEC_N_REASONS];
-    uint64_t corrupt_blocks; /* OCF */
-    uint64_t lost_records;   /* OCF: records in corrupt blocks never decoded */
+    uint64_t corrupt_blocks; /* OCF: blocks skipped whole or in part */
+    /* OCF: records in corrupt blocks never decoded, counted from the
+     * block's record count when that count is plausible (ocf_reader.h) */
+    uint64_t lost_records;
+    /* OCF: corrupt blocks whose record count could not be read or is not
+     * plausible: the records lost in them are unknown, and not in
+     * lost_records */
+    uint64_t unreadable_blocks;
     uint64_t bytes_read;
     uint64_t file_size; /* 0 when unknown (a pipe) */
     int n_first_bad;
