@@ -13,8 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ocf_writer.h"
 #include "predenc.h"
-#include "replay_io.h"
+#include "replay_source.h"
 #include "test_codec_util.h"
 
 static double now_s(void) {
@@ -74,19 +75,19 @@ static void bench_replay(const char *label, const nx_config_t *cfg, nx_codec_t *
     char err[256];
     nx_event_t evs[1024];
     double t0 = now_s();
-    nx_replay_t *rp = nx_replay_open(cfg, codec, path, err, sizeof err);
-    if (!rp) {
+    nx_replay_source_t *src = nx_replay_source_open(cfg, codec, path, err, sizeof err);
+    if (!src) {
         printf("replay %s: %s\n", label, err);
         return;
     }
     size_t total = 0;
     int n;
-    while ((n = nx_replay_next(rp, evs, 1024, T_NOW_MS)) > 0)
+    while ((n = nx_replay_source_next(src, evs, 1024, T_NOW_MS)) > 0)
         total += (size_t)n;
     double dt = now_s() - t0;
     printf("replay %-10s %10.0f events/s  %6.1f ns/event  (%zu events)\n", label,
            (double)total / dt, dt * 1e9 / (double)total, total);
-    nx_replay_close(rp);
+    nx_replay_source_close(src);
 }
 
 int main(int argc, char **argv) {

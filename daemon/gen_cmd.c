@@ -16,13 +16,15 @@
  * with the true next-action probabilities; --report prints the oracle's log
  * loss and AUCs against the stream's own labels.
  *
- * Everything is freed through one cleanup path in nx_gen_main; the Avro and
- * Kafka objects are created once, the per-event path reuses them.
+ * nx_gen_main parses the options, opens the run (open_run), writes each
+ * event (write_event), finishes the outputs and reports; everything a run
+ * holds is freed by one cleanup path (gen_run_free). The Avro and Kafka
+ * objects are created once, the per-event path reuses them.
  */
 #include "gen.h"
 
 #include "config.h"
-#include "replay_io.h"
+#include "ocf_writer.h"
 
 #include <avro.h>
 #include <errno.h>
@@ -622,7 +624,39 @@ static const char *default_schema(void) {
 #endif
 }
 
-int nx_gen_main(int argc, char **argv) {
+/* What the command line (and -c CONF) asks for. Strings point into argv
+ * or into the configuration, which outlives the run. */
+typedef struct gen_opts {
+    nx_gen_params_t params;
+    uint64_t n_events;
+    double bad_rate, rate, horizon_s;
+    const char *truth_path, *output, *topic, *brokers, *schema_path, *conf_path, *codec;
+    int have_events, report, null_sink;
+    const char *names[F_COUNT];        /* writer schema field per role, "" = none */
+    const nx_strmap_t *producer_props; /* the config's kafka.producer, or NULL */
+} gen_opts_t;
+
+/* What a run holds. Every pointer starts NULL and is freed by
+ * gen_run_free(), the one cleanup path. */
+typedef struct gen_run {
+    nx_gen_t *gen;
+    avro_out_t *ao; /* --output or --topic */
+    kafka_out_t *ko;
+    nx_gen_oracle_t *oracle;
+    FILE *truth;
+    uint8_t *bad_buf; /* a malformed payload, --topic only */
+    nx_gen_rng_t bad_rng;
+    bucket_t bucket;
+    uint64_t bad_count[BAD_KINDS], n_bad;
+    int64_t max_ts; /* newest event time seen (ms) */
+} gen_run_t;
+
+/* Exit status of a parse that lets the command go on. */
+#define GEN_GO (-1)
+
+/* Parses argv into o. GEN_GO, or the exit status (0 after --help, usage
+ * errors EXIT_USAGE, with the message printed). */
+static int parse_options(int argc, char **argv, gen_opts_t *o) {
     enum {
         O_EVENTS = 256,
         O_USERS,
@@ -665,96 +699,83 @@ int nx_gen_main(int argc, char **argv) {
                                          {"config", required_argument, 0, 'c'},
                                          {"codec", required_argument, 0, O_CODEC},
                                          {0, 0, 0, 0}};
+    nx_gen_params_t *params = &o->params;
+    uint64_t v;
 
-    int rc = 1;
-    char errstr[512] = "";
-    nx_gen_params_t params;
-    uint64_t n_events = 0, v;
-    double bad_rate = 0.0, rate = 0.0, horizon_s = 0.0;
-    const char *truth_path = NULL, *output = NULL, *topic = NULL, *brokers = NULL;
-    const char *schema_path = NULL, *conf_path = NULL, *codec = "deflate";
-    nx_config_t *cfg = NULL;
-    int have_events = 0, report = 0, null_sink = 0;
-    nx_gen_t *gen = NULL;
-    avro_out_t *ao = NULL;
-    kafka_out_t *ko = NULL;
-    nx_gen_oracle_t *oracle = NULL;
-    FILE *truth = NULL;
-    uint8_t *bad_buf = NULL;
-    uint64_t bad_count[BAD_KINDS] = {0}, n_bad = 0;
-
-    nx_gen_params_default(&params);
+    memset(o, 0, sizeof *o);
+    o->codec = "deflate";
+    nx_gen_params_default(params);
     optind = 0; /* glibc: rescan from scratch, main may have run getopt */
     int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
         case O_EVENTS:
-            bad = parse_u64(optarg, &n_events) < 0;
-            have_events = 1;
+            bad = parse_u64(optarg, &o->n_events) < 0;
+            o->have_events = 1;
             break;
         case O_USERS:
             bad = parse_u64(optarg, &v) < 0 || v < 1 || v > UINT32_MAX / 2;
-            params.users = (uint32_t)v;
+            params->users = (uint32_t)v;
             break;
         case O_SEED:
-            bad = parse_u64(optarg, &params.seed) < 0;
+            bad = parse_u64(optarg, &params->seed) < 0;
             break;
         case O_HORIZON:
-            bad = parse_dbl(optarg, &horizon_s) < 0 || horizon_s <= 0 || horizon_s > 1e9;
-            params.horizon_ms = (int64_t)llround(horizon_s * 1000.0);
+            bad = parse_dbl(optarg, &o->horizon_s) < 0 || o->horizon_s <= 0 || o->horizon_s > 1e9;
+            params->horizon_ms = (int64_t)llround(o->horizon_s * 1000.0);
             break;
         case O_ITEMS:
             bad = parse_u64(optarg, &v) < 0 || v < 1 || v > UINT32_MAX / 2;
-            params.items = (uint32_t)v;
+            params->items = (uint32_t)v;
             break;
         case O_CATS:
             bad = parse_u64(optarg, &v) < 0 || v < 1 || v > UINT32_MAX / 2;
-            params.categories = (uint32_t)v;
+            params->categories = (uint32_t)v;
             break;
         case O_START:
             bad = parse_u64(optarg, &v) < 0 || v > (uint64_t)INT64_MAX / 2;
-            params.start_ms = (int64_t)v;
+            params->start_ms = (int64_t)v;
             break;
         case O_JITTER:
             bad = parse_u64(optarg, &v) < 0 || v > 86400000; /* a day at most */
-            params.jitter_ms = (int64_t)v;
+            params->jitter_ms = (int64_t)v;
             break;
         case O_TRUTH:
-            truth_path = optarg;
+            o->truth_path = optarg;
             break;
         case O_BAD:
             /* below 1: each message is bad with probability F */
-            bad = parse_dbl(optarg, &bad_rate) < 0 || bad_rate < 0 || bad_rate >= 1;
+            bad = parse_dbl(optarg, &o->bad_rate) < 0 || o->bad_rate < 0 || o->bad_rate >= 1;
             break;
         case O_OUTPUT:
-            output = optarg;
+            o->output = optarg;
             break;
         case O_TOPIC:
-            topic = optarg;
+            o->topic = optarg;
             break;
         case O_RATE:
-            bad = parse_dbl(optarg, &rate) < 0 || rate < 0;
+            bad = parse_dbl(optarg, &o->rate) < 0 || o->rate < 0;
             break;
         case O_BROKERS:
-            brokers = optarg;
+            o->brokers = optarg;
             break;
         case O_SCHEMA:
-            schema_path = optarg;
+            o->schema_path = optarg;
             break;
         case O_REPORT:
-            report = 1;
+            o->report = 1;
             break;
         case O_NULL:
-            null_sink = 1;
+            o->null_sink = 1;
             break;
         case 'c':
-            conf_path = optarg;
+            o->conf_path = optarg;
             break;
         case O_CODEC:
-            codec = optarg;
-            bad = strcmp(codec, "deflate") != 0 && strcmp(codec, "null") != 0 &&
-                  strcmp(codec, "snappy") != 0;
+            o->codec = optarg;
+            bad = strcmp(o->codec, "deflate") != 0 && strcmp(o->codec, "null") != 0 &&
+                  strcmp(o->codec, "snappy") != 0;
             break;
         case O_HELP:
         case 'h':
@@ -766,9 +787,9 @@ int nx_gen_main(int argc, char **argv) {
         }
         if (bad) {
             const char *name = "?";
-            for (const struct option *o = opts; o->name; o++)
-                if (o->val == c)
-                    name = o->name;
+            for (const struct option *opt = opts; opt->name; opt++)
+                if (opt->val == c)
+                    name = opt->name;
             fprintf(stderr, "nextactd gen: bad value for --%s: %s\n", name, optarg);
             return EXIT_USAGE;
         }
@@ -778,247 +799,313 @@ int nx_gen_main(int argc, char **argv) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (!have_events || (!!output + !!topic + null_sink) != 1) {
+    if (!o->have_events || (!!o->output + !!o->topic + o->null_sink) != 1) {
         fprintf(stderr, "nextactd gen: need --events and one of --output, --topic, --null\n");
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (bad_rate > 0 && !topic) {
+    if (o->bad_rate > 0 && !o->topic) {
         fprintf(stderr, "nextactd gen: --bad-rate needs --topic (files hold good events)\n");
         return EXIT_USAGE;
     }
-    if (params.items < params.categories)
-        params.items = params.categories;
+    if (params->items < params->categories)
+        params->items = params->categories;
+    return GEN_GO;
+}
 
-    /* Flags win over the config; the config over the built-in defaults. */
-    const char *names[F_COUNT];
+/* Flags win over the config; the config over the built-in defaults. Loads
+ * -c CONF into *cfg (the caller destroys it after the run). GEN_GO, or
+ * NX_EXIT_CONFIG with the message printed. */
+static int apply_config(gen_opts_t *o, nx_config_t **cfg) {
+    char errstr[512] = "";
     for (int f = 0; f < F_COUNT; f++)
-        names[f] = field_default_name[f];
-    const nx_strmap_t *producer_props = NULL;
-    if (conf_path) {
-        cfg = nx_config_load(conf_path, errstr, sizeof errstr);
-        if (!cfg) {
+        o->names[f] = field_default_name[f];
+    if (o->conf_path) {
+        *cfg = nx_config_load(o->conf_path, errstr, sizeof errstr);
+        if (!*cfg) {
             fprintf(stderr, "nextactd gen: %s\n", errstr);
             return NX_EXIT_CONFIG;
         }
-        if (!schema_path)
-            schema_path = cfg->input.writer_schema;
-        if (!brokers)
-            brokers = cfg->kafka.brokers;
-        if (horizon_s == 0)
-            params.horizon_ms = cfg->labels.horizon_s * 1000;
-        producer_props = &cfg->kafka.producer;
-        const char *cf[F_COUNT] = {cfg->input.field_user_id,  cfg->input.field_timestamp,
-                                   cfg->input.field_type,     cfg->input.field_item,
-                                   cfg->input.field_category, cfg->input.field_price,
-                                   cfg->input.field_quantity, cfg->input.field_session};
+        const nx_config_t *c = *cfg;
+        if (!o->schema_path)
+            o->schema_path = c->input.writer_schema;
+        if (!o->brokers)
+            o->brokers = c->kafka.brokers;
+        if (o->horizon_s == 0)
+            o->params.horizon_ms = c->labels.horizon_s * 1000;
+        o->producer_props = &c->kafka.producer;
+        const char *cf[F_COUNT] = {c->input.field_user_id,  c->input.field_timestamp,
+                                   c->input.field_type,     c->input.field_item,
+                                   c->input.field_category, c->input.field_price,
+                                   c->input.field_quantity, c->input.field_session};
         for (int f = 0; f < F_COUNT; f++)
-            names[f] = cf[f] ? cf[f] : "";
+            o->names[f] = cf[f] ? cf[f] : "";
         /* Write the input value that type_map maps to each role (e.g. "pv"
          * for click); warn when the config does not know a role. */
         for (int k = 0; k < NX_GEN_TYPES; k++) {
-            const char *role = params.type_names[k];
-            for (int i = 0; i < cfg->input.type_map.n; i++) {
-                if (strcmp(cfg->input.type_map.val[i], role) == 0) {
-                    params.type_names[k] = cfg->input.type_map.key[i];
+            const char *role = o->params.type_names[k];
+            for (int i = 0; i < c->input.type_map.n; i++) {
+                if (strcmp(c->input.type_map.val[i], role) == 0) {
+                    o->params.type_names[k] = c->input.type_map.key[i];
                     break;
                 }
             }
-            if (nx_config_type_index(cfg, role) < 0)
-                fprintf(stderr, "nextactd gen: warning: %s: event_types has no \"%s\"\n", conf_path,
-                        role);
+            if (nx_config_type_index(c, role) < 0)
+                fprintf(stderr, "nextactd gen: warning: %s: event_types has no \"%s\"\n",
+                        o->conf_path, role);
         }
     }
-    if (topic && !brokers)
-        brokers = "localhost:9092";
-    if (!schema_path)
-        schema_path = default_schema();
+    if (o->topic && !o->brokers)
+        o->brokers = "localhost:9092";
+    if (!o->schema_path)
+        o->schema_path = default_schema();
+    return GEN_GO;
+}
 
-    gen = nx_gen_new(&params, errstr, sizeof errstr);
-    if (!gen)
-        goto err;
-    if (output || topic) {
-        ao = avro_out_new(schema_path, names, errstr, sizeof errstr);
-        if (!ao)
-            goto err;
-    }
-    if (output || topic) {
-        ao->mem = avro_writer_memory(ao->buf, sizeof ao->buf);
-        if (!ao->mem) {
-            snprintf(errstr, sizeof errstr, "out of memory");
-            goto err;
-        }
-    }
-    if (output) {
-        /* our container writer: its sync marker comes from the seed, so a
-         * file is bit-identical run to run */
-        ao->file = nx_ocf_writer_open(output, ao->json, codec, params.seed, errstr, sizeof errstr);
-        if (!ao->file)
-            goto err;
-    }
-    if (topic) {
-        bad_buf = malloc(sizeof ao->buf + 64);
-        if (!ao->mem || !bad_buf) {
-            snprintf(errstr, sizeof errstr, "out of memory");
-            goto err;
-        }
-        ko = kafka_out_new(brokers, producer_props, errstr, sizeof errstr);
-        if (!ko)
-            goto err;
-    }
-    if (truth_path) {
-        truth = fopen(truth_path, "w");
-        if (!truth) {
-            snprintf(errstr, sizeof errstr, "%s: %s", truth_path, strerror(errno));
-            goto err;
-        }
-        fprintf(truth, "index,user,ts,type");
-        for (int k = 0; k < NX_GEN_TYPES; k++)
-            fprintf(truth, ",p_%s", params.type_names[k]);
-        fprintf(truth, ",p_none\n");
-    }
-    oracle = nx_gen_oracle_new(params.users, params.horizon_ms, report);
-    if (!oracle) {
-        snprintf(errstr, sizeof errstr, "out of memory");
-        goto err;
-    }
+/* --output: our container writer, whose sync marker comes from the seed,
+ * so a file is bit-identical run to run. */
+static int open_ocf_output(const gen_opts_t *o, avro_out_t *ao, char *errstr, size_t errstr_size) {
+    ao->file =
+        nx_ocf_writer_open(o->output, ao->json, o->codec, o->params.seed, errstr, errstr_size);
+    return ao->file ? 0 : -1;
+}
 
+/* --topic: the producer, and room for a malformed payload (--bad-rate). */
+static int open_kafka_output(const gen_opts_t *o, gen_run_t *run, char *errstr,
+                             size_t errstr_size) {
+    run->bad_buf = malloc(sizeof run->ao->buf + 64);
+    if (!run->ao->mem || !run->bad_buf) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    run->ko = kafka_out_new(o->brokers, o->producer_props, errstr, errstr_size);
+    return run->ko ? 0 : -1;
+}
+
+/* --truth: the file and its header line. */
+static int open_truth(const gen_opts_t *o, gen_run_t *run, char *errstr, size_t errstr_size) {
+    run->truth = fopen(o->truth_path, "w");
+    if (!run->truth) {
+        snprintf(errstr, errstr_size, "%s: %s", o->truth_path, strerror(errno));
+        return -1;
+    }
+    fprintf(run->truth, "index,user,ts,type");
+    for (int k = 0; k < NX_GEN_TYPES; k++)
+        fprintf(run->truth, ",p_%s", o->params.type_names[k]);
+    fprintf(run->truth, ",p_none\n");
+    return 0;
+}
+
+/* One truth row: the event and its true next-action probabilities. */
+static void truth_row(FILE *truth, const nx_gen_event_t *ev) {
+    fprintf(truth, "%llu,%s,%lld,%s", (unsigned long long)ev->index, ev->user_id,
+            (long long)ev->ts_ms, ev->type_name);
+    /* %.17g: the exact double, so the oracle can be recomputed bit for bit */
+    for (int k = 0; k <= NX_GEN_TYPES; k++)
+        fprintf(truth, ",%.17g", ev->p[k]);
+    fputc('\n', truth);
+}
+
+/* The generator and every output the options ask for. 0 or -1 + errstr;
+ * what was opened is in run either way. */
+static int open_run(const gen_opts_t *o, gen_run_t *run, char *errstr, size_t errstr_size) {
+    run->gen = nx_gen_new(&o->params, errstr, errstr_size);
+    if (!run->gen)
+        return -1;
+    if (o->output || o->topic) {
+        run->ao = avro_out_new(o->schema_path, o->names, errstr, errstr_size);
+        if (!run->ao)
+            return -1;
+        run->ao->mem = avro_writer_memory(run->ao->buf, sizeof run->ao->buf);
+        if (!run->ao->mem) {
+            snprintf(errstr, errstr_size, "out of memory");
+            return -1;
+        }
+    }
+    if (o->output && open_ocf_output(o, run->ao, errstr, errstr_size) < 0)
+        return -1;
+    if (o->topic && open_kafka_output(o, run, errstr, errstr_size) < 0)
+        return -1;
+    if (o->truth_path && open_truth(o, run, errstr, errstr_size) < 0)
+        return -1;
+    run->oracle = nx_gen_oracle_new(o->params.users, o->params.horizon_ms, o->report);
+    if (!run->oracle) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
     /* Bad payloads come from their own stream, so the good events are the
      * same with and without them. The constant only has to differ. */
-    nx_gen_rng_t bad_rng;
-    nx_gen_rng_seed(&bad_rng, params.seed ^ 0xbad0bad0bad0bad0ULL);
+    nx_gen_rng_seed(&run->bad_rng, o->params.seed ^ 0xbad0bad0bad0bad0ULL);
     /* 10 ms worth of events may go at once: smooth at ~1 ms sleep granularity */
-    bucket_t bucket = {rate, rate * 0.01 > 1.0 ? rate * 0.01 : 1.0, 1.0, now_s()};
+    run->bucket = (bucket_t){o->rate, o->rate * 0.01 > 1.0 ? o->rate * 0.01 : 1.0, 1.0, now_s()};
+    run->max_ts = INT64_MIN;
+    return 0;
+}
 
-    double t_start = now_s();
-    nx_gen_event_t ev;
-    int64_t max_ts = INT64_MIN;
-    for (uint64_t i = 0; i < n_events; i++) {
-        nx_gen_next(gen, &ev);
-        if (ev.ts_ms > max_ts)
-            max_ts = ev.ts_ms;
-        if (nx_gen_oracle_add(oracle, &ev) < 0) {
-            snprintf(errstr, sizeof errstr, "out of memory (--report scores)");
-            goto err;
-        }
-        if (ao && avro_fill(ao, &ev) < 0) {
-            snprintf(errstr, sizeof errstr, "avro: %s", avro_strerror());
-            goto err;
-        }
-        int64_t len = ao ? avro_encode(ao) : 0;
-        if (len < 0) {
-            snprintf(errstr, sizeof errstr, "avro encode: %s", avro_strerror());
-            goto err;
-        }
-        if (output &&
-            nx_ocf_writer_append(ao->file, ao->buf, (size_t)len, errstr, sizeof errstr) < 0)
-            goto err;
-        if (topic) {
-            while (bad_rate > 0 && nx_gen_rng_uniform(&bad_rng) <= bad_rate) {
-                int kind = (int)(nx_gen_rng_next(&bad_rng) % BAD_KINDS);
-                size_t bl =
-                    make_bad(kind, ao, (const uint8_t *)ao->buf, (size_t)len, &bad_rng, bad_buf);
-                bad_count[kind]++;
-                n_bad++;
-                bucket_take(&bucket, ko->rk);
-                if (kafka_send(ko, topic, ev.user_id, bad_buf, bl, errstr, sizeof errstr) < 0)
-                    goto err;
-            }
-            bucket_take(&bucket, ko->rk);
-            if (kafka_send(ko, topic, ev.user_id, ao->buf, (size_t)len, errstr, sizeof errstr) < 0)
-                goto err;
-        }
-        if (truth) {
-            fprintf(truth, "%llu,%s,%lld,%s", (unsigned long long)ev.index, ev.user_id,
-                    (long long)ev.ts_ms, ev.type_name);
-            /* %.17g: the exact double, so the oracle can be recomputed bit for bit */
-            for (int k = 0; k <= NX_GEN_TYPES; k++)
-                fprintf(truth, ",%.17g", ev.p[k]);
-            fputc('\n', truth);
-        }
+/* Produces the encoded event in ao->buf (len bytes) to the topic, after
+ * the malformed messages that --bad-rate draws before it. */
+static int send_event(const gen_opts_t *o, gen_run_t *run, const nx_gen_event_t *ev, size_t len,
+                      char *errstr, size_t errstr_size) {
+    avro_out_t *ao = run->ao;
+    while (o->bad_rate > 0 && nx_gen_rng_uniform(&run->bad_rng) <= o->bad_rate) {
+        int kind = (int)(nx_gen_rng_next(&run->bad_rng) % BAD_KINDS);
+        size_t bl = make_bad(kind, ao, (const uint8_t *)ao->buf, len, &run->bad_rng, run->bad_buf);
+        run->bad_count[kind]++;
+        run->n_bad++;
+        bucket_take(&run->bucket, run->ko->rk);
+        if (kafka_send(run->ko, o->topic, ev->user_id, run->bad_buf, bl, errstr, errstr_size) < 0)
+            return -1;
     }
-    if (output) {
-        nx_ocf_writer_t *file = ao->file;
-        ao->file = NULL;
-        if (nx_ocf_writer_close(file, errstr, sizeof errstr) < 0)
-            goto err;
+    bucket_take(&run->bucket, run->ko->rk);
+    return kafka_send(run->ko, o->topic, ev->user_id, ao->buf, len, errstr, errstr_size);
+}
+
+/* One generated event to the oracle and every output. 0 or -1 + errstr. */
+static int write_event(const gen_opts_t *o, gen_run_t *run, const nx_gen_event_t *ev, char *errstr,
+                       size_t errstr_size) {
+    avro_out_t *ao = run->ao;
+    if (ev->ts_ms > run->max_ts)
+        run->max_ts = ev->ts_ms;
+    if (nx_gen_oracle_add(run->oracle, ev) < 0) {
+        snprintf(errstr, errstr_size, "out of memory (--report scores)");
+        return -1;
     }
-    if (ko) {
+    if (ao && avro_fill(ao, ev) < 0) {
+        snprintf(errstr, errstr_size, "avro: %s", avro_strerror());
+        return -1;
+    }
+    int64_t len = ao ? avro_encode(ao) : 0;
+    if (len < 0) {
+        snprintf(errstr, errstr_size, "avro encode: %s", avro_strerror());
+        return -1;
+    }
+    if (o->output && nx_ocf_writer_append(ao->file, ao->buf, (size_t)len, errstr, errstr_size) < 0)
+        return -1;
+    if (o->topic && send_event(o, run, ev, (size_t)len, errstr, errstr_size) < 0)
+        return -1;
+    if (run->truth)
+        truth_row(run->truth, ev);
+    return 0;
+}
+
+/* Closes the container file, waits for Kafka's delivery reports and closes
+ * the truth file, reporting the first failure. 0 or -1 + errstr. */
+static int finish_outputs(const gen_opts_t *o, gen_run_t *run, char *errstr, size_t errstr_size) {
+    if (o->output) {
+        nx_ocf_writer_t *file = run->ao->file;
+        run->ao->file = NULL;
+        if (nx_ocf_writer_close(file, errstr, errstr_size) < 0)
+            return -1;
+    }
+    if (run->ko) {
         /* 60 s: generous for a local broker, bounded for a dead one */
-        rd_kafka_flush(ko->rk, 60000);
-        int left = rd_kafka_outq_len(ko->rk);
-        if (left > 0 || ko->failed > 0) {
-            snprintf(errstr, sizeof errstr, "%llu messages not delivered, %d still queued%s%s",
-                     (unsigned long long)ko->failed, left, ko->failed ? ": " : "", ko->last_error);
-            goto err;
+        rd_kafka_flush(run->ko->rk, 60000);
+        int left = rd_kafka_outq_len(run->ko->rk);
+        if (left > 0 || run->ko->failed > 0) {
+            snprintf(errstr, errstr_size, "%llu messages not delivered, %d still queued%s%s",
+                     (unsigned long long)run->ko->failed, left, run->ko->failed ? ": " : "",
+                     run->ko->last_error);
+            return -1;
         }
     }
-    if (truth) {
-        int e = fclose(truth);
-        truth = NULL;
+    if (run->truth) {
+        int e = fclose(run->truth);
+        run->truth = NULL;
         if (e != 0) {
-            snprintf(errstr, sizeof errstr, "%s: %s", truth_path, strerror(errno));
-            goto err;
+            snprintf(errstr, errstr_size, "%s: %s", o->truth_path, strerror(errno));
+            return -1;
         }
     }
-    double secs = now_s() - t_start;
+    return 0;
+}
 
+/* The run's figures on stderr: event mix and speed, Kafka delivery and
+ * malformed messages, a timestamp warning, and with --report the oracle's
+ * scores against the stream's own labels. */
+static void print_report(const gen_opts_t *o, const gen_run_t *run, double secs) {
+    const char *const *type_names = o->params.type_names;
+    uint64_t n_events = o->n_events;
     nx_gen_oracle_report_t rep;
     /* with jitter an event up to jitter_ms older than the newest may still
      * be unseen: only horizons closed before that are labelled none */
-    nx_gen_oracle_finish(oracle, max_ts - params.jitter_ms, &rep);
+    nx_gen_oracle_finish(run->oracle, run->max_ts - o->params.jitter_ms, &rep);
     fprintf(stderr, "gen: %llu events", (unsigned long long)n_events);
     for (int k = 0; k < NX_GEN_TYPES; k++)
-        fprintf(stderr, ", %s %.2f%%", params.type_names[k],
+        fprintf(stderr, ", %s %.2f%%", type_names[k],
                 n_events ? 100.0 * (double)rep.type_count[k] / (double)n_events : 0.0);
     fprintf(stderr, "; %.3f s, %.0f events/s\n", secs, secs > 0 ? (double)n_events / secs : 0.0);
-    if (ko) {
-        fprintf(stderr, "gen: %llu messages delivered, %llu bad", (unsigned long long)ko->delivered,
-                (unsigned long long)n_bad);
+    if (run->ko) {
+        fprintf(stderr, "gen: %llu messages delivered, %llu bad",
+                (unsigned long long)run->ko->delivered, (unsigned long long)run->n_bad);
         for (int k = 0; k < BAD_KINDS; k++)
-            if (bad_count[k])
-                fprintf(stderr, " %s=%llu", bad_name[k], (unsigned long long)bad_count[k]);
+            if (run->bad_count[k])
+                fprintf(stderr, " %s=%llu", bad_name[k], (unsigned long long)run->bad_count[k]);
         fputc('\n', stderr);
     }
     /* Ingest rejects timestamps more than a day past the wall clock
      * (input.max_future_ms): say so before a live test trips over it. */
-    {
-        struct timespec wall;
-        clock_gettime(CLOCK_REALTIME, &wall);
-        int64_t wall_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
-        if (n_events > 0 && max_ts > wall_ms)
-            fprintf(stderr,
-                    "gen: warning: the stream runs %.1f days past the wall clock; a live "
-                    "daemon rejects events over a day ahead: use an earlier --start or more "
-                    "--users\n",
-                    (double)(max_ts - wall_ms) / 86400000.0);
-    }
-    if (report) {
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t wall_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    if (n_events > 0 && run->max_ts > wall_ms)
+        fprintf(stderr,
+                "gen: warning: the stream runs %.1f days past the wall clock; a live "
+                "daemon rejects events over a day ahead: use an earlier --start or more "
+                "--users\n",
+                (double)(run->max_ts - wall_ms) / 86400000.0);
+    if (o->report) {
         fprintf(stderr, "gen: oracle over %llu labelled: log loss %.4f",
                 (unsigned long long)rep.labelled, rep.log_loss);
         for (int k = 0; k <= NX_GEN_TYPES; k++)
-            fprintf(stderr, ", AUC %s %.4f", k < NX_GEN_TYPES ? params.type_names[k] : "none",
-                    rep.auc[k]);
+            fprintf(stderr, ", AUC %s %.4f", k < NX_GEN_TYPES ? type_names[k] : "none", rep.auc[k]);
         fputc('\n', stderr);
         fprintf(stderr, "gen: labels");
         for (int k = 0; k <= NX_GEN_TYPES; k++)
-            fprintf(stderr, " %s %.2f%% (mean p %.2f%%)",
-                    k < NX_GEN_TYPES ? params.type_names[k] : "none",
+            fprintf(stderr, " %s %.2f%% (mean p %.2f%%)", k < NX_GEN_TYPES ? type_names[k] : "none",
                     100.0 * (double)rep.label_count[k] / (double)(rep.labelled ? rep.labelled : 1),
                     100.0 * rep.sum_p[k] / (double)(rep.labelled ? rep.labelled : 1));
         fputc('\n', stderr);
     }
+}
+
+static void gen_run_free(gen_run_t *run) {
+    if (run->truth)
+        fclose(run->truth);
+    free(run->bad_buf);
+    nx_gen_oracle_destroy(run->oracle);
+    kafka_out_destroy(run->ko);
+    avro_out_destroy(run->ao);
+    nx_gen_destroy(run->gen);
+}
+
+int nx_gen_main(int argc, char **argv) {
+    gen_opts_t o;
+    gen_run_t run = {0};
+    nx_config_t *cfg = NULL;
+    char errstr[512] = "";
+    int rc = parse_options(argc, argv, &o);
+    if (rc != GEN_GO)
+        return rc;
+    if ((rc = apply_config(&o, &cfg)) != GEN_GO)
+        return rc;
+    rc = 1;
+    if (open_run(&o, &run, errstr, sizeof errstr) < 0)
+        goto err;
+    double t_start = now_s();
+    nx_gen_event_t ev;
+    for (uint64_t i = 0; i < o.n_events; i++) {
+        nx_gen_next(run.gen, &ev);
+        if (write_event(&o, &run, &ev, errstr, sizeof errstr) < 0)
+            goto err;
+    }
+    if (finish_outputs(&o, &run, errstr, sizeof errstr) < 0)
+        goto err;
+    print_report(&o, &run, now_s() - t_start);
     rc = 0;
 err:
     if (rc != 0)
         fprintf(stderr, "nextactd gen: %s\n", errstr);
-    if (truth)
-        fclose(truth);
-    free(bad_buf);
-    nx_gen_oracle_destroy(oracle);
-    kafka_out_destroy(ko);
-    avro_out_destroy(ao);
-    nx_gen_destroy(gen);
+    gen_run_free(&run);
     nx_config_destroy(cfg);
     return rc;
 }

@@ -10,8 +10,9 @@
 #include "codec.h"
 #include "config.h"
 #include "log.h"
+#include "ocf_writer.h"
 #include "pipeline.h"
-#include "replay_io.h"
+#include "replay_source.h"
 #include "siphash.h"
 
 typedef struct replay_out {
@@ -227,15 +228,15 @@ int nx_replay_main(int argc, char **argv) {
     const char *topic0 = "replay";
     rc = 0;
     for (int f = optind; f < argc && rc == 0; f++) {
-        nx_replay_t *rp = nx_replay_open(cfg, codec, argv[f], err, sizeof err);
-        if (!rp) {
+        nx_replay_source_t *src = nx_replay_source_open(cfg, codec, argv[f], err, sizeof err);
+        if (!src) {
             nx_err("replay: %s", err);
             rc = 1;
             break;
         }
         int n;
         /* a replay is a backtest: no event is "in the future" */
-        while ((n = nx_replay_next(rp, evs, batch, INT64_MAX)) > 0) {
+        while ((n = nx_replay_source_next(src, evs, batch, INT64_MAX)) > 0) {
             /* prediction time = event time, so outputs are reproducible */
             /* (no nx_pipeline_tick: replay's maintenance and label
              * expiry run inside process, at fixed points of the input) */
@@ -248,35 +249,48 @@ int nx_replay_main(int argc, char **argv) {
             }
             int64_t now = nx_now_mono_ms();
             if (tty && now - last_progress >= 500) {
-                progress(nx_replay_stats(rp), events, (double)(now - t0) / 1000, 0);
+                progress(nx_replay_source_stats(src), events, (double)(now - t0) / 1000, 0);
                 last_progress = now;
             }
         }
-        const nx_replay_stats_t *rs = nx_replay_stats(rp);
+        const nx_replay_stats_t *rs = nx_replay_source_stats(src);
         bad += rs->bad;
         for (int i = 0; i < rs->n_first_bad; i++)
             nx_warn("replay: %s: %s %llu: %s", argv[f],
-                    strcmp(nx_replay_format(rp), "csv") == 0 ? "line" : "record",
+                    strcmp(nx_replay_source_format(src), "csv") == 0 ? "line" : "record",
                     (unsigned long long)rs->first_bad[i].where,
                     nx_codec_reason_name(rs->first_bad[i].reason));
         if (rs->bad)
             nx_notice("replay: %s: %llu bad record(s) skipped", argv[f],
                       (unsigned long long)rs->bad);
         /* records of a block that cannot be read (bad sync, size, CRC or
-         * compressed data) are bad records too: counted, never silent */
-        if (rs->corrupt_blocks) {
+         * compressed data) are bad records too: counted, never silent.
+         * Where a block's record count is unreadable or implausible the
+         * loss is unknown: said so, and not guessed into bad_records. */
+        if (rs->corrupt_blocks && !rs->unreadable_blocks) {
             nx_warn("replay: %s: %llu corrupt block(s) skipped, %llu record(s) in them lost",
                     argv[f], (unsigned long long)rs->corrupt_blocks,
                     (unsigned long long)rs->lost_records);
-            bad += rs->lost_records;
+        } else if (rs->unreadable_blocks && rs->lost_records) {
+            nx_warn("replay: %s: %llu corrupt block(s) skipped, %llu record(s) or more lost "
+                    "(%llu block(s) with an unknown record count)",
+                    argv[f], (unsigned long long)rs->corrupt_blocks,
+                    (unsigned long long)rs->lost_records,
+                    (unsigned long long)rs->unreadable_blocks);
+        } else if (rs->unreadable_blocks) {
+            nx_warn("replay: %s: %llu corrupt block(s) skipped, an unknown number of records lost "
+                    "(%llu block(s) with an unknown record count)",
+                    argv[f], (unsigned long long)rs->corrupt_blocks,
+                    (unsigned long long)rs->unreadable_blocks);
         }
+        bad += rs->lost_records;
         if (n < 0) {
-            nx_err("replay: %s: %s", argv[f], nx_replay_error(rp));
+            nx_err("replay: %s: %s", argv[f], nx_replay_source_error(src));
             rc = 1;
         }
         if (tty)
             progress(rs, events, (double)(nx_now_mono_ms() - t0) / 1000, 1);
-        nx_replay_close(rp);
+        nx_replay_source_close(src);
     }
     nx_pipeline_finish(pipe);
     double secs = (double)(nx_now_mono_ms() - t0) / 1000;

@@ -6,7 +6,7 @@
  *                   [--metrics-every N] [--checkpoint PATH]
  *                   [--codec null|deflate] INPUT...
  *
- * Inputs are Avro container files or CSV (replay_io.h), read in order as one
+ * Inputs are Avro container files or CSV (replay_source.h), read in order as one
  * stream. --output writes the predictions: Avro container file for a .avro
  * name (blocks deflated unless --codec null: deflate costs about 0.7 us per
  * record, a third of the pipeline), JSON lines for .jsonl or "-". --summary writes one JSON object

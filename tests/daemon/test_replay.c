@@ -11,7 +11,12 @@
  * - CSV replay of the Taobao and REES46 samples in tests/data: events,
  *   predictions at the right line numbers, bad rows counted and reported
  *   with their line numbers, the replay going on;
- * - a damaged OCF input is survived (exit 0, fewer events).
+ * - a damaged OCF input is survived (exit 0, fewer events);
+ * - input that is neither OCF nor CSV fails (an OCF whose magic lost its
+ *   first byte, a text file whose every row is bad): exit status 1;
+ * - a block whose header is cut is reported as an unknown loss, never as
+ *   "0 record(s) lost", and an absurd block record count adds nothing to
+ *   bad_records.
  *
  * usage: test_replay NEXTACTD SOURCE_DIR
  */
@@ -349,6 +354,114 @@ static void test_determinism(void) {
     check_damaged(in_snappy, summ, out, err);
 }
 
+/* Writes len bytes of b to the temp file `name`; its path in out. */
+static void write_file(char *out, size_t size, const char *name, const char *b, size_t len) {
+    path_of(out, size, name);
+    FILE *f = fopen(out, "wb");
+    CHECK(f && fwrite(b, 1, len, f) == len);
+    if (f)
+        fclose(f);
+}
+
+/* Where the first block starts in an OCF image: after the header, which
+ * ends with the sync marker that also closes the file. 0 if not found. */
+static size_t first_block_at(const char *b, size_t len) {
+    if (len < 32)
+        return 0;
+    const char *s = memmem(b, len, b + len - 16, 16);
+    return s && s != b + len - 16 ? (size_t)(s - b) + 16 : 0;
+}
+
+/* Input that is neither an Avro container nor CSV is an error (exit 1),
+ * not a replay of bad rows that exits 0. */
+static void test_not_ocf_nor_csv(void) {
+    char in[512], bad[512], err[512], summ[512];
+    path_of(in, sizeof in, "in.avro");
+    path_of(err, sizeof err, "notcsv.err");
+    path_of(summ, sizeof summ, "notcsv.json");
+    const char *args[] = {"--summary", summ};
+    size_t len = 0;
+    char *b = slurp(in, &len);
+    CHECK(b != NULL && len > 4096);
+    if (!b)
+        return;
+    b[0] = 'X'; /* "Obj\x01" -> "Xbj\x01" */
+    write_file(bad, sizeof bad, "badmagic.avro", b, len);
+    CHECK_INT(replay("seed42.conf", args, 2, bad, NULL, err), 1);
+    char *e = slurp(err, NULL);
+    CHECK_STR_HAS(e, "not CSV");
+    CHECK_STR_HAS(e, "damaged");
+    free(e);
+    free(b);
+
+    /* text, but not one row the configured columns can read */
+    static const char text[] = "Dear reader,\nthis is a letter, not events.\n";
+    write_file(bad, sizeof bad, "letter.txt", text, sizeof text - 1);
+    CHECK_INT(replay("seed42.conf", args, 2, bad, NULL, err), 1);
+    e = slurp(err, NULL);
+    CHECK_STR_HAS(e, "all 2 row(s) bad");
+    free(e);
+}
+
+/* A block whose header is cut: its records are lost, how many is unknown,
+ * and the log says so instead of "0 record(s) lost". A block whose record
+ * count says 2^31 - 1 over a block of 1 MiB: bad_records counts none of
+ * it, the datums that are there are replayed, the loss is unknown. */
+static void test_unknown_loss(void) {
+    char in[512], bad[512], err[512], summ[512];
+    path_of(in, sizeof in, "in.avro");
+    path_of(err, sizeof err, "unknown.err");
+    path_of(summ, sizeof summ, "unknown.json");
+    const char *args[] = {"--summary", summ};
+    size_t len = 0;
+    char *b = slurp(in, &len);
+    size_t at = b ? first_block_at(b, len) : 0;
+    /* the first block's count (thousands of records) is a varint of 2+
+     * bytes: cut after its first byte */
+    CHECK(at > 0 && (unsigned char)b[at] >= 0x80);
+    if (!b || at == 0) {
+        free(b);
+        return;
+    }
+    write_file(bad, sizeof bad, "cut_header.avro", b, at + 1);
+    CHECK_INT(replay("seed42.conf", args, 2, bad, NULL, err), 0);
+    char *e = slurp(err, NULL), *sj = slurp(summ, NULL);
+    CHECK_STR_HAS(e, "1 corrupt block(s) skipped, an unknown number of records lost");
+    CHECK(e && !strstr(e, " 0 record(s)"));
+    CHECK_INT(json_num(sj, "events"), 0);
+    CHECK_INT(json_num(sj, "bad_records"), 0);
+    free(e);
+    free(sj);
+
+    /* the first block's count replaced by INT32_MAX (a 5-byte varint) */
+    size_t k = at;
+    while (k < len && ((unsigned char)b[k] & 0x80))
+        k++;
+    k++; /* past the count's last byte */
+    static const unsigned char big[5] = {0xfe, 0xff, 0xff, 0xff, 0x0f}; /* zig-zag 2^32 - 2 */
+    char *c = malloc(len + sizeof big);
+    CHECK(c != NULL && k < len);
+    if (c && k < len) {
+        memcpy(c, b, at);
+        memcpy(c + at, big, sizeof big);
+        memcpy(c + at + sizeof big, b + k, len - k);
+        size_t clen = at + sizeof big + (len - k);
+        write_file(bad, sizeof bad, "big_count.avro", c, clen);
+        CHECK_INT(replay("seed42.conf", args, 2, bad, NULL, err), 0);
+        e = slurp(err, NULL);
+        sj = slurp(summ, NULL);
+        double bad_records = json_num(sj, "bad_records");
+        CHECK(bad_records >= 0 && bad_records <= (double)clen); /* bounded by the bytes */
+        CHECK_INT(bad_records, 0);
+        CHECK_INT(json_num(sj, "events"), GEN_EVENTS); /* every datum is there */
+        CHECK_STR_HAS(e, "an unknown number of records lost");
+        free(e);
+        free(sj);
+    }
+    free(c);
+    free(b);
+}
+
 /* OpenBLAS kernels (model/blas.h): where the library fell back to its
  * generic kernels on a CPU with better ones, replay restarts itself with
  * OPENBLAS_CORETYPE set, once, and still does its job; a variable the user
@@ -498,6 +611,8 @@ int main(int argc, char **argv) {
     }
     test_determinism();
     test_blas_kernels();
+    test_not_ocf_nor_csv();
+    test_unknown_loss();
     test_csv_taobao();
     test_csv_rees46();
     if (nx_check_failures == 0) {

@@ -11,11 +11,18 @@
  * - damaged files (a datum, a sync marker, a truncated tail, deflate
  *   garbage) are reported and never stop the replay;
  * - the two CSV fixtures in tests/data give the expected events, skips and
- *   bad rows with their line numbers.
+ *   bad rows with their line numbers;
+ * - input that is neither (an OCF with a damaged magic, binary bytes, a
+ *   CSV whose every row is bad) is an error, at open or at its end;
+ * - a block whose record count cannot be read, or is more than its bytes
+ *   can hold, is an unknown loss (unreadable_blocks), never counted into
+ *   lost_records, so lost and bad records stay bounded by the bytes read.
  */
 #include <unistd.h>
 
-#include "replay_io.h"
+#include "csv_reader.h"
+#include "ocf_writer.h"
+#include "replay_source.h"
 #include "test_codec_util.h"
 
 #define N_EVENTS 3000
@@ -54,16 +61,16 @@ static uint64_t drain(const nx_config_t *cfg, nx_codec_t *codec, const char *pat
                       nx_replay_stats_t *st) {
     char err[256];
     nx_event_t evs[64];
-    nx_replay_t *rp = nx_replay_open(cfg, codec, path, err, sizeof err);
-    CHECK(rp != NULL);
-    if (!rp) {
+    nx_replay_source_t *src = nx_replay_source_open(cfg, codec, path, err, sizeof err);
+    CHECK(src != NULL);
+    if (!src) {
         fprintf(stderr, "open %s: %s\n", path, err);
         return 0;
     }
     uint64_t total = 0;
     int64_t last = -1;
     int n;
-    while ((n = nx_replay_next(rp, evs, batch, T_NOW_MS)) > 0) {
+    while ((n = nx_replay_source_next(src, evs, batch, T_NOW_MS)) > 0) {
         for (int i = 0; i < n; i++) {
             CHECK(evs[i].offset > last);
             last = evs[i].offset;
@@ -71,8 +78,8 @@ static uint64_t drain(const nx_config_t *cfg, nx_codec_t *codec, const char *pat
         total += (uint64_t)n;
     }
     CHECK_EQ_I(n, 0);
-    *st = *nx_replay_stats(rp);
-    nx_replay_close(rp);
+    *st = *nx_replay_source_stats(src);
+    nx_replay_source_close(src);
     return total;
 }
 
@@ -99,16 +106,16 @@ static void test_ocf_round_trip(const char *codec_name) {
     }
     CHECK(nx_ocf_writer_close(w, err, sizeof err) == 0);
 
-    nx_replay_t *rp = nx_replay_open(t_config("raw"), codec, path, err, sizeof err);
-    CHECK(rp != NULL);
-    if (!rp) {
+    nx_replay_source_t *src = nx_replay_source_open(t_config("raw"), codec, path, err, sizeof err);
+    CHECK(src != NULL);
+    if (!src) {
         nx_codec_destroy(codec);
         return;
     }
-    CHECK(strcmp(nx_replay_format(rp), "ocf") == 0);
+    CHECK(strcmp(nx_replay_source_format(src), "ocf") == 0);
     nx_event_t evs[100];
     int n, seen = 0;
-    while ((n = nx_replay_next(rp, evs, 100, T_NOW_MS)) > 0) {
+    while ((n = nx_replay_source_next(src, evs, 100, T_NOW_MS)) > 0) {
         for (int i = 0; i < n; i++) {
             int64_t k = evs[i].offset;
             CHECK(k >= 0 && k < N_EVENTS);
@@ -127,12 +134,12 @@ static void test_ocf_round_trip(const char *codec_name) {
             seen++;
         }
     }
-    const nx_replay_stats_t *st = nx_replay_stats(rp);
+    const nx_replay_stats_t *st = nx_replay_source_stats(src);
     CHECK_EQ_I(seen, N_EVENTS);
     CHECK_EQ_U(st->records, N_EVENTS);
     CHECK_EQ_U(st->corrupt_blocks, 0);
     CHECK_EQ_U(st->bytes_read, st->file_size);
-    nx_replay_close(rp);
+    nx_replay_source_close(src);
     nx_codec_destroy(codec);
 }
 
@@ -439,6 +446,232 @@ static void test_ocf_corrupt_block(void) {
     nx_codec_destroy(codec);
 }
 
+/* The offsets where the blocks of an OCF image start (after the header
+ * and after each block's closing sync marker); returns how many, at most
+ * max. */
+static int block_starts(const uint8_t *b, size_t len, size_t *at, int max) {
+    int n = 0;
+    const uint8_t *sync = b + len - 16;
+    for (const uint8_t *p = b; n < max && (p = memmem(p, len - (size_t)(p - b), sync, 16)) != NULL;
+         p += 16) {
+        if (p + 16 < b + len)
+            at[n++] = (size_t)(p + 16 - b);
+    }
+    return n;
+}
+
+/* A copy of b with the record count of the block at `at` replaced by the
+ * varint `v` (vlen bytes); caller frees. */
+static uint8_t *with_count(const uint8_t *b, size_t len, size_t at, const uint8_t *v, size_t vlen,
+                           size_t *out_len) {
+    size_t k = at;
+    while (k < len && (b[k] & 0x80))
+        k++;
+    k++; /* past the old count */
+    uint8_t *c = malloc(len + vlen);
+    if (!c || k > len) {
+        free(c);
+        return NULL;
+    }
+    memcpy(c, b, at);
+    memcpy(c + at, v, vlen);
+    memcpy(c + at + vlen, b + k, len - k);
+    *out_len = at + vlen + (len - k);
+    return c;
+}
+
+/* INT32_MAX as a zig-zag varint: the largest count the reader takes from a
+ * header, far more than any 4 KiB block holds. */
+static const uint8_t huge_count[5] = {0xfe, 0xff, 0xff, 0xff, 0x0f};
+
+/* Block counts that cannot be read or cannot be true: the loss is
+ * unknown (unreadable_blocks), lost_records counts none of it. */
+static void test_ocf_unknown_loss(void) {
+    char err[256], path[512], dmg[600];
+    snprintf(path, sizeof path, "%s/unknown.avro", tmpdir);
+    snprintf(dmg, sizeof dmg, "%s/unknown-dmg.avro", tmpdir);
+    write_avro_c_clicks(path, "null");
+    nx_codec_t *codec = nx_codec_new(t_config("raw"), err, sizeof err);
+    CHECK(codec != NULL);
+    size_t len, at[64];
+    uint8_t *b = slurp(path, &len);
+    int n_blocks = b ? block_starts(b, len, at, 64) : 0;
+    CHECK(n_blocks >= 4);
+    if (!codec || n_blocks < 4) {
+        free(b);
+        nx_codec_destroy(codec);
+        return;
+    }
+    nx_replay_stats_t st;
+
+    /* the file cut inside the second block's count (a 2-byte varint) */
+    CHECK(b[at[1]] & 0x80);
+    spit(dmg, b, at[1] + 1);
+    uint64_t n = drain(t_config("raw"), codec, dmg, 64, &st);
+    CHECK(n > 0 && n < 1000);
+    CHECK_EQ_U(st.corrupt_blocks, 1);
+    CHECK_EQ_U(st.unreadable_blocks, 1);
+    CHECK_EQ_U(st.lost_records, 0);
+
+    /* the second block's count overwritten with a varint that never ends:
+     * its records are unknown, the blocks after it are read */
+    uint8_t *c = malloc(len);
+    memcpy(c, b, len);
+    memset(c + at[1], 0xff, 2);
+    spit(dmg, c, len);
+    n = drain(t_config("raw"), codec, dmg, 64, &st);
+    CHECK(n > 800 && n < 1000);
+    CHECK_EQ_U(st.unreadable_blocks, 1);
+    CHECK_EQ_U(st.lost_records, 0);
+    CHECK_EQ_U(st.bad, 0);
+    free(c);
+
+    /* the second block's count says INT32_MAX: its datums are all there
+     * and read; the count is damage, the loss unknown, nothing counted */
+    size_t clen;
+    c = with_count(b, len, at[1], huge_count, sizeof huge_count, &clen);
+    CHECK(c != NULL);
+    if (c) {
+        spit(dmg, c, clen);
+        n = drain(t_config("raw"), codec, dmg, 64, &st);
+        CHECK_EQ_U(n, 1000);
+        CHECK_EQ_U(st.bad, 0);
+        CHECK_EQ_U(st.lost_records, 0);
+        CHECK_EQ_U(st.unreadable_blocks, 1);
+        CHECK_EQ_U(st.corrupt_blocks, 1);
+
+        /* and a datum of that block damaged: the rest of the block is
+         * lost, its count still not believed */
+        uint8_t *hit = memmem(c, clen, "user00200", 9);
+        CHECK(hit != NULL && hit > c + at[1] && hit < c + at[2]);
+        if (hit) {
+            hit[-1] = 0x01; /* length -1 */
+            spit(dmg, c, clen);
+            n = drain(t_config("raw"), codec, dmg, 64, &st);
+            CHECK(n > 800 && n < 1000);
+            CHECK_EQ_U(st.bad, 1);
+            CHECK_EQ_U(st.lost_records, 0);
+            CHECK_EQ_U(st.unreadable_blocks, 1);
+            CHECK(st.bad + st.lost_records <= clen);
+        }
+        free(c);
+    }
+
+    /* too small a count: bytes after its last datum hold records unknown */
+    static const uint8_t two[1] = {0x04};
+    c = with_count(b, len, at[1], two, sizeof two, &clen);
+    CHECK(c != NULL);
+    if (c) {
+        spit(dmg, c, clen);
+        n = drain(t_config("raw"), codec, dmg, 64, &st);
+        CHECK(n > 800 && n < 1000);
+        CHECK_EQ_U(st.unreadable_blocks, 1);
+        CHECK_EQ_U(st.lost_records, 0);
+        free(c);
+    }
+    free(b);
+
+    /* snappy: a CRC that does not match and a count of INT32_MAX: a 4 KiB
+     * block cannot uncompress to that many datums */
+    snprintf(path, sizeof path, "%s/unknown-snappy.avro", tmpdir);
+    write_avro_c_clicks(path, "snappy");
+    b = slurp(path, &len);
+    n_blocks = b ? block_starts(b, len, at, 64) : 0;
+    CHECK(n_blocks >= 2);
+    if (n_blocks >= 2) {
+        b[at[1] - 17] ^= 0x01; /* the first block's CRC, before its marker */
+        c = with_count(b, len, at[0], huge_count, sizeof huge_count, &clen);
+        CHECK(c != NULL);
+        if (c) {
+            spit(dmg, c, clen);
+            n = drain(t_config("raw"), codec, dmg, 64, &st);
+            CHECK(n > 0 && n < 1000);
+            CHECK_EQ_U(st.corrupt_blocks, 1);
+            CHECK_EQ_U(st.unreadable_blocks, 1);
+            CHECK_EQ_U(st.lost_records, 0);
+            free(c);
+        }
+    }
+    free(b);
+    nx_codec_destroy(codec);
+}
+
+/* Neither OCF nor CSV: an error at open (binary data, an Avro container
+ * with a damaged magic) or at the end (every row bad), never a replay of
+ * bad rows that succeeds. */
+static void test_not_ocf_nor_csv(void) {
+    char err[256], path[512], dmg[600];
+    snprintf(path, sizeof path, "%s/magic.avro", tmpdir);
+    snprintf(dmg, sizeof dmg, "%s/magic-dmg.avro", tmpdir);
+    static uint8_t payload[100][256];
+    static size_t plen[100];
+    write_ocf(path, "deflate", 1, 100, payload, plen);
+    nx_config_t *cfg = t_config("raw");
+    nx_codec_t *codec = nx_codec_new(cfg, err, sizeof err);
+    CHECK(codec != NULL);
+    size_t len;
+    uint8_t *b = slurp(path, &len);
+    CHECK(b != NULL && len > 16);
+    if (!codec || !b) {
+        free(b);
+        nx_codec_destroy(codec);
+        return;
+    }
+    for (int i = 0; i < 4; i++) {
+        /* each byte of the magic damaged in turn, then all of them */
+        uint8_t saved[4];
+        memcpy(saved, b, 4);
+        if (i < 3)
+            b[i] ^= 0x20;
+        else
+            memset(b, 'x', 4);
+        spit(dmg, b, len);
+        memcpy(b, saved, 4);
+        err[0] = '\0';
+        nx_replay_source_t *src = nx_replay_source_open(cfg, codec, dmg, err, sizeof err);
+        CHECK(src == NULL);
+        CHECK(strstr(err, "not CSV") != NULL);
+        CHECK(strstr(err, "damaged") != NULL);
+        nx_replay_source_close(src);
+    }
+
+    /* CSV with a NUL in its third line; then every row bad; then every row
+     * skipped (not bad: no error) */
+    static char *cols[] = {"user_id", "ts", "event_type"};
+    cfg = t_config("confluent");
+    cfg->input.csv_columns.n = 3;
+    for (int i = 0; i < 3; i++)
+        cfg->input.csv_columns.v[i] = cols[i];
+    nx_codec_destroy(codec);
+    codec = nx_codec_new(cfg, err, sizeof err);
+    CHECK(codec != NULL);
+    static const char nul[] = "u1,1700000000000,click\nu2,1700000000001,cart\nu3,17\0,click\n";
+    spit(dmg, (const uint8_t *)nul, sizeof nul - 1);
+    nx_replay_source_t *src = nx_replay_source_open(cfg, codec, dmg, err, sizeof err);
+    CHECK(src == NULL);
+    CHECK(strstr(err, "binary byte 0x00 at offset 50") != NULL);
+    nx_replay_source_close(src);
+
+    static const char letter[] = "Dear reader,\nthese are not events.\n\nYours\n";
+    spit(dmg, (const uint8_t *)letter, sizeof letter - 1);
+    src = nx_replay_source_open(cfg, codec, dmg, err, sizeof err);
+    CHECK(src != NULL);
+    if (src) {
+        nx_event_t evs[8];
+        CHECK_EQ_I(nx_replay_source_next(src, evs, 8, T_NOW_MS), -1);
+        CHECK(strstr(nx_replay_source_error(src), "all 3 row(s) bad") != NULL);
+        CHECK_EQ_U(nx_replay_source_stats(src)->bad, 3);
+        nx_replay_source_close(src);
+    }
+    static const char skips[] = "u1,1700000000000,fav\nu2,1700000000001,fav\n";
+    spit(dmg, (const uint8_t *)skips, sizeof skips - 1);
+    nx_replay_stats_t st;
+    CHECK_EQ_U(drain(cfg, codec, dmg, 8, &st), 0);
+    CHECK_EQ_U(st.skipped, 2);
+    free(b);
+    nx_codec_destroy(codec);
+}
+
 static void test_csv_taobao(void) {
     char err[256];
     nx_config_t *cfg = t_config("raw");
@@ -457,26 +690,26 @@ static void test_csv_taobao(void) {
     CHECK(codec != NULL);
     if (!codec)
         return;
-    nx_replay_t *rp =
-        nx_replay_open(cfg, codec, NX_SOURCE_DIR "/tests/data/taobao_small.csv", err, sizeof err);
-    CHECK(rp != NULL);
-    if (!rp) {
+    nx_replay_source_t *src = nx_replay_source_open(
+        cfg, codec, NX_SOURCE_DIR "/tests/data/taobao_small.csv", err, sizeof err);
+    CHECK(src != NULL);
+    if (!src) {
         fprintf(stderr, "%s\n", err);
         nx_codec_destroy(codec);
         return;
     }
-    CHECK(strcmp(nx_replay_format(rp), "csv") == 0);
+    CHECK(strcmp(nx_replay_source_format(src), "csv") == 0);
     nx_event_t evs[2];
     nx_event_t all[16];
     int total = 0, n;
     /* batches of 2: strings of a batch stay valid until the next call */
-    while ((n = nx_replay_next(rp, evs, 2, T_NOW_MS)) > 0) {
+    while ((n = nx_replay_source_next(src, evs, 2, T_NOW_MS)) > 0) {
         for (int i = 0; i < n && total < 16; i++)
             all[total++] = evs[i];
         CHECK(memchr(evs[0].user_id, ',', evs[0].user_id_len) == NULL);
     }
     CHECK_EQ_I(total, 5);
-    const nx_replay_stats_t *st = nx_replay_stats(rp);
+    const nx_replay_stats_t *st = nx_replay_source_stats(src);
     CHECK_EQ_U(st->records, 9);
     CHECK_EQ_U(st->events, 5);
     CHECK_EQ_U(st->skipped, 1);
@@ -501,7 +734,7 @@ static void test_csv_taobao(void) {
         CHECK_EQ_I(all[3].offset, 5);
         CHECK_EQ_I(all[4].offset, 9);
     }
-    nx_replay_close(rp);
+    nx_replay_source_close(src);
     nx_codec_destroy(codec);
 }
 
@@ -532,12 +765,12 @@ static void test_csv_rees46(void) {
     CHECK_EQ_U(st.first_bad[0].where, 6);
     CHECK_EQ_U(st.first_bad[3].where, 9);
 
-    nx_replay_t *rp =
-        nx_replay_open(cfg, codec, NX_SOURCE_DIR "/tests/data/rees46_small.csv", err, sizeof err);
-    CHECK(rp != NULL);
-    if (rp) {
+    nx_replay_source_t *src = nx_replay_source_open(
+        cfg, codec, NX_SOURCE_DIR "/tests/data/rees46_small.csv", err, sizeof err);
+    CHECK(src != NULL);
+    if (src) {
         nx_event_t evs[8];
-        int k = nx_replay_next(rp, evs, 8, T_NOW_MS);
+        int k = nx_replay_source_next(src, evs, 8, T_NOW_MS);
         CHECK_EQ_I(k, 4);
         if (k == 4) {
             CHECK_EQ_I(evs[0].ts_ms, 1569888000000LL);
@@ -555,12 +788,13 @@ static void test_csv_rees46(void) {
             CHECK_EQ_I(evs[3].ts_ms, 1569888011250LL);
             CHECK_EQ_I(evs[3].offset, 11);
         }
-        nx_replay_close(rp);
+        nx_replay_source_close(src);
     }
     /* a header that does not name the required columns */
     cfg->input.field_user_id = (char *)"visitor";
-    rp = nx_replay_open(cfg, codec, NX_SOURCE_DIR "/tests/data/rees46_small.csv", err, sizeof err);
-    CHECK(rp == NULL);
+    src = nx_replay_source_open(cfg, codec, NX_SOURCE_DIR "/tests/data/rees46_small.csv", err,
+                                sizeof err);
+    CHECK(src == NULL);
     CHECK(strstr(err, "visitor") != NULL);
     nx_codec_destroy(codec);
 }
@@ -574,7 +808,7 @@ static void test_csv_edges(void) {
     if (!fp)
         return;
     fprintf(fp, "u1,1700000000000,click\r\n");
-    for (size_t i = 0; i < NX_REPLAY_CSV_BUF + 10; i++)
+    for (size_t i = 0; i < NX_CSV_READER_BUF + 10; i++)
         fputc('x', fp);
     fprintf(fp, ",1700000000000,click\n");
     fprintf(fp, "u2,1700000000001,cart\n");
@@ -596,26 +830,26 @@ static void test_csv_edges(void) {
     CHECK_EQ_U(st.by_reason[NX_CODEC_BAD_ROW], 1);
     CHECK_EQ_U(st.first_bad[0].where, 2);
 
-    nx_replay_t *rp = nx_replay_open(cfg, codec, path, err, sizeof err);
+    nx_replay_source_t *src = nx_replay_source_open(cfg, codec, path, err, sizeof err);
     nx_event_t evs[4];
-    int k = rp ? nx_replay_next(rp, evs, 4, T_NOW_MS) : -1;
+    int k = src ? nx_replay_source_next(src, evs, 4, T_NOW_MS) : -1;
     CHECK_EQ_I(k, 1); /* the long line forces a refill after u1 */
     if (k == 1)
         CHECK_EQ_U(evs[0].user_id_len, 2);
     /* u2 comes with the refill; u3, without a newline, once EOF is seen */
-    k = rp ? nx_replay_next(rp, evs, 4, T_NOW_MS) : -1;
+    k = src ? nx_replay_source_next(src, evs, 4, T_NOW_MS) : -1;
     CHECK_EQ_I(k, 1);
     if (k == 1)
         CHECK_EQ_I(evs[0].offset, 3);
-    k = rp ? nx_replay_next(rp, evs, 4, T_NOW_MS) : -1;
+    k = src ? nx_replay_source_next(src, evs, 4, T_NOW_MS) : -1;
     CHECK_EQ_I(k, 1);
     if (k == 1) {
         CHECK_EQ_I(evs[0].offset, 4);
         CHECK_EQ_I(evs[0].type, 2);
     }
-    CHECK_EQ_I(rp ? nx_replay_next(rp, evs, 4, T_NOW_MS) : -1, 0);
-    nx_replay_close(rp);
-    CHECK(nx_replay_open(cfg, codec, "/nonexistent.csv", err, sizeof err) == NULL);
+    CHECK_EQ_I(src ? nx_replay_source_next(src, evs, 4, T_NOW_MS) : -1, 0);
+    nx_replay_source_close(src);
+    CHECK(nx_replay_source_open(cfg, codec, "/nonexistent.csv", err, sizeof err) == NULL);
     nx_codec_destroy(codec);
 }
 
@@ -633,6 +867,8 @@ int main(void) {
     test_ocf_snappy_crc();
     test_ocf_from_avro_c();
     test_ocf_corrupt_block();
+    test_ocf_unknown_loss();
+    test_not_ocf_nor_csv();
     test_csv_taobao();
     test_csv_rees46();
     test_csv_edges();
