@@ -178,6 +178,10 @@ nx_config_t *nx_config_new_defaults(void);
  * errstr. Caller frees with nx_config_destroy(). */
 nx_config_t *nx_config_load(const char *path, char *errstr, size_t errstr_size);
 
+/* The nextactd.conf(5) manual page (troff) from the same table, so the page
+ * and the daemon cannot disagree. */
+void nx_config_man(FILE *out, const char *version);
+
 /* Writes the effective configuration in libconfig syntax; with comments=1,
  * each key is preceded by its help text, default and range. */
 void nx_config_dump(const nx_config_t *cfg, FILE *out, int comments);

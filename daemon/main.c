@@ -30,6 +30,7 @@ static void usage(FILE *out) {
           "       nextactd --check-config CONF      validate CONF (exit 0, or 78 with FILE:LINE)\n"
           "       nextactd --dump-config [-c CONF] [--comments]\n"
           "                                         print the effective configuration\n"
+          "       nextactd --man-config             print the nextactd.conf(5) manual page\n"
           "       nextactd --help | --version\n",
           out);
 }
@@ -73,7 +74,7 @@ static void blas_reexec(char **argv) {
 }
 
 int main(int argc, char **argv) {
-    enum { OPT_CHECK = 256, OPT_DUMP, OPT_COMMENTS, OPT_FEATURES };
+    enum { OPT_CHECK = 256, OPT_DUMP, OPT_COMMENTS, OPT_FEATURES, OPT_MAN };
     if (argc > 1 && argv[1][0] != '-') {
         const char *cmd = argv[1];
         if (strcmp(cmd, "run") == 0 || strcmp(cmd, "demo") == 0 || strcmp(cmd, "replay") == 0)
@@ -96,6 +97,7 @@ int main(int argc, char **argv) {
         {"dump-config", no_argument, NULL, OPT_DUMP},
         {"comments", no_argument, NULL, OPT_COMMENTS},
         {"features", no_argument, NULL, OPT_FEATURES},
+        {"man-config", no_argument, NULL, OPT_MAN},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -121,6 +123,10 @@ int main(int argc, char **argv) {
         case OPT_FEATURES:
             features = 1;
             break;
+        case OPT_MAN:
+            /* nextactd.conf(5), generated at build time from the table */
+            nx_config_man(stdout, NX_VERSION);
+            return 0;
         case 'h':
             usage(stdout);
             return 0;

@@ -6,7 +6,8 @@
  * - `systemd-analyze security --offline=true` rates it 1.5 or lower ("OK");
  * - the unit has what operations rely on (Type=notify, WatchdogSec, ...);
  * - `cmake --install` with DESTDIR puts binary, unit, configuration and
- *   schemas in their places.
+ *   schemas in their places (the configuration under the prefix, in /etc
+ *   for the /usr prefix), the unit naming them.
  * Without systemd-analyze the first two are skipped (reported).
  *
  * usage: test_ops_systemd BUILD_DIR NEXTACTD UNIT PREFIX
@@ -82,7 +83,9 @@ int main(int argc, char **argv) {
              local);
     CHECK_INT(system(cmd), 0);
     if (system("command -v systemd-analyze >/dev/null 2>&1") == 0) {
-        snprintf(cmd, sizeof cmd, "systemd-analyze verify '%s' 2>&1", local);
+        /* Documentation=man:... pages: the build's man directory */
+        snprintf(cmd, sizeof cmd, "MANPATH='%s/man' systemd-analyze verify '%s' 2>&1", build,
+                 local);
         int rc = run(cmd, out, sizeof out);
         CHECK_INT(rc, 0);
         CHECK_INT(strlen(out), 0); /* clean: not a single warning */
@@ -112,13 +115,15 @@ int main(int argc, char **argv) {
     snprintf(pre, sizeof pre, "%s%s", root, prefix);
     CHECK(exists(pre, "bin/nextactd"));
     CHECK(exists(pre, "lib/systemd/system/nextactd.service"));
-    CHECK(exists(root, "etc/nextactd/nextactd.conf"));
-    CHECK(exists(root, "etc/nextactd/schemas/event.avsc"));
-    CHECK(exists(root, "etc/nextactd/schemas/prediction.avsc"));
+    /* the configuration under the prefix (/etc only for the /usr prefix) */
+    int usr = strcmp(prefix, "/usr") == 0;
+    CHECK(exists(usr ? root : pre, "etc/nextactd/nextactd.conf"));
+    CHECK(exists(usr ? root : pre, "etc/nextactd/schemas/event.avsc"));
+    CHECK(exists(usr ? root : pre, "etc/nextactd/schemas/prediction.avsc"));
     /* the installed unit runs the installed binary on the installed file */
     snprintf(cmd, sizeof cmd, "%s/lib/systemd/system/nextactd.service", pre);
-    snprintf(exec, sizeof exec, "ExecStart=%s/bin/nextactd run -c /etc/nextactd/nextactd.conf",
-             prefix);
+    snprintf(exec, sizeof exec, "ExecStart=%s/bin/nextactd run -c %s/etc/nextactd/nextactd.conf",
+             prefix, usr ? "" : prefix);
     CHECK_STR_HAS(slurp(cmd), exec);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK_INT(system(cmd), 0);
