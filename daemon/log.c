@@ -2,6 +2,8 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -48,11 +50,47 @@ int64_t nx_now_wall_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* How a line starts, decided at the first line: on a terminal (and not
+ * under journald, whose JOURNAL_STREAM names the stream stderr is) the local
+ * time to the millisecond and the level's name, for a person reading it;
+ * anywhere else the syslog prefix, which journald turns back into the
+ * level and tests and log shippers match on. */
+enum { STYLE_UNKNOWN, STYLE_PREFIX, STYLE_TERMINAL };
+static _Atomic int log_style = STYLE_UNKNOWN;
+
+static int journal_stderr(void) {
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat sb;
+    return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &sb) == 0 &&
+           (unsigned long long)sb.st_dev == dev && (unsigned long long)sb.st_ino == ino;
+}
+
+static int style(void) {
+    int st = atomic_load(&log_style);
+    if (st == STYLE_UNKNOWN) {
+        st = isatty(STDERR_FILENO) && !journal_stderr() ? STYLE_TERMINAL : STYLE_PREFIX;
+        atomic_store(&log_style, st);
+    }
+    return st;
+}
+
+static int line_start(char *line, size_t size, int level) {
+    if (style() == STYLE_PREFIX)
+        return snprintf(line, size, "<%d>", level);
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    localtime_r(&ts.tv_sec, &tm);
+    return snprintf(line, size, "%02d:%02d:%02d.%03ld %-7s ", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                    ts.tv_nsec / 1000000, nx_log_level_name(level));
+}
+
 static void log_write(int level, const char *suffix, const char *fmt, va_list ap) {
     /* One buffer, one write(2): concurrent lines never interleave. Long
      * lines are cut at 1 KiB, which no message of ours reaches. */
     char line[1024];
-    int n = snprintf(line, sizeof line, "<%d>", level);
+    int n = line_start(line, sizeof line, level);
     int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2)

@@ -1,7 +1,9 @@
 /*
  * log.h: logging to stderr with syslog priority prefixes ("<3>" ...), which
- * journald turns back into levels (sd-daemon(3)). One line per call, written
- * with a single write(2) so lines from librdkafka's threads do not interleave.
+ * journald turns back into levels (sd-daemon(3)); on a terminal (not under
+ * journald) lines start with the local time and the level's name instead.
+ * One line per call, written with a single write(2) so lines from
+ * librdkafka's threads do not interleave.
  *
  * Rate limiting: nx_log_rl() keeps a per-call-site budget (NX_LOG_RL_BURST
  * lines per NX_LOG_RL_PERIOD_MS); lines over budget are counted and the count
