@@ -11,18 +11,9 @@
 #include <time.h>
 
 #include "half.h"
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
-#include <immintrin.h>
-#define NX_HAVE_F16C 1
-#endif
 #include "norm.h"
 #include "siphash.h"
-
-/* Huge page size: the slab and bucket arrays ask for transparent huge
- * pages. At 10M users (2.4 GB) with 4 KB pages nearly every record access
- * also missed the TLB and walked the page tables. */
-#define NX_HUGE_PAGE (2u << 20)
+#include "store_int.h"
 
 /* Slab memory given back by nx_store_trim keeps this many spare records. */
 #define NX_SLAB_SPARE 4096u
@@ -93,123 +84,11 @@ _Static_assert(NX_AHEAD_BUCKET < NX_RING && NX_AHEAD_CHAIN < NX_AHEAD_LIST &&
  * get half of themselves as margin. */
 #define NX_MAINT_MARGIN_US 100
 
-/* Decayed counters per user at most: per window, one per type and one value. */
-#define NX_COUNTERS_MAX (NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1))
-
 /* Stream tags: "NXU3" whole store, "NXP3" one partition (version 2: the
  * header carries n_scores; 3: records hold cart count, category run and
  * item view counts). */
 #define NX_STORE_MAGIC 0x3355584eu
 #define NX_PART_MAGIC  0x3350584eu
-
-#define NX_NEVER INT64_MIN /* last_type[] of a type never seen */
-
-#define NX_F_PENDING 1u /* flags: holds a pending example */
-/* flags: the pending example was made by the current update batch and
- * awaits its scores; until nx_store_set_scores, score slot 0 holds the index
- * of the event that made it (< NX_STORE_SCORE_MEMO = 65536: fits 16 bits). */
-#define NX_F_FRESH 2u
-_Static_assert(NX_STORE_SCORE_MEMO <= 65536, "event index must fit a 16-bit score slot");
-
-/* The fixed head of a user record; the variable tail follows at offsets
- * computed from the params (see nx_store_new). */
-typedef struct nx_user {
-    uint64_t hash;      /* keyed SipHash of the user id */
-    int64_t clock;      /* latest event time seen, ms (= pending time) */
-    int64_t sess_start; /* first event time of the session, ms */
-    uint32_t chain;     /* next record in the bucket chain, index+1, 0 = end */
-    uint32_t lprev;     /* expiry list neighbours, index+1, 0 = none */
-    uint32_t lnext;
-    int32_t partition; /* input partition of the latest event */
-    uint32_t sess_fp;  /* session id fingerprint, 0 = none (gap rule) */
-    uint32_t cat_fp;   /* category fingerprint of the session's latest event, 0 = none */
-    uint16_t sess_len; /* events in the session (saturating) */
-    uint8_t sess_rev;  /* item revisits in the session (saturating) */
-    uint8_t flags;     /* NX_F_* */
-    uint8_t n_items;   /* entries used in the recent items ring */
-    uint8_t n_cats;    /* entries used in the recent categories ring */
-    uint8_t carts;     /* cart adds in the session since its last purchase (saturating) */
-    uint8_t cat_run;   /* events in a row in category cat_fp in the session (saturating) */
-} nx_user_t;
-_Static_assert(sizeof(nx_user_t) == 56, "the record head packs into 56 bytes");
-
-struct nx_store {
-    nx_store_params_t p;
-    uint8_t key[NX_SIPHASH_KEY_LEN];
-
-    /* schema */
-    size_t dim;
-    char (*names)[NX_STORE_FEATURE_NAME_MAX]; /* (dim) */
-    uint64_t schema_hash;
-    float inv_window_ms[NX_STORE_MAX_WINDOWS]; /* 1/length per window, 0 unused */
-    float q_sin[96], q_cos[96];   /* sin, cos of each quarter hour's start (angle of a day) */
-    float dow_sin[7], dow_cos[7]; /* of each weekday (angle of a week) */
-    float log1p_u8[256];          /* log1p(n) of the 8-bit counters (carts, session revisits) */
-    /* The decayed counters (counts then values, NX_COUNTERS_MAX floats at
-     * most) are updated 4 at a time when their number is a multiple of 4
-     * (the defaults: 3 windows x (3 types + value) = 12): per lane its
-     * window, the increment of an event of type t, and the value lanes
-     * (mask). */
-    int vec_counters; /* 1: the vector path applies */
-    int layout333;    /* the default layout: 3 types, 3 windows, every family (featurize_333) */
-    uint8_t lane_win[NX_COUNTERS_MAX];                   /* window of lane k */
-    float lane_inc[NX_EVENT_MAX_TYPES][NX_COUNTERS_MAX]; /* 1 on type t's count lanes */
-    int32_t lane_val[NX_COUNTERS_MAX];                   /* all ones on the value lanes */
-    int64_t max_window_ms;
-
-    /* record layout */
-    size_t rec_size;
-    size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend, off_score, off_views;
-
-    /* The last update's batch, for nx_store_set_scores (arrays allocated
-     * only when n_scores > 0; entries for its first NX_STORE_SCORE_MEMO
-     * events / resolved rows). */
-    const nx_event_t *memo_ev; /* the last update's ev */
-    size_t memo_n;             /* its n */
-    int memo_open;             /* 1: users may carry NX_F_FRESH from that batch */
-    uint64_t *memo_hash;       /* (MEMO) user hash per event */
-    uint32_t *memo_idx;        /* (MEMO) slab index per event, UINT32_MAX = not applied */
-    int32_t *memo_maker;   /* (MEMO) per resolved row: event of this batch that made it, or -1 */
-    float *memo_res_score; /* the caller's resolved->score (may be NULL) */
-    size_t memo_res_n;     /* rows resolved by that update */
-
-    /* slab */
-    char *slab;        /* max_users records of virtual memory, touched on use */
-    size_t slab_bytes; /* mapped length */
-    uint32_t n_users;
-
-    /* table: bk[0] the main array; bk[1] the new one during a grow */
-    uint32_t *bk[2];
-    uint64_t mask[2];
-    int64_t rehash_idx; /* next bk[0] bucket to move; -1 = no grow */
-
-    /* the next bucket array while a thread of its own faults it in, before
-     * the grow starts (see maybe_grow) */
-    uint32_t *pre;       /* NULL = none */
-    uint64_t pre_mask;   /* its bucket count - 1 */
-    pthread_t pf_thread; /* the populating thread, while pf_running */
-    int pf_running;      /* 1: pf_thread is to be joined */
-    atomic_int pf_done;  /* set by pf_thread when the array is in */
-    void *pf_addr;       /* what pf_thread populates (read-only to it) */
-    size_t pf_len;
-
-    /* the bucket array a finished grow left behind, unmapped in slices by
-     * nx_store_maintain (whole, it took 1.3 ms at 10M users) */
-    char *dead;      /* NULL = none */
-    size_t dead_len; /* bytes still mapped from dead */
-
-    /* expiry order of pending examples */
-    uint32_t lhead, ltail; /* index+1 */
-
-    nx_norm_t *norm;
-    float *raw; /* (dim) scratch for the raw vector */
-    uint64_t rng;
-    int64_t ttl_cursor; /* next slab index the TTL scan visits (downwards) */
-
-    int f16c; /* the CPU converts fp16 in hardware (same results, RNE): 1 F16C, 2 AVX-512 */
-
-    nx_store_stats_t st;
-};
 
 /* --- small helpers ------------------------------------------------------ */
 
@@ -221,34 +100,6 @@ static uint64_t splitmix64(uint64_t *s) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
-}
-
-static inline nx_user_t *rec(const nx_store_t *store, uint32_t i) {
-    return (nx_user_t *)(store->slab + (size_t)i * store->rec_size);
-}
-static inline int64_t *u_last(const nx_store_t *store, nx_user_t *u) {
-    return (int64_t *)((char *)u + store->off_last);
-}
-static inline float *u_cnt(const nx_store_t *store, nx_user_t *u) {
-    return (float *)((char *)u + store->off_cnt);
-}
-static inline float *u_val(const nx_store_t *store, nx_user_t *u) {
-    return (float *)((char *)u + store->off_val);
-}
-static inline uint32_t *u_items(const nx_store_t *store, nx_user_t *u) {
-    return (uint32_t *)((char *)u + store->off_items);
-}
-static inline uint32_t *u_cats(const nx_store_t *store, nx_user_t *u) {
-    return (uint32_t *)((char *)u + store->off_cats);
-}
-static inline uint16_t *u_pend(const nx_store_t *store, nx_user_t *u) {
-    return (uint16_t *)((char *)u + store->off_pend);
-}
-static inline uint16_t *u_score(const nx_store_t *store, nx_user_t *u) {
-    return (uint16_t *)((char *)u + store->off_score);
-}
-static inline uint8_t *u_views(const nx_store_t *store, nx_user_t *u) {
-    return (uint8_t *)((char *)u + store->off_views);
 }
 
 /* 32-bit fingerprint of an item/category/session hash, never 0. */
@@ -537,19 +388,7 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
             goto oom;
     }
     store->rng = p->seed;
-#ifdef NX_HAVE_F16C
-    {
-        /* F16C from CPUID leaf 1 (ECX bit 29): clang 14's
-         * __builtin_cpu_supports does not know "f16c"; "avx" also checks
-         * that the OS saves the YMM state */
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        store->f16c =
-            __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
-        if (store->f16c && __builtin_cpu_supports("avx512f") &&
-            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-            store->f16c = 2;
-    }
-#endif
+    store->half_isa = nx_half_isa();
     store->st.record_bytes = store->rec_size;
     return store;
 oom:
@@ -581,49 +420,6 @@ void nx_store_destroy(nx_store_t *store) {
 }
 
 /* --- hash table ----------------------------------------------------------- */
-
-/* The bucket head that holds (or would hold) hash h. */
-static inline uint32_t *bucket_of(const nx_store_t *store, uint64_t h) {
-    uint64_t b = h & store->mask[0];
-    if (store->rehash_idx >= 0 && b < (uint64_t)store->rehash_idx)
-        return &store->bk[1][h & store->mask[1]];
-    return &store->bk[0][b];
-}
-
-static inline uint32_t find(const nx_store_t *store, uint64_t h) {
-    uint32_t i = *bucket_of(store, h);
-    while (i) {
-        nx_user_t *u = rec(store, i - 1);
-        if (u->hash == h)
-            return i - 1;
-        i = u->chain;
-    }
-    return UINT32_MAX;
-}
-
-/* find(), moving the record found to the front of its chain: the
- * update pipeline prefetches the first record of a chain (the next link is
- * not known until that one arrives), so active users should be there. With
- * it, 6% of lookups at 10M users (Zipf, load 0.6) still find their user
- * further down. Chain order is not state: saves clear the links, and
- * lookups give the same answers in any order. */
-static inline uint32_t find_front(nx_store_t *store, uint64_t h) {
-    uint32_t *head = bucket_of(store, h), *link = head, i = *head;
-    while (i) {
-        nx_user_t *u = rec(store, i - 1);
-        if (u->hash == h) {
-            if (link != head) {
-                *link = u->chain;
-                u->chain = *head;
-                *head = i;
-            }
-            return i - 1;
-        }
-        link = &u->chain;
-        i = *link;
-    }
-    return UINT32_MAX;
-}
 
 /* Hands a finished grow's old bucket array to nx_store_maintain, which
  * unmaps it in slices. Grows are 2x apart, so a second one finishing before
@@ -1187,99 +983,10 @@ static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *e
     }
 }
 
-/* fp16 conversion of a vector. The F16C instructions round to nearest even
- * like nx_half_from_float, so both paths give identical bits (checked by the
- * tests, which compare against the portable conversion). */
-#ifdef NX_HAVE_F16C
-/* n >= 4. The last n % 8 values are converted by one conversion of the last
- * 8 (or 4) values, overlapping values already done (same results, written
- * twice): padded copies through memcpy calls here were ~4% of an update.
- * n < 4 takes the portable path. */
-__attribute__((target("avx,f16c"))) static void enc_f16c(const float *x, uint16_t *h, size_t n) {
-    if (n < 8) { /* 4..7: the first 4 and the last 4 */
-        _mm_storel_epi64((__m128i *)h, _mm_cvtps_ph(_mm_loadu_ps(x), _MM_FROUND_TO_NEAREST_INT));
-        _mm_storel_epi64((__m128i *)(h + n - 4),
-                         _mm_cvtps_ph(_mm_loadu_ps(x + n - 4), _MM_FROUND_TO_NEAREST_INT));
-        return;
-    }
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(h + i),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    if (i < n)
-        _mm_storeu_si128((__m128i *)(h + n - 8),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(x + n - 8), _MM_FROUND_TO_NEAREST_INT));
-}
-__attribute__((target("avx,f16c"))) static void dec_f16c(const uint16_t *h, float *x, size_t n) {
-    if (n < 8) {
-        _mm_storeu_ps(x, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)h)));
-        _mm_storeu_ps(x + n - 4, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(h + n - 4))));
-        return;
-    }
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
-    if (i < n)
-        _mm256_storeu_ps(x + n - 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + n - 8))));
-}
-
-/* AVX-512 (F, BW, VL): 16 values an instruction, the tail by a lane mask
- * instead of overlapping vectors; the same conversion, the same bits. */
-#define NX_AVX512_FBWVL __attribute__((target("avx512f,avx512bw,avx512vl")))
-NX_AVX512_FBWVL static void enc_avx512(const float *x, uint16_t *h, size_t n) {
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        __m256i v = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), _MM_FROUND_TO_NEAREST_INT);
-        _mm256_mask_storeu_epi16(h + i, m, v);
-    }
-}
-NX_AVX512_FBWVL static void dec_avx512(const uint16_t *h, float *x, size_t n) {
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(x + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h + i)));
-    }
-}
-#endif
-
-/* n values to fp16 (the pending vector: dim; scores: n_scores). */
-static void half_encode(const nx_store_t *store, const float *x, uint16_t *h, size_t n) {
-#ifdef NX_HAVE_F16C
-    if (store->f16c == 2) {
-        enc_avx512(x, h, n);
-        return;
-    }
-    if (store->f16c && n >= 4) {
-        enc_f16c(x, h, n);
-        return;
-    }
-#else
-    (void)store;
-#endif
-    for (size_t i = 0; i < n; i++)
-        h[i] = nx_half_from_float(x[i]);
-}
-
-static void half_decode(const nx_store_t *store, const uint16_t *h, float *x, size_t n) {
-#ifdef NX_HAVE_F16C
-    if (store->f16c == 2) {
-        dec_avx512(h, x, n);
-        return;
-    }
-    if (store->f16c && n >= 4) {
-        dec_f16c(h, x, n);
-        return;
-    }
-#else
-    (void)store;
-#endif
-    for (size_t i = 0; i < n; i++)
-        x[i] = nx_half_to_float(h[i]);
-}
-
 static void emit_example(const nx_store_t *store, nx_user_t *u, int32_t label, nx_examples_t *ex) {
     size_t r = ex->n++;
     float *x = ex->x + r * store->dim;
-    half_decode(store, u_pend(store, u), x, store->dim);
+    nx_half_decode(store->half_isa, u_pend(store, u), x, store->dim);
     ex->label[r] = label;
     ex->ts_ms[r] = u->clock;
     if (ex->user)
@@ -1293,7 +1000,7 @@ static void emit_example(const nx_store_t *store, nx_user_t *u, int32_t label, n
             for (int k = 0; k < store->p.n_scores; k++)
                 out[k] = 0.0f;
         else
-            half_decode(store, u_score(store, u), out, (size_t)store->p.n_scores);
+            nx_half_decode(store->half_isa, u_score(store, u), out, (size_t)store->p.n_scores);
     }
 }
 
@@ -1493,7 +1200,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
         nx_norm_step(store->norm, raw, xrow);
     }
     if (ev->ts_ms == u->clock && !(u->flags & NX_F_PENDING)) {
-        half_encode(store, xrow, u_pend(store, u), store->dim);
+        nx_half_encode(store->half_isa, xrow, u_pend(store, u), store->dim);
         /* 0 = no scores until nx_store_set_scores gives them */
         uint16_t *sc = u_score(store, u);
         memset(sc, 0, sizeof(uint16_t) * (size_t)p->n_scores);
@@ -1680,7 +1387,7 @@ void nx_store_set_scores(nx_store_t *store, const nx_event_t *ev, size_t n, cons
             if (!(u->flags & NX_F_PENDING) || (u->flags & NX_F_FRESH) || u->clock != ev[i].ts_ms)
                 continue;
         }
-        half_encode(store, scores + i * (size_t)k, u_score(store, u), (size_t)k);
+        nx_half_encode(store->half_isa, scores + i * (size_t)k, u_score(store, u), (size_t)k);
     }
     /* Examples the same batch made and resolved: their scores were unknown
      * at update time; give them now (fp16 round trip, like every other). */
