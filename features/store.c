@@ -3,33 +3,13 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <time.h>
 
 #include "half.h"
 #include "norm.h"
 #include "siphash.h"
 #include "store_int.h"
-
-/* Slab memory given back by nx_store_trim keeps this many spare records. */
-#define NX_SLAB_SPARE 4096u
-
-/* Initial bucket count (power of two); the table doubles at load 1. */
-#define NX_INIT_BUCKETS 1024u
-
-/* Buckets moved per insert while a grow is under way: 2 > 1 so a grow of a
- * table of S buckets completes within S/2 inserts, before the new table
- * (2S buckets) reaches load 1 again. */
-#define NX_REHASH_PER_INSERT 2
-
-/* Users sampled per eviction: the least recently active of 5 random users,
- * as Redis' approximated LRU (maxmemory-samples 5): O(1) per eviction, no
- * per-user list links, and in practice close to true LRU. */
-#define NX_EVICT_SAMPLES 5
 
 /* Software pipeline of nx_store_update: while event i is applied, event
  * i + NX_AHEAD_BUCKET is hashed and its bucket head prefetched, event
@@ -61,21 +41,8 @@ _Static_assert(NX_AHEAD_BUCKET < NX_RING && NX_AHEAD_CHAIN < NX_AHEAD_LIST &&
                    NX_AHEAD_LIST < NX_AHEAD_RECORD && NX_AHEAD_RECORD < NX_AHEAD_BUCKET,
                "pipeline stages in order, within the ring");
 
-/* A finished grow's old bucket array is unmapped this many bytes at a time
- * between clock checks: munmap of touched 4 KB pages cost ~40 us per MB
- * here when quiet but 80-105 us per MB with other processes on the cores,
- * more than the margin below (32 MB at 10M users: 1.3 ms in one piece);
- * 256 KB slices take ~25 us. Huge-page backed (see rehash_steps): ~17 us
- * per MB. */
-#define NX_RELEASE_CHUNK (256u << 10)
-
 /* The time of day is looked up by quarter hour (96 a day; ms). */
 #define NX_QUARTER_MS 900000
-
-/* Maintenance checks the clock every this many steps: a step costs up to
- * ~1 us (a removal touches ~5 random records), so the budget is overrun by
- * at most ~16 us; clock_gettime (vDSO, ~20 ns) every 16 steps is noise. */
-#define NX_MAINT_CHECK 16
 
 /* Maintenance stops this long before its budget ends: the longest slice
  * between clock checks (256 KB unmapped, ~25 us; 16 removals, ~16 us) must
@@ -92,45 +59,9 @@ _Static_assert(NX_AHEAD_BUCKET < NX_RING && NX_AHEAD_CHAIN < NX_AHEAD_LIST &&
 
 /* --- small helpers ------------------------------------------------------ */
 
-static int join_populate(nx_store_t *store, int wait);
-static void drop_prefault(nx_store_t *store);
-
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* 32-bit fingerprint of an item/category/session hash, never 0. */
 static inline uint32_t fp32(uint64_t h) {
     return (uint32_t)(h ^ (h >> 32)) | 1u;
-}
-
-/* Anonymous zeroed memory of len bytes, or NULL. huge: ask for transparent
- * huge pages (advice only). The slab does; a bucket array does not while a
- * grow fills it: faulting in (zeroing) a 2 MB page takes 0.3-0.4 ms here,
- * and such faults inside rehash steps made maintenance ticks take 5-35 ms
- * at 10M users. It gets the advice once the grow is done (see
- * rehash_steps). */
-static void *map_zeroed(size_t len, int huge) {
-    void *p =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    if (huge && len >= NX_HUGE_PAGE)
-        madvise(p, len, MADV_HUGEPAGE);
-    return p;
-}
-
-static void unmap(void *p, size_t len) {
-    munmap(p, len);
-}
-
-static int64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void fmt_dur(char *buf, size_t size, int64_t ms) {
@@ -367,18 +298,11 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     off += (size_t)p->recent_items;
     store->rec_size = align8(off);
 
-    /* The slab reserves address space for max_users records at once
-     * (MAP_NORESERVE: no memory is committed until a page is touched), so
-     * records never move and inserts never allocate. */
-    store->slab_bytes = (size_t)p->max_users * store->rec_size;
-    store->slab_bytes = (store->slab_bytes + NX_HUGE_PAGE - 1) / NX_HUGE_PAGE * NX_HUGE_PAGE;
-    store->slab = map_zeroed(store->slab_bytes, 1);
-    store->bk[0] = map_zeroed(NX_INIT_BUCKETS * sizeof(uint32_t), 0);
-    store->mask[0] = NX_INIT_BUCKETS - 1;
-    store->rehash_idx = -1;
+    if (nx_table_init(store))
+        goto oom;
     store->norm = nx_norm_new(store->dim, p->clip);
     store->raw = calloc(store->dim, sizeof *store->raw);
-    if (!store->slab || !store->bk[0] || !store->norm || !store->raw)
+    if (!store->norm || !store->raw)
         goto oom;
     if (p->n_scores > 0) {
         store->memo_hash = malloc(NX_STORE_SCORE_MEMO * sizeof *store->memo_hash);
@@ -406,278 +330,9 @@ void nx_store_destroy(nx_store_t *store) {
     free(store->memo_hash);
     free(store->raw);
     nx_norm_destroy(store->norm);
-    if (store->dead)
-        unmap(store->dead, store->dead_len);
-    drop_prefault(store);
-    if (store->bk[1])
-        unmap(store->bk[1], (store->mask[1] + 1) * sizeof(uint32_t));
-    if (store->bk[0])
-        unmap(store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
-    if (store->slab)
-        unmap(store->slab, store->slab_bytes);
+    nx_table_free(store);
     free(store->names);
     free(store);
-}
-
-/* --- hash table ----------------------------------------------------------- */
-
-/* Hands a finished grow's old bucket array to nx_store_maintain, which
- * unmaps it in slices. Grows are 2x apart, so a second one finishing before
- * the first is released means maintenance is not running: then the older
- * one goes at once. */
-static void retire(nx_store_t *store, void *p, size_t len) {
-    if (store->dead)
-        unmap(store->dead, store->dead_len);
-    store->dead = p;
-    store->dead_len = len;
-}
-
-/* Unmaps up to NX_RELEASE_CHUNK bytes of the retired bucket array, from its
- * end (the mapping shrinks; its start stays the address to unmap). */
-static void release_step(nx_store_t *store) {
-    size_t n = store->dead_len < NX_RELEASE_CHUNK ? store->dead_len : NX_RELEASE_CHUNK;
-    store->dead_len -= n;
-    unmap(store->dead + store->dead_len, n);
-    if (store->dead_len == 0)
-        store->dead = NULL;
-}
-
-static void rehash_steps(nx_store_t *store, int n) {
-    int empty_visits = n * 10; /* as Redis: bound the walk over empty buckets */
-    while (store->rehash_idx >= 0 && n > 0) {
-        if ((uint64_t)store->rehash_idx > store->mask[0]) {
-            retire(store, store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
-            store->bk[0] = store->bk[1];
-            store->mask[0] = store->mask[1];
-            store->bk[1] = NULL;
-            store->rehash_idx = -1;
-            return;
-        }
-        uint32_t i = store->bk[0][store->rehash_idx];
-        if (!i && --empty_visits > 0) {
-            store->rehash_idx++;
-            continue;
-        }
-        while (i) {
-            nx_user_t *u = rec(store, i - 1);
-            uint32_t next = u->chain;
-            uint32_t *head = &store->bk[1][u->hash & store->mask[1]];
-            u->chain = *head;
-            *head = i;
-            i = next;
-        }
-        store->bk[0][store->rehash_idx++] = 0;
-        n--;
-        if (empty_visits <= 0)
-            return;
-    }
-}
-
-static void start_rehash(nx_store_t *store, uint32_t *bk, uint64_t mask) {
-    store->bk[1] = bk;
-    store->mask[1] = mask;
-    store->rehash_idx = 0;
-}
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
-
-/* Faults in (populates; writes nothing) the new bucket array. Without
- * MADV_POPULATE_WRITE (Linux < 5.14) the array falls back to 4 KB pages,
- * faulted in by the moves as before. */
-static void *populate_main(void *arg) {
-    nx_store_t *store = arg;
-    if (madvise(store->pf_addr, store->pf_len, MADV_POPULATE_WRITE) != 0)
-        madvise(store->pf_addr, store->pf_len, MADV_NOHUGEPAGE);
-    atomic_store_explicit(&store->pf_done, 1, memory_order_release);
-    return NULL;
-}
-
-/* Joins the populating thread; wait = 0: only if it is done. 1 if joined
- * (or none was running). */
-static int join_populate(nx_store_t *store, int wait) {
-    if (!store->pf_running)
-        return 1;
-    if (!wait && !atomic_load_explicit(&store->pf_done, memory_order_acquire))
-        return 0;
-    pthread_join(store->pf_thread, NULL);
-    store->pf_running = 0;
-    return 1;
-}
-
-/* The grow starts with the prefaulted array. */
-/* Waits for the populating thread and unmaps the array it was filling. */
-static void drop_prefault(nx_store_t *store) {
-    join_populate(store, 1);
-    if (store->pre) {
-        unmap(store->pre, (store->pre_mask + 1) * sizeof(uint32_t));
-        store->pre = NULL;
-    }
-}
-
-static void finish_prefault(nx_store_t *store) {
-    start_rehash(store, store->pre, store->pre_mask);
-    store->pre = NULL;
-}
-
-/* At load 1 the table doubles. A bucket array of at least a huge page gets
- * huge pages: every lookup reads a random bucket, and at 10M users (64 MB
- * of buckets) in 4 KB pages nearly every one also missed the TLB;
- * khugepaged had not collapsed the array here after 90 s. Faulting in
- * (zeroing) a 2 MB page takes 0.3-0.4 ms, and 2.8 ms in this VM, whose host
- * backs fresh guest memory lazily: too long for a maintenance tick or an
- * update. So a thread of the store's faults the new array in
- * (MADV_POPULATE_WRITE) while the old one serves, and the moves start once
- * it is in (checked here and by nx_store_maintain). Should the table reach
- * load 1.5 first, the grow starts anyway: populate writes no data, and the
- * kernel orders the two threads' faults. */
-static void maybe_grow(nx_store_t *store) {
-    if (store->rehash_idx >= 0 || store->n_users <= store->mask[0] + 1)
-        return;
-    if (store->pre) {
-        if (atomic_load_explicit(&store->pf_done, memory_order_acquire) ||
-            store->n_users > (store->mask[0] + 1) + (store->mask[0] + 1) / 2)
-            finish_prefault(store);
-        join_populate(store, 0);
-        return;
-    }
-    join_populate(store, 1); /* the last grow's thread, should it still run */
-    uint64_t size = (store->mask[0] + 1) * 2;
-    size_t len = size * sizeof(uint32_t);
-    /* A fresh mapping is zero pages, faulted in lazily: O(1), no copy. On
-     * failure the table just runs at a higher load. */
-    uint32_t *bk = map_zeroed(len, len >= NX_HUGE_PAGE);
-    if (!bk)
-        return;
-    if (len >= NX_HUGE_PAGE) {
-        store->pf_addr = bk;
-        store->pf_len = len;
-        atomic_store_explicit(&store->pf_done, 0, memory_order_relaxed);
-        if (pthread_create(&store->pf_thread, NULL, populate_main, store) == 0) {
-            store->pf_running = 1;
-            store->pre = bk;
-            store->pre_mask = size - 1;
-            return;
-        }
-        madvise(bk, len, MADV_NOHUGEPAGE); /* no thread: 4 KB pages, as before */
-    }
-    start_rehash(store, bk, size - 1);
-}
-
-/* Replaces the link that points at old (index+1) in h's chain by new. */
-static void relink_chain(nx_store_t *store, uint64_t h, uint32_t old, uint32_t new) {
-    uint32_t *link = bucket_of(store, h);
-    while (*link != old)
-        link = &rec(store, *link - 1)->chain;
-    *link = new;
-}
-
-/* --- expiry list ---------------------------------------------------------- */
-
-static void list_append(nx_store_t *store, uint32_t idx) {
-    nx_user_t *u = rec(store, idx);
-    u->lprev = store->ltail;
-    u->lnext = 0;
-    if (store->ltail)
-        rec(store, store->ltail - 1)->lnext = idx + 1;
-    else
-        store->lhead = idx + 1;
-    store->ltail = idx + 1;
-    u->flags |= NX_F_PENDING;
-    store->st.pending++;
-}
-
-static void list_unlink(nx_store_t *store, uint32_t idx) {
-    nx_user_t *u = rec(store, idx);
-    if (u->lprev)
-        rec(store, u->lprev - 1)->lnext = u->lnext;
-    else
-        store->lhead = u->lnext;
-    if (u->lnext)
-        rec(store, u->lnext - 1)->lprev = u->lprev;
-    else
-        store->ltail = u->lprev;
-    u->lprev = u->lnext = 0;
-    u->flags &= (uint8_t)~NX_F_PENDING;
-    store->st.pending--;
-}
-
-/* --- slab ------------------------------------------------------------------- */
-
-/* Appends a zeroed record for h and links it into the table. Returns its
- * index, or UINT32_MAX if the slab is full (max_users). */
-static uint32_t slab_insert(nx_store_t *store, uint64_t h) {
-    uint32_t idx = store->n_users;
-    if (idx >= store->p.max_users)
-        return UINT32_MAX;
-    store->n_users++;
-    nx_user_t *u = rec(store, idx);
-    memset(u, 0, store->rec_size);
-    u->hash = h;
-    uint32_t *head = bucket_of(store, h);
-    u->chain = *head;
-    *head = idx + 1;
-    if (store->rehash_idx >= 0)
-        rehash_steps(store, NX_REHASH_PER_INSERT);
-    else
-        maybe_grow(store);
-    return idx;
-}
-
-/* Removes record idx: unlinks it, moves the last record into the hole. */
-static void slab_remove(nx_store_t *store, uint32_t idx) {
-    nx_user_t *u = rec(store, idx);
-    relink_chain(store, u->hash, idx + 1, u->chain);
-    if (u->flags & NX_F_PENDING)
-        list_unlink(store, idx);
-    uint32_t last = store->n_users - 1;
-    if (idx != last) {
-        nx_user_t *m = rec(store, last);
-        relink_chain(store, m->hash, last + 1, idx + 1);
-        if (m->flags & NX_F_PENDING) {
-            if (m->lprev)
-                rec(store, m->lprev - 1)->lnext = idx + 1;
-            else
-                store->lhead = idx + 1;
-            if (m->lnext)
-                rec(store, m->lnext - 1)->lprev = idx + 1;
-            else
-                store->ltail = idx + 1;
-        }
-        memcpy(u, m, store->rec_size);
-    }
-    store->n_users--;
-}
-
-/* Slab pages are not returned as users leave: madvise(MADV_DONTNEED) of
- * megabytes (splitting huge pages) took 0.3-3 ms, far over a maintenance
- * tick's budget. New users reuse them; nx_store_trim gives the spare ones
- * back when the caller can afford it. */
-size_t nx_store_trim(nx_store_t *store) {
-    size_t keep = ((size_t)store->n_users + NX_SLAB_SPARE) * store->rec_size;
-    keep = (keep + NX_HUGE_PAGE - 1) / NX_HUGE_PAGE * NX_HUGE_PAGE;
-    if (keep >= store->slab_bytes)
-        return 0;
-    madvise(store->slab + keep, store->slab_bytes - keep, MADV_DONTNEED);
-    return store->slab_bytes - keep;
-}
-
-static void evict_one(nx_store_t *store) {
-    uint32_t best = UINT32_MAX;
-    int64_t best_clock = INT64_MAX;
-    for (int s = 0; s < NX_EVICT_SAMPLES; s++) {
-        uint32_t i = (uint32_t)(splitmix64(&store->rng) % store->n_users);
-        int64_t c = rec(store, i)->clock;
-        if (c < best_clock) {
-            best_clock = c;
-            best = i;
-        }
-    }
-    if (rec(store, best)->flags & NX_F_PENDING)
-        store->st.labels_lost++;
-    slab_remove(store, best);
-    store->st.evictions++;
 }
 
 /* --- features ----------------------------------------------------------- */
@@ -1060,8 +715,8 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
     int fresh = 0;
     if (idx == UINT32_MAX) {
         if (store->n_users >= p->max_users)
-            evict_one(store);
-        idx = slab_insert(store, h);
+            nx_evict_one(store);
+        idx = nx_table_insert(store, h);
         if (idx == UINT32_MAX) { /* out of memory: count as invalid, zero row */
             store->st.invalid++;
             memset(xrow, 0, store->dim * sizeof *xrow);
@@ -1188,7 +843,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
             if (store->memo_maker && row < NX_STORE_SCORE_MEMO)
                 store->memo_maker[row] = (u->flags & NX_F_FRESH) ? u_score(store, u)[0] : -1;
             u->flags &= (uint8_t)~NX_F_FRESH;
-            list_unlink(store, idx);
+            nx_table_list_unlink(store, idx);
             store->st.resolved++;
         }
         u->clock = ev->ts_ms;
@@ -1208,7 +863,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
             sc[0] = (uint16_t)i;
             u->flags |= NX_F_FRESH;
         }
-        list_append(store, idx);
+        nx_table_list_append(store, idx);
     }
     store->st.events++;
     return idx;
@@ -1415,7 +1070,7 @@ size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_exampl
         if (u->clock + store->p.horizon_ms > watermark_ms)
             break;
         emit_example(store, u, store->p.n_types, out);
-        list_unlink(store, idx);
+        nx_table_list_unlink(store, idx);
         store->st.expired_labels++;
     }
     return out->n;
@@ -1425,47 +1080,10 @@ size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_exampl
 
 size_t nx_store_maintain(nx_store_t *store, int64_t now_ms, int64_t budget_us) {
     int64_t margin = budget_us < 2 * NX_MAINT_MARGIN_US ? budget_us / 2 : NX_MAINT_MARGIN_US;
-    int64_t deadline = budget_us > 0 ? now_us() + budget_us - margin : INT64_MAX;
-    size_t expired = 0;
-    /* Grow first: it bounds lookup cost for everything else (once its
-     * array is in, the moves); then the memory a finished grow left
-     * behind. */
-    if (store->pre && atomic_load_explicit(&store->pf_done, memory_order_acquire))
-        finish_prefault(store);
-    join_populate(store, 0);
-    while (store->rehash_idx >= 0) {
-        rehash_steps(store, NX_MAINT_CHECK);
-        if (budget_us > 0 && now_us() >= deadline)
-            return 0;
-    }
-    while (store->dead) {
-        release_step(store);
-        if (budget_us > 0 && now_us() >= deadline)
-            return 0;
-    }
-    /* TTL scan downwards, so the record moved into a hole (from the end)
-     * has already been visited in this pass. At most one pass per call. */
-    uint64_t visits = store->n_users;
-    int64_t ttl = store->p.user_ttl_ms;
-    for (uint64_t v = 0; v < visits && store->n_users; v++) {
-        if (store->ttl_cursor < 0 || store->ttl_cursor >= (int64_t)store->n_users) {
-            if (store->ttl_cursor < 0)
-                store->st.ttl_scans++;
-            store->ttl_cursor = (int64_t)store->n_users - 1;
-        }
-        uint32_t i = (uint32_t)store->ttl_cursor--;
-        nx_user_t *u = rec(store, i);
-        if (u->clock <= now_ms - ttl) {
-            if (u->flags & NX_F_PENDING)
-                store->st.labels_lost++;
-            slab_remove(store, i);
-            store->st.expirations++;
-            expired++;
-        }
-        if (budget_us > 0 && (v % NX_MAINT_CHECK) == NX_MAINT_CHECK - 1 && now_us() >= deadline)
-            break;
-    }
-    return expired;
+    int64_t deadline = budget_us > 0 ? nx_now_us() + budget_us - margin : INT64_MAX;
+    if (nx_table_step(store, deadline))
+        return 0;
+    return nx_evict_expired(store, now_ms, deadline);
 }
 
 /* --- users ------------------------------------------------------------------ */
@@ -1607,7 +1225,7 @@ size_t nx_store_drop_partition(nx_store_t *store, int32_t partition) {
         if (i >= (int64_t)store->n_users)
             continue;
         if (rec(store, (uint32_t)i)->partition == partition) {
-            slab_remove(store, (uint32_t)i);
+            nx_table_remove(store, (uint32_t)i);
             removed++;
         }
     }
@@ -1626,8 +1244,8 @@ static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, voi
     nx_user_t *in = (nx_user_t *)tmp;
     uint32_t old = find(store, in->hash);
     if (old != UINT32_MAX)
-        slab_remove(store, old);
-    uint32_t idx = slab_insert(store, in->hash);
+        nx_table_remove(store, old);
+    uint32_t idx = nx_table_insert(store, in->hash);
     if (idx == UINT32_MAX) {
         snprintf(errstr, errstr_size, "features: out of memory restoring users");
         return -1;
@@ -1672,7 +1290,7 @@ static int read_pending_order(nx_store_t *store, nx_stream_read_fn read, void *o
             snprintf(errstr, errstr_size, "features: pending order names an unknown user");
             return -1;
         }
-        list_append(store, idx);
+        nx_table_list_append(store, idx);
     }
     return 0;
 }
@@ -1771,19 +1389,7 @@ int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, ch
         snprintf(errstr, errstr_size, "features: out of memory");
         goto out;
     }
-    /* Empty the store, keeping the slab pages and the larger bucket array. */
-    drop_prefault(store);
-    if (store->rehash_idx >= 0) {
-        unmap(store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
-        store->bk[0] = store->bk[1];
-        store->mask[0] = store->mask[1];
-        store->bk[1] = NULL;
-        store->rehash_idx = -1;
-    }
-    memset(store->bk[0], 0, (store->mask[0] + 1) * sizeof(uint32_t));
-    store->n_users = 0;
-    store->lhead = store->ltail = 0;
-    store->st.pending = 0;
+    nx_table_clear(store);
     /* Records go back at their slab positions (they were saved in order). */
     for (uint64_t k = 0; k < hd.n_users; k++)
         if (read_insert(store, tmp, read, opaque, errstr, errstr_size))

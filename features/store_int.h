@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "norm.h"
 #include "siphash.h"
@@ -27,6 +28,11 @@
  * pages. At 10M users (2.4 GB) with 4 KB pages nearly every record access
  * would also miss the TLB and walk the page tables. */
 #define NX_HUGE_PAGE (2u << 20)
+
+/* Maintenance checks the clock every this many steps: a step costs up to
+ * ~1 us (a removal touches ~5 random records), so the budget is overrun by
+ * at most ~16 us; clock_gettime (vDSO, ~20 ns) every 16 steps is noise. */
+#define NX_MAINT_CHECK 16
 
 /* Decayed counters per user at most: per window, one per type and one value. */
 #define NX_COUNTERS_MAX (NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1))
@@ -216,5 +222,54 @@ static inline uint32_t find_front(nx_store_t *store, uint64_t h) {
     }
     return UINT32_MAX;
 }
+
+/* --- time budgets ------------------------------------------------------- */
+
+static inline int64_t nx_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* 1 once the monotonic clock reaches deadline (us); a deadline of
+ * INT64_MAX never comes, and the clock is not read for it. */
+static inline int nx_past(int64_t deadline) {
+    return deadline != INT64_MAX && nx_now_us() >= deadline;
+}
+
+/* --- store_table.c: slab, hash index, expiry list ----------------------- */
+
+/* Maps the slab (address space for max_users records) and the first bucket
+ * array. 0, or -1 if a mapping failed (nx_table_free cleans up). */
+int nx_table_init(nx_store_t *store);
+/* Unmaps everything the table holds, after joining the populating thread. */
+void nx_table_free(nx_store_t *store);
+/* Appends a zeroed record for h and links it into the index (moving a few
+ * buckets of a grow, or starting one). Its index, or UINT32_MAX if the
+ * slab is full (max_users). */
+uint32_t nx_table_insert(nx_store_t *store, uint64_t h);
+/* Removes record idx (and its pending example from the expiry list), moving
+ * the last record into the hole: indices held across this go stale. */
+void nx_table_remove(nx_store_t *store, uint32_t idx);
+/* Empties the store, keeping the slab's pages and the larger bucket array. */
+void nx_table_clear(nx_store_t *store);
+/* Puts record idx at the back of the expiry list (sets NX_F_PENDING), or
+ * takes it out (clears it). */
+void nx_table_list_append(nx_store_t *store, uint32_t idx);
+void nx_table_list_unlink(nx_store_t *store, uint32_t idx);
+/* Maintenance slice of the index: starts a grow whose array is in, moves
+ * buckets, then unmaps the array a finished grow left, until done (0) or
+ * deadline (nx_past) is reached (1). */
+int nx_table_step(nx_store_t *store, int64_t deadline);
+
+/* --- store_evict.c: who leaves ------------------------------------------ */
+
+/* Removes the least recently active of a few random users (the store is
+ * not empty); counts the eviction and a lost pending example. */
+void nx_evict_one(nx_store_t *store);
+/* TTL scan from the saved cursor: removes users idle for user_ttl_ms at
+ * now_ms, at most one pass over the slab, stopping at deadline (checked
+ * every NX_MAINT_CHECK users). Returns the number removed. */
+size_t nx_evict_expired(nx_store_t *store, int64_t now_ms, int64_t deadline);
 
 #endif /* NX_STORE_INT_H */
