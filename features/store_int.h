@@ -1,7 +1,7 @@
 /*
  * store_int.h: the feature store's record layout and internal state.
  *
- * Private to the store's own files (store*.c, featurize.c): nothing outside
+ * Private to the store's own files (store*.c, featurize.[ch]): nothing outside
  * features/ includes it, and nothing in it is API. It owns the definition
  * of a user record (a fixed head, nx_user_t, then a tail laid out from the
  * params) and of struct nx_store, the record accessors, and the read side
@@ -34,10 +34,7 @@
  * at most ~16 us; clock_gettime (vDSO, ~20 ns) every 16 steps is noise. */
 #define NX_MAINT_CHECK 16
 
-/* Decayed counters per user at most: per window, one per type and one value. */
-#define NX_COUNTERS_MAX (NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1))
-
-#define NX_NEVER INT64_MIN /* last_type[] of a type never seen */
+#define NX_NEVER INT64_MIN /* last[] of a type never seen */
 
 #define NX_F_PENDING 1u /* flags: holds a pending example */
 /* flags: the pending example was made by the current update batch and
@@ -68,14 +65,18 @@ typedef struct nx_user {
 } nx_user_t;
 _Static_assert(sizeof(nx_user_t) == 56, "the record head packs into 56 bytes");
 
-struct nx_store {
-    nx_store_params_t p;
-    uint8_t key[NX_SIPHASH_KEY_LEN];
+/* Decayed counters per user at most: per window, one per type and one value. */
+#define NX_COUNTERS_MAX (NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1))
 
-    /* schema */
-    size_t dim;
+#define NX_FEATURIZE_FAMILIES 8 /* one per NX_FEAT_* bit */
+
+/* The featurizer's schema and tables: built by nx_featurize_init
+ * (featurize.c), read by the per-event code (featurize.h). */
+typedef struct nx_featurizer {
+    size_t dim;                               /* features per vector */
     char (*names)[NX_STORE_FEATURE_NAME_MAX]; /* (dim) */
     uint64_t schema_hash;
+    int16_t at[NX_FEATURIZE_FAMILIES]; /* vector offset of each family (layout order), -1 = off */
     float inv_window_ms[NX_STORE_MAX_WINDOWS]; /* 1/length per window, 0 unused */
     float q_sin[96], q_cos[96];   /* sin, cos of each quarter hour's start (angle of a day) */
     float dow_sin[7], dow_cos[7]; /* of each weekday (angle of a week) */
@@ -86,11 +87,18 @@ struct nx_store {
      * window, the increment of an event of type t, and the value lanes
      * (mask). */
     int vec_counters; /* 1: the vector path applies */
-    int layout333;    /* the default layout: 3 types, 3 windows, every family (featurize_333) */
+    int layout333;    /* the default layout: 3 types, 3 windows, every family (unrolled) */
     uint8_t lane_win[NX_COUNTERS_MAX];                   /* window of lane k */
     float lane_inc[NX_EVENT_MAX_TYPES][NX_COUNTERS_MAX]; /* 1 on type t's count lanes */
     int32_t lane_val[NX_COUNTERS_MAX];                   /* all ones on the value lanes */
-    int64_t max_window_ms;
+} nx_featurizer_t;
+
+struct nx_store {
+    nx_store_params_t p;
+    uint8_t key[NX_SIPHASH_KEY_LEN];
+
+    nx_featurizer_t fz;    /* layout, schema and the featurizer's tables */
+    int64_t max_window_ms; /* the longest window: older events are dropped */
 
     /* record layout */
     size_t rec_size;

@@ -62,7 +62,7 @@ int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t
     OUT("\n");
     if (u->flags & NX_F_PENDING) {
         OUT("pending");
-        for (size_t i = 0; i < store->dim; i++)
+        for (size_t i = 0; i < store->fz.dim; i++)
             OUT(" %04x", u_pend(store, u)[i]);
         OUT("\n");
         if (p->n_scores) {
@@ -108,7 +108,7 @@ int nx_store_save_partition(const nx_store_t *store, int32_t partition, nx_strea
         goto out;
     nx_stream_head_t hd = {NX_PART_MAGIC,
                            (uint32_t)store->rec_size,
-                           store->schema_hash,
+                           store->fz.schema_hash,
                            0,
                            (uint32_t)store->p.n_scores,
                            0};
@@ -183,7 +183,7 @@ static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, voi
 static int check_head(const nx_store_t *store, const nx_stream_head_t *hd, uint32_t magic,
                       char *errstr, size_t errstr_size) {
     if (hd->magic != magic || hd->rec_size != store->rec_size ||
-        hd->schema_hash != store->schema_hash || hd->n_scores != (uint32_t)store->p.n_scores) {
+        hd->schema_hash != store->fz.schema_hash || hd->n_scores != (uint32_t)store->p.n_scores) {
         snprintf(errstr, errstr_size,
                  "features: stream is not a store of this layout (magic %08x, record %u bytes, "
                  "schema %016" PRIx64 ", %u scores)",
@@ -261,7 +261,7 @@ int nx_store_save(const nx_store_t *store, nx_stream_write_fn write, void *opaqu
     int rc = -1;
     if (!tmp)
         goto out;
-    nx_stream_head_t hd = {NX_STORE_MAGIC, (uint32_t)store->rec_size,   store->schema_hash,
+    nx_stream_head_t hd = {NX_STORE_MAGIC, (uint32_t)store->rec_size,   store->fz.schema_hash,
                            store->n_users, (uint32_t)store->p.n_scores, 0};
     if (write(opaque, &hd, sizeof hd))
         goto out;
