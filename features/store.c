@@ -65,10 +65,6 @@ void nx_store_params_default(nx_store_params_t *params) {
     params->window_ms[0] = 5 * 60 * 1000;
     params->window_ms[1] = 60 * 60 * 1000;
     params->window_ms[2] = 24 * 60 * 60 * 1000;
-    /* 30 s, 5 min and 1 h buckets: would-be ring resolution */
-    params->window_buckets[0] = 10;
-    params->window_buckets[1] = 12;
-    params->window_buckets[2] = 24;
     params->value_type = 2;
     params->cart_type = 1;
     params->user_ttl_ms = 24 * 60 * 60 * 1000;

@@ -117,7 +117,6 @@ typedef struct nx_store_params {
     char type_names[NX_EVENT_MAX_TYPES][NX_STORE_TYPE_NAME_MAX];
     int n_windows;                            /* 1..NX_STORE_MAX_WINDOWS */
     int64_t window_ms[NX_STORE_MAX_WINDOWS];  /* ascending lengths, ms */
-    int window_buckets[NX_STORE_MAX_WINDOWS]; /* ring buckets; unused by decayed counters */
     int value_type;         /* type whose price*quantity is "value"; -1 = any priced event.
                                It is also the purchase that empties the session's cart count. */
     int cart_type;          /* type counted as a cart add (session_carts); -1 = none (the
@@ -137,7 +136,7 @@ typedef struct nx_store_params {
 
 /* Fills the defaults: types click, cart, purchase (value from purchase,
  * cart adds from cart);
- * windows 5 min/1 h/24 h (10/12/24 buckets); TTL 24 h; 10M users; session
+ * windows 5 min/1 h/24 h; TTL 24 h; 10M users; session
  * gap 30 min; 4 recent items; all families; clip 5; H 30 min; normalise;
  * no scores. */
 void nx_store_params_default(nx_store_params_t *params);
