@@ -27,16 +27,12 @@
  * (~6% of events at 10M users, Zipf), the next record of the chain is
  * prefetched instead and the neighbours follow at i + NX_AHEAD_CHAIN, so
  * no stage waits on a line it did not prefetch. That keeps ~8 lines a step
- * in flight, within the core's line fill buffers; the blocked passes this
- * replaced issued 32 x 5 record prefetches in one burst and stalled on the
- * prefetches themselves (10M users: 480-605 ns an update before). DRAM
- * latency here is ~220 ns, an update ~270 ns: each stage leaves at least
- * two updates' time for its lines to arrive. Measured in alternating runs
- * at 10M users, once the neighbour prefetch was really emitted (see
- * NX_PREFETCH_FN): 24/12/5/2 ran 3.43-4.08M updates/s, 20/10/5/2
- * 3.39-3.81M, 20/12/5/2 and 28/14/6/2 alike, 16/8/5/2 3.20-3.81M. The
- * distances can be set with -D for such sweeps. Everything read ahead is
- * only a hint: apply looks the user up again. */
+ * in flight, within the core's line fill buffers (a batch's prefetches
+ * issued in one burst stall on the prefetches themselves). With DRAM
+ * latency ~220 ns and an update ~270 ns at 10M users, each stage leaves at
+ * least two updates' time for its lines to arrive. The distances are the
+ * best of a sweep (bench/NOTES.md) and can be set with -D for another.
+ * Everything read ahead is only a hint: apply looks the user up again. */
 #ifndef NX_AHEAD_BUCKET
 #define NX_AHEAD_BUCKET 24
 #define NX_AHEAD_RECORD 12
@@ -50,8 +46,8 @@ _Static_assert(NX_AHEAD_BUCKET < NX_RING && NX_AHEAD_CHAIN < NX_AHEAD_LIST &&
 
 /* Maintenance stops this long before its budget ends: the longest slice
  * between clock checks (256 KB unmapped, ~25 us; 16 removals, ~16 us) must
- * still fit, so a tick ends within its budget. 50 us let 1 ms ticks end at
- * up to 1.04 ms at 10M users here (slices slowed by other processes). Budgets under twice this
+ * still fit, also when other processes on the cores slow it down, so that
+ * a tick ends within its budget (bench/NOTES.md). Budgets under twice this
  * get half of themselves as margin. */
 #define NX_MAINT_MARGIN_US 100
 
@@ -317,9 +313,8 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
 /* The prefetch helpers are always inlined. A function whose only effect is
  * __builtin_prefetch looks free of side effects to GCC 12 (pure-const
  * analysis), and a call of it that is not inlined early is deleted as
- * dead: so it went with prefetch_links until this was added, and the
- * neighbours' lines were never prefetched (10M users: 2.2-3.0M updates/s
- * before, 2.7-3.4M after, in alternating runs). */
+ * dead, silently: every test still passes (the features_prefetch test
+ * counts the prefetch instructions). */
 #define NX_PREFETCH_FN static inline __attribute__((always_inline))
 
 /* Prefetches (for writing) every cache line of record i+1 (0 = none). */
@@ -411,8 +406,7 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
     /* Step k applies event k - NX_AHEAD_BUCKET and hashes event k. The
      * record lines are prefetched before the apply, the bucket and list
      * lines after it: two groups half an update apart rather than ~8 lines
-     * at once competing for the line fill buffers (2-4% in interleaved
-     * runs at 10M users). */
+     * at once competing for the line fill buffers. */
     for (size_t k = 0; k < n + NX_AHEAD_BUCKET; k++) {
         size_t j = k - (NX_AHEAD_BUCKET - NX_AHEAD_RECORD);
         if (k >= NX_AHEAD_BUCKET - NX_AHEAD_RECORD && j < n &&

@@ -1,12 +1,15 @@
 /*
  * store_int.h: the feature store's record layout and internal state.
  *
- * Private to the store's own files (store*.c, featurize.[ch]): nothing outside
- * features/ includes it, and nothing in it is API. It owns the definition
- * of a user record (a fixed head, nx_user_t, then a tail laid out from the
- * params) and of struct nx_store, the record accessors, and the read side
- * of the hash index, inline because the update pipeline calls it for every
- * event.
+ * Private to the store's files (store.c, store_table.c, store_evict.c,
+ * store_persist.c, featurize.[ch]): nothing outside features/ includes it,
+ * and nothing in it is API. It owns the user record (a fixed head,
+ * nx_user_t, then a tail laid out from the params by nx_store_new), struct
+ * nx_store with every file's fields, the record accessors, the read side
+ * of the hash index (inline: the update pipeline calls it for every
+ * event), and the calls the files make into store_table.c and
+ * store_evict.c. Everything here has the store's single owner, except the
+ * pf_* fields shared with the populating thread (see store_table.c).
  *
  * Invariants every file keeps: records are dense in the slab (index
  * 0..n_users-1); a record is in exactly one bucket chain; a record is in
