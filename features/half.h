@@ -1,16 +1,39 @@
 /*
  * half.h: IEEE 754 binary16 conversion (private to features/).
  *
- * Pending examples are stored as fp16 to halve their memory. Conversion is
- * round-to-nearest-even, handles subnormals, infinities and NaN, and is
- * portable C (no F16C assumption), a few integer ops per value.
+ * Pending examples and their scores are stored as fp16 to halve their
+ * memory. Owns every fp16 conversion of features/: the portable one value
+ * at a time (inline below: round-to-nearest-even, subnormals, infinities
+ * and NaN, a few integer ops per value, no F16C assumption), and whole
+ * vectors through the CPU's conversion instructions (half.c).
+ *
+ * Guarantees: every path gives the portable conversion's bits for every
+ * value but NaN (the instructions round to nearest even too; a NaN stays a
+ * NaN, its payload may differ); nothing allocates; the vector functions
+ * only read their input and write n values of the caller's output.
  */
 #ifndef NX_HALF_H
 #define NX_HALF_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+/* Vector conversion paths, by instruction set. */
+enum {
+    NX_HALF_PORTABLE = 0, /* nx_half_from_float / nx_half_to_float per value */
+    NX_HALF_F16C = 1,     /* F16C with AVX: 8 values an instruction */
+    NX_HALF_AVX512 = 2    /* AVX-512 F, BW and VL: 16 values, masked tail */
+};
+
+/* The best path this CPU (and OS) supports; NX_HALF_PORTABLE off x86-64. */
+int nx_half_isa(void);
+
+/* n values to fp16 (h) and back (x), through path isa, which must be at
+ * most nx_half_isa(). Same bits whatever the path (NaN aside). */
+void nx_half_encode(int isa, const float *x, uint16_t *h, size_t n);
+void nx_half_decode(int isa, const uint16_t *h, float *x, size_t n);
 
 static inline uint16_t nx_half_from_float(float f) {
     uint32_t x;

@@ -12,7 +12,7 @@
 /* The float mean and 1/std that apply uses are refreshed on every vector
  * while fewer than NX_NORM_WARMUP have been seen (the statistics still move
  * fast), then every NX_NORM_REFRESH vectors: a sqrt and a divide per feature
- * per event was the largest cost of the hot path, and 16 more vectors move
+ * per event would be the largest cost of the hot path, and 16 more vectors move
  * settled statistics by ~1/n. The vectors between two refreshes (a group)
  * are summed, not merged one by one: see struct nx_norm. */
 #define NX_NORM_WARMUP  256
@@ -36,8 +36,9 @@
  * mean/m2 by the pairwise formulas (Chan et al.): with n_b = g,
  * mean_b = mean_f + s1/g, M2_b = s2 - s1^2/g, delta = mean_b - mean,
  *   mean += delta g/n,   m2 += M2_b + delta^2 (n - g) g / n.
- * Welford per vector in double was a third of a store update; the group
- * sums share apply's subtraction and run 8 floats a vector. A group is at
+ * Welford per vector in double costs far more (a dependent double update
+ * per feature and vector); the group sums share apply's subtraction and run
+ * 8 floats a vector. A group is at
  * most 16 vectors of d (centred by a mean at most 16 vectors old), so float
  * sums lose nothing that float features carry. Groups follow the count of
  * vectors alone, so the state does not depend on how callers batch them.
@@ -252,7 +253,7 @@ static void group_plain(nx_norm_t *norm, const float *raw, float *out) {
 }
 #ifdef NX_NORM_AVX
 /* AVX, the same operations: the last dim % 8 features by masked loads and
- * stores (the scalar tail was a third of the pass at dim 38). */
+ * stores (a scalar tail would be a third of the pass at dim 38). */
 __attribute__((target("avx"))) static inline void group_avx(nx_norm_t *norm, const float *raw,
                                                             float *out) {
     size_t dim = norm->dim;

@@ -8,8 +8,8 @@
  * still (near) zero is only centred (std taken as 1), so constant features
  * stay 0 instead of blowing up. apply uses the statistics as of the last
  * refresh: after every vector while fewer than 256 have been seen, then
- * after every 16th (a sqrt and divide per feature per event was the hot
- * path's largest cost). Save/load carry the refreshed values too, so a
+ * after every 16th (a sqrt and divide per feature per event would be the
+ * hot path's largest cost). Save/load carry the refreshed values too, so a
  * restored normaliser applies bit-identically.
  *
  * Guarantees: update and apply are O(dim), allocate nothing and are

@@ -13,8 +13,8 @@ static inline uint64_t rotl64(uint64_t x, int b) {
     return (x << b) | (x >> (64 - b));
 }
 
-/* Little-endian 64-bit load: one move on little-endian hosts (the byte
- * loop was a fifth of the hash's cost). */
+/* Little-endian 64-bit load: one move on little-endian hosts (a byte loop
+ * would be a fifth of the hash's cost). */
 static inline uint64_t load_le64(const uint8_t *p) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     uint64_t v;

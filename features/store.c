@@ -1,44 +1,22 @@
-/* store.c: per-user feature store (see store.h for layout and guarantees). */
+/*
+ * store.c: the feature store's public operations (see store.h for the
+ * design and guarantees): construction, the update pipeline with its
+ * prefetches, scores and labels, maintenance and counters. The other rooms,
+ * behind store_int.h: store_table.c (slab, index, expiry list),
+ * store_evict.c (cap and TTL), featurize.[ch] (the features),
+ * store_persist.c (streams).
+ */
 #include "store.h"
 
 #include <inttypes.h>
-#include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <time.h>
 
+#include "featurize.h"
 #include "half.h"
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
-#include <immintrin.h>
-#define NX_HAVE_F16C 1
-#endif
 #include "norm.h"
 #include "siphash.h"
-
-/* Huge page size: the slab and bucket arrays ask for transparent huge
- * pages. At 10M users (2.4 GB) with 4 KB pages nearly every record access
- * also missed the TLB and walked the page tables. */
-#define NX_HUGE_PAGE (2u << 20)
-
-/* Slab memory given back by nx_store_trim keeps this many spare records. */
-#define NX_SLAB_SPARE 4096u
-
-/* Initial bucket count (power of two); the table doubles at load 1. */
-#define NX_INIT_BUCKETS 1024u
-
-/* Buckets moved per insert while a grow is under way: 2 > 1 so a grow of a
- * table of S buckets completes within S/2 inserts, before the new table
- * (2S buckets) reaches load 1 again. */
-#define NX_REHASH_PER_INSERT 2
-
-/* Users sampled per eviction: the least recently active of 5 random users,
- * as Redis' approximated LRU (maxmemory-samples 5): O(1) per eviction, no
- * per-user list links, and in practice close to true LRU. */
-#define NX_EVICT_SAMPLES 5
+#include "store_int.h"
 
 /* Software pipeline of nx_store_update: while event i is applied, event
  * i + NX_AHEAD_BUCKET is hashed and its bucket head prefetched, event
@@ -49,16 +27,12 @@
  * (~6% of events at 10M users, Zipf), the next record of the chain is
  * prefetched instead and the neighbours follow at i + NX_AHEAD_CHAIN, so
  * no stage waits on a line it did not prefetch. That keeps ~8 lines a step
- * in flight, within the core's line fill buffers; the blocked passes this
- * replaced issued 32 x 5 record prefetches in one burst and stalled on the
- * prefetches themselves (10M users: 480-605 ns an update before). DRAM
- * latency here is ~220 ns, an update ~270 ns: each stage leaves at least
- * two updates' time for its lines to arrive. Measured in alternating runs
- * at 10M users, once the neighbour prefetch was really emitted (see
- * NX_PREFETCH_FN): 24/12/5/2 ran 3.43-4.08M updates/s, 20/10/5/2
- * 3.39-3.81M, 20/12/5/2 and 28/14/6/2 alike, 16/8/5/2 3.20-3.81M. The
- * distances can be set with -D for such sweeps. Everything read ahead is
- * only a hint: apply looks the user up again. */
+ * in flight, within the core's line fill buffers (a batch's prefetches
+ * issued in one burst stall on the prefetches themselves). With DRAM
+ * latency ~220 ns and an update ~270 ns at 10M users, each stage leaves at
+ * least two updates' time for its lines to arrive. The distances are the
+ * best of a sweep (bench/NOTES.md) and can be set with -D for another.
+ * Everything read ahead is only a hint: apply looks the user up again. */
 #ifndef NX_AHEAD_BUCKET
 #define NX_AHEAD_BUCKET 24
 #define NX_AHEAD_RECORD 12
@@ -70,228 +44,12 @@ _Static_assert(NX_AHEAD_BUCKET < NX_RING && NX_AHEAD_CHAIN < NX_AHEAD_LIST &&
                    NX_AHEAD_LIST < NX_AHEAD_RECORD && NX_AHEAD_RECORD < NX_AHEAD_BUCKET,
                "pipeline stages in order, within the ring");
 
-/* A finished grow's old bucket array is unmapped this many bytes at a time
- * between clock checks: munmap of touched 4 KB pages cost ~40 us per MB
- * here when quiet but 80-105 us per MB with other processes on the cores,
- * more than the margin below (32 MB at 10M users: 1.3 ms in one piece);
- * 256 KB slices take ~25 us. Huge-page backed (see rehash_steps): ~17 us
- * per MB. */
-#define NX_RELEASE_CHUNK (256u << 10)
-
-/* The time of day is looked up by quarter hour (96 a day; ms). */
-#define NX_QUARTER_MS 900000
-
-/* Maintenance checks the clock every this many steps: a step costs up to
- * ~1 us (a removal touches ~5 random records), so the budget is overrun by
- * at most ~16 us; clock_gettime (vDSO, ~20 ns) every 16 steps is noise. */
-#define NX_MAINT_CHECK 16
-
 /* Maintenance stops this long before its budget ends: the longest slice
  * between clock checks (256 KB unmapped, ~25 us; 16 removals, ~16 us) must
- * still fit, so a tick ends within its budget. 50 us let 1 ms ticks end at
- * up to 1.04 ms at 10M users here (slices slowed by other processes). Budgets under twice this
+ * still fit, also when other processes on the cores slow it down, so that
+ * a tick ends within its budget (bench/NOTES.md). Budgets under twice this
  * get half of themselves as margin. */
 #define NX_MAINT_MARGIN_US 100
-
-/* Decayed counters per user at most: per window, one per type and one value. */
-#define NX_COUNTERS_MAX (NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1))
-
-/* Stream tags: "NXU3" whole store, "NXP3" one partition (version 2: the
- * header carries n_scores; 3: records hold cart count, category run and
- * item view counts). */
-#define NX_STORE_MAGIC 0x3355584eu
-#define NX_PART_MAGIC  0x3350584eu
-
-#define NX_NEVER INT64_MIN /* last_type[] of a type never seen */
-
-#define NX_F_PENDING 1u /* flags: holds a pending example */
-/* flags: the pending example was made by the current update batch and
- * awaits its scores; until nx_store_set_scores, score slot 0 holds the index
- * of the event that made it (< NX_STORE_SCORE_MEMO = 65536: fits 16 bits). */
-#define NX_F_FRESH 2u
-_Static_assert(NX_STORE_SCORE_MEMO <= 65536, "event index must fit a 16-bit score slot");
-
-/* The fixed head of a user record; the variable tail follows at offsets
- * computed from the params (see nx_store_new). */
-typedef struct nx_user {
-    uint64_t hash;      /* keyed SipHash of the user id */
-    int64_t clock;      /* latest event time seen, ms (= pending time) */
-    int64_t sess_start; /* first event time of the session, ms */
-    uint32_t chain;     /* next record in the bucket chain, index+1, 0 = end */
-    uint32_t lprev;     /* expiry list neighbours, index+1, 0 = none */
-    uint32_t lnext;
-    int32_t partition; /* input partition of the latest event */
-    uint32_t sess_fp;  /* session id fingerprint, 0 = none (gap rule) */
-    uint32_t cat_fp;   /* category fingerprint of the session's latest event, 0 = none */
-    uint16_t sess_len; /* events in the session (saturating) */
-    uint8_t sess_rev;  /* item revisits in the session (saturating) */
-    uint8_t flags;     /* NX_F_* */
-    uint8_t n_items;   /* entries used in the recent items ring */
-    uint8_t n_cats;    /* entries used in the recent categories ring */
-    uint8_t carts;     /* cart adds in the session since its last purchase (saturating) */
-    uint8_t cat_run;   /* events in a row in category cat_fp in the session (saturating) */
-} nx_user_t;
-_Static_assert(sizeof(nx_user_t) == 56, "the record head packs into 56 bytes");
-
-struct nx_store {
-    nx_store_params_t p;
-    uint8_t key[NX_SIPHASH_KEY_LEN];
-
-    /* schema */
-    size_t dim;
-    char (*names)[NX_STORE_FEATURE_NAME_MAX]; /* (dim) */
-    uint64_t schema_hash;
-    float inv_window_ms[NX_STORE_MAX_WINDOWS]; /* 1/length per window, 0 unused */
-    float q_sin[96], q_cos[96];   /* sin, cos of each quarter hour's start (angle of a day) */
-    float dow_sin[7], dow_cos[7]; /* of each weekday (angle of a week) */
-    float log1p_u8[256];          /* log1p(n) of the 8-bit counters (carts, session revisits) */
-    /* The decayed counters (counts then values, NX_COUNTERS_MAX floats at
-     * most) are updated 4 at a time when their number is a multiple of 4
-     * (the defaults: 3 windows x (3 types + value) = 12): per lane its
-     * window, the increment of an event of type t, and the value lanes
-     * (mask). */
-    int vec_counters; /* 1: the vector path applies */
-    int layout333;    /* the default layout: 3 types, 3 windows, every family (featurize_333) */
-    uint8_t lane_win[NX_COUNTERS_MAX];                   /* window of lane k */
-    float lane_inc[NX_EVENT_MAX_TYPES][NX_COUNTERS_MAX]; /* 1 on type t's count lanes */
-    int32_t lane_val[NX_COUNTERS_MAX];                   /* all ones on the value lanes */
-    int64_t max_window_ms;
-
-    /* record layout */
-    size_t rec_size;
-    size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend, off_score, off_views;
-
-    /* The last update's batch, for nx_store_set_scores (arrays allocated
-     * only when n_scores > 0; entries for its first NX_STORE_SCORE_MEMO
-     * events / resolved rows). */
-    const nx_event_t *memo_ev; /* the last update's ev */
-    size_t memo_n;             /* its n */
-    int memo_open;             /* 1: users may carry NX_F_FRESH from that batch */
-    uint64_t *memo_hash;       /* (MEMO) user hash per event */
-    uint32_t *memo_idx;        /* (MEMO) slab index per event, UINT32_MAX = not applied */
-    int32_t *memo_maker;   /* (MEMO) per resolved row: event of this batch that made it, or -1 */
-    float *memo_res_score; /* the caller's resolved->score (may be NULL) */
-    size_t memo_res_n;     /* rows resolved by that update */
-
-    /* slab */
-    char *slab;        /* max_users records of virtual memory, touched on use */
-    size_t slab_bytes; /* mapped length */
-    uint32_t n_users;
-
-    /* table: bk[0] the main array; bk[1] the new one during a grow */
-    uint32_t *bk[2];
-    uint64_t mask[2];
-    int64_t rehash_idx; /* next bk[0] bucket to move; -1 = no grow */
-
-    /* the next bucket array while a thread of its own faults it in, before
-     * the grow starts (see maybe_grow) */
-    uint32_t *pre;       /* NULL = none */
-    uint64_t pre_mask;   /* its bucket count - 1 */
-    pthread_t pf_thread; /* the populating thread, while pf_running */
-    int pf_running;      /* 1: pf_thread is to be joined */
-    atomic_int pf_done;  /* set by pf_thread when the array is in */
-    void *pf_addr;       /* what pf_thread populates (read-only to it) */
-    size_t pf_len;
-
-    /* the bucket array a finished grow left behind, unmapped in slices by
-     * nx_store_maintain (whole, it took 1.3 ms at 10M users) */
-    char *dead;      /* NULL = none */
-    size_t dead_len; /* bytes still mapped from dead */
-
-    /* expiry order of pending examples */
-    uint32_t lhead, ltail; /* index+1 */
-
-    nx_norm_t *norm;
-    float *raw; /* (dim) scratch for the raw vector */
-    uint64_t rng;
-    int64_t ttl_cursor; /* next slab index the TTL scan visits (downwards) */
-
-    int f16c; /* the CPU converts fp16 in hardware (same results, RNE): 1 F16C, 2 AVX-512 */
-
-    nx_store_stats_t st;
-};
-
-/* --- small helpers ------------------------------------------------------ */
-
-static int join_populate(nx_store_t *store, int wait);
-static void drop_prefault(nx_store_t *store);
-
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static inline nx_user_t *rec(const nx_store_t *store, uint32_t i) {
-    return (nx_user_t *)(store->slab + (size_t)i * store->rec_size);
-}
-static inline int64_t *u_last(const nx_store_t *store, nx_user_t *u) {
-    return (int64_t *)((char *)u + store->off_last);
-}
-static inline float *u_cnt(const nx_store_t *store, nx_user_t *u) {
-    return (float *)((char *)u + store->off_cnt);
-}
-static inline float *u_val(const nx_store_t *store, nx_user_t *u) {
-    return (float *)((char *)u + store->off_val);
-}
-static inline uint32_t *u_items(const nx_store_t *store, nx_user_t *u) {
-    return (uint32_t *)((char *)u + store->off_items);
-}
-static inline uint32_t *u_cats(const nx_store_t *store, nx_user_t *u) {
-    return (uint32_t *)((char *)u + store->off_cats);
-}
-static inline uint16_t *u_pend(const nx_store_t *store, nx_user_t *u) {
-    return (uint16_t *)((char *)u + store->off_pend);
-}
-static inline uint16_t *u_score(const nx_store_t *store, nx_user_t *u) {
-    return (uint16_t *)((char *)u + store->off_score);
-}
-static inline uint8_t *u_views(const nx_store_t *store, nx_user_t *u) {
-    return (uint8_t *)((char *)u + store->off_views);
-}
-
-/* 32-bit fingerprint of an item/category/session hash, never 0. */
-static inline uint32_t fp32(uint64_t h) {
-    return (uint32_t)(h ^ (h >> 32)) | 1u;
-}
-
-/* Anonymous zeroed memory of len bytes, or NULL. huge: ask for transparent
- * huge pages (advice only). The slab does; a bucket array does not while a
- * grow fills it: faulting in (zeroing) a 2 MB page takes 0.3-0.4 ms here,
- * and such faults inside rehash steps made maintenance ticks take 5-35 ms
- * at 10M users. It gets the advice once the grow is done (see
- * rehash_steps). */
-static void *map_zeroed(size_t len, int huge) {
-    void *p =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    if (huge && len >= NX_HUGE_PAGE)
-        madvise(p, len, MADV_HUGEPAGE);
-    return p;
-}
-
-static void unmap(void *p, size_t len) {
-    munmap(p, len);
-}
-
-static int64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void fmt_dur(char *buf, size_t size, int64_t ms) {
-    if (ms % 3600000 == 0)
-        snprintf(buf, size, "%" PRId64 "h", ms / 3600000);
-    else if (ms % 60000 == 0)
-        snprintf(buf, size, "%" PRId64 "m", ms / 60000);
-    else if (ms % 1000 == 0)
-        snprintf(buf, size, "%" PRId64 "s", ms / 1000);
-    else
-        snprintf(buf, size, "%" PRId64 "ms", ms);
-}
 
 void nx_store_params_default(nx_store_params_t *params) {
     memset(params, 0, sizeof *params);
@@ -303,10 +61,6 @@ void nx_store_params_default(nx_store_params_t *params) {
     params->window_ms[0] = 5 * 60 * 1000;
     params->window_ms[1] = 60 * 60 * 1000;
     params->window_ms[2] = 24 * 60 * 60 * 1000;
-    /* 30 s, 5 min and 1 h buckets: would-be ring resolution */
-    params->window_buckets[0] = 10;
-    params->window_buckets[1] = 12;
-    params->window_buckets[2] = 24;
     params->value_type = 2;
     params->cart_type = 1;
     params->user_ttl_ms = 24 * 60 * 60 * 1000;
@@ -318,94 +72,6 @@ void nx_store_params_default(nx_store_params_t *params) {
     params->horizon_ms = 30 * 60 * 1000;
     params->normalise = 1;
     params->seed = 1;
-}
-
-/* --- schema ------------------------------------------------------------- */
-
-static int build_schema(nx_store_t *store, char *errstr, size_t errstr_size) {
-    const nx_store_params_t *p = &store->p;
-    /* per window and type + per window, 4 per type, and the fixed ones
-     * (session 7, revisits 4, time 4, price 2) */
-    size_t cap = (size_t)p->n_windows * (size_t)(p->n_types + 1) + 4 * (size_t)p->n_types + 17;
-    char win[NX_STORE_MAX_WINDOWS][24];
-    store->names = calloc(cap, sizeof *store->names);
-    if (!store->names) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return -1;
-    }
-    for (int w = 0; w < p->n_windows; w++)
-        fmt_dur(win[w], sizeof win[w], p->window_ms[w]);
-    size_t d = 0;
-#define NAME(...) snprintf(store->names[d++], NX_STORE_FEATURE_NAME_MAX, __VA_ARGS__)
-    if (p->families & NX_FEAT_COUNTS)
-        for (int w = 0; w < p->n_windows; w++)
-            for (int t = 0; t < p->n_types; t++)
-                NAME("cnt_%.23s_%.31s", win[w], p->type_names[t]);
-    if (p->families & NX_FEAT_VALUE)
-        for (int w = 0; w < p->n_windows; w++)
-            NAME("value_%.23s", win[w]);
-    if (p->families & NX_FEAT_RECENCY)
-        for (int t = 0; t < p->n_types; t++) {
-            NAME("since_%.31s_s", p->type_names[t]);
-            NAME("since_%.31s_missing", p->type_names[t]);
-        }
-    if (p->families & NX_FEAT_SESSION) {
-        NAME("session_events");
-        NAME("session_duration_s");
-        NAME("session_new");
-        NAME("since_prev_event_s");
-        NAME("since_prev_event_missing");
-        NAME("session_carts");
-        NAME("session_cart_open");
-    }
-    if (p->families & NX_FEAT_REVISITS) {
-        NAME("item_revisits");
-        NAME("category_revisit");
-        NAME("session_revisits");
-        NAME("category_run");
-    }
-    if (p->families & NX_FEAT_ONEHOT)
-        for (int t = 0; t < p->n_types; t++)
-            NAME("is_%.31s", p->type_names[t]);
-    if (p->families & NX_FEAT_TIME) {
-        NAME("hour_sin");
-        NAME("hour_cos");
-        NAME("dow_sin");
-        NAME("dow_cos");
-    }
-    if (p->families & NX_FEAT_PRICE) {
-        NAME("log_price");
-        NAME("price_missing");
-    }
-#undef NAME
-    if (d == 0) {
-        snprintf(errstr, errstr_size, "features: every family is switched off");
-        return -1;
-    }
-    store->dim = d;
-    /* Hash: window kind tag, then the names, newline-separated. */
-    size_t len = 16 + d * NX_STORE_FEATURE_NAME_MAX, off = 0;
-    char *buf = malloc(len);
-    if (!buf) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return -1;
-    }
-    off += (size_t)snprintf(buf, len, "decay-v1\n");
-    for (size_t i = 0; i < d; i++)
-        off += (size_t)snprintf(buf + off, len - off, "%s\n", store->names[i]);
-    store->schema_hash = nx_event_id_hash(buf, off);
-    free(buf);
-    return 0;
-}
-
-size_t nx_store_dim(const nx_store_t *store) {
-    return store->dim;
-}
-const char *nx_store_feature_name(const nx_store_t *store, size_t i) {
-    return i < store->dim ? store->names[i] : NULL;
-}
-uint64_t nx_store_schema_hash(const nx_store_t *store) {
-    return store->schema_hash;
 }
 
 /* --- construction ------------------------------------------------------- */
@@ -467,35 +133,10 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
         goto oom;
     store->p = *params;
     memcpy(store->key, key, NX_SIPHASH_KEY_LEN);
-    if (build_schema(store, errstr, errstr_size))
+    if (nx_featurize_init(&store->fz, &store->p, errstr, errstr_size))
         goto err;
     const nx_store_params_t *p = &store->p;
-    for (int w = 0; w < p->n_windows; w++)
-        store->inv_window_ms[w] = (float)(1.0 / (double)p->window_ms[w]);
-    for (int q = 0; q < 96; q++) {
-        double a = 2.0 * M_PI * q / 96.0;
-        store->q_sin[q] = (float)sin(a);
-        store->q_cos[q] = (float)cos(a);
-    }
-    for (int dw = 0; dw < 7; dw++) {
-        float b = (float)dw * (float)(2.0 * M_PI / 7.0);
-        store->dow_sin[dw] = sinf(b);
-        store->dow_cos[dw] = cosf(b);
-    }
     store->max_window_ms = p->window_ms[p->n_windows - 1];
-    for (int n = 0; n < 256; n++)
-        store->log1p_u8[n] = (float)log1p((double)n);
-    int nc = p->n_windows * p->n_types, ncv = nc + p->n_windows;
-    store->vec_counters = ncv % 4 == 0;
-    store->layout333 =
-        p->n_types == 3 && p->n_windows == 3 && p->families == NX_FEAT_ALL && !p->force_generic;
-    for (int k = 0; k < ncv; k++) {
-        int w = k < nc ? k / p->n_types : k - nc;
-        store->lane_win[k] = (uint8_t)w;
-        store->lane_val[k] = k < nc ? 0 : -1;
-        for (int t = 0; t < p->n_types; t++)
-            store->lane_inc[t][k] = k < nc && k % p->n_types == t ? 1.0f : 0.0f;
-    }
 
     size_t off = sizeof(nx_user_t);
     store->off_last = off;
@@ -509,25 +150,18 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     store->off_cats = off;
     off += sizeof(uint32_t) * (size_t)p->recent_items;
     store->off_pend = off;
-    off += sizeof(uint16_t) * store->dim;
+    off += sizeof(uint16_t) * store->fz.dim;
     store->off_score = off;
     off += sizeof(uint16_t) * (size_t)p->n_scores;
     store->off_views = off; /* bytes last: no alignment to keep after them */
     off += (size_t)p->recent_items;
     store->rec_size = align8(off);
 
-    /* The slab reserves address space for max_users records at once
-     * (MAP_NORESERVE: no memory is committed until a page is touched), so
-     * records never move and inserts never allocate. */
-    store->slab_bytes = (size_t)p->max_users * store->rec_size;
-    store->slab_bytes = (store->slab_bytes + NX_HUGE_PAGE - 1) / NX_HUGE_PAGE * NX_HUGE_PAGE;
-    store->slab = map_zeroed(store->slab_bytes, 1);
-    store->bk[0] = map_zeroed(NX_INIT_BUCKETS * sizeof(uint32_t), 0);
-    store->mask[0] = NX_INIT_BUCKETS - 1;
-    store->rehash_idx = -1;
-    store->norm = nx_norm_new(store->dim, p->clip);
-    store->raw = calloc(store->dim, sizeof *store->raw);
-    if (!store->slab || !store->bk[0] || !store->norm || !store->raw)
+    if (nx_table_init(store))
+        goto oom;
+    store->norm = nx_norm_new(store->fz.dim, p->clip);
+    store->raw = calloc(store->fz.dim, sizeof *store->raw);
+    if (!store->norm || !store->raw)
         goto oom;
     if (p->n_scores > 0) {
         store->memo_hash = malloc(NX_STORE_SCORE_MEMO * sizeof *store->memo_hash);
@@ -537,19 +171,7 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
             goto oom;
     }
     store->rng = p->seed;
-#ifdef NX_HAVE_F16C
-    {
-        /* F16C from CPUID leaf 1 (ECX bit 29): clang 14's
-         * __builtin_cpu_supports does not know "f16c"; "avx" also checks
-         * that the OS saves the YMM state */
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        store->f16c =
-            __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
-        if (store->f16c && __builtin_cpu_supports("avx512f") &&
-            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-            store->f16c = 2;
-    }
-#endif
+    store->half_isa = nx_half_isa();
     store->st.record_bytes = store->rec_size;
     return store;
 oom:
@@ -567,719 +189,17 @@ void nx_store_destroy(nx_store_t *store) {
     free(store->memo_hash);
     free(store->raw);
     nx_norm_destroy(store->norm);
-    if (store->dead)
-        unmap(store->dead, store->dead_len);
-    drop_prefault(store);
-    if (store->bk[1])
-        unmap(store->bk[1], (store->mask[1] + 1) * sizeof(uint32_t));
-    if (store->bk[0])
-        unmap(store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
-    if (store->slab)
-        unmap(store->slab, store->slab_bytes);
-    free(store->names);
+    nx_table_free(store);
+    nx_featurize_free(&store->fz);
     free(store);
 }
 
-/* --- hash table ----------------------------------------------------------- */
-
-/* The bucket head that holds (or would hold) hash h. */
-static inline uint32_t *bucket_of(const nx_store_t *store, uint64_t h) {
-    uint64_t b = h & store->mask[0];
-    if (store->rehash_idx >= 0 && b < (uint64_t)store->rehash_idx)
-        return &store->bk[1][h & store->mask[1]];
-    return &store->bk[0][b];
-}
-
-static inline uint32_t find(const nx_store_t *store, uint64_t h) {
-    uint32_t i = *bucket_of(store, h);
-    while (i) {
-        nx_user_t *u = rec(store, i - 1);
-        if (u->hash == h)
-            return i - 1;
-        i = u->chain;
-    }
-    return UINT32_MAX;
-}
-
-/* find(), moving the record found to the front of its chain: the
- * update pipeline prefetches the first record of a chain (the next link is
- * not known until that one arrives), so active users should be there. With
- * it, 6% of lookups at 10M users (Zipf, load 0.6) still find their user
- * further down. Chain order is not state: saves clear the links, and
- * lookups give the same answers in any order. */
-static inline uint32_t find_front(nx_store_t *store, uint64_t h) {
-    uint32_t *head = bucket_of(store, h), *link = head, i = *head;
-    while (i) {
-        nx_user_t *u = rec(store, i - 1);
-        if (u->hash == h) {
-            if (link != head) {
-                *link = u->chain;
-                u->chain = *head;
-                *head = i;
-            }
-            return i - 1;
-        }
-        link = &u->chain;
-        i = *link;
-    }
-    return UINT32_MAX;
-}
-
-/* Hands a finished grow's old bucket array to nx_store_maintain, which
- * unmaps it in slices. Grows are 2x apart, so a second one finishing before
- * the first is released means maintenance is not running: then the older
- * one goes at once. */
-static void retire(nx_store_t *store, void *p, size_t len) {
-    if (store->dead)
-        unmap(store->dead, store->dead_len);
-    store->dead = p;
-    store->dead_len = len;
-}
-
-/* Unmaps up to NX_RELEASE_CHUNK bytes of the retired bucket array, from its
- * end (the mapping shrinks; its start stays the address to unmap). */
-static void release_step(nx_store_t *store) {
-    size_t n = store->dead_len < NX_RELEASE_CHUNK ? store->dead_len : NX_RELEASE_CHUNK;
-    store->dead_len -= n;
-    unmap(store->dead + store->dead_len, n);
-    if (store->dead_len == 0)
-        store->dead = NULL;
-}
-
-static void rehash_steps(nx_store_t *store, int n) {
-    int empty_visits = n * 10; /* as Redis: bound the walk over empty buckets */
-    while (store->rehash_idx >= 0 && n > 0) {
-        if ((uint64_t)store->rehash_idx > store->mask[0]) {
-            retire(store, store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
-            store->bk[0] = store->bk[1];
-            store->mask[0] = store->mask[1];
-            store->bk[1] = NULL;
-            store->rehash_idx = -1;
-            return;
-        }
-        uint32_t i = store->bk[0][store->rehash_idx];
-        if (!i && --empty_visits > 0) {
-            store->rehash_idx++;
-            continue;
-        }
-        while (i) {
-            nx_user_t *u = rec(store, i - 1);
-            uint32_t next = u->chain;
-            uint32_t *head = &store->bk[1][u->hash & store->mask[1]];
-            u->chain = *head;
-            *head = i;
-            i = next;
-        }
-        store->bk[0][store->rehash_idx++] = 0;
-        n--;
-        if (empty_visits <= 0)
-            return;
-    }
-}
-
-static void start_rehash(nx_store_t *store, uint32_t *bk, uint64_t mask) {
-    store->bk[1] = bk;
-    store->mask[1] = mask;
-    store->rehash_idx = 0;
-}
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
-
-/* Faults in (populates; writes nothing) the new bucket array. Without
- * MADV_POPULATE_WRITE (Linux < 5.14) the array falls back to 4 KB pages,
- * faulted in by the moves as before. */
-static void *populate_main(void *arg) {
-    nx_store_t *store = arg;
-    if (madvise(store->pf_addr, store->pf_len, MADV_POPULATE_WRITE) != 0)
-        madvise(store->pf_addr, store->pf_len, MADV_NOHUGEPAGE);
-    atomic_store_explicit(&store->pf_done, 1, memory_order_release);
-    return NULL;
-}
-
-/* Joins the populating thread; wait = 0: only if it is done. 1 if joined
- * (or none was running). */
-static int join_populate(nx_store_t *store, int wait) {
-    if (!store->pf_running)
-        return 1;
-    if (!wait && !atomic_load_explicit(&store->pf_done, memory_order_acquire))
-        return 0;
-    pthread_join(store->pf_thread, NULL);
-    store->pf_running = 0;
-    return 1;
-}
-
-/* The grow starts with the prefaulted array. */
-/* Waits for the populating thread and unmaps the array it was filling. */
-static void drop_prefault(nx_store_t *store) {
-    join_populate(store, 1);
-    if (store->pre) {
-        unmap(store->pre, (store->pre_mask + 1) * sizeof(uint32_t));
-        store->pre = NULL;
-    }
-}
-
-static void finish_prefault(nx_store_t *store) {
-    start_rehash(store, store->pre, store->pre_mask);
-    store->pre = NULL;
-}
-
-/* At load 1 the table doubles. A bucket array of at least a huge page gets
- * huge pages: every lookup reads a random bucket, and at 10M users (64 MB
- * of buckets) in 4 KB pages nearly every one also missed the TLB;
- * khugepaged had not collapsed the array here after 90 s. Faulting in
- * (zeroing) a 2 MB page takes 0.3-0.4 ms, and 2.8 ms in this VM, whose host
- * backs fresh guest memory lazily: too long for a maintenance tick or an
- * update. So a thread of the store's faults the new array in
- * (MADV_POPULATE_WRITE) while the old one serves, and the moves start once
- * it is in (checked here and by nx_store_maintain). Should the table reach
- * load 1.5 first, the grow starts anyway: populate writes no data, and the
- * kernel orders the two threads' faults. */
-static void maybe_grow(nx_store_t *store) {
-    if (store->rehash_idx >= 0 || store->n_users <= store->mask[0] + 1)
-        return;
-    if (store->pre) {
-        if (atomic_load_explicit(&store->pf_done, memory_order_acquire) ||
-            store->n_users > (store->mask[0] + 1) + (store->mask[0] + 1) / 2)
-            finish_prefault(store);
-        join_populate(store, 0);
-        return;
-    }
-    join_populate(store, 1); /* the last grow's thread, should it still run */
-    uint64_t size = (store->mask[0] + 1) * 2;
-    size_t len = size * sizeof(uint32_t);
-    /* A fresh mapping is zero pages, faulted in lazily: O(1), no copy. On
-     * failure the table just runs at a higher load. */
-    uint32_t *bk = map_zeroed(len, len >= NX_HUGE_PAGE);
-    if (!bk)
-        return;
-    if (len >= NX_HUGE_PAGE) {
-        store->pf_addr = bk;
-        store->pf_len = len;
-        atomic_store_explicit(&store->pf_done, 0, memory_order_relaxed);
-        if (pthread_create(&store->pf_thread, NULL, populate_main, store) == 0) {
-            store->pf_running = 1;
-            store->pre = bk;
-            store->pre_mask = size - 1;
-            return;
-        }
-        madvise(bk, len, MADV_NOHUGEPAGE); /* no thread: 4 KB pages, as before */
-    }
-    start_rehash(store, bk, size - 1);
-}
-
-/* Replaces the link that points at old (index+1) in h's chain by new. */
-static void relink_chain(nx_store_t *store, uint64_t h, uint32_t old, uint32_t new) {
-    uint32_t *link = bucket_of(store, h);
-    while (*link != old)
-        link = &rec(store, *link - 1)->chain;
-    *link = new;
-}
-
-/* --- expiry list ---------------------------------------------------------- */
-
-static void list_append(nx_store_t *store, uint32_t idx) {
-    nx_user_t *u = rec(store, idx);
-    u->lprev = store->ltail;
-    u->lnext = 0;
-    if (store->ltail)
-        rec(store, store->ltail - 1)->lnext = idx + 1;
-    else
-        store->lhead = idx + 1;
-    store->ltail = idx + 1;
-    u->flags |= NX_F_PENDING;
-    store->st.pending++;
-}
-
-static void list_unlink(nx_store_t *store, uint32_t idx) {
-    nx_user_t *u = rec(store, idx);
-    if (u->lprev)
-        rec(store, u->lprev - 1)->lnext = u->lnext;
-    else
-        store->lhead = u->lnext;
-    if (u->lnext)
-        rec(store, u->lnext - 1)->lprev = u->lprev;
-    else
-        store->ltail = u->lprev;
-    u->lprev = u->lnext = 0;
-    u->flags &= (uint8_t)~NX_F_PENDING;
-    store->st.pending--;
-}
-
-/* --- slab ------------------------------------------------------------------- */
-
-/* Appends a zeroed record for h and links it into the table. Returns its
- * index, or UINT32_MAX if the slab is full (max_users). */
-static uint32_t slab_insert(nx_store_t *store, uint64_t h) {
-    uint32_t idx = store->n_users;
-    if (idx >= store->p.max_users)
-        return UINT32_MAX;
-    store->n_users++;
-    nx_user_t *u = rec(store, idx);
-    memset(u, 0, store->rec_size);
-    u->hash = h;
-    uint32_t *head = bucket_of(store, h);
-    u->chain = *head;
-    *head = idx + 1;
-    if (store->rehash_idx >= 0)
-        rehash_steps(store, NX_REHASH_PER_INSERT);
-    else
-        maybe_grow(store);
-    return idx;
-}
-
-/* Removes record idx: unlinks it, moves the last record into the hole. */
-static void slab_remove(nx_store_t *store, uint32_t idx) {
-    nx_user_t *u = rec(store, idx);
-    relink_chain(store, u->hash, idx + 1, u->chain);
-    if (u->flags & NX_F_PENDING)
-        list_unlink(store, idx);
-    uint32_t last = store->n_users - 1;
-    if (idx != last) {
-        nx_user_t *m = rec(store, last);
-        relink_chain(store, m->hash, last + 1, idx + 1);
-        if (m->flags & NX_F_PENDING) {
-            if (m->lprev)
-                rec(store, m->lprev - 1)->lnext = idx + 1;
-            else
-                store->lhead = idx + 1;
-            if (m->lnext)
-                rec(store, m->lnext - 1)->lprev = idx + 1;
-            else
-                store->ltail = idx + 1;
-        }
-        memcpy(u, m, store->rec_size);
-    }
-    store->n_users--;
-}
-
-/* Slab pages are not returned as users leave: madvise(MADV_DONTNEED) of
- * megabytes (splitting huge pages) took 0.3-3 ms, far over a maintenance
- * tick's budget. New users reuse them; nx_store_trim gives the spare ones
- * back when the caller can afford it. */
-size_t nx_store_trim(nx_store_t *store) {
-    size_t keep = ((size_t)store->n_users + NX_SLAB_SPARE) * store->rec_size;
-    keep = (keep + NX_HUGE_PAGE - 1) / NX_HUGE_PAGE * NX_HUGE_PAGE;
-    if (keep >= store->slab_bytes)
-        return 0;
-    madvise(store->slab + keep, store->slab_bytes - keep, MADV_DONTNEED);
-    return store->slab_bytes - keep;
-}
-
-static void evict_one(nx_store_t *store) {
-    uint32_t best = UINT32_MAX;
-    int64_t best_clock = INT64_MAX;
-    for (int s = 0; s < NX_EVICT_SAMPLES; s++) {
-        uint32_t i = (uint32_t)(splitmix64(&store->rng) % store->n_users);
-        int64_t c = rec(store, i)->clock;
-        if (c < best_clock) {
-            best_clock = c;
-            best = i;
-        }
-    }
-    if (rec(store, best)->flags & NX_F_PENDING)
-        store->st.labels_lost++;
-    slab_remove(store, best);
-    store->st.evictions++;
-}
-
-/* --- features ----------------------------------------------------------- */
-
-/* Four floats at once: GCC/clang vector extensions, SSE on x86-64 and NEON
- * on aarch64 without intrinsics. The windows' decay factors are one 4-lane
- * exp (3 libm expf calls were ~7% of an update's instructions). */
-typedef float nx_v4f __attribute__((vector_size(16)));
-typedef int32_t nx_v4i __attribute__((vector_size(16)));
-
-/* log(y) for finite y >= 1, inline and branch-free (the hot path takes ~20
- * logs per event; a libm call each was ~15% of it). y = 2^e * m with m in
- * [sqrt(1/2), sqrt(2)), found by offsetting the bits by those of sqrt(1/2);
- * then log(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, by its
- * series to s^9: truncation error 2|s|^11/11 < 2e-9. Result within a few
- * float ulps of log(y). Scalar on purpose: a 4-lane version loading the
- * just-written features as vectors stalled on store forwarding and was
- * slower despite fewer instructions. */
-static inline float fast_log(float y) {
-    uint32_t b;
-    memcpy(&b, &y, sizeof b);
-    uint32_t t = b - 0x3f3504f3u; /* bits of sqrt(1/2) */
-    int32_t e = (int32_t)t >> 23;
-    uint32_t mb = (t & 0x007fffffu) + 0x3f3504f3u;
-    float m;
-    memcpy(&m, &mb, sizeof m);
-    float sv = (m - 1.0f) / (m + 1.0f), s2 = sv * sv;
-    float poly = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
-    return (float)e * 0.693147181f + 2.0f * sv * poly;
-}
-
-/* log(1 + x) for x >= 0. */
-static inline float flog1p(float x) {
-    return fast_log(1.0f + x);
-}
-static inline float log1p_pos(float x) {
-    return flog1p(x > 0 ? x : 0);
-}
-
-/* exp(x) for x <= 0, 4 lanes, branch-free: 0 below -87 (exp = 1.6e-38),
- * n = round(x / ln 2) by the 1.5 * 2^23 trick (round to nearest even),
- * r = x - n ln 2 in two parts (|r| <= 0.347), exp(r) by its Taylor series
- * to r^6 (truncation |r|^7/7! < 1.3e-7), times 2^n built in the exponent
- * bits (n >= -126). Relative error < 3e-7. */
-static inline nx_v4f exp4(nx_v4f x) {
-    const nx_v4f lo = {-87.0f, -87.0f, -87.0f, -87.0f};
-    nx_v4i below = x < lo;
-    x = (nx_v4f)(((nx_v4i)x & ~below) | ((nx_v4i)lo & below));
-    const float shift = 12582912.0f; /* 1.5 * 2^23 */
-    nx_v4f n = (x * 1.44269504f + shift) - shift;
-    nx_v4f r = x - n * 0.693145752f - n * 1.42860677e-6f; /* ln 2 = hi + lo */
-    nx_v4f p =
-        1.0f +
-        r * (1.0f +
-             r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-    nx_v4i scale = (__builtin_convertvector(n, nx_v4i) + 127) << 23;
-    /* below -87: 0, as expf gives there, so counters do not decay into
-     * (slow) subnormals */
-    return (nx_v4f)((nx_v4i)(p * (nx_v4f)scale) & ~below);
-}
-
-/* flog1p on 4 lanes: the same operations as fast_log(1 + x) lane by lane,
- * so the same bits. Used where the inputs are whole vectors in memory
- * written as vectors (the decayed counters), which the CPU forwards from
- * its store buffer; loading just-written scalars as a vector cannot be
- * forwarded (see fast_log). */
-static inline nx_v4f log1p4(nx_v4f x) {
-    typedef uint32_t nx_v4u __attribute__((vector_size(16)));
-    nx_v4f y = 1.0f + x;
-    nx_v4u t = (nx_v4u)y - 0x3f3504f3u; /* bits of sqrt(1/2) */
-    nx_v4i e = (nx_v4i)t >> 23;
-    nx_v4f m = (nx_v4f)((t & 0x007fffffu) + 0x3f3504f3u);
-    nx_v4f sv = (m - 1.0f) / (m + 1.0f), s2 = sv * sv;
-    nx_v4f poly = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
-    return __builtin_convertvector(e, nx_v4f) * 0.693147181f + 2.0f * sv * poly;
-}
-
-/* Move-to-front insert of fp into a ring of at most k entries. views: NULL,
- * or the ring's per-entry event counts (saturating at 255), moved along.
- * Returns the entry's count before this event (0 = not there; 1 for a hit
- * without views). */
-static inline int recent_touch(uint32_t *ring, uint8_t *views, uint8_t *n, int k, uint32_t fp) {
-    int pos = -1;
-    for (int i = 0; i < *n; i++)
-        if (ring[i] == fp) {
-            pos = i;
-            break;
-        }
-    if (k == 0)
-        return 0;
-    int before = 0;
-    if (pos >= 0) {
-        before = views ? views[pos] : 1;
-    } else {
-        pos = *n < k ? *n : k - 1;
-        if (*n < k)
-            (*n)++;
-    }
-    /* Rotate entries 0..pos by one, fp in front. A few words: carried in a
-     * register, as the shifting loop this replaced became a memmove call. */
-    uint32_t carry = fp;
-    for (int i = 0; i <= pos; i++) {
-        uint32_t tmp = ring[i];
-        ring[i] = carry;
-        carry = tmp;
-    }
-    if (views) {
-        uint8_t vc = (uint8_t)(before < UINT8_MAX ? before + 1 : UINT8_MAX);
-        for (int i = 0; i <= pos; i++) {
-            uint8_t tmp = views[i];
-            views[i] = vc;
-            vc = tmp;
-        }
-    }
-    return before;
-}
-
-static inline double event_value(const nx_store_params_t *p, const nx_event_t *ev) {
-    if (p->value_type >= 0 && ev->type != p->value_type)
-        return 0.0;
-    if (!(ev->price >= 0)) /* NaN (absent) or negative */
-        return 0.0;
-    return ev->price * (ev->quantity > 0 ? ev->quantity : 1);
-}
-
-/* Floor division for ms -> days with negative times. */
-static inline int64_t floor_div(int64_t a, int64_t b) {
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-/* sin and cos of the time of day, from the table of the 96 quarter hours
- * and the angle b past the quarter (b < 2 pi / 96 = 0.0655) by
- * sin(a + b) = sin a cos b + cos a sin b, sin b and cos b by their series
- * to b^5 and b^6 (truncation < 1e-11): within a few float ulps, without
- * two libm calls per event. */
-static inline void day_sincos(const nx_store_t *store, int64_t ms_of_day, float *s, float *c) {
-    int q = (int)(ms_of_day / NX_QUARTER_MS);
-    float b = (float)(ms_of_day - (int64_t)q * NX_QUARTER_MS) * (float)(2.0 * M_PI / 86400000.0);
-    float b2 = b * b;
-    float sb = b * (1.0f - b2 * (1.0f / 6 - b2 * (1.0f / 120)));
-    float cb = 1.0f - b2 * (0.5f - b2 * (1.0f / 24 - b2 * (1.0f / 720)));
-    *s = store->q_sin[q] * cb + store->q_cos[q] * sb;
-    *c = store->q_cos[q] * cb - store->q_sin[q] * sb;
-}
-
-/* exp(-dt / L_w) for every window w, at once (unused lanes get 1). */
-static inline void decay_factors(const nx_store_t *store, float dt, float f[NX_STORE_MAX_WINDOWS]) {
-    _Static_assert(NX_STORE_MAX_WINDOWS == 4, "one 4-lane exp covers the windows");
-    nx_v4f inv;
-    memcpy(&inv, store->inv_window_ms, sizeof inv);
-    nx_v4f v = exp4(-dt * inv);
-    memcpy(f, &v, sizeof v);
-}
-
-/* What apply_event learns of an event before the update overwrites it. */
-typedef struct nx_ev_ctx {
-    int new_sess;        /* the event started a session */
-    int item_views;      /* events on its item before it among the recent ones */
-    int cat_rev;         /* its category was among the recent ones */
-    int gap_missing;     /* the user's first event */
-    int64_t prev_gap_ms; /* from the user's previous event (0 if late or first) */
-} nx_ev_ctx_t;
-
-/* featurize for the default layout (3 types, 3 windows, every family, 38
- * features), unrolled: the 12 counters take three 4-lane logs as in
- * featurize, and the seven other logs (recency per type, session length,
- * duration, gap, price) two more, their inputs gathered in registers (not
- * stored and reloaded as vectors: see fast_log). Lane for lane the same
- * operations as featurize: the same bits (tested). */
-static inline __attribute__((always_inline)) void featurize_333(const nx_store_t *store,
-                                                                nx_user_t *u, const nx_event_t *ev,
-                                                                const nx_ev_ctx_t *cx, float *out) {
-    const float *cnt = u_cnt(store, u);
-    for (int k = 0; k < 12; k += 4) {
-        nx_v4f c;
-        memcpy(&c, cnt + k, sizeof c);
-        c = log1p4(c);
-        memcpy(out + k, &c, sizeof c);
-    }
-    int64_t T = u->clock;
-    const int64_t *last = u_last(store, u);
-    int miss0 = last[0] == NX_NEVER, miss1 = last[1] == NX_NEVER, miss2 = last[2] == NX_NEVER;
-    /* a missing type's log input is 0: log1p(0) = 0, its feature */
-    nx_v4f a = {miss0 ? 0.0f : (float)(T - last[0]) * 0.001f,
-                miss1 ? 0.0f : (float)(T - last[1]) * 0.001f,
-                miss2 ? 0.0f : (float)(T - last[2]) * 0.001f, (float)u->sess_len};
-    int has_price = ev->price >= 0;
-    float price = has_price ? (float)ev->price : 0.0f;
-    nx_v4f b = {(float)(T - u->sess_start) * 0.001f, (float)cx->prev_gap_ms * 0.001f,
-                price > 0 ? price : 0.0f, 0.0f};
-    a = log1p4(a);
-    b = log1p4(b);
-    out[12] = a[0];
-    out[13] = (float)miss0;
-    out[14] = a[1];
-    out[15] = (float)miss1;
-    out[16] = a[2];
-    out[17] = (float)miss2;
-    out[18] = a[3];
-    out[19] = b[0];
-    out[20] = (float)cx->new_sess;
-    out[21] = b[1];
-    out[22] = (float)cx->gap_missing;
-    out[23] = store->log1p_u8[u->carts];
-    out[24] = u->carts ? 1.0f : 0.0f;
-    int iv = cx->item_views, run = u->cat_run;
-    out[25] = (float)(iv < NX_STORE_REVISIT_CAP ? iv : NX_STORE_REVISIT_CAP);
-    out[26] = (float)cx->cat_rev;
-    out[27] = store->log1p_u8[u->sess_rev];
-    out[28] = (float)(run < NX_STORE_CATEGORY_RUN_CAP ? run : NX_STORE_CATEGORY_RUN_CAP);
-    out[29] = ev->type == 0 ? 1.0f : 0.0f;
-    out[30] = ev->type == 1 ? 1.0f : 0.0f;
-    out[31] = ev->type == 2 ? 1.0f : 0.0f;
-    const int64_t day = 86400000; /* ms per day */
-    int64_t days = floor_div(ev->ts_ms, day);
-    int dow = (int)(((days + 3) % 7 + 7) % 7); /* 1970-01-01 was a Thursday */
-    day_sincos(store, ev->ts_ms - days * day, &out[32], &out[33]);
-    out[34] = store->dow_sin[dow];
-    out[35] = store->dow_cos[dow];
-    out[36] = has_price ? b[2] : 0.0f;
-    out[37] = has_price ? 0.0f : 1.0f;
-}
-
-/* Writes the raw vector of u (state after ev) into out. */
-static void featurize(const nx_store_t *store, nx_user_t *u, const nx_event_t *ev,
-                      const nx_ev_ctx_t *cx, float *out) {
-    if (store->layout333) {
-        featurize_333(store, u, ev, cx, out);
-        return;
-    }
-    const nx_store_params_t *p = &store->p;
-    size_t d = 0;
-    int64_t T = u->clock;
-    const uint32_t both = NX_FEAT_COUNTS | NX_FEAT_VALUE;
-    if (store->vec_counters && (p->families & both) == both) {
-        /* counts then values: the record's order; 4 lanes at a time */
-        const float *cnt = u_cnt(store, u);
-        for (int k = 0; k < p->n_windows * (p->n_types + 1); k += 4) {
-            nx_v4f c;
-            memcpy(&c, cnt + k, sizeof c);
-            c = log1p4(c);
-            memcpy(out + k, &c, sizeof c);
-        }
-        d = (size_t)p->n_windows * (size_t)(p->n_types + 1);
-    } else {
-        if (p->families & NX_FEAT_COUNTS) {
-            const float *cnt = u_cnt(store, u);
-            for (int k = 0; k < p->n_windows * p->n_types; k++)
-                out[d++] = flog1p(cnt[k]);
-        }
-        if (p->families & NX_FEAT_VALUE) {
-            const float *val = u_val(store, u);
-            for (int w = 0; w < p->n_windows; w++)
-                out[d++] = flog1p(val[w]);
-        }
-    }
-    if (p->families & NX_FEAT_RECENCY) {
-        const int64_t *last = u_last(store, u);
-        for (int t = 0; t < p->n_types; t++) {
-            if (last[t] == NX_NEVER) {
-                out[d++] = 0.0f;
-                out[d++] = 1.0f;
-            } else {
-                out[d++] = flog1p((float)(T - last[t]) * 0.001f);
-                out[d++] = 0.0f;
-            }
-        }
-    }
-    if (p->families & NX_FEAT_SESSION) {
-        out[d++] = flog1p((float)u->sess_len);
-        out[d++] = flog1p((float)(T - u->sess_start) * 0.001f);
-        out[d++] = (float)cx->new_sess;
-        out[d++] = flog1p((float)cx->prev_gap_ms * 0.001f);
-        out[d++] = (float)cx->gap_missing;
-        out[d++] = store->log1p_u8[u->carts];
-        out[d++] = u->carts ? 1.0f : 0.0f;
-    }
-    if (p->families & NX_FEAT_REVISITS) {
-        int iv = cx->item_views, run = u->cat_run;
-        out[d++] = (float)(iv < NX_STORE_REVISIT_CAP ? iv : NX_STORE_REVISIT_CAP);
-        out[d++] = (float)cx->cat_rev;
-        out[d++] = store->log1p_u8[u->sess_rev];
-        out[d++] = (float)(run < NX_STORE_CATEGORY_RUN_CAP ? run : NX_STORE_CATEGORY_RUN_CAP);
-    }
-    if (p->families & NX_FEAT_ONEHOT)
-        for (int t = 0; t < p->n_types; t++)
-            out[d++] = t == ev->type ? 1.0f : 0.0f;
-    if (p->families & NX_FEAT_TIME) {
-        const int64_t day = 86400000; /* ms per day */
-        int64_t days = floor_div(ev->ts_ms, day);
-        /* 1970-01-01 was a Thursday: +3 makes Monday 0 */
-        int dow = (int)(((days + 3) % 7 + 7) % 7);
-        day_sincos(store, ev->ts_ms - days * day, &out[d], &out[d + 1]);
-        out[d + 2] = store->dow_sin[dow];
-        out[d + 3] = store->dow_cos[dow];
-        d += 4;
-    }
-    if (p->families & NX_FEAT_PRICE) {
-        int has = ev->price >= 0;
-        out[d++] = has ? log1p_pos((float)ev->price) : 0.0f;
-        out[d++] = has ? 0.0f : 1.0f;
-    }
-}
-
-/* fp16 conversion of a vector. The F16C instructions round to nearest even
- * like nx_half_from_float, so both paths give identical bits (checked by the
- * tests, which compare against the portable conversion). */
-#ifdef NX_HAVE_F16C
-/* n >= 4. The last n % 8 values are converted by one conversion of the last
- * 8 (or 4) values, overlapping values already done (same results, written
- * twice): padded copies through memcpy calls here were ~4% of an update.
- * n < 4 takes the portable path. */
-__attribute__((target("avx,f16c"))) static void enc_f16c(const float *x, uint16_t *h, size_t n) {
-    if (n < 8) { /* 4..7: the first 4 and the last 4 */
-        _mm_storel_epi64((__m128i *)h, _mm_cvtps_ph(_mm_loadu_ps(x), _MM_FROUND_TO_NEAREST_INT));
-        _mm_storel_epi64((__m128i *)(h + n - 4),
-                         _mm_cvtps_ph(_mm_loadu_ps(x + n - 4), _MM_FROUND_TO_NEAREST_INT));
-        return;
-    }
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(h + i),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    if (i < n)
-        _mm_storeu_si128((__m128i *)(h + n - 8),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(x + n - 8), _MM_FROUND_TO_NEAREST_INT));
-}
-__attribute__((target("avx,f16c"))) static void dec_f16c(const uint16_t *h, float *x, size_t n) {
-    if (n < 8) {
-        _mm_storeu_ps(x, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)h)));
-        _mm_storeu_ps(x + n - 4, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(h + n - 4))));
-        return;
-    }
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
-    if (i < n)
-        _mm256_storeu_ps(x + n - 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + n - 8))));
-}
-
-/* AVX-512 (F, BW, VL): 16 values an instruction, the tail by a lane mask
- * instead of overlapping vectors; the same conversion, the same bits. */
-#define NX_AVX512_FBWVL __attribute__((target("avx512f,avx512bw,avx512vl")))
-NX_AVX512_FBWVL static void enc_avx512(const float *x, uint16_t *h, size_t n) {
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        __m256i v = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), _MM_FROUND_TO_NEAREST_INT);
-        _mm256_mask_storeu_epi16(h + i, m, v);
-    }
-}
-NX_AVX512_FBWVL static void dec_avx512(const uint16_t *h, float *x, size_t n) {
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(x + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h + i)));
-    }
-}
-#endif
-
-/* n values to fp16 (the pending vector: dim; scores: n_scores). */
-static void half_encode(const nx_store_t *store, const float *x, uint16_t *h, size_t n) {
-#ifdef NX_HAVE_F16C
-    if (store->f16c == 2) {
-        enc_avx512(x, h, n);
-        return;
-    }
-    if (store->f16c && n >= 4) {
-        enc_f16c(x, h, n);
-        return;
-    }
-#else
-    (void)store;
-#endif
-    for (size_t i = 0; i < n; i++)
-        h[i] = nx_half_from_float(x[i]);
-}
-
-static void half_decode(const nx_store_t *store, const uint16_t *h, float *x, size_t n) {
-#ifdef NX_HAVE_F16C
-    if (store->f16c == 2) {
-        dec_avx512(h, x, n);
-        return;
-    }
-    if (store->f16c && n >= 4) {
-        dec_f16c(h, x, n);
-        return;
-    }
-#else
-    (void)store;
-#endif
-    for (size_t i = 0; i < n; i++)
-        x[i] = nx_half_to_float(h[i]);
-}
+/* --- labels ------------------------------------------------------------- */
 
 static void emit_example(const nx_store_t *store, nx_user_t *u, int32_t label, nx_examples_t *ex) {
     size_t r = ex->n++;
-    float *x = ex->x + r * store->dim;
-    half_decode(store, u_pend(store, u), x, store->dim);
+    float *x = ex->x + r * store->fz.dim;
+    nx_half_decode(store->half_isa, u_pend(store, u), x, store->fz.dim);
     ex->label[r] = label;
     ex->ts_ms[r] = u->clock;
     if (ex->user)
@@ -1293,7 +213,7 @@ static void emit_example(const nx_store_t *store, nx_user_t *u, int32_t label, n
             for (int k = 0; k < store->p.n_scores; k++)
                 out[k] = 0.0f;
         else
-            half_decode(store, u_score(store, u), out, (size_t)store->p.n_scores);
+            nx_half_decode(store->half_isa, u_score(store, u), out, (size_t)store->p.n_scores);
     }
 }
 
@@ -1328,21 +248,6 @@ static void close_memo(nx_store_t *store) {
     store->memo_open = 0;
 }
 
-/* Counter lanes k..k+3 at c for an event of type t: c = c * fac (if decay)
- * + the lanes' increment (1 on t's counts, vv on the value lanes). */
-static inline void lanes_update(const nx_store_t *store, float *c4, int t, int k, nx_v4f fac,
-                                int decay, nx_v4f vv) {
-    nx_v4f c, inc;
-    nx_v4i vm;
-    memcpy(&c, c4, sizeof c);
-    memcpy(&inc, store->lane_inc[t] + k, sizeof inc);
-    memcpy(&vm, store->lane_val + k, sizeof vm);
-    if (decay)
-        c *= fac;
-    c += (nx_v4f)((nx_v4i)inc | ((nx_v4i)vv & vm));
-    memcpy(c4, &c, sizeof c);
-}
-
 /* Applies one valid, not-dropped event with user hash h, event i of the
  * batch. Returns the user's slab index, or UINT32_MAX if the user could not
  * be inserted. */
@@ -1353,147 +258,45 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
     int fresh = 0;
     if (idx == UINT32_MAX) {
         if (store->n_users >= p->max_users)
-            evict_one(store);
-        idx = slab_insert(store, h);
+            nx_evict_one(store);
+        idx = nx_table_insert(store, h);
         if (idx == UINT32_MAX) { /* out of memory: count as invalid, zero row */
             store->st.invalid++;
-            memset(xrow, 0, store->dim * sizeof *xrow);
+            memset(xrow, 0, store->fz.dim * sizeof *xrow);
             return UINT32_MAX;
         }
         fresh = 1;
-        nx_user_t *u = rec(store, idx);
-        u->clock = ev->ts_ms;
-        u->sess_start = ev->ts_ms;
-        int64_t *last = u_last(store, u);
-        for (int t = 0; t < p->n_types; t++)
-            last[t] = NX_NEVER;
+        rec(store, idx)->clock = ev->ts_ms;
     }
     nx_user_t *u = rec(store, idx);
     u->partition = ev->partition;
-    float *cnt = u_cnt(store, u), *val = u_val(store, u);
-    int64_t *last = u_last(store, u);
-    int nt = p->n_types, t = ev->type;
-    float value = (float)event_value(p, ev);
-    int k = p->recent_items;
-    nx_ev_ctx_t cx = {0, 0, 0, fresh, 0};
-    if (ev->item)
-        cx.item_views =
-            recent_touch(u_items(store, u), u_views(store, u), &u->n_items, k, fp32(ev->item));
-    if (ev->category)
-        cx.cat_rev = recent_touch(u_cats(store, u), NULL, &u->n_cats, k, fp32(ev->category));
-
-    if (!fresh && ev->ts_ms < u->clock) {
-        /* Out of order for this user: add the event decayed to the user's
-         * clock; session and labels follow event time and are untouched. */
-        float dt = (float)(u->clock - ev->ts_ms), f[NX_STORE_MAX_WINDOWS];
-        decay_factors(store, dt, f);
-        for (int w = 0; w < p->n_windows; w++) {
-            cnt[w * nt + t] += f[w];
-            val[w] += value * f[w];
-        }
-        if (ev->ts_ms > last[t])
-            last[t] = ev->ts_ms;
-    } else {
-        int64_t gap = ev->ts_ms - u->clock;
-        if (!fresh)
-            cx.prev_gap_ms = gap;
-        if (store->vec_counters) {
-            /* c = c * exp(-gap / L) + increment, 4 lanes at a time; per
-             * lane the same two operations as the scalar path below (x * 1
-             * and x + 0 are exact for these finite, non-negative values) */
-            nx_v4f vv = {value, value, value, value};
-            float f[NX_STORE_MAX_WINDOWS] = {1.0f, 1.0f, 1.0f, 1.0f};
-            if (gap > 0)
-                decay_factors(store, (float)gap, f);
-            const uint8_t *lw = store->lane_win;
-            if (store->layout333) {
-                /* lanes: counts w0 t0-2, w1 t0-2, w2 t0-2, values w0-2 */
-                nx_v4f fv;
-                memcpy(&fv, f, sizeof fv);
-                const nx_v4i i0 = {0, 0, 0, 1}, i1 = {1, 1, 2, 2}, i2 = {2, 0, 1, 2};
-                nx_v4f fac[3] = {__builtin_shuffle(fv, i0), __builtin_shuffle(fv, i1),
-                                 __builtin_shuffle(fv, i2)};
-                for (int k = 0; k < 12; k += 4)
-                    lanes_update(store, cnt + k, t, k, fac[k / 4], gap > 0, vv);
-            } else {
-                for (int k = 0; k < nt * p->n_windows + p->n_windows; k += 4) {
-                    nx_v4f fac = {f[lw[k]], f[lw[k + 1]], f[lw[k + 2]], f[lw[k + 3]]};
-                    lanes_update(store, cnt + k, t, k, fac, gap > 0, vv);
-                }
-            }
-        } else {
-            if (gap > 0) { /* gap 0: factors of 1, nothing to do */
-                /* counts (window-major) and values are contiguous: one
-                 * element-wise product with the factors spread out */
-                float f[NX_STORE_MAX_WINDOWS], fac[NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1)];
-                decay_factors(store, (float)gap, f);
-                int nw = p->n_windows, nc = nw * nt;
-                for (int w = 0; w < nw; w++) {
-                    for (int j = 0; j < nt; j++)
-                        fac[w * nt + j] = f[w];
-                    fac[nc + w] = f[w];
-                }
-                for (int k = 0; k < nc + nw; k++)
-                    cnt[k] *= fac[k];
-            }
-            for (int w = 0; w < p->n_windows; w++) {
-                cnt[w * nt + t] += 1.0f;
-                val[w] += value;
-            }
-        }
-        last[t] = ev->ts_ms;
-        /* Session: a change of session id (absent counts as a value), or
-         * without an id a gap longer than session_gap, starts a new one. */
-        uint32_t sfp = ev->session ? fp32(ev->session) : 0;
-        cx.new_sess = fresh || sfp != u->sess_fp || (!sfp && gap > p->session_gap_ms);
-        if (cx.new_sess) {
-            u->sess_start = ev->ts_ms;
-            u->sess_len = 0;
-            u->sess_rev = 0;
-            u->sess_fp = sfp;
-            u->carts = 0;
-            u->cat_run = 0;
-            u->cat_fp = 0;
-        }
-        if (u->sess_len < UINT16_MAX)
-            u->sess_len++;
-        if (cx.item_views && u->sess_rev < UINT8_MAX)
-            u->sess_rev++;
-        if (t == p->cart_type) {
-            if (u->carts < UINT8_MAX)
-                u->carts++;
-        } else if (t == p->value_type) { /* a purchase empties the cart */
-            u->carts = 0;
-        }
-        /* the run goes on while the session's events stay in one category */
-        uint32_t cfp = ev->category ? fp32(ev->category) : 0;
-        if (cfp && cfp == u->cat_fp)
-            u->cat_run = (uint8_t)(u->cat_run < UINT8_MAX ? u->cat_run + 1 : UINT8_MAX);
-        else
-            u->cat_run = cfp ? 1 : 0;
-        u->cat_fp = cfp;
-        /* Label of the pending example (made at the old clock). */
+    nx_ev_ctx_t cx;
+    if (nx_featurize_apply(store, u, ev, fresh, &cx)) {
+        /* Label of the pending example (made at the old clock): the user's
+         * next event in event time resolves it. After the feature update on
+         * purpose: unlinking writes the list neighbours, whose prefetched
+         * lines get that work's time to arrive. */
         if (u->flags & NX_F_PENDING) {
-            int32_t label = gap < p->horizon_ms ? t : nt;
+            int32_t label = ev->ts_ms - u->clock < p->horizon_ms ? ev->type : p->n_types;
             size_t row = resolved->n;
             emit_example(store, u, label, resolved);
             /* made by an event of this batch: set_scores fills the row in */
             if (store->memo_maker && row < NX_STORE_SCORE_MEMO)
                 store->memo_maker[row] = (u->flags & NX_F_FRESH) ? u_score(store, u)[0] : -1;
             u->flags &= (uint8_t)~NX_F_FRESH;
-            list_unlink(store, idx);
+            nx_table_list_unlink(store, idx);
             store->st.resolved++;
         }
         u->clock = ev->ts_ms;
     }
 
     float *raw = p->normalise ? store->raw : xrow;
-    featurize(store, u, ev, &cx, raw);
+    nx_featurize_vector(store, u, ev, &cx, raw);
     if (p->normalise) {
         nx_norm_step(store->norm, raw, xrow);
     }
     if (ev->ts_ms == u->clock && !(u->flags & NX_F_PENDING)) {
-        half_encode(store, xrow, u_pend(store, u), store->dim);
+        nx_half_encode(store->half_isa, xrow, u_pend(store, u), store->fz.dim);
         /* 0 = no scores until nx_store_set_scores gives them */
         uint16_t *sc = u_score(store, u);
         memset(sc, 0, sizeof(uint16_t) * (size_t)p->n_scores);
@@ -1501,7 +304,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
             sc[0] = (uint16_t)i;
             u->flags |= NX_F_FRESH;
         }
-        list_append(store, idx);
+        nx_table_list_append(store, idx);
     }
     store->st.events++;
     return idx;
@@ -1510,9 +313,8 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
 /* The prefetch helpers are always inlined. A function whose only effect is
  * __builtin_prefetch looks free of side effects to GCC 12 (pure-const
  * analysis), and a call of it that is not inlined early is deleted as
- * dead: so it went with prefetch_links until this was added, and the
- * neighbours' lines were never prefetched (10M users: 2.2-3.0M updates/s
- * before, 2.7-3.4M after, in alternating runs). */
+ * dead, silently: every test still passes (the features_prefetch test
+ * counts the prefetch instructions). */
 #define NX_PREFETCH_FN static inline __attribute__((always_inline))
 
 /* Prefetches (for writing) every cache line of record i+1 (0 = none). */
@@ -1574,7 +376,7 @@ static inline void apply_slot(nx_store_t *store, const nx_event_t *ev, size_t i,
             store->st.invalid++;
         else
             store->st.dropped++;
-        memset(xrow, 0, store->dim * sizeof *xrow);
+        memset(xrow, 0, store->fz.dim * sizeof *xrow);
         return;
     }
     if (c == NX_STORE_LATE)
@@ -1604,8 +406,7 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
     /* Step k applies event k - NX_AHEAD_BUCKET and hashes event k. The
      * record lines are prefetched before the apply, the bucket and list
      * lines after it: two groups half an update apart rather than ~8 lines
-     * at once competing for the line fill buffers (2-4% in interleaved
-     * runs at 10M users). */
+     * at once competing for the line fill buffers. */
     for (size_t k = 0; k < n + NX_AHEAD_BUCKET; k++) {
         size_t j = k - (NX_AHEAD_BUCKET - NX_AHEAD_RECORD);
         if (k >= NX_AHEAD_BUCKET - NX_AHEAD_RECORD && j < n &&
@@ -1614,7 +415,7 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
         if (k >= NX_AHEAD_BUCKET) {
             size_t i = k - NX_AHEAD_BUCKET;
             apply_slot(store, &ev[i], i, st[i & (NX_RING - 1)], h[i & (NX_RING - 1)],
-                       x + i * store->dim, status, resolved);
+                       x + i * store->fz.dim, status, resolved);
         }
         if (k < n) {
             const nx_event_t *e = &ev[k];
@@ -1680,7 +481,7 @@ void nx_store_set_scores(nx_store_t *store, const nx_event_t *ev, size_t n, cons
             if (!(u->flags & NX_F_PENDING) || (u->flags & NX_F_FRESH) || u->clock != ev[i].ts_ms)
                 continue;
         }
-        half_encode(store, scores + i * (size_t)k, u_score(store, u), (size_t)k);
+        nx_half_encode(store->half_isa, scores + i * (size_t)k, u_score(store, u), (size_t)k);
     }
     /* Examples the same batch made and resolved: their scores were unknown
      * at update time; give them now (fp16 round trip, like every other). */
@@ -1708,7 +509,7 @@ size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_exampl
         if (u->clock + store->p.horizon_ms > watermark_ms)
             break;
         emit_example(store, u, store->p.n_types, out);
-        list_unlink(store, idx);
+        nx_table_list_unlink(store, idx);
         store->st.expired_labels++;
     }
     return out->n;
@@ -1718,47 +519,10 @@ size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_exampl
 
 size_t nx_store_maintain(nx_store_t *store, int64_t now_ms, int64_t budget_us) {
     int64_t margin = budget_us < 2 * NX_MAINT_MARGIN_US ? budget_us / 2 : NX_MAINT_MARGIN_US;
-    int64_t deadline = budget_us > 0 ? now_us() + budget_us - margin : INT64_MAX;
-    size_t expired = 0;
-    /* Grow first: it bounds lookup cost for everything else (once its
-     * array is in, the moves); then the memory a finished grow left
-     * behind. */
-    if (store->pre && atomic_load_explicit(&store->pf_done, memory_order_acquire))
-        finish_prefault(store);
-    join_populate(store, 0);
-    while (store->rehash_idx >= 0) {
-        rehash_steps(store, NX_MAINT_CHECK);
-        if (budget_us > 0 && now_us() >= deadline)
-            return 0;
-    }
-    while (store->dead) {
-        release_step(store);
-        if (budget_us > 0 && now_us() >= deadline)
-            return 0;
-    }
-    /* TTL scan downwards, so the record moved into a hole (from the end)
-     * has already been visited in this pass. At most one pass per call. */
-    uint64_t visits = store->n_users;
-    int64_t ttl = store->p.user_ttl_ms;
-    for (uint64_t v = 0; v < visits && store->n_users; v++) {
-        if (store->ttl_cursor < 0 || store->ttl_cursor >= (int64_t)store->n_users) {
-            if (store->ttl_cursor < 0)
-                store->st.ttl_scans++;
-            store->ttl_cursor = (int64_t)store->n_users - 1;
-        }
-        uint32_t i = (uint32_t)store->ttl_cursor--;
-        nx_user_t *u = rec(store, i);
-        if (u->clock <= now_ms - ttl) {
-            if (u->flags & NX_F_PENDING)
-                store->st.labels_lost++;
-            slab_remove(store, i);
-            store->st.expirations++;
-            expired++;
-        }
-        if (budget_us > 0 && (v % NX_MAINT_CHECK) == NX_MAINT_CHECK - 1 && now_us() >= deadline)
-            break;
-    }
-    return expired;
+    int64_t deadline = budget_us > 0 ? nx_now_us() + budget_us - margin : INT64_MAX;
+    if (nx_table_step(store, deadline))
+        return 0;
+    return nx_evict_expired(store, now_ms, deadline);
 }
 
 /* --- users ------------------------------------------------------------------ */
@@ -1778,327 +542,6 @@ void nx_store_foreach(const nx_store_t *store,
         nx_user_t *u = rec(store, i);
         fn(opaque, u->hash, u->partition, u->clock);
     }
-}
-
-int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t size) {
-    uint32_t idx = find(store, user);
-    if (idx == UINT32_MAX)
-        return -1;
-    const nx_store_params_t *p = &store->p;
-    nx_user_t *u = rec(store, idx);
-    size_t off = 0;
-#define OUT(...)                                                                                   \
-    do {                                                                                           \
-        int r_ =                                                                                   \
-            snprintf(off < size ? buf + off : NULL, off < size ? size - off : 0, __VA_ARGS__);     \
-        off += (size_t)(r_ > 0 ? r_ : 0);                                                          \
-    } while (0)
-    OUT("user %016" PRIx64 " partition %d clock %" PRId64 " pending %d\n", u->hash, u->partition,
-        u->clock, (u->flags & NX_F_PENDING) ? 1 : 0);
-    OUT("session fp %08x start %" PRId64 " len %u revisits %u carts %u category %08x run %u\n",
-        u->sess_fp, u->sess_start, u->sess_len, u->sess_rev, u->carts, u->cat_fp, u->cat_run);
-    const int64_t *last = u_last(store, u);
-    const float *cnt = u_cnt(store, u), *val = u_val(store, u);
-    for (int t = 0; t < p->n_types; t++)
-        OUT("last %s %" PRId64 "\n", p->type_names[t], last[t]);
-    for (int w = 0; w < p->n_windows; w++) {
-        OUT("window %" PRId64 ":", p->window_ms[w]);
-        for (int t = 0; t < p->n_types; t++)
-            OUT(" %a", (double)cnt[w * p->n_types + t]);
-        OUT(" value %a\n", (double)val[w]);
-    }
-    OUT("items");
-    for (int i = 0; i < u->n_items; i++)
-        OUT(" %08x/%u", u_items(store, u)[i], u_views(store, u)[i]);
-    OUT("\ncategories");
-    for (int i = 0; i < u->n_cats; i++)
-        OUT(" %08x", u_cats(store, u)[i]);
-    OUT("\n");
-    if (u->flags & NX_F_PENDING) {
-        OUT("pending");
-        for (size_t i = 0; i < store->dim; i++)
-            OUT(" %04x", u_pend(store, u)[i]);
-        OUT("\n");
-        if (p->n_scores) {
-            OUT("scores");
-            for (int i = 0; i < p->n_scores; i++)
-                OUT(" %04x", u_score(store, u)[i]);
-            OUT("\n");
-        }
-    }
-#undef OUT
-    return (int)off;
-}
-
-/* --- save / restore --------------------------------------------------------- */
-
-typedef struct nx_stream_head {
-    uint32_t magic;
-    uint32_t rec_size;
-    uint64_t schema_hash;
-    uint64_t n_users;
-    uint32_t n_scores; /* fp16 scores in each record's pending slot */
-    uint32_t reserved; /* 0 */
-} nx_stream_head_t;
-
-/* Writes record u with its table/list links cleared (they are rebuilt). */
-static int write_rec(const nx_store_t *store, nx_user_t *u, char *tmp, nx_stream_write_fn write,
-                     void *opaque) {
-    memcpy(tmp, u, store->rec_size);
-    nx_user_t *c = (nx_user_t *)tmp;
-    c->chain = c->lprev = c->lnext = 0;
-    if (c->flags & NX_F_FRESH) { /* saved before set_scores: no scores */
-        c->flags &= (uint8_t)~NX_F_FRESH;
-        memset(u_score(store, c), 0, sizeof(uint16_t) * (size_t)store->p.n_scores);
-    }
-    return write(opaque, tmp, store->rec_size);
-}
-
-int nx_store_save_partition(const nx_store_t *store, int32_t partition, nx_stream_write_fn write,
-                            void *opaque) {
-    char *tmp = malloc(store->rec_size);
-    int rc = -1;
-    if (!tmp)
-        goto out;
-    nx_stream_head_t hd = {NX_PART_MAGIC,
-                           (uint32_t)store->rec_size,
-                           store->schema_hash,
-                           0,
-                           (uint32_t)store->p.n_scores,
-                           0};
-    uint64_t n_pend = 0;
-    for (uint32_t i = 0; i < store->n_users; i++)
-        if (rec(store, i)->partition == partition)
-            hd.n_users++;
-    for (uint32_t i = store->lhead; i; i = rec(store, i - 1)->lnext)
-        if (rec(store, i - 1)->partition == partition)
-            n_pend++;
-    if (write(opaque, &hd, sizeof hd))
-        goto out;
-    for (uint32_t i = 0; i < store->n_users; i++) {
-        nx_user_t *u = rec(store, i);
-        if (u->partition == partition && write_rec(store, u, tmp, write, opaque))
-            goto out;
-    }
-    /* Expiry order as user hashes (slab positions change on restore). */
-    if (write(opaque, &n_pend, sizeof n_pend))
-        goto out;
-    for (uint32_t i = store->lhead; i; i = rec(store, i - 1)->lnext) {
-        nx_user_t *u = rec(store, i - 1);
-        if (u->partition == partition && write(opaque, &u->hash, sizeof u->hash))
-            goto out;
-    }
-    rc = 0;
-out:
-    free(tmp);
-    return rc;
-}
-
-size_t nx_store_drop_partition(nx_store_t *store, int32_t partition) {
-    size_t removed = 0;
-    for (int64_t i = (int64_t)store->n_users - 1; i >= 0; i--) {
-        if (i >= (int64_t)store->n_users)
-            continue;
-        if (rec(store, (uint32_t)i)->partition == partition) {
-            slab_remove(store, (uint32_t)i);
-            removed++;
-        }
-    }
-    nx_store_trim(store);
-    return removed;
-}
-
-/* Reads one record and inserts it (replacing a user with the same hash).
- * The pending flag is cleared; the caller relinks the expiry order. */
-static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, void *opaque,
-                       char *errstr, size_t errstr_size) {
-    if (read(opaque, tmp, store->rec_size)) {
-        snprintf(errstr, errstr_size, "features: short read in user records");
-        return -1;
-    }
-    nx_user_t *in = (nx_user_t *)tmp;
-    uint32_t old = find(store, in->hash);
-    if (old != UINT32_MAX)
-        slab_remove(store, old);
-    uint32_t idx = slab_insert(store, in->hash);
-    if (idx == UINT32_MAX) {
-        snprintf(errstr, errstr_size, "features: out of memory restoring users");
-        return -1;
-    }
-    nx_user_t *u = rec(store, idx);
-    uint32_t chain = u->chain;
-    memcpy(u, tmp, store->rec_size);
-    u->chain = chain;
-    u->lprev = u->lnext = 0;
-    u->flags &= (uint8_t)~NX_F_PENDING;
-    return 0;
-}
-
-static int check_head(const nx_store_t *store, const nx_stream_head_t *hd, uint32_t magic,
-                      char *errstr, size_t errstr_size) {
-    if (hd->magic != magic || hd->rec_size != store->rec_size ||
-        hd->schema_hash != store->schema_hash || hd->n_scores != (uint32_t)store->p.n_scores) {
-        snprintf(errstr, errstr_size,
-                 "features: stream is not a store of this layout (magic %08x, record %u bytes, "
-                 "schema %016" PRIx64 ", %u scores)",
-                 hd->magic, hd->rec_size, hd->schema_hash, hd->n_scores);
-        return -1;
-    }
-    return 0;
-}
-
-static int read_pending_order(nx_store_t *store, nx_stream_read_fn read, void *opaque, char *errstr,
-                              size_t errstr_size) {
-    uint64_t n_pend;
-    if (read(opaque, &n_pend, sizeof n_pend)) {
-        snprintf(errstr, errstr_size, "features: short read in pending order");
-        return -1;
-    }
-    for (uint64_t k = 0; k < n_pend; k++) {
-        uint64_t h;
-        if (read(opaque, &h, sizeof h)) {
-            snprintf(errstr, errstr_size, "features: short read in pending order");
-            return -1;
-        }
-        uint32_t idx = find(store, h);
-        if (idx == UINT32_MAX || (rec(store, idx)->flags & NX_F_PENDING)) {
-            snprintf(errstr, errstr_size, "features: pending order names an unknown user");
-            return -1;
-        }
-        list_append(store, idx);
-    }
-    return 0;
-}
-
-int nx_store_restore_partition(nx_store_t *store, nx_stream_read_fn read, void *opaque,
-                               char *errstr, size_t errstr_size) {
-    nx_stream_head_t hd;
-    char *tmp = NULL;
-    int rc = -1;
-    if (read(opaque, &hd, sizeof hd)) {
-        snprintf(errstr, errstr_size, "features: short read in partition header");
-        goto out;
-    }
-    if (check_head(store, &hd, NX_PART_MAGIC, errstr, errstr_size))
-        goto out;
-    if (store->n_users + hd.n_users > store->p.max_users) {
-        snprintf(errstr, errstr_size,
-                 "features: restoring %" PRIu64 " users would exceed max_users %" PRIu64,
-                 hd.n_users, store->p.max_users);
-        goto out;
-    }
-    tmp = malloc(store->rec_size);
-    if (!tmp) {
-        snprintf(errstr, errstr_size, "features: out of memory");
-        goto out;
-    }
-    for (uint64_t k = 0; k < hd.n_users; k++)
-        if (read_insert(store, tmp, read, opaque, errstr, errstr_size))
-            goto out;
-    if (read_pending_order(store, read, opaque, errstr, errstr_size))
-        goto out;
-    rc = 0;
-out:
-    free(tmp);
-    return rc;
-}
-
-/* Scalar state carried by a whole-store stream after the records. */
-typedef struct nx_store_tail {
-    uint64_t rng;
-    int64_t ttl_cursor;
-    nx_store_stats_t st;
-} nx_store_tail_t;
-
-int nx_store_save(const nx_store_t *store, nx_stream_write_fn write, void *opaque) {
-    char *tmp = malloc(store->rec_size);
-    int rc = -1;
-    if (!tmp)
-        goto out;
-    nx_stream_head_t hd = {NX_STORE_MAGIC, (uint32_t)store->rec_size,   store->schema_hash,
-                           store->n_users, (uint32_t)store->p.n_scores, 0};
-    if (write(opaque, &hd, sizeof hd))
-        goto out;
-    for (uint32_t i = 0; i < store->n_users; i++)
-        if (write_rec(store, rec(store, i), tmp, write, opaque))
-            goto out;
-    uint64_t n_pend = store->st.pending;
-    if (write(opaque, &n_pend, sizeof n_pend))
-        goto out;
-    for (uint32_t i = store->lhead; i; i = rec(store, i - 1)->lnext)
-        if (write(opaque, &rec(store, i - 1)->hash, sizeof(uint64_t)))
-            goto out;
-    nx_store_tail_t tail;
-    memset(&tail, 0, sizeof tail);
-    tail.rng = store->rng;
-    tail.ttl_cursor = store->ttl_cursor;
-    tail.st = store->st;
-    if (write(opaque, &tail, sizeof tail))
-        goto out;
-    if (nx_norm_save(store->norm, write, opaque))
-        goto out;
-    rc = 0;
-out:
-    free(tmp);
-    return rc;
-}
-
-int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, char *errstr,
-                     size_t errstr_size) {
-    nx_stream_head_t hd;
-    char *tmp = NULL;
-    int rc = -1;
-    if (read(opaque, &hd, sizeof hd)) {
-        snprintf(errstr, errstr_size, "features: short read in store header");
-        goto out;
-    }
-    if (check_head(store, &hd, NX_STORE_MAGIC, errstr, errstr_size))
-        goto out;
-    if (hd.n_users > store->p.max_users) {
-        snprintf(errstr, errstr_size, "features: %" PRIu64 " users exceed max_users %" PRIu64,
-                 hd.n_users, store->p.max_users);
-        goto out;
-    }
-    tmp = malloc(store->rec_size);
-    if (!tmp) {
-        snprintf(errstr, errstr_size, "features: out of memory");
-        goto out;
-    }
-    /* Empty the store, keeping the slab pages and the larger bucket array. */
-    drop_prefault(store);
-    if (store->rehash_idx >= 0) {
-        unmap(store->bk[0], (store->mask[0] + 1) * sizeof(uint32_t));
-        store->bk[0] = store->bk[1];
-        store->mask[0] = store->mask[1];
-        store->bk[1] = NULL;
-        store->rehash_idx = -1;
-    }
-    memset(store->bk[0], 0, (store->mask[0] + 1) * sizeof(uint32_t));
-    store->n_users = 0;
-    store->lhead = store->ltail = 0;
-    store->st.pending = 0;
-    /* Records go back at their slab positions (they were saved in order). */
-    for (uint64_t k = 0; k < hd.n_users; k++)
-        if (read_insert(store, tmp, read, opaque, errstr, errstr_size))
-            goto out;
-    if (read_pending_order(store, read, opaque, errstr, errstr_size))
-        goto out;
-    nx_store_tail_t tail;
-    if (read(opaque, &tail, sizeof tail)) {
-        snprintf(errstr, errstr_size, "features: short read in store counters");
-        goto out;
-    }
-    store->rng = tail.rng;
-    store->ttl_cursor = tail.ttl_cursor;
-    size_t rec_bytes = store->st.record_bytes;
-    store->st = tail.st;
-    store->st.record_bytes = rec_bytes;
-    if (nx_norm_load(store->norm, read, opaque, errstr, errstr_size))
-        goto out;
-    rc = 0;
-out:
-    free(tmp);
-    return rc;
 }
 
 void nx_store_stats(const nx_store_t *store, nx_store_stats_t *stats) {

@@ -24,8 +24,9 @@
  *   nx_store_update moves a user it finds to the front of its chain, so an
  *   active user is the record its prefetch brings in (chain order is not
  *   state: saves clear the links, lookups answer the same).
- *   The old array is not unmapped when the grow ends (32 MB at 10M users took
- *   1.3 ms): nx_store_maintain unmaps it 256 KB per clock check.
+ *   The old array is not unmapped when the grow ends (one munmap of its
+ *   32 MB at 10M users takes over a millisecond): nx_store_maintain unmaps
+ *   it 256 KB per clock check.
  * - Windows are exponentially decayed counters, one float per window and
  *   type (+ one for purchase value): count_w = sum over the user's events of
  *   exp(-(T - ts) / L_w), T = the user's clock (latest event time seen), L_w
@@ -115,9 +116,8 @@ enum {
 typedef struct nx_store_params {
     int n_types; /* 1..NX_EVENT_MAX_TYPES */
     char type_names[NX_EVENT_MAX_TYPES][NX_STORE_TYPE_NAME_MAX];
-    int n_windows;                            /* 1..NX_STORE_MAX_WINDOWS */
-    int64_t window_ms[NX_STORE_MAX_WINDOWS];  /* ascending lengths, ms */
-    int window_buckets[NX_STORE_MAX_WINDOWS]; /* ring buckets; unused by decayed counters */
+    int n_windows;                           /* 1..NX_STORE_MAX_WINDOWS */
+    int64_t window_ms[NX_STORE_MAX_WINDOWS]; /* ascending lengths, ms */
     int value_type;         /* type whose price*quantity is "value"; -1 = any priced event.
                                It is also the purchase that empties the session's cart count. */
     int cart_type;          /* type counted as a cart add (session_carts); -1 = none (the
@@ -137,7 +137,7 @@ typedef struct nx_store_params {
 
 /* Fills the defaults: types click, cart, purchase (value from purchase,
  * cart adds from cart);
- * windows 5 min/1 h/24 h (10/12/24 buckets); TTL 24 h; 10M users; session
+ * windows 5 min/1 h/24 h; TTL 24 h; 10M users; session
  * gap 30 min; 4 recent items; all families; clip 5; H 30 min; normalise;
  * no scores. */
 void nx_store_params_default(nx_store_params_t *params);

@@ -140,6 +140,55 @@ static void test_half(void) {
             break;
         }
     }
+    /* Every vector path this CPU has gives the portable bits, at every
+     * length up to 40 (tails of both 4- and 8-wide conversions and of the
+     * 16-lane masks): all 65536 halves back, and floats around the
+     * rounding ties, subnormals and overflow there. A NaN only has to stay
+     * a NaN: the instructions quiet a signalling one. */
+    enum { N = 65536, LEN = 40 };
+    static float f[N], fv[N];
+    static uint16_t h[N], hv[N];
+    uint64_t s = 3;
+    for (uint32_t i = 0; i < N; i++) {
+        h[i] = (uint16_t)i;
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t bits = (uint32_t)(s >> 32);
+        memcpy(&f[i], &bits, sizeof bits);
+        if (i % 2) /* near the fp16 range: exponents 2^-26 .. 2^17 */
+            f[i] = ldexpf(1.0f + (float)(bits & 0xffffff) / 16777216.0f, (int)(bits >> 26) - 26) *
+                   (bits & 0x80 ? -1.0f : 1.0f);
+    }
+    for (int isa = NX_HALF_PORTABLE; isa <= nx_half_isa(); isa++) {
+        int bad = 0;
+        for (size_t off = 0; off + LEN <= N; off += LEN * 3) {
+            for (size_t n = 1; n <= LEN; n++) {
+                memset(hv, 0xab, (n + 1) * sizeof *hv);
+                nx_half_encode(isa, f + off, hv, n);
+                for (size_t i = 0; i < n; i++) {
+                    uint16_t want = nx_half_from_float(f[off + i]);
+                    if (isnan(f[off + i]))
+                        bad += (hv[i] & 0x7c00) != 0x7c00 || !(hv[i] & 0x3ff);
+                    else
+                        bad += hv[i] != want;
+                }
+                bad += hv[n] != 0xabab; /* nothing written past n */
+            }
+        }
+        for (size_t off = 0; off + LEN <= N; off += LEN) {
+            size_t n = 1 + off / LEN % LEN;
+            fv[n] = 7.0f;
+            nx_half_decode(isa, h + off, fv, n);
+            for (size_t i = 0; i < n; i++) {
+                float want = nx_half_to_float(h[off + i]);
+                if (isnan(want))
+                    bad += !isnan(fv[i]);
+                else
+                    bad += memcmp(&fv[i], &want, sizeof want) != 0;
+            }
+            bad += fv[n] != 7.0f;
+        }
+        CHECK(bad == 0, "fp16 path %d: %d values differ from the portable conversion", isa, bad);
+    }
 }
 
 /* --- normaliser ---------------------------------------------------------------- */
@@ -1496,7 +1545,81 @@ static void test_params(void) {
     nx_store_destroy(NULL);
 }
 
-/* The unrolled default-layout code (featurize_333, its counter update)
+/* Every place of the layout is written by the read-out that serves it, and
+ * named: the raw vectors (normalise 0) of a few events, in rows the caller
+ * filled with NaN, come back finite with nothing written past the last
+ * row, and the names are as many as the places, non-empty and distinct.
+ * For every set of families under 1..3 types and 1..4 windows, and the
+ * default layout through both of its read-outs (unrolled and generic). A
+ * row added to the layout that a read-out does not write fails here. */
+static void test_layout_table(void) {
+    static const int64_t win[NX_STORE_MAX_WINDOWS] = {60000, 300000, 3600000, 86400000};
+    enum { E = 7 };
+    char err[256];
+    int unwritten = 0, overrun = 0, badnames = 0, stores = 0;
+    for (int nt = 1; nt <= 3; nt++)
+        for (int nw = 1; nw <= NX_STORE_MAX_WINDOWS; nw++)
+            for (uint32_t fam = 1; fam <= NX_FEAT_ALL; fam++)
+                for (int generic = 0; generic < 2; generic++) {
+                    if (generic && !(nt == 3 && nw == 3 && fam == NX_FEAT_ALL))
+                        continue;
+                    nx_store_params_t p;
+                    nx_store_params_default(&p);
+                    p.n_types = nt;
+                    p.n_windows = nw;
+                    memcpy(p.window_ms, win, sizeof win);
+                    p.value_type = nt - 1;
+                    p.cart_type = nt >= 2 ? 1 : -1;
+                    p.families = fam;
+                    p.normalise = 0;
+                    p.force_generic = generic;
+                    p.max_users = 16;
+                    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+                    CHECK(store, "store: %s", err);
+                    if (!store)
+                        continue;
+                    stores++;
+                    size_t dim = nx_store_dim(store);
+                    int64_t t0 = 1700000000000LL;
+                    /* first events, a priced one, a new session, a late one,
+                     * a repeat of item and category, a user without price */
+                    nx_event_t ev[E] = {
+                        mk_event("a", 0, t0, 11, 21, 0, NAN, 1, 0),
+                        mk_event("b", nt - 1, t0 + 1000, 12, 22, 5, 9.5, 2, 0),
+                        mk_event("a", nt - 1, t0 + 5000, 11, 21, 0, 20.0, 1, 0),
+                        mk_event("a", 0, t0 + 4000000, 13, 23, 0, NAN, 1, 0),
+                        mk_event("a", nt > 1 ? 1 : 0, t0 + 3000, 11, 21, 0, 3.0, 1, 0),
+                        mk_event("b", 0, t0 + 6000, 12, 22, 5, NAN, 1, 0),
+                        mk_event("c", 0, t0 + 7000, 0, 0, 0, NAN, 1, 0)};
+                    float *x = malloc((E * dim + 1) * sizeof *x);
+                    float ex_x[E * 64];
+                    int32_t label[E];
+                    int64_t ts[E];
+                    nx_examples_t res = {.x = ex_x, .label = label, .ts_ms = ts, .cap = E};
+                    for (size_t i = 0; i < E * dim; i++)
+                        x[i] = NAN;
+                    x[E * dim] = 7.0f;
+                    CHECK(dim <= 64 && nx_store_update(store, ev, E, t0, x, NULL, &res) == 0,
+                          "update");
+                    for (size_t i = 0; i < E * dim; i++)
+                        unwritten += !isfinite(x[i]);
+                    overrun += x[E * dim] != 7.0f;
+                    for (size_t i = 0; i < dim; i++) {
+                        const char *a = nx_store_feature_name(store, i);
+                        badnames += !a || !a[0];
+                        for (size_t j = 0; a && j < i; j++)
+                            badnames += strcmp(a, nx_store_feature_name(store, j)) == 0;
+                    }
+                    badnames += nx_store_feature_name(store, dim) != NULL;
+                    free(x);
+                    nx_store_destroy(store);
+                }
+    CHECK(unwritten == 0 && overrun == 0 && badnames == 0,
+          "%d layouts: %d places left unwritten, %d writes past the vector, %d bad names", stores,
+          unwritten, overrun, badnames);
+}
+
+/* The unrolled default-layout code (vector_333, its counter update)
  * against the generic code: a random stream with out-of-order events,
  * sessions, prices present and absent, through two stores that differ only
  * in force_generic, normalised: identical vectors and examples, bit for
@@ -1565,6 +1688,7 @@ int main(void) {
     test_norm_isa();
     test_norm_v1();
     test_params();
+    test_layout_table();
     test_layout333();
     test_hand_sequence();
     test_hand_session_counts();

@@ -1,0 +1,336 @@
+/*
+ * store_persist.c: the store as a byte stream, and one user as text.
+ *
+ * Owns the stream format of nx_store_save / nx_store_restore (the whole
+ * store) and nx_store_save_partition / nx_store_restore_partition (the
+ * users of one input partition), nx_store_drop_partition, and
+ * nx_store_dump_user. A stream is a header (magic, record size, schema
+ * hash, score count), the records with their index and list links
+ * cleared, then the expiry order as user hashes (slab positions change on
+ * restore); a whole-store stream adds the generator, TTL cursor, counters
+ * and the normaliser. Records are raw memory: a stream is read back only by
+ * a store of the same layout on a machine of the same byte order (the
+ * header check refuses another layout).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "norm.h"
+#include "store_int.h"
+
+/* Stream tags: "NXU3" whole store, "NXP3" one partition (version 2: the
+ * header carries n_scores; 3: records hold cart count, category run and
+ * item view counts). */
+#define NX_STORE_MAGIC 0x3355584eu
+#define NX_PART_MAGIC  0x3350584eu
+
+int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t size) {
+    uint32_t idx = find(store, user);
+    if (idx == UINT32_MAX)
+        return -1;
+    const nx_store_params_t *p = &store->p;
+    nx_user_t *u = rec(store, idx);
+    size_t off = 0;
+#define OUT(...)                                                                                   \
+    do {                                                                                           \
+        int r_ =                                                                                   \
+            snprintf(off < size ? buf + off : NULL, off < size ? size - off : 0, __VA_ARGS__);     \
+        off += (size_t)(r_ > 0 ? r_ : 0);                                                          \
+    } while (0)
+    OUT("user %016" PRIx64 " partition %d clock %" PRId64 " pending %d\n", u->hash, u->partition,
+        u->clock, (u->flags & NX_F_PENDING) ? 1 : 0);
+    OUT("session fp %08x start %" PRId64 " len %u revisits %u carts %u category %08x run %u\n",
+        u->sess_fp, u->sess_start, u->sess_len, u->sess_rev, u->carts, u->cat_fp, u->cat_run);
+    const int64_t *last = u_last(store, u);
+    const float *cnt = u_cnt(store, u), *val = u_val(store, u);
+    for (int t = 0; t < p->n_types; t++)
+        OUT("last %s %" PRId64 "\n", p->type_names[t], last[t]);
+    for (int w = 0; w < p->n_windows; w++) {
+        OUT("window %" PRId64 ":", p->window_ms[w]);
+        for (int t = 0; t < p->n_types; t++)
+            OUT(" %a", (double)cnt[w * p->n_types + t]);
+        OUT(" value %a\n", (double)val[w]);
+    }
+    OUT("items");
+    for (int i = 0; i < u->n_items; i++)
+        OUT(" %08x/%u", u_items(store, u)[i], u_views(store, u)[i]);
+    OUT("\ncategories");
+    for (int i = 0; i < u->n_cats; i++)
+        OUT(" %08x", u_cats(store, u)[i]);
+    OUT("\n");
+    if (u->flags & NX_F_PENDING) {
+        OUT("pending");
+        for (size_t i = 0; i < store->fz.dim; i++)
+            OUT(" %04x", u_pend(store, u)[i]);
+        OUT("\n");
+        if (p->n_scores) {
+            OUT("scores");
+            for (int i = 0; i < p->n_scores; i++)
+                OUT(" %04x", u_score(store, u)[i]);
+            OUT("\n");
+        }
+    }
+#undef OUT
+    return (int)off;
+}
+
+/* --- streams --------------------------------------------------------- */
+
+typedef struct nx_stream_head {
+    uint32_t magic;
+    uint32_t rec_size;
+    uint64_t schema_hash;
+    uint64_t n_users;
+    uint32_t n_scores; /* fp16 scores in each record's pending slot */
+    uint32_t reserved; /* 0 */
+} nx_stream_head_t;
+
+/* Writes record u with its table/list links cleared (they are rebuilt). */
+static int write_rec(const nx_store_t *store, nx_user_t *u, char *tmp, nx_stream_write_fn write,
+                     void *opaque) {
+    memcpy(tmp, u, store->rec_size);
+    nx_user_t *c = (nx_user_t *)tmp;
+    c->chain = c->lprev = c->lnext = 0;
+    if (c->flags & NX_F_FRESH) { /* saved before set_scores: no scores */
+        c->flags &= (uint8_t)~NX_F_FRESH;
+        memset(u_score(store, c), 0, sizeof(uint16_t) * (size_t)store->p.n_scores);
+    }
+    return write(opaque, tmp, store->rec_size);
+}
+
+int nx_store_save_partition(const nx_store_t *store, int32_t partition, nx_stream_write_fn write,
+                            void *opaque) {
+    char *tmp = malloc(store->rec_size);
+    int rc = -1;
+    if (!tmp)
+        goto out;
+    nx_stream_head_t hd = {NX_PART_MAGIC,
+                           (uint32_t)store->rec_size,
+                           store->fz.schema_hash,
+                           0,
+                           (uint32_t)store->p.n_scores,
+                           0};
+    uint64_t n_pend = 0;
+    for (uint32_t i = 0; i < store->n_users; i++)
+        if (rec(store, i)->partition == partition)
+            hd.n_users++;
+    for (uint32_t i = store->lhead; i; i = rec(store, i - 1)->lnext)
+        if (rec(store, i - 1)->partition == partition)
+            n_pend++;
+    if (write(opaque, &hd, sizeof hd))
+        goto out;
+    for (uint32_t i = 0; i < store->n_users; i++) {
+        nx_user_t *u = rec(store, i);
+        if (u->partition == partition && write_rec(store, u, tmp, write, opaque))
+            goto out;
+    }
+    /* Expiry order as user hashes (slab positions change on restore). */
+    if (write(opaque, &n_pend, sizeof n_pend))
+        goto out;
+    for (uint32_t i = store->lhead; i; i = rec(store, i - 1)->lnext) {
+        nx_user_t *u = rec(store, i - 1);
+        if (u->partition == partition && write(opaque, &u->hash, sizeof u->hash))
+            goto out;
+    }
+    rc = 0;
+out:
+    free(tmp);
+    return rc;
+}
+
+size_t nx_store_drop_partition(nx_store_t *store, int32_t partition) {
+    size_t removed = 0;
+    for (int64_t i = (int64_t)store->n_users - 1; i >= 0; i--) {
+        if (i >= (int64_t)store->n_users)
+            continue;
+        if (rec(store, (uint32_t)i)->partition == partition) {
+            nx_table_remove(store, (uint32_t)i);
+            removed++;
+        }
+    }
+    nx_store_trim(store);
+    return removed;
+}
+
+/* Reads one record and inserts it (replacing a user with the same hash).
+ * The pending flag is cleared; the caller relinks the expiry order. */
+static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, void *opaque,
+                       char *errstr, size_t errstr_size) {
+    if (read(opaque, tmp, store->rec_size)) {
+        snprintf(errstr, errstr_size, "features: short read in user records");
+        return -1;
+    }
+    nx_user_t *in = (nx_user_t *)tmp;
+    uint32_t old = find(store, in->hash);
+    if (old != UINT32_MAX)
+        nx_table_remove(store, old);
+    uint32_t idx = nx_table_insert(store, in->hash);
+    if (idx == UINT32_MAX) {
+        snprintf(errstr, errstr_size, "features: out of memory restoring users");
+        return -1;
+    }
+    nx_user_t *u = rec(store, idx);
+    uint32_t chain = u->chain;
+    memcpy(u, tmp, store->rec_size);
+    u->chain = chain;
+    u->lprev = u->lnext = 0;
+    u->flags &= (uint8_t)~NX_F_PENDING;
+    return 0;
+}
+
+static int check_head(const nx_store_t *store, const nx_stream_head_t *hd, uint32_t magic,
+                      char *errstr, size_t errstr_size) {
+    if (hd->magic != magic || hd->rec_size != store->rec_size ||
+        hd->schema_hash != store->fz.schema_hash || hd->n_scores != (uint32_t)store->p.n_scores) {
+        snprintf(errstr, errstr_size,
+                 "features: stream is not a store of this layout (magic %08x, record %u bytes, "
+                 "schema %016" PRIx64 ", %u scores)",
+                 hd->magic, hd->rec_size, hd->schema_hash, hd->n_scores);
+        return -1;
+    }
+    return 0;
+}
+
+static int read_pending_order(nx_store_t *store, nx_stream_read_fn read, void *opaque, char *errstr,
+                              size_t errstr_size) {
+    uint64_t n_pend;
+    if (read(opaque, &n_pend, sizeof n_pend)) {
+        snprintf(errstr, errstr_size, "features: short read in pending order");
+        return -1;
+    }
+    for (uint64_t k = 0; k < n_pend; k++) {
+        uint64_t h;
+        if (read(opaque, &h, sizeof h)) {
+            snprintf(errstr, errstr_size, "features: short read in pending order");
+            return -1;
+        }
+        uint32_t idx = find(store, h);
+        if (idx == UINT32_MAX || (rec(store, idx)->flags & NX_F_PENDING)) {
+            snprintf(errstr, errstr_size, "features: pending order names an unknown user");
+            return -1;
+        }
+        nx_table_list_append(store, idx);
+    }
+    return 0;
+}
+
+int nx_store_restore_partition(nx_store_t *store, nx_stream_read_fn read, void *opaque,
+                               char *errstr, size_t errstr_size) {
+    nx_stream_head_t hd;
+    char *tmp = NULL;
+    int rc = -1;
+    if (read(opaque, &hd, sizeof hd)) {
+        snprintf(errstr, errstr_size, "features: short read in partition header");
+        goto out;
+    }
+    if (check_head(store, &hd, NX_PART_MAGIC, errstr, errstr_size))
+        goto out;
+    if (store->n_users + hd.n_users > store->p.max_users) {
+        snprintf(errstr, errstr_size,
+                 "features: restoring %" PRIu64 " users would exceed max_users %" PRIu64,
+                 hd.n_users, store->p.max_users);
+        goto out;
+    }
+    tmp = malloc(store->rec_size);
+    if (!tmp) {
+        snprintf(errstr, errstr_size, "features: out of memory");
+        goto out;
+    }
+    for (uint64_t k = 0; k < hd.n_users; k++)
+        if (read_insert(store, tmp, read, opaque, errstr, errstr_size))
+            goto out;
+    if (read_pending_order(store, read, opaque, errstr, errstr_size))
+        goto out;
+    rc = 0;
+out:
+    free(tmp);
+    return rc;
+}
+
+/* Scalar state carried by a whole-store stream after the records. */
+typedef struct nx_store_tail {
+    uint64_t rng;
+    int64_t ttl_cursor;
+    nx_store_stats_t st;
+} nx_store_tail_t;
+
+int nx_store_save(const nx_store_t *store, nx_stream_write_fn write, void *opaque) {
+    char *tmp = malloc(store->rec_size);
+    int rc = -1;
+    if (!tmp)
+        goto out;
+    nx_stream_head_t hd = {NX_STORE_MAGIC, (uint32_t)store->rec_size,   store->fz.schema_hash,
+                           store->n_users, (uint32_t)store->p.n_scores, 0};
+    if (write(opaque, &hd, sizeof hd))
+        goto out;
+    for (uint32_t i = 0; i < store->n_users; i++)
+        if (write_rec(store, rec(store, i), tmp, write, opaque))
+            goto out;
+    uint64_t n_pend = store->st.pending;
+    if (write(opaque, &n_pend, sizeof n_pend))
+        goto out;
+    for (uint32_t i = store->lhead; i; i = rec(store, i - 1)->lnext)
+        if (write(opaque, &rec(store, i - 1)->hash, sizeof(uint64_t)))
+            goto out;
+    nx_store_tail_t tail;
+    memset(&tail, 0, sizeof tail);
+    tail.rng = store->rng;
+    tail.ttl_cursor = store->ttl_cursor;
+    tail.st = store->st;
+    if (write(opaque, &tail, sizeof tail))
+        goto out;
+    if (nx_norm_save(store->norm, write, opaque))
+        goto out;
+    rc = 0;
+out:
+    free(tmp);
+    return rc;
+}
+
+int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, char *errstr,
+                     size_t errstr_size) {
+    nx_stream_head_t hd;
+    char *tmp = NULL;
+    int rc = -1;
+    if (read(opaque, &hd, sizeof hd)) {
+        snprintf(errstr, errstr_size, "features: short read in store header");
+        goto out;
+    }
+    if (check_head(store, &hd, NX_STORE_MAGIC, errstr, errstr_size))
+        goto out;
+    if (hd.n_users > store->p.max_users) {
+        snprintf(errstr, errstr_size, "features: %" PRIu64 " users exceed max_users %" PRIu64,
+                 hd.n_users, store->p.max_users);
+        goto out;
+    }
+    tmp = malloc(store->rec_size);
+    if (!tmp) {
+        snprintf(errstr, errstr_size, "features: out of memory");
+        goto out;
+    }
+    nx_table_clear(store);
+    /* Records go back at their slab positions (they were saved in order). */
+    for (uint64_t k = 0; k < hd.n_users; k++)
+        if (read_insert(store, tmp, read, opaque, errstr, errstr_size))
+            goto out;
+    if (read_pending_order(store, read, opaque, errstr, errstr_size))
+        goto out;
+    nx_store_tail_t tail;
+    if (read(opaque, &tail, sizeof tail)) {
+        snprintf(errstr, errstr_size, "features: short read in store counters");
+        goto out;
+    }
+    store->rng = tail.rng;
+    store->ttl_cursor = tail.ttl_cursor;
+    size_t rec_bytes = store->st.record_bytes;
+    store->st = tail.st;
+    store->st.record_bytes = rec_bytes;
+    if (nx_norm_load(store->norm, read, opaque, errstr, errstr_size))
+        goto out;
+    rc = 0;
+out:
+    free(tmp);
+    return rc;
+}
