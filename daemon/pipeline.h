@@ -11,7 +11,7 @@
  * the pipeline emits bit-identical records and reaches a bit-identical
  * model, however the input is cut into batches. Training runs on a second
  * thread; in replay, which weights each prediction uses is fixed by the
- * input order (see pipeline.c). Live (the daemon), two things follow the
+ * input order (see trainer.h). Live (the daemon), two things follow the
  * clock instead: predictions use the newest weights the trainer has
  * published, and idle partitions advance the watermark by wall clock.
  *
