@@ -97,7 +97,7 @@ const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k);
 /* Prints the feature schema (index, name) and its hash. */
 void nx_pipeline_print_features(const nx_pipeline_t *pipe, FILE *out);
 
-/* Writes the summary JSON object (keys of issue 6) to out. */
+/* Writes the summary JSON object (counts, rates, metrics; one line) to out. */
 void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seconds,
                                uint64_t bad_records);
 
