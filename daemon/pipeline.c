@@ -1,18 +1,12 @@
 /* pipeline.c: one micro-batch through features, model and outputs
  * (pipeline.h). */
-#include "pipeline.h"
+#include "pipeline_int.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "metrics.h"
-#include "mlp.h"
-#include "predenc.h"
-#include "store.h"
 
 /* Events per step (see process_step): one forward pass and one training
  * segment each. Big enough for sgemm to reach its speed, small enough that
@@ -26,97 +20,9 @@
  * default 500 us budget, at most 5% of a core. At ~10 M users/s scanned, a
  * TTL pass over 1 M users takes about 2 s. */
 #define MAINTAIN_EVERY_MS 10
-/* Partitions whose watermarks are tracked (topics x partitions). */
-#define MAX_PARTS 1024
 /* Bytes of one encoded prediction record: user id (<= 256), topic name
  * (<= 249), class names and numbers fit well within this. */
 #define REC_MAX 4096
-
-/*
- * Training runs on a thread of its own, beside prediction, without losing
- * determinism. The main thread hands the labelled examples of each step to
- * the trainer as a numbered segment; the trainer applies down-sampling,
- * trains in mini-batches, and after each segment publishes its weights into
- * predictor slot (segment % NSLOT). In replay, before predicting, the main
- * thread waits for the snapshot of segment (segments pushed - 1 - LAG) and
- * predicts from exactly that one: which weights a prediction uses depends
- * only on the input order, never on the trainer's speed. LAG segments of
- * slack let both threads run at once; the trainer can never be more than
- * LAG segments ahead of the snapshot in use, so NSLOT = LAG + 1 slots are
- * never overwritten while read (see pick_predictor). Live, the newest
- * snapshot is taken without waiting.
- */
-#define LAG   4
-#define NSLOT (LAG + 1)
-/* Segments queued for the trainer at most; the main thread waits beyond. */
-#define QUEUE 8
-
-typedef struct segment {
-    float *x;       /* (cap, dim) */
-    int32_t *label; /* (cap) */
-    size_t n, cap;
-} segment_t;
-
-typedef struct trainer {
-    pthread_t thread;
-    int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cond; /* any change of pushed, trained or stop */
-    segment_t seg[QUEUE];
-    int64_t pushed;  /* segments handed over */
-    int idle;        /* main thread: trainer known idle since the last push */
-    int64_t trained; /* segments trained and published, -1 = none */
-    int stop;
-    nx_mlp_predictor_t *slot[NSLOT];
-    nx_mlp_predictor_t *initial; /* the weights before any training */
-    _Atomic uint64_t steps;      /* nx_mlp_step, readable from the main thread */
-    _Atomic uint64_t kept;       /* examples trained on */
-    /* trainer-owned mini-batch */
-    float *tx;   /* (batch, dim) */
-    int32_t *ty; /* (batch) */
-    int tn, tcap;
-} trainer_t;
-
-typedef struct part_clock {
-    int32_t topic, partition;
-    int64_t max_ts;       /* largest event time seen, ms; INT64_MIN = none yet */
-    int64_t last_wall_ms; /* wall clock of its last event, or of its assignment (live) */
-    int revoked;          /* no longer ours: does not hold the watermark */
-} part_clock_t;
-
-struct nx_pipeline {
-    const nx_config_t *cfg;
-    int live;
-    nx_pipeline_out_t out;
-    nx_store_t *store;
-    nx_mlp_t *mlp; /* NULL when model.enabled = false */
-    nx_metrics_t *metrics;
-    nx_predenc_t *enc;
-    size_t dim;
-    int n_types, K;
-    int64_t horizon_ms, lateness_ms, idle_ms;
-
-    /* per-step buffers: a step holds at most STEP events */
-    float *X;         /* (STEP, dim) */
-    uint8_t *status;  /* (STEP) */
-    float *P;         /* (STEP, K) */
-    nx_examples_t ex; /* resolved or expired examples, cap STEP */
-    uint8_t *rec;     /* REC_MAX */
-
-    trainer_t tr;
-    segment_t *fill; /* the segment being filled by the main thread */
-
-    part_clock_t parts[MAX_PARTS];
-    int n_parts;
-    int64_t watermark;
-
-    nx_pipeline_stats_t st;
-    uint64_t maintained_at; /* st.events at the last replay maintenance */
-    int64_t maintained_ms;  /* wall clock of the last live maintenance slice */
-};
-
-static int trainer_start(nx_pipeline_t *pipe, char *errstr, size_t errstr_size);
-static void trainer_stop(nx_pipeline_t *pipe);
 
 static void store_params_from(const nx_config_t *cfg, nx_store_params_t *sp) {
     nx_store_params_default(sp);
@@ -245,8 +151,13 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
         nx_errf(errstr, errstr_size, "out of memory");
         goto err;
     }
-    if (pipe->mlp && trainer_start(pipe, errstr, errstr_size) < 0)
-        goto err;
+    if (pipe->mlp) {
+        /* a segment holds one step's resolved examples plus expired ones */
+        pipe->tr = nx_trainer_new(pipe->mlp, pipe->dim, (int)cfg->model.batch_size, 2 * STEP,
+                                  live, errstr, errstr_size);
+        if (!pipe->tr)
+            goto err;
+    }
     pipe->st.n_classes = pipe->K;
     return pipe;
 err:
@@ -257,7 +168,7 @@ err:
 void nx_pipeline_destroy(nx_pipeline_t *pipe) {
     if (!pipe)
         return;
-    trainer_stop(pipe);
+    nx_trainer_destroy(pipe->tr); /* before the model it trains */
     nx_predenc_destroy(pipe->enc);
     nx_metrics_destroy(pipe->metrics);
     nx_mlp_destroy(pipe->mlp);
@@ -344,166 +255,7 @@ void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition) {
         c->revoked = 1;
 }
 
-/* ---- training ------------------------------------------------------------------ */
-
-/* Trainer thread: one mini-batch step, then on. */
-static void train_flush(nx_pipeline_t *pipe) {
-    trainer_t *tr = &pipe->tr;
-    if (tr->tn == 0)
-        return;
-    float loss;
-    if (nx_mlp_train(pipe->mlp, tr->tx, tr->ty, tr->tn, &loss) < 0)
-        NX_LOG_RL(NX_LOG_WARNING, "model: training step refused (non-finite loss); batch skipped");
-    atomic_fetch_add(&tr->kept, (uint64_t)tr->tn);
-    atomic_store(&tr->steps, nx_mlp_step(pipe->mlp));
-    tr->tn = 0;
-}
-
-/* Trainer thread: down-sampling, mini-batches, in segment order. */
-static void train_segment(nx_pipeline_t *pipe, const segment_t *seg) {
-    trainer_t *tr = &pipe->tr;
-    for (size_t r = 0; r < seg->n; r++) {
-        int32_t y = seg->label[r];
-        if (!nx_mlp_keep(pipe->mlp, y))
-            continue;
-        memcpy(tr->tx + (size_t)tr->tn * pipe->dim, seg->x + r * pipe->dim,
-               pipe->dim * sizeof *tr->tx);
-        tr->ty[tr->tn++] = y;
-        if (tr->tn == tr->tcap)
-            train_flush(pipe);
-    }
-}
-
-static void *trainer_main(void *arg) {
-    nx_pipeline_t *pipe = arg;
-    trainer_t *tr = &pipe->tr;
-    pthread_setname_np(pthread_self(), "nx-trainer"); /* for top -H, perf */
-    pthread_mutex_lock(&tr->mu);
-    for (;;) {
-        while (tr->trained + 1 >= tr->pushed && !tr->stop)
-            pthread_cond_wait(&tr->cond, &tr->mu);
-        if (tr->trained + 1 >= tr->pushed)
-            break; /* stop, and nothing left */
-        int64_t s = tr->trained + 1;
-        segment_t *seg = &tr->seg[s % QUEUE];
-        pthread_mutex_unlock(&tr->mu);
-        train_segment(pipe, seg);
-        nx_mlp_publish(pipe->mlp, tr->slot[s % NSLOT]);
-        pthread_mutex_lock(&tr->mu);
-        tr->trained = s;
-        pthread_cond_broadcast(&tr->cond);
-    }
-    pthread_mutex_unlock(&tr->mu);
-    return NULL;
-}
-
-static int trainer_start(nx_pipeline_t *pipe, char *errstr, size_t errstr_size) {
-    trainer_t *tr = &pipe->tr;
-    tr->tcap = (int)pipe->cfg->model.batch_size;
-    tr->tx = malloc((size_t)tr->tcap * pipe->dim * sizeof *tr->tx);
-    tr->ty = malloc((size_t)tr->tcap * sizeof *tr->ty);
-    if (!tr->tx || !tr->ty)
-        return nx_errf(errstr, errstr_size, "out of memory");
-    /* a segment holds one batch's resolved examples plus expired ones */
-    for (int i = 0; i < QUEUE; i++) {
-        segment_t *g = &tr->seg[i];
-        g->cap = 2 * STEP;
-        g->x = malloc(g->cap * pipe->dim * sizeof *g->x);
-        g->label = malloc(g->cap * sizeof *g->label);
-        if (!g->x || !g->label)
-            return nx_errf(errstr, errstr_size, "out of memory");
-    }
-    if (!(tr->initial = nx_mlp_predictor_new(pipe->mlp, errstr, errstr_size)))
-        return -1;
-    for (int i = 0; i < NSLOT; i++)
-        if (!(tr->slot[i] = nx_mlp_predictor_new(pipe->mlp, errstr, errstr_size)))
-            return -1;
-    tr->trained = -1;
-    pipe->fill = &tr->seg[0];
-    pthread_mutex_init(&tr->mu, NULL);
-    pthread_cond_init(&tr->cond, NULL);
-    if (pthread_create(&tr->thread, NULL, trainer_main, pipe) != 0)
-        return nx_errf(errstr, errstr_size, "cannot start the trainer thread");
-    tr->started = 1;
-    return 0;
-}
-
-/* Waits until the trainer has trained every segment pushed so far. */
-static void trainer_sync(nx_pipeline_t *pipe) {
-    trainer_t *tr = &pipe->tr;
-    if (!tr->started || tr->idle)
-        return; /* idle: also true in a forked child, which has no trainer */
-    pthread_mutex_lock(&tr->mu);
-    while (tr->trained + 1 < tr->pushed)
-        pthread_cond_wait(&tr->cond, &tr->mu);
-    pthread_mutex_unlock(&tr->mu);
-}
-
-static void trainer_stop(nx_pipeline_t *pipe) {
-    trainer_t *tr = &pipe->tr;
-    if (tr->started) {
-        pthread_mutex_lock(&tr->mu);
-        tr->stop = 1;
-        pthread_cond_broadcast(&tr->cond);
-        pthread_mutex_unlock(&tr->mu);
-        pthread_join(tr->thread, NULL);
-        pthread_mutex_destroy(&tr->mu);
-        pthread_cond_destroy(&tr->cond);
-        tr->started = 0;
-    }
-    for (int i = 0; i < QUEUE; i++) {
-        free(tr->seg[i].x);
-        free(tr->seg[i].label);
-    }
-    for (int i = 0; i < NSLOT; i++)
-        nx_mlp_predictor_destroy(tr->slot[i]);
-    nx_mlp_predictor_destroy(tr->initial);
-    free(tr->tx);
-    free(tr->ty);
-    memset(tr, 0, sizeof *tr);
-}
-
-/* Main thread: hands the filled segment to the trainer (waiting while the
- * queue is full) and starts the next one. Empty segments are pushed too:
- * the segment count, not the example count, fixes which weights predict. */
-static void segment_push(nx_pipeline_t *pipe) {
-    trainer_t *tr = &pipe->tr;
-    pthread_mutex_lock(&tr->mu);
-    tr->pushed++;
-    tr->idle = 0;
-    pthread_cond_broadcast(&tr->cond);
-    while (tr->pushed - (tr->trained + 1) >= QUEUE)
-        pthread_cond_wait(&tr->cond, &tr->mu);
-    pipe->fill = &tr->seg[tr->pushed % QUEUE];
-    pthread_mutex_unlock(&tr->mu);
-    pipe->fill->n = 0;
-}
-
-/* Main thread: the predictor holding the weights after segment
- * pushed - 1 - LAG (waiting for the trainer if it is not there yet). */
-static nx_mlp_predictor_t *pick_predictor(nx_pipeline_t *pipe) {
-    trainer_t *tr = &pipe->tr;
-    int64_t need = tr->pushed - 1 - LAG;
-    pthread_mutex_lock(&tr->mu);
-    if (pipe->live) {
-        /* Live, outputs depend on arrival timing anyway: take the newest
-         * snapshot rather than wait for a trainer that the scheduler has
-         * put aside (the loop's latency matters more). */
-        need = tr->trained;
-    } else {
-        while (need >= 0 && tr->trained < need)
-            pthread_cond_wait(&tr->cond, &tr->mu);
-    }
-    pthread_mutex_unlock(&tr->mu);
-    if (need < 0)
-        return tr->initial;
-    /* Replay: the trainer is at most at segment pushed - 1 = need + LAG, so
-     * slot need % NSLOT holds exactly snapshot `need`: acquire takes it.
-     * (Live, a newer one may have replaced it: still a whole snapshot.) */
-    nx_mlp_predictor_t *pred = tr->slot[need % NSLOT];
-    nx_mlp_predictor_acquire(pred);
-    return pred;
-}
+/* ---- labels ------------------------------------------------------------------ */
 
 /* Labelled examples in pipe->ex: score them (progressive validation, with
  * the probabilities published at their events) and queue them for the
@@ -514,13 +266,8 @@ static void take_examples(nx_pipeline_t *pipe) {
         int32_t y = ex->label[r];
         nx_metrics_add(pipe->metrics, ex->score + r * (size_t)pipe->K, y);
         pipe->st.labelled++;
-        if (!pipe->mlp)
-            continue;
-        segment_t *g = pipe->fill;
-        if (g->n == g->cap)
-            segment_push(pipe), g = pipe->fill;
-        memcpy(g->x + g->n * pipe->dim, ex->x + r * pipe->dim, pipe->dim * sizeof *g->x);
-        g->label[g->n++] = y;
+        if (pipe->tr)
+            nx_trainer_add(pipe->tr, ex->x + r * pipe->dim, y);
     }
 }
 
@@ -559,8 +306,8 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
     /* 2. one forward pass */
     int K = pipe->K;
     uint64_t version = 0;
-    if (pipe->mlp) {
-        nx_mlp_predictor_t *pred = pick_predictor(pipe);
+    if (pipe->tr) {
+        nx_mlp_predictor_t *pred = nx_trainer_predictor(pipe->tr);
         version = nx_mlp_predictor_version(pred);
         /* sgemm's rounding of a row may depend on the rows around it (edge
          * tiles): replay always multiplies the whole step, so a row's
@@ -630,8 +377,8 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
     }
 
     /* 7. this step's labelled examples go to the trainer as one segment */
-    if (pipe->mlp)
-        segment_push(pipe);
+    if (pipe->tr)
+        nx_trainer_push(pipe->tr);
 }
 
 void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
@@ -667,12 +414,8 @@ void nx_pipeline_finish(nx_pipeline_t *pipe) {
     /* the last, partial step */
     watermark_update(pipe, 0);
     expire_labels(pipe);
-    if (!pipe->mlp)
-        return;
-    if (pipe->fill->n)
-        segment_push(pipe);
-    trainer_sync(pipe);
-    train_flush(pipe); /* the trainer is idle: its state is ours */
+    if (pipe->tr)
+        nx_trainer_finish(pipe->tr);
 }
 
 void nx_pipeline_stats(const nx_pipeline_t *pipe, nx_pipeline_stats_t *stats) {
@@ -684,8 +427,8 @@ void nx_pipeline_stats(const nx_pipeline_t *pipe, nx_pipeline_stats_t *stats) {
     stats->late = ss.late;
     stats->dropped = ss.dropped;
     stats->bytes_per_user = ss.bytes_per_user;
-    stats->steps = atomic_load(&pipe->tr.steps);
-    stats->trained = atomic_load(&pipe->tr.kept);
+    stats->steps = pipe->tr ? nx_trainer_steps(pipe->tr) : 0;
+    stats->trained = pipe->tr ? nx_trainer_kept(pipe->tr) : 0;
     stats->watermark_ms = pipe->watermark;
     nx_metrics_report_t r, w;
     nx_metrics_report(pipe->metrics, NX_METRICS_CUMULATIVE, &r);
@@ -745,15 +488,6 @@ void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seco
             "\"bytes_per_user\": %.1f}\n",
             (unsigned long long)s.late, (unsigned long long)s.dropped,
             (unsigned long long)s.pending, s.bytes_per_user);
-}
-
-/* ---- checkpoints ------------------------------------------------------------- */
-
-#include "checkpoint.h"
-
-void nx_pipeline_quiesce(nx_pipeline_t *pipe) {
-    trainer_sync(pipe);
-    pipe->tr.idle = 1;
 }
 
 /* ---- partitions ------------------------------------------------------------- */
@@ -820,256 +554,4 @@ long long nx_pipeline_dump_users(const nx_pipeline_t *pipe, FILE *out) {
     free(buf);
     free(l.v);
     return n;
-}
-
-/* "pipeline.v" section: watermark, partition clocks, the examples not yet
- * trained on (the trainer's partial mini-batch and the segment being
- * filled) and counters, so a restored pipeline loses no label. The trainer
- * must be idle (trainer_sync).
- *
- * Versioned: u32 version (PIPELINE_SECTION_VERSION), then explicit fields;
- * the counters are a length-prefixed copy of nx_pipeline_stats_t, whose
- * fields are only ever appended, so an older copy loads into a newer struct
- * (the new fields start at 0). Checkpoints written before the section was
- * versioned hold the raw "pipeline" section instead: it is still read. */
-#define PIPELINE_SECTION         "pipeline.v"
-#define PIPELINE_SECTION_LEGACY  "pipeline"
-#define PIPELINE_SECTION_VERSION 2u
-
-/* The partition clock as stored in a checkpoint, fields explicit. */
-typedef struct part_clock_rec {
-    int32_t topic, partition;
-    int64_t max_ts, last_wall_ms;
-    int32_t revoked;
-} part_clock_rec_t;
-
-static int save_examples(const nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
-    const trainer_t *tr = &pipe->tr;
-    int32_t tn = tr->tn;
-    uint64_t dim = pipe->dim, fn = pipe->mlp ? pipe->fill->n : 0;
-    int rc = nx_checkpoint_write(w, &dim, sizeof dim);
-    rc |= nx_checkpoint_write(w, &tn, sizeof tn);
-    if (tn) {
-        rc |= nx_checkpoint_write(w, tr->tx, (size_t)tn * pipe->dim * sizeof *tr->tx);
-        rc |= nx_checkpoint_write(w, tr->ty, (size_t)tn * sizeof *tr->ty);
-    }
-    rc |= nx_checkpoint_write(w, &fn, sizeof fn);
-    if (fn) {
-        rc |= nx_checkpoint_write(w, pipe->fill->x, fn * pipe->dim * sizeof *pipe->fill->x);
-        rc |= nx_checkpoint_write(w, pipe->fill->label, fn * sizeof *pipe->fill->label);
-    }
-    return rc ? -1 : 0;
-}
-
-static int load_examples(nx_pipeline_t *pipe, nx_ckpt_reader_t *r) {
-    trainer_t *tr = &pipe->tr;
-    int32_t tn;
-    uint64_t dim, fn;
-    if (nx_checkpoint_read(r, &dim, sizeof dim) < 0 || dim != pipe->dim ||
-        nx_checkpoint_read(r, &tn, sizeof tn) < 0 || tn < 0 || tn > tr->tcap ||
-        (tn && (!pipe->mlp ||
-                nx_checkpoint_read(r, tr->tx, (size_t)tn * pipe->dim * sizeof *tr->tx) < 0 ||
-                nx_checkpoint_read(r, tr->ty, (size_t)tn * sizeof *tr->ty) < 0)) ||
-        nx_checkpoint_read(r, &fn, sizeof fn) < 0 ||
-        (fn && (!pipe->mlp || fn > pipe->fill->cap ||
-                nx_checkpoint_read(r, pipe->fill->x, fn * pipe->dim * sizeof *pipe->fill->x) < 0 ||
-                nx_checkpoint_read(r, pipe->fill->label, fn * sizeof *pipe->fill->label) < 0)))
-        return -1;
-    tr->tn = tn;
-    if (pipe->mlp)
-        pipe->fill->n = fn;
-    return 0;
-}
-
-static int save_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
-    uint32_t version = PIPELINE_SECTION_VERSION, np = (uint32_t)pipe->n_parts;
-    uint32_t st_len = sizeof pipe->st;
-    int rc = nx_checkpoint_section_begin(w, PIPELINE_SECTION);
-    rc |= nx_checkpoint_write(w, &version, sizeof version);
-    rc |= nx_checkpoint_write(w, &pipe->watermark, sizeof pipe->watermark);
-    rc |= nx_checkpoint_write(w, &np, sizeof np);
-    for (int i = 0; i < pipe->n_parts; i++) {
-        const part_clock_t *c = &pipe->parts[i];
-        part_clock_rec_t rec = {c->topic, c->partition, c->max_ts, c->last_wall_ms, c->revoked};
-        rc |= nx_checkpoint_write(w, &rec.topic, sizeof rec.topic);
-        rc |= nx_checkpoint_write(w, &rec.partition, sizeof rec.partition);
-        rc |= nx_checkpoint_write(w, &rec.max_ts, sizeof rec.max_ts);
-        rc |= nx_checkpoint_write(w, &rec.last_wall_ms, sizeof rec.last_wall_ms);
-        rc |= nx_checkpoint_write(w, &rec.revoked, sizeof rec.revoked);
-    }
-    rc |= save_examples(pipe, w);
-    rc |= nx_checkpoint_write(w, &st_len, sizeof st_len);
-    rc |= nx_checkpoint_write(w, &pipe->st, sizeof pipe->st);
-    rc |= nx_checkpoint_write(w, &pipe->maintained_at, sizeof pipe->maintained_at);
-    rc |= nx_checkpoint_section_end(w);
-    return rc ? -1 : 0;
-}
-
-static int load_pipeline_v2(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
-                            size_t errstr_size) {
-    uint32_t version, np, st_len;
-    if (nx_checkpoint_read(r, &version, sizeof version) < 0)
-        return nx_errf(errstr, errstr_size, "checkpoint: empty pipeline section");
-    if (version > PIPELINE_SECTION_VERSION)
-        return nx_errf(errstr, errstr_size,
-                       "checkpoint: pipeline section version %u is newer than this daemon's (%u)",
-                       version, PIPELINE_SECTION_VERSION);
-    if (nx_checkpoint_read(r, &pipe->watermark, sizeof pipe->watermark) < 0 ||
-        nx_checkpoint_read(r, &np, sizeof np) < 0 || np > MAX_PARTS)
-        goto bad;
-    for (uint32_t i = 0; i < np; i++) {
-        part_clock_rec_t rec;
-        if (nx_checkpoint_read(r, &rec.topic, sizeof rec.topic) < 0 ||
-            nx_checkpoint_read(r, &rec.partition, sizeof rec.partition) < 0 ||
-            nx_checkpoint_read(r, &rec.max_ts, sizeof rec.max_ts) < 0 ||
-            nx_checkpoint_read(r, &rec.last_wall_ms, sizeof rec.last_wall_ms) < 0 ||
-            nx_checkpoint_read(r, &rec.revoked, sizeof rec.revoked) < 0)
-            goto bad;
-        pipe->parts[i] = (part_clock_t){rec.topic, rec.partition, rec.max_ts, rec.last_wall_ms,
-                                        rec.revoked != 0};
-    }
-    pipe->n_parts = (int)np;
-    if (load_examples(pipe, r) < 0 || nx_checkpoint_read(r, &st_len, sizeof st_len) < 0)
-        goto bad;
-    /* counters: an older, shorter copy leaves the newer fields at 0; a
-     * longer one (impossible for an older daemon) is cut */
-    memset(&pipe->st, 0, sizeof pipe->st);
-    size_t keep = st_len < sizeof pipe->st ? st_len : sizeof pipe->st;
-    if (nx_checkpoint_read(r, &pipe->st, keep) < 0)
-        goto bad;
-    for (size_t skip = st_len - keep; skip > 0;) {
-        char junk[256];
-        size_t k = skip < sizeof junk ? skip : sizeof junk;
-        if (nx_checkpoint_read(r, junk, k) < 0)
-            goto bad;
-        skip -= k;
-    }
-    if (nx_checkpoint_read(r, &pipe->maintained_at, sizeof pipe->maintained_at) < 0)
-        goto bad;
-    return 0;
-bad:
-    return nx_errf(errstr, errstr_size, "checkpoint: bad pipeline section");
-}
-
-/* The section as written before it was versioned: the watermark, the
- * partition clocks and the counters as raw structs (this build's layout of
- * both is still that one). */
-static int load_pipeline_legacy(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
-                                size_t errstr_size) {
-    int32_t np;
-    if (nx_checkpoint_read(r, &pipe->watermark, sizeof pipe->watermark) < 0 ||
-        nx_checkpoint_read(r, &np, sizeof np) < 0 || np < 0 || np > MAX_PARTS ||
-        nx_checkpoint_read(r, pipe->parts, (size_t)np * sizeof pipe->parts[0]) < 0 ||
-        load_examples(pipe, r) < 0 || nx_checkpoint_read(r, &pipe->st, sizeof pipe->st) < 0 ||
-        nx_checkpoint_read(r, &pipe->maintained_at, sizeof pipe->maintained_at) < 0)
-        return nx_errf(errstr, errstr_size, "checkpoint: bad pipeline section");
-    pipe->n_parts = np;
-    return 0;
-}
-
-static int load_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
-                                 size_t errstr_size) {
-    if (nx_checkpoint_section_open(r, PIPELINE_SECTION) == 0)
-        return load_pipeline_v2(pipe, r, errstr, errstr_size);
-    if (nx_checkpoint_section_open(r, PIPELINE_SECTION_LEGACY) == 0)
-        return load_pipeline_legacy(pipe, r, errstr, errstr_size);
-    return nx_errf(errstr, errstr_size, "checkpoint has no pipeline section");
-}
-
-int nx_pipeline_save(nx_pipeline_t *pipe, const char *path, const nx_pipeline_section_t *extra,
-                     int n_extra, char *errstr, size_t errstr_size) {
-    trainer_sync(pipe); /* the trainer's state is ours until the next push */
-    nx_ckpt_writer_t *w =
-        nx_checkpoint_begin(path, nx_store_schema_hash(pipe->store), errstr, errstr_size);
-    if (!w)
-        return -1;
-    int rc = 0;
-    if (pipe->mlp)
-        rc |= nx_checkpoint_put_mlp(w, pipe->mlp);
-    rc |= nx_checkpoint_section_begin(w, "store");
-    rc |= nx_store_save(pipe->store, nx_checkpoint_write, w);
-    rc |= nx_checkpoint_section_end(w);
-    rc |= save_pipeline_section(pipe, w);
-    for (int i = 0; i < n_extra; i++) {
-        rc |= nx_checkpoint_section_begin(w, extra[i].name);
-        rc |= extra[i].save(extra[i].opaque, nx_checkpoint_write, w);
-        rc |= nx_checkpoint_section_end(w);
-    }
-    if (rc) {
-        const char *why = nx_checkpoint_error(w);
-        nx_errf(errstr, errstr_size, "checkpoint not written: %s",
-                why ? why : "a section could not be serialised");
-        nx_checkpoint_abort(w);
-        return -1;
-    }
-    return nx_checkpoint_commit(w, errstr, errstr_size);
-}
-
-int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_section_t *extra,
-                     int n_extra, char *errstr, size_t errstr_size) {
-    trainer_sync(pipe);
-    if (pipe->mlp) {
-        /* the trainer is idle: restart the segment count at 0 */
-        trainer_t *tr = &pipe->tr;
-        pthread_mutex_lock(&tr->mu);
-        tr->pushed = 0;
-        tr->trained = -1;
-        pipe->fill = &tr->seg[0];
-        pipe->fill->n = 0;
-        tr->tn = 0;
-        pthread_mutex_unlock(&tr->mu);
-    }
-    nx_ckpt_reader_t *r =
-        nx_checkpoint_open(path, nx_store_schema_hash(pipe->store), errstr, errstr_size);
-    if (!r)
-        return -1;
-    int rc = -1;
-    if (pipe->mlp && nx_checkpoint_get_mlp(r, pipe->mlp, errstr, errstr_size) < 0)
-        goto out;
-    if (nx_checkpoint_section_open(r, "store") < 0) {
-        nx_errf(errstr, errstr_size, "checkpoint has no store section");
-        goto out;
-    }
-    if (nx_store_restore(pipe->store, nx_checkpoint_read, r, errstr, errstr_size) < 0)
-        goto out;
-    if (load_pipeline_section(pipe, r, errstr, errstr_size) < 0)
-        goto out;
-    if (pipe->live) {
-        /* the wall clock of each partition's last event belongs to the
-         * process that wrote the checkpoint: counted from it, a restart
-         * after an hour down would advance every quiet partition's
-         * watermark by that hour at once and expire labels and users the
-         * backlog is about to update. Quiet time counts from now. */
-        int64_t now = nx_now_wall_ms();
-        for (int i = 0; i < pipe->n_parts; i++)
-            pipe->parts[i].last_wall_ms = now;
-    }
-    for (int i = 0; i < n_extra; i++) {
-        if (nx_checkpoint_section_open(r, extra[i].name) < 0) {
-            /* an optional section a checkpoint may lack: load sees NULL */
-            if (extra[i].optional &&
-                extra[i].load(extra[i].opaque, NULL, NULL, 0) == 0)
-                continue;
-            snprintf(errstr, errstr_size, "checkpoint has no %s section", extra[i].name);
-            goto out;
-        }
-        if (extra[i].load(extra[i].opaque, nx_checkpoint_read, r, nx_checkpoint_section_left(r)) <
-            0) {
-            snprintf(errstr, errstr_size, "checkpoint: bad %s section", extra[i].name);
-            goto out;
-        }
-    }
-    if (pipe->mlp) {
-        /* predict from the loaded weights until the trainer publishes */
-        trainer_t *tr = &pipe->tr;
-        nx_mlp_publish(pipe->mlp, tr->initial);
-        nx_mlp_predictor_acquire(tr->initial);
-        for (int i = 0; i < NSLOT; i++)
-            nx_mlp_publish(pipe->mlp, tr->slot[i]);
-        atomic_store(&tr->steps, nx_mlp_step(pipe->mlp));
-    }
-    rc = 0;
-out:
-    nx_checkpoint_close(r);
-    return rc;
 }

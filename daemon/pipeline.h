@@ -11,7 +11,7 @@
  * the pipeline emits bit-identical records and reaches a bit-identical
  * model, however the input is cut into batches. Training runs on a second
  * thread; in replay, which weights each prediction uses is fixed by the
- * input order (see pipeline.c). Live (the daemon), two things follow the
+ * input order (see trainer.h). Live (the daemon), two things follow the
  * clock instead: predictions use the newest weights the trainer has
  * published, and idle partitions advance the watermark by wall clock.
  *
@@ -97,7 +97,7 @@ const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k);
 /* Prints the feature schema (index, name) and its hash. */
 void nx_pipeline_print_features(const nx_pipeline_t *pipe, FILE *out);
 
-/* Writes the summary JSON object (keys of issue 6) to out. */
+/* Writes the summary JSON object (counts, rates, metrics; one line) to out. */
 void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seconds,
                                uint64_t bad_records);
 

@@ -1,0 +1,63 @@
+/*
+ * pipeline_int.h: the pipeline's state, private to the pipeline's own
+ * files: pipeline.c (the per-step work: features, forward pass, emit,
+ * labels, metrics, the watermark) and pipeline_ckpt.c (its checkpoint
+ * sections). Everyone else uses pipeline.h.
+ *
+ * Ownership: the pipeline owns everything below but cfg (borrowed) and
+ * out (the caller's callbacks). The trainer (trainer.h) borrows mlp and
+ * runs the only other thread; every field here belongs to the pipeline's
+ * one owner thread.
+ */
+#ifndef NX_PIPELINE_INT_H
+#define NX_PIPELINE_INT_H
+
+#include <stdint.h>
+
+#include "metrics.h"
+#include "mlp.h"
+#include "pipeline.h"
+#include "predenc.h"
+#include "store.h"
+#include "trainer.h"
+
+/* Partitions whose watermarks are tracked (topics x partitions). */
+#define MAX_PARTS 1024
+
+typedef struct part_clock {
+    int32_t topic, partition;
+    int64_t max_ts;       /* largest event time seen, ms; INT64_MIN = none yet */
+    int64_t last_wall_ms; /* wall clock of its last event, or of its assignment (live) */
+    int revoked;          /* no longer ours: does not hold the watermark */
+} part_clock_t;
+
+struct nx_pipeline {
+    const nx_config_t *cfg;
+    int live;
+    nx_pipeline_out_t out;
+    nx_store_t *store;
+    nx_mlp_t *mlp; /* NULL when model.enabled = false */
+    nx_trainer_t *tr; /* trains mlp; NULL without it */
+    nx_metrics_t *metrics;
+    nx_predenc_t *enc;
+    size_t dim;
+    int n_types, K;
+    int64_t horizon_ms, lateness_ms, idle_ms;
+
+    /* per-step buffers: a step holds at most STEP events (pipeline.c) */
+    float *X;         /* (STEP, dim) */
+    uint8_t *status;  /* (STEP) */
+    float *P;         /* (STEP, K) */
+    nx_examples_t ex; /* resolved or expired examples, cap STEP */
+    uint8_t *rec;     /* REC_MAX */
+
+    part_clock_t parts[MAX_PARTS];
+    int n_parts;
+    int64_t watermark;
+
+    nx_pipeline_stats_t st;
+    uint64_t maintained_at; /* st.events at the last replay maintenance */
+    int64_t maintained_ms;  /* wall clock of the last live maintenance slice */
+};
+
+#endif /* NX_PIPELINE_INT_H */

@@ -1,0 +1,288 @@
+/* trainer.c: the training thread and its segment queue (trainer.h). */
+#include "trainer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+typedef struct segment {
+    float *x;       /* (cap, dim) */
+    int32_t *label; /* (cap) */
+    size_t n, cap;
+} segment_t;
+
+struct nx_trainer {
+    nx_mlp_t *mlp; /* borrowed */
+    size_t dim;
+    int live;
+
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* any change of pushed, trained or stop */
+    segment_t seg[NX_TRAINER_QUEUE];
+    int64_t pushed;  /* segments handed over */
+    int idle;        /* main thread: trainer known idle since the last push */
+    int64_t trained; /* segments trained and published, -1 = none */
+    int stop;
+    segment_t *fill; /* the segment being filled by the main thread */
+
+    nx_mlp_predictor_t *slot[NX_TRAINER_NSLOT];
+    nx_mlp_predictor_t *initial; /* the weights before any training */
+    _Atomic uint64_t steps;      /* nx_mlp_step, readable from the main thread */
+    _Atomic uint64_t kept;       /* examples trained on */
+
+    /* trainer-owned mini-batch */
+    float *tx;   /* (batch, dim) */
+    int32_t *ty; /* (batch) */
+    int tn, tcap;
+};
+
+/* Trainer thread: one mini-batch step, then on. */
+static void train_flush(nx_trainer_t *tr) {
+    if (tr->tn == 0)
+        return;
+    float loss;
+    if (nx_mlp_train(tr->mlp, tr->tx, tr->ty, tr->tn, &loss) < 0)
+        NX_LOG_RL(NX_LOG_WARNING, "model: training step refused (non-finite loss); batch skipped");
+    atomic_fetch_add(&tr->kept, (uint64_t)tr->tn);
+    atomic_store(&tr->steps, nx_mlp_step(tr->mlp));
+    tr->tn = 0;
+}
+
+/* Trainer thread: down-sampling, mini-batches, in segment order. */
+static void train_segment(nx_trainer_t *tr, const segment_t *seg) {
+    for (size_t r = 0; r < seg->n; r++) {
+        int32_t y = seg->label[r];
+        if (!nx_mlp_keep(tr->mlp, y))
+            continue;
+        memcpy(tr->tx + (size_t)tr->tn * tr->dim, seg->x + r * tr->dim, tr->dim * sizeof *tr->tx);
+        tr->ty[tr->tn++] = y;
+        if (tr->tn == tr->tcap)
+            train_flush(tr);
+    }
+}
+
+static void *trainer_main(void *arg) {
+    nx_trainer_t *tr = arg;
+    pthread_setname_np(pthread_self(), "nx-trainer"); /* for top -H, perf */
+    pthread_mutex_lock(&tr->mu);
+    for (;;) {
+        while (tr->trained + 1 >= tr->pushed && !tr->stop)
+            pthread_cond_wait(&tr->cond, &tr->mu);
+        if (tr->trained + 1 >= tr->pushed)
+            break; /* stop, and nothing left */
+        int64_t s = tr->trained + 1;
+        segment_t *seg = &tr->seg[s % NX_TRAINER_QUEUE];
+        pthread_mutex_unlock(&tr->mu);
+        train_segment(tr, seg);
+        nx_mlp_publish(tr->mlp, tr->slot[s % NX_TRAINER_NSLOT]);
+        pthread_mutex_lock(&tr->mu);
+        tr->trained = s;
+        pthread_cond_broadcast(&tr->cond);
+    }
+    pthread_mutex_unlock(&tr->mu);
+    return NULL;
+}
+
+nx_trainer_t *nx_trainer_new(nx_mlp_t *mlp, size_t dim, int batch, size_t seg_cap, int live,
+                             char *errstr, size_t errstr_size) {
+    nx_trainer_t *tr = calloc(1, sizeof *tr);
+    if (!tr) {
+        nx_errf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    tr->mlp = mlp;
+    tr->dim = dim;
+    tr->live = live;
+    tr->tcap = batch;
+    tr->tx = malloc((size_t)tr->tcap * dim * sizeof *tr->tx);
+    tr->ty = malloc((size_t)tr->tcap * sizeof *tr->ty);
+    if (!tr->tx || !tr->ty) {
+        nx_errf(errstr, errstr_size, "out of memory");
+        goto err;
+    }
+    for (int i = 0; i < NX_TRAINER_QUEUE; i++) {
+        segment_t *g = &tr->seg[i];
+        g->cap = seg_cap;
+        g->x = malloc(g->cap * dim * sizeof *g->x);
+        g->label = malloc(g->cap * sizeof *g->label);
+        if (!g->x || !g->label) {
+            nx_errf(errstr, errstr_size, "out of memory");
+            goto err;
+        }
+    }
+    if (!(tr->initial = nx_mlp_predictor_new(mlp, errstr, errstr_size)))
+        goto err;
+    for (int i = 0; i < NX_TRAINER_NSLOT; i++)
+        if (!(tr->slot[i] = nx_mlp_predictor_new(mlp, errstr, errstr_size)))
+            goto err;
+    tr->trained = -1;
+    tr->fill = &tr->seg[0];
+    pthread_mutex_init(&tr->mu, NULL);
+    pthread_cond_init(&tr->cond, NULL);
+    if (pthread_create(&tr->thread, NULL, trainer_main, tr) != 0) {
+        pthread_mutex_destroy(&tr->mu);
+        pthread_cond_destroy(&tr->cond);
+        nx_errf(errstr, errstr_size, "cannot start the trainer thread");
+        goto err;
+    }
+    tr->started = 1;
+    return tr;
+err:
+    nx_trainer_destroy(tr);
+    return NULL;
+}
+
+void nx_trainer_destroy(nx_trainer_t *tr) {
+    if (!tr)
+        return;
+    if (tr->started) {
+        pthread_mutex_lock(&tr->mu);
+        tr->stop = 1;
+        pthread_cond_broadcast(&tr->cond);
+        pthread_mutex_unlock(&tr->mu);
+        pthread_join(tr->thread, NULL);
+        pthread_mutex_destroy(&tr->mu);
+        pthread_cond_destroy(&tr->cond);
+    }
+    for (int i = 0; i < NX_TRAINER_QUEUE; i++) {
+        free(tr->seg[i].x);
+        free(tr->seg[i].label);
+    }
+    for (int i = 0; i < NX_TRAINER_NSLOT; i++)
+        nx_mlp_predictor_destroy(tr->slot[i]);
+    nx_mlp_predictor_destroy(tr->initial);
+    free(tr->tx);
+    free(tr->ty);
+    free(tr);
+}
+
+void nx_trainer_push(nx_trainer_t *tr) {
+    pthread_mutex_lock(&tr->mu);
+    tr->pushed++;
+    tr->idle = 0;
+    pthread_cond_broadcast(&tr->cond);
+    while (tr->pushed - (tr->trained + 1) >= NX_TRAINER_QUEUE)
+        pthread_cond_wait(&tr->cond, &tr->mu);
+    tr->fill = &tr->seg[tr->pushed % NX_TRAINER_QUEUE];
+    pthread_mutex_unlock(&tr->mu);
+    tr->fill->n = 0;
+}
+
+void nx_trainer_add(nx_trainer_t *tr, const float *x, int32_t label) {
+    segment_t *g = tr->fill;
+    if (g->n == g->cap)
+        nx_trainer_push(tr), g = tr->fill;
+    memcpy(g->x + g->n * tr->dim, x, tr->dim * sizeof *g->x);
+    g->label[g->n++] = label;
+}
+
+nx_mlp_predictor_t *nx_trainer_predictor(nx_trainer_t *tr) {
+    int64_t need = tr->pushed - 1 - NX_TRAINER_LAG;
+    pthread_mutex_lock(&tr->mu);
+    if (tr->live) {
+        need = tr->trained; /* the newest snapshot, without waiting */
+    } else {
+        while (need >= 0 && tr->trained < need)
+            pthread_cond_wait(&tr->cond, &tr->mu);
+    }
+    pthread_mutex_unlock(&tr->mu);
+    if (need < 0)
+        return tr->initial;
+    /* Replay: the trainer is at most at segment pushed - 1 = need + LAG, so
+     * slot need % NSLOT holds exactly snapshot `need`: acquire takes it.
+     * (Live, a newer one may have replaced it: still a whole snapshot.) */
+    nx_mlp_predictor_t *pred = tr->slot[need % NX_TRAINER_NSLOT];
+    nx_mlp_predictor_acquire(pred);
+    return pred;
+}
+
+void nx_trainer_sync(nx_trainer_t *tr) {
+    if (!tr->started || tr->idle)
+        return; /* idle: also true in a forked child, which has no trainer */
+    pthread_mutex_lock(&tr->mu);
+    while (tr->trained + 1 < tr->pushed)
+        pthread_cond_wait(&tr->cond, &tr->mu);
+    pthread_mutex_unlock(&tr->mu);
+}
+
+void nx_trainer_quiesce(nx_trainer_t *tr) {
+    nx_trainer_sync(tr);
+    tr->idle = 1;
+}
+
+void nx_trainer_finish(nx_trainer_t *tr) {
+    if (tr->fill->n)
+        nx_trainer_push(tr);
+    nx_trainer_sync(tr);
+    train_flush(tr); /* the trainer is idle: its state is ours */
+}
+
+uint64_t nx_trainer_steps(const nx_trainer_t *tr) {
+    return atomic_load(&tr->steps);
+}
+
+uint64_t nx_trainer_kept(const nx_trainer_t *tr) {
+    return atomic_load(&tr->kept);
+}
+
+/* ---- checkpoints ------------------------------------------------------------- */
+
+int nx_trainer_save(const nx_trainer_t *tr, nx_stream_write_fn write, void *w) {
+    int32_t tn = tr ? tr->tn : 0;
+    uint64_t fn = tr ? tr->fill->n : 0;
+    int rc = write(w, &tn, sizeof tn);
+    if (tn) {
+        rc |= write(w, tr->tx, (size_t)tn * tr->dim * sizeof *tr->tx);
+        rc |= write(w, tr->ty, (size_t)tn * sizeof *tr->ty);
+    }
+    rc |= write(w, &fn, sizeof fn);
+    if (fn) {
+        rc |= write(w, tr->fill->x, fn * tr->dim * sizeof *tr->fill->x);
+        rc |= write(w, tr->fill->label, fn * sizeof *tr->fill->label);
+    }
+    return rc ? -1 : 0;
+}
+
+int nx_trainer_load(nx_trainer_t *tr, nx_stream_read_fn read, void *r) {
+    int32_t tn;
+    uint64_t fn;
+    if (read(r, &tn, sizeof tn) < 0 || tn < 0 ||
+        (tn && (!tr || tn > tr->tcap ||
+                read(r, tr->tx, (size_t)tn * tr->dim * sizeof *tr->tx) < 0 ||
+                read(r, tr->ty, (size_t)tn * sizeof *tr->ty) < 0)) ||
+        read(r, &fn, sizeof fn) < 0 ||
+        (fn && (!tr || fn > tr->fill->cap ||
+                read(r, tr->fill->x, fn * tr->dim * sizeof *tr->fill->x) < 0 ||
+                read(r, tr->fill->label, fn * sizeof *tr->fill->label) < 0)))
+        return -1;
+    if (tr) {
+        tr->tn = tn;
+        tr->fill->n = fn;
+    }
+    return 0;
+}
+
+void nx_trainer_reset(nx_trainer_t *tr) {
+    nx_trainer_sync(tr);
+    /* the trainer is idle: restart the segment count at 0 */
+    pthread_mutex_lock(&tr->mu);
+    tr->pushed = 0;
+    tr->trained = -1;
+    tr->fill = &tr->seg[0];
+    tr->fill->n = 0;
+    tr->tn = 0;
+    pthread_mutex_unlock(&tr->mu);
+}
+
+void nx_trainer_adopt(nx_trainer_t *tr) {
+    nx_mlp_publish(tr->mlp, tr->initial);
+    nx_mlp_predictor_acquire(tr->initial);
+    for (int i = 0; i < NX_TRAINER_NSLOT; i++)
+        nx_mlp_publish(tr->mlp, tr->slot[i]);
+    atomic_store(&tr->steps, nx_mlp_step(tr->mlp));
+}

@@ -1,0 +1,134 @@
+/*
+ * trainer.h: online training on a thread of its own, beside prediction,
+ * without losing determinism.
+ *
+ * The pipeline's thread (the "main thread" below) appends the labelled
+ * examples of each step to the segment being filled (nx_trainer_add) and
+ * hands it over as a numbered segment (nx_trainer_push). The trainer thread
+ * takes segments in order, applies negative down-sampling (nx_mlp_keep),
+ * trains in mini-batches of model.batch_size, and after each segment
+ * publishes its weights into predictor slot (segment % NX_TRAINER_NSLOT).
+ *
+ * Determinism: which weights a prediction uses (nx_trainer_predictor)
+ *   - in replay, depends only on the input order, never on the trainer's
+ *     speed: before predicting, the main thread waits for the snapshot of
+ *     segment (segments pushed - 1 - NX_TRAINER_LAG) and predicts from
+ *     exactly that one (before that segment exists: the initial weights).
+ *     NX_TRAINER_LAG segments of slack let both threads run at once. The
+ *     trainer can never be more than NX_TRAINER_LAG segments ahead of the
+ *     snapshot in use, so NX_TRAINER_NSLOT = NX_TRAINER_LAG + 1 slots are
+ *     never overwritten while read. The model itself is trained on the
+ *     segments in push order, so it is bit-identical from run to run too.
+ *   - live, the newest snapshot published, without waiting: outputs depend
+ *     on arrival timing anyway, and the loop's latency matters more than a
+ *     trainer the scheduler has put aside.
+ *
+ * Threads: one trainer thread per trainer ("nx-trainer"), started by
+ * nx_trainer_new and joined by nx_trainer_destroy. Every other function is
+ * for the main thread only (one owner thread). The main thread waits when
+ * NX_TRAINER_QUEUE segments are queued (back-pressure), and in replay for
+ * the snapshot it must predict from.
+ *
+ * Locking: one mutex guards the segment counts (pushed, trained) and the
+ * stop flag; one condition variable signals any change of them. A queued
+ * segment belongs to the trainer from its push until it is counted as
+ * trained; the segment being filled belongs to the main thread. The model
+ * (nx_mlp_t) and the partial mini-batch belong to the trainer thread while
+ * segments are queued; once nx_trainer_sync returns they belong to the main
+ * thread until the next push (this is how checkpoints read and write them).
+ * Predictor slots are handed over without locks (nx_mlp_publish / acquire,
+ * see mlp.h). The counters behind nx_trainer_steps and nx_trainer_kept are
+ * atomics, readable at any time.
+ *
+ * Ownership: borrows mlp, which must outlive the trainer and which only
+ * the trainer thread changes while segments are queued. The trainer owns its segments,
+ * its mini-batch and its predictors. The hot path (add, push, predictor)
+ * allocates nothing.
+ */
+#ifndef NX_TRAINER_H
+#define NX_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mlp.h"
+#include "stream.h"
+
+/* Segments of slack between the trainer and the snapshot replay predicts
+ * from, the predictor slots that slack needs, and the segments queued at
+ * most before the main thread waits. */
+#define NX_TRAINER_LAG   4
+#define NX_TRAINER_NSLOT (NX_TRAINER_LAG + 1)
+#define NX_TRAINER_QUEUE 8
+
+typedef struct nx_trainer nx_trainer_t;
+
+/* Starts a trainer for mlp over examples of dim features: mini-batches of
+ * batch examples, segments of at most seg_cap examples (a full segment is
+ * pushed early by nx_trainer_add). live: 1 takes the newest snapshot, 0 the
+ * fixed one of replay (see above). Caller frees with nx_trainer_destroy.
+ * NULL + errstr when out of memory or the thread cannot start. */
+nx_trainer_t *nx_trainer_new(nx_mlp_t *mlp, size_t dim, int batch, size_t seg_cap, int live,
+                             char *errstr, size_t errstr_size);
+
+/* Trains every segment pushed so far, stops and joins the thread, frees.
+ * The segment being filled and the partial mini-batch are discarded. */
+void nx_trainer_destroy(nx_trainer_t *tr);
+
+/* Main thread: appends one labelled example (x: dim floats) to the segment
+ * being filled; a full segment is pushed first. */
+void nx_trainer_add(nx_trainer_t *tr, const float *x, int32_t label);
+
+/* Main thread: hands the segment being filled to the trainer (waiting while
+ * NX_TRAINER_QUEUE are queued) and starts the next one. Empty segments are
+ * pushed too: the segment count, not the example count, fixes which
+ * weights predict. */
+void nx_trainer_push(nx_trainer_t *tr);
+
+/* Main thread: the predictor to predict from now (see Determinism), its
+ * snapshot acquired. Valid until the next call. */
+nx_mlp_predictor_t *nx_trainer_predictor(nx_trainer_t *tr);
+
+/* Main thread: waits until every segment pushed so far is trained. Returns
+ * at once when marked idle by nx_trainer_quiesce and nothing was pushed
+ * since (also in a forked child, which has no trainer thread). */
+void nx_trainer_sync(nx_trainer_t *tr);
+
+/* Main thread: nx_trainer_sync, then marks the trainer idle until the next
+ * push, so that a fork's child can save the state (nx_trainer_save) without
+ * waiting for a thread it does not have. */
+void nx_trainer_quiesce(nx_trainer_t *tr);
+
+/* Main thread, end of input: pushes the segment being filled if it holds
+ * examples, waits for the trainer, and trains the last partial
+ * mini-batch. */
+void nx_trainer_finish(nx_trainer_t *tr);
+
+/* Training steps of the model (its version) and examples trained on (after
+ * down-sampling) so far. Any thread. */
+uint64_t nx_trainer_steps(const nx_trainer_t *tr);
+uint64_t nx_trainer_kept(const nx_trainer_t *tr);
+
+/* ---- checkpoints: the examples not yet trained on ----------------------- */
+
+/* Writes the partial mini-batch and the segment being filled: i32 count,
+ * then (count, dim) floats and (count) i32 labels if count > 0; then u64
+ * count, and the same. The trainer must be synced (nx_trainer_sync). tr may
+ * be NULL (a pipeline without a model): both counts are then 0. 0 or -1. */
+int nx_trainer_save(const nx_trainer_t *tr, nx_stream_write_fn write, void *w);
+
+/* Reads what nx_trainer_save wrote into a reset trainer (nx_trainer_reset).
+ * Counts beyond the trainer's capacities are refused; with tr NULL, only
+ * zero counts are accepted. 0 or -1. */
+int nx_trainer_load(nx_trainer_t *tr, nx_stream_read_fn read, void *r);
+
+/* Before a checkpoint is loaded: waits for the trainer, empties the
+ * segment being filled and the partial mini-batch, and restarts the segment
+ * count at 0. */
+void nx_trainer_reset(nx_trainer_t *tr);
+
+/* After new weights were loaded into mlp: the initial snapshot and every
+ * slot hold them, so predictions use them until the trainer publishes. */
+void nx_trainer_adopt(nx_trainer_t *tr);
+
+#endif /* NX_TRAINER_H */
