@@ -132,6 +132,20 @@ int64_t nx_predenc_avro(const nx_predenc_t *enc, const nx_prediction_t *pred, in
     nx_avrobin_long(&w, 0);
     nx_avrobin_raw(&w, enc->key[best], enc->key_len[best]); /* next_action */
     nx_avrobin_long(&w, pred->model_version);
+    nx_avrobin_long(&w, pred->model_state); /* enum: the symbol's index */
+    /* reasons: union index 0 = null, 1 = an array of one block */
+    if (!pred->reasons || pred->n_reasons <= 0) {
+        nx_avrobin_long(&w, 0);
+    } else {
+        nx_avrobin_long(&w, 1);
+        nx_avrobin_long(&w, pred->n_reasons);
+        for (int i = 0; i < pred->n_reasons; i++) {
+            nx_avrobin_string(&w, pred->reasons[i].feature);
+            nx_avrobin_float(&w, pred->reasons[i].value);
+            nx_avrobin_float(&w, pred->reasons[i].contribution);
+        }
+        nx_avrobin_long(&w, 0);
+    }
     if (!w.p)
         return -1;
     return (int64_t)(w.p - (uint8_t *)buf);
@@ -200,8 +214,20 @@ int64_t nx_predenc_json(const nx_predenc_t *enc, const nx_prediction_t *pred, vo
            pred->partition, pred->offset, pred->predicted_at_ms, pred->horizon_ms);
     for (int i = 0; i < enc->n_classes; i++)
         jw_fmt(&j, "%s\"%s\":%.9g", i ? "," : "", enc->name[i], (double)pred->probs[i]);
-    jw_fmt(&j, "},\"next_action\":\"%s\",\"model_version\":%" PRId64 "}\n", enc->name[best],
-           pred->model_version);
+    static const char *const states[] = {"serving", "warming", "fallback"};
+    jw_fmt(&j, "},\"next_action\":\"%s\",\"model_version\":%" PRId64 ",\"model_state\":\"%s\"",
+           enc->name[best], pred->model_version, states[pred->model_state]);
+    if (pred->reasons && pred->n_reasons > 0) {
+        jw_raw(&j, ",\"reasons\":[", 12);
+        for (int i = 0; i < pred->n_reasons; i++) {
+            jw_raw(&j, i ? ",{\"feature\":" : "{\"feature\":", i ? 12 : 11);
+            jw_str(&j, pred->reasons[i].feature, strlen(pred->reasons[i].feature));
+            jw_fmt(&j, ",\"value\":%.9g,\"contribution\":%.9g}", (double)pred->reasons[i].value,
+                   (double)pred->reasons[i].contribution);
+        }
+        jw_raw(&j, "]", 1);
+    }
+    jw_raw(&j, "}\n", 2);
     if (!j.ok)
         return -1;
     return (int64_t)(j.p - (char *)buf);

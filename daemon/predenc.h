@@ -6,7 +6,7 @@
  * header, and a JSON-lines encoder for debugging (`--output -`, format
  * json). The probabilities are an Avro map class -> float, written in class
  * order (the configured event types, then "none"); next_action is the first
- * most likely class.
+ * most likely class; model_state and the optional reasons follow.
  *
  * Ownership: the encoder copies the class names at construction. Encoding
  * writes only into the caller's buffer. Not thread-safe (one per thread is
@@ -29,6 +29,20 @@ typedef enum nx_predenc_format {
     NX_PREDENC_JSON       /* one JSON object and '\n' */
 } nx_predenc_format_t;
 
+/* What served a prediction (the schema's ModelState, in symbol order). */
+typedef enum nx_model_state {
+    NX_MODEL_SERVING = 0,
+    NX_MODEL_WARMING = 1,
+    NX_MODEL_FALLBACK = 2,
+} nx_model_state_t;
+
+/* One reason: a feature and its contribution to the predicted class. */
+typedef struct nx_reason {
+    const char *feature; /* NUL-terminated, borrowed */
+    float value;         /* normalised value */
+    float contribution;
+} nx_reason_t;
+
 typedef struct nx_prediction {
     const char *user_id; /* borrowed, not NUL-terminated */
     uint32_t user_id_len;
@@ -40,6 +54,9 @@ typedef struct nx_prediction {
     int64_t horizon_ms;
     const float *probs; /* one per class, in class order */
     int64_t model_version;
+    nx_model_state_t model_state;
+    const nx_reason_t *reasons; /* n_reasons of them, or NULL (the field is null) */
+    int n_reasons;
 } nx_prediction_t;
 
 typedef struct nx_predenc nx_predenc_t;

@@ -12,6 +12,8 @@ typedef struct segment {
     float *x;       /* (cap, dim) */
     int32_t *label; /* (cap) */
     size_t n, cap;
+    unsigned cmd;   /* NX_TRAINER_* commands applied before its examples */
+    float lr_scale; /* with NX_TRAINER_SET_LR */
 } segment_t;
 
 struct nx_trainer {
@@ -39,6 +41,11 @@ struct nx_trainer {
     float *tx;   /* (batch, dim) */
     int32_t *ty; /* (batch) */
     int tn, tcap;
+
+    /* the guard's last good snapshot: weights and optimizer moments */
+    float *snap;    /* (3, n_params): weights, m, v */
+    int snap_valid; /* 0: a rollback goes back to the initial weights */
+    _Atomic uint64_t rollbacks;
 };
 
 /* Trainer thread: one mini-batch step, then on. */
@@ -66,6 +73,35 @@ static void train_segment(nx_trainer_t *tr, const segment_t *seg) {
     }
 }
 
+/* Trainer thread: the guard's commands attached to a segment, before its
+ * examples (so they fall at the same place of the training sequence in
+ * every run). */
+static void apply_commands(nx_trainer_t *tr, const segment_t *seg) {
+    const size_t np = nx_mlp_num_params(tr->mlp), bytes = np * sizeof(float);
+    if (seg->cmd & NX_TRAINER_ROLLBACK) {
+        if (tr->snap_valid) {
+            memcpy(nx_mlp_weights(tr->mlp), tr->snap, bytes);
+            memcpy(nx_mlp_opt_m(tr->mlp), tr->snap + np, bytes);
+            memcpy(nx_mlp_opt_v(tr->mlp), tr->snap + 2 * np, bytes);
+        } else {
+            /* no good snapshot yet: the weights it started from */
+            memcpy(nx_mlp_weights(tr->mlp), nx_mlp_predictor_weights(tr->initial), bytes);
+            memset(nx_mlp_opt_m(tr->mlp), 0, bytes);
+            memset(nx_mlp_opt_v(tr->mlp), 0, bytes);
+        }
+        tr->tn = 0; /* the mini-batch in hand came from the stretch rolled back */
+        atomic_fetch_add(&tr->rollbacks, 1);
+    }
+    if (seg->cmd & NX_TRAINER_SNAPSHOT) {
+        memcpy(tr->snap, nx_mlp_weights(tr->mlp), bytes);
+        memcpy(tr->snap + np, nx_mlp_opt_m(tr->mlp), bytes);
+        memcpy(tr->snap + 2 * np, nx_mlp_opt_v(tr->mlp), bytes);
+        tr->snap_valid = 1;
+    }
+    if (seg->cmd & NX_TRAINER_SET_LR)
+        nx_mlp_set_lr_scale(tr->mlp, seg->lr_scale);
+}
+
 static void *trainer_main(void *arg) {
     nx_trainer_t *tr = arg;
     pthread_setname_np(pthread_self(), "nx-trainer"); /* for top -H, perf */
@@ -78,6 +114,8 @@ static void *trainer_main(void *arg) {
         int64_t s = tr->trained + 1;
         segment_t *seg = &tr->seg[s % NX_TRAINER_QUEUE];
         pthread_mutex_unlock(&tr->mu);
+        if (seg->cmd)
+            apply_commands(tr, seg);
         train_segment(tr, seg);
         nx_mlp_publish(tr->mlp, tr->slot[s % NX_TRAINER_NSLOT]);
         pthread_mutex_lock(&tr->mu);
@@ -117,6 +155,10 @@ nx_trainer_t *nx_trainer_new(nx_mlp_t *mlp, size_t dim, int batch, size_t seg_ca
     }
     if (!(tr->initial = nx_mlp_predictor_new(mlp, errstr, errstr_size)))
         goto err;
+    if (!(tr->snap = malloc(3 * nx_mlp_num_params(mlp) * sizeof *tr->snap))) {
+        nx_errf(errstr, errstr_size, "out of memory");
+        goto err;
+    }
     for (int i = 0; i < NX_TRAINER_NSLOT; i++)
         if (!(tr->slot[i] = nx_mlp_predictor_new(mlp, errstr, errstr_size)))
             goto err;
@@ -158,6 +200,7 @@ void nx_trainer_destroy(nx_trainer_t *tr) {
     nx_mlp_predictor_destroy(tr->initial);
     free(tr->tx);
     free(tr->ty);
+    free(tr->snap);
     free(tr);
 }
 
@@ -171,6 +214,17 @@ void nx_trainer_push(nx_trainer_t *tr) {
     tr->fill = &tr->seg[tr->pushed % NX_TRAINER_QUEUE];
     pthread_mutex_unlock(&tr->mu);
     tr->fill->n = 0;
+    tr->fill->cmd = 0;
+}
+
+void nx_trainer_command(nx_trainer_t *tr, unsigned cmd, float lr_scale) {
+    tr->fill->cmd |= cmd;
+    if (cmd & NX_TRAINER_SET_LR)
+        tr->fill->lr_scale = lr_scale;
+}
+
+uint64_t nx_trainer_rollbacks(const nx_trainer_t *tr) {
+    return atomic_load(&tr->rollbacks);
 }
 
 void nx_trainer_add(nx_trainer_t *tr, const float *x, int32_t label) {
@@ -275,7 +329,9 @@ void nx_trainer_reset(nx_trainer_t *tr) {
     tr->trained = -1;
     tr->fill = &tr->seg[0];
     tr->fill->n = 0;
+    tr->fill->cmd = 0;
     tr->tn = 0;
+    tr->snap_valid = 0;
     pthread_mutex_unlock(&tr->mu);
 }
 

@@ -99,6 +99,24 @@ void nx_trainer_sync(nx_trainer_t *tr);
  * waiting for a thread it does not have. */
 void nx_trainer_quiesce(nx_trainer_t *tr);
 
+/* Commands of the model guard, attached with nx_trainer_command to the
+ * segment being filled and carried out by the trainer before that
+ * segment's examples, so they fall at the same place of the training
+ * sequence in every run (replay stays deterministic):
+ * - SNAPSHOT keeps the model's weights and optimizer moments as the last
+ *   good snapshot;
+ * - ROLLBACK puts the last good snapshot back (the initial or loaded
+ *   weights if there is none yet) and drops the partial mini-batch;
+ * - SET_LR sets the learning-rate multiplier (nx_mlp_set_lr_scale).
+ * ROLLBACK comes before SNAPSHOT when a segment carries both. */
+#define NX_TRAINER_SNAPSHOT 1u
+#define NX_TRAINER_ROLLBACK 2u
+#define NX_TRAINER_SET_LR   4u
+void nx_trainer_command(nx_trainer_t *tr, unsigned cmd, float lr_scale);
+
+/* Rollbacks carried out so far. Any thread. */
+uint64_t nx_trainer_rollbacks(const nx_trainer_t *tr);
+
 /* Main thread, end of input: pushes the segment being filled if it holds
  * examples, waits for the trainer, and trains the last partial
  * mini-batch. */

@@ -42,8 +42,9 @@ struct nx_mlp {
     nx_mlp_acts_t acts;
     float *dbuf[2]; /* (B, max_width) ping-pong gradients of activations */
     uint64_t step;
-    nx_rng_t rng; /* down-sampling stream */
-    void *mem;    /* the one allocation all of the above point into */
+    float lr_scale; /* the guard's multiplier of the schedule's rate, 1 = none */
+    nx_rng_t rng;   /* down-sampling stream */
+    void *mem;      /* the one allocation all of the above point into */
 };
 
 /* Triple buffer slots: index in the low bits, FRESH set by the writer. */
@@ -255,6 +256,7 @@ nx_mlp_t *nx_mlp_new(const nx_mlp_params_t *params, char *errstr, size_t errstr_
     assert((size_t)(p - (float *)mlp->mem) == total);
     init_weights(mlp);
     nx_rng_seed(&mlp->rng, params->seed ^ NX_MLP_SAMPLE_STREAM);
+    mlp->lr_scale = 1.0f;
     openblas_set_num_threads(params->threads);
     return mlp;
 err:
@@ -411,7 +413,7 @@ NX_OPT_CLONES static void adam_update(size_t n, float *restrict w, const float *
 static void opt_step(nx_mlp_t *mlp) {
     const nx_mlp_params_t *p = &mlp->params;
     const size_t n = round_up(mlp->shape.n_params);
-    const float lr = nx_mlp_lr_at(p, mlp->step);
+    const float lr = nx_mlp_lr_at(p, mlp->step) * mlp->lr_scale;
     const float wd = p->weight_decay;
     switch (p->opt) {
     case NX_OPT_SGD:
@@ -599,6 +601,18 @@ uint64_t nx_mlp_predictor_acquire(nx_mlp_predictor_t *pred) {
 
 uint64_t nx_mlp_predictor_version(const nx_mlp_predictor_t *pred) {
     return pred->version[pred->front];
+}
+
+void nx_mlp_set_lr_scale(nx_mlp_t *mlp, float scale) {
+    mlp->lr_scale = scale;
+}
+
+float nx_mlp_lr_scale(const nx_mlp_t *mlp) {
+    return mlp->lr_scale;
+}
+
+const float *nx_mlp_predictor_weights(const nx_mlp_predictor_t *pred) {
+    return pred->slab[pred->front];
 }
 
 int nx_mlp_predictor_predict(nx_mlp_predictor_t *pred, const float *x, int B, float *probs) {

@@ -149,6 +149,12 @@ void nx_mlp_correct(const nx_mlp_params_t *params, float *probs, int B);
  * schedule. */
 float nx_mlp_lr_at(const nx_mlp_params_t *params, uint64_t step);
 
+/* A multiplier of the learning-rate schedule (1 at creation), for a guard
+ * that rolls the model back and lowers its rate for a while. Not part of
+ * the checkpoint. */
+void nx_mlp_set_lr_scale(nx_mlp_t *mlp, float scale);
+float nx_mlp_lr_scale(const nx_mlp_t *mlp);
+
 /* Views of the state, for tests, the checkpoint and the benchmark. The
  * slabs hold nx_mlp_num_params floats in the layout above; m and v are the
  * optimizer moments (m: Adam first moment or momentum buffer; v: Adam second
@@ -206,6 +212,11 @@ uint64_t nx_mlp_predictor_acquire(nx_mlp_predictor_t *pred);
 
 /* Predicting thread: version in use (the step of the acquired snapshot). */
 uint64_t nx_mlp_predictor_version(const nx_mlp_predictor_t *pred);
+
+/* Predicting thread: the acquired snapshot's parameter slab (layout as
+ * above), e.g. to explain its predictions (explain.h). Valid until the next
+ * acquire. */
+const float *nx_mlp_predictor_weights(const nx_mlp_predictor_t *pred);
 
 /* Predicting thread: as nx_mlp_predict, from the acquired snapshot. */
 int nx_mlp_predictor_predict(nx_mlp_predictor_t *pred, const float *x, int B, float *probs);

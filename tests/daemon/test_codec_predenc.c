@@ -70,9 +70,77 @@ static void check_with_avro_c(avro_schema_t schema, const nx_predenc_t *enc,
     avro_value_get_by_name(&val, "model_version", &f, NULL);
     avro_value_get_long(&f, &l);
     CHECK_EQ_I(l, pred->model_version);
+    int e = -1;
+    avro_value_get_by_name(&val, "model_state", &f, NULL);
+    avro_value_get_enum(&f, &e);
+    CHECK_EQ_I(e, (int)pred->model_state);
+    avro_value_t u, arr, item, fld;
+    int disc = -1;
+    avro_value_get_by_name(&val, "reasons", &u, NULL);
+    avro_value_get_discriminant(&u, &disc);
+    CHECK_EQ_I(disc, pred->reasons ? 1 : 0);
+    if (pred->reasons && avro_value_get_current_branch(&u, &arr) == 0) {
+        size_t nr = 0;
+        avro_value_get_size(&arr, &nr);
+        CHECK_EQ_I(nr, pred->n_reasons);
+        for (size_t i = 0; i < nr && (int)i < pred->n_reasons; i++) {
+            float v;
+            avro_value_get_by_index(&arr, i, &item, NULL);
+            avro_value_get_by_name(&item, "feature", &fld, NULL);
+            avro_value_get_string(&fld, &s, &sl);
+            CHECK(strcmp(s, pred->reasons[i].feature) == 0);
+            avro_value_get_by_name(&item, "value", &fld, NULL);
+            avro_value_get_float(&fld, &v);
+            CHECK(v == pred->reasons[i].value);
+            avro_value_get_by_name(&item, "contribution", &fld, NULL);
+            avro_value_get_float(&fld, &v);
+            CHECK(v == pred->reasons[i].contribution);
+        }
+    }
     avro_reader_free(reader);
     avro_value_decref(&val);
     avro_value_iface_decref(iface);
+}
+
+/* The prediction schema before model_state and reasons were added: its
+ * readers must keep reading the records written now (Avro schema
+ * resolution: writer = today's schema, reader = this one). */
+static const char old_schema_json[] =
+    "{\"type\":\"record\",\"name\":\"Prediction\",\"namespace\":\"io.nextact\",\"fields\":[{\"name\":\"user_id\",\"type\":\"string\"},{\"name\":\"event_ts\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},{\"name\":\"topic\",\"type\":\"string\"},{\"name\":\"partition\",\"type\":\"int\"},{\"name\":\"offset\",\"type\":\"long\"},{\"name\":\"predicted_at\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},{\"name\":\"horizon_ms\",\"type\":\"long\"},{\"name\":\"probabilities\",\"type\":{\"type\":\"map\",\"values\":\"float\"}},{\"name\":\"next_action\",\"type\":\"string\"},{\"name\":\"model_version\",\"type\":\"long\"}]}";
+
+static void check_old_reader(avro_schema_t writer, const nx_predenc_t *enc,
+                             const nx_prediction_t *pred) {
+    avro_schema_t old = NULL;
+    CHECK(avro_schema_from_json_length(old_schema_json, strlen(old_schema_json), &old) == 0);
+    if (!old)
+        return;
+    uint8_t buf[512];
+    int64_t n = nx_predenc_avro(enc, pred, 0, buf, sizeof buf);
+    CHECK(n > 0);
+    avro_value_iface_t *resolver = avro_resolved_writer_new(writer, old);
+    avro_value_iface_t *iface = avro_generic_class_from_schema(old);
+    CHECK(resolver != NULL && iface != NULL);
+    avro_value_t dest, resolved, f;
+    avro_generic_value_new(iface, &dest);
+    avro_resolved_writer_new_value(resolver, &resolved);
+    avro_resolved_writer_set_dest(&resolved, &dest);
+    avro_reader_t reader = avro_reader_memory((const char *)buf, n);
+    CHECK(avro_value_read(reader, &resolved) == 0);
+    int64_t l = -1;
+    avro_value_get_by_name(&dest, "model_version", &f, NULL);
+    avro_value_get_long(&f, &l);
+    CHECK_EQ_I(l, pred->model_version);
+    const char *s = NULL;
+    size_t sl = 0;
+    avro_value_get_by_name(&dest, "next_action", &f, NULL);
+    avro_value_get_string(&f, &s, &sl);
+    CHECK(s != NULL && strcmp(s, "purchase") == 0);
+    avro_reader_free(reader);
+    avro_value_decref(&resolved);
+    avro_value_decref(&dest);
+    avro_value_iface_decref(iface);
+    avro_value_iface_decref(resolver);
+    avro_schema_decref(old);
 }
 
 int main(void) {
@@ -101,6 +169,9 @@ int main(void) {
             sum += probs[i] = (float)t_unif();
         for (int i = 0; i < 4; i++)
             probs[i] /= sum;
+        static const nx_reason_t why[3] = {{"session_carts", 2.5f, 1.25f},
+                                           {"item_revisits", 1.5f, 0.5f},
+                                           {"count_300s_cart", 0.75f, -0.125f}};
         nx_prediction_t pred = {.user_id = rec.user_id,
                                 .user_id_len = (uint32_t)strlen(rec.user_id),
                                 .event_ts_ms = rec.ts_ms,
@@ -110,7 +181,10 @@ int main(void) {
                                 .predicted_at_ms = rec.ts_ms + 5,
                                 .horizon_ms = 1800000,
                                 .probs = probs,
-                                .model_version = (int64_t)(t_rand() % 100000)};
+                                .model_version = (int64_t)(t_rand() % 100000),
+                                .model_state = (nx_model_state_t)(k % 3),
+                                .reasons = k % 4 ? why : NULL,
+                                .n_reasons = 1 + k % 3};
         uint8_t buf[512];
         int64_t n = nx_predenc_encode(enc, &pred, buf, sizeof buf);
         CHECK(n > 5);
@@ -146,11 +220,19 @@ int main(void) {
                        "\"topic\":\"clicks\",\"partition\":3,\"offset\":42,"
                        "\"predicted_at\":1700000000007,\"horizon_ms\":1800000,"
                        "\"probabilities\":{\"click\":0.25,\"cart\":0.125,\"purchase\":0.5,"
-                       "\"none\":0.125},\"next_action\":\"purchase\",\"model_version\":9}\n";
+                       "\"none\":0.125},\"next_action\":\"purchase\",\"model_version\":9,"
+                       "\"model_state\":\"serving\"}\n";
     CHECK_EQ_I(n, (int64_t)strlen(want));
     CHECK(n > 0 && memcmp(line, want, (size_t)n) == 0);
     for (int64_t c = 0; c < n; c++)
         CHECK_EQ_I(nx_predenc_json(enc, &pred, line, (size_t)c), -1);
+
+    /* a record with reasons, read with the schema before they existed */
+    static const nx_reason_t why[2] = {{"session_carts", 2.5f, 1.25f}, {"item_revisits", 1.5f, 0.5f}};
+    pred.model_state = NX_MODEL_FALLBACK;
+    pred.reasons = why;
+    pred.n_reasons = 2;
+    check_old_reader(schema, enc, &pred);
 
     cfg->output.format = (char *)"xml";
     CHECK(nx_predenc_new(cfg, err, sizeof err) == NULL);
