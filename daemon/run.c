@@ -149,7 +149,7 @@ typedef struct run {
     nx_notify_t *notify;
     nx_ckptdir_t *ckdir;
     nx_http_t *http;
-    nx_metrics_t metrics;
+    nx_http_metrics_t metrics;
     char handover_dir[4096];
     part_offset_t offs[MAX_OFFSETS];
     int n_offs, last_off;
@@ -648,17 +648,17 @@ static int handover_init(run_t *r, char *err, size_t err_size) {
 /* ---- metrics ---------------------------------------------------------------- */
 
 static void metrics_init(run_t *r) {
-    nx_metrics_t *m = &r->metrics;
+    nx_http_metrics_t *m = &r->metrics;
     m->n_topics = r->cfg->kafka.input_topics.n;
-    for (int i = 0; i < m->n_topics && i < NX_METRICS_MAX_TOPICS; i++)
-        snprintf(m->topic[i], NX_METRICS_NAME, "%s", r->topics[i]);
-    snprintf(m->output_topic, NX_METRICS_NAME, "%s", r->cfg->kafka.output_topic);
-    snprintf(m->dead_letter_topic, NX_METRICS_NAME, "%s", r->cfg->kafka.dead_letter_topic);
+    for (int i = 0; i < m->n_topics && i < NX_HTTP_MAX_TOPICS; i++)
+        snprintf(m->topic[i], NX_HTTP_NAME, "%s", r->topics[i]);
+    snprintf(m->output_topic, NX_HTTP_NAME, "%s", r->cfg->kafka.output_topic);
+    snprintf(m->dead_letter_topic, NX_HTTP_NAME, "%s", r->cfg->kafka.dead_letter_topic);
     /* every refusal reason: all but ok and skipped */
     m->n_reasons = 0;
-    for (int k = NX_CODEC_OK + 1; k < NX_CODEC_SKIPPED && m->n_reasons < NX_METRICS_MAX_REASONS;
+    for (int k = NX_CODEC_OK + 1; k < NX_CODEC_SKIPPED && m->n_reasons < NX_HTTP_MAX_REASONS;
          k++)
-        snprintf(m->reason[m->n_reasons++], NX_METRICS_NAME, "%s",
+        snprintf(m->reason[m->n_reasons++], NX_HTTP_NAME, "%s",
                  nx_codec_reason_name((nx_codec_reason_t)k));
     m->n_buckets = (int)N_LAT;
     for (size_t i = 0; i < N_LAT; i++)
@@ -666,7 +666,7 @@ static void metrics_init(run_t *r) {
 }
 
 static void metrics_publish(run_t *r) {
-    nx_metrics_t *m = &r->metrics;
+    nx_http_metrics_t *m = &r->metrics;
     nx_pipeline_stats_t s;
     nx_kafka_stats_t ks;
     nx_pipeline_stats(r->pipe, &s);
@@ -679,8 +679,8 @@ static void metrics_publish(run_t *r) {
     for (int k = 0; k < m->n_reasons; k++)
         m->decode_errors[k] = cnt[k + 1];
     m->consumer_lag = ks.consumer_lag;
-    nx_kafka_lag_t lags[NX_METRICS_MAX_LAGS];
-    m->n_lags = nx_kafka_lags(r->kafka, lags, NX_METRICS_MAX_LAGS);
+    nx_kafka_lag_t lags[NX_HTTP_MAX_LAGS];
+    m->n_lags = nx_kafka_lags(r->kafka, lags, NX_HTTP_MAX_LAGS);
     for (int i = 0; i < m->n_lags; i++) {
         m->lag[i].topic = lags[i].topic;
         m->lag[i].partition = lags[i].partition;
@@ -702,9 +702,9 @@ static void metrics_publish(run_t *r) {
     m->training_steps = s.steps;
     m->events_processed = s.events;
     m->rolling_logloss = s.window_logloss;
-    m->n_classes = s.n_classes < NX_METRICS_MAX_CLASSES ? s.n_classes : NX_METRICS_MAX_CLASSES;
+    m->n_classes = s.n_classes < NX_HTTP_MAX_CLASSES ? s.n_classes : NX_HTTP_MAX_CLASSES;
     for (int k = 0; k < m->n_classes; k++) {
-        snprintf(m->class_name[k], NX_METRICS_NAME, "%s", nx_pipeline_class_name(r->pipe, k));
+        snprintf(m->class_name[k], NX_HTTP_NAME, "%s", nx_pipeline_class_name(r->pipe, k));
         m->rolling_auc[k] = s.window_auc[k];
     }
     if (r->ckdir) {
