@@ -59,8 +59,8 @@
 
 /* The figures one scrape shows. Counters are totals since start. */
 typedef struct nx_http_metrics {
-    int64_t published_mono_ms; /* set by nx_http_publish */
-    int ready;                 /* 1: /readyz answers 200 */
+    int64_t published_mono_ms;      /* set by nx_http_publish */
+    int ready;                      /* 1: /readyz answers 200 */
     char not_ready[NX_HTTP_REASON]; /* why not, for /readyz; "" = "starting" */
     int n_topics;
     char topic[NX_HTTP_MAX_TOPICS][NX_HTTP_NAME];

@@ -656,8 +656,7 @@ static void metrics_init(run_t *r) {
     snprintf(m->dead_letter_topic, NX_HTTP_NAME, "%s", r->cfg->kafka.dead_letter_topic);
     /* every refusal reason: all but ok and skipped */
     m->n_reasons = 0;
-    for (int k = NX_CODEC_OK + 1; k < NX_CODEC_SKIPPED && m->n_reasons < NX_HTTP_MAX_REASONS;
-         k++)
+    for (int k = NX_CODEC_OK + 1; k < NX_CODEC_SKIPPED && m->n_reasons < NX_HTTP_MAX_REASONS; k++)
         snprintf(m->reason[m->n_reasons++], NX_HTTP_NAME, "%s",
                  nx_codec_reason_name((nx_codec_reason_t)k));
     m->n_buckets = (int)N_LAT;
