@@ -149,8 +149,9 @@ static const nx_cfg_desc_t nx_config_table[] = {
 
     {"output.format", NX_CT_ENUM, OFF(output.format), "\"avro\"", 0, 0, "avro|confluent|json", 0,
      "Prediction records: Avro binary, Avro with Confluent framing, or JSON (debugging)."},
-    {"output.schema", NX_CT_PATH, OFF(output.schema), "\"schemas/prediction.avsc\"", 1, LEN_MAX, NULL, 0,
-     "Schema of prediction records (published in conf/schemas/)."},
+    {"output.schema", NX_CT_PATH, OFF(output.schema), "\"schemas/prediction.avsc\"", 0, LEN_MAX, NULL, 0,
+     "Schema of prediction records (published in conf/schemas/); required unless\n"
+     "output.format is json."},
     {"output.schema_id", NX_CT_INT, OFF(output.schema_id), "0", 0, 2147483647, NULL, 0,
      "Schema id written in the Confluent framing of predictions."},
 

@@ -252,7 +252,7 @@ int nx_http_parse_listen(const char *listen, struct sockaddr_storage *ss, int *v
     errno = 0;
     long port = strtol(colon + 1, &end, 10);
     if (*end || errno || port < 1 || port > 65535)
-        return nx_errf(errstr, errstr_size, "\"%s\": port %s is not a number in 1..65535", listen,
+        return nx_errf(errstr, errstr_size, "\"%s\": port %s: want a number in 1..65535", listen,
                        colon + 1);
     memset(ss, 0, sizeof *ss);
     if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {

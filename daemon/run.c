@@ -58,6 +58,7 @@
 #include "log.h"
 #include "notify.h"
 #include "pipeline.h"
+#include "preflight.h"
 #include "siphash.h"
 #include "store.h"
 
@@ -1035,6 +1036,13 @@ int nx_run_main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err);
         return NX_EXIT_CONFIG;
     }
+    /* what start-up would trip over because of the configuration: exit 78,
+     * which systemd does not restart */
+    if (nx_preflight_check(r.cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        nx_config_destroy(r.cfg);
+        return NX_EXIT_CONFIG;
+    }
     nx_log_set_level(nx_log_level_parse(r.cfg->log_level));
     int rc = 1;
     if (run_setup(&r, err, sizeof err) < 0) {
@@ -1154,6 +1162,13 @@ int nx_demo_main(int argc, char **argv) {
     }
     free(r.cfg->state_dir);
     r.cfg->state_dir = strdup(state);
+    /* checked with the state directory the demo uses */
+    if (nx_preflight_check(r.cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        nx_config_destroy(r.cfg);
+        rmdir(state);
+        return NX_EXIT_CONFIG;
+    }
     nx_log_set_level(nx_log_level_parse(r.cfg->log_level));
     install_signals();
     r.status_tty = isatty(STDERR_FILENO);
