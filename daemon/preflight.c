@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -218,6 +220,34 @@ static void check_state(report_t *r, const nx_config_t *cfg) {
     }
 }
 
+/* ---- metrics endpoint ------------------------------------------------------ */
+
+/* The address must parse and be one of this host's: bound for a moment
+ * with port 0, so a daemon already listening on the configured port (while
+ * its successor's configuration is checked) does not make it fail. */
+static void check_listen(report_t *r, const char *listen) {
+    struct sockaddr_storage ss;
+    int v6;
+    char err[512];
+    if (nx_http_parse_listen(listen, &ss, &v6, err, sizeof err) < 0) {
+        add(r, "metrics.listen: %s", err);
+        return;
+    }
+    socklen_t len;
+    if (v6) {
+        ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+        len = sizeof(struct sockaddr_in6);
+    } else {
+        ((struct sockaddr_in *)&ss)->sin_port = 0;
+        len = sizeof(struct sockaddr_in);
+    }
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, len) < 0)
+        add(r, "metrics.listen: \"%s\": not an address of this host: %s", listen, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
 /* ---- librdkafka ----------------------------------------------------------- */
 
 static void rdkafka_quiet(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
@@ -333,12 +363,8 @@ int nx_preflight_check(const nx_config_t *cfg, char *errstr, size_t errstr_size)
 
     check_state(&r, cfg);
 
-    if (cfg->metrics.listen[0]) {
-        struct sockaddr_storage ss;
-        int v6;
-        if (nx_http_parse_listen(cfg->metrics.listen, &ss, &v6, err, sizeof err) < 0)
-            add(&r, "metrics.listen: %s", err);
-    }
+    if (cfg->metrics.listen[0])
+        check_listen(&r, cfg->metrics.listen);
 
     check_rdkafka(&r, cfg, RD_KAFKA_CONSUMER);
     check_rdkafka(&r, cfg, RD_KAFKA_PRODUCER);

@@ -24,7 +24,8 @@
  *   <state_dir>/handover is a directory if it exists;
  * - checkpoint.dir (default <state_dir>/checkpoints) is a writable
  *   directory, or its nearest existing ancestor is;
- * - metrics.listen parses (nx_http_parse_listen);
+ * - metrics.listen parses (nx_http_parse_listen) and its address is one of
+ *   this host's (bound with port 0 for a moment);
  * - kafka.consumer and kafka.producer: files they name (ssl_*_location,
  *   sasl_kerberos_keytab) are readable, and librdkafka accepts each
  *   client's configuration as a whole (a client is created without brokers
@@ -33,9 +34,10 @@
  * reachable, the metrics port free (a running daemon holds it while the
  * configuration of its successor is checked).
  *
- * Side effects: none. It reads and stats files; the codec, pipeline and
- * librdkafka clients it builds (memory, threads) are gone when it returns.
- * It creates, writes and binds nothing. With SASL GSSAPI or OAUTHBEARER, or
+ * Side effects: none. It reads and stats files; the codec, pipeline,
+ * socket and librdkafka clients it makes (memory, threads, a descriptor)
+ * are gone when it returns. It creates and writes nothing, and binds
+ * nothing that stays. With SASL GSSAPI or OAUTHBEARER, or
  * plugins, the librdkafka trial is skipped: creating such a client runs
  * kinit, fetches tokens or loads code.
  *

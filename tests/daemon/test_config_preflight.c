@@ -323,6 +323,11 @@ static void test_other(void) {
     set_leaf(&c.text, "listen", "\"localhost:9464\"");
     expect_refused(&c, 2, "metrics.listen: ", "not an IPv4 address");
 
+    /* TEST-NET-1 (RFC 5737): an address no host here has */
+    case_begin(&c);
+    set_leaf(&c.text, "listen", "\"192.0.2.1:9464\"");
+    expect_refused(&c, 2, "metrics.listen: ", "not an address of this host");
+
     /* the pipeline's own checks */
     case_begin(&c);
     static const char *families[] = {"counts",   "value", "recency", "session",
