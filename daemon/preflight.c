@@ -269,12 +269,14 @@ static bool names_file(const char *key) {
     return false;
 }
 
-/* Creating a client with these runs kinit, fetches OAuth tokens or loads
- * plugin code: not a side-effect-free check. */
+/* Creating a client with these runs kinit, fetches OAuth tokens, loads
+ * plugin or engine code or starts a mock cluster: not a check without side
+ * effects. */
 static bool trial_unsafe(const nx_strmap_t *m) {
     for (int i = 0; i < m->n; i++) {
         const char *k = m->key[i], *v = m->val[i];
-        if (strcmp(k, "plugin.library.paths") == 0)
+        if (strcmp(k, "plugin.library.paths") == 0 || strcmp(k, "ssl.engine.location") == 0 ||
+            strcmp(k, "test.mock.num.brokers") == 0)
             return true;
         if ((strcmp(k, "sasl.mechanisms") == 0 || strcmp(k, "sasl.mechanism") == 0) &&
             (strcasecmp(v, "GSSAPI") == 0 || strcasecmp(v, "OAUTHBEARER") == 0))

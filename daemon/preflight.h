@@ -37,9 +37,9 @@
  * Side effects: none. It reads and stats files; the codec, pipeline,
  * socket and librdkafka clients it makes (memory, threads, a descriptor)
  * are gone when it returns. It creates and writes nothing, and binds
- * nothing that stays. With SASL GSSAPI or OAUTHBEARER, or
- * plugins, the librdkafka trial is skipped: creating such a client runs
- * kinit, fetches tokens or loads code.
+ * nothing that stays. With SASL GSSAPI or OAUTHBEARER, plugins, an OpenSSL
+ * engine or librdkafka's mock cluster the librdkafka trial is skipped:
+ * creating such a client runs kinit, fetches tokens, loads code or listens.
  *
  * Errors: one line per problem, "CONF: KEY: FILE: reason" (errno text for
  * files), lines separated by '\n', no trailing newline; as many as fit in
