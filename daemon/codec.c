@@ -796,8 +796,7 @@ int nx_codec_add_schema(nx_codec_t *codec, uint32_t schema_id, const char *json,
     return 0;
 }
 
-/* Schema files larger than this are refused: real schemas are a few KiB. */
-#define SCHEMA_FILE_MAX (1 << 20)
+#define SCHEMA_FILE_MAX NX_CODEC_SCHEMA_FILE_MAX
 
 /* Reads a whole (small) file; caller frees. NULL on error. */
 static char *read_file(const char *path, size_t *len) {

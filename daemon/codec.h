@@ -43,6 +43,9 @@
  * the recursive walk; real event schemas nest two or three levels. */
 #define NX_CODEC_MAX_DEPTH 32
 
+/* Schema files larger than this are refused: real schemas are a few KiB. */
+#define NX_CODEC_SCHEMA_FILE_MAX (1 << 20)
+
 /* Confluent schema ids cached (found or not found) per codec. */
 #define NX_CODEC_MAX_SCHEMAS 256
 

@@ -19,6 +19,7 @@
 
 #include "gen.h"
 #include "log.h"
+#include "preflight.h"
 #include "run_int.h"
 
 /* The generator feeding the mock cluster at a bounded rate, from the loop's
@@ -168,6 +169,13 @@ int nx_demo_main(int argc, char **argv) {
     }
     free(r.cfg->state_dir);
     r.cfg->state_dir = strdup(state);
+    /* checked with the state directory the demo uses */
+    if (nx_preflight_check(r.cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        nx_config_destroy(r.cfg);
+        rmdir(state);
+        return NX_EXIT_CONFIG;
+    }
     nx_log_set_level(nx_log_level_parse(r.cfg->log_level));
     nx_run_install_signals();
     r.status_tty = isatty(STDERR_FILENO);

@@ -1,7 +1,8 @@
-/* http.c: /metrics and /healthz over libmicrohttpd (http.h). */
+/* http.c: /metrics, /healthz and /readyz over libmicrohttpd (http.h). */
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -13,13 +14,13 @@
 #include "log.h"
 
 /* Response buffer: a scrape is a few kB (topics x reasons x classes are all
- * bounded, see NX_METRICS_MAX_*); 64 kB holds the largest with room. */
+ * bounded, see NX_HTTP_MAX_*); 64 kB holds the largest with room. */
 #define RESPONSE_MAX 65536
 
 struct nx_http {
     struct MHD_Daemon *mhd;
     pthread_mutex_t lock;
-    nx_metrics_t snap; /* under lock */
+    nx_http_metrics_t snap; /* under lock */
 };
 
 /* ---- formatting ------------------------------------------------------------ */
@@ -57,7 +58,7 @@ static void put_label(out_t *o, const char *v) {
     }
 }
 
-size_t nx_http_format(const nx_metrics_t *m, int64_t now_wall_ms, char *buf, size_t size) {
+size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf, size_t size) {
     out_t o = {buf, size, 0};
     if (size)
         buf[0] = '\0';
@@ -203,7 +204,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", strdup("GET only\n"), 9);
     if (strcmp(url, "/metrics") == 0) {
         /* the scrape thread allocates; the loop never does for this */
-        nx_metrics_t *m = malloc(sizeof *m);
+        nx_http_metrics_t *m = malloc(sizeof *m);
         char *body = malloc(RESPONSE_MAX);
         if (!m || !body) {
             free(m);
@@ -219,33 +220,51 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             len = RESPONSE_MAX - 1;
         return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
     }
-    if (strcmp(url, "/healthz") == 0) {
+    if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0) {
         pthread_mutex_lock(&http->lock);
         int64_t at = http->snap.published_mono_ms;
+        int ready = http->snap.ready;
+        char why[NX_HTTP_REASON];
+        snprintf(why, sizeof why, "%s",
+                 http->snap.not_ready[0] ? http->snap.not_ready : "starting");
         pthread_mutex_unlock(&http->lock);
-        int ok = at > 0 && nx_now_mono_ms() - at < NX_HTTP_STALE_MS;
-        char *body = strdup(ok ? "ok\n" : "stalled\n");
+        int live = at > 0 && nx_now_mono_ms() - at < NX_HTTP_STALE_MS;
+        char *body;
+        int ok;
+        if (url[1] == 'h') {
+            ok = live;
+            body = strdup(ok ? "ok\n" : "stalled\n");
+        } else {
+            /* a loop that stopped publishing serves nothing, whatever it
+             * said last */
+            ok = live && ready;
+            body = ok ? strdup("ready\n") : NULL;
+            if (!ok && asprintf(&body, "not ready: %s\n", at > 0 && !live ? "stalled" : why) < 0)
+                body = NULL;
+        }
         return reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", body,
                      body ? strlen(body) : 0);
     }
     return reply(conn, MHD_HTTP_NOT_FOUND, "text/plain", strdup("not found\n"), 10);
 }
 
-/* "host:port", "[v6]:port" -> sockaddr. 0 or -1. */
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, int *v6) {
+int nx_http_parse_listen(const char *listen, struct sockaddr_storage *ss, int *v6, char *errstr,
+                         size_t errstr_size) {
     char host[256];
     const char *colon = strrchr(listen, ':');
     if (!colon || colon == listen || !colon[1])
-        return -1;
+        return nx_errf(errstr, errstr_size, "\"%s\" is not host:port", listen);
     size_t hl = (size_t)(colon - listen);
     if (hl >= sizeof host)
-        return -1;
+        return nx_errf(errstr, errstr_size, "host of \"%.64s...\" is too long", listen);
     memcpy(host, listen, hl);
     host[hl] = '\0';
     char *end;
+    errno = 0;
     long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 1 || port > 65535)
-        return -1;
+    if (*end || errno || port < 1 || port > 65535)
+        return nx_errf(errstr, errstr_size, "\"%s\": port %s: want a number in 1..65535", listen,
+                       colon + 1);
     memset(ss, 0, sizeof *ss);
     if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
         host[hl - 1] = '\0';
@@ -253,21 +272,38 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, int *v6
         a->sin6_family = AF_INET6;
         a->sin6_port = htons((uint16_t)port);
         *v6 = 1;
-        return inet_pton(AF_INET6, host + 1, &a->sin6_addr) == 1 ? 0 : -1;
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+            return nx_errf(errstr, errstr_size, "\"%s\": %s is not an IPv6 address", listen,
+                           host + 1);
+        return 0;
     }
     struct sockaddr_in *a = (struct sockaddr_in *)ss;
     a->sin_family = AF_INET;
     a->sin_port = htons((uint16_t)port);
     *v6 = 0;
-    return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
+    if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+        return nx_errf(errstr, errstr_size,
+                       "\"%s\": %s is not an IPv4 address (IPv6 is written [addr]:port)", listen,
+                       host);
+    return 0;
+}
+
+/* libmicrohttpd's own complaints (a full connection table, a client that
+ * hung up) come in bursts when clients misbehave: rate-limited. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[256];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    NX_LOG_RL(NX_LOG_WARNING, "metrics endpoint: %s", msg);
 }
 
 nx_http_t *nx_http_start(const char *listen, char *errstr, size_t errstr_size) {
     struct sockaddr_storage ss;
     int v6 = 0;
-    if (parse_listen(listen, &ss, &v6) < 0) {
-        nx_errf(errstr, errstr_size, "metrics.listen \"%s\": want host:port (IPv4 or [IPv6])",
-                listen);
+    char why[512];
+    if (nx_http_parse_listen(listen, &ss, &v6, why, sizeof why) < 0) {
+        nx_errf(errstr, errstr_size, "metrics.listen %s", why);
         return NULL;
     }
     nx_http_t *http = calloc(1, sizeof *http);
@@ -276,15 +312,19 @@ nx_http_t *nx_http_start(const char *listen, char *errstr, size_t errstr_size) {
         return NULL;
     }
     pthread_mutex_init(&http->lock, NULL);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* MHD_USE_AUTO: epoll on Linux, so no FD_SETSIZE limit on descriptor
+     * numbers (librdkafka holds many) */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (v6)
         flags |= MHD_USE_IPv6;
     uint16_t port =
         ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
-    /* a few concurrent scrapers at most; 10 s is plenty for a local GET */
     http->mhd = MHD_start_daemon(flags, port, NULL, NULL, handle, http, MHD_OPTION_SOCK_ADDR,
-                                 (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+                                 (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+                                 (unsigned)NX_HTTP_MAX_CONNECTIONS,
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)NX_HTTP_MAX_PER_IP,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)NX_HTTP_IDLE_TIMEOUT_S,
+                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!http->mhd) {
         nx_errf(errstr, errstr_size, "metrics.listen %s: cannot listen (address in use?)", listen);
         pthread_mutex_destroy(&http->lock);
@@ -302,7 +342,7 @@ void nx_http_stop(nx_http_t *http) {
     free(http);
 }
 
-void nx_http_publish(nx_http_t *http, const nx_metrics_t *m) {
+void nx_http_publish(nx_http_t *http, const nx_http_metrics_t *m) {
     if (!http)
         return;
     pthread_mutex_lock(&http->lock);

@@ -1,16 +1,26 @@
 /*
  * http.h: the metrics endpoint: GET /metrics (Prometheus text exposition
- * format 0.0.4) and GET /healthz, served by libmicrohttpd on its own thread.
+ * format 0.0.4), GET /healthz and GET /readyz, served by libmicrohttpd on its
+ * own thread.
  *
  * The main loop owns the figures. Once per tick it hands a copy of them
- * (nx_metrics_t, plain numbers, no pointers into the loop's state) to
+ * (nx_http_metrics_t, plain numbers, no pointers into the loop's state) to
  * nx_http_publish, which copies it under a mutex; the handler formats a
  * response from its own copy taken under the same mutex. So the loop never
  * waits on a scrape for longer than one struct copy, and a scrape never sees
  * half a tick.
  *
  * /healthz answers 200 "ok" while the loop published within the last
- * NX_HTTP_STALE_MS and 503 otherwise (a stuck loop is unhealthy).
+ * NX_HTTP_STALE_MS and 503 otherwise (a stuck loop is unhealthy): the
+ * liveness probe. /readyz answers 200 "ready" while the loop says it is
+ * ready (the snapshot's `ready`) and is not stalled, else 503 "not ready:
+ * <reason>": the readiness probe. Until the loop says otherwise the reason
+ * is "starting".
+ *
+ * Clients cannot lock the probes out: one polling thread serves every
+ * connection without blocking on any, up to NX_HTTP_MAX_CONNECTIONS in all
+ * and NX_HTTP_MAX_PER_IP from one address, and a connection idle for
+ * NX_HTTP_IDLE_TIMEOUT_S is closed.
  *
  * Ownership: nx_http_t is the caller's (nx_http_start / nx_http_stop).
  * Threads: nx_http_publish from one thread; libmicrohttpd's thread serves.
@@ -20,39 +30,55 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* A loop that did not publish for this long is reported unhealthy: 30 s is
  * far beyond one poll timeout plus the longest batch, and short enough for a
  * probe to notice before the systemd watchdog (WatchdogSec=60) fires. */
 #define NX_HTTP_STALE_MS 30000
 
-#define NX_METRICS_MAX_TOPICS  16 /* = NX_CONFIG_MAX_LIST */
-#define NX_METRICS_MAX_REASONS 40 /* >= NX_CODEC_N_REASONS */
-#define NX_METRICS_MAX_CLASSES 16
-#define NX_METRICS_MAX_BUCKETS 40
-#define NX_METRICS_NAME        64
-#define NX_METRICS_MAX_LAGS    64 /* partitions shown (= NX_KAFKA_MAX_LAGS) */
+/* Connections. A probe or a scraper needs one for a few milliseconds; the
+ * limits leave room for hundreds of slow or idle clients besides them (each
+ * costs a descriptor and at most libmicrohttpd's 32 kB pool: 16 MB in all),
+ * and one address can take only a quarter of the room, so it takes four
+ * misbehaving hosts to keep a probe from another host out. A loopback probe
+ * shares its address with local clients: 128 leaves it room beside dozens
+ * of stuck local scrapers. A request arrives in one round trip, so 5 s of
+ * silence means an idle or stuck client, not a slow one. */
+#define NX_HTTP_MAX_CONNECTIONS 512
+#define NX_HTTP_MAX_PER_IP      128
+#define NX_HTTP_IDLE_TIMEOUT_S  5
+
+#define NX_HTTP_MAX_TOPICS  16 /* = NX_CONFIG_MAX_LIST */
+#define NX_HTTP_MAX_REASONS 40 /* >= NX_CODEC_N_REASONS */
+#define NX_HTTP_MAX_CLASSES 16
+#define NX_HTTP_MAX_BUCKETS 40
+#define NX_HTTP_NAME        64
+#define NX_HTTP_MAX_LAGS    64 /* partitions shown (= NX_KAFKA_MAX_LAGS) */
+#define NX_HTTP_REASON      160
 
 /* The figures one scrape shows. Counters are totals since start. */
-typedef struct nx_metrics {
-    int64_t published_mono_ms; /* set by nx_http_publish */
+typedef struct nx_http_metrics {
+    int64_t published_mono_ms;      /* set by nx_http_publish */
+    int ready;                      /* 1: /readyz answers 200 */
+    char not_ready[NX_HTTP_REASON]; /* why not, for /readyz; "" = "starting" */
     int n_topics;
-    char topic[NX_METRICS_MAX_TOPICS][NX_METRICS_NAME];
-    uint64_t events_in[NX_METRICS_MAX_TOPICS]; /* records consumed per input topic */
-    char output_topic[NX_METRICS_NAME];
-    char dead_letter_topic[NX_METRICS_NAME];
+    char topic[NX_HTTP_MAX_TOPICS][NX_HTTP_NAME];
+    uint64_t events_in[NX_HTTP_MAX_TOPICS]; /* records consumed per input topic */
+    char output_topic[NX_HTTP_NAME];
+    char dead_letter_topic[NX_HTTP_NAME];
     uint64_t predictions_out; /* acknowledged by the broker */
     uint64_t dead_letters;    /* acknowledged */
     int n_reasons;
-    char reason[NX_METRICS_MAX_REASONS][NX_METRICS_NAME];
-    uint64_t decode_errors[NX_METRICS_MAX_REASONS];
+    char reason[NX_HTTP_MAX_REASONS][NX_HTTP_NAME];
+    uint64_t decode_errors[NX_HTTP_MAX_REASONS];
     int64_t consumer_lag; /* records, summed over partitions; -1 unknown */
     int n_lags;
     struct {
         int topic; /* index in topic[] */
         int32_t partition;
         int64_t lag;
-    } lag[NX_METRICS_MAX_LAGS]; /* per partition, from the last statistics */
+    } lag[NX_HTTP_MAX_LAGS]; /* per partition, from the last statistics */
     int assigned_partitions;
     uint64_t rebalances;
     int input_paused;         /* back-pressure: 1 while the input is paused */
@@ -61,8 +87,8 @@ typedef struct nx_metrics {
     uint64_t produce_retries; /* records produced again after a failed delivery */
     /* latency from input record to acknowledged prediction */
     int n_buckets;
-    double bucket_le[NX_METRICS_MAX_BUCKETS];      /* seconds, last = +Inf */
-    uint64_t bucket_count[NX_METRICS_MAX_BUCKETS]; /* not cumulative */
+    double bucket_le[NX_HTTP_MAX_BUCKETS];      /* seconds, last = +Inf */
+    uint64_t bucket_count[NX_HTTP_MAX_BUCKETS]; /* not cumulative */
     uint64_t latency_count;
     double latency_sum; /* seconds */
     uint64_t users;
@@ -72,8 +98,8 @@ typedef struct nx_metrics {
     uint64_t events_processed;
     double rolling_logloss;
     int n_classes;
-    char class_name[NX_METRICS_MAX_CLASSES][NX_METRICS_NAME];
-    double rolling_auc[NX_METRICS_MAX_CLASSES];
+    char class_name[NX_HTTP_MAX_CLASSES][NX_HTTP_NAME];
+    double rolling_auc[NX_HTTP_MAX_CLASSES];
     int64_t checkpoint_wall_ms; /* last checkpoint completed, 0 = none */
     double checkpoint_duration_s;
     double checkpoint_fork_s;
@@ -82,24 +108,28 @@ typedef struct nx_metrics {
     uint64_t state_gaps;     /* partitions started from a committed offset no state covers */
     uint64_t offset_commits; /* input offset commits acknowledged */
     uint64_t offset_commit_failures;
-    int ready;               /* /readyz: 1 ready, else not_ready says why */
-    char not_ready[160];
-} nx_metrics_t;
+} nx_http_metrics_t;
 
 typedef struct nx_http nx_http_t;
 
-/* Listens on "host:port" (IPv4 or [IPv6]) with its own thread. NULL +
- * errstr (bad address, port in use). */
+/* Parses metrics.listen: "host:port" with an IPv4 address, or
+ * "[v6 address]:port"; port 1..65535. Fills *ss and *v6 (1 for IPv6).
+ * 0, or -1 + errstr saying what is wrong. Binds nothing. */
+int nx_http_parse_listen(const char *listen, struct sockaddr_storage *ss, int *v6, char *errstr,
+                         size_t errstr_size);
+
+/* Listens on "host:port" (as nx_http_parse_listen) with its own thread.
+ * NULL + errstr (bad address, port in use). */
 nx_http_t *nx_http_start(const char *listen, char *errstr, size_t errstr_size);
 
 /* Stops the thread, closes the socket, frees. NULL does nothing. */
 void nx_http_stop(nx_http_t *http);
 
 /* Copies *m as the figures scrapes will show (stamps published_mono_ms). */
-void nx_http_publish(nx_http_t *http, const nx_metrics_t *m);
+void nx_http_publish(nx_http_t *http, const nx_http_metrics_t *m);
 
 /* Formats m as Prometheus text into buf; returns the length it needed
  * (like snprintf). now_wall_ms: for the checkpoint age. */
-size_t nx_http_format(const nx_metrics_t *m, int64_t now_wall_ms, char *buf, size_t size);
+size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf, size_t size);
 
 #endif /* NX_HTTP_H */

@@ -15,6 +15,7 @@
 #include "gen.h"
 #include "log.h"
 #include "pipeline.h"
+#include "preflight.h"
 #include "replay.h"
 #include "run.h"
 
@@ -27,7 +28,8 @@ static void usage(FILE *out) {
           "       nextactd gen --events N --users U --seed S (--output F.avro | --topic T)\n"
           "                                         synthetic clickstream with its truth\n"
           "       nextactd --features -c CONF       print the feature schema\n"
-          "       nextactd --check-config CONF      validate CONF (exit 0, or 78 with FILE:LINE)\n"
+          "       nextactd --check-config CONF      validate CONF and what it names (files,\n"
+          "                                         directories): exit 0, or 78 with the problems\n"
           "       nextactd --dump-config [-c CONF] [--comments]\n"
           "                                         print the effective configuration\n"
           "       nextactd --man-config             print the nextactd.conf(5) manual page\n"
@@ -140,12 +142,19 @@ int main(int argc, char **argv) {
     }
 
     if (check_path) {
+        /* the file, then what a start would trip over because of it */
+        char problems[4096];
         nx_config_t *cfg = nx_config_load(check_path, err, sizeof err);
         if (!cfg) {
             fprintf(stderr, "%s\n", err);
             return NX_EXIT_CONFIG;
         }
+        int rc = nx_preflight_check(cfg, problems, sizeof problems);
         nx_config_destroy(cfg);
+        if (rc < 0) {
+            fprintf(stderr, "%s\n", problems);
+            return NX_EXIT_CONFIG;
+        }
         printf("%s: ok\n", check_path);
         return 0;
     }

@@ -60,6 +60,7 @@
 
 #include "blas.h"
 #include "log.h"
+#include "preflight.h"
 #include "run_int.h"
 
 volatile sig_atomic_t nx_run_stop_requested;
@@ -507,17 +508,17 @@ static void on_assigned(void *opaque, rd_kafka_topic_partition_list_t *parts) {
 /* ---- metrics ---------------------------------------------------------------- */
 
 static void metrics_init(nx_run_t *r) {
-    nx_metrics_t *m = &r->metrics;
+    nx_http_metrics_t *m = &r->metrics;
     m->n_topics = r->cfg->kafka.input_topics.n;
-    for (int i = 0; i < m->n_topics && i < NX_METRICS_MAX_TOPICS; i++)
-        snprintf(m->topic[i], NX_METRICS_NAME, "%s", r->topics[i]);
-    snprintf(m->output_topic, NX_METRICS_NAME, "%s", r->cfg->kafka.output_topic);
-    snprintf(m->dead_letter_topic, NX_METRICS_NAME, "%s", r->cfg->kafka.dead_letter_topic);
+    for (int i = 0; i < m->n_topics && i < NX_HTTP_MAX_TOPICS; i++)
+        snprintf(m->topic[i], NX_HTTP_NAME, "%s", r->topics[i]);
+    snprintf(m->output_topic, NX_HTTP_NAME, "%s", r->cfg->kafka.output_topic);
+    snprintf(m->dead_letter_topic, NX_HTTP_NAME, "%s", r->cfg->kafka.dead_letter_topic);
     /* every refusal reason: all but ok and skipped */
     m->n_reasons = 0;
-    for (int k = NX_CODEC_OK + 1; k < NX_CODEC_SKIPPED && m->n_reasons < NX_METRICS_MAX_REASONS;
+    for (int k = NX_CODEC_OK + 1; k < NX_CODEC_SKIPPED && m->n_reasons < NX_HTTP_MAX_REASONS;
          k++)
-        snprintf(m->reason[m->n_reasons++], NX_METRICS_NAME, "%s",
+        snprintf(m->reason[m->n_reasons++], NX_HTTP_NAME, "%s",
                  nx_codec_reason_name((nx_codec_reason_t)k));
     m->n_buckets = NX_RUN_LAT_BUCKETS;
     for (size_t i = 0; i < NX_RUN_LAT_BUCKETS; i++)
@@ -527,7 +528,7 @@ static void metrics_init(nx_run_t *r) {
 /* Ready (/readyz) once partitions are assigned, and as long as the state
  * can be made durable: a failing checkpoint makes the instance not ready,
  * so an orchestrator's readiness probe shows what the log says. */
-static void readiness(nx_run_t *r, nx_metrics_t *m, const nx_kafka_stats_t *ks) {
+static void readiness(nx_run_t *r, nx_http_metrics_t *m, const nx_kafka_stats_t *ks) {
     nx_ckptdir_stats_t cs = {0};
     if (r->ckdir)
         nx_ckptdir_stats(r->ckdir, &cs);
@@ -543,7 +544,7 @@ static void readiness(nx_run_t *r, nx_metrics_t *m, const nx_kafka_stats_t *ks) 
 }
 
 static void metrics_publish(nx_run_t *r) {
-    nx_metrics_t *m = &r->metrics;
+    nx_http_metrics_t *m = &r->metrics;
     nx_pipeline_stats_t s;
     nx_kafka_stats_t ks;
     nx_pipeline_stats(r->pipe, &s);
@@ -556,8 +557,8 @@ static void metrics_publish(nx_run_t *r) {
     for (int k = 0; k < m->n_reasons; k++)
         m->decode_errors[k] = cnt[k + 1];
     m->consumer_lag = ks.consumer_lag;
-    nx_kafka_lag_t lags[NX_METRICS_MAX_LAGS];
-    m->n_lags = nx_kafka_lags(r->kafka, lags, NX_METRICS_MAX_LAGS);
+    nx_kafka_lag_t lags[NX_HTTP_MAX_LAGS];
+    m->n_lags = nx_kafka_lags(r->kafka, lags, NX_HTTP_MAX_LAGS);
     for (int i = 0; i < m->n_lags; i++) {
         m->lag[i].topic = lags[i].topic;
         m->lag[i].partition = lags[i].partition;
@@ -579,9 +580,9 @@ static void metrics_publish(nx_run_t *r) {
     m->training_steps = s.steps;
     m->events_processed = s.events;
     m->rolling_logloss = s.window_logloss;
-    m->n_classes = s.n_classes < NX_METRICS_MAX_CLASSES ? s.n_classes : NX_METRICS_MAX_CLASSES;
+    m->n_classes = s.n_classes < NX_HTTP_MAX_CLASSES ? s.n_classes : NX_HTTP_MAX_CLASSES;
     for (int k = 0; k < m->n_classes; k++) {
-        snprintf(m->class_name[k], NX_METRICS_NAME, "%s", nx_pipeline_class_name(r->pipe, k));
+        snprintf(m->class_name[k], NX_HTTP_NAME, "%s", nx_pipeline_class_name(r->pipe, k));
         m->rolling_auc[k] = s.window_auc[k];
     }
     if (r->ckdir) {
@@ -898,6 +899,13 @@ int nx_run_main(int argc, char **argv) {
     nx_run_install_signals();
     if (!(r.cfg = nx_config_load(conf, err, sizeof err))) {
         fprintf(stderr, "%s\n", err);
+        return NX_EXIT_CONFIG;
+    }
+    /* what start-up would trip over because of the configuration: exit 78,
+     * which systemd does not restart */
+    if (nx_preflight_check(r.cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        nx_config_destroy(r.cfg);
         return NX_EXIT_CONFIG;
     }
     nx_log_set_level(nx_log_level_parse(r.cfg->log_level));

@@ -69,7 +69,7 @@ struct nx_run {
     nx_notify_t *notify;
     nx_ckptdir_t *ckdir;
     nx_http_t *http;
-    nx_metrics_t metrics;
+    nx_http_metrics_t metrics;
     nx_handover_t handover;
     nx_offsets_t offs;
     /* durability: with periodic checkpoints, input offsets are committed

@@ -12,3 +12,12 @@ target_include_directories(test_schemas PRIVATE ${PROJECT_SOURCE_DIR}/tests/comm
 target_link_libraries(test_schemas PRIVATE nx_daemon)
 add_test(NAME schemas COMMAND test_schemas ${PROJECT_SOURCE_DIR})
 set_tests_properties(schemas PROPERTIES LABELS unit)
+
+# What a start would trip over because of its configuration: run and
+# --check-config both exit 78 (preflight.h).
+add_executable(test_config_preflight ${CMAKE_CURRENT_SOURCE_DIR}/test_config_preflight.c)
+target_include_directories(test_config_preflight PRIVATE ${PROJECT_SOURCE_DIR}/tests/common)
+target_link_libraries(test_config_preflight PRIVATE nx_daemon)
+add_test(NAME config_preflight COMMAND test_config_preflight $<TARGET_FILE:nextactd>
+         ${PROJECT_SOURCE_DIR})
+set_tests_properties(config_preflight PROPERTIES LABELS unit TIMEOUT 300)

@@ -1,8 +1,10 @@
 /*
  * test_config: the shipped conf/nextactd.conf loads and documents every key
  * of the table; each kind of bad configuration is refused with FILE:LINE and
- * its reason, and `nextactd --check-config` exits 78 on it; --dump-config
- * output loads back to the same configuration.
+ * its reason, and `nextactd --check-config` and `nextactd run` exit 78 on it;
+ * pass-through librdkafka properties that would undo the delivery
+ * guarantees are refused; --dump-config output loads back to the same
+ * configuration.
  *
  * usage: test_config CONF NEXTACTD
  */
@@ -41,6 +43,17 @@ static int run_check(const char *path) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* `nextactd run -c path`: a configuration it refuses stops it before it
+ * connects anywhere; one it takes would run, so it is stopped after 20 s
+ * (timeout's 124, never 78). */
+static int run_daemon(const char *path) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "timeout -s KILL 20 '%s' run -c '%s' >/dev/null 2>&1", nextactd,
+             path);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 /* Loads `text`; expects failure naming `line` and containing `why`. */
 static void expect_bad(const char *text, int line, const char *why) {
     char err[1024] = "";
@@ -53,6 +66,81 @@ static void expect_bad(const char *text, int line, const char *why) {
     CHECK_STR_HAS(err, where);
     CHECK_STR_HAS(err, why);
     CHECK_INT(run_check(path), NX_EXIT_CONFIG);
+    CHECK_INT(run_daemon(path), NX_EXIT_CONFIG);
+}
+
+/* kafka.<side> = { <prop> }; refused at load naming the property as
+ * `shown`, with <why>. */
+static void expect_refused(const char *side, const char *prop, const char *shown, const char *why) {
+    char text[1024], want[256], err[1024] = "";
+    snprintf(text, sizeof text,
+             "kafka: { brokers = \"x\"; input_topics = [\"a\"]; output_topic = \"p\";\n"
+             "  %s = { %s; }; };\n",
+             side, prop);
+    snprintf(want, sizeof want, "kafka.%s.\"%s\": refused: ", side, shown);
+    expect_bad(text, 2, want);
+    nx_config_t *cfg = nx_config_load(write_conf("bad.conf", text), err, sizeof err);
+    CHECK_STR_HAS(err, why);
+    nx_config_destroy(cfg);
+}
+
+/* kafka.<side> = { <prop> }; accepted. */
+static void expect_passed(const char *side, const char *prop) {
+    char text[1024], err[1024];
+    snprintf(text, sizeof text,
+             "kafka: { brokers = \"x\"; input_topics = [\"a\"]; output_topic = \"p\";\n"
+             "  %s = { %s; }; };\n",
+             side, prop);
+    nx_config_t *cfg = nx_config_load(write_conf("ok.conf", text), err, sizeof err);
+    CHECK(cfg != NULL);
+    if (!cfg)
+        fprintf(stderr, "%s = { %s; }: %s\n", side, prop, err);
+    nx_config_destroy(cfg);
+}
+
+/* Pass-through properties that would undo the delivery guarantees, or
+ * that the table has a key of its own for. */
+static void test_refused(void) {
+    expect_refused("consumer", "enable_auto_commit = false", "enable.auto.commit",
+                   "commits offsets itself");
+    expect_refused("consumer", "auto_commit_enable = true", "auto.commit.enable",
+                   "commits offsets itself");
+    expect_refused("consumer", "auto_commit_interval_ms = 100", "auto.commit.interval.ms",
+                   "kafka.commit_interval_ms");
+    expect_refused("consumer", "enable_auto_offset_store = true", "enable.auto.offset.store",
+                   "only once the record's prediction is acknowledged");
+    expect_refused("consumer", "partition_assignment_strategy = \"range,cooperative-sticky\"",
+                   "partition.assignment.strategy", "aborts");
+    expect_refused("consumer", "group_id = \"g\"", "group.id", "set kafka.group_id");
+    expect_refused("consumer", "bootstrap_servers = \"h:9092\"", "bootstrap.servers",
+                   "set kafka.brokers");
+    expect_refused("producer", "metadata_broker_list = \"h:9092\"", "metadata.broker.list",
+                   "set kafka.brokers");
+    expect_refused("consumer", "auto_offset_reset = \"latest\"", "auto.offset.reset",
+                   "only earliest");
+    expect_refused("consumer", "offset_store_method = \"file\"", "offset.store.method",
+                   "consumer group");
+    expect_refused("producer", "acks = \"1\"", "acks", "only all (-1)");
+    expect_refused("producer", "acks = 0", "acks", "only all (-1)");
+    expect_refused("producer", "request_required_acks = 1", "request.required.acks",
+                   "only all (-1)");
+    expect_refused("producer", "enable_idempotence = false", "enable.idempotence", "only true");
+    expect_refused("producer", "max_in_flight = 6", "max.in.flight", "1 to 5 only");
+    expect_refused("producer", "retries = 0", "retries", "at least 1");
+    expect_refused("producer", "delivery_report_only_error = true", "delivery.report.only.error",
+                   "delivery report");
+    expect_refused("producer", "transactional_id = \"t\"", "transactional.id",
+                   "kafka.transactional");
+    /* the same properties set the way nextactd sets them, or harmlessly */
+    expect_passed("producer", "acks = \"all\"");
+    expect_passed("producer", "acks = -1");
+    expect_passed("producer", "enable_idempotence = true");
+    expect_passed("producer", "max_in_flight = 5");
+    expect_passed("producer", "retries = 3");
+    expect_passed("consumer", "auto_offset_reset = \"earliest\"");
+    expect_passed("consumer", "partition_assignment_strategy = \"roundrobin\"");
+    /* a producer property on the consumer is ignored by librdkafka */
+    expect_passed("consumer", "acks = 1");
 }
 
 static void test_shipped(const char *conf) {
@@ -208,6 +296,8 @@ int main(int argc, char **argv) {
     expect_bad("kafka: { brokers = \"x\"; input_topics = [\"a\"]; output_topic = \"p\";\n"
                "  transactional = true; };\n",
                2, "not implemented yet");
+
+    test_refused();
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -186,7 +186,7 @@ static void test_ckptdir(void) {
 /* ---- 2. Prometheus text ------------------------------------------------------ */
 
 static void test_format(void) {
-    nx_metrics_t m;
+    nx_http_metrics_t m;
     memset(&m, 0, sizeof m);
     m.n_topics = 2;
     strcpy(m.topic[0], "clicks");
