@@ -319,12 +319,14 @@ nx_http_t *nx_http_start(const char *listen, char *errstr, size_t errstr_size) {
         flags |= MHD_USE_IPv6;
     uint16_t port =
         ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
-    http->mhd = MHD_start_daemon(flags, port, NULL, NULL, handle, http, MHD_OPTION_SOCK_ADDR,
-                                 (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned)NX_HTTP_MAX_CONNECTIONS,
+    /* the logger first: libmicrohttpd reports with its own logger what the
+     * options before it say */
+    http->mhd = MHD_start_daemon(flags, port, NULL, NULL, handle, http, MHD_OPTION_EXTERNAL_LOGGER,
+                                 mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)NX_HTTP_MAX_CONNECTIONS,
                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)NX_HTTP_MAX_PER_IP,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)NX_HTTP_IDLE_TIMEOUT_S,
-                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+                                 MHD_OPTION_END);
     if (!http->mhd) {
         nx_errf(errstr, errstr_size, "metrics.listen %s: cannot listen (address in use?)", listen);
         pthread_mutex_destroy(&http->lock);
