@@ -156,6 +156,13 @@ static const nx_cfg_desc_t nx_config_table[] = {
      "output.format is json."},
     {"output.schema_id", NX_CT_INT, OFF(output.schema_id), "0", 0, 2147483647, NULL, 0,
      "Schema id written in the Confluent framing of predictions."},
+    {"output.explain", NX_CT_INT, OFF(output.explain), "0", 0, 16, NULL, 0,
+     "Reasons per prediction: the N features that pushed next_action most, with their\n"
+     "value and contribution (DeepLIFT against the average event; they add up to the\n"
+     "class score's difference from it). 0 = off (the field is null)."},
+    {"output.explain_class", NX_CT_STRING, OFF(output.explain_class), "\"\"", 0, 64, NULL, 0,
+     "The class the reasons explain: \"\" = each prediction's next_action, or a class name\n"
+     "(an event type, or \"none\"), e.g. \"purchase\" for why a shopper would buy."},
 
     {"features.windows_s", NX_CT_INTS, OFF(features.windows_s), "[300, 3600, 86400]", 1, 2592000, NULL, 0,
      "Rolling window lengths, seconds (at most 4): exponentially decayed counters with\n"
@@ -248,6 +255,16 @@ static const nx_cfg_desc_t nx_config_table[] = {
      "OpenBLAS threads; 1 keeps results bit-identical run to run."},
     {"model.metrics_window", NX_CT_INT, OFF(model.metrics_window), "10000", 100, 10000000, NULL, 0,
      "Examples in the rolling window of the progressive-validation metrics."},
+    {"model.guard", NX_CT_BOOL, OFF(model.guard), "true", 0, 0, NULL, 0,
+     "The model guard: predictions serve the running prior of the classes (model_state\n"
+     "warming) until the model's loss beats the prior's over a window; a window whose loss,\n"
+     "relative to the prior's, is worse than the best recent one by more than guard_margin,\n"
+     "or a non-finite output, rolls the model back to its last good snapshot (fallback) and\n"
+     "halves its learning rate until it recovers."},
+    {"model.guard_window", NX_CT_INT, OFF(model.guard_window), "2000", 100, 10000000, NULL, 0,
+     "Labelled examples per guard window."},
+    {"model.guard_margin", NX_CT_DOUBLE, OFF(model.guard_margin), "0.25", 0.01, 10, NULL, 0,
+     "Relative degradation of a window's loss (against the prior's) that rolls back."},
 
     {"checkpoint.dir", NX_CT_PATH, OFF(checkpoint.dir), "\"\"", 0, LEN_MAX, NULL, 0,
      "Checkpoint directory; \"\" = <state_dir>/checkpoints."},

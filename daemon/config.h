@@ -108,6 +108,8 @@ typedef struct nx_config {
         char *format;      /* avro|confluent|json */
         char *schema;      /* path of prediction.avsc */
         int64_t schema_id; /* confluent framing */
+        int64_t explain;   /* reasons per prediction, 0 = off */
+        char *explain_class; /* the class explained, "" = next_action */
     } output;
 
     /* event types: classes are these plus `none` */
@@ -153,6 +155,9 @@ typedef struct nx_config {
         int64_t threads;            /* BLAS threads; 1 = deterministic */
         int enabled;                /* 0: decode, features, produce only */
         int64_t metrics_window;
+        int guard;                  /* the model guard (warming, rollback) */
+        int64_t guard_window;       /* examples per guard window */
+        double guard_margin;        /* degradation that rolls back, relative */
     } model;
 
     /* checkpoints */

@@ -158,6 +158,48 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], in
         if (!pipe->tr)
             goto err;
     }
+    nx_guard_params_t gp = {.enabled = cfg->model.guard && pipe->mlp != NULL,
+                            .K = pipe->K,
+                            .window = (uint64_t)cfg->model.guard_window,
+                            .margin = cfg->model.guard_margin};
+    if (!(pipe->guard = nx_guard_new(&gp, errstr, errstr_size)))
+        goto err;
+    pipe->Q = calloc(mb * (size_t)pipe->K, sizeof *pipe->Q);
+    pipe->served = calloc(mb, 1);
+    if (!pipe->Q || !pipe->served) {
+        nx_errf(errstr, errstr_size, "out of memory");
+        goto err;
+    }
+    pipe->explain = pipe->mlp ? (int)cfg->output.explain : 0;
+    if (pipe->explain > (int)pipe->dim)
+        pipe->explain = (int)pipe->dim;
+    pipe->explain_class = -1;
+    if (pipe->explain && cfg->output.explain_class && cfg->output.explain_class[0]) {
+        for (int k = 0; k < pipe->K; k++)
+            if (strcmp(nx_pipeline_class_name(pipe, k), cfg->output.explain_class) == 0)
+                pipe->explain_class = k;
+        if (pipe->explain_class < 0) {
+            nx_errf(errstr, errstr_size,
+                    "output.explain_class \"%s\" is not a class (an event type or \"none\")",
+                    cfg->output.explain_class);
+            goto err;
+        }
+    }
+    if (pipe->explain) {
+        if (!(pipe->explainer = nx_explainer_new(nx_mlp_params(pipe->mlp), errstr, errstr_size)))
+            goto err;
+        pipe->C = malloc(mb * pipe->dim * sizeof *pipe->C);
+        pipe->x0 = calloc(pipe->dim, sizeof *pipe->x0);
+        pipe->cls = calloc(mb, sizeof *pipe->cls);
+        pipe->reasons = calloc(mb * (size_t)pipe->explain, sizeof *pipe->reasons);
+        pipe->importance = calloc(pipe->dim, sizeof *pipe->importance);
+        pipe->importance_step = calloc(pipe->dim, sizeof *pipe->importance_step);
+        if (!pipe->C || !pipe->x0 || !pipe->cls || !pipe->reasons || !pipe->importance ||
+            !pipe->importance_step) {
+            nx_errf(errstr, errstr_size, "out of memory");
+            goto err;
+        }
+    }
     pipe->st.n_classes = pipe->K;
     return pipe;
 err:
@@ -181,6 +223,16 @@ void nx_pipeline_destroy(nx_pipeline_t *pipe) {
     free(pipe->ex.ts_ms);
     free(pipe->ex.score);
     free(pipe->rec);
+    nx_guard_destroy(pipe->guard);
+    free(pipe->Q);
+    free(pipe->served);
+    nx_explainer_destroy(pipe->explainer);
+    free(pipe->C);
+    free(pipe->x0);
+    free(pipe->cls);
+    free(pipe->reasons);
+    free(pipe->importance);
+    free(pipe->importance_step);
     free(pipe);
 }
 
@@ -260,15 +312,124 @@ void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition) {
 /* Labelled examples in pipe->ex: score them (progressive validation, with
  * the probabilities published at their events) and queue them for the
  * trainer. */
+/* The guard's action goes to the trainer with the segment being filled:
+ * it is carried out before the examples that follow. */
+static void guard_act(nx_pipeline_t *pipe, const nx_guard_action_t *act) {
+    if (!pipe->tr)
+        return;
+    unsigned cmd = (act->rollback ? NX_TRAINER_ROLLBACK : 0) |
+                   (act->snapshot ? NX_TRAINER_SNAPSHOT : 0) | (act->lr > 0 ? NX_TRAINER_SET_LR : 0);
+    if (cmd)
+        nx_trainer_command(pipe->tr, cmd, act->lr);
+}
+
 static void take_examples(nx_pipeline_t *pipe) {
     const nx_examples_t *ex = &pipe->ex;
     for (size_t r = 0; r < ex->n; r++) {
         int32_t y = ex->label[r];
-        nx_metrics_add(pipe->metrics, ex->score + r * (size_t)pipe->K, y);
+        const float *score = ex->score + r * (size_t)pipe->K;
+        nx_metrics_add(pipe->metrics, score, y);
         pipe->st.labelled++;
+        nx_guard_action_t act;
+        if (nx_guard_example(pipe->guard, score, y, &act))
+            guard_act(pipe, &act);
         if (pipe->tr)
             nx_trainer_add(pipe->tr, ex->x + r * pipe->dim, y);
     }
+}
+
+/* ---- what is served ------------------------------------------------------------- */
+
+/* At the start of a step: the guard's state and prior it serves. */
+static void latch_guard(nx_pipeline_t *pipe) {
+    pipe->step_state = nx_guard_state(pipe->guard);
+    nx_guard_prior(pipe->guard, pipe->step_prior);
+}
+
+/* A row of probabilities a consumer can use: finite, in [0, 1]. */
+static int row_ok(const float *p, int K) {
+    for (int k = 0; k < K; k++)
+        if (!(p[k] >= 0.0f && p[k] <= 1.0f))
+            return 0;
+    return 1;
+}
+
+/* The rows served (Q) and what served them: the model's rows (P), or the
+ * guard's prior while warming or where the model's row is not a
+ * probability (the guard rolls back then). A bad model row is replaced by
+ * the prior in P too, so the metrics and the pending scores stay finite. */
+static void serve(nx_pipeline_t *pipe, float *P, float *Q, uint8_t *served, size_t n) {
+    const int K = pipe->K;
+    const float *prior = pipe->step_prior;
+    for (size_t i = 0; i < n; i++) {
+        float *p = P + i * (size_t)K, *q = Q + i * (size_t)K;
+        nx_model_state_t state = pipe->step_state;
+        if (!row_ok(p, K)) {
+            nx_guard_action_t act;
+            if (nx_guard_nonfinite(pipe->guard, &act))
+                guard_act(pipe, &act);
+            memcpy(p, prior, sizeof(float) * (size_t)K);
+            state = NX_MODEL_FALLBACK;
+        }
+        memcpy(q, state == NX_MODEL_WARMING ? prior : p, sizeof(float) * (size_t)K);
+        pipe->st.served_prior += state == NX_MODEL_WARMING;
+        served[i] = (uint8_t)state;
+    }
+}
+
+/* ---- reasons -------------------------------------------------------------------- */
+
+/* Largest contributions first; ties by feature index, so the order is the
+ * same on every run. */
+static void top_reasons(const nx_pipeline_t *pipe, const float *c, const float *x,
+                        nx_reason_t *out) {
+    const int N = pipe->explain;
+    int idx[16], m = 0;
+    for (size_t j = 0; j < pipe->dim; j++) {
+        int pos = m < N ? m++ : N;
+        if (pos == N && !(c[j] > c[idx[N - 1]]))
+            continue;
+        if (pos == N)
+            pos = N - 1;
+        while (pos > 0 && c[j] > c[idx[pos - 1]]) {
+            idx[pos] = idx[pos - 1];
+            pos--;
+        }
+        idx[pos] = (int)j;
+    }
+    for (int r = 0; r < m; r++)
+        out[r] = (nx_reason_t){nx_store_feature_name(pipe->store, (size_t)idx[r]), x[idx[r]],
+                               c[idx[r]]};
+}
+
+/* Contributions of the explained class (output.explain_class, or each
+ * row's most likely) for the rows served by the model; rows gets the first row's place in the step and n the rows
+ * to report. W: the weights that predicted them. */
+static void explain_rows(nx_pipeline_t *pipe, const float *W, const float *X, const float *P,
+                         int rows, size_t first, size_t n) {
+    const int K = pipe->K;
+    for (int i = 0; i < rows; i++) {
+        const float *p = P + (size_t)i * K;
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (p[k] > p[best])
+                best = k;
+        pipe->cls[i] = pipe->explain_class >= 0 ? pipe->explain_class : best;
+    }
+    if (nx_explain_rows(pipe->explainer, W, X, pipe->x0, pipe->cls, rows, pipe->C, NULL) < 0)
+        return;
+    for (size_t i = first; i < first + n; i++) {
+        const float *c = pipe->C + i * pipe->dim;
+        top_reasons(pipe, c, X + i * pipe->dim, pipe->reasons + i * (size_t)pipe->explain);
+        float *acc = pipe->importance_step;
+        for (size_t j = 0; j < pipe->dim; j++)
+            acc[j] += fabsf(c[j]);
+    }
+    for (size_t j = 0; j < pipe->dim; j++) {
+        pipe->importance[j] += pipe->importance_step[j];
+        pipe->importance_step[j] = 0;
+    }
+    pipe->explained += n;
 }
 
 static void expire_labels(nx_pipeline_t *pipe) {
@@ -300,6 +461,8 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
     size_t off = (size_t)(pipe->st.events % STEP);
     float *X = pipe->X + off * pipe->dim, *P = pipe->P + off * (size_t)pipe->K;
     uint8_t *status = pipe->status + off;
+    if (off == 0)
+        latch_guard(pipe);
     if (nx_store_update(pipe->store, ev, n, pipe->watermark, X, status, &pipe->ex) < 0)
         return; /* cannot happen: ex.cap >= STEP >= n */
 
@@ -313,15 +476,37 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
          * tiles): replay always multiplies the whole step, so a row's
          * probabilities do not depend on where a batch ended. Live, only
          * the new rows. */
-        if (pipe->live)
+        /* with reasons, the explainer's forward pass predicts (same bits)
+         * and keeps what the explanation needs */
+        if (pipe->explainer) {
+            const float *W = nx_mlp_predictor_weights(pred);
+            if (pipe->live)
+                nx_explain_forward(pipe->explainer, W, X, (int)n, P);
+            else
+                nx_explain_forward(pipe->explainer, W, pipe->X, STEP, pipe->P);
+        } else if (pipe->live) {
             nx_mlp_predictor_predict(pred, X, (int)n, P);
-        else
+        } else {
             nx_mlp_predictor_predict(pred, pipe->X, STEP, pipe->P);
+        }
     } else {
         for (size_t i = 0; i < n * (size_t)K; i++)
             P[i] = 1.0f / (float)K;
     }
+    float *Q = pipe->Q + off * (size_t)K;
+    uint8_t *served = pipe->served + off;
+    serve(pipe, P, Q, served, n);
     nx_store_set_scores(pipe->store, ev, n, status, P);
+
+    /* 2b. reasons, from the weights that predicted (as the forward pass:
+     * the whole step in replay, the new rows live) */
+    if (pipe->explainer) {
+        const float *W = nx_mlp_predictor_weights(nx_trainer_predictor(pipe->tr));
+        if (pipe->live)
+            explain_rows(pipe, W, X, P, (int)n, 0, n);
+        else
+            explain_rows(pipe, W, pipe->X, pipe->P, STEP, off, n);
+    }
 
     /* 3. one record per event */
     for (size_t i = 0; i < n; i++) {
@@ -335,9 +520,15 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
             /* replay: event time, so outputs are reproducible */
             .predicted_at_ms = pipe->live ? now_ms : ev[i].ts_ms,
             .horizon_ms = pipe->horizon_ms,
-            .probs = P + i * (size_t)K,
+            .probs = Q + i * (size_t)K,
             .model_version = (int64_t)version,
+            .model_state = (nx_model_state_t)served[i],
         };
+        /* reasons say why the model said what it said: not for the prior */
+        if (pipe->explainer && served[i] != NX_MODEL_WARMING) {
+            pr.reasons = pipe->reasons + (pipe->live ? i : off + i) * (size_t)pipe->explain;
+            pr.n_reasons = pipe->explain;
+        }
         int64_t len = nx_predenc_encode(pipe->enc, &pr, pipe->rec, REC_MAX);
         if (len < 0 || !pipe->out.emit ||
             pipe->out.emit(pipe->out.opaque, base + i, &ev[i], pipe->rec, (size_t)len) < 0)
@@ -439,6 +630,12 @@ void nx_pipeline_stats(const nx_pipeline_t *pipe, nx_pipeline_stats_t *stats) {
     stats->calibration_error = r.ece;
     stats->window_logloss = w.log_loss;
     stats->window_accuracy = w.accuracy;
+    nx_guard_stats_t gs;
+    nx_guard_stats(pipe->guard, &gs);
+    stats->model_state = (int)gs.state;
+    stats->guard_rollbacks = gs.rollbacks;
+    stats->guard_ratio = gs.last_ratio;
+    stats->explained = pipe->explained;
     for (int k = 0; k < pipe->K && k < 16; k++) {
         stats->auc[k] = r.auc[k];
         stats->window_auc[k] = w.auc[k];
@@ -483,11 +680,24 @@ void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seco
     }
     fputs("}, \"calibration_error\": ", out);
     json_num(out, s.calibration_error);
+    static const char *const states[] = {"serving", "warming", "fallback"};
     fprintf(out,
             ", \"late\": %llu, \"dropped\": %llu, \"pending\": %llu, "
-            "\"bytes_per_user\": %.1f}\n",
+            "\"bytes_per_user\": %.1f, \"model_state\": \"%s\", \"guard_rollbacks\": %llu, "
+            "\"served_prior\": %llu",
             (unsigned long long)s.late, (unsigned long long)s.dropped,
-            (unsigned long long)s.pending, s.bytes_per_user);
+            (unsigned long long)s.pending, s.bytes_per_user, states[s.model_state],
+            (unsigned long long)s.guard_rollbacks, (unsigned long long)s.served_prior);
+    if (pipe->explainer && pipe->explained) {
+        fprintf(out, ", \"explained\": %llu, \"importance\": {",
+                (unsigned long long)pipe->explained);
+        for (size_t j = 0; j < pipe->dim; j++) {
+            fprintf(out, "%s\"%s\": ", j ? ", " : "", nx_store_feature_name(pipe->store, j));
+            json_num(out, pipe->importance[j] / (double)pipe->explained);
+        }
+        fputc('}', out);
+    }
+    fputs("}\n", out);
 }
 
 /* ---- partitions ------------------------------------------------------------- */

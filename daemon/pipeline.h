@@ -64,6 +64,13 @@ typedef struct nx_pipeline_stats {
     int n_classes;
     double auc[16];        /* one-vs-rest, cumulative, per class */
     double window_auc[16]; /* rolling window */
+    /* the model guard (guard.h); fields are only ever appended here, as a
+     * checkpoint keeps a length-prefixed copy of this struct */
+    int model_state;            /* nx_model_state_t now */
+    uint64_t guard_rollbacks;   /* rollbacks so far */
+    double guard_ratio;         /* last window: model loss / prior loss, NAN before one */
+    uint64_t served_prior;      /* predictions that served the prior (warming, non-finite) */
+    uint64_t explained;         /* predictions with reasons */
 } nx_pipeline_stats_t;
 
 /* Builds store, model and metrics from cfg. key: the 16-byte user-id hash
@@ -97,7 +104,9 @@ const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k);
 /* Prints the feature schema (index, name) and its hash. */
 void nx_pipeline_print_features(const nx_pipeline_t *pipe, FILE *out);
 
-/* Writes the summary JSON object (counts, rates, metrics; one line) to out. */
+/* Writes the summary JSON object (one line) to out: counts, rates,
+ * progressive-validation figures, the guard's, and with output.explain the
+ * mean |contribution| of each feature (global importance). */
 void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seconds,
                                uint64_t bad_records);
 

@@ -1,6 +1,7 @@
 /* pipeline_ckpt.c: the pipeline's checkpoints (pipeline.h): model, store,
  * the "pipeline.v" section (and the reader of its unversioned form) and the
  * caller's extra sections. */
+#include <stddef.h>
 #include <string.h>
 
 #include "checkpoint.h"
@@ -20,11 +21,12 @@ void nx_pipeline_quiesce(nx_pipeline_t *pipe) {
  * Versioned: u32 version (PIPELINE_SECTION_VERSION), then explicit fields;
  * the counters are a length-prefixed copy of nx_pipeline_stats_t, whose
  * fields are only ever appended, so an older copy loads into a newer struct
- * (the new fields start at 0). Checkpoints written before the section was
- * versioned hold the raw "pipeline" section instead: it is still read. */
+ * (the new fields start at 0). Version 3 appends the model guard's state
+ * (guard.h). Checkpoints written before the section was versioned hold the
+ * raw "pipeline" section instead: it is still read. */
 #define PIPELINE_SECTION         "pipeline.v"
 #define PIPELINE_SECTION_LEGACY  "pipeline"
-#define PIPELINE_SECTION_VERSION 2u
+#define PIPELINE_SECTION_VERSION 3u
 
 /* The partition clock as stored in a checkpoint, fields explicit. */
 typedef struct part_clock_rec {
@@ -69,8 +71,16 @@ static int save_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
     rc |= nx_checkpoint_write(w, &st_len, sizeof st_len);
     rc |= nx_checkpoint_write(w, &pipe->st, sizeof pipe->st);
     rc |= nx_checkpoint_write(w, &pipe->maintained_at, sizeof pipe->maintained_at);
+    rc |= nx_guard_save(pipe->guard, nx_checkpoint_write, w);
     rc |= nx_checkpoint_section_end(w);
     return rc ? -1 : 0;
+}
+
+/* A checkpoint without the guard's state (an older daemon's): a model that
+ * has trained is served as it was, not warmed up again. */
+static void guard_adopt(nx_pipeline_t *pipe) {
+    if (pipe->mlp && nx_mlp_step(pipe->mlp) > 0)
+        nx_guard_serve_loaded(pipe->guard);
 }
 
 static int load_pipeline_v2(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
@@ -114,24 +124,33 @@ static int load_pipeline_v2(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errs
     }
     if (nx_checkpoint_read(r, &pipe->maintained_at, sizeof pipe->maintained_at) < 0)
         goto bad;
+    /* the guard's state from version 3 on */
+    if (version >= 3 ? nx_guard_load(pipe->guard, nx_checkpoint_read, r) < 0 : 0)
+        goto bad;
+    if (version < 3)
+        guard_adopt(pipe);
     return 0;
 bad:
     return nx_errf(errstr, errstr_size, "checkpoint: bad pipeline section");
 }
 
 /* The section as written before it was versioned: the watermark, the
- * partition clocks and the counters as raw structs (this build's layout of
- * both is still that one). */
+ * partition clocks and the counters as raw structs. The clocks' layout is
+ * still that one; the counters were the struct up to the guard's fields
+ * (appended since), which start at 0. */
+#define LEGACY_STATS_SIZE offsetof(nx_pipeline_stats_t, model_state)
 static int load_pipeline_legacy(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
                                 size_t errstr_size) {
     int32_t np;
+    memset(&pipe->st, 0, sizeof pipe->st);
     if (nx_checkpoint_read(r, &pipe->watermark, sizeof pipe->watermark) < 0 ||
         nx_checkpoint_read(r, &np, sizeof np) < 0 || np < 0 || np > MAX_PARTS ||
         nx_checkpoint_read(r, pipe->parts, (size_t)np * sizeof pipe->parts[0]) < 0 ||
-        load_examples(pipe, r) < 0 || nx_checkpoint_read(r, &pipe->st, sizeof pipe->st) < 0 ||
+        load_examples(pipe, r) < 0 || nx_checkpoint_read(r, &pipe->st, LEGACY_STATS_SIZE) < 0 ||
         nx_checkpoint_read(r, &pipe->maintained_at, sizeof pipe->maintained_at) < 0)
         return nx_errf(errstr, errstr_size, "checkpoint: bad pipeline section");
     pipe->n_parts = np;
+    guard_adopt(pipe);
     return 0;
 }
 

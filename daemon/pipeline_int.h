@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include "explain.h"
+#include "guard.h"
 #include "metrics.h"
 #include "mlp.h"
 #include "pipeline.h"
@@ -50,6 +52,27 @@ struct nx_pipeline {
     float *P;         /* (STEP, K) */
     nx_examples_t ex; /* resolved or expired examples, cap STEP */
     uint8_t *rec;     /* REC_MAX */
+
+    /* what is served: the model's probabilities, or the guard's prior */
+    nx_guard_t *guard;
+    float *Q;        /* (STEP, K) probabilities served */
+    uint8_t *served; /* (STEP) nx_model_state_t of each row */
+    /* the guard's state and prior as they were when the step began: what a
+     * step serves cannot depend on where a batch ended inside it */
+    nx_model_state_t step_state;
+    float step_prior[NX_PREDENC_MAX_CLASSES];
+
+    /* reasons (output.explain > 0) */
+    int explain;                /* reasons per prediction */
+    int explain_class;          /* the class explained, -1 = each row's most likely */
+    nx_explainer_t *explainer;  /* NULL when off */
+    float *C;                   /* (STEP, dim) contributions */
+    float *x0;                  /* (dim) the baseline: every feature at its mean (0) */
+    int32_t *cls;               /* (STEP) the class explained: the model's most likely */
+    nx_reason_t *reasons;       /* (STEP, explain) */
+    double *importance;         /* (dim) sum of |contribution| over explained events */
+    float *importance_step;     /* (dim) the same over one call, added in float */
+    uint64_t explained;         /* events explained */
 
     part_clock_t parts[MAX_PARTS];
     int n_parts;

@@ -42,6 +42,7 @@
 #ifndef NX_FEATURIZE_H
 #define NX_FEATURIZE_H
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -311,12 +312,19 @@ static inline int recent_touch(uint32_t *ring, uint8_t *views, uint8_t *n, int k
     return before;
 }
 
+/* The largest purchase value counted (no real order comes near it). */
+#define NX_VALUE_MAX 1e30
+
 static inline double event_value(const nx_store_params_t *p, const nx_event_t *ev) {
     if (p->value_type >= 0 && ev->type != p->value_type)
         return 0.0;
-    if (!(ev->price >= 0)) /* NaN (absent) or negative */
+    if (!(ev->price >= 0 && ev->price <= FLT_MAX)) /* NaN (absent), negative or infinite */
         return 0.0;
-    return ev->price * (ev->quantity > 0 ? ev->quantity : 1);
+    /* A value the float counters cannot sum would make the windows, and
+     * through the normaliser everyone's features, infinite for good: capped
+     * at NX_VALUE_MAX, so even 10^8 such events in a window stay finite. */
+    double v = ev->price * (ev->quantity > 0 ? ev->quantity : 1);
+    return v < NX_VALUE_MAX ? v : NX_VALUE_MAX;
 }
 
 /* Counter lanes k..k+3 at c for an event of type t: c = c * fac (if decay)
@@ -560,7 +568,9 @@ static inline void vector_generic(const nx_store_t *store, nx_user_t *u, const n
     if (at[NX_FAM_TIME] >= 0)
         write_time(fz, out + at[NX_FAM_TIME], ev->ts_ms);
     if (at[NX_FAM_PRICE] >= 0) {
-        int has = ev->price >= 0;
+        /* an infinite price (which the codec refuses) counts as none: its
+         * log would make the normaliser's statistics infinite for good */
+        int has = ev->price >= 0 && ev->price <= FLT_MAX;
         write_price(out + at[NX_FAM_PRICE], has, has ? log1p_pos((float)ev->price) : 0.0f);
     }
 }

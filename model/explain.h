@@ -43,6 +43,19 @@ typedef struct nx_explainer nx_explainer_t;
 nx_explainer_t *nx_explainer_new(const nx_mlp_params_t *params, char *errstr, size_t errstr_size);
 void nx_explainer_destroy(nx_explainer_t *ex);
 
+/* The forward pass of rows x (B, n_in) under weights W, keeping what an
+ * explanation needs; probs (B, K) out, the bits nx_mlp_predict or a
+ * predictor gives (same layers, down-sampling corrected): a caller that
+ * explains predicts through this, not twice. 0, or -1 if B is not in
+ * 1 .. max_batch. */
+int nx_explain_forward(nx_explainer_t *ex, const float *W, const float *x, int B, float *probs);
+
+/* After nx_explain_forward of the same W and x (B rows): the
+ * attributions, as nx_explain below. 0, or -1 if B differs from the
+ * forward's or a class is out of range. */
+int nx_explain_rows(nx_explainer_t *ex, const float *W, const float *x, const float *x0,
+                    const int32_t *cls, int B, float *contrib, float *delta);
+
 /* Attributions of class cls[b]'s score for each row of x (B, n_in) against
  * the baseline x0 (n_in), under weights W (the slab):
  *   contrib (B, n_in) out, delta (B) out = s(x_b) - s(x0) (may be NULL).

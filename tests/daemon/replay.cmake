@@ -34,3 +34,9 @@ add_test(NAME test_quality_seed7 COMMAND test_quality --seed 7)
 add_test(NAME test_quality_seed99 COMMAND test_quality --seed 99)
 set_tests_properties(test_quality_drift test_quality_seed7 test_quality_seed99
                      PROPERTIES LABELS unit TIMEOUT 60)
+# Reasons per prediction and the model guard, through the pipeline.
+add_executable(test_guard ${CMAKE_CURRENT_LIST_DIR}/test_guard.c)
+target_include_directories(test_guard PRIVATE ${PROJECT_SOURCE_DIR}/tests/common)
+target_link_libraries(test_guard PRIVATE nx_daemon)
+add_test(NAME guard COMMAND test_guard ${PROJECT_SOURCE_DIR})
+set_tests_properties(guard PROPERTIES LABELS unit TIMEOUT 120)

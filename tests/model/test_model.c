@@ -1289,6 +1289,13 @@ static void test_explain(void) {
             for (int j = 0; j < n_in; j++)
                 CHECK_CLOSE(contrib[b * n_in + j], c[j], 1e-5, 1e-3);
         }
+        /* predicting through the explainer gives the predictor's bits */
+        float pe[7 * 16];
+        CHECK(nx_explain_forward(ex, W, rows, 7, pe) == 0, "explain forward");
+        CHECK(memcmp(pe, pr, sizeof(float) * 7 * (size_t)K) == 0,
+              "explain forward: probabilities differ from nx_mlp_predict's (case %zu)", t);
+        CHECK(nx_explain_rows(ex, W, rows, x0, cls, 6, contrib, delta) == -1,
+              "rows must match the forward's");
         int32_t bad = (int32_t)K;
         CHECK(nx_explain(ex, W, x, x0, &bad, 1, contrib, delta) == -1, "class out of range");
         CHECK(nx_explain(ex, W, x, x0, cls, 0, contrib, delta) == -1, "empty batch");
