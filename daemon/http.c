@@ -231,7 +231,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         int live = at > 0 && nx_now_mono_ms() - at < NX_HTTP_STALE_MS;
         char *body;
         int ok;
-        if (url[1] == 'h') {
+        if (strcmp(url, "/healthz") == 0) {
             ok = live;
             body = strdup(ok ? "ok\n" : "stalled\n");
         } else {
