@@ -166,6 +166,14 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     head(&o, "nextactd_checkpoint_failing", "gauge",
          "1 while checkpoints fail (state not durable, commits held back).");
     put(&o, "nextactd_checkpoint_failing %d\n", m->checkpoint_failing);
+    head(&o, "nextactd_model_state", "gauge",
+         "What serves predictions: 1 on the current state (serving, warming, fallback).");
+    static const char *const states[] = {"serving", "warming", "fallback"};
+    for (int k = 0; k < 3; k++)
+        put(&o, "nextactd_model_state{state=\"%s\"} %d\n", states[k], m->model_state == k);
+    head(&o, "nextactd_model_rollbacks_total", "counter",
+         "Rollbacks of the model to its last good snapshot by the guard.");
+    put(&o, "nextactd_model_rollbacks_total %llu\n", (unsigned long long)m->model_rollbacks);
     head(&o, "nextactd_state_gaps_total", "counter",
          "Partitions started from a committed offset with no state covering it.");
     put(&o, "nextactd_state_gaps_total %llu\n", (unsigned long long)m->state_gaps);

@@ -106,6 +106,8 @@ typedef struct nx_http_metrics {
     uint64_t checkpoints_written, checkpoints_failed;
     int checkpoint_failing;  /* 1 from a failed checkpoint until one succeeds */
     uint64_t state_gaps;     /* partitions started from a committed offset no state covers */
+    int model_state;         /* nx_model_state_t: serving, warming, fallback */
+    uint64_t model_rollbacks; /* the guard's rollbacks */
     uint64_t offset_commits; /* input offset commits acknowledged */
     uint64_t offset_commit_failures;
 } nx_http_metrics_t;

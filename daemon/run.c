@@ -596,6 +596,8 @@ static void metrics_publish(nx_run_t *r) {
         m->checkpoint_failing = cs.failing;
     }
     m->state_gaps = r->state_gaps;
+    m->model_state = s.model_state;
+    m->model_rollbacks = s.guard_rollbacks;
     m->offset_commits = ks.commits;
     m->offset_commit_failures = ks.commit_failures;
     readiness(r, m, &ks);
