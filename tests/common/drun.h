@@ -21,6 +21,7 @@
 
 #include <avro.h>
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -33,9 +34,13 @@ typedef struct nx_drun {
     const char *src_dir;           /* source tree (conf/schemas) */
     char dir[128];                 /* scratch directory */
     char in_topic[128];            /* input topic */
-    long long n_events;            /* produced by nx_drun_produce */
-    long long ends[NX_DRUN_PARTS]; /* end offset per input partition */
+    long long n_events;            /* events to produce (nx_drun_produce_start) */
+    long long ends[NX_DRUN_PARTS]; /* end offset per input partition, once produced */
     uint8_t key[NX_SIPHASH_KEY_LEN];
+    double rate;      /* events/s; 0: as fast as the producer goes */
+    pthread_t thread; /* the producer */
+    int producing;    /* thread started, not joined */
+    int produce_rc;   /* the thread's result: 0, or -1 (said on stderr) */
 } nx_drun_t;
 
 /* Makes the scratch directory /tmp/<prefix>.XXXXXX, the input topic and a
@@ -46,13 +51,21 @@ int nx_drun_init(nx_drun_t *dr, const char *nextactd, const char *src_dir, const
  * nx_fixture_topic_name) into name. 0 or -1. */
 int nx_drun_topic(const char *prefix, char *name, size_t size);
 
-/* Produces n_events generated events (20000 users, seed 17, event times
- * from 400 days ago on) to the input topic, in record batches of 100 at
- * most, and records the end offsets. 0, or -1 if not all arrived. Small
- * batches keep the partitions interleaved when a daemon reads them: the
- * broker hands out whole batches whatever the fetch size, and a
- * 10k-record batch of one partition is 20 days of this stream ahead of the
- * others (see nx_drun_compare). */
+/* Starts producing n_events generated events (20000 users, seed 17, event
+ * times from 400 days ago on) to the input topic, at rate events/s (0: as
+ * fast as the broker takes them), from a thread of its own; 0 or -1.
+ * Record batches of 100 events at most keep the partitions interleaved
+ * when a daemon reads them: the broker hands out whole batches whatever
+ * the fetch size, and a 10k-record batch of one partition is 20 days of
+ * this stream ahead of the others (see nx_drun_compare). A paced stream
+ * lets a test act on a daemon while its input is still coming. */
+int nx_drun_produce_start(nx_drun_t *dr, long long n_events, double rate);
+
+/* Waits until every event is acknowledged and records the end offsets;
+ * 0, or -1 if not all arrived. Call before anything that needs ends. */
+int nx_drun_produce_wait(nx_drun_t *dr);
+
+/* Both: n_events as fast as the broker takes them. */
 int nx_drun_produce(nx_drun_t *dr, long long n_events);
 
 /* What differs between the runs of a set. */
@@ -110,23 +123,27 @@ typedef struct nx_drun_out {
     avro_schema_t schema;
     avro_value_iface_t *iface;
     avro_value_t val;
+    long long undecodable;              /* part of bad: for no offset of any partition */
     unsigned char *seen[NX_DRUN_PARTS]; /* predictions per input offset (saturating) */
 } nx_drun_out_t;
 
-/* Reads out_topic from its start (nothing read yet). NULL on error (on
- * stderr). The caller frees with nx_drun_out_destroy. */
+/* Reads out_topic from its start (nothing read yet); after
+ * nx_drun_produce_start. NULL on error (on stderr). The caller frees with
+ * nx_drun_out_destroy. */
 nx_drun_out_t *nx_drun_out_new(const nx_drun_t *dr, const char *out_topic);
 void nx_drun_out_destroy(nx_drun_out_t *out);
 
 /* Reads what arrives within ms. */
 void nx_drun_out_poll(nx_drun_out_t *out, int ms);
 
-/* Reads up to the topic's present end offsets (up to timeout_ms). 0 if
- * reached. */
+/* Reads up to the topic's present end offsets (up to timeout_ms) and
+ * counts missing and bad against the input's end offsets (after
+ * nx_drun_produce_wait). 0 if the end was reached. */
 int nx_drun_out_drain(nx_drun_out_t *out, int timeout_ms);
 
-/* Waits (up to timeout_ms) until every input offset has a prediction in
- * out and the daemon has been up min_up_ms (so SIGTERM finds it started),
+/* Waits (up to timeout_ms, or until no new prediction came for 90 s)
+ * until every input offset has a prediction in out and the daemon has
+ * been up 5 s (so SIGTERM finds it started),
  * then stops it (nx_drun_stop, 120 s). Returns its exit status as
  * nx_drun_stop does, or at once -1 (or its non-zero status) if it ends by
  * itself; the caller checks out->missing. */
