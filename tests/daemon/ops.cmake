@@ -23,3 +23,13 @@ add_executable(test_ops_pause ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_pause.c)
 target_link_libraries(test_ops_pause PRIVATE nx_daemon nx_testkit)
 add_test(NAME ops_pause COMMAND test_ops_pause 200000)
 set_tests_properties(ops_pause PROPERTIES LABELS unit TIMEOUT 300)
+# Offsets committed only when the state they cover is durable: one ctest per
+# case of test_ops_durable (real broker).
+add_executable(test_ops_durable ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_durable.c)
+target_link_libraries(test_ops_durable PRIVATE nx_drun)
+foreach(case durable_kill durable_kill_busy full_disk handover)
+  add_test(NAME ops_${case}
+           COMMAND test_ops_durable $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} ${case})
+  set_tests_properties(ops_${case} PROPERTIES FIXTURES_REQUIRED kafka LABELS integration
+                       TIMEOUT 600)
+endforeach()
