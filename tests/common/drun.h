@@ -14,7 +14,9 @@
  *
  * The helpers print what they find on stderr and return it; the tests
  * decide what to CHECK (check.h counts failures per executable file). Every
- * call blocks, with bounded timeouts. Single-threaded use only.
+ * call blocks, with bounded timeouts. One thread calls them; the input
+ * producer runs in a thread of its own and writes n_events' end offsets
+ * (ends) last: read them after nx_drun_produce_wait.
  */
 #ifndef NX_DRUN_H
 #define NX_DRUN_H
