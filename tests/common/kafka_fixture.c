@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,8 +158,16 @@ void nx_fixture_print_log(void) {
 
 pid_t nx_fixture_start_daemon(const char *nextactd, const char *conf, const char *log,
                               const char *dump) {
+    return nx_fixture_start_daemon_fsize(nextactd, conf, log, dump, 0);
+}
+
+pid_t nx_fixture_start_daemon_fsize(const char *nextactd, const char *conf, const char *log,
+                                    const char *dump, long long max_file_bytes) {
     pid_t pid = fork();
     if (pid == 0) {
+        struct rlimit lim = {(rlim_t)max_file_bytes, (rlim_t)max_file_bytes};
+        if (max_file_bytes > 0 && setrlimit(RLIMIT_FSIZE, &lim) < 0)
+            _exit(125);
         if (!freopen(log, "a", stderr))
             _exit(126);
         if (dump)

@@ -46,6 +46,13 @@ long long nx_fixture_end_offsets(rd_kafka_t *rk, const char *topic, int partitio
 pid_t nx_fixture_start_daemon(const char *nextactd, const char *conf, const char *log,
                               const char *dump);
 
+/* The same, with RLIMIT_FSIZE set to max_file_bytes in the child (0: no
+ * limit): a file write past it fails (EFBIG, or SIGXFSZ if the daemon does
+ * not ignore that signal), as on a full disk, for users without the
+ * privilege to mount a small file system. */
+pid_t nx_fixture_start_daemon_fsize(const char *nextactd, const char *conf, const char *log,
+                                    const char *dump, long long max_file_bytes);
+
 /* Prints the last lines of the broker log to stderr (call on failure). */
 void nx_fixture_print_log(void);
 

@@ -16,7 +16,7 @@ target_link_libraries(test_ops_signals PRIVATE nx_daemon nx_testkit)
 add_test(NAME ops_signals COMMAND test_ops_signals $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 100)
 set_tests_properties(ops_signals PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 900)
 add_executable(test_ops_crash ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_crash.c)
-target_link_libraries(test_ops_crash PRIVATE nx_daemon nx_testkit)
+target_link_libraries(test_ops_crash PRIVATE nx_drun)
 add_test(NAME ops_crash COMMAND test_ops_crash $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 300000)
 set_tests_properties(ops_crash PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 900)
 add_executable(test_ops_pause ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_pause.c)
@@ -33,3 +33,13 @@ target_include_directories(test_ops_http PRIVATE ${PROJECT_SOURCE_DIR}/tests/com
 target_link_libraries(test_ops_http PRIVATE nx_daemon)
 add_test(NAME ops_http COMMAND test_ops_http)
 set_tests_properties(ops_http PROPERTIES LABELS unit TIMEOUT 60)
+# Offsets committed only when the state they cover is durable: one ctest per
+# case of test_ops_durable (real broker).
+add_executable(test_ops_durable ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_durable.c)
+target_link_libraries(test_ops_durable PRIVATE nx_drun)
+foreach(case durable_kill durable_kill_busy full_disk handover)
+  add_test(NAME ops_${case}
+           COMMAND test_ops_durable $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} ${case})
+  set_tests_properties(ops_${case} PROPERTIES FIXTURES_REQUIRED kafka LABELS integration
+                       TIMEOUT 600)
+endforeach()
