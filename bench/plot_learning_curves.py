@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """plot_learning_curves.py: learning curves of a replay, as a PNG.
 
 Reads the CSV that `nextactd replay --metrics-every N --metrics-csv FILE`
@@ -11,7 +11,8 @@ an oracle's figures (e.g. from `nextactd gen --report`).
 usage: plot_learning_curves.py METRICS.csv OUT.png [--title T]
            [--oracle-logloss X] [--oracle-auc CLASS=X ...]
 
-Needs matplotlib (Debian: python3-matplotlib); no other dependency.
+Run it through bench/plot, which brings matplotlib in a virtual environment
+of its own: bench/plot learning-curves METRICS.csv OUT.png
 """
 import argparse
 import csv
