@@ -82,6 +82,15 @@ typedef struct nx_metrics {
     uint64_t state_gaps;     /* partitions started from a committed offset no state covers */
     uint64_t offset_commits; /* input offset commits acknowledged */
     uint64_t offset_commit_failures;
+    /* state in Kafka (changelog.h); changelog 0 = off, the rest unshown */
+    int changelog;
+    int restore_partitions;          /* restoring or waiting to */
+    uint64_t restore_records;        /* changelog records read by restores */
+    uint64_t changelog_bad_records;  /* skipped at restore */
+    uint64_t changelog_records;      /* user records and tombstones written */
+    uint64_t changelog_bytes;        /* keys and values written */
+    uint64_t changelog_flushes;      /* transactions committed */
+    uint64_t changelog_aborts;       /* transactions aborted */
     int ready;               /* /readyz: 1 ready, else not_ready says why */
     char not_ready[160];
 } nx_metrics_t;
