@@ -27,3 +27,9 @@ add_executable(test_ops_state ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_state.c)
 target_link_libraries(test_ops_state PRIVATE nx_daemon nx_testkit)
 add_test(NAME ops_state COMMAND test_ops_state $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR})
 set_tests_properties(ops_state PROPERTIES LABELS unit TIMEOUT 180)
+# State in Kafka: two daemons and a SIGKILL, a restore from the changelog
+# alone, garbage in the changelog (integration).
+add_executable(test_changelog ${CMAKE_CURRENT_SOURCE_DIR}/test_changelog.c)
+target_link_libraries(test_changelog PRIVATE nx_daemon nx_testkit)
+add_test(NAME changelog COMMAND test_changelog $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 300000)
+set_tests_properties(changelog PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 900)
