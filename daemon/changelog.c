@@ -28,6 +28,10 @@
  * readers (the next owner's restore) until the coordinator aborts it:
  * 10 s instead of librdkafka's 60 s default. */
 #define TXN_ABORT_AFTER_MS "10000"
+/* A restore whose position disagrees with the group's committed offsets
+ * reads on after this pause (ms), for at most RESTORE_AGREE_MS in all. */
+#define RESTORE_RETRY_MS 500
+#define RESTORE_AGREE_MS 60000
 /* Metadata and topic creation at start. */
 #define ADMIN_TIMEOUT_MS 15000
 
@@ -42,6 +46,8 @@ typedef struct sent {
 typedef struct restore {
     int64_t next; /* next changelog offset to read; -1 = from the beginning */
     int64_t started_mono;
+    int at_end;         /* the reader saw the partition's end (its last stable offset) */
+    int64_t retry_mono; /* read on from here at this time (0 = not waiting) */
     uint64_t records, bytes, users, removed, bad;
     int have_position;
     int64_t offset[NX_CONFIG_MAX_LIST]; /* from the position record, per topic; -1 none */
@@ -770,7 +776,30 @@ static void restore_end(nx_changelog_t *cl, int32_t p) {
                                 : "at the committed offset (no position record)");
 }
 
-/* Reads restore records until the budget is spent or nothing is waiting. */
+/* 1 if the group's committed offsets of partition p are those of the
+ * position read so far. A read_committed reader ends at the partition's
+ * last stable offset: while a transaction of a crashed instance is still
+ * open there, later committed records (its successor's) are not read yet,
+ * and the group's offsets, committed with them, are ahead of the position.
+ * Until the broker aborts that transaction the two disagree and the
+ * restore reads on. A position of -1 (none) agrees with no offset or 0. */
+static int position_agrees(nx_changelog_t *cl, int32_t p) {
+    const restore_t *rs = &cl->rs[p];
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(cl->n_topics);
+    for (int t = 0; t < cl->n_topics; t++)
+        rd_kafka_topic_partition_list_add(l, cl->cfg->kafka.input_topics.v[t], p);
+    int ok = nx_kafka_committed(cl->kafka, l, 2000) == 0;
+    for (int t = 0; ok && t < cl->n_topics; t++) {
+        int64_t want = rs->have_position ? rs->offset[t] : -1, got = l->elems[t].offset;
+        ok = want >= 0 ? got == want : got <= 0;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return ok;
+}
+
+/* Reads restore records until the budget is spent or nothing is waiting;
+ * ends the restores whose partitions were read to the end and agree with
+ * the group's committed offsets. */
 static void restore_slice(nx_changelog_t *cl, int64_t budget_us) {
     int64_t deadline = nx_now_mono_ms() * 1000 + budget_us;
     int ended = 0;
@@ -783,8 +812,7 @@ static void restore_slice(nx_changelog_t *cl, int64_t budget_us) {
             rd_kafka_message_destroy(m); /* of an earlier assignment */
         } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             rd_kafka_message_destroy(m);
-            restore_end(cl, p);
-            ended = 1;
+            cl->rs[p].at_end = 1;
         } else if (m->err) {
             NX_LOG_RL(NX_LOG_WARNING, "changelog: restore reader: %s",
                       rd_kafka_message_errstr(m));
@@ -796,6 +824,35 @@ static void restore_slice(nx_changelog_t *cl, int64_t budget_us) {
         }
         if ((k & 255) == 255 && nx_now_mono_ms() * 1000 >= deadline)
             break;
+    }
+    int64_t now = nx_now_mono_ms();
+    for (int32_t p = 0; p < cl->n_parts; p++) {
+        restore_t *rs = &cl->rs[p];
+        if (cl->state[p] != P_RESTORING)
+            continue;
+        if (rs->retry_mono && now >= rs->retry_mono) {
+            rs->retry_mono = 0;
+            ended = 1; /* reassigned below: the reader reads on and ends again */
+        }
+        if (!rs->at_end)
+            continue;
+        rs->at_end = 0;
+        if (position_agrees(cl, p)) {
+            restore_end(cl, p);
+        } else if (now - rs->started_mono >= RESTORE_AGREE_MS) {
+            nx_err("changelog: partition %d: the restored position still disagrees with the "
+                   "group's committed offsets after %d s (a state gap: input resumes at the "
+                   "committed offset)",
+                   (int)p, RESTORE_AGREE_MS / 1000);
+            restore_end(cl, p);
+        } else {
+            NX_LOG_RL(NX_LOG_INFO, "changelog: partition %d: position behind the committed "
+                                   "offsets (an open transaction?); reading on",
+                      (int)p);
+            rs->retry_mono = now + RESTORE_RETRY_MS;
+            continue;
+        }
+        ended = 1;
     }
     if (ended)
         reader_assign(cl);
