@@ -23,6 +23,14 @@
  *   clock. p50, p99, p99.9 and max are printed. NX_BENCH_LATENCY_DUMP=FILE
  *   writes "produce_ms latency_ms partition" per event (for plots).
  *
+ * changelog (--changelog on, throughput only): the daemon keeps its user
+ *   state in a changelog topic (state.changelog); besides events/s it
+ *   prints the changelog bytes and records per input event (from its
+ *   /metrics), then starts a second daemon in the same group with an empty
+ *   state directory (the same key) and reports how fast it restores every
+ *   partition from the changelog (users/s and MB/s over the longest
+ *   partition restore; partitions restore in parallel).
+ *
  * NX_BENCH_KAFKA_CONF="..." is pasted into the daemon's kafka { } block,
  * e.g. 'consumer = { queued_min_messages = 100000; };' to compare settings.
  *
@@ -31,7 +39,8 @@
  * show what the model costs.
  *
  * usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R]
- *                    [--seconds S] [--model on|off] [--brokers B]
+ *                    [--seconds S] [--model on|off] [--changelog on|off]
+ *                    [--brokers B]
  *        (brokers: $NX_TEST_BROKERS, else 127.0.0.1:$NX_KAFKA_PORT or 39092)
  */
 #include <errno.h>
@@ -49,6 +58,7 @@
 #include "codec.h"
 #include "gen.h"
 #include "kafka_fixture.h"
+#include "scrape.h"
 
 /* Input partitions: the layout of the issue's end-to-end test. */
 #define PARTS 4
@@ -70,6 +80,8 @@ static char in_topic[128], out_topic[128], dlq_topic[128], group[160];
 static long long n_events = 1000000;
 static double rate = 0, seconds = 10;
 static int model_on = 1;
+static int changelog_on = 0;
+static int metrics_port;
 
 /* per input partition, per offset: produce time and prediction arrival
  * (us on CLOCK_MONOTONIC; 0 = not yet) */
@@ -211,6 +223,74 @@ static int produce_one(rd_kafka_t *prod, nx_gen_t *gen) {
     return -1;
 }
 
+/* Changelog mode: bytes and records written per input event. */
+static void changelog_figures(long long events) {
+    static char text[1 << 20];
+    if (nx_scrape_get(metrics_port, "/metrics", text, sizeof text) != 200) {
+        printf("changelog: no metrics on port %d\n", metrics_port);
+        return;
+    }
+    long long bytes = nx_scrape_metric(text, "nextactd_changelog_bytes_total");
+    long long recs = nx_scrape_metric(text, "nextactd_changelog_records_total");
+    long long flushes = nx_scrape_metric(text, "nextactd_changelog_flushes_total");
+    printf("changelog: %lld records, %.1f MB in %lld transactions: %.1f bytes and %.3f records "
+           "per input event (before compression)\n",
+           recs, (double)bytes / 1e6, flushes, (double)bytes / (double)events,
+           (double)recs / (double)events);
+}
+
+/* Changelog mode: a second daemon, same group and key, empty state
+ * directory, restores every partition; figures from its log lines
+ * "partition P restored in S s: U user(s), R removed, N record(s) (M MB)". */
+static void restore_figures(const char *dir, const char *conf) {
+    char cmd[1024], conf2[300], log2[300];
+    snprintf(conf2, sizeof conf2, "%s/restore.conf", dir);
+    snprintf(log2, sizeof log2, "%s/restore.log", dir);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -m 700 %s/state2 && cp -p %s/state/user-hash.key %s/state2/ && "
+             "sed -e 's|%s/state|%s/state2|' -e 's|instance_id = \"bench\"|instance_id = "
+             "\"bench2\"|' -e 's|listen = \"[^\"]*\"|listen = \"\"|' %s > %s",
+             dir, dir, dir, dir, dir, conf, conf2);
+    if (system(cmd) != 0) {
+        printf("restore: cannot prepare %s\n", conf2);
+        return;
+    }
+    pid_t pid = nx_fixture_start_daemon(nextactd, conf2, log2, NULL);
+    double users = 0, mb = 0, recs = 0, worst = 0;
+    int done = 0;
+    for (int k = 0; k < 1200 && done < PARTS; k++) {
+        usleep(100000);
+        FILE *f = fopen(log2, "r");
+        char line[1024];
+        users = mb = recs = worst = 0;
+        done = 0;
+        while (f && fgets(line, sizeof line, f)) {
+            const char *p = strstr(line, "restored in ");
+            double s, u, rm, n, m;
+            if (p && sscanf(p, "restored in %lf s: %lf user(s), %lf removed, %lf record(s) (%lf MB)",
+                            &s, &u, &rm, &n, &m) == 5) {
+                done++;
+                users += u;
+                recs += n;
+                mb += m;
+                if (s > worst)
+                    worst = s;
+            }
+        }
+        if (f)
+            fclose(f);
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    if (done < PARTS) {
+        printf("restore: only %d of %d partitions restored (see %s)\n", done, PARTS, log2);
+        return;
+    }
+    printf("restore: %.0f users, %.0f records, %.1f MB in %.2f s (4 partitions in parallel, "
+           "longest): %.0f users/s, %.1f MB/s\n",
+           users, recs, mb, worst, worst > 0 ? users / worst : 0, worst > 0 ? mb / worst : 0);
+}
+
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
@@ -218,7 +298,7 @@ static int cmp_i64(const void *a, const void *b) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R] "
-                    "[--seconds S] [--model on|off]\n");
+                    "[--seconds S] [--model on|off] [--changelog on|off]\n");
     exit(2);
 }
 
@@ -239,6 +319,8 @@ int main(int argc, char **argv) {
             seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--model") == 0)
             model_on = strcmp(argv[++i], "off") != 0;
+        else if (strcmp(argv[i], "--changelog") == 0)
+            changelog_on = strcmp(argv[++i], "off") != 0;
         else if (strcmp(argv[i], "--brokers") == 0)
             setenv("NX_TEST_BROKERS", argv[++i], 1);
         else
@@ -318,10 +400,19 @@ int main(int argc, char **argv) {
             "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
             "output: { schema = \"%s/conf/schemas/prediction.avsc\"; };\n"
             "model: { enabled = %s; };\n"
-            "checkpoint: { interval_s = 0; };\nmetrics: { listen = \"\"; };\n",
+            "checkpoint: { interval_s = 0; };\n",
             dir, nx_fixture_brokers(), group, in_topic, out_topic, dlq_topic,
             getenv("NX_BENCH_KAFKA_CONF") ? getenv("NX_BENCH_KAFKA_CONF") : "", srcdir, srcdir,
             model_on ? "true" : "false");
+    const char *kp = getenv("NX_KAFKA_PORT");
+    metrics_port = (kp ? atoi(kp) : 39092) + 109;
+    if (changelog_on)
+        fprintf(f,
+                "metrics: { listen = \"127.0.0.1:%d\"; };\n"
+                "state: { changelog = \"%s-state\"; instance_id = \"bench\"; };\n",
+                metrics_port, in_topic);
+    else
+        fprintf(f, "metrics: { listen = \"\"; };\n");
     fclose(f);
 
     int64_t first = 0, last = 0, t_start, t_end;
@@ -367,10 +458,14 @@ int main(int argc, char **argv) {
             printf("%lld input offsets without a prediction (dead-lettered? see the log)\n",
                    missing);
         double span = (double)(last - first) / 1e6;
-        printf("model %s: %lld predictions; %.0f events/s (first to last prediction, %.2f s); "
-               "committed %lld/%lld after %.2f s from start (group join included)\n",
-               model_on ? "on" : "off", predictions, span > 0 ? (double)predictions / span : 0,
-               span, c, total, (double)(t_end - t_start) / 1e6);
+        printf("model %s, changelog %s: %lld predictions; %.0f events/s (first to last "
+               "prediction, %.2f s); committed %lld/%lld after %.2f s from start (group join "
+               "included)\n",
+               model_on ? "on" : "off", changelog_on ? "on" : "off", predictions,
+               span > 0 ? (double)predictions / span : 0, span, c, total,
+               (double)(t_end - t_start) / 1e6);
+        if (changelog_on)
+            changelog_figures(total);
     } else {
         /* latency: daemon first, warm-up, then a fixed rate */
         pid = nx_fixture_start_daemon(nextactd, conf, log, NULL);
@@ -446,6 +541,14 @@ int main(int argc, char **argv) {
         free(lat);
     }
     int st = 0;
+    if (changelog_on && rate <= 0 && exited_pid != pid) {
+        /* stopped first: its final flush is in the changelog for the restore */
+        kill(pid, SIGTERM);
+        waitpid(pid, &st, 0);
+        exited_pid = pid;
+        exited_status = st;
+        restore_figures(dir, conf);
+    }
     if (exited_pid == pid) {
         st = exited_status;
     } else {

@@ -276,6 +276,22 @@ static const nx_cfg_desc_t nx_config_table[] = {
     {"checkpoint.keep", NX_CT_INT, OFF(checkpoint.keep), "2", 1, 100, NULL, 0,
      "Checkpoints kept; a corrupt newest one falls back to the previous."},
 
+    {"state.changelog", NX_CT_STRING, OFF(state.changelog), "\"\"", 0, TOPIC_MAX, NULL, 0,
+     "Compacted topic holding every user's state (e.g. \"<group_id>-state\"); \"\" = off.\n"
+     "On: changed users are written to it every kafka.commit_interval_ms in one transaction\n"
+     "with the input offsets they cover, and a partition assigned to this instance is\n"
+     "restored from it before its input resumes. The input topics must be co-partitioned\n"
+     "and keyed by user id; the topic is created (cleanup.policy=compact, as many partitions\n"
+     "as the input topics) when missing. Every instance of the group needs the same user-id\n"
+     "hash key file."},
+    {"state.replication_factor", NX_CT_INT, OFF(state.replication_factor), "-1", -1, 32767, NULL, 0,
+     "Replication factor of the changelog topic when nextactd creates it; -1 = the broker's\n"
+     "default."},
+    {"state.instance_id", NX_CT_STRING, OFF(state.instance_id), "\"\"", 0, 200, NULL, 0,
+     "Name of this instance, stable across restarts: its changelog producer's\n"
+     "transactional.id is \"<group_id>-state-<instance_id>\", so a restarted instance fences\n"
+     "its previous self. \"\" = the host name."},
+
     {"metrics.listen", NX_CT_STRING, OFF(metrics.listen), "\"127.0.0.1:9464\"", 0, 256, NULL, 0,
      "host:port of the /metrics and /healthz endpoint; \"\" = off."},
     {"metrics.status_interval_s", NX_CT_INT, OFF(metrics.status_interval_s), "5", 1, 3600, NULL, 0,

@@ -167,6 +167,13 @@ typedef struct nx_config {
         int64_t keep;
     } checkpoint;
 
+    /* user state in Kafka (changelog.h) */
+    struct {
+        char *changelog;            /* compacted changelog topic, "" = off */
+        int64_t replication_factor; /* of the topic when it is created, -1 = broker default */
+        char *instance_id;          /* "" = the host name */
+    } state;
+
     /* metrics endpoint */
     struct {
         char *listen; /* host:port, "" = off */

@@ -182,6 +182,31 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     head(&o, "nextactd_offset_commit_failures_total", "counter", "Input offset commits that failed.");
     put(&o, "nextactd_offset_commit_failures_total %llu\n",
         (unsigned long long)m->offset_commit_failures);
+    if (m->changelog) {
+        head(&o, "nextactd_restore_partitions", "gauge",
+             "Partitions restoring from the changelog or waiting to (their input is held).");
+        put(&o, "nextactd_restore_partitions %d\n", m->restore_partitions);
+        head(&o, "nextactd_restore_records_total", "counter", "Changelog records read by restores.");
+        put(&o, "nextactd_restore_records_total %llu\n", (unsigned long long)m->restore_records);
+        head(&o, "nextactd_changelog_bad_records_total", "counter",
+             "Changelog records skipped at restore (truncated, another version or layout).");
+        put(&o, "nextactd_changelog_bad_records_total %llu\n",
+            (unsigned long long)m->changelog_bad_records);
+        head(&o, "nextactd_changelog_records_total", "counter",
+             "User records and tombstones written to the changelog.");
+        put(&o, "nextactd_changelog_records_total %llu\n",
+            (unsigned long long)m->changelog_records);
+        head(&o, "nextactd_changelog_bytes_total", "counter",
+             "Keys and values written to the changelog, bytes before compression.");
+        put(&o, "nextactd_changelog_bytes_total %llu\n", (unsigned long long)m->changelog_bytes);
+        head(&o, "nextactd_changelog_flushes_total", "counter",
+             "Changelog transactions committed (with the input offsets they cover).");
+        put(&o, "nextactd_changelog_flushes_total %llu\n",
+            (unsigned long long)m->changelog_flushes);
+        head(&o, "nextactd_changelog_aborts_total", "counter",
+             "Changelog transactions aborted (their users are written by the next).");
+        put(&o, "nextactd_changelog_aborts_total %llu\n", (unsigned long long)m->changelog_aborts);
+    }
     return o.len;
 }
 

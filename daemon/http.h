@@ -110,6 +110,15 @@ typedef struct nx_http_metrics {
     uint64_t model_rollbacks; /* the guard's rollbacks */
     uint64_t offset_commits; /* input offset commits acknowledged */
     uint64_t offset_commit_failures;
+    /* state in Kafka (changelog.h); changelog 0 = off, the rest unshown */
+    int changelog;
+    int restore_partitions;          /* restoring or waiting to */
+    uint64_t restore_records;        /* changelog records read by restores */
+    uint64_t changelog_bad_records;  /* skipped at restore */
+    uint64_t changelog_records;      /* user records and tombstones written */
+    uint64_t changelog_bytes;        /* keys and values written */
+    uint64_t changelog_flushes;      /* transactions committed */
+    uint64_t changelog_aborts;       /* transactions aborted */
 } nx_http_metrics_t;
 
 typedef struct nx_http nx_http_t;

@@ -49,6 +49,7 @@ typedef struct tracker {
     int64_t stored;  /* next offset to read, as last stored; -1 none */
     int dirty;       /* stored advanced since the last offsets_store */
     int64_t committed; /* last offset this process committed for it; -1 none */
+    int held;          /* paused by the owner (nx_kafka_hold) until released */
     int64_t *offset; /* (TRACK_CAP) offset of each seq */
     int64_t *in_ts;  /* (TRACK_CAP) broker timestamp of each input record, ms */
     uint8_t *done;   /* (TRACK_CAP) */
@@ -133,6 +134,7 @@ static tracker_t *tracker_add(nx_kafka_t *kafka, int topic, int32_t partition) {
         t->stored = -1;
         t->committed = -1;
         t->dirty = 0;
+        t->held = 0;
         kafka->n_trackers++;
         return t;
     }
@@ -328,6 +330,23 @@ static int commit_list(nx_kafka_t *kafka, rd_kafka_topic_partition_list_t *list,
     return kafka->stats.commits > before ? 0 : -1;
 }
 
+/* Pauses the partitions the owner holds (nx_kafka_hold). */
+static void pause_held(nx_kafka_t *kafka) {
+    rd_kafka_topic_partition_list_t *list = NULL;
+    for (int i = 0; i < MAX_TRACKERS; i++) {
+        tracker_t *t = &kafka->trackers[i];
+        if (!t->used || !t->held)
+            continue;
+        if (!list)
+            list = rd_kafka_topic_partition_list_new(kafka->n_trackers);
+        rd_kafka_topic_partition_list_add(list, kafka->topics.v[t->topic], t->partition);
+    }
+    if (list) {
+        rd_kafka_pause_partitions(kafka->consumer, list);
+        rd_kafka_topic_partition_list_destroy(list);
+    }
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     nx_kafka_t *kafka = opaque;
@@ -372,6 +391,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         if (kafka->paused)
             rd_kafka_pause_partitions(rk, parts);
+        else
+            pause_held(kafka);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         /* Deliver what was produced for these partitions while we still
          * own them; the owner's hook commits what it may (nx_kafka_commit_*)
@@ -631,10 +652,21 @@ static void set_paused(nx_kafka_t *kafka, int pause) {
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(kafka->consumer, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return;
-    if (pause)
+    if (pause) {
         rd_kafka_pause_partitions(kafka->consumer, parts);
-    else
-        rd_kafka_resume_partitions(kafka->consumer, parts);
+    } else {
+        /* held partitions stay paused until their owner releases them */
+        rd_kafka_topic_partition_list_t *go = rd_kafka_topic_partition_list_new(parts->cnt);
+        for (int i = 0; i < parts->cnt; i++) {
+            int topic = topic_index(kafka, parts->elems[i].topic);
+            tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, parts->elems[i].partition);
+            if (!t || !t->held)
+                rd_kafka_topic_partition_list_add(go, parts->elems[i].topic,
+                                                  parts->elems[i].partition);
+        }
+        rd_kafka_resume_partitions(kafka->consumer, go);
+        rd_kafka_topic_partition_list_destroy(go);
+    }
     rd_kafka_topic_partition_list_destroy(parts);
     kafka->paused = pause;
     kafka->stats.pauses += pause;
@@ -814,6 +846,38 @@ int64_t nx_kafka_log_start(nx_kafka_t *kafka, const char *topic, int32_t partiti
     rd_kafka_resp_err_t err =
         rd_kafka_query_watermark_offsets(kafka->consumer, topic, partition, &lo, &hi, timeout_ms);
     return err ? -1 : lo;
+}
+
+int nx_kafka_hold(nx_kafka_t *kafka, int topic, int32_t partition) {
+    tracker_t *t = tracker_find(kafka, topic, partition);
+    if (!t)
+        return -1;
+    t->held = 1;
+    return 0;
+}
+
+void nx_kafka_release(nx_kafka_t *kafka, int topic, int32_t partition) {
+    tracker_t *t = tracker_find(kafka, topic, partition);
+    if (!t || !t->held)
+        return;
+    t->held = 0;
+    if (kafka->paused)
+        return; /* back-pressure resumes it with the others */
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, kafka->topics.v[topic], partition);
+    rd_kafka_resume_partitions(kafka->consumer, list);
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+int nx_kafka_holding(const nx_kafka_t *kafka) {
+    int n = 0;
+    for (int i = 0; i < MAX_TRACKERS; i++)
+        n += kafka->trackers[i].used && kafka->trackers[i].held;
+    return n;
+}
+
+rd_kafka_t *nx_kafka_consumer(nx_kafka_t *kafka) {
+    return kafka->consumer;
 }
 
 int nx_kafka_revoke_lost(const nx_kafka_t *kafka) {

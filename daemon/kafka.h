@@ -171,6 +171,21 @@ int nx_kafka_committed(nx_kafka_t *kafka, rd_kafka_topic_partition_list_t *parts
 int64_t nx_kafka_log_start(nx_kafka_t *kafka, const char *topic, int32_t partition,
                            int timeout_ms);
 
+/* Holds an assigned input partition paused (topic: index in
+ * kafka.input_topics), e.g. while its state is restored: called from the
+ * `assigned` hook, the partition is paused as soon as it is assigned, and
+ * back-pressure resumes leave it paused. Released, it resumes from where
+ * the consumer stands (its committed offset if nothing was fetched). A
+ * revoke forgets the hold. 0, or -1 if the partition is not assigned. */
+int nx_kafka_hold(nx_kafka_t *kafka, int topic, int32_t partition);
+void nx_kafka_release(nx_kafka_t *kafka, int topic, int32_t partition);
+/* Partitions held now. */
+int nx_kafka_holding(const nx_kafka_t *kafka);
+
+/* The consumer handle (its group metadata goes into transactions that
+ * commit input offsets: changelog.h). */
+rd_kafka_t *nx_kafka_consumer(nx_kafka_t *kafka);
+
 /* Inside the `revoked` hook: 1 if the partitions were lost (session timed
  * out; committing them would fail), else 0. */
 int nx_kafka_revoke_lost(const nx_kafka_t *kafka);

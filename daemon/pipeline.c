@@ -301,6 +301,26 @@ void nx_pipeline_assign(nx_pipeline_t *pipe, int32_t topic, int32_t partition, i
         pipe->watermark = c->max_ts - pipe->lateness_ms;
 }
 
+int64_t nx_pipeline_partition_clock(nx_pipeline_t *pipe, int32_t topic, int32_t partition) {
+    part_clock_t *c = part_clock(pipe, topic, partition);
+    return c ? c->max_ts : INT64_MIN;
+}
+
+void nx_pipeline_set_partition_clock(nx_pipeline_t *pipe, int32_t topic, int32_t partition,
+                                     int64_t max_ts_ms) {
+    part_clock_t *c = part_clock(pipe, topic, partition);
+    if (!c || max_ts_ms == INT64_MIN)
+        return;
+    c->max_ts = max_ts_ms;
+    /* as nx_pipeline_assign: the restored users' state ends at this clock */
+    if (max_ts_ms - pipe->lateness_ms < pipe->watermark)
+        pipe->watermark = max_ts_ms - pipe->lateness_ms;
+}
+
+nx_store_t *nx_pipeline_store(nx_pipeline_t *pipe) {
+    return pipe->store;
+}
+
 void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition) {
     part_clock_t *c = part_clock(pipe, topic, partition);
     if (c)

@@ -34,6 +34,7 @@
 
 #include "config.h"
 #include "event.h"
+#include "store.h"
 #include "stream.h"
 
 typedef struct nx_pipeline nx_pipeline_t;
@@ -152,6 +153,18 @@ void nx_pipeline_quiesce(nx_pipeline_t *pipe);
  * neither late nor dropped. topic: index in kafka.input_topics. */
 void nx_pipeline_assign(nx_pipeline_t *pipe, int32_t topic, int32_t partition, int64_t now_ms);
 void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition);
+
+/* A partition's clock (largest event time seen, ms; INT64_MIN = none), and
+ * setting it for a partition whose users were restored from elsewhere (a
+ * changelog): as nx_pipeline_assign does for a partition read before, the
+ * watermark moves back to it. */
+int64_t nx_pipeline_partition_clock(nx_pipeline_t *pipe, int32_t topic, int32_t partition);
+void nx_pipeline_set_partition_clock(nx_pipeline_t *pipe, int32_t topic, int32_t partition,
+                                     int64_t max_ts_ms);
+
+/* The feature store, for a changelog that tracks and restores its users
+ * one by one (changelog.h). Owned by the pipeline. */
+nx_store_t *nx_pipeline_store(nx_pipeline_t *pipe);
 
 /* ---- partition hand-over ------------------------------------------------------ */
 

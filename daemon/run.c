@@ -35,10 +35,16 @@
  *   host) is an error in the log and in nextactd_state_gaps_total.
  * - Rebalances: a revoked partition's users go to a hand-over file
  *   (handover.h) and come back if the partition does; elsewhere its new
- *   owner starts from the committed offsets with no user state (a shared
- *   changelog topic is the way to move state between hosts: DESIGN.md,
- *   Scale-out). Users of partitions this process loaded from its checkpoint
- *   but is not assigned stay in the store until they expire (TTL).
+ *   owner starts from the committed offsets with no user state. Users of
+ *   partitions this process loaded from its checkpoint but is not assigned
+ *   stay in the store until they expire (TTL).
+ * - State in Kafka (state.changelog set; changelog.h): the changelog is the
+ *   truth and its transactions are the only commits of input offsets
+ *   (every kafka.commit_interval_ms, on revoke, at shutdown). An assigned
+ *   partition is held and restored from it (slices in ops_tick; not ready
+ *   meanwhile), a revoked one flushed and dropped; no seek to checkpoint or
+ *   hand-over offsets. Checkpoints still keep the model; their offsets are
+ *   not committed. A fenced changelog producer stops the loop (exit 1).
  * - Metrics (http.h): a snapshot of the figures is published to the HTTP
  *   thread every PUBLISH_MS.
  * - Test-only environment: NX_DEBUG_HANG_AFTER_MS=N stops the loop N ms
@@ -376,6 +382,16 @@ static void ckpt_start(nx_run_t *r, int64_t now_mono) {
         nx_err("checkpoint: %s", err);
 }
 
+/* Changelog mode at shutdown: the local checkpoint (model, and a cache of
+ * the users) is written, its offsets are not committed: the changelog's
+ * transactions commit them. A failure is logged only. */
+static void ckpt_local(nx_run_t *r) {
+    char err[1024];
+    r->n_ckpt_offs = nx_offsets_snapshot(&r->offs, r->ckpt_offs);
+    if (nx_ckptdir_save(r->ckdir, ckpt_write, r, err, sizeof err) < 0)
+        nx_warn("checkpoint: final checkpoint (model) failed: %s", err);
+}
+
 /* The final checkpoint, in this thread, and the commit of what it covers.
  * Returns 0, or NX_EXIT_STATE_NOT_SAVED. */
 static int ckpt_final(nx_run_t *r) {
@@ -385,6 +401,12 @@ static int ckpt_final(nx_run_t *r) {
     /* the final checkpoint supersedes a background one still running */
     nx_ckptdir_cancel(r->ckdir);
     int timeout = (int)r->cfg->kafka.flush_timeout_ms;
+    if (r->changelog) {
+        /* the state's home: flushed (with the offsets it covers) first */
+        int cl = nx_changelog_flush(r->changelog);
+        ckpt_local(r);
+        return cl == 0 ? 0 : NX_EXIT_STATE_NOT_SAVED;
+    }
     int left = ckpt_drain(r, timeout);
     int rc = 0;
     if (left > 0) {
@@ -439,10 +461,14 @@ static int seen_before(const rd_kafka_topic_partition_list_t *parts, int i) {
 static void on_revoked(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
     nx_run_t *r = opaque;
     watermark_parts(r, parts, 0);
-    if (!r->durable && !nx_kafka_revoke_lost(r->kafka))
+    if (!r->durable && !r->changelog && !nx_kafka_revoke_lost(r->kafka))
         nx_kafka_commit_acknowledged(r->kafka, 0);
     if (r->stopping)
         return; /* the final checkpoint covers every user */
+    if (r->changelog) {
+        nx_changelog_revoke(r->changelog, parts, nx_kafka_revoke_lost(r->kafka));
+        return;
+    }
     for (int i = 0; i < parts->cnt; i++) {
         if (seen_before(parts, i))
             continue;
@@ -482,6 +508,11 @@ static void report_gaps(nx_run_t *r, rd_kafka_topic_partition_list_t *fresh) {
 static void on_assigned(void *opaque, rd_kafka_topic_partition_list_t *parts) {
     nx_run_t *r = opaque;
     watermark_parts(r, parts, 1);
+    if (r->changelog) {
+        /* the changelog is the truth: no seek to checkpoint or hand-over */
+        nx_changelog_assign(r->changelog, parts);
+        return;
+    }
     for (int i = 0; i < parts->cnt; i++)
         if (!seen_before(parts, i))
             nx_handover_restore(&r->handover, r->pipe, &r->offs, parts->elems[i].partition);
@@ -532,8 +563,16 @@ static void readiness(nx_run_t *r, nx_http_metrics_t *m, const nx_kafka_stats_t 
     nx_ckptdir_stats_t cs = {0};
     if (r->ckdir)
         nx_ckptdir_stats(r->ckdir, &cs);
+    nx_changelog_stats_t ls = {0};
+    if (r->changelog)
+        nx_changelog_stats(r->changelog, &ls);
     m->ready = 0;
-    if (cs.failing)
+    if (ls.failed)
+        snprintf(m->not_ready, sizeof m->not_ready, "changelog failed (fenced?): stopping");
+    else if (ls.restoring)
+        snprintf(m->not_ready, sizeof m->not_ready, "restoring %d partition(s) from the changelog",
+                 ls.restoring);
+    else if (cs.failing)
         snprintf(m->not_ready, sizeof m->not_ready, "checkpoint failing: %.120s", cs.last_error);
     else if (ks->assigned_partitions == 0)
         snprintf(m->not_ready, sizeof m->not_ready, "no input partition assigned");
@@ -600,6 +639,19 @@ static void metrics_publish(nx_run_t *r) {
     m->model_rollbacks = s.guard_rollbacks;
     m->offset_commits = ks.commits;
     m->offset_commit_failures = ks.commit_failures;
+    if (r->changelog) {
+        nx_changelog_stats_t ls;
+        nx_changelog_stats(r->changelog, &ls);
+        m->changelog = 1;
+        m->restore_partitions = ls.restoring;
+        m->restore_records = ls.restore_records;
+        m->changelog_bad_records = ls.bad_records;
+        m->changelog_records = ls.records + ls.tombstones;
+        m->changelog_bytes = ls.bytes;
+        m->changelog_flushes = ls.flushes;
+        m->changelog_aborts = ls.aborts;
+        m->offset_commits = ls.flushes;
+    }
     readiness(r, m, &ks);
     nx_http_publish(r->http, m);
 }
@@ -608,20 +660,26 @@ static void metrics_publish(nx_run_t *r) {
  * figures, and a fast loop does not copy 5 kB per iteration for nothing. */
 #define PUBLISH_MS 100
 
+/* Restore work per loop iteration (changelog mode): the other partitions'
+ * records wait at most about this long for their next poll. */
+#define RESTORE_SLICE_US 20000
+
 /* Once per loop iteration: watchdog, checkpoint writer and the commits it
- * allows, metrics. */
+ * allows (or the changelog's restore slice and flush), metrics. */
 static void ops_tick(nx_run_t *r, int64_t now_mono) {
     nx_notify_watchdog(r->notify, now_mono);
     if (r->ckdir) {
         /* a checkpoint just became durable: its offsets may be committed */
-        if (nx_ckptdir_poll(r->ckdir, 0) == 1 && r->durable)
+        if (nx_ckptdir_poll(r->ckdir, 0) == 1 && r->durable && !r->changelog)
             nx_kafka_commit_offsets(r->kafka, r->ckpt_offs, r->n_ckpt_offs, 1);
         int64_t every = r->cfg->checkpoint.interval_s * 1000;
         if (now_mono >= r->ckpt_retry_mono &&
             (r->ckpt_requested || (every > 0 && now_mono - r->last_ckpt_mono >= every)))
             ckpt_start(r, now_mono);
     }
-    if (!r->durable && now_mono - r->last_commit_mono >= r->cfg->kafka.commit_interval_ms) {
+    if (r->changelog)
+        nx_changelog_tick(r->changelog, now_mono, RESTORE_SLICE_US);
+    else if (!r->durable && now_mono - r->last_commit_mono >= r->cfg->kafka.commit_interval_ms) {
         r->last_commit_mono = now_mono;
         nx_kafka_commit_acknowledged(r->kafka, 1);
     }
@@ -675,7 +733,11 @@ int nx_run_loop(nx_run_t *r, const nx_run_hook_t *hook) {
                           : (double)r->cfg->metrics.status_interval_s;
     int rc = 0;
     while (!nx_run_stop_requested) {
-        int n = nx_kafka_poll_batch(r->kafka, r->msgs, batch, (int)r->cfg->kafka.poll_timeout_ms);
+        /* while a restore runs, the loop comes back to it at once */
+        int wait = (int)r->cfg->kafka.poll_timeout_ms;
+        if (r->changelog && nx_kafka_holding(r->kafka))
+            wait = 0;
+        int n = nx_kafka_poll_batch(r->kafka, r->msgs, batch, wait);
         if (n < 0) {
             nx_err("kafka: fatal consumer error; stopping");
             rc = 1;
@@ -685,6 +747,14 @@ int nx_run_loop(nx_run_t *r, const nx_run_hook_t *hook) {
             process_batch(r, n);
         nx_pipeline_tick(r->pipe, nx_now_wall_ms());
         ops_tick(r, nx_now_mono_ms());
+        if (r->changelog) {
+            nx_changelog_stats_t ls;
+            nx_changelog_stats(r->changelog, &ls);
+            if (ls.failed) {
+                rc = 1;
+                break;
+            }
+        }
         debug_hang(t0);
         if (reload_requested) {
             reload_requested = 0;
@@ -784,7 +854,7 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
         return -1;
     if (load_checkpoint(r, status, err, err_size) < 0)
         return -1;
-    if (!r->durable && !r->demo)
+    if (!r->durable && !r->demo && !r->cfg->state.changelog[0])
         nx_warn("checkpoint.interval_s = 0: offsets are committed as predictions are "
                 "acknowledged and the state is saved only at shutdown; a crash loses the state "
                 "since the last start");
@@ -799,6 +869,10 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
     nx_kafka_hooks_t hooks = {
         .assigned = on_assigned, .revoked = on_revoked, .delivered = delivered, .opaque = r};
     if (!(r->kafka = nx_kafka_new(r->cfg, &hooks, err, err_size)))
+        return -1;
+    if (r->cfg->state.changelog[0] &&
+        !(r->changelog = nx_changelog_new(r->cfg, r->kafka, r->pipe, &r->offs,
+                                          key_fingerprint(r->key), status, err, err_size)))
         return -1;
     metrics_init(r);
     if (r->cfg->metrics.listen[0]) {
@@ -846,6 +920,7 @@ void nx_run_teardown(nx_run_t *r) {
         alarm((unsigned)(r->cfg->kafka.flush_timeout_ms / 1000) + CLOSE_GRACE_S);
         nx_kafka_close(r->kafka);
     }
+    nx_changelog_destroy(r->changelog);
     nx_kafka_destroy(r->kafka);
     alarm(0);
     nx_ckptdir_destroy(r->ckdir);

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "changelog.h"
 #include "ckpt.h"
 #include "codec.h"
 #include "config.h"
@@ -72,6 +73,9 @@ struct nx_run {
     nx_http_metrics_t metrics;
     nx_handover_t handover;
     nx_offsets_t offs;
+    /* state in Kafka (state.changelog set): the changelog's transactions
+     * commit the input offsets; checkpoints then keep only a cache */
+    nx_changelog_t *changelog; /* NULL = off */
     /* durability: with periodic checkpoints, input offsets are committed
      * only once a checkpoint holding the state they changed is durable */
     int durable;                                /* checkpoint.interval_s > 0 */

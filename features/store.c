@@ -270,6 +270,8 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
     }
     nx_user_t *u = rec(store, idx);
     u->partition = ev->partition;
+    if (store->track)
+        nx_mark_dirty(store, idx);
     nx_ev_ctx_t cx;
     if (nx_featurize_apply(store, u, ev, fresh, &cx)) {
         /* Label of the pending example (made at the old clock): the user's
@@ -459,11 +461,12 @@ void nx_store_set_scores(nx_store_t *store, const nx_event_t *ev, size_t n, cons
         if (status[i] > NX_STORE_LATE)
             continue;
         nx_user_t *u;
+        uint32_t idx;
         if (memo_ok && i < NX_STORE_SCORE_MEMO) {
             /* Event i made the user's pending example iff the user is still
              * marked fresh with i in its slot: a later event of the batch
              * that made a newer one put its own index there. */
-            uint32_t idx = memo_find(store, i);
+            idx = memo_find(store, i);
             if (idx == UINT32_MAX)
                 continue;
             u = rec(store, idx);
@@ -474,7 +477,7 @@ void nx_store_set_scores(nx_store_t *store, const nx_event_t *ev, size_t n, cons
             /* Beyond the memo: event i made the pending example iff it was
              * in order for its user, so the user's clock is still its time
              * (an equal-time later event replaces it, later in this loop). */
-            uint32_t idx = find(store, nx_siphash24(store->key, ev[i].user_id, ev[i].user_id_len));
+            idx = find(store, nx_siphash24(store->key, ev[i].user_id, ev[i].user_id_len));
             if (idx == UINT32_MAX)
                 continue;
             u = rec(store, idx);
@@ -482,6 +485,8 @@ void nx_store_set_scores(nx_store_t *store, const nx_event_t *ev, size_t n, cons
                 continue;
         }
         nx_half_encode(store->half_isa, scores + i * (size_t)k, u_score(store, u), (size_t)k);
+        if (store->track)
+            nx_mark_dirty(store, idx);
     }
     /* Examples the same batch made and resolved: their scores were unknown
      * at update time; give them now (fp16 round trip, like every other). */
@@ -510,6 +515,8 @@ size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_exampl
             break;
         emit_example(store, u, store->p.n_types, out);
         nx_table_list_unlink(store, idx);
+        if (store->track)
+            nx_mark_dirty(store, idx);
         store->st.expired_labels++;
     }
     return out->n;

@@ -305,4 +305,66 @@ int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, ch
 /* Counters. */
 void nx_store_stats(const nx_store_t *store, nx_store_stats_t *stats);
 
+/* --- Change tracking and single users (store_changes.c) ----------------
+ *
+ * For a changelog kept elsewhere (the daemon's Kafka topic): with tracking
+ * on, every user whose record changes (update, label resolution or expiry,
+ * set_scores, restore) is flagged and listed once until handed out, and
+ * every removal (TTL expiry, eviction, drop_partition, replacement) is
+ * listed with the partition the user was in. The list lives in address
+ * space reserved for 2 * max_users + 65536 entries (MAP_NORESERVE, pages
+ * touched as used): appending never allocates; entries beyond it between
+ * two takes are dropped and counted (nx_store_changes_lost). With tracking
+ * off (the default) the hot path pays one predictable branch. */
+
+typedef struct nx_store_change {
+    uint64_t user;     /* user hash */
+    int32_t partition; /* the user's input partition (of the removal, for removals) */
+    int32_t removed;   /* 1: the user left the store (a tombstone); 0: its record changed */
+} nx_store_change_t;
+
+/* Turns tracking on (reserving the list) or off (emptying it and clearing
+ * no flags: turn it on once, before the users to track change). 0, or -1
+ * if the reservation failed. */
+int nx_store_track_changes(nx_store_t *store, int on);
+
+/* Hands out up to max changes, oldest first, into out: a changed user once
+ * (its flag cleared), whatever it went through since the last take; a
+ * removal only if the user is absent now (a user back in the store is
+ * handed out as changed, or was restored as it is). O(entries consumed). */
+size_t nx_store_take_changes(nx_store_t *store, nx_store_change_t *out, size_t max);
+
+/* Lists a user again as changed (present) or removed (absent; partition
+ * given), e.g. after a flush of its record failed. */
+void nx_store_mark_changed(nx_store_t *store, uint64_t user, int32_t partition);
+
+/* Change-list entries dropped because the list was full (the users they
+ * named are not written until they change again). Not in nx_store_stats_t:
+ * that struct is part of the checkpoint format. */
+uint64_t nx_store_changes_lost(const nx_store_t *store);
+
+/* Bytes of a user record made by nx_store_user_record (header + record). */
+size_t nx_store_user_record_size(const nx_store_t *store);
+
+/* One user's state as a versioned record: a 16-byte header (u8 version 1,
+ * u8 score count, u16 0, u32 record size, u64 schema hash; host order) and
+ * the record with its table and list links cleared, as store_persist.c
+ * writes them. Returns the record's length, or -1 if the user is absent or
+ * size is smaller than nx_store_user_record_size. Changes nothing. */
+long nx_store_user_record(const nx_store_t *store, uint64_t user, void *buf, size_t size);
+
+/* Puts a record made by nx_store_user_record into the store, replacing a
+ * user with the same hash (at the cap, a user is evicted first); a pending
+ * example goes to the back of the expiry order. The user is not listed as
+ * changed (it is where the record came from). 0, or -1 + errstr for a
+ * record of another version or layout, of the wrong length, or with
+ * impossible fields (the store is unchanged). Its hash, on success, in
+ * *user (may be NULL). */
+int nx_store_put_user(nx_store_t *store, const void *buf, size_t len, uint64_t *user,
+                      char *errstr, size_t errstr_size);
+
+/* Removes a user (its pending example is dropped, not counted as lost).
+ * 1 if it was there, else 0. */
+int nx_store_remove_user(nx_store_t *store, uint64_t user);
+
 #endif /* NX_STORE_H */

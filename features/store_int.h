@@ -2,8 +2,8 @@
  * store_int.h: the feature store's record layout and internal state.
  *
  * Private to the store's files (store.c, store_table.c, store_evict.c,
- * store_persist.c, featurize.[ch]): nothing outside features/ includes it,
- * and nothing in it is API. It owns the user record (a fixed head,
+ * store_persist.c, store_changes.c, featurize.[ch]): nothing outside
+ * features/ includes it, and nothing in it is API. It owns the user record (a fixed head,
  * nx_user_t, then a tail laid out from the params by nx_store_new), struct
  * nx_store with every file's fields, the record accessors, the read side
  * of the hash index (inline: the update pipeline calls it for every
@@ -45,6 +45,9 @@
  * of the event that made it (< NX_STORE_SCORE_MEMO = 65536: fits 16 bits). */
 #define NX_F_FRESH 2u
 _Static_assert(NX_STORE_SCORE_MEMO <= 65536, "event index must fit a 16-bit score slot");
+/* flags: changed since the last nx_store_take_changes handed it out (only
+ * while change tracking is on); the user's hash is in the change list. */
+#define NX_F_DIRTY 4u
 
 /* The fixed head of a user record; the variable tail follows at offsets
  * computed from the params (see nx_store_new). */
@@ -154,6 +157,13 @@ struct nx_store {
 
     int half_isa; /* NX_HALF_* path for fp16 vectors (same bits on every path) */
 
+    /* change tracking (store_changes.c): off unless nx_store_track_changes */
+    int track;                 /* 1: changes and removals are listed */
+    nx_store_change_t *chg;    /* (chg_cap) reserved address space, touched on use */
+    size_t chg_cap, chg_bytes; /* entries; mapped length */
+    size_t chg_head, chg_n;    /* entries [chg_head, chg_n) not yet taken */
+    uint64_t chg_lost;         /* entries dropped: the list was full */
+
     nx_store_stats_t st;
 };
 
@@ -232,6 +242,24 @@ static inline uint32_t find_front(nx_store_t *store, uint64_t h) {
         i = *link;
     }
     return UINT32_MAX;
+}
+
+/* --- change tracking (store_changes.c) --------------------------------- */
+
+/* Appends an entry to the change list (dropped and counted in chg_lost
+ * if the list is full). */
+void nx_changes_append(nx_store_t *store, uint64_t h, int32_t partition, int removed);
+/* Unmaps the change list (nx_table_free). */
+void nx_changes_free(nx_store_t *store);
+
+/* Record idx changed: flagged and listed once until taken. Call only with
+ * store->track set (callers test it: one branch when tracking is off). */
+static inline void nx_mark_dirty(nx_store_t *store, uint32_t idx) {
+    nx_user_t *u = rec(store, idx);
+    if (!(u->flags & NX_F_DIRTY)) {
+        u->flags |= NX_F_DIRTY;
+        nx_changes_append(store, u->hash, u->partition, 0);
+    }
 }
 
 /* --- time budgets ------------------------------------------------------- */

@@ -93,6 +93,7 @@ static int write_rec(const nx_store_t *store, nx_user_t *u, char *tmp, nx_stream
     memcpy(tmp, u, store->rec_size);
     nx_user_t *c = (nx_user_t *)tmp;
     c->chain = c->lprev = c->lnext = 0;
+    c->flags &= (uint8_t)~NX_F_DIRTY;
     if (c->flags & NX_F_FRESH) { /* saved before set_scores: no scores */
         c->flags &= (uint8_t)~NX_F_FRESH;
         memset(u_score(store, c), 0, sizeof(uint16_t) * (size_t)store->p.n_scores);
@@ -176,7 +177,9 @@ static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, voi
     memcpy(u, tmp, store->rec_size);
     u->chain = chain;
     u->lprev = u->lnext = 0;
-    u->flags &= (uint8_t)~NX_F_PENDING;
+    u->flags &= (uint8_t)~(NX_F_PENDING | NX_F_DIRTY);
+    if (store->track)
+        nx_mark_dirty(store, idx);
     return 0;
 }
 

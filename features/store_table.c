@@ -298,6 +298,8 @@ uint32_t nx_table_insert(nx_store_t *store, uint64_t h) {
 
 void nx_table_remove(nx_store_t *store, uint32_t idx) {
     nx_user_t *u = rec(store, idx);
+    if (store->track)
+        nx_changes_append(store, u->hash, u->partition, 1);
     relink_chain(store, u->hash, idx + 1, u->chain);
     if (u->flags & NX_F_PENDING)
         nx_table_list_unlink(store, idx);
@@ -350,6 +352,7 @@ size_t nx_store_trim(nx_store_t *store) {
 }
 
 void nx_table_free(nx_store_t *store) {
+    nx_changes_free(store);
     if (store->dead)
         unmap(store->dead, store->dead_len);
     drop_prefault(store);

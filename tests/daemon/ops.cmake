@@ -43,3 +43,9 @@ foreach(case durable_kill durable_kill_busy full_disk handover)
   set_tests_properties(ops_${case} PROPERTIES FIXTURES_REQUIRED kafka LABELS integration
                        TIMEOUT 600)
 endforeach()
+# State in Kafka: two daemons and a SIGKILL, a restore from the changelog
+# alone, garbage in the changelog (integration).
+add_executable(test_changelog ${CMAKE_CURRENT_SOURCE_DIR}/test_changelog.c)
+target_link_libraries(test_changelog PRIVATE nx_daemon nx_testkit)
+add_test(NAME changelog COMMAND test_changelog $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 300000)
+set_tests_properties(changelog PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 900)

@@ -1469,6 +1469,189 @@ static void test_partitions(void) {
     nx_store_destroy(twin);
 }
 
+/* Change tracking and single-user records (store_changes.c): every user an
+ * update touched is handed out once; label expiry lists its user; TTL
+ * expiry, eviction and drop_partition list removals with the partition;
+ * a user record put into another store gives the same user bit for bit,
+ * and the two stores go on alike; bad records are refused untouched. */
+static int take_all(nx_store_t *store, nx_store_change_t *out, size_t max) {
+    size_t n = 0, k;
+    while (n < max && (k = nx_store_take_changes(store, out + n, 7)) > 0) /* small slices */
+        n += k;
+    return (int)n;
+}
+
+static int find_change(const nx_store_change_t *c, int n, uint64_t user, int removed) {
+    for (int i = 0; i < n; i++)
+        if (c[i].user == user && c[i].removed == removed)
+            return i;
+    return -1;
+}
+
+static void test_changes(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p);
+    p.normalise = 0;
+    p.n_scores = 2;
+    char err[256];
+    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+    nx_store_t *twin = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(store && twin, "new: %s", err);
+    if (!store || !twin)
+        return;
+    CHECK(nx_store_track_changes(store, 1) == 0, "track");
+    static char ids[200][16];
+    const int n = 3000;
+    nx_event_t *ev = make_stream(2 * n, 200, 21, 1700000000000LL, ids);
+    size_t dim = nx_store_dim(store);
+    float *X = calloc((size_t)2 * n * dim, sizeof *X);
+    exbuf_t rb, xb;
+    exbuf_init(&rb, dim, 64);
+    exbuf_init(&xb, dim, 4096);
+    uint64_t l1 = 0;
+    static nx_store_change_t c[20000];
+    /* the first 10 events: exactly their users, once each */
+    run_batches(store, ev, 10, X, &rb, &xb, &l1);
+    int got = take_all(store, c, 20000);
+    int distinct = 0;
+    for (int i = 0; i < 10; i++) {
+        uint64_t h = nx_store_user_hash(store, ev[i].user_id, ev[i].user_id_len);
+        int seen = 0;
+        for (int j = 0; j < i; j++)
+            seen |= ev[j].user_id == ev[i].user_id;
+        distinct += !seen;
+        int at = find_change(c, got, h, 0);
+        CHECK(at >= 0 && c[at].partition == ev[i].partition, "event %d's user listed", i);
+    }
+    CHECK(got == distinct, "changes %d, users %d", got, distinct);
+    CHECK(take_all(store, c, 20000) == 0, "taken twice");
+    run_batches(store, ev + 10, n - 10, X, &rb, &xb, &l1);
+    got = take_all(store, c, 20000);
+    nx_store_stats_t st;
+    nx_store_stats(store, &st);
+    CHECK(got > 0 && (uint64_t)got <= st.users, "changes %d, users %llu", got,
+          (unsigned long long)st.users);
+
+    /* records round trip into the twin, bit for bit (an empty update ends
+     * the last batch's wait for scores, which records do not carry) */
+    nx_store_update(store, ev, 0, 0, X, NULL, &rb.ex);
+    uint8_t rbuf[4096];
+    CHECK(nx_store_user_record_size(store) <= sizeof rbuf, "record size");
+    dumps_t before = {store, {0}, {0}, {0}, 0};
+    nx_store_foreach(store, collect, &before);
+    for (int i = 0; i < before.n; i++) {
+        long len = nx_store_user_record(store, before.user[i], rbuf, sizeof rbuf);
+        uint64_t h = 0;
+        CHECK(len == (long)nx_store_user_record_size(store), "record length %ld", len);
+        CHECK(nx_store_put_user(twin, rbuf, (size_t)len, &h, err, sizeof err) == 0 &&
+                  h == before.user[i],
+              "put: %s", err);
+        char buf[4096];
+        CHECK(nx_store_dump_user(twin, h, buf, sizeof buf) > 0 && before.text[i] &&
+                  strcmp(buf, before.text[i]) == 0,
+              "user %d differs after the round trip", i);
+    }
+    nx_store_stats_t st2;
+    nx_store_stats(twin, &st2);
+    CHECK(st2.users == st.users && st2.pending == st.pending, "twin users %llu pending %llu",
+          (unsigned long long)st2.users, (unsigned long long)st2.pending);
+    CHECK(nx_store_user_record(store, 12345, rbuf, sizeof rbuf) == -1, "absent user");
+
+    /* bad records are refused and change nothing */
+    long len = nx_store_user_record(store, before.user[0], rbuf, sizeof rbuf);
+    uint8_t bad[4096];
+    memcpy(bad, rbuf, (size_t)len);
+    CHECK(nx_store_put_user(twin, bad, (size_t)len - 1, NULL, err, sizeof err) == -1, "truncated");
+    CHECK(nx_store_put_user(twin, bad, 3, NULL, err, sizeof err) == -1, "short");
+    bad[0] = 9;
+    CHECK(nx_store_put_user(twin, bad, (size_t)len, NULL, err, sizeof err) == -1, "version");
+    memcpy(bad, rbuf, (size_t)len);
+    bad[8] ^= 1;
+    CHECK(nx_store_put_user(twin, bad, (size_t)len, NULL, err, sizeof err) == -1, "schema");
+    uint64_t s = 99;
+    for (int k = 0; k < 200; k++) {
+        for (long i = 0; i < len; i++)
+            bad[i] = (uint8_t)lcg(&s);
+        CHECK(nx_store_put_user(twin, bad, (size_t)len, NULL, err, sizeof err) == -1, "random");
+    }
+    nx_store_stats(twin, &st2);
+    CHECK(st2.users == st.users, "bad records changed the twin");
+
+    /* the rest of the stream: both stores compute the same rows */
+    float *X2 = calloc((size_t)n * dim, sizeof *X2);
+    uint64_t l2 = 0;
+    run_batches(store, ev + n, n, X, &rb, &xb, &l1);
+    run_batches(twin, ev + n, n, X2, &rb, &xb, &l2);
+    /* (labels may expire in another order: single records do not carry
+     * the order among users) */
+    CHECK(memcmp(X, X2, (size_t)n * dim * sizeof *X) == 0, "rows differ after the round trip");
+    take_all(store, c, 20000);
+
+    /* label expiry lists its users */
+    size_t k = nx_store_expire_labels(store, INT64_MAX / 2, &xb.ex);
+    got = take_all(store, c, 20000);
+    CHECK(k > 0 && got == (int)k, "expired %zu, changes %d", k, got);
+    for (size_t i = 0; i < k; i++)
+        CHECK(find_change(c, got, xb.user[i], 0) >= 0, "expired user listed");
+
+    /* drop_partition lists removals with the partition; mark_changed
+     * lists again */
+    nx_store_stats(store, &st);
+    size_t dropped = nx_store_drop_partition(store, 1);
+    got = take_all(store, c, 20000);
+    CHECK(dropped > 0 && got == (int)dropped, "dropped %zu, removals %d", dropped, got);
+    for (int i = 0; i < got; i++)
+        CHECK(c[i].removed == 1 && c[i].partition == 1, "removal %d", i);
+    nx_store_mark_changed(store, c[0].user, 1);
+    int kept = 0;
+    while (before.part[kept] == 1)
+        kept++;
+    nx_store_mark_changed(store, before.user[kept], 0);
+    got = take_all(store, c, 20000);
+    CHECK(got == 2 && c[0].removed == 1 && c[1].removed == 0, "marked again: %d", got);
+    /* a user removed and put back is not listed as removed */
+    len = nx_store_user_record(store, before.user[kept], rbuf, sizeof rbuf);
+    CHECK(nx_store_remove_user(store, before.user[kept]) == 1, "remove");
+    CHECK(nx_store_remove_user(store, before.user[kept]) == 0, "remove twice");
+    CHECK(nx_store_put_user(store, rbuf, (size_t)len, NULL, err, sizeof err) == 0, "put back");
+    got = take_all(store, c, 20000);
+    CHECK(got == 0, "a user back as it was: %d changes", got);
+
+    /* TTL expiry: every user goes, each listed once as removed */
+    nx_store_stats(store, &st);
+    nx_store_maintain(store, INT64_MAX / 2, 0);
+    got = take_all(store, c, 20000);
+    CHECK(st.users > 0 && got == (int)st.users, "expired %llu users, removals %d",
+          (unsigned long long)st.users, got);
+
+    /* eviction at the cap lists the evicted user */
+    nx_store_params_t q = p;
+    q.max_users = 20;
+    nx_store_t *small = nx_store_new(&q, test_key, err, sizeof err);
+    CHECK(small && nx_store_track_changes(small, 1) == 0, "small: %s", err);
+    if (small) {
+        run_batches(small, ev, 400, X, &rb, &xb, &l1);
+        nx_store_stats(small, &st);
+        got = take_all(small, c, 20000);
+        int removals = 0;
+        for (int i = 0; i < got; i++)
+            removals += c[i].removed;
+        CHECK(st.evictions > 0 && removals > 0 && removals <= (int)st.evictions,
+              "evictions %llu, removals %d", (unsigned long long)st.evictions, removals);
+        for (int i = 0; i < got; i++)
+            CHECK(c[i].removed == !nx_store_contains(small, c[i].user), "change %d", i);
+    }
+    nx_store_destroy(small);
+    dumps_free(&before);
+    free(X);
+    free(X2);
+    free(ev);
+    exbuf_free(&rb);
+    exbuf_free(&xb);
+    nx_store_destroy(store);
+    nx_store_destroy(twin);
+}
+
 static void test_checkpoint(void) {
     nx_store_params_t p;
     nx_store_params_default(&p);
@@ -1695,6 +1878,7 @@ int main(void) {
     test_reference();
     test_resize();
     test_partitions();
+    test_changes();
     test_checkpoint();
     test_scores();
     test_score_widths();

@@ -1,0 +1,936 @@
+/* changelog.c: user state in a compacted Kafka topic (changelog.h). */
+#include "changelog.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define POSITION_KEY     "nextactd.position"
+#define POSITION_VERSION 1u
+
+/* Changes taken from the store per slice of a flush. */
+#define TAKE_SLICE 4096
+/* Longest wait for the predictions before a periodic flush, and the retry
+ * period when they are not all acknowledged: as run.c's checkpoints
+ * (DRAIN_PERIODIC_MS, DRAIN_RETRY_MS), a flush pauses the loop at most
+ * about this long. */
+#define DRAIN_PERIODIC_MS 150
+#define DRAIN_RETRY_MS    1000
+/* Blocking calls of the transactional API: long enough for a broker to
+ * answer under load, short enough that a stuck one is reported. */
+#define TXN_TIMEOUT_MS 30000
+/* An open transaction of a crashed instance holds back read_committed
+ * readers (the next owner's restore) until the coordinator aborts it:
+ * 10 s instead of librdkafka's 60 s default. */
+#define TXN_ABORT_AFTER_MS "10000"
+/* A restore whose position disagrees with the group's committed offsets
+ * reads on after this pause (ms), for at most RESTORE_AGREE_MS in all. */
+#define RESTORE_RETRY_MS 500
+#define RESTORE_AGREE_MS 60000
+/* Metadata and topic creation at start. */
+#define ADMIN_TIMEOUT_MS 15000
+
+enum { P_NONE = 0, P_RESTORING, P_LIVE };
+
+/* A change written in the open transaction, listed again if it aborts. */
+typedef struct sent {
+    uint64_t user;
+    int32_t partition;
+} sent_t;
+
+typedef struct restore {
+    int64_t next; /* next changelog offset to read; -1 = from the beginning */
+    int64_t started_mono;
+    int at_end;         /* the reader saw the partition's end (its last stable offset) */
+    int64_t retry_mono; /* read on from here at this time (0 = not waiting) */
+    uint64_t records, bytes, users, removed, bad;
+    int have_position;
+    int64_t offset[NX_CONFIG_MAX_LIST]; /* from the position record, per topic; -1 none */
+    int64_t clock[NX_CONFIG_MAX_LIST];
+} restore_t;
+
+struct nx_changelog {
+    const nx_config_t *cfg;
+    nx_kafka_t *kafka;
+    nx_pipeline_t *pipe;
+    nx_store_t *store;
+    nx_offsets_t *offs;
+    uint64_t key_fp;
+    char *topic;
+    int n_topics;
+    int32_t n_parts;          /* partitions of every input topic and of the changelog */
+    rd_kafka_t *producer;     /* transactional */
+    rd_kafka_t *reader;       /* restore consumer (manual assignment) */
+    rd_kafka_topic_t *rkt;    /* the changelog topic, for the producer */
+    uint8_t *state;           /* (n_parts) P_* */
+    restore_t *rs;            /* (n_parts) restores under way */
+    int64_t *committed;       /* (n_parts * n_topics) offsets last committed, -1 none */
+    nx_store_change_t *take;  /* (TAKE_SLICE) */
+    sent_t *sent;             /* changes of the open transaction */
+    size_t n_sent, cap_sent;
+    sent_t *deferred;         /* changes of partitions being restored, listed again after */
+    size_t n_deferred, cap_deferred;
+    uint8_t *rec;             /* one user record */
+    size_t rec_size;
+    int64_t last_flush_mono, retry_mono;
+    uint64_t lost_seen; /* nx_store_changes_lost at the last flush */
+    nx_changelog_stats_t st;
+};
+
+/* ---- helpers -------------------------------------------------------------------- */
+
+static void put_u16(uint8_t *b, uint16_t v) {
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+}
+static void put_u64(uint8_t *b, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t get_u16(const uint8_t *b) {
+    return (uint16_t)(b[0] | b[1] << 8);
+}
+static uint64_t get_u64(const uint8_t *b) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | b[i];
+    return v;
+}
+static void user_key(uint8_t k[8], uint64_t user) {
+    for (int i = 0; i < 8; i++)
+        k[i] = (uint8_t)(user >> (56 - 8 * i));
+}
+
+static int push(sent_t **v, size_t *n, size_t *cap, uint64_t user, int32_t partition) {
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 4096;
+        sent_t *p = realloc(*v, c * sizeof *p);
+        if (!p)
+            return -1;
+        *v = p;
+        *cap = c;
+    }
+    (*v)[(*n)++] = (sent_t){user, partition};
+    return 0;
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk;
+    nx_log(level < NX_LOG_ERR ? NX_LOG_ERR : level, "changelog: %s: %s", fac, buf);
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                    size_t errstr_size) {
+    char why[512];
+    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) != RD_KAFKA_CONF_OK)
+        return nx_errf(errstr, errstr_size, "changelog: %s = %s: %s", name, value, why);
+    return 0;
+}
+
+/* A client conf: brokers, the user's pass-through properties (security
+ * settings apply to these clients too), then ours. */
+static rd_kafka_conf_t *client_conf(const nx_changelog_t *cl, const nx_strmap_t *pass,
+                                    const char *const *props, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char lvl[8];
+    snprintf(lvl, sizeof lvl, "%d", nx_log_get_level());
+    if (conf_set(conf, "bootstrap.servers", nx_kafka_brokers(cl->kafka), errstr, errstr_size) ||
+        conf_set(conf, "log_level", lvl, errstr, errstr_size))
+        goto err;
+    for (int i = 0; i < pass->n; i++)
+        if (conf_set(conf, pass->key[i], pass->val[i], errstr, errstr_size))
+            goto err;
+    for (int i = 0; props[i]; i += 2)
+        if (conf_set(conf, props[i], props[i + 1], errstr, errstr_size))
+            goto err;
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    return conf;
+err:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+/* ---- start: topics ------------------------------------------------------------------ */
+
+/* Partition count of topic (0 if it does not exist), -1 on error. */
+static int partition_count(rd_kafka_t *rk, const char *topic, char *errstr, size_t errstr_size) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, ADMIN_TIMEOUT_MS);
+    rd_kafka_topic_destroy(rkt);
+    if (err)
+        return nx_errf(errstr, errstr_size, "changelog: metadata of %s: %s", topic,
+                       rd_kafka_err2str(err));
+    int n = 0;
+    if (md->topic_cnt == 1 && !md->topics[0].err)
+        n = md->topics[0].partition_cnt;
+    else if (md->topic_cnt == 1 && md->topics[0].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        n = nx_errf(errstr, errstr_size, "changelog: metadata of %s: %s", topic,
+                    rd_kafka_err2str(md->topics[0].err));
+    rd_kafka_metadata_destroy(md);
+    return n;
+}
+
+static int create_topic(nx_changelog_t *cl, char *errstr, size_t errstr_size) {
+    char why[512];
+    int rc = -1;
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(cl->topic, cl->n_parts,
+                                                    (int)cl->cfg->state.replication_factor, why,
+                                                    sizeof why);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(cl->producer);
+    rd_kafka_event_t *ev = NULL;
+    if (!nt) {
+        nx_errf(errstr, errstr_size, "changelog: topic %s: %s", cl->topic, why);
+        goto out;
+    }
+    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+    rd_kafka_CreateTopics(cl->producer, &nt, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, ADMIN_TIMEOUT_MS + 5000);
+    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+    if (!res) {
+        nx_errf(errstr, errstr_size, "changelog: creating %s: %s", cl->topic,
+                ev ? rd_kafka_event_error_string(ev) : "no answer");
+        goto out;
+    }
+    size_t n;
+    const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+    rd_kafka_resp_err_t err = n == 1 ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR__FAIL;
+    if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        nx_errf(errstr, errstr_size, "changelog: creating %s: %s", cl->topic,
+                n == 1 && rd_kafka_topic_result_error_string(tr[0])
+                    ? rd_kafka_topic_result_error_string(tr[0])
+                    : rd_kafka_err2str(err));
+        goto out;
+    }
+    if (!err)
+        nx_notice("changelog: created topic %s (%d partitions, cleanup.policy=compact)", cl->topic,
+                  (int)cl->n_parts);
+    rc = 0;
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+    return rc;
+}
+
+/* Input topics co-partitioned, changelog topic there with as many
+ * partitions. 0, or -1 + *status. */
+static int check_topics(nx_changelog_t *cl, int *status, char *errstr, size_t errstr_size) {
+    const nx_strlist_t *in = &cl->cfg->kafka.input_topics;
+    *status = 1;
+    for (int i = 0; i < in->n; i++) {
+        int n = partition_count(cl->producer, in->v[i], errstr, errstr_size);
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            *status = NX_EXIT_CONFIG;
+            return nx_errf(errstr, errstr_size,
+                           "changelog: input topic %s does not exist; with state.changelog the "
+                           "input topics must exist (co-partitioned) at start",
+                           in->v[i]);
+        }
+        if (i > 0 && n != cl->n_parts) {
+            *status = NX_EXIT_CONFIG;
+            return nx_errf(errstr, errstr_size,
+                           "changelog: input topics are not co-partitioned: %s has %d "
+                           "partitions, %s %d; a user's events must all land on one partition "
+                           "number",
+                           in->v[0], (int)cl->n_parts, in->v[i], n);
+        }
+        cl->n_parts = n;
+    }
+    int n = partition_count(cl->producer, cl->topic, errstr, errstr_size);
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        if (create_topic(cl, errstr, errstr_size) < 0)
+            return -1;
+        for (int k = 0; k < 50 && n == 0; k++) { /* metadata catches up */
+            if ((n = partition_count(cl->producer, cl->topic, errstr, errstr_size)) < 0)
+                return -1;
+            if (n == 0)
+                usleep(100000);
+        }
+    }
+    if (n != cl->n_parts) {
+        *status = NX_EXIT_CONFIG;
+        return nx_errf(errstr, errstr_size,
+                       "changelog: topic %s has %d partitions, the input topics %d: changelog "
+                       "partition p must hold the users of input partition p",
+                       cl->topic, n, (int)cl->n_parts);
+    }
+    return 0;
+}
+
+/* ---- start and end ------------------------------------------------------------------- */
+
+static int start_clients(nx_changelog_t *cl, int *status, char *errstr, size_t errstr_size) {
+    const nx_config_t *cfg = cl->cfg;
+    char txid[512], host[256] = "", group[512], why[512];
+    const char *inst = cfg->state.instance_id;
+    if (!inst[0]) {
+        if (gethostname(host, sizeof host - 1) < 0 || !host[0])
+            snprintf(host, sizeof host, "nextactd");
+        inst = host;
+    }
+    snprintf(txid, sizeof txid, "%s-state-%s", cfg->kafka.group_id, inst);
+    snprintf(group, sizeof group, "%s-state-restore-%s", cfg->kafka.group_id, inst);
+    const char *pprops[] = {"transactional.id", txid, "client.id", "nextactd-state",
+                            "transaction.timeout.ms", TXN_ABORT_AFTER_MS, "linger.ms", "5",
+                            "compression.type", "lz4", NULL};
+    rd_kafka_conf_t *conf = client_conf(cl, &cfg->kafka.producer, pprops, errstr, errstr_size);
+    if (!conf)
+        return -1;
+    if (!(cl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why))) {
+        rd_kafka_conf_destroy(conf);
+        return nx_errf(errstr, errstr_size, "changelog: producer: %s", why);
+    }
+    if (check_topics(cl, status, errstr, errstr_size) < 0)
+        return -1;
+    *status = 1;
+    cl->rkt = rd_kafka_topic_new(cl->producer, cl->topic, NULL);
+    /* fences an earlier process of this instance and aborts what it left
+     * open */
+    rd_kafka_error_t *e = rd_kafka_init_transactions(cl->producer, TXN_TIMEOUT_MS);
+    if (e) {
+        nx_errf(errstr, errstr_size, "changelog: init_transactions (%s): %s", txid,
+                rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -1;
+    }
+    /* The restore reader: no group membership (manual assignment), no
+     * commits; large fetches, one partition read front to back. */
+    const char *cprops[] = {"group.id", group,
+                            "client.id", "nextactd-state-restore",
+                            "enable.auto.commit", "false",
+                            "enable.auto.offset.store", "false",
+                            "enable.partition.eof", "true",
+                            "isolation.level", "read_committed",
+                            "auto.offset.reset", "earliest",
+                            "max.partition.fetch.bytes", "4194304",
+                            /* an idle partition's end is seen at once */
+                            "fetch.wait.max.ms", "10",
+                            NULL};
+    if (!(conf = client_conf(cl, &cfg->kafka.consumer, cprops, errstr, errstr_size)))
+        return -1;
+    if (!(cl->reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why))) {
+        rd_kafka_conf_destroy(conf);
+        return nx_errf(errstr, errstr_size, "changelog: restore consumer: %s", why);
+    }
+    rd_kafka_poll_set_consumer(cl->reader);
+    nx_notice("changelog: topic %s, %d partitions, transactional.id %s", cl->topic,
+              (int)cl->n_parts, txid);
+    return 0;
+}
+
+nx_changelog_t *nx_changelog_new(const nx_config_t *cfg, nx_kafka_t *kafka, nx_pipeline_t *pipe,
+                                 nx_offsets_t *offs, uint64_t key_fp, int *status, char *errstr,
+                                 size_t errstr_size) {
+    nx_changelog_t *cl = calloc(1, sizeof *cl);
+    *status = 1;
+    if (!cl) {
+        nx_errf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    cl->cfg = cfg;
+    cl->kafka = kafka;
+    cl->pipe = pipe;
+    cl->store = nx_pipeline_store(pipe);
+    cl->offs = offs;
+    cl->key_fp = key_fp;
+    cl->n_topics = cfg->kafka.input_topics.n;
+    cl->topic = strdup(cfg->state.changelog);
+    if (!cl->topic)
+        goto oom;
+    if (start_clients(cl, status, errstr, errstr_size) < 0)
+        goto err;
+    cl->state = calloc((size_t)cl->n_parts, 1);
+    cl->rs = calloc((size_t)cl->n_parts, sizeof *cl->rs);
+    cl->committed = malloc((size_t)cl->n_parts * (size_t)cl->n_topics * sizeof *cl->committed);
+    cl->take = malloc(TAKE_SLICE * sizeof *cl->take);
+    cl->rec_size = nx_store_user_record_size(cl->store);
+    cl->rec = malloc(cl->rec_size);
+    if (!cl->state || !cl->rs || !cl->committed || !cl->take || !cl->rec)
+        goto oom;
+    for (int i = 0; i < cl->n_parts * cl->n_topics; i++)
+        cl->committed[i] = -1;
+    if (nx_store_track_changes(cl->store, 1) < 0)
+        goto oom;
+    cl->last_flush_mono = nx_now_mono_ms();
+    *status = 0;
+    return cl;
+oom:
+    nx_errf(errstr, errstr_size, "out of memory");
+    *status = 1;
+err:
+    nx_changelog_destroy(cl);
+    return NULL;
+}
+
+void nx_changelog_destroy(nx_changelog_t *cl) {
+    if (!cl)
+        return;
+    if (cl->reader) {
+        rd_kafka_consumer_close(cl->reader);
+        rd_kafka_destroy(cl->reader);
+    }
+    if (cl->rkt)
+        rd_kafka_topic_destroy(cl->rkt);
+    if (cl->producer)
+        rd_kafka_destroy(cl->producer);
+    if (cl->store)
+        nx_store_track_changes(cl->store, 0);
+    free(cl->rec);
+    free(cl->deferred);
+    free(cl->sent);
+    free(cl->take);
+    free(cl->committed);
+    free(cl->rs);
+    free(cl->state);
+    free(cl->topic);
+    free(cl);
+}
+
+/* ---- flush ---------------------------------------------------------------------------- */
+
+/* Produces one record to the open transaction; waits while librdkafka's
+ * queue is full. 0 or -1 (an error the commit reports as well). */
+static int produce(nx_changelog_t *cl, int32_t partition, const void *key, size_t klen,
+                   const void *val, size_t vlen) {
+    for (;;) {
+        if (rd_kafka_produce(cl->rkt, partition, RD_KAFKA_MSG_F_COPY, (void *)val, vlen, key, klen,
+                             NULL) == 0) {
+            cl->st.bytes += klen + vlen;
+            return 0;
+        }
+        rd_kafka_resp_err_t err = rd_kafka_last_error();
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            NX_LOG_RL(NX_LOG_ERR, "changelog: produce: %s", rd_kafka_err2str(err));
+            return -1;
+        }
+        rd_kafka_poll(cl->producer, 10);
+    }
+}
+
+static int64_t *committed_at(nx_changelog_t *cl, int topic, int32_t p) {
+    return &cl->committed[(size_t)p * (size_t)cl->n_topics + (size_t)topic];
+}
+
+/* The position record of live partition p. */
+static int produce_position(nx_changelog_t *cl, int32_t p) {
+    uint8_t buf[2 + 8 + NX_CONFIG_MAX_LIST * (2 + 256 + 16)];
+    size_t n = 0;
+    buf[n++] = POSITION_VERSION;
+    buf[n++] = (uint8_t)cl->n_topics;
+    put_u64(buf + n, cl->key_fp);
+    n += 8;
+    for (int t = 0; t < cl->n_topics; t++) {
+        const char *name = cl->cfg->kafka.input_topics.v[t];
+        size_t len = strlen(name);
+        nx_kafka_offset_t *o = nx_offsets_find(cl->offs, t, p, 0);
+        put_u16(buf + n, (uint16_t)len);
+        memcpy(buf + n + 2, name, len);
+        n += 2 + len;
+        put_u64(buf + n, (uint64_t)(o ? o->offset : -1));
+        put_u64(buf + n + 8, (uint64_t)nx_pipeline_partition_clock(cl->pipe, t, p));
+        n += 16;
+    }
+    return produce(cl, p, POSITION_KEY, sizeof POSITION_KEY - 1, buf, n);
+}
+
+/* Takes the store's changes: those of live partitions are produced into
+ * the open transaction; those of partitions still restoring wait for a
+ * later flush; others (not ours) are left out. */
+static int produce_changes(nx_changelog_t *cl) {
+    size_t k;
+    while ((k = nx_store_take_changes(cl->store, cl->take, TAKE_SLICE)) > 0) {
+        for (size_t i = 0; i < k; i++) {
+            const nx_store_change_t *c = &cl->take[i];
+            int32_t p = c->partition;
+            uint8_t st = p >= 0 && p < cl->n_parts ? cl->state[p] : P_NONE;
+            if (st == P_RESTORING) {
+                if (push(&cl->deferred, &cl->n_deferred, &cl->cap_deferred, c->user, p) < 0)
+                    return -1;
+                continue;
+            }
+            if (st != P_LIVE)
+                continue;
+            uint8_t key[8];
+            user_key(key, c->user);
+            long len = c->removed ? 0 : nx_store_user_record(cl->store, c->user, cl->rec,
+                                                             cl->rec_size);
+            if (len < 0)
+                continue; /* not there after all: its removal follows */
+            if (push(&cl->sent, &cl->n_sent, &cl->cap_sent, c->user, p) < 0 ||
+                produce(cl, p, key, 8, c->removed ? NULL : cl->rec, (size_t)len) < 0)
+                return -1;
+            if (c->removed)
+                cl->st.tombstones++;
+            else
+                cl->st.records++;
+        }
+    }
+    return 0;
+}
+
+/* Offsets of the live partitions that moved since the last commit; NULL
+ * when none did. */
+static rd_kafka_topic_partition_list_t *moved_offsets(nx_changelog_t *cl) {
+    rd_kafka_topic_partition_list_t *list = NULL;
+    for (int32_t p = 0; p < cl->n_parts; p++) {
+        if (cl->state[p] != P_LIVE)
+            continue;
+        for (int t = 0; t < cl->n_topics; t++) {
+            nx_kafka_offset_t *o = nx_offsets_find(cl->offs, t, p, 0);
+            if (!o || o->offset < 0 || o->offset == *committed_at(cl, t, p))
+                continue;
+            if (!list)
+                list = rd_kafka_topic_partition_list_new(cl->n_parts * cl->n_topics);
+            rd_kafka_topic_partition_list_add(list, cl->cfg->kafka.input_topics.v[t], p)->offset =
+                o->offset;
+        }
+    }
+    return list;
+}
+
+/* After a transaction: what it committed becomes the baseline (ok), or
+ * its users are listed again (aborted). */
+static void txn_done(nx_changelog_t *cl, rd_kafka_topic_partition_list_t *offsets, int ok) {
+    if (ok) {
+        for (int i = 0; offsets && i < offsets->cnt; i++) {
+            int t = nx_offsets_topic(cl->offs, offsets->elems[i].topic);
+            if (t >= 0)
+                *committed_at(cl, t, offsets->elems[i].partition) = offsets->elems[i].offset;
+        }
+        cl->st.flushes++;
+    } else {
+        for (size_t i = 0; i < cl->n_sent; i++)
+            nx_store_mark_changed(cl->store, cl->sent[i].user, cl->sent[i].partition);
+        cl->st.aborts++;
+    }
+    cl->n_sent = 0;
+}
+
+/* An error of the transactional API: abortable ones abort (returns 0, the
+ * flush failed but the next may succeed), fatal ones (fenced) fail the
+ * changelog (-1). */
+static int txn_error(nx_changelog_t *cl, const char *what, rd_kafka_error_t *e) {
+    int abortable = rd_kafka_error_txn_requires_abort(e);
+    int fatal = rd_kafka_error_is_fatal(e);
+    if (fatal || !abortable) {
+        nx_err("changelog: %s: %s; this instance can no longer write the state (fenced by "
+               "a newer instance of the same state.instance_id, or the producer failed): "
+               "stopping",
+               what, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        cl->st.failed = 1;
+        return -1;
+    }
+    NX_LOG_RL(NX_LOG_WARNING, "changelog: %s: %s; transaction aborted, its users are written "
+                              "by the next flush",
+              what, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    e = rd_kafka_abort_transaction(cl->producer, TXN_TIMEOUT_MS);
+    if (e) {
+        nx_err("changelog: abort_transaction: %s: stopping", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        cl->st.failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* One flush. drain_ms: longest wait for the predictions. Returns 0 (done,
+ * or nothing to do), 1 (postponed: predictions unacknowledged, or the
+ * transaction aborted), -1 (failed for good). */
+static int flush(nx_changelog_t *cl, int drain_ms) {
+    if (cl->st.failed)
+        return -1;
+    int left = nx_kafka_flush(cl->kafka, drain_ms);
+    if (left > 0) {
+        NX_LOG_RL(NX_LOG_WARNING,
+                  "changelog: %d prediction(s) unacknowledged after %d ms; flush postponed", left,
+                  drain_ms);
+        return 1;
+    }
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(cl->producer);
+    if (e)
+        return txn_error(cl, "begin_transaction", e) < 0 ? -1 : 1;
+    rd_kafka_topic_partition_list_t *offsets = NULL;
+    int rc = 1;
+    uint64_t lost = nx_store_changes_lost(cl->store);
+    if (lost != cl->lost_seen) {
+        nx_err("changelog: %llu change(s) dropped (the store's change list was full): those "
+               "users are written when they change again",
+               (unsigned long long)(lost - cl->lost_seen));
+        cl->lost_seen = lost;
+    }
+    if (produce_changes(cl) < 0) {
+        e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__FAIL, "producing the changes failed");
+        goto abort;
+    }
+    offsets = moved_offsets(cl);
+    if (offsets || cl->n_sent) {
+        for (int32_t p = 0; p < cl->n_parts; p++)
+            if (cl->state[p] == P_LIVE && produce_position(cl, p) < 0) {
+                e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__FAIL, "producing a position failed");
+                goto abort;
+            }
+    }
+    if (offsets) {
+        rd_kafka_consumer_group_metadata_t *gm =
+            rd_kafka_consumer_group_metadata(nx_kafka_consumer(cl->kafka));
+        e = rd_kafka_send_offsets_to_transaction(cl->producer, offsets, gm, TXN_TIMEOUT_MS);
+        rd_kafka_consumer_group_metadata_destroy(gm);
+        if (e)
+            goto abort;
+    }
+    /* An empty transaction commits at no cost: nothing was sent. */
+    for (int attempt = 0;; attempt++) {
+        e = rd_kafka_commit_transaction(cl->producer, TXN_TIMEOUT_MS);
+        if (!e || !rd_kafka_error_is_retriable(e) || attempt == 2)
+            break;
+        rd_kafka_error_destroy(e);
+    }
+    if (e)
+        goto abort;
+    txn_done(cl, offsets, 1);
+    rc = 0;
+    goto out;
+abort:
+    if (txn_error(cl, "transaction", e) < 0)
+        rc = -1;
+    txn_done(cl, offsets, 0);
+out:
+    if (offsets)
+        rd_kafka_topic_partition_list_destroy(offsets);
+    for (size_t i = 0; i < cl->n_deferred; i++)
+        nx_store_mark_changed(cl->store, cl->deferred[i].user, cl->deferred[i].partition);
+    cl->n_deferred = 0;
+    return rc;
+}
+
+int nx_changelog_flush(nx_changelog_t *cl) {
+    int rc = flush(cl, (int)cl->cfg->kafka.flush_timeout_ms);
+    if (rc != 0)
+        nx_err("changelog: the final flush failed: the input since the last flush will be "
+               "read again by the partitions' next owner");
+    return rc == 0 ? 0 : -1;
+}
+
+/* ---- restore -------------------------------------------------------------------------- */
+
+static void drop_partition(nx_changelog_t *cl, int32_t p) {
+    nx_pipeline_drop_partition(cl->pipe, p);
+    for (int t = 0; t < cl->n_topics; t++) {
+        nx_offsets_remove(cl->offs, t, p);
+        *committed_at(cl, t, p) = -1;
+    }
+}
+
+/* Points the restore reader at every partition being restored: new ones
+ * from the beginning, the others where they stand. */
+static void reader_assign(nx_changelog_t *cl) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(cl->n_parts);
+    for (int32_t p = 0; p < cl->n_parts; p++)
+        if (cl->state[p] == P_RESTORING)
+            rd_kafka_topic_partition_list_add(l, cl->topic, p)->offset =
+                cl->rs[p].next >= 0 ? cl->rs[p].next : RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t err = rd_kafka_assign(cl->reader, l->cnt ? l : NULL);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err)
+        nx_err("changelog: assigning the restore reader: %s", rd_kafka_err2str(err));
+}
+
+static void restore_begin(nx_changelog_t *cl, int32_t p) {
+    restore_t *rs = &cl->rs[p];
+    memset(rs, 0, sizeof *rs);
+    rs->next = -1;
+    rs->started_mono = nx_now_mono_ms();
+    for (int t = 0; t < NX_CONFIG_MAX_LIST; t++) {
+        rs->offset[t] = -1;
+        rs->clock[t] = INT64_MIN;
+    }
+    cl->state[p] = P_RESTORING;
+    nx_notice("changelog: restoring partition %d", (int)p);
+}
+
+static void bad_record(nx_changelog_t *cl, const rd_kafka_message_t *m, const char *why) {
+    cl->st.bad_records++;
+    cl->rs[m->partition].bad++;
+    NX_LOG_RL(NX_LOG_WARNING, "changelog: %s [%d] @%lld: bad record skipped: %s", cl->topic,
+              (int)m->partition, (long long)m->offset, why);
+}
+
+static void apply_position(nx_changelog_t *cl, const rd_kafka_message_t *m) {
+    const uint8_t *b = m->payload;
+    size_t len = m->len, n = 10;
+    if (!b || len < n || b[0] != POSITION_VERSION) {
+        bad_record(cl, m, "position record of another version or truncated");
+        return;
+    }
+    if (get_u64(b + 2) != cl->key_fp) {
+        bad_record(cl, m, "position record written under another user-id hash key: every "
+                          "instance of the group needs the same key file");
+        return;
+    }
+    int64_t off[NX_CONFIG_MAX_LIST], clk[NX_CONFIG_MAX_LIST];
+    for (int t = 0; t < NX_CONFIG_MAX_LIST; t++) {
+        off[t] = -1;
+        clk[t] = INT64_MIN;
+    }
+    for (int k = 0; k < b[1]; k++) {
+        if (n + 2 > len || n + 2 + get_u16(b + n) + 16 > len) {
+            bad_record(cl, m, "position record truncated");
+            return;
+        }
+        size_t nl = get_u16(b + n);
+        char name[256];
+        if (nl >= sizeof name) {
+            bad_record(cl, m, "position record with a topic name too long");
+            return;
+        }
+        memcpy(name, b + n + 2, nl);
+        name[nl] = '\0';
+        n += 2 + nl;
+        int t = nx_offsets_topic(cl->offs, name);
+        if (t >= 0) {
+            off[t] = (int64_t)get_u64(b + n);
+            clk[t] = (int64_t)get_u64(b + n + 8);
+        }
+        n += 16;
+    }
+    restore_t *rs = &cl->rs[m->partition];
+    memcpy(rs->offset, off, sizeof off);
+    memcpy(rs->clock, clk, sizeof clk);
+    rs->have_position = 1;
+}
+
+static void apply_record(nx_changelog_t *cl, const rd_kafka_message_t *m) {
+    char why[256];
+    restore_t *rs = &cl->rs[m->partition];
+    cl->st.restore_records++;
+    rs->records++;
+    cl->st.restore_bytes += m->key_len + m->len;
+    rs->bytes += m->key_len + m->len;
+    if (m->key_len == sizeof POSITION_KEY - 1 &&
+        memcmp(m->key, POSITION_KEY, sizeof POSITION_KEY - 1) == 0) {
+        apply_position(cl, m);
+        return;
+    }
+    if (m->key_len != 8) {
+        bad_record(cl, m, "key is neither a user hash nor the position");
+        return;
+    }
+    uint64_t user = 0;
+    const uint8_t *k = m->key;
+    for (int i = 0; i < 8; i++)
+        user = user << 8 | k[i];
+    if (!m->payload) {
+        rs->removed += (uint64_t)nx_store_remove_user(cl->store, user);
+        return;
+    }
+    uint64_t got;
+    if (nx_store_put_user(cl->store, m->payload, m->len, &got, why, sizeof why) < 0) {
+        bad_record(cl, m, why);
+        return;
+    }
+    if (got != user) {
+        nx_store_remove_user(cl->store, got);
+        bad_record(cl, m, "record of another user than its key");
+        return;
+    }
+    rs->users++;
+    cl->st.restored_users++;
+}
+
+/* Partition p's changelog is read to its end: offsets, clock, input. */
+static void restore_end(nx_changelog_t *cl, int32_t p) {
+    restore_t *rs = &cl->rs[p];
+    for (int t = 0; t < cl->n_topics; t++) {
+        if (rs->have_position && rs->offset[t] >= 0) {
+            nx_kafka_offset_t *o = nx_offsets_find(cl->offs, t, p, 1);
+            if (o)
+                o->offset = rs->offset[t];
+            *committed_at(cl, t, p) = rs->offset[t];
+        }
+        if (rs->have_position)
+            nx_pipeline_set_partition_clock(cl->pipe, t, p, rs->clock[t]);
+        nx_kafka_release(cl->kafka, t, p);
+    }
+    cl->state[p] = P_LIVE;
+    double s = (double)(nx_now_mono_ms() - rs->started_mono) / 1000;
+    cl->st.restore_seconds += s;
+    nx_notice("changelog: partition %d restored in %.2f s: %llu user(s), %llu removed, %llu "
+              "record(s) (%.1f MB), %llu bad; input resumes %s",
+              (int)p, s, (unsigned long long)rs->users, (unsigned long long)rs->removed,
+              (unsigned long long)rs->records, (double)rs->bytes / 1e6,
+              (unsigned long long)rs->bad,
+              rs->have_position ? "where the restored state ends"
+                                : "at the committed offset (no position record)");
+}
+
+/* 1 if the group's committed offsets of partition p are those of the
+ * position read so far. A read_committed reader ends at the partition's
+ * last stable offset: while a transaction of a crashed instance is still
+ * open there, later committed records (its successor's) are not read yet,
+ * and the group's offsets, committed with them, are ahead of the position.
+ * Until the broker aborts that transaction the two disagree and the
+ * restore reads on. A position of -1 (none) agrees with no offset or 0. */
+static int position_agrees(nx_changelog_t *cl, int32_t p) {
+    const restore_t *rs = &cl->rs[p];
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(cl->n_topics);
+    for (int t = 0; t < cl->n_topics; t++)
+        rd_kafka_topic_partition_list_add(l, cl->cfg->kafka.input_topics.v[t], p);
+    int ok = nx_kafka_committed(cl->kafka, l, 2000) == 0;
+    for (int t = 0; ok && t < cl->n_topics; t++) {
+        int64_t want = rs->have_position ? rs->offset[t] : -1, got = l->elems[t].offset;
+        ok = want >= 0 ? got == want : got <= 0;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return ok;
+}
+
+/* Reads restore records until the budget is spent or nothing is waiting;
+ * ends the restores whose partitions were read to the end and agree with
+ * the group's committed offsets. */
+static void restore_slice(nx_changelog_t *cl, int64_t budget_us) {
+    int64_t deadline = nx_now_mono_ms() * 1000 + budget_us;
+    int ended = 0;
+    for (int k = 0;; k++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(cl->reader, 0);
+        if (!m)
+            break;
+        int32_t p = m->partition;
+        if (p < 0 || p >= cl->n_parts || cl->state[p] != P_RESTORING) {
+            rd_kafka_message_destroy(m); /* of an earlier assignment */
+        } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            rd_kafka_message_destroy(m);
+            cl->rs[p].at_end = 1;
+        } else if (m->err) {
+            NX_LOG_RL(NX_LOG_WARNING, "changelog: restore reader: %s",
+                      rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+        } else {
+            cl->rs[p].next = m->offset + 1;
+            apply_record(cl, m);
+            rd_kafka_message_destroy(m);
+        }
+        if ((k & 255) == 255 && nx_now_mono_ms() * 1000 >= deadline)
+            break;
+    }
+    int64_t now = nx_now_mono_ms();
+    for (int32_t p = 0; p < cl->n_parts; p++) {
+        restore_t *rs = &cl->rs[p];
+        if (cl->state[p] != P_RESTORING)
+            continue;
+        if (rs->retry_mono && now >= rs->retry_mono) {
+            rs->retry_mono = 0;
+            ended = 1; /* reassigned below: the reader reads on and ends again */
+        }
+        if (!rs->at_end)
+            continue;
+        rs->at_end = 0;
+        if (position_agrees(cl, p)) {
+            restore_end(cl, p);
+        } else if (now - rs->started_mono >= RESTORE_AGREE_MS) {
+            nx_err("changelog: partition %d: the restored position still disagrees with the "
+                   "group's committed offsets after %d s (a state gap: input resumes at the "
+                   "committed offset)",
+                   (int)p, RESTORE_AGREE_MS / 1000);
+            restore_end(cl, p);
+        } else {
+            NX_LOG_RL(NX_LOG_INFO, "changelog: partition %d: position behind the committed "
+                                   "offsets (an open transaction?); reading on",
+                      (int)p);
+            rs->retry_mono = now + RESTORE_RETRY_MS;
+            continue;
+        }
+        ended = 1;
+    }
+    if (ended)
+        reader_assign(cl);
+}
+
+/* Partitions being restored. */
+static int restoring(const nx_changelog_t *cl) {
+    int n = 0;
+    for (int32_t p = 0; p < cl->n_parts; p++)
+        n += cl->state[p] == P_RESTORING;
+    return n;
+}
+
+/* ---- rebalances and the tick ----------------------------------------------------------- */
+
+/* 1 if parts->elems[i]'s partition number came earlier in the list. */
+static int seen_before(const rd_kafka_topic_partition_list_t *parts, int i) {
+    for (int j = 0; j < i; j++)
+        if (parts->elems[j].partition == parts->elems[i].partition)
+            return 1;
+    return 0;
+}
+
+void nx_changelog_assign(nx_changelog_t *cl, const rd_kafka_topic_partition_list_t *parts) {
+    int added = 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        int t = nx_offsets_topic(cl->offs, parts->elems[i].topic);
+        int32_t p = parts->elems[i].partition;
+        if (t < 0)
+            continue;
+        nx_kafka_hold(cl->kafka, t, p);
+        if (seen_before(parts, i) || p >= cl->n_parts || cl->state[p] != P_NONE)
+            continue;
+        /* the changelog is the truth: what this process held of it is stale */
+        drop_partition(cl, p);
+        restore_begin(cl, p);
+        added = 1;
+    }
+    if (added)
+        reader_assign(cl);
+}
+
+void nx_changelog_revoke(nx_changelog_t *cl, const rd_kafka_topic_partition_list_t *parts,
+                         int lost) {
+    int stopped = 0;
+    /* while they are still ours: their changes and offsets go out now */
+    if (!lost && flush(cl, (int)cl->cfg->kafka.flush_timeout_ms) != 0)
+        nx_warn("changelog: flush at revoke failed; the partitions' next owner reads their "
+                "input again from the last flush");
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
+        if (seen_before(parts, i) || p < 0 || p >= cl->n_parts || cl->state[p] == P_NONE)
+            continue;
+        if (cl->state[p] == P_RESTORING)
+            stopped = 1;
+        cl->state[p] = P_NONE;
+        drop_partition(cl, p);
+    }
+    if (stopped)
+        reader_assign(cl);
+}
+
+void nx_changelog_tick(nx_changelog_t *cl, int64_t now_mono, int64_t budget_us) {
+    if (cl->st.failed)
+        return;
+    if (restoring(cl))
+        restore_slice(cl, budget_us);
+    if (now_mono - cl->last_flush_mono < cl->cfg->kafka.commit_interval_ms ||
+        now_mono < cl->retry_mono)
+        return;
+    int rc = flush(cl, DRAIN_PERIODIC_MS);
+    if (rc == 1)
+        cl->retry_mono = now_mono + DRAIN_RETRY_MS;
+    else
+        cl->last_flush_mono = now_mono;
+}
+
+void nx_changelog_stats(const nx_changelog_t *cl, nx_changelog_stats_t *stats) {
+    *stats = cl->st;
+    stats->restoring = restoring(cl);
+}
