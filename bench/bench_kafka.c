@@ -1,5 +1,5 @@
 /*
- * bench_kafka.c: nextactd end to end on a real broker (issue 6). Prints
+ * bench_kafka.c: nextactd end to end on a real broker. Prints
  * figures; not a test.
  *
  * Two measurements, each against a `nextactd run` this tool starts (and

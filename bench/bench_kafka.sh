@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench_kafka.sh: nextactd end to end on the real local broker (issue 6).
+# bench_kafka.sh: nextactd end to end on the real local broker.
 #
 # Runs build/bench/bench_kafka (bench/bench_kafka.c) three or four times on
 # fresh topics (4 input partitions):

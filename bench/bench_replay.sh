@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench_replay.sh: `nextactd replay` throughput (issue 6), printed as a table.
+# bench_replay.sh: `nextactd replay` throughput, printed as a table.
 #
 # Generates an Avro OCF of the generator's events once (null codec, so the
 # figure is the pipeline's, not inflate's), then replays it with the default

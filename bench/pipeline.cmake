@@ -1,4 +1,4 @@
-# Benchmarks of the main job (issue 6); they print figures, they are not
+# Benchmarks of the main job; they print figures, they are not
 # tests. bench_replay.sh (replay events/s), bench_kafka.sh (end to end on the
 # real broker) and plot_learning_curves.py are scripts beside this file.
 #

@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "mlp.h"
 #include "store.h"
 
 typedef enum nx_cfg_type {
@@ -1060,9 +1061,9 @@ static int cross_check(load_ctx_t *ctx, nx_config_t *cfg, const config_t *c) {
         return fail(ctx, find_line(cfg, c, "kafka.transactional"),
                     "kafka.transactional = true (exactly-once) is not implemented yet; "
                     "nextactd delivers at least once: set it to false");
-    if (cfg->model.hidden.n > 8)
-        return fail(ctx, find_line(cfg, c, "model.hidden"),
-                    "model.hidden has %d layers; at most 8 allowed", cfg->model.hidden.n);
+    if (cfg->model.hidden.n > NX_MLP_MAX_HIDDEN)
+        return fail(ctx, find_line(cfg, c, "model.hidden"), "model.hidden has %d layers; at most %d allowed",
+                    cfg->model.hidden.n, NX_MLP_MAX_HIDDEN);
     if (cfg->model.class_weights.n != 0 && cfg->model.class_weights.n != nt + 1)
         return fail(ctx, find_line(cfg, c, "model.class_weights"),
                     "model.class_weights has %d entries; give none or %d (one per event type "

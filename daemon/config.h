@@ -8,8 +8,9 @@
  * libconfig, whose strings die with config_destroy). Free with
  * nx_config_destroy(). Not thread-safe; read it from the main thread.
  *
- * Durations are stored in milliseconds (suffix _ms) and written in the file
- * as integers of the unit the key's name says (…_ms or seconds, see help).
+ * Durations are stored in the unit their key's name says, as integers:
+ * milliseconds for keys ending in _ms, seconds for keys ending in _s; the
+ * code converts where it uses them.
  */
 #ifndef NX_CONFIG_H
 #define NX_CONFIG_H

@@ -277,7 +277,7 @@ static int64_t avro_encode(avro_out_t *ao) {
 
 /* ---- malformed payloads (--bad-rate) ------------------------------------- */
 
-/* The classes the ingest side must reject, one reason each (issue 3). */
+/* The classes the ingest side must reject, one reason each. */
 enum {
     BAD_TRUNCATED,
     BAD_GARBAGE,

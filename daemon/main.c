@@ -44,7 +44,7 @@ static int print_features(const char *conf) {
         fprintf(stderr, "%s\n", err);
         return NX_EXIT_CONFIG;
     }
-    uint8_t key[16] = {0}; /* the schema does not depend on the key */
+    uint8_t key[NX_SIPHASH_KEY_LEN] = {0}; /* the schema does not depend on the key */
     nx_pipeline_t *pipe = nx_pipeline_new(cfg, key, 0, NULL, err, sizeof err);
     int rc = 0;
     if (!pipe) {

@@ -93,7 +93,7 @@ static int mlp_params_from(const nx_config_t *cfg, int n_in, int K, nx_mlp_param
     return nx_mlp_params_check(mp, errstr, errstr_size);
 }
 
-nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], int live,
+nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPHASH_KEY_LEN], int live,
                                const nx_pipeline_out_t *out, char *errstr, size_t errstr_size) {
     nx_pipeline_t *pipe = calloc(1, sizeof *pipe);
     if (!pipe) {
@@ -404,7 +404,7 @@ static void serve(nx_pipeline_t *pipe, float *P, float *Q, uint8_t *served, size
 static void top_reasons(const nx_pipeline_t *pipe, const float *c, const float *x,
                         nx_reason_t *out) {
     const int N = pipe->explain;
-    int idx[16], m = 0;
+    int idx[NX_PIPELINE_MAX_REASONS], m = 0;
     for (size_t j = 0; j < pipe->dim; j++) {
         int pos = m < N ? m++ : N;
         if (pos == N && !(c[j] > c[idx[N - 1]]))
@@ -656,7 +656,7 @@ void nx_pipeline_stats(const nx_pipeline_t *pipe, nx_pipeline_stats_t *stats) {
     stats->guard_rollbacks = gs.rollbacks;
     stats->guard_ratio = gs.last_ratio;
     stats->explained = pipe->explained;
-    for (int k = 0; k < pipe->K && k < 16; k++) {
+    for (int k = 0; k < pipe->K && k < NX_PIPELINE_MAX_CLASSES; k++) {
         stats->auc[k] = r.auc[k];
         stats->window_auc[k] = w.auc[k];
     }

@@ -34,6 +34,7 @@
 
 #include "config.h"
 #include "event.h"
+#include "siphash.h"
 #include "store.h"
 #include "stream.h"
 
@@ -46,6 +47,12 @@ typedef struct nx_pipeline_out {
     int (*emit)(void *opaque, size_t index, const nx_event_t *ev, const void *rec, size_t len);
     void *opaque;
 } nx_pipeline_out_t;
+
+/* Classes the statistics have room for: the event types and `none`, with
+ * room to spare (the stats struct is kept in checkpoints: its size stays). */
+#define NX_PIPELINE_MAX_CLASSES 16
+/* Reasons per prediction at most (output.explain's bound). */
+#define NX_PIPELINE_MAX_REASONS 16
 
 typedef struct nx_pipeline_stats {
     uint64_t events;      /* events processed */
@@ -63,8 +70,8 @@ typedef struct nx_pipeline_stats {
     double logloss, accuracy, normalized_entropy, calibration_error;
     double window_logloss, window_accuracy;
     int n_classes;
-    double auc[16];        /* one-vs-rest, cumulative, per class */
-    double window_auc[16]; /* rolling window */
+    double auc[NX_PIPELINE_MAX_CLASSES];        /* one-vs-rest, cumulative, per class */
+    double window_auc[NX_PIPELINE_MAX_CLASSES]; /* rolling window */
     /* the model guard (guard.h); fields are only ever appended here, as a
      * checkpoint keeps a length-prefixed copy of this struct */
     int model_state;            /* nx_model_state_t now */
@@ -74,11 +81,11 @@ typedef struct nx_pipeline_stats {
     uint64_t explained;         /* predictions with reasons */
 } nx_pipeline_stats_t;
 
-/* Builds store, model and metrics from cfg. key: the 16-byte user-id hash
- * key (from the state directory, see nx_store_key_load). live: 1 in the
+/* Builds store, model and metrics from cfg. key: the user-id hash key
+ * (from the state directory, see nx_siphash_key_load). live: 1 in the
  * daemon (wall-clock watermark advance), 0 in replay. Caller frees with
  * nx_pipeline_destroy. NULL + errstr on bad configuration. */
-nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[16], int live,
+nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPHASH_KEY_LEN], int live,
                                const nx_pipeline_out_t *out, char *errstr, size_t errstr_size);
 void nx_pipeline_destroy(nx_pipeline_t *pipe);
 

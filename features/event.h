@@ -3,8 +3,9 @@
  *
  * daemon/ converts Kafka records, Avro payloads and replay rows into
  * nx_event_t; features/ and the pipeline read nothing else. The struct holds
- * no pointers it owns: user_id borrows bytes from the decoder's batch arena
- * and is valid until the decoder's next batch (see daemon/codec.h).
+ * no pointers it owns: user_id borrows the bytes of the payload it was
+ * decoded from (a Kafka message, a replay reader's buffer) and is valid as
+ * long as that payload is (see daemon/codec.h).
  *
  * Item, category and session identifiers are reduced to 64-bit hashes by the
  * decoder (nx_event_id_hash), so the store compares fixed-size words; 0 means

@@ -1,4 +1,4 @@
-# Operations (issue 7): checkpoint directory, metrics format, sd_notify and
+# Operations: checkpoint directory, metrics format, sd_notify and
 # watchdog, metrics endpoint (unit, mock cluster); signals, crash and
 # restart on the real broker (integration); the systemd unit (unit).
 add_executable(test_ops ${CMAKE_CURRENT_SOURCE_DIR}/test_ops.c)

@@ -1,4 +1,4 @@
-# Replay and quality tests of the main job (issues 3 and 6): `nextactd
+# Replay and quality tests of the main job: `nextactd
 # replay` as a subprocess (determinism, summary, metrics CSV, CSV samples),
 # the model against the generator's oracle, and the malformed-input soak.
 add_executable(test_replay ${CMAKE_CURRENT_LIST_DIR}/test_replay.c)
@@ -20,7 +20,7 @@ set_tests_properties(test_quality PROPERTIES LABELS unit TIMEOUT 60)
 add_test(NAME test_quality_batches COMMAND test_quality --bad-takes-slots)
 set_tests_properties(test_quality_batches PROPERTIES LABELS unit TIMEOUT 60)
 
-# Soak (issue 3): 100k malformed messages through nextactd on the real
+# Soak: 100k malformed messages through nextactd on the real
 # broker grow its resident memory by less than 1 MB.
 add_executable(test_soak ${CMAKE_CURRENT_LIST_DIR}/test_soak.c)
 target_link_libraries(test_soak PRIVATE nx_daemon nx_testkit)

@@ -1,5 +1,5 @@
 /*
- * test_quality.c: the model against the truth, in-process (issue 6).
+ * test_quality.c: the model against the truth, in-process.
  *
  * 200k events of the generator (10000 users, fixed seed) go through the
  * codec (encoded with nx_codec_encode_event, decoded as Kafka payloads) and
@@ -12,7 +12,7 @@
  * - the oracle figures computed here agree with nx_gen_oracle's (so the
  *   labels are the generator's);
  * - the model's progressive log loss is within 5% of the oracle's and its
- *   purchase AUC within 0.02 of the oracle's (issue 6), over all 200k
+ *   purchase AUC within 0.02 of the oracle's, over all 200k
  *   events (the cold start included) and over the second 100k;
  * - bad payloads mixed into the stream (1 in 100: truncated, trailing
  *   bytes, empty, negative length, random bytes) are all rejected by the
@@ -60,7 +60,7 @@
 /* Probabilities are clamped to this before the log, for model and oracle
  * alike (JSON carries 9 significant digits; float32 underflow aside). */
 #define P_MIN 1e-7
-/* The bounds of issue 6. */
+/* The quality bounds the model must hold against the oracle. */
 #define LOGLOSS_RATIO_MAX 1.05
 #define AUC_GAP_MAX       0.02
 
@@ -518,7 +518,7 @@ int main(int argc, char **argv) {
     /* the pipeline's progressive figures agree with ours */
     CHECK_NEAR(st.logloss, ll_model, 0.01 * ll_model);
 
-    /* issue 6 over the whole run, cold start included, and over the
+    /* the bounds over the whole run, cold start included, and over the
      * second half (the model that has seen 100k events). Measured with
      * the defaults (lr 0.01 decaying to a floor of 0.001, one hidden
      * layer of 32, output layer initialised at 0.1 x Xavier), generator

@@ -6,7 +6,7 @@
  *   model seed gives other predictions (so the comparison can fail);
  * - the Avro output reads back with Avro C against its own schema, one
  *   record per event, each with the input offset it answers;
- * - --summary writes one JSON object with every key of issue 6;
+ * - --summary writes one JSON object with every documented key;
  * - --metrics-every N writes a CSV row each N events;
  * - CSV replay of the Taobao and REES46 samples in tests/data: events,
  *   predictions at the right line numbers, bad rows counted and reported
@@ -293,7 +293,7 @@ static void test_determinism(void) {
     CHECK_STR_HAS(j, "\"probabilities\":{\"click\":");
     free(j);
 
-    /* the summary: one object with the keys of issue 6 */
+    /* the summary: one object with the documented keys */
     char *s = slurp(summ, NULL);
     CHECK(s != NULL);
     static const char *keys[] = {"events",   "predictions",        "bad_records",      "users",

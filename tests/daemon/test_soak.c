@@ -1,6 +1,6 @@
 /*
  * test_soak.c: 100k malformed messages through nextactd on the real broker
- * must grow its resident memory by less than 1 MB (issue 3).
+ * must grow its resident memory by less than 1 MB.
  *
  * `nextactd run` consumes a fresh 2-partition topic. Warm-up rounds (bad
  * and good messages, each as many as the soak) run first, each until the
@@ -38,7 +38,7 @@
 #define GOOD_EVERY 100
 /* Measured soak rounds (see main). */
 #define SOAK_ROUNDS 2
-/* The bound of issue 3. */
+/* The bound on resident memory growth a soak may show. */
 #define RSS_GROWTH_MAX_KB 1024
 /* Each phase must drain within this (s): 100k messages take a few here. */
 #define PHASE_TIMEOUT_S 120
