@@ -184,21 +184,14 @@ int nx_store_put_user(nx_store_t *store, const void *buf, size_t len, uint64_t *
     const nx_user_t *in = (const nx_user_t *)(b + NX_USER_HEAD);
     uint64_t h;
     memcpy(&h, &in->hash, sizeof h);
-    uint32_t old = find(store, h);
-    if (old != UINT32_MAX)
-        nx_table_remove(store, old);
-    else if (store->n_users >= store->p.max_users)
+    if (find(store, h) == UINT32_MAX && store->n_users >= store->p.max_users)
         nx_evict_one(store);
-    uint32_t idx = nx_table_insert(store, h);
+    uint32_t idx = nx_table_put(store, in);
     if (idx == UINT32_MAX) {
         snprintf(errstr, errstr_size, "features: out of memory restoring a user");
         return -1;
     }
     nx_user_t *u = rec(store, idx);
-    uint32_t chain = u->chain;
-    memcpy(u, in, store->rec_size);
-    u->chain = chain;
-    u->lprev = u->lnext = 0;
     int pending = u->flags & NX_F_PENDING;
     u->flags = 0;
     if (pending)

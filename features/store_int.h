@@ -290,6 +290,11 @@ uint32_t nx_table_insert(nx_store_t *store, uint64_t h);
 /* Removes record idx (and its pending example from the expiry list), moving
  * the last record into the hole: indices held across this go stale. */
 void nx_table_remove(nx_store_t *store, uint32_t idx);
+/* A copy of record `in` (rec_size bytes, from a stream) into the table,
+ * replacing a user with the same hash; its chain and list links are the
+ * table's, its flags as copied (the caller fixes them). Its index, or
+ * UINT32_MAX when out of memory. */
+uint32_t nx_table_put(nx_store_t *store, const void *in);
 /* Empties the store, keeping the slab's pages and the larger bucket array. */
 void nx_table_clear(nx_store_t *store);
 /* Puts record idx at the back of the expiry list (sets NX_F_PENDING), or

@@ -163,20 +163,12 @@ static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, voi
         snprintf(errstr, errstr_size, "features: short read in user records");
         return -1;
     }
-    nx_user_t *in = (nx_user_t *)tmp;
-    uint32_t old = find(store, in->hash);
-    if (old != UINT32_MAX)
-        nx_table_remove(store, old);
-    uint32_t idx = nx_table_insert(store, in->hash);
+    uint32_t idx = nx_table_put(store, tmp);
     if (idx == UINT32_MAX) {
         snprintf(errstr, errstr_size, "features: out of memory restoring users");
         return -1;
     }
     nx_user_t *u = rec(store, idx);
-    uint32_t chain = u->chain;
-    memcpy(u, tmp, store->rec_size);
-    u->chain = chain;
-    u->lprev = u->lnext = 0;
     u->flags &= (uint8_t)~(NX_F_PENDING | NX_F_DIRTY);
     if (store->track)
         nx_mark_dirty(store, idx);

@@ -296,6 +296,23 @@ uint32_t nx_table_insert(nx_store_t *store, uint64_t h) {
     return idx;
 }
 
+uint32_t nx_table_put(nx_store_t *store, const void *in) {
+    uint64_t h;
+    memcpy(&h, &((const nx_user_t *)in)->hash, sizeof h);
+    uint32_t old = find(store, h);
+    if (old != UINT32_MAX)
+        nx_table_remove(store, old);
+    uint32_t idx = nx_table_insert(store, h);
+    if (idx == UINT32_MAX)
+        return UINT32_MAX;
+    nx_user_t *u = rec(store, idx);
+    uint32_t chain = u->chain;
+    memcpy(u, in, store->rec_size);
+    u->chain = chain;
+    u->lprev = u->lnext = 0;
+    return idx;
+}
+
 void nx_table_remove(nx_store_t *store, uint32_t idx) {
     nx_user_t *u = rec(store, idx);
     if (store->track)
