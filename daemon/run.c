@@ -123,7 +123,7 @@ int64_t nx_run_latency_quantile(const nx_latency_t *l, double q) {
 
 /* ---- the loop --------------------------------------------------------------- */
 
-static int emit(void *opaque, size_t index, const nx_event_t *ev, const void *rec, size_t len) {
+int nx_run_emit(void *opaque, size_t index, const nx_event_t *ev, const void *rec, size_t len) {
     nx_run_t *r = opaque;
     return nx_kafka_produce(r->kafka, r->tickets[index], ev->user_id, ev->user_id_len, rec, len);
 }
@@ -249,189 +249,6 @@ static void reload(nx_run_t *r) {
     free(now);
     free(want);
     nx_config_destroy(fresh);
-}
-
-/* ---- checkpoints ------------------------------------------------------------ */
-
-/* "key.v" section: u32 version, u64 fingerprint of the user-id hash key
- * (a SipHash of a fixed text under the key: it tells keys apart and says
- * nothing about them). Users are stored by their hash under the key, so a
- * checkpoint read under another key would orphan every user. */
-#define KEY_SECTION         "key.v"
-#define KEY_SECTION_VERSION 1u
-
-static uint64_t key_fingerprint(const uint8_t key[NX_SIPHASH_KEY_LEN]) {
-    static const char what[] = "nextactd user-id hash key fingerprint";
-    return nx_siphash24(key, what, sizeof what - 1);
-}
-
-static int key_save(void *opaque, int (*write)(void *w, const void *buf, size_t len), void *w) {
-    const nx_run_t *r = opaque;
-    uint32_t version = KEY_SECTION_VERSION;
-    uint64_t fp = key_fingerprint(r->key);
-    return write(w, &version, sizeof version) | write(w, &fp, sizeof fp) ? -1 : 0;
-}
-
-static int key_load(void *opaque, int (*read)(void *rd, void *buf, size_t len), void *rd,
-                    uint64_t len) {
-    nx_run_t *r = opaque;
-    uint32_t version;
-    uint64_t fp;
-    (void)len;
-    if (!read) {
-        nx_warn("checkpoint: written before checkpoints recorded the user-id key; it cannot be "
-                "checked against %s/%s",
-                r->cfg->state_dir, NX_SIPHASH_KEY_FILE);
-        return 0;
-    }
-    if (read(rd, &version, sizeof version) < 0 || version == 0 || version > KEY_SECTION_VERSION ||
-        read(rd, &fp, sizeof fp) < 0)
-        return -1;
-    if (fp != key_fingerprint(r->key)) {
-        r->key_mismatch = 1;
-        return -1;
-    }
-    return 0;
-}
-
-/* The sections run.c adds to the pipeline's checkpoint. */
-static int ckpt_sections(nx_run_t *r, nx_pipeline_section_t sec[3]) {
-    sec[0] = (nx_pipeline_section_t){NX_OFFSETS_SECTION, 1, nx_offsets_save, nx_offsets_load,
-                                     &r->offs};
-    sec[1] = (nx_pipeline_section_t){NX_OFFSETS_SECTION_LEGACY, 1, NULL, nx_offsets_load_legacy,
-                                     &r->offs};
-    sec[2] = (nx_pipeline_section_t){KEY_SECTION, 1, key_save, key_load, r};
-    return 3;
-}
-
-static int ckpt_write(void *opaque, const char *path, char *errstr, size_t errstr_size) {
-    nx_run_t *r = opaque;
-    nx_pipeline_section_t sec[3];
-    ckpt_sections(r, sec);
-    /* the legacy offsets section is only ever read */
-    nx_pipeline_section_t out[2] = {sec[0], sec[2]};
-    return nx_pipeline_save(r->pipe, path, out, 2, errstr, errstr_size);
-}
-
-static int ckpt_load(void *opaque, const char *path, char *errstr, size_t errstr_size) {
-    nx_run_t *r = opaque;
-    nx_pipeline_section_t sec[3];
-    int n = ckpt_sections(r, sec);
-    int mismatch_before = r->key_mismatch;
-    r->key_mismatch = 0;
-    if (nx_pipeline_load(r->pipe, path, sec, n, errstr, errstr_size) == 0) {
-        r->key_mismatch = mismatch_before;
-        return 0;
-    }
-    if (r->key_mismatch)
-        snprintf(errstr, errstr_size,
-                 "written under another user-id hash key than %.200s/%s (the key file was "
-                 "lost or replaced)",
-                 r->cfg->state_dir, NX_SIPHASH_KEY_FILE);
-    r->key_mismatch |= mismatch_before;
-    /* a refused file may have left the pipeline half restored: start the
-     * next attempt (or the fresh start) from a new one */
-    char err[512];
-    nx_pipeline_out_t po = {emit, r};
-    nx_pipeline_destroy(r->pipe);
-    nx_offsets_init(&r->offs, r->topics, r->cfg->kafka.input_topics.n);
-    if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, 1, &po, err, sizeof err)))
-        nx_err("checkpoint: rebuilding the pipeline: %s", err);
-    return -1;
-}
-
-/* A checkpoint's offsets say where its state ends, and a restart seeks
- * there: a record before that point whose prediction is still
- * unacknowledged would never be predicted again. So the producer is drained
- * first (bounded by kafka.flush_timeout_ms); if it cannot be, the
- * checkpoint waits. Returns the records left (0 when drained). */
-static int ckpt_drain(nx_run_t *r, int timeout_ms) {
-    return nx_kafka_flush(r->kafka, timeout_ms);
-}
-
-/* Longest the loop waits for the producer before a periodic checkpoint:
- * within the 200 ms a checkpoint may pause the loop. A healthy broker
- * acknowledges within tens of ms; when it does not, the checkpoint is
- * tried again DRAIN_RETRY_MS later instead of stalling the loop for
- * kafka.flush_timeout_ms. */
-#define DRAIN_PERIODIC_MS 150
-#define DRAIN_RETRY_MS    1000
-
-/* Starts a background checkpoint (forked writer). The trainer is brought
- * to rest first: the child has only the forking thread, so a snapshot taken
- * while the trainer updates the model would be torn (nx_pipeline_quiesce). */
-static void ckpt_start(nx_run_t *r, int64_t now_mono) {
-    char err[1024];
-    if (!r->ckdir || nx_ckptdir_busy(r->ckdir))
-        return;
-    int timeout = (int)r->cfg->kafka.flush_timeout_ms;
-    int left = ckpt_drain(r, timeout < DRAIN_PERIODIC_MS ? timeout : DRAIN_PERIODIC_MS);
-    if (left > 0) {
-        NX_LOG_RL(NX_LOG_WARNING,
-                  "checkpoint: %d prediction(s) unacknowledged after %d ms; postponed", left,
-                  DRAIN_PERIODIC_MS);
-        r->ckpt_retry_mono = now_mono + DRAIN_RETRY_MS;
-        return;
-    }
-    r->last_ckpt_mono = now_mono;
-    r->ckpt_requested = 0;
-    nx_pipeline_quiesce(r->pipe);
-    /* what this checkpoint covers, committed once it is durable */
-    r->n_ckpt_offs = nx_offsets_snapshot(&r->offs, r->ckpt_offs);
-    if (nx_ckptdir_save_bg(r->ckdir, ckpt_write, r, err, sizeof err) < 0)
-        nx_err("checkpoint: %s", err);
-}
-
-/* Changelog mode at shutdown: the local checkpoint (model, and a cache of
- * the users) is written, its offsets are not committed: the changelog's
- * transactions commit them. A failure is logged only. */
-static void ckpt_local(nx_run_t *r) {
-    char err[1024];
-    r->n_ckpt_offs = nx_offsets_snapshot(&r->offs, r->ckpt_offs);
-    if (nx_ckptdir_save(r->ckdir, ckpt_write, r, err, sizeof err) < 0)
-        nx_warn("checkpoint: final checkpoint (model) failed: %s", err);
-}
-
-/* The final checkpoint, in this thread, and the commit of what it covers.
- * Returns 0, or NX_EXIT_STATE_NOT_SAVED. */
-static int ckpt_final(nx_run_t *r) {
-    char err[1024];
-    if (!r->ckdir || !r->pipe || !r->kafka)
-        return 0;
-    /* the final checkpoint supersedes a background one still running */
-    nx_ckptdir_cancel(r->ckdir);
-    int timeout = (int)r->cfg->kafka.flush_timeout_ms;
-    if (r->changelog) {
-        /* the state's home: flushed (with the offsets it covers) first */
-        int cl = nx_changelog_flush(r->changelog);
-        ckpt_local(r);
-        return cl == 0 ? 0 : NX_EXIT_STATE_NOT_SAVED;
-    }
-    int left = ckpt_drain(r, timeout);
-    int rc = 0;
-    if (left > 0) {
-        snprintf(err, sizeof err, "%d prediction(s) unacknowledged after %d ms", left, timeout);
-        rc = -1;
-    } else {
-        int64_t t0 = nx_now_mono_ms();
-        r->n_ckpt_offs = nx_offsets_snapshot(&r->offs, r->ckpt_offs);
-        rc = nx_ckptdir_save(r->ckdir, ckpt_write, r, err, sizeof err);
-        if (rc == 0)
-            nx_notice("checkpoint: final checkpoint written in %lld ms",
-                      (long long)(nx_now_mono_ms() - t0));
-    }
-    if (r->durable && rc == 0 &&
-        nx_kafka_commit_offsets(r->kafka, r->ckpt_offs, r->n_ckpt_offs, 0) < 0)
-        nx_warn("shutdown: committing the final checkpoint's offsets failed; the next start "
-                "seeks to them from the checkpoint all the same");
-    if (!r->durable)
-        nx_kafka_commit_acknowledged(r->kafka, 0);
-    if (rc == 0)
-        return 0;
-    nx_err("shutdown: the final checkpoint failed: %s; the input since the last durable "
-           "checkpoint will be read again at the next start",
-           err);
-    return NX_EXIT_STATE_NOT_SAVED;
 }
 
 /* ---- rebalances ----------------------------------------------------------------- */
@@ -675,7 +492,7 @@ static void ops_tick(nx_run_t *r, int64_t now_mono) {
         int64_t every = r->cfg->checkpoint.interval_s * 1000;
         if (now_mono >= r->ckpt_retry_mono &&
             (r->ckpt_requested || (every > 0 && now_mono - r->last_ckpt_mono >= every)))
-            ckpt_start(r, now_mono);
+            nx_run_ckpt_start(r, now_mono);
     }
     if (r->changelog)
         nx_changelog_tick(r->changelog, now_mono, RESTORE_SLICE_US);
@@ -793,32 +610,6 @@ static int run_alloc(nx_run_t *r, char *err, size_t err_size) {
     return 0;
 }
 
-/* The newest checkpoint this key can read; a checkpoint under another key
- * stops the start unless --start-afresh. */
-static int load_checkpoint(nx_run_t *r, int *status, char *err, size_t err_size) {
-    char why[1024];
-    int64_t loaded = nx_ckptdir_load(r->ckdir, ckpt_load, r, why, sizeof why);
-    if (!r->pipe) {
-        snprintf(err, err_size, "cannot rebuild the pipeline after a refused checkpoint");
-        *status = 1;
-        return -1;
-    }
-    if (loaded >= 0)
-        return 0;
-    if (r->key_mismatch && !r->start_afresh) {
-        *status = NX_EXIT_CONFIG;
-        snprintf(err, err_size,
-                 "%.700s. Restore the key file that wrote it, or start once with "
-                 "--start-afresh to discard that state",
-                 why);
-        return -1;
-    }
-    nx_err("checkpoint: %s; STARTING AFRESH (partitions with committed offsets are reported "
-           "as state gaps)",
-           why);
-    return 0;
-}
-
 int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
     int created = 0;
     /* what fails here is the configuration or the state directory it names
@@ -840,7 +631,7 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
         nx_notice("created the user-id hash key in %s", r->cfg->state_dir);
     if (!(r->codec = nx_codec_new(r->cfg, err, err_size)))
         return -1;
-    nx_pipeline_out_t po = {emit, r};
+    nx_pipeline_out_t po = {nx_run_emit, r};
     if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, 1, &po, err, err_size)))
         return -1;
 
@@ -852,7 +643,7 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
         snprintf(dir, sizeof dir, "%s/checkpoints", r->cfg->state_dir);
     if (!(r->ckdir = nx_ckptdir_open(dir, (int)r->cfg->checkpoint.keep, err, err_size)))
         return -1;
-    if (load_checkpoint(r, status, err, err_size) < 0)
+    if (nx_run_ckpt_load(r, status, err, err_size) < 0)
         return -1;
     if (!r->durable && !r->demo && !r->cfg->state.changelog[0])
         nx_warn("checkpoint.interval_s = 0: offsets are committed as predictions are "
@@ -872,7 +663,7 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
         return -1;
     if (r->cfg->state.changelog[0] &&
         !(r->changelog = nx_changelog_new(r->cfg, r->kafka, r->pipe, &r->offs,
-                                          key_fingerprint(r->key), status, err, err_size)))
+                                          nx_run_key_fingerprint(r->key), status, err, err_size)))
         return -1;
     metrics_init(r);
     if (r->cfg->metrics.listen[0]) {
@@ -891,7 +682,7 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
 int nx_run_stop(nx_run_t *r) {
     nx_notify_stopping(r->notify);
     r->stopping = 1;
-    int rc = r->kafka ? ckpt_final(r) : 0;
+    int rc = r->kafka ? nx_run_ckpt_final(r) : 0;
     debug_dump_store(r);
     return rc;
 }

@@ -106,6 +106,24 @@ int nx_run_loop(nx_run_t *r, const nx_run_hook_t *hook);
 int nx_run_stop(nx_run_t *r);
 void nx_run_teardown(nx_run_t *r);
 
+/* The pipeline's output: a prediction record produced for the input
+ * record of its ticket (run.c). */
+int nx_run_emit(void *opaque, size_t index, const nx_event_t *ev, const void *rec, size_t len);
+
+/* Checkpoints (run_ckpt.c). Load: the newest one this key can read, at
+ * start; a checkpoint under another key stops the start (*status 78)
+ * unless r->start_afresh. Start: a background write, when the producer
+ * drains in time (else retried). Final: in this thread, then the commit of
+ * what it covers; 0 or NX_EXIT_STATE_NOT_SAVED. */
+int nx_run_ckpt_load(nx_run_t *r, int *status, char *errstr, size_t errstr_size);
+void nx_run_ckpt_start(nx_run_t *r, int64_t now_mono);
+int nx_run_ckpt_final(nx_run_t *r);
+
+/* A fingerprint of the user-id hash key (a SipHash of a fixed text under
+ * it): tells keys apart, says nothing about them. Checkpoints and the
+ * changelog's position records carry it. */
+uint64_t nx_run_key_fingerprint(const uint8_t key[NX_SIPHASH_KEY_LEN]);
+
 /* Latency quantile (ms) of the histogram, -1 when empty. */
 int64_t nx_run_latency_quantile(const nx_latency_t *l, double q);
 
