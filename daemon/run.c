@@ -217,6 +217,9 @@ static void reload(nx_run_t *r) {
         nx_err("reload: %s; keeping the running configuration", err);
         return;
     }
+    /* the registered id stands in for the file's (output.schema_registry) */
+    if (r->cfg->output.schema_registry.enabled)
+        fresh->output.schema_id = r->cfg->output.schema_id;
     nx_log_set_level(nx_log_level_parse(fresh->log_level));
     free(r->cfg->log_level);
     r->cfg->log_level = strdup(fresh->log_level);
@@ -746,6 +749,52 @@ static int load_checkpoint(nx_run_t *r, int *status, char *err, size_t err_size)
     return 0;
 }
 
+/* output.schema_registry: the prediction schema is registered under
+ * <output_topic>-value before anything is produced, and its id frames the
+ * predictions (the pipeline's encoder takes it from the configuration). */
+static int register_output(nx_run_t *r, char *err, size_t err_size) {
+    nx_config_t *cfg = r->cfg;
+    const nx_config_registry_t *own = &cfg->output.schema_registry;
+    const nx_config_registry_t *conf = own->url[0] ? own : &cfg->input.schema_registry;
+    const char *name = own->url[0] ? "output.schema_registry" : "input.schema_registry";
+    nx_registry_t *registry = NULL;
+    char *schema = NULL, subject[512];
+    size_t len = 0;
+    int64_t id = -1;
+    int rc = -1;
+    if (!own->enabled)
+        return 0;
+    if (strcmp(cfg->output.format, "confluent") != 0)
+        return nx_errf(err, err_size,
+                       "output.schema_registry.enabled needs output.format = \"confluent\", "
+                       "not \"%s\"",
+                       cfg->output.format);
+    if (!conf->url[0])
+        return nx_errf(err, err_size,
+                       "output.schema_registry.enabled: no registry; set "
+                       "output.schema_registry.url (or input.schema_registry.url)");
+    FILE *f = fopen(cfg->output.schema, "rb");
+    if (!f || getdelim(&schema, &len, '\0', f) < 0) {
+        nx_errf(err, err_size, "output.schema: cannot read %s: %s", cfg->output.schema,
+                strerror(errno));
+        goto out;
+    }
+    snprintf(subject, sizeof subject, "%s-value", cfg->kafka.output_topic);
+    if (!(registry = nx_registry_new(conf, name, err, err_size)) ||
+        nx_registry_register(registry, subject, schema, &id, err, err_size) < 0)
+        goto out;
+    cfg->output.schema_id = id;
+    nx_notice("output: %s registered under %s as schema id %lld", cfg->output.schema, subject,
+              (long long)id);
+    rc = 0;
+out:
+    nx_registry_destroy(registry);
+    free(schema);
+    if (f)
+        fclose(f);
+    return rc;
+}
+
 int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
     int created = 0;
     /* what fails here is the configuration or the state directory it names
@@ -766,6 +815,8 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
     if (created)
         nx_notice("created the user-id hash key in %s", r->cfg->state_dir);
     if (!(r->codec = nx_codec_new(r->cfg, err, err_size)))
+        return -1;
+    if (register_output(r, err, err_size) < 0)
         return -1;
     nx_pipeline_out_t po = {emit, r};
     if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, 1, &po, err, err_size)))

@@ -24,6 +24,7 @@
 #include "notify.h"
 #include "offsets.h"
 #include "pipeline.h"
+#include "registry.h"
 #include "siphash.h"
 
 /* Exit status of a stop whose final checkpoint could not be written: the
