@@ -82,6 +82,12 @@ typedef struct nx_metrics {
     uint64_t state_gaps;     /* partitions started from a committed offset no state covers */
     uint64_t offset_commits; /* input offset commits acknowledged */
     uint64_t offset_commit_failures;
+    /* Schema Registry: writer schemas fetched by outcome, and the input
+     * partitions waiting for one */
+    uint64_t registry_found, registry_not_found, registry_failures, registry_retries;
+    int registry_pending;          /* schema ids waiting for the registry */
+    uint64_t schema_waits;         /* partitions sent back to a record waiting for its schema */
+    int schema_waiting_partitions; /* partitions paused for that now */
     int ready;               /* /readyz: 1 ready, else not_ready says why */
     char not_ready[160];
 } nx_metrics_t;

@@ -130,17 +130,56 @@ static void delivered(void *opaque, int is_dlq, rd_kafka_resp_err_t err, int64_t
     }
 }
 
+/* Partitions of one batch stopped at a record whose writer schema is not
+ * in yet: at most one per assigned partition. */
+typedef struct waiting {
+    int n;
+    struct {
+        int topic;
+        int32_t partition;
+    } v[NX_OFFSETS_MAX];
+} waiting_t;
+
+static int is_waiting(const waiting_t *w, int topic, int32_t partition) {
+    for (int i = 0; i < w->n; i++)
+        if (w->v[i].topic == topic && w->v[i].partition == partition)
+            return 1;
+    return 0;
+}
+
 static void process_batch(nx_run_t *r, int n) {
     int64_t now = nx_now_wall_ms();
     size_t ng = 0;
+    static waiting_t waiting; /* the loop's thread only; 12 kB off the stack */
+    waiting.n = 0;
     for (int i = 0; i < n; i++) {
         rd_kafka_message_t *m = r->msgs[i];
+        int topic = nx_kafka_topic_index(r->kafka, m);
+        /* a partition sent back to a record waiting for its schema: its
+         * later records are read again after it, not now */
+        if (waiting.n && is_waiting(&waiting, topic, m->partition))
+            continue;
+        nx_event_t *ev = &r->evs[ng];
+        nx_codec_reason_t why = nx_codec_decode(r->codec, m->payload, m->len, topic, now, ev);
+        if (why == NX_CODEC_SCHEMA_PENDING) {
+            /* The registry is fetching its writer schema (or waits to try
+             * again): neither good nor bad yet. The partition stops here and
+             * reads it again once the schema may be in; no ticket, and the
+             * offsets the state covers stay before it. */
+            if (nx_kafka_rewind(r->kafka, topic, m->partition, m->offset,
+                                nx_codec_pending_wait_ms(r->codec)) < 0) {
+                r->stale++; /* its partition was revoked during the poll */
+            } else if (waiting.n < NX_OFFSETS_MAX) {
+                waiting.v[waiting.n].topic = topic;
+                waiting.v[waiting.n++].partition = m->partition;
+            }
+            continue;
+        }
         nx_ticket_t t = nx_kafka_track(r->kafka, m);
         if (t == NX_TICKET_NONE) {
             r->stale++; /* its partition was revoked during the poll */
             continue;
         }
-        int topic = nx_kafka_topic_index(r->kafka, m);
         if (topic >= 0) {
             /* the pipeline's state covers this record once the batch is
              * processed (good, skipped or dead-lettered alike) */
@@ -149,8 +188,6 @@ static void process_batch(nx_run_t *r, int n) {
                 o->offset = m->offset + 1;
             r->events_in[topic]++;
         }
-        nx_event_t *ev = &r->evs[ng];
-        nx_codec_reason_t why = nx_codec_decode(r->codec, m->payload, m->len, topic, now, ev);
         if (why == NX_CODEC_OK) {
             ev->partition = m->partition;
             ev->offset = m->offset;
@@ -600,6 +637,17 @@ static void metrics_publish(nx_run_t *r) {
     m->state_gaps = r->state_gaps;
     m->offset_commits = ks.commits;
     m->offset_commit_failures = ks.commit_failures;
+    m->schema_waits = ks.rewinds;
+    m->schema_waiting_partitions = ks.held_partitions;
+    if (r->registry) {
+        nx_registry_stats_t rs;
+        nx_registry_stats(r->registry, &rs);
+        m->registry_found = rs.found;
+        m->registry_not_found = rs.not_found;
+        m->registry_failures = rs.failures;
+        m->registry_retries = rs.retries;
+        m->registry_pending = rs.pending;
+    }
     readiness(r, m, &ks);
     nx_http_publish(r->http, m);
 }
@@ -749,6 +797,24 @@ static int load_checkpoint(nx_run_t *r, int *status, char *err, size_t err_size)
     return 0;
 }
 
+/* input.schema_registry: the codec asks it for Confluent writer schemas. */
+static int open_registry(nx_run_t *r, char *err, size_t err_size) {
+    const nx_config_registry_t *conf = &r->cfg->input.schema_registry;
+    if (!conf->url[0])
+        return 0;
+    if (strcmp(r->cfg->input.framing, "confluent") != 0) {
+        nx_warn("input.schema_registry.url is set but input.framing is \"%s\": not used",
+                r->cfg->input.framing);
+        return 0;
+    }
+    if (!(r->registry = nx_registry_new(conf, "input.schema_registry", err, err_size)))
+        return -1;
+    nx_codec_source_t source = nx_registry_source(r->registry);
+    nx_codec_set_source(r->codec, &source);
+    nx_notice("input: writer schemas from the Schema Registry at %s", conf->url);
+    return 0;
+}
+
 /* output.schema_registry: the prediction schema is registered under
  * <output_topic>-value before anything is produced, and its id frames the
  * predictions (the pipeline's encoder takes it from the configuration). */
@@ -816,7 +882,7 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
         nx_notice("created the user-id hash key in %s", r->cfg->state_dir);
     if (!(r->codec = nx_codec_new(r->cfg, err, err_size)))
         return -1;
-    if (register_output(r, err, err_size) < 0)
+    if (open_registry(r, err, err_size) < 0 || register_output(r, err, err_size) < 0)
         return -1;
     nx_pipeline_out_t po = {emit, r};
     if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, 1, &po, err, err_size)))
@@ -900,6 +966,7 @@ void nx_run_teardown(nx_run_t *r) {
     nx_notify_destroy(r->notify);
     nx_pipeline_destroy(r->pipe);
     nx_codec_destroy(r->codec);
+    nx_registry_destroy(r->registry);
     free(r->msgs);
     free(r->evs);
     free(r->tickets);

@@ -53,6 +53,7 @@ struct nx_run {
     nx_config_t *cfg; /* borrowed */
     nx_kafka_t *kafka;
     nx_codec_t *codec;
+    nx_registry_t *registry; /* input writer schemas; NULL without a registry */
     nx_pipeline_t *pipe;
     rd_kafka_message_t **msgs; /* (kafka.poll_batch) */
     nx_event_t *evs;           /* (kafka.poll_batch) */
