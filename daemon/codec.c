@@ -80,6 +80,8 @@ struct nx_codec {
     nx_codec_prog_t *raw_prog;
     schema_slot_t schemas[NX_CODEC_MAX_SCHEMAS];
     int n_schemas;
+    nx_codec_source_t source; /* lookup NULL = none */
+    int64_t pending_wait_ms;  /* the last SCHEMA_PENDING's hint */
     uint64_t counters[NX_CODEC_N_REASONS];
 };
 
@@ -112,6 +114,7 @@ static const char *const reason_names[NX_CODEC_N_REASONS] = {
     [NX_CODEC_BAD_TIMESTAMP] = "bad_timestamp",
     [NX_CODEC_BAD_ROW] = "bad_row",
     [NX_CODEC_SKIPPED] = "skipped",
+    [NX_CODEC_SCHEMA_PENDING] = "schema_pending",
 };
 
 const char *nx_codec_reason_name(nx_codec_reason_t reason) {
@@ -818,13 +821,19 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-/* The program for a Confluent schema id: cached, else read once from
- * <schema_dir>/<id>.avsc. A missing or bad file is cached as a miss. */
-static const nx_codec_prog_t *schema_for_id(nx_codec_t *codec, uint32_t id) {
-    for (int i = 0; i < codec->n_schemas; i++) {
-        if (codec->schemas[i].id == id)
-            return codec->schemas[i].prog;
+/* Caches prog (NULL: a miss) for id; returns it, or NULL if the cache is
+ * full. Ids beyond the cap are looked up each time and refused (the
+ * program is not kept): real deployments see a handful of ids. */
+static const nx_codec_prog_t *cache(nx_codec_t *codec, uint32_t id, nx_codec_prog_t *prog) {
+    if (add_slot(codec, id, prog) < 0) {
+        nx_codec_prog_destroy(prog);
+        return NULL;
     }
+    return prog;
+}
+
+/* <schema_dir>/<id>.avsc compiled, or NULL (no such file, or bad). */
+static nx_codec_prog_t *schema_file(nx_codec_t *codec, uint32_t id) {
     if (!codec->schema_dir[0])
         return NULL;
     char path[4096], err[256];
@@ -833,13 +842,47 @@ static const nx_codec_prog_t *schema_for_id(nx_codec_t *codec, uint32_t id) {
     char *json = read_file(path, &len);
     nx_codec_prog_t *prog = json ? nx_codec_prog_new(codec, json, len, err, sizeof err) : NULL;
     free(json);
-    if (add_slot(codec, id, prog) < 0) {
-        /* Cache full: ids beyond the cap are looked up each time (and the
-         * program is not kept). Real deployments see a handful of ids. */
-        nx_codec_prog_destroy(prog);
-        return NULL;
-    }
     return prog;
+}
+
+/* The program for a Confluent schema id, or NULL with *why the reason
+ * (unknown_schema_id, or schema_pending while the source fetches it). What
+ * is found is cached; so is a miss when nothing can change it: without a
+ * source, and for a source's schema that does not compile (an id's schema
+ * never changes). */
+static const nx_codec_prog_t *schema_for_id(nx_codec_t *codec, uint32_t id,
+                                            nx_codec_reason_t *why) {
+    *why = NX_CODEC_UNKNOWN_SCHEMA_ID;
+    for (int i = 0; i < codec->n_schemas; i++) {
+        if (codec->schemas[i].id == id)
+            return codec->schemas[i].prog;
+    }
+    if (!codec->source.lookup)
+        return cache(codec, id, schema_file(codec, id));
+    const char *json = NULL;
+    int64_t wait_ms = 0;
+    char err[256];
+    switch (codec->source.lookup(codec->source.opaque, id, &json, &wait_ms)) {
+    case NX_CODEC_LOOKUP_FOUND:
+        return cache(codec, id, nx_codec_prog_new(codec, json, strlen(json), err, sizeof err));
+    case NX_CODEC_LOOKUP_PENDING:
+        codec->pending_wait_ms = wait_ms;
+        *why = NX_CODEC_SCHEMA_PENDING;
+        return NULL;
+    case NX_CODEC_LOOKUP_ABSENT:
+        break;
+    }
+    /* the fallback: a local file is kept, its absence is not */
+    nx_codec_prog_t *prog = schema_file(codec, id);
+    return prog ? cache(codec, id, prog) : NULL;
+}
+
+void nx_codec_set_source(nx_codec_t *codec, const nx_codec_source_t *source) {
+    codec->source = source ? *source : (nx_codec_source_t){0};
+}
+
+int64_t nx_codec_pending_wait_ms(const nx_codec_t *codec) {
+    return codec->pending_wait_ms;
 }
 
 nx_codec_reason_t nx_codec_decode(nx_codec_t *codec, const void *payload, size_t len, int topic,
@@ -860,11 +903,9 @@ nx_codec_reason_t nx_codec_decode(nx_codec_t *codec, const void *payload, size_t
             goto done;
         }
         uint32_t id = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
-        prog = schema_for_id(codec, id);
-        if (!prog) {
-            r = NX_CODEC_UNKNOWN_SCHEMA_ID;
+        prog = schema_for_id(codec, id, &r);
+        if (!prog)
             goto done;
-        }
         p += 5;
         len -= 5;
     }

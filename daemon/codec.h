@@ -19,11 +19,21 @@
  * (NX_CODEC_MAX_DEPTH), and no trailing bytes. A payload this walk accepts
  * is safe to give to Avro C's own decoder (the tests do exactly that).
  *
+ * Confluent schema ids: without a schema source, an id's writer schema is
+ * <schema_dir>/<id>.avsc, read and compiled the first time the id is seen,
+ * and the answer (program or none) is cached. With a source (a Schema
+ * Registry, registry.h; nx_codec_set_source) the source is asked first and
+ * never waited for: an id it is still fetching makes the payload
+ * NX_CODEC_SCHEMA_PENDING, to be decoded again later; a schema it found is
+ * compiled once and cached; an id it says it does not have falls back to
+ * <schema_dir>/<id>.avsc, and without that file is unknown_schema_id for
+ * now (not cached: the source may find it later).
+ *
  * Guarantees: decoding allocates nothing, logs nothing, and runs in time
  * linear in the payload length plus input.max_collection. The only
  * allocations after nx_codec_new() happen the first time a Confluent schema
- * id is seen (its <schema_dir>/<id>.avsc is read and compiled once, then
- * cached; at most NX_CODEC_MAX_SCHEMAS ids are cached).
+ * id's writer schema is found (read and compiled once, then cached; at most
+ * NX_CODEC_MAX_SCHEMAS ids are cached).
  *
  * Ownership: the codec copies what it needs from the configuration. Decoded
  * events borrow user_id from the payload: valid while the payload is.
@@ -57,7 +67,8 @@
  * too_deep) stop the walk: the payload's length is unknown after them.
  * Semantic reasons (missing_field ... bad_row) come from a well-formed
  * payload. NX_CODEC_SKIPPED is not an error: the type map sends this
- * event type nowhere (e.g. Taobao's `fav`). The order is stable; names are
+ * event type nowhere (e.g. Taobao's `fav`); nor is NX_CODEC_SCHEMA_PENDING:
+ * the payload is neither good nor bad yet. The order is stable; names are
  * stable snake_case strings for metrics labels and dead-letter headers. */
 typedef enum nx_codec_reason {
     NX_CODEC_OK = 0,
@@ -91,6 +102,7 @@ typedef enum nx_codec_reason {
     NX_CODEC_BAD_ROW,       /* CSV: too few columns, line too long */
     /* not an error */
     NX_CODEC_SKIPPED,
+    NX_CODEC_SCHEMA_PENDING, /* the schema source is still fetching the writer schema */
     NX_CODEC_N_REASONS
 } nx_codec_reason_t;
 
@@ -116,19 +128,43 @@ nx_codec_t *nx_codec_new(const nx_config_t *cfg, char *errstr, size_t errstr_siz
 void nx_codec_destroy(nx_codec_t *codec);
 
 /* Registers the writer schema (JSON text) for a Confluent schema id, as if
- * read from <schema_dir>/<id>.avsc. For tests, tools and a future registry
- * client. 0 or -1 with errstr. */
+ * read from <schema_dir>/<id>.avsc. For tests and tools. 0 or -1 with
+ * errstr. */
 int nx_codec_add_schema(nx_codec_t *codec, uint32_t schema_id, const char *json, char *errstr,
                         size_t errstr_size);
+
+/* What a schema source answers for one id. */
+typedef enum nx_codec_lookup {
+    NX_CODEC_LOOKUP_FOUND,   /* *json is the writer schema */
+    NX_CODEC_LOOKUP_PENDING, /* not known yet: ask again in *wait_ms */
+    NX_CODEC_LOOKUP_ABSENT,  /* the source does not have it */
+} nx_codec_lookup_t;
+
+/* Where writer schemas of Confluent ids come from besides schema_dir.
+ * lookup must not block; a FOUND *json (NUL-terminated) stays valid as long
+ * as the source; *wait_ms is only read after PENDING. */
+typedef struct nx_codec_source {
+    nx_codec_lookup_t (*lookup)(void *opaque, uint32_t id, const char **json, int64_t *wait_ms);
+    void *opaque;
+} nx_codec_source_t;
+
+/* Asks `source` (copied; NULL = none) for ids not cached. The source must
+ * outlive the codec, or be unset first. */
+void nx_codec_set_source(nx_codec_t *codec, const nx_codec_source_t *source);
+
+/* After nx_codec_decode returned NX_CODEC_SCHEMA_PENDING: how long (ms)
+ * before decoding that payload again may give another answer. */
+int64_t nx_codec_pending_wait_ms(const nx_codec_t *codec);
 
 /* Decodes one Kafka payload under the configured framing into *ev (every
  * field but partition and offset, which the caller sets). `topic` is the
  * index of the input topic (fixed types come from input.topic_types), or -1
  * when there is none (replay). `now_ms` is the wall clock for the
  * ts_in_future check; pass INT64_MAX to disable it. Returns NX_CODEC_OK,
- * NX_CODEC_SKIPPED or the rejection reason, and counts it. *ev is only
- * meaningful on NX_CODEC_OK. No allocation (except the first sight of a
- * schema id, see above). */
+ * NX_CODEC_SKIPPED, NX_CODEC_SCHEMA_PENDING (with a schema source) or the
+ * rejection reason, and counts it. *ev is only meaningful on NX_CODEC_OK.
+ * No allocation (except when a schema id's schema is first found, see
+ * above). */
 nx_codec_reason_t nx_codec_decode(nx_codec_t *codec, const void *payload, size_t len, int topic,
                                   int64_t now_ms, nx_event_t *ev);
 

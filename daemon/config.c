@@ -105,6 +105,32 @@ static const nx_cfg_desc_t nx_config_table[] = {
      "Writer schema of raw payloads. Relative paths are relative to this file's directory."},
     {"input.schema_dir", NX_CT_PATH, OFF(input.schema_dir), "\"schemas/registry\"", 1, LEN_MAX, NULL, 0,
      "Directory of <id>.avsc writer schemas for Confluent framing."},
+    {"input.schema_registry.url", NX_CT_STRING, OFF(input.schema_registry.url), "\"\"", 0, LEN_MAX, NULL, 0,
+     "Schema Registry for Confluent framing: base URL (http:// or https://; several,\n"
+     "comma-separated, are tried in turn). Writer schemas are fetched by id (GET\n"
+     "/schemas/ids/{id}) and cached; schema_dir then serves only ids the registry does not\n"
+     "have. Events wait (not dead-lettered) while the registry is unreachable. \"\" = off."},
+    {"input.schema_registry.basic_auth_user_info", NX_CT_STRING, OFF(input.schema_registry.basic_auth_user_info), "\"\"", 0, LEN_MAX, NULL, 0,
+     "\"user:password\" for HTTP basic authentication (Confluent Cloud: \"key:secret\"); \"\" = none."},
+    {"input.schema_registry.ca_location", NX_CT_PATH, OFF(input.schema_registry.ca_location), "\"\"", 0, LEN_MAX, NULL, 0,
+     "PEM file of the CA certificates that sign the registry's; \"\" = the system's."},
+    {"input.schema_registry.certificate_location", NX_CT_PATH, OFF(input.schema_registry.certificate_location), "\"\"", 0, LEN_MAX, NULL, 0,
+     "Client certificate (PEM) for mutual TLS; \"\" = none."},
+    {"input.schema_registry.key_location", NX_CT_PATH, OFF(input.schema_registry.key_location), "\"\"", 0, LEN_MAX, NULL, 0,
+     "Private key (PEM) of the client certificate; \"\" = none."},
+    {"input.schema_registry.key_password", NX_CT_STRING, OFF(input.schema_registry.key_password), "\"\"", 0, LEN_MAX, NULL, 0,
+     "Passphrase of key_location; \"\" = none."},
+    {"input.schema_registry.timeout_ms", NX_CT_INT, OFF(input.schema_registry.timeout_ms), "5000", 100, 600000, NULL, 0,
+     "Longest one request may take, connecting included, milliseconds."},
+    {"input.schema_registry.retry_backoff_ms", NX_CT_INT, OFF(input.schema_registry.retry_backoff_ms), "100", 1, 600000, NULL, 0,
+     "After a failed fetch (no answer, timeout, HTTP 5xx, ...) the id is fetched again after\n"
+     "this long, milliseconds; the wait doubles with each failure up to retry_backoff_max_ms."},
+    {"input.schema_registry.retry_backoff_max_ms", NX_CT_INT, OFF(input.schema_registry.retry_backoff_max_ms), "10000", 1, 3600000, NULL, 0,
+     "Longest wait between fetches of an id that keep failing, milliseconds."},
+    {"input.schema_registry.not_found_retry_ms", NX_CT_INT, OFF(input.schema_registry.not_found_retry_ms), "60000", 1000, 86400000, NULL, 0,
+     "An id the registry says it does not have (404, error 40403) dead-letters its events\n"
+     "(unknown_schema_id) and is asked again after this long, milliseconds: a schema may be\n"
+     "registered late."},
     {"input.fields.user_id", NX_CT_STRING, OFF(input.field_user_id), "\"user_id\"", 1, 128, NULL, 0,
      "Field holding the user id (string, bytes, int or long)."},
     {"input.fields.timestamp", NX_CT_STRING, OFF(input.field_timestamp), "\"ts\"", 1, 128, NULL, 0,
@@ -164,6 +190,26 @@ static const nx_cfg_desc_t nx_config_table[] = {
     {"output.explain_class", NX_CT_STRING, OFF(output.explain_class), "\"\"", 0, 64, NULL, 0,
      "The class the reasons explain: \"\" = each prediction's next_action, or a class name\n"
      "(an event type, or \"none\"), e.g. \"purchase\" for why a shopper would buy."},
+    {"output.schema_registry.enabled", NX_CT_BOOL, OFF(output.schema_registry.enabled), "false", 0, 0, NULL, 0,
+     "At start, register `schema` under the subject <output_topic>-value (POST\n"
+     "/subjects/{subject}/versions) and frame predictions with the id it gets instead of\n"
+     "schema_id; needs format = \"confluent\". A refusal (409: incompatible with the\n"
+     "subject's earlier versions) or any error stops the start (exit 78)."},
+    {"output.schema_registry.url", NX_CT_STRING, OFF(output.schema_registry.url), "\"\"", 0, LEN_MAX, NULL, 0,
+     "Registry of the prediction schema, as input.schema_registry.url; \"\" = input.schema_registry\n"
+     "with all its settings."},
+    {"output.schema_registry.basic_auth_user_info", NX_CT_STRING, OFF(output.schema_registry.basic_auth_user_info), "\"\"", 0, LEN_MAX, NULL, 0,
+     "As input.schema_registry.basic_auth_user_info."},
+    {"output.schema_registry.ca_location", NX_CT_PATH, OFF(output.schema_registry.ca_location), "\"\"", 0, LEN_MAX, NULL, 0,
+     "As input.schema_registry.ca_location."},
+    {"output.schema_registry.certificate_location", NX_CT_PATH, OFF(output.schema_registry.certificate_location), "\"\"", 0, LEN_MAX, NULL, 0,
+     "As input.schema_registry.certificate_location."},
+    {"output.schema_registry.key_location", NX_CT_PATH, OFF(output.schema_registry.key_location), "\"\"", 0, LEN_MAX, NULL, 0,
+     "As input.schema_registry.key_location."},
+    {"output.schema_registry.key_password", NX_CT_STRING, OFF(output.schema_registry.key_password), "\"\"", 0, LEN_MAX, NULL, 0,
+     "As input.schema_registry.key_password."},
+    {"output.schema_registry.timeout_ms", NX_CT_INT, OFF(output.schema_registry.timeout_ms), "5000", 100, 600000, NULL, 0,
+     "Longest the registration request may take, milliseconds."},
 
     {"features.windows_s", NX_CT_INTS, OFF(features.windows_s), "[300, 3600, 86400]", 1, 2592000, NULL, 0,
      "Rolling window lengths, seconds (at most 4): exponentially decayed counters with\n"

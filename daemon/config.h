@@ -54,6 +54,21 @@ typedef struct nx_strmap {
     int line[NX_CONFIG_MAX_MAP]; /* source line, for messages; 0 = default */
 } nx_strmap_t;
 
+/* A Schema Registry connection (input.schema_registry, output.schema_registry). */
+typedef struct nx_config_registry {
+    int enabled;                  /* output only: register the prediction schema at start */
+    char *url;                    /* base URL(s), comma-separated; "" = none */
+    char *basic_auth_user_info;   /* "user:password", "" = no authentication */
+    char *ca_location;            /* PEM CA bundle, "" = the system's */
+    char *certificate_location;   /* client certificate (PEM), "" = none */
+    char *key_location;           /* its private key (PEM), "" = none */
+    char *key_password;           /* the key's passphrase, "" = none */
+    int64_t timeout_ms;           /* one request, connecting included */
+    int64_t retry_backoff_ms;     /* input: first wait after a failed fetch */
+    int64_t retry_backoff_max_ms; /* input: the doubling wait's bound */
+    int64_t not_found_retry_ms;   /* input: an id the registry lacks is asked again after */
+} nx_config_registry_t;
+
 typedef struct nx_config {
     char *path; /* file it came from, NULL for defaults only */
 
@@ -82,6 +97,7 @@ typedef struct nx_config {
         char *framing;       /* raw|confluent */
         char *writer_schema; /* path of the writer schema (raw framing) */
         char *schema_dir;    /* <id>.avsc files (confluent framing) */
+        nx_config_registry_t schema_registry; /* writer schemas by id (confluent framing) */
         char *field_user_id;
         char *field_timestamp;
         char *field_type; /* "" when every topic has a fixed type */
@@ -111,6 +127,7 @@ typedef struct nx_config {
         int64_t schema_id; /* confluent framing */
         int64_t explain;   /* reasons per prediction, 0 = off */
         char *explain_class; /* the class explained, "" = next_action */
+        nx_config_registry_t schema_registry; /* where `schema` is registered at start */
     } output;
 
     /* event types: classes are these plus `none` */

@@ -207,6 +207,28 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
              "Changelog transactions aborted (their users are written by the next).");
         put(&o, "nextactd_changelog_aborts_total %llu\n", (unsigned long long)m->changelog_aborts);
     }
+    head(&o, "nextactd_schema_registry_fetches_total", "counter",
+         "Writer schema fetches from the Schema Registry by outcome (failed: no answer, timeout, "
+         "HTTP 5xx, ...).");
+    put(&o, "nextactd_schema_registry_fetches_total{result=\"found\"} %llu\n",
+        (unsigned long long)m->registry_found);
+    put(&o, "nextactd_schema_registry_fetches_total{result=\"not_found\"} %llu\n",
+        (unsigned long long)m->registry_not_found);
+    put(&o, "nextactd_schema_registry_fetches_total{result=\"failed\"} %llu\n",
+        (unsigned long long)m->registry_failures);
+    head(&o, "nextactd_schema_registry_retries_total", "counter",
+         "Fetches of a schema id after a failed one (bounded exponential backoff).");
+    put(&o, "nextactd_schema_registry_retries_total %llu\n",
+        (unsigned long long)m->registry_retries);
+    head(&o, "nextactd_schema_registry_pending_ids", "gauge",
+         "Schema ids waiting for the registry's answer.");
+    put(&o, "nextactd_schema_registry_pending_ids %d\n", m->registry_pending);
+    head(&o, "nextactd_schema_waits_total", "counter",
+         "Times an input partition stopped at a record whose writer schema was not in yet.");
+    put(&o, "nextactd_schema_waits_total %llu\n", (unsigned long long)m->schema_waits);
+    head(&o, "nextactd_schema_waiting_partitions", "gauge",
+         "Input partitions paused now, waiting for a writer schema.");
+    put(&o, "nextactd_schema_waiting_partitions %d\n", m->schema_waiting_partitions);
     return o.len;
 }
 

@@ -119,6 +119,12 @@ typedef struct nx_http_metrics {
     uint64_t changelog_bytes;        /* keys and values written */
     uint64_t changelog_flushes;      /* transactions committed */
     uint64_t changelog_aborts;       /* transactions aborted */
+    /* Schema Registry: writer schemas fetched by outcome, and the input
+     * partitions waiting for one */
+    uint64_t registry_found, registry_not_found, registry_failures, registry_retries;
+    int registry_pending;          /* schema ids waiting for the registry */
+    uint64_t schema_waits;         /* partitions sent back to a record waiting for its schema */
+    int schema_waiting_partitions; /* partitions paused for that now */
 } nx_http_metrics_t;
 
 typedef struct nx_http nx_http_t;

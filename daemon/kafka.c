@@ -50,6 +50,9 @@ typedef struct tracker {
     int dirty;       /* stored advanced since the last offsets_store */
     int64_t committed; /* last offset this process committed for it; -1 none */
     int held;          /* paused by the owner (nx_kafka_hold) until released */
+    int64_t hold_until; /* mono ms; >0: rewound and paused until then (nx_kafka_rewind) */
+    int64_t rewind_to;  /* the offset the held partition seeks to */
+    int seek_due;       /* that seek was refused: keep it paused, seek again */
     int64_t *offset; /* (TRACK_CAP) offset of each seq */
     int64_t *in_ts;  /* (TRACK_CAP) broker timestamp of each input record, ms */
     uint8_t *done;   /* (TRACK_CAP) */
@@ -70,6 +73,7 @@ struct nx_kafka {
     int last_tracker;
     int n_trackers;
     int paused;
+    int n_held;        /* trackers with hold_until > 0 */
     int64_t dr_now_ms; /* wall clock for the delivery reports served now; 0 = read it */
     int closed;
     int revoke_lost; /* inside the revoked hook: the partitions were lost */
@@ -135,6 +139,8 @@ static tracker_t *tracker_add(nx_kafka_t *kafka, int topic, int32_t partition) {
         t->committed = -1;
         t->dirty = 0;
         t->held = 0;
+        t->hold_until = 0;
+        t->seek_due = 0;
         kafka->n_trackers++;
         return t;
     }
@@ -142,6 +148,9 @@ static tracker_t *tracker_add(nx_kafka_t *kafka, int topic, int32_t partition) {
 }
 
 static void tracker_remove(nx_kafka_t *kafka, tracker_t *t) {
+    if (t->hold_until)
+        kafka->n_held--;
+    t->hold_until = 0;
     t->used = 0;
     kafka->n_trackers--;
 }
@@ -404,12 +413,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         kafka->revoke_lost = rd_kafka_assignment_lost(rk);
         if (kafka->hooks.revoked)
             kafka->hooks.revoked(kafka->hooks.opaque, parts);
+        /* librdkafka keeps a partition's pause across revoke and assign: one
+         * leaving paused (back-pressure, a rewind) would come back paused
+         * for good. Resuming one that is not paused is not a no-op in 2.0.2
+         * (it can move the fetch position), so only the paused ones. */
+        rd_kafka_topic_partition_list_t *was_paused = rd_kafka_topic_partition_list_new(parts->cnt);
         for (int i = 0; i < parts->cnt; i++) {
             int topic = topic_index(kafka, parts->elems[i].topic);
             tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, parts->elems[i].partition);
+            if (kafka->paused || (t && (t->hold_until || t->held)))
+                rd_kafka_topic_partition_list_add(was_paused, parts->elems[i].topic,
+                                                  parts->elems[i].partition);
             if (t)
                 tracker_remove(kafka, t);
         }
+        if (was_paused->cnt)
+            rd_kafka_resume_partitions(rk, was_paused);
+        rd_kafka_topic_partition_list_destroy(was_paused);
         kafka->revoke_lost = 0;
         nx_notice("kafka: revoked %d partition(s)%s", parts->cnt,
                   rd_kafka_assignment_lost(rk) ? " (lost)" : "");
@@ -648,6 +668,14 @@ rd_kafka_t *nx_kafka_producer(nx_kafka_t *kafka) {
 
 /* ---- the loop's calls --------------------------------------------------------- */
 
+/* 1 if the tracker of this assigned partition holds it paused: its owner
+ * (nx_kafka_hold) or a rewind (nx_kafka_rewind). */
+static int held(nx_kafka_t *kafka, const rd_kafka_topic_partition_t *p) {
+    int topic = topic_index(kafka, p->topic);
+    tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, p->partition);
+    return t && (t->held || t->hold_until);
+}
+
 static void set_paused(nx_kafka_t *kafka, int pause) {
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(kafka->consumer, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -655,21 +683,85 @@ static void set_paused(nx_kafka_t *kafka, int pause) {
     if (pause) {
         rd_kafka_pause_partitions(kafka->consumer, parts);
     } else {
-        /* held partitions stay paused until their owner releases them */
-        rd_kafka_topic_partition_list_t *go = rd_kafka_topic_partition_list_new(parts->cnt);
-        for (int i = 0; i < parts->cnt; i++) {
-            int topic = topic_index(kafka, parts->elems[i].topic);
-            tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, parts->elems[i].partition);
-            if (!t || !t->held)
-                rd_kafka_topic_partition_list_add(go, parts->elems[i].topic,
-                                                  parts->elems[i].partition);
-        }
-        rd_kafka_resume_partitions(kafka->consumer, go);
-        rd_kafka_topic_partition_list_destroy(go);
+        /* partitions their owner holds (nx_kafka_hold) or a rewind holds
+         * stay paused until released */
+        for (int i = parts->cnt - 1; i >= 0; i--)
+            if (held(kafka, &parts->elems[i]))
+                rd_kafka_topic_partition_list_del_by_idx(parts, i);
+        rd_kafka_resume_partitions(kafka->consumer, parts);
     }
     rd_kafka_topic_partition_list_destroy(parts);
     kafka->paused = pause;
     kafka->stats.pauses += pause;
+}
+
+/* Seeks a held partition to its rewind offset; 0, or -1 (logged) if
+ * librdkafka refused it (it is tried again at the next poll). The seek is
+ * asynchronous: librdkafka delivers nothing the partition fetched before
+ * it from the call on (a version barrier), and applies it in the
+ * partition's thread, before the resume. (2.0.2 also waits a thousandth of
+ * the timeout it is given.) */
+static int seek_held(nx_kafka_t *kafka, tracker_t *t) {
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, kafka->topics.v[t->topic], t->partition)->offset =
+        t->rewind_to;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(kafka->consumer, list, 0);
+    rd_kafka_resp_err_t err = e ? rd_kafka_error_code(e) : list->elems[0].err;
+    if (err == RD_KAFKA_RESP_ERR__IN_PROGRESS)
+        err = RD_KAFKA_RESP_ERR_NO_ERROR; /* under way */
+    if (err)
+        NX_LOG_RL(NX_LOG_WARNING,
+                  "kafka: seeking %s [%" PRId32 "] back to %" PRId64 ": %s; "
+                  "it stays paused and is sought again",
+                  kafka->topics.v[t->topic], t->partition, t->rewind_to,
+                  e ? rd_kafka_error_string(e) : rd_kafka_err2str(err));
+    if (e)
+        rd_kafka_error_destroy(e);
+    rd_kafka_topic_partition_list_destroy(list);
+    t->seek_due = err != RD_KAFKA_RESP_ERR_NO_ERROR;
+    return t->seek_due ? -1 : 0;
+}
+
+int nx_kafka_rewind(nx_kafka_t *kafka, int topic, int32_t partition, int64_t offset,
+                    int64_t hold_ms) {
+    tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, partition);
+    if (!t)
+        return -1;
+    /* Paused first: librdkafka drops what it fetched ahead for the
+     * partition at once, and the seek then sets where fetching resumes
+     * (a seek also forgets the position the application last read, which
+     * a later pause would otherwise go back to). */
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, kafka->topics.v[topic], partition);
+    rd_kafka_pause_partitions(kafka->consumer, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (!t->hold_until)
+        kafka->n_held++;
+    t->hold_until = nx_now_mono_ms() + (hold_ms > 0 ? hold_ms : 1);
+    t->rewind_to = offset;
+    kafka->stats.rewinds++;
+    seek_held(kafka, t);
+    return 0;
+}
+
+/* Resumes held partitions whose time has come (their seek applied), unless
+ * back-pressure holds the whole input, which resumes them with the rest. */
+static void release_held(nx_kafka_t *kafka) {
+    int64_t now = nx_now_mono_ms();
+    for (int i = 0; kafka->n_held && i < MAX_TRACKERS; i++) {
+        tracker_t *t = &kafka->trackers[i];
+        if (!t->used || !t->hold_until || (t->seek_due && seek_held(kafka, t) < 0) ||
+            now < t->hold_until)
+            continue;
+        t->hold_until = 0;
+        kafka->n_held--;
+        if (kafka->paused || t->held)
+            continue;
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(list, kafka->topics.v[t->topic], t->partition);
+        rd_kafka_resume_partitions(kafka->consumer, list);
+        rd_kafka_topic_partition_list_destroy(list);
+    }
 }
 
 static int ring_full(const nx_kafka_t *kafka) {
@@ -686,6 +778,8 @@ int nx_kafka_poll_batch(nx_kafka_t *kafka, rd_kafka_message_t **msgs, int max, i
     /* delivery reports first: they advance stored offsets */
     serve_deliveries(kafka);
     store_offsets(kafka);
+    if (kafka->n_held)
+        release_held(kafka);
 
     int outq = rd_kafka_outq_len(kafka->producer);
     if (!kafka->paused && (outq > OUTQ_HIGH || ring_full(kafka))) {
@@ -861,8 +955,8 @@ void nx_kafka_release(nx_kafka_t *kafka, int topic, int32_t partition) {
     if (!t || !t->held)
         return;
     t->held = 0;
-    if (kafka->paused)
-        return; /* back-pressure resumes it with the others */
+    if (kafka->paused || t->hold_until)
+        return; /* back-pressure, or the rewind's end, resumes it */
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(list, kafka->topics.v[topic], partition);
     rd_kafka_resume_partitions(kafka->consumer, list);
@@ -956,5 +1050,6 @@ void nx_kafka_stats(const nx_kafka_t *kafka, nx_kafka_stats_t *stats) {
     *stats = kafka->stats;
     stats->assigned_partitions = kafka->n_trackers;
     stats->paused = kafka->paused;
+    stats->held_partitions = kafka->n_held;
     stats->producer_queue = rd_kafka_outq_len(kafka->producer);
 }

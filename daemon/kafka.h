@@ -31,6 +31,13 @@
  * callbacks (so the consumer stays in its group, well within
  * max.poll.interval.ms) until they drain, then resumes.
  *
+ * Rewinds: a record the owner cannot handle yet (its writer schema is still
+ * being fetched) is not tracked; nx_kafka_rewind sends its partition back
+ * to it and pauses that partition for a while, the others flowing on. The
+ * partition's records after it that were polled already are not tracked
+ * either: they are fetched again. So nothing is lost, and the stored
+ * offsets, which advance over tracked records only, never pass it.
+ *
  * Mock mode: kafka.brokers = "mock" creates librdkafka's in-process mock
  * cluster with the input, output and dead-letter topics (for the demo and
  * fault-injection tests); everything else is the same code.
@@ -80,8 +87,10 @@ typedef struct nx_kafka_stats {
     uint64_t rebalances;
     uint64_t commits;         /* offset commits acknowledged by the coordinator */
     uint64_t commit_failures; /* offset commits refused or failed */
+    uint64_t rewinds;         /* nx_kafka_rewind calls */
     int assigned_partitions;
     int paused;           /* 1 while back-pressure holds the input paused */
+    int held_partitions;  /* partitions paused by nx_kafka_rewind */
     int producer_queue;   /* records produced and not yet acknowledged */
     int64_t consumer_lag; /* sum over assigned partitions, from statistics; -1 unknown */
 } nx_kafka_stats_t;
@@ -125,6 +134,15 @@ int nx_kafka_topic_index(nx_kafka_t *kafka, const rd_kafka_message_t *msg);
  * tracked in consumption order. NX_TICKET_NONE if the record's partition is
  * not assigned any more (a stale record after a revoke: skip it). */
 nx_ticket_t nx_kafka_track(nx_kafka_t *kafka, const rd_kafka_message_t *msg);
+
+/* Sends input partition (topic index, partition) back to `offset` (a record
+ * polled and not tracked, and the owner skips that partition's later
+ * records in hand) and pauses it for hold_ms; nx_kafka_poll_batch resumes
+ * it then (with the rest of the input, if back-pressure holds it). A
+ * rewind of a held partition moves its offset and time. 0, or -1 if the
+ * partition is not assigned (a stale record). */
+int nx_kafka_rewind(nx_kafka_t *kafka, int topic, int32_t partition, int64_t offset,
+                    int64_t hold_ms);
 
 /* The record of this ticket needs nothing produced: done now. */
 void nx_kafka_done(nx_kafka_t *kafka, nx_ticket_t ticket);

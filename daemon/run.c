@@ -137,17 +137,56 @@ static void delivered(void *opaque, int is_dlq, rd_kafka_resp_err_t err, int64_t
     }
 }
 
+/* Partitions of one batch stopped at a record whose writer schema is not
+ * in yet: at most one per assigned partition. */
+typedef struct waiting {
+    int n;
+    struct {
+        int topic;
+        int32_t partition;
+    } v[NX_OFFSETS_MAX];
+} waiting_t;
+
+static int is_waiting(const waiting_t *w, int topic, int32_t partition) {
+    for (int i = 0; i < w->n; i++)
+        if (w->v[i].topic == topic && w->v[i].partition == partition)
+            return 1;
+    return 0;
+}
+
 static void process_batch(nx_run_t *r, int n) {
     int64_t now = nx_now_wall_ms();
     size_t ng = 0;
+    static waiting_t waiting; /* the loop's thread only; 12 kB off the stack */
+    waiting.n = 0;
     for (int i = 0; i < n; i++) {
         rd_kafka_message_t *m = r->msgs[i];
+        int topic = nx_kafka_topic_index(r->kafka, m);
+        /* a partition sent back to a record waiting for its schema: its
+         * later records are read again after it, not now */
+        if (waiting.n && is_waiting(&waiting, topic, m->partition))
+            continue;
+        nx_event_t *ev = &r->evs[ng];
+        nx_codec_reason_t why = nx_codec_decode(r->codec, m->payload, m->len, topic, now, ev);
+        if (why == NX_CODEC_SCHEMA_PENDING) {
+            /* The registry is fetching its writer schema (or waits to try
+             * again): neither good nor bad yet. The partition stops here and
+             * reads it again once the schema may be in; no ticket, and the
+             * offsets the state covers stay before it. */
+            if (nx_kafka_rewind(r->kafka, topic, m->partition, m->offset,
+                                nx_codec_pending_wait_ms(r->codec)) < 0) {
+                r->stale++; /* its partition was revoked during the poll */
+            } else if (waiting.n < NX_OFFSETS_MAX) {
+                waiting.v[waiting.n].topic = topic;
+                waiting.v[waiting.n++].partition = m->partition;
+            }
+            continue;
+        }
         nx_ticket_t t = nx_kafka_track(r->kafka, m);
         if (t == NX_TICKET_NONE) {
             r->stale++; /* its partition was revoked during the poll */
             continue;
         }
-        int topic = nx_kafka_topic_index(r->kafka, m);
         if (topic >= 0) {
             /* the pipeline's state covers this record once the batch is
              * processed (good, skipped or dead-lettered alike) */
@@ -156,8 +195,6 @@ static void process_batch(nx_run_t *r, int n) {
                 o->offset = m->offset + 1;
             r->events_in[topic]++;
         }
-        nx_event_t *ev = &r->evs[ng];
-        nx_codec_reason_t why = nx_codec_decode(r->codec, m->payload, m->len, topic, now, ev);
         if (why == NX_CODEC_OK) {
             ev->partition = m->partition;
             ev->offset = m->offset;
@@ -224,6 +261,9 @@ static void reload(nx_run_t *r) {
         nx_err("reload: %s; keeping the running configuration", err);
         return;
     }
+    /* the registered id stands in for the file's (output.schema_registry) */
+    if (r->cfg->output.schema_registry.enabled)
+        fresh->output.schema_id = r->cfg->output.schema_id;
     nx_log_set_level(nx_log_level_parse(fresh->log_level));
     free(r->cfg->log_level);
     r->cfg->log_level = strdup(fresh->log_level);
@@ -469,6 +509,17 @@ static void metrics_publish(nx_run_t *r) {
         m->changelog_aborts = ls.aborts;
         m->offset_commits = ls.flushes;
     }
+    m->schema_waits = ks.rewinds;
+    m->schema_waiting_partitions = ks.held_partitions;
+    if (r->registry) {
+        nx_registry_stats_t rs;
+        nx_registry_stats(r->registry, &rs);
+        m->registry_found = rs.found;
+        m->registry_not_found = rs.not_found;
+        m->registry_failures = rs.failures;
+        m->registry_retries = rs.retries;
+        m->registry_pending = rs.pending;
+    }
     readiness(r, m, &ks);
     nx_http_publish(r->http, m);
 }
@@ -610,6 +661,70 @@ static int run_alloc(nx_run_t *r, char *err, size_t err_size) {
     return 0;
 }
 
+/* input.schema_registry: the codec asks it for Confluent writer schemas. */
+static int open_registry(nx_run_t *r, char *err, size_t err_size) {
+    const nx_config_registry_t *conf = &r->cfg->input.schema_registry;
+    if (!conf->url[0])
+        return 0;
+    if (strcmp(r->cfg->input.framing, "confluent") != 0) {
+        nx_warn("input.schema_registry.url is set but input.framing is \"%s\": not used",
+                r->cfg->input.framing);
+        return 0;
+    }
+    if (!(r->registry = nx_registry_new(conf, "input.schema_registry", err, err_size)))
+        return -1;
+    nx_codec_source_t source = nx_registry_source(r->registry);
+    nx_codec_set_source(r->codec, &source);
+    nx_notice("input: writer schemas from the Schema Registry at %s", conf->url);
+    return 0;
+}
+
+/* output.schema_registry: the prediction schema is registered under
+ * <output_topic>-value before anything is produced, and its id frames the
+ * predictions (the pipeline's encoder takes it from the configuration). */
+static int register_output(nx_run_t *r, char *err, size_t err_size) {
+    nx_config_t *cfg = r->cfg;
+    const nx_config_registry_t *own = &cfg->output.schema_registry;
+    const nx_config_registry_t *conf = own->url[0] ? own : &cfg->input.schema_registry;
+    const char *name = own->url[0] ? "output.schema_registry" : "input.schema_registry";
+    nx_registry_t *registry = NULL;
+    char *schema = NULL, subject[512];
+    size_t len = 0;
+    int64_t id = -1;
+    int rc = -1;
+    if (!own->enabled)
+        return 0;
+    if (strcmp(cfg->output.format, "confluent") != 0)
+        return nx_errf(err, err_size,
+                       "output.schema_registry.enabled needs output.format = \"confluent\", "
+                       "not \"%s\"",
+                       cfg->output.format);
+    if (!conf->url[0])
+        return nx_errf(err, err_size,
+                       "output.schema_registry.enabled: no registry; set "
+                       "output.schema_registry.url (or input.schema_registry.url)");
+    FILE *f = fopen(cfg->output.schema, "rb");
+    if (!f || getdelim(&schema, &len, '\0', f) < 0) {
+        nx_errf(err, err_size, "output.schema: cannot read %s: %s", cfg->output.schema,
+                strerror(errno));
+        goto out;
+    }
+    snprintf(subject, sizeof subject, "%s-value", cfg->kafka.output_topic);
+    if (!(registry = nx_registry_new(conf, name, err, err_size)) ||
+        nx_registry_register(registry, subject, schema, &id, err, err_size) < 0)
+        goto out;
+    cfg->output.schema_id = id;
+    nx_notice("output: %s registered under %s as schema id %lld", cfg->output.schema, subject,
+              (long long)id);
+    rc = 0;
+out:
+    nx_registry_destroy(registry);
+    free(schema);
+    if (f)
+        fclose(f);
+    return rc;
+}
+
 int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
     int created = 0;
     /* what fails here is the configuration or the state directory it names
@@ -630,6 +745,8 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
     if (created)
         nx_notice("created the user-id hash key in %s", r->cfg->state_dir);
     if (!(r->codec = nx_codec_new(r->cfg, err, err_size)))
+        return -1;
+    if (open_registry(r, err, err_size) < 0 || register_output(r, err, err_size) < 0)
         return -1;
     nx_pipeline_out_t po = {nx_run_emit, r};
     if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, 1, &po, err, err_size)))
@@ -718,6 +835,7 @@ void nx_run_teardown(nx_run_t *r) {
     nx_notify_destroy(r->notify);
     nx_pipeline_destroy(r->pipe);
     nx_codec_destroy(r->codec);
+    nx_registry_destroy(r->registry);
     free(r->msgs);
     free(r->evs);
     free(r->tickets);

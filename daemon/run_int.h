@@ -25,6 +25,7 @@
 #include "notify.h"
 #include "offsets.h"
 #include "pipeline.h"
+#include "registry.h"
 #include "siphash.h"
 
 /* Exit status of a stop whose final checkpoint could not be written: the
@@ -53,6 +54,7 @@ struct nx_run {
     nx_config_t *cfg; /* borrowed */
     nx_kafka_t *kafka;
     nx_codec_t *codec;
+    nx_registry_t *registry; /* input writer schemas; NULL without a registry */
     nx_pipeline_t *pipe;
     rd_kafka_message_t **msgs; /* (kafka.poll_batch) */
     nx_event_t *evs;           /* (kafka.poll_batch) */

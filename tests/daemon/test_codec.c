@@ -606,6 +606,62 @@ static void test_topic_types(void) {
     nx_codec_destroy(codec);
 }
 
+/* A schema source (a registry's stand-in): id 1 pending twice, then
+ * found; every other id absent. */
+static int source_calls;
+static nx_codec_lookup_t source_lookup(void *opaque, uint32_t id, const char **json,
+                                       int64_t *wait_ms) {
+    source_calls++;
+    if (id != 1)
+        return NX_CODEC_LOOKUP_ABSENT;
+    if (source_calls <= 2) {
+        *wait_ms = 25;
+        return NX_CODEC_LOOKUP_PENDING;
+    }
+    *json = opaque;
+    return NX_CODEC_LOOKUP_FOUND;
+}
+
+/* With a source: PENDING (not an error, not cached) until the source has
+ * the schema, which is then compiled once; an absent id is unknown and
+ * asked again each time (the source may get it later). */
+static void test_source(void) {
+    char err[256];
+    nx_codec_t *codec = nx_codec_new(t_config("confluent"), err, sizeof err);
+    CHECK(codec != NULL);
+    if (!codec)
+        return;
+    nx_codec_source_t src = {source_lookup, (void *)t_event_schema};
+    nx_codec_set_source(codec, &src);
+    nx_codec_record_t rec = {
+        .user_id = "u1", .ts_ms = 1700000000000LL, .event_type = "click", .price = NAN};
+    uint8_t buf[256];
+    nx_event_t ev;
+    int64_t n = nx_codec_encode_event(&rec, 1, buf, sizeof buf);
+    CHECK_REASON(nx_codec_decode(codec, buf, (size_t)n, -1, T_NOW_MS, &ev),
+                 NX_CODEC_SCHEMA_PENDING);
+    CHECK_EQ_I(nx_codec_pending_wait_ms(codec), 25);
+    CHECK_REASON(nx_codec_decode(codec, buf, (size_t)n, -1, T_NOW_MS, &ev),
+                 NX_CODEC_SCHEMA_PENDING);
+    CHECK_REASON(nx_codec_decode(codec, buf, (size_t)n, -1, T_NOW_MS, &ev), NX_CODEC_OK);
+    CHECK(ev.user_id_len == 2 && memcmp(ev.user_id, "u1", 2) == 0);
+    for (int i = 0; i < 10; i++)
+        CHECK_REASON(nx_codec_decode(codec, buf, (size_t)n, -1, T_NOW_MS, &ev), NX_CODEC_OK);
+    CHECK_EQ_I(source_calls, 3);
+    n = nx_codec_encode_event(&rec, 2, buf, sizeof buf);
+    for (int i = 0; i < 3; i++)
+        CHECK_REASON(nx_codec_decode(codec, buf, (size_t)n, -1, T_NOW_MS, &ev),
+                     NX_CODEC_UNKNOWN_SCHEMA_ID);
+    CHECK_EQ_I(source_calls, 6);
+    const uint64_t *cnt = nx_codec_counters(codec);
+    CHECK_EQ_U(cnt[NX_CODEC_SCHEMA_PENDING], 2);
+    CHECK_EQ_U(cnt[NX_CODEC_UNKNOWN_SCHEMA_ID], 3);
+    CHECK_EQ_U(cnt[NX_CODEC_OK], 11);
+    CHECK(!nx_codec_reason_is_structural(NX_CODEC_SCHEMA_PENDING));
+    CHECK(strcmp(nx_codec_reason_name(NX_CODEC_SCHEMA_PENDING), "schema_pending") == 0);
+    nx_codec_destroy(codec);
+}
+
 int main(void) {
     test_encoder_matches_avro_c();
     test_round_trip();
@@ -615,6 +671,7 @@ int main(void) {
     test_mutations();
     test_config_errors();
     test_topic_types();
+    test_source();
     if (t_failures) {
         fprintf(stderr, "test_codec: %d failure(s)\n", t_failures);
         return 1;
