@@ -31,6 +31,7 @@
  *   partition from the changelog (users/s and MB/s over the longest
  *   partition restore; partitions restore in parallel).
  *
+ * NX_BENCH_EXPLAIN=N sets output.explain (reasons per prediction, default 0).
  * NX_BENCH_KAFKA_CONF="..." is pasted into the daemon's kafka { } block,
  * e.g. 'consumer = { queued_min_messages = 100000; };' to compare settings.
  *
@@ -398,11 +399,12 @@ int main(int argc, char **argv) {
             "  output_topic = \"%s\"; dead_letter_topic = \"%s\"; commit_interval_ms = 1000;\n"
             "  %s };\n"
             "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
-            "output: { schema = \"%s/conf/schemas/prediction.avsc\"; };\n"
+            "output: { schema = \"%s/conf/schemas/prediction.avsc\"; explain = %d; };\n"
             "model: { enabled = %s; };\n"
             "checkpoint: { interval_s = 0; };\n",
             dir, nx_fixture_brokers(), group, in_topic, out_topic, dlq_topic,
             getenv("NX_BENCH_KAFKA_CONF") ? getenv("NX_BENCH_KAFKA_CONF") : "", srcdir, srcdir,
+            getenv("NX_BENCH_EXPLAIN") ? atoi(getenv("NX_BENCH_EXPLAIN")) : 0,
             model_on ? "true" : "false");
     const char *kp = getenv("NX_KAFKA_PORT");
     metrics_port = (kp ? atoi(kp) : 39092) + 109;
