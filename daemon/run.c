@@ -613,6 +613,16 @@ static void metrics_publish(nx_run_t *r) {
         m->bucket_count[i] = r->lat.count[i];
     m->latency_count = r->lat.n;
     m->latency_sum = r->lat_sum_s;
+    nx_trainer_step_hist_t sh;
+    _Static_assert(NX_TRAINER_STEP_BUCKETS <= NX_HTTP_MAX_BUCKETS, "step buckets");
+    nx_pipeline_step_hist(r->pipe, &sh);
+    m->n_step_buckets = NX_TRAINER_STEP_BUCKETS;
+    for (int i = 0; i < NX_TRAINER_STEP_BUCKETS; i++) {
+        m->step_le[i] = sh.le[i];
+        m->step_count[i] = sh.count[i];
+    }
+    m->steps_timed = sh.n;
+    m->step_sum_s = sh.sum_s;
     m->users = s.users;
     m->bytes_per_user = s.bytes_per_user;
     m->pending_labels = s.pending;
