@@ -170,8 +170,8 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     put_label(&o, m->output_topic);
     put(&o, "\"} %llu\n", (unsigned long long)m->predictions_out);
     head(&o, "nextactd_dead_letters_total", "counter",
-         "Bad records acknowledged by the broker on the dead-letter topic (counted, not "
-         "sent, when there is none).");
+         "Bad records acknowledged by the broker on the dead-letter topic (every bad "
+         "record: nextactd_decode_errors_total).");
     put(&o, "nextactd_dead_letters_total %llu\n", (unsigned long long)m->dead_letters);
     head(&o, "nextactd_decode_errors_total", "counter",
          "Records refused by the decoder, by reason.");
