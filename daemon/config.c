@@ -1269,8 +1269,9 @@ static int override_map_entry(load_ctx_t *ctx, nx_config_t *cfg, const nx_cfg_de
     if (scan_int_literals(ctx, text) < 0)
         goto out;
     if (config_read_string(&c, text) != CONFIG_TRUE) {
-        fail(ctx, 0, "%s: write numbers as 10 or 1.5, booleans as true or false and strings "
-                     "in quotes",
+        fail(ctx, 0,
+             "%s: write numbers as 10 or 1.5, booleans as true or false and strings "
+             "in quotes",
              config_error_text(&c));
         goto out;
     }
@@ -1365,8 +1366,9 @@ static int override_one(nx_config_t *cfg, const char *arg, bool *seen, char *err
     if (scan_int_literals(&ctx, text) < 0)
         goto out;
     if (config_read_string(&c, text) != CONFIG_TRUE) {
-        fail(&ctx, 0, "%s: write numbers as 10 or 1.5, booleans as true or false, lists as "
-                      "[1, 2] and strings in quotes",
+        fail(&ctx, 0,
+             "%s: write numbers as 10 or 1.5, booleans as true or false, lists as "
+             "[1, 2] and strings in quotes",
              config_error_text(&c));
         goto out;
     }

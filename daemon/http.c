@@ -108,7 +108,8 @@ static void put_process(out_t *o) {
                     "%*d %llu %llu %lld",
                     &utime, &stime, &start, &vsize, &rss) == 5;
     if (ok) {
-        head(o, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+        head(o, "process_cpu_seconds_total", "counter",
+             "Total user and system CPU time spent in seconds.");
         put(o, "process_cpu_seconds_total %.2f\n", (double)(utime + stime) / (double)tick);
         head(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
         put(o, "process_virtual_memory_bytes %llu\n", vsize);
@@ -242,8 +243,7 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     }
     put_gauge_if(&o, "nextactd_checkpoint_age_seconds",
                  "Seconds since the last checkpoint was complete (absent before the first).",
-                 m->checkpoint_wall_ms != 0,
-                 (double)(now_wall_ms - m->checkpoint_wall_ms) / 1000);
+                 m->checkpoint_wall_ms != 0, (double)(now_wall_ms - m->checkpoint_wall_ms) / 1000);
     put_gauge_if(&o, "nextactd_checkpoint_duration_seconds", "Time the last checkpoint took.",
                  m->checkpoint_wall_ms != 0, m->checkpoint_duration_s);
     put_gauge_if(&o, "nextactd_checkpoint_fork_seconds",

@@ -117,11 +117,11 @@ static void config_cmd_usage(int cmd, FILE *out) {
         if (cmd != CMD_CHECK)
             fputs("  -c, --config CONF     configuration file (libconfig)\n", out);
         if (cmd == CMD_DUMP)
-            fputs("  --comments            each key with its help text, default and range\n",
-                  out);
-        fputs("  -X KEY=VALUE          override a configuration key (repeatable), e.g.\n"
-              "                        -X model.hidden=[32] -X kafka.consumer.fetch_wait_max_ms=5\n",
-              out);
+            fputs("  --comments            each key with its help text, default and range\n", out);
+        fputs(
+            "  -X KEY=VALUE          override a configuration key (repeatable), e.g.\n"
+            "                        -X model.hidden=[32] -X kafka.consumer.fetch_wait_max_ms=5\n",
+            out);
     }
     fputs("  -h, --help            this text\n", out);
 }

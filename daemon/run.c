@@ -944,12 +944,13 @@ void nx_run_teardown(nx_run_t *r) {
 }
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: nextactd run -c CONF [--start-afresh] [-X KEY=VALUE]...\n"
-                 "  -c, --config CONF   configuration file (libconfig)\n"
-                 "  -X KEY=VALUE        override a configuration key (repeatable; SIGHUP keeps it)\n"
-                 "  --start-afresh      discard checkpoints written under another user-id hash key\n"
-                 "                      (key file lost or replaced) instead of refusing (exit 78)\n"
-                 "  -h, --help          this text\n");
+    fprintf(out,
+            "usage: nextactd run -c CONF [--start-afresh] [-X KEY=VALUE]...\n"
+            "  -c, --config CONF   configuration file (libconfig)\n"
+            "  -X KEY=VALUE        override a configuration key (repeatable; SIGHUP keeps it)\n"
+            "  --start-afresh      discard checkpoints written under another user-id hash key\n"
+            "                      (key file lost or replaced) instead of refusing (exit 78)\n"
+            "  -h, --help          this text\n");
 }
 
 int nx_run_main(int argc, char **argv) {

@@ -140,8 +140,8 @@ static void expect_bad(const char *arg, const char *why) {
     CHECK_STR_HAS(err, why);
 
     static const char *forms[] = {
-        "check-config '%s'", "dump-config -c '%s'", "features -c '%s'",
-        "--check-config '%s'", "run -c '%s'", "demo --seconds 1 -c '%s'",
+        "check-config '%s'",        "dump-config -c '%s'", "features -c '%s'",
+        "--check-config '%s'",      "run -c '%s'",         "demo --seconds 1 -c '%s'",
         "replay -c '%s' /dev/null",
     };
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {

@@ -159,9 +159,12 @@ int main(int argc, char **argv) {
         check_text(late, "late.prom");
         CHECK_STR_HAS(late, "nextactd_build_info{version=\"");
         static const char *process[] = {
-            "process_resident_memory_bytes ", "process_virtual_memory_bytes ",
-            "process_cpu_seconds_total ",     "process_open_fds ",
-            "process_max_fds ",               "process_start_time_seconds ",
+            "process_resident_memory_bytes ",
+            "process_virtual_memory_bytes ",
+            "process_cpu_seconds_total ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
         };
         for (size_t i = 0; i < sizeof process / sizeof process[0]; i++)
             CHECK_STR_HAS(late, process[i]);
