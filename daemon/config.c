@@ -404,6 +404,9 @@ void nx_config_destroy(nx_config_t *cfg) {
         return;
     for (size_t i = 0; i < N_DESC; i++)
         field_clear(cfg, &nx_config_table[i]);
+    for (int i = 0; i < cfg->n_overrides; i++)
+        free(cfg->overrides[i]);
+    free(cfg->overrides);
     free(cfg->path);
     free(cfg);
 }
@@ -422,13 +425,19 @@ typedef struct load_ctx {
     const char *dir; /* directory of the file, for relative paths; NULL = cwd */
     char *errstr;
     size_t errstr_size;
+    int no_line; /* a -X argument: "file" is the argument, with no line */
 } load_ctx_t;
 
 static int fail(load_ctx_t *ctx, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static int load_file(nx_config_t *cfg, const char *path, config_t *c, bool *seen, char *errstr,
+                     size_t errstr_size);
+static int overrides_apply(nx_config_t *cfg, const char *const *overrides, int n, bool *seen,
+                           char *errstr, size_t errstr_size);
 
 static int fail(load_ctx_t *ctx, int line, const char *fmt, ...) {
-    int n = snprintf(ctx->errstr, ctx->errstr_size, "%s:%d: ", ctx->file, line);
+    int n = ctx->no_line ? snprintf(ctx->errstr, ctx->errstr_size, "%s: ", ctx->file)
+                         : snprintf(ctx->errstr, ctx->errstr_size, "%s:%d: ", ctx->file, line);
     if (n < 0 || (size_t)n >= ctx->errstr_size)
         return -1;
     va_list ap;
@@ -861,7 +870,7 @@ static int apply(load_ctx_t *ctx, nx_config_t *cfg, const nx_cfg_desc_t *d,
 }
 
 static int apply_defaults(nx_config_t *cfg, char *errstr, size_t errstr_size) {
-    load_ctx_t ctx = {"(default)", NX_SOURCE_DIR "/conf", errstr, errstr_size};
+    load_ctx_t ctx = {"(default)", NX_SOURCE_DIR "/conf", errstr, errstr_size, 0};
     for (size_t i = 0; i < N_DESC; i++) {
         const nx_cfg_desc_t *d = &nx_config_table[i];
         if (!d->def)
@@ -1052,8 +1061,10 @@ static int walk(load_ctx_t *ctx, nx_config_t *cfg, const config_setting_t *g, co
                 continue;
             const char *rest = name + (pre ? pre + 1 : 0);
             size_t rl = strcspn(rest, ".");
-            if (strstr(allowed, rest) && rest[rl] == '.')
-                continue; /* subgroup already listed */
+            char word[256];
+            snprintf(word, sizeof word, "%.*s", (int)rl, rest);
+            if (list_has(allowed, ',', word))
+                continue; /* a group already listed */
             alen += (size_t)snprintf(allowed + alen, sizeof allowed - alen, "%s%.*s",
                                      alen ? ", " : "", (int)rl, rest);
         }
@@ -1133,38 +1144,71 @@ static int cross_check(load_ctx_t *ctx, nx_config_t *cfg, const config_t *c) {
 }
 
 nx_config_t *nx_config_load(const char *path, char *errstr, size_t errstr_size) {
+    return nx_config_load_ex(path, NULL, 0, errstr, errstr_size);
+}
+
+nx_config_t *nx_config_load_ex(const char *path, const char *const *overrides, int n_overrides,
+                               char *errstr, size_t errstr_size) {
     nx_config_t *cfg = NULL;
-    char *text = NULL, *dir = NULL;
     config_t c;
-    bool c_init = false;
     bool seen[N_DESC] = {0};
 
+    config_init(&c);
     cfg = calloc(1, sizeof *cfg);
     if (!cfg) {
-        snprintf(errstr, errstr_size, "%s:0: out of memory", path);
+        snprintf(errstr, errstr_size, "%s:0: out of memory", path ? path : "(default)");
         goto err;
     }
     if (apply_defaults(cfg, errstr, errstr_size) < 0)
         goto err;
+    if (path && load_file(cfg, path, &c, seen, errstr, errstr_size) < 0)
+        goto err;
+    if (overrides_apply(cfg, overrides, n_overrides, seen, errstr, errstr_size) < 0)
+        goto err;
+    load_ctx_t ctx = {path ? path : "(default)", NULL, errstr, errstr_size, 0};
+    for (size_t k = 0; path && k < N_DESC; k++)
+        if ((nx_config_table[k].flags & NX_CF_REQUIRED) && !seen[k]) {
+            fail(&ctx, 0, "missing required key '%s': %s", nx_config_table[k].name,
+                 nx_config_table[k].help);
+            goto err;
+        }
+    if (cross_check(&ctx, cfg, &c) < 0)
+        goto err;
+    config_destroy(&c);
+    return cfg;
+
+err:
+    config_destroy(&c);
+    nx_config_destroy(cfg);
+    return NULL;
+}
+
+/* Reads the file at `path` over the defaults in cfg, marking the keys it
+ * sets in seen[]; `c` keeps the parsed file, for the line numbers of later
+ * messages. */
+static int load_file(nx_config_t *cfg, const char *path, config_t *c, bool *seen, char *errstr,
+                     size_t errstr_size) {
+    char *text = NULL, *dir = NULL;
+    int rc = -1;
     cfg->path = strdup(path);
     dir = strdup(path);
-    if (!cfg->path || !dir)
+    if (!cfg->path || !dir) {
+        snprintf(errstr, errstr_size, "%s:0: out of memory", path);
         goto err;
+    }
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
     else
         strcpy(dir, ".");
-    load_ctx_t ctx = {path, dir, errstr, errstr_size};
+    load_ctx_t ctx = {path, dir, errstr, errstr_size, 0};
 
     if (!(text = read_file(path, errstr, errstr_size)))
         goto err;
     if (scan_int_literals(&ctx, text) < 0)
         goto err;
-    config_init(&c);
-    c_init = true;
-    if (config_read_string(&c, text) != CONFIG_TRUE) {
-        fail(&ctx, config_error_line(&c), "syntax error: %s", config_error_text(&c));
+    if (config_read_string(c, text) != CONFIG_TRUE) {
+        fail(&ctx, config_error_line(c), "syntax error: %s", config_error_text(c));
         goto err;
     }
     /* Relative paths in the file resolve against the file's directory; the
@@ -1184,28 +1228,221 @@ nx_config_t *nx_config_load(const char *path, char *errstr, size_t errstr_size) 
         if (r < 0)
             goto err;
     }
-    if (walk(&ctx, cfg, config_root_setting(&c), "", seen) < 0)
+    if (walk(&ctx, cfg, config_root_setting(c), "", seen) < 0)
         goto err;
-    for (size_t k = 0; k < N_DESC; k++)
-        if ((nx_config_table[k].flags & NX_CF_REQUIRED) && !seen[k]) {
-            fail(&ctx, 0, "missing required key '%s': %s", nx_config_table[k].name,
-                 nx_config_table[k].help);
-            goto err;
-        }
-    if (cross_check(&ctx, cfg, &c) < 0)
-        goto err;
-    config_destroy(&c);
-    free(text);
-    free(dir);
-    return cfg;
-
+    rc = 0;
 err:
-    if (c_init)
-        config_destroy(&c);
     free(text);
     free(dir);
-    nx_config_destroy(cfg);
-    return NULL;
+    return rc;
+}
+
+nx_config_t *nx_config_reload(const nx_config_t *cfg, char *errstr, size_t errstr_size) {
+    return nx_config_load_ex(cfg->path, (const char *const *)cfg->overrides, cfg->n_overrides,
+                             errstr, errstr_size);
+}
+
+/* ------------------------------------------------------------------ */
+/* -X key=value: each override is parsed by libconfig as the line
+ * `key = value;` nested in its groups, and applied by the same code as the
+ * file (walk), so it gets the same type and range checks and unknown keys
+ * are refused alike. An entry of a map row is merged into the map instead
+ * of replacing it. */
+
+int nx_config_overrides_add(nx_config_overrides_t *ov, const char *arg) {
+    if (ov->n >= NX_CONFIG_MAX_OVERRIDES) {
+        fprintf(stderr, "nextactd: more than %d -X overrides\n", NX_CONFIG_MAX_OVERRIDES);
+        return -1;
+    }
+    ov->v[ov->n++] = arg;
+    return 0;
+}
+
+/* Appends s to the buffer, a libconfig string literal when quote is set. */
+static void text_put(char *buf, size_t size, const char *s, int quote) {
+    size_t n = strlen(buf);
+    if (quote && n + 1 < size)
+        buf[n++] = '"';
+    for (; *s && n + 2 < size; s++) {
+        if (quote && (*s == '"' || *s == '\\'))
+            buf[n++] = '\\';
+        buf[n++] = *s;
+    }
+    if (quote && n + 1 < size)
+        buf[n++] = '"';
+    buf[n] = '\0';
+}
+
+/* Whether a row of this type holds one string, which an unquoted value
+ * spells directly. */
+static bool is_string_type(nx_cfg_type_t t) {
+    return t == NX_CT_STRING || t == NX_CT_PATH || t == NX_CT_ENUM;
+}
+
+/* Whether libconfig reads `value` as a value. */
+static bool is_value(const char *value) {
+    char text[4096] = "v = ";
+    text_put(text, sizeof text, value, 0);
+    text_put(text, sizeof text, ";", 0);
+    config_t probe;
+    config_init(&probe);
+    bool ok = config_read_string(&probe, text) == CONFIG_TRUE;
+    config_destroy(&probe);
+    return ok;
+}
+
+/* One entry of a map row: parsed as `v = { name = value; };` by the file's
+ * map reader (librdkafka's checks included), then added or replaced. */
+static int override_map_entry(load_ctx_t *ctx, nx_config_t *cfg, const nx_cfg_desc_t *d,
+                              const char *name, const char *value) {
+    char text[4096] = "v = { ";
+    char lname[256];
+    snprintf(lname, sizeof lname, "%s", name);
+    if (d->type == NX_CT_RDKAFKA)
+        for (char *p = lname; *p; p++)
+            if (*p == '.')
+                *p = '_'; /* librdkafka's dotted name, as the file spells it */
+    text_put(text, sizeof text, lname, 0);
+    text_put(text, sizeof text, " = ", 0);
+    /* a bare word (SSL, /etc/ssl/ca.pem) is a string */
+    int quote = value[0] != '"' && (d->type == NX_CT_MAP || !is_value(value));
+    text_put(text, sizeof text, value, quote);
+    text_put(text, sizeof text, "; };", 0);
+
+    nx_strmap_t one = {0};
+    config_t c;
+    config_init(&c);
+    int rc = -1;
+    if (scan_int_literals(ctx, text) < 0)
+        goto out;
+    if (config_read_string(&c, text) != CONFIG_TRUE) {
+        fail(ctx, 0,
+             "%s: write numbers as 10 or 1.5, booleans as true or false and strings "
+             "in quotes",
+             config_error_text(&c));
+        goto out;
+    }
+    if (get_map(ctx, config_lookup(&c, "v"), d, &one) < 0 || one.n != 1)
+        goto out;
+    nx_strmap_t *m = field_ptr(cfg, d);
+    int i = 0;
+    while (i < m->n && strcmp(m->key[i], one.key[0]) != 0)
+        i++;
+    if (i == NX_CONFIG_MAX_MAP) {
+        fail(ctx, 0, "%s has %d entries; at most %d allowed", d->name, i + 1, NX_CONFIG_MAX_MAP);
+        goto out;
+    }
+    if (i < m->n) {
+        free(m->key[i]);
+        free(m->val[i]);
+    } else {
+        m->n++;
+    }
+    m->key[i] = one.key[0];
+    m->val[i] = one.val[0];
+    m->line[i] = 0;
+    one.n = 0; /* moved into m */
+    rc = 0;
+out:
+    strmap_clear(&one);
+    config_destroy(&c);
+    return rc;
+}
+
+static int override_one(nx_config_t *cfg, const char *arg, bool *seen, char *errstr,
+                        size_t errstr_size) {
+    char where[512], key[256];
+    snprintf(where, sizeof where, "-X %s", arg);
+    load_ctx_t ctx = {where, NULL, errstr, errstr_size, 1};
+    const char *eq = strchr(arg, '=');
+    if (!eq)
+        return fail(&ctx, 0, "expected key=value");
+    const char *k0 = arg, *k1 = eq;
+    while (k0 < k1 && isspace((unsigned char)*k0))
+        k0++;
+    while (k1 > k0 && isspace((unsigned char)k1[-1]))
+        k1--;
+    const char *value = eq + 1;
+    while (isspace((unsigned char)*value))
+        value++;
+    size_t klen = (size_t)(k1 - k0);
+    if (klen == 0 || klen >= sizeof key)
+        return fail(&ctx, 0, "expected key=value with a key of 1 to %zu characters",
+                    sizeof key - 1);
+    memcpy(key, k0, klen);
+    key[klen] = '\0';
+    for (size_t i = 0; i < klen; i++)
+        if (!(isalnum((unsigned char)key[i]) || key[i] == '_' || key[i] == '-' ||
+              (key[i] == '.' && i > 0 && i + 1 < klen && key[i + 1] != '.')))
+            return fail(&ctx, 0, "'%s' is not a key: dotted names of letters, digits, _ and -",
+                        key);
+
+    const nx_cfg_desc_t *row = NULL;
+    for (size_t k = 0; k < N_DESC && !row; k++) {
+        const nx_cfg_desc_t *d = &nx_config_table[k];
+        size_t nl = strlen(d->name);
+        if (strcmp(d->name, key) == 0)
+            row = d;
+        else if ((d->type == NX_CT_MAP || d->type == NX_CT_RDKAFKA) &&
+                 strncmp(d->name, key, nl) == 0 && key[nl] == '.')
+            return override_map_entry(&ctx, cfg, d, key + nl + 1, value);
+    }
+
+    /* `a.b.c = value` as the groups `a: { b: { c = value; }; };` */
+    char text[4096] = "";
+    int depth = 0;
+    const char *p = key;
+    for (const char *dot; (dot = strchr(p, '.')); p = dot + 1, depth++) {
+        char group[256];
+        snprintf(group, sizeof group, "%.*s: { ", (int)(dot - p), p);
+        text_put(text, sizeof text, group, 0);
+    }
+    text_put(text, sizeof text, p, 0);
+    text_put(text, sizeof text, " = ", 0);
+    /* an unknown key's value is quoted when it does not parse, so the key
+     * is what the message is about */
+    bool quote = value[0] != '"' && (row ? is_string_type(row->type) : !is_value(value));
+    text_put(text, sizeof text, value, quote);
+    text_put(text, sizeof text, ";", 0);
+    while (depth-- > 0)
+        text_put(text, sizeof text, " };", 0);
+
+    config_t c;
+    config_init(&c);
+    int rc = -1;
+    if (scan_int_literals(&ctx, text) < 0)
+        goto out;
+    if (config_read_string(&c, text) != CONFIG_TRUE) {
+        fail(&ctx, 0,
+             "%s: write numbers as 10 or 1.5, booleans as true or false, lists as "
+             "[1, 2] and strings in quotes",
+             config_error_text(&c));
+        goto out;
+    }
+    rc = walk(&ctx, cfg, config_root_setting(&c), "", seen);
+out:
+    config_destroy(&c);
+    return rc;
+}
+
+static int overrides_apply(nx_config_t *cfg, const char *const *overrides, int n, bool *seen,
+                           char *errstr, size_t errstr_size) {
+    if (n <= 0)
+        return 0;
+    if (!(cfg->overrides = calloc((size_t)n, sizeof *cfg->overrides))) {
+        snprintf(errstr, errstr_size, "-X: out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (override_one(cfg, overrides[i], seen, errstr, errstr_size) < 0)
+            return -1;
+        if (!(cfg->overrides[i] = strdup(overrides[i]))) {
+            snprintf(errstr, errstr_size, "-X: out of memory");
+            return -1;
+        }
+        cfg->n_overrides = i + 1;
+    }
+    return 0;
 }
 
 int nx_config_type_index(const nx_config_t *cfg, const char *name) {

@@ -71,6 +71,8 @@ typedef struct nx_config_registry {
 
 typedef struct nx_config {
     char *path; /* file it came from, NULL for defaults only */
+    char **overrides; /* the -X key=value arguments applied over the file, owned */
+    int n_overrides;
 
     /* top level */
     char *log_level; /* error|warning|notice|info|debug */
@@ -207,6 +209,33 @@ nx_config_t *nx_config_new_defaults(void);
  * On error returns NULL and writes "FILE:LINE: what and what is allowed" to
  * errstr. Caller frees with nx_config_destroy(). */
 nx_config_t *nx_config_load(const char *path, char *errstr, size_t errstr_size);
+
+/* nx_config_load, then the command line's `-X key=value` overrides, in order,
+ * before any check that involves more than one key. A key is the dotted name
+ * of a table row (model.hidden, kafka.brokers) or an entry of a map row
+ * (kafka.consumer.fetch_wait_max_ms: the one entry is added or replaced);
+ * the value is libconfig syntax ([32, 16], true, 10, "text"), and a string
+ * row takes an unquoted value as the text itself. Each value gets the file's
+ * type and range checks; an error reads "-X key=value: what and why".
+ * path NULL = the defaults instead of a file (required keys not demanded).
+ * The overrides are copied into the result, so nx_config_reload can apply
+ * them again. */
+nx_config_t *nx_config_load_ex(const char *path, const char *const *overrides, int n_overrides,
+                               char *errstr, size_t errstr_size);
+
+/* The file cfg came from, read again with the same overrides (SIGHUP). */
+nx_config_t *nx_config_reload(const nx_config_t *cfg, char *errstr, size_t errstr_size);
+
+/* -X arguments as a command line collects them; the strings are not copied
+ * (they point into argv). */
+#define NX_CONFIG_MAX_OVERRIDES 64
+typedef struct nx_config_overrides {
+    int n;
+    const char *v[NX_CONFIG_MAX_OVERRIDES];
+} nx_config_overrides_t;
+
+/* Adds one; -1 (with a message on stderr) past NX_CONFIG_MAX_OVERRIDES. */
+int nx_config_overrides_add(nx_config_overrides_t *ov, const char *arg);
 
 /* The nextactd.conf(5) manual page (troff) from the same table, so the page
  * and the daemon cannot disagree. */

@@ -113,21 +113,34 @@ static int demo_step(void *opaque, nx_run_t *r, int64_t now) {
     return 0;
 }
 
+static void demo_usage(FILE *out) {
+    fputs("usage: nextactd demo [--seconds S] [--rate R] [--users U] [-c CONF] [-X KEY=VALUE]...\n"
+          "  -s, --seconds S     how long the generator feeds events (default 20)\n"
+          "  -r, --rate R        events per second fed (default 20000)\n"
+          "  -u, --users U       users the generator simulates (default 20000)\n"
+          "  -c, --config CONF   configuration (default conf/demo.conf, mock cluster)\n"
+          "  -X KEY=VALUE        override a configuration key (repeatable)\n"
+          "  -h, --help          this text\n",
+          out);
+}
+
 int nx_demo_main(int argc, char **argv) {
     static const struct option opts[] = {
         {"seconds", required_argument, NULL, 's'},
         {"rate", required_argument, NULL, 'r'},
         {"users", required_argument, NULL, 'u'},
         {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    nx_config_overrides_t ov = {0};
     double seconds = 20, rate = 20000;
     long users = 20000;
     const char *conf = NULL;
     char err[1024];
     int opt, rc = 1;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "s:r:u:c:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "s:r:u:c:X:h", opts, NULL)) != -1) {
         switch (opt) {
         case 's':
             seconds = atof(optarg);
@@ -141,9 +154,15 @@ int nx_demo_main(int argc, char **argv) {
         case 'c':
             conf = optarg;
             break;
+        case 'X':
+            if (nx_config_overrides_add(&ov, optarg) < 0)
+                return 2;
+            break;
+        case 'h':
+            demo_usage(stdout);
+            return 0;
         default:
-            fprintf(stderr, "usage: nextactd demo [--seconds S] [--rate EVENTS_PER_S] "
-                            "[--users U] [-c CONF]\n");
+            demo_usage(stderr);
             return 2;
         }
     }
@@ -163,8 +182,9 @@ int nx_demo_main(int argc, char **argv) {
     /* the embedded default: the shipped configuration, or -c CONF, with an
      * in-process mock cluster unless the file names real brokers */
     const char *path = conf ? conf : NX_SOURCE_DIR "/conf/demo.conf";
-    if (!(r.cfg = nx_config_load(path, err, sizeof err))) {
+    if (!(r.cfg = nx_config_load_ex(path, ov.v, ov.n, err, sizeof err))) {
         fprintf(stderr, "%s\n", err);
+        rmdir(state);
         return NX_EXIT_CONFIG;
     }
     free(r.cfg->state_dir);

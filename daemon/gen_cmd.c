@@ -581,13 +581,27 @@ static void bucket_take(bucket_t *b, rd_kafka_t *rk) {
 /* ---- the command ------------------------------------------------------------- */
 
 static void usage(FILE *out) {
-    fputs("usage: nextactd gen --events N --users U --seed S [--horizon SEC]\n"
-          "           [--items N] [--categories N] [--start MS] [--jitter MS]\n"
-          "           [--truth FILE.csv] [--report] [-c CONF] [--schema FILE.avsc]\n"
-          "           (--output FILE.avro [--codec deflate|snappy|null] | --topic T [--rate R] "
-          "[--brokers "
-          "B] [--bad-rate F]\n"
-          "            | --null)\n",
+    fputs("usage: nextactd gen --events N [OPTIONS] (--output FILE.avro | --topic T | --null)\n"
+          "  --events N          good events to generate\n"
+          "  --users U           users simulated (default 10000)\n"
+          "  --seed S            seed: the same seed, the same stream (default 1)\n"
+          "  --horizon SEC       horizon of the true next-action labels (default 1800)\n"
+          "  --items N           items in the catalogue (default 20000)\n"
+          "  --categories N      item categories (default 50)\n"
+          "  --start MS          event time of the first event, epoch ms (2026-01-05)\n"
+          "  --jitter MS         out-of-order event times by up to MS (default 0)\n"
+          "  --truth FILE.csv    the true next-action probabilities, a row per good event\n"
+          "  --report            print the oracle's log loss and AUCs on the stream\n"
+          "  -c, --config CONF   field names, writer schema, brokers and producer properties\n"
+          "  --schema FILE.avsc  writer schema (default the config's, or conf/schemas/event.avsc)\n"
+          "  --output FILE.avro  write an Avro container file\n"
+          "  --codec C           its block codec: deflate|snappy|null (default deflate)\n"
+          "  --topic T           produce to Kafka topic T (raw Avro, keyed by user id)\n"
+          "  --brokers B         bootstrap servers for --topic (default the config's)\n"
+          "  --rate R            at most R events per second to --topic (default no limit)\n"
+          "  --bad-rate F        with --topic, this share of the messages malformed\n"
+          "  --null              generate and discard (speed, --truth, --report)\n"
+          "  -h, --help          this text\n",
           out);
 }
 

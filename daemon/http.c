@@ -2,7 +2,9 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -10,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -58,28 +62,117 @@ static void put_label(out_t *o, const char *v) {
     }
 }
 
+/* A histogram from per-bucket counts (not cumulative); the last bucket is
+ * +Inf, so its cumulative count is the total. */
+static void put_histogram(out_t *o, const char *name, const char *help, int n, const double *le,
+                          const uint64_t *count, double sum) {
+    head(o, name, "histogram", help);
+    uint64_t cum = 0;
+    for (int i = 0; i < n; i++) {
+        cum += count[i];
+        if (i == n - 1)
+            put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+        else
+            put(o, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cum);
+    }
+    put(o, "%s_sum %.6f\n", name, sum);
+    put(o, "%s_count %llu\n", name, (unsigned long long)cum);
+}
+
+/* A gauge whose value may not be known: left out then, as Prometheus
+ * expects, rather than a placeholder a rule would take for a value. */
+static void put_gauge_if(out_t *o, const char *name, const char *help, int known, double v) {
+    head(o, name, "gauge", help);
+    if (known && isfinite(v))
+        put(o, "%s %.6f\n", name, v);
+}
+
+/* The process_* metrics of the Prometheus client libraries, from /proc:
+ * each is left out if its source cannot be read. */
+static void put_process(out_t *o) {
+    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    /* after the command name (which may hold spaces and parentheses): field
+     * 3 (state) onwards; utime 14, stime 15, starttime 22, vsize 23, rss 24 */
+    const char *p = strrchr(buf, ')');
+    unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
+    long long rss = 0;
+    int ok = p && tick > 0 && page > 0 &&
+             sscanf(p + 2,
+                    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d "
+                    "%*d %llu %llu %lld",
+                    &utime, &stime, &start, &vsize, &rss) == 5;
+    if (ok) {
+        head(o, "process_cpu_seconds_total", "counter",
+             "Total user and system CPU time spent in seconds.");
+        put(o, "process_cpu_seconds_total %.2f\n", (double)(utime + stime) / (double)tick);
+        head(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+        put(o, "process_virtual_memory_bytes %llu\n", vsize);
+        head(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        put(o, "process_resident_memory_bytes %lld\n", rss * (long long)page);
+    }
+    /* the start: boot time (/proc/stat btime) plus starttime ticks */
+    unsigned long long btime = 0;
+    if (ok && (f = fopen("/proc/stat", "r"))) {
+        char line[256];
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "btime %llu", &btime) == 1)
+                break;
+        fclose(f);
+        if (btime) {
+            head(o, "process_start_time_seconds", "gauge",
+                 "Start time of the process since unix epoch in seconds.");
+            put(o, "process_start_time_seconds %.2f\n",
+                (double)btime + (double)start / (double)tick);
+        }
+    }
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        long fds = 0;
+        for (struct dirent *e; (e = readdir(d));)
+            if (e->d_name[0] != '.')
+                fds++;
+        closedir(d);
+        head(o, "process_open_fds", "gauge", "Number of open file descriptors.");
+        put(o, "process_open_fds %ld\n", fds - 1); /* less the one listing them */
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        head(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+        put(o, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+    }
+}
+
 size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf, size_t size) {
     out_t o = {buf, size, 0};
     if (size)
         buf[0] = '\0';
+    head(&o, "nextactd_build_info", "gauge", "The running nextactd's version, as a label; 1.");
+    put(&o, "nextactd_build_info{version=\"");
+    put_label(&o, NX_VERSION);
+    put(&o, "\"} 1\n");
     head(&o, "nextactd_events_in_total", "counter", "Records consumed per input topic.");
     for (int i = 0; i < m->n_topics; i++) {
         put(&o, "nextactd_events_in_total{topic=\"");
         put_label(&o, m->topic[i]);
         put(&o, "\"} %llu\n", (unsigned long long)m->events_in[i]);
     }
+    /* each record out is counted once: predictions here, dead letters in
+     * nextactd_dead_letters_total, so summing both adds up */
     head(&o, "nextactd_events_out_total", "counter",
-         "Records acknowledged by the broker per output topic (predictions, dead letters).");
+         "Predictions acknowledged by the broker, per output topic (dead letters: "
+         "nextactd_dead_letters_total).");
     put(&o, "nextactd_events_out_total{topic=\"");
     put_label(&o, m->output_topic);
     put(&o, "\"} %llu\n", (unsigned long long)m->predictions_out);
-    if (m->dead_letter_topic[0]) {
-        put(&o, "nextactd_events_out_total{topic=\"");
-        put_label(&o, m->dead_letter_topic);
-        put(&o, "\"} %llu\n", (unsigned long long)m->dead_letters);
-    }
     head(&o, "nextactd_dead_letters_total", "counter",
-         "Bad records sent to the dead-letter topic.");
+         "Bad records acknowledged by the broker on the dead-letter topic (every bad "
+         "record: nextactd_decode_errors_total).");
     put(&o, "nextactd_dead_letters_total %llu\n", (unsigned long long)m->dead_letters);
     head(&o, "nextactd_decode_errors_total", "counter",
          "Records refused by the decoder, by reason.");
@@ -99,8 +192,9 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
         put(&o, "\",partition=\"%d\"} %lld\n", (int)m->lag[i].partition, (long long)m->lag[i].lag);
     }
     head(&o, "nextactd_consumer_lag_records", "gauge",
-         "Records behind the end of all assigned partitions together (-1: not known yet).");
-    put(&o, "nextactd_consumer_lag_records %lld\n", (long long)m->consumer_lag);
+         "Records behind the end of all assigned partitions together (absent until known).");
+    if (m->consumer_lag >= 0)
+        put(&o, "nextactd_consumer_lag_records %lld\n", (long long)m->consumer_lag);
     head(&o, "nextactd_assigned_partitions", "gauge", "Input partitions owned.");
     put(&o, "nextactd_assigned_partitions %d\n", m->assigned_partitions);
     head(&o, "nextactd_rebalances_total", "counter", "Consumer-group rebalance callbacks.");
@@ -118,47 +212,43 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
          "Records produced again after a failed delivery (none is ever skipped).");
     put(&o, "nextactd_produce_retries_total %llu\n", (unsigned long long)m->produce_retries);
 
-    head(&o, "nextactd_latency_seconds", "histogram",
-         "Input record (broker timestamp) to its prediction acknowledged.");
-    uint64_t cum = 0;
-    for (int i = 0; i < m->n_buckets; i++) {
-        cum += m->bucket_count[i];
-        if (i == m->n_buckets - 1)
-            put(&o, "nextactd_latency_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-        else
-            put(&o, "nextactd_latency_seconds_bucket{le=\"%g\"} %llu\n", m->bucket_le[i],
-                (unsigned long long)cum);
-    }
-    put(&o, "nextactd_latency_seconds_sum %.6f\n", m->latency_sum);
-    put(&o, "nextactd_latency_seconds_count %llu\n", (unsigned long long)m->latency_count);
+    put_histogram(&o, "nextactd_latency_seconds",
+                  "Input record (broker timestamp) to its prediction acknowledged.", m->n_buckets,
+                  m->bucket_le, m->bucket_count, m->latency_sum);
+    put_histogram(&o, "nextactd_training_step_seconds",
+                  "Duration of one training step (mini-batch forward, backward, update).",
+                  m->n_step_buckets, m->step_le, m->step_count, m->step_sum_s);
 
     head(&o, "nextactd_users", "gauge", "Users in the feature store.");
     put(&o, "nextactd_users %llu\n", (unsigned long long)m->users);
-    head(&o, "nextactd_bytes_per_user", "gauge", "Store memory per user, bytes.");
-    put(&o, "nextactd_bytes_per_user %.1f\n", m->bytes_per_user);
+    put_gauge_if(&o, "nextactd_user_state_bytes", "Feature-store memory per user, mean, bytes.",
+                 m->users > 0, m->bytes_per_user);
     head(&o, "nextactd_pending_labels", "gauge", "Examples waiting for their label.");
     put(&o, "nextactd_pending_labels %llu\n", (unsigned long long)m->pending_labels);
     head(&o, "nextactd_training_steps_total", "counter", "Optimizer steps (= model version).");
     put(&o, "nextactd_training_steps_total %llu\n", (unsigned long long)m->training_steps);
-    head(&o, "nextactd_rolling_logloss", "gauge",
-         "Progressive-validation log loss over the rolling window.");
-    put(&o, "nextactd_rolling_logloss %.6f\n", m->rolling_logloss);
+    put_gauge_if(&o, "nextactd_rolling_logloss",
+                 "Progressive-validation log loss over the rolling window (absent before any "
+                 "labelled example).",
+                 1, m->rolling_logloss);
     head(&o, "nextactd_rolling_auc", "gauge",
-         "Progressive-validation one-vs-rest AUC over the rolling window, per class.");
+         "Progressive-validation one-vs-rest AUC over the rolling window, per class (absent "
+         "while undefined).");
     for (int k = 0; k < m->n_classes; k++) {
+        if (!isfinite(m->rolling_auc[k]))
+            continue;
         put(&o, "nextactd_rolling_auc{class=\"");
         put_label(&o, m->class_name[k]);
         put(&o, "\"} %.6f\n", m->rolling_auc[k]);
     }
-    head(&o, "nextactd_checkpoint_age_seconds", "gauge",
-         "Seconds since the last checkpoint was complete (-1: none yet).");
-    put(&o, "nextactd_checkpoint_age_seconds %.3f\n",
-        m->checkpoint_wall_ms ? (double)(now_wall_ms - m->checkpoint_wall_ms) / 1000 : -1.0);
-    head(&o, "nextactd_checkpoint_duration_seconds", "gauge", "Time the last checkpoint took.");
-    put(&o, "nextactd_checkpoint_duration_seconds %.3f\n", m->checkpoint_duration_s);
-    head(&o, "nextactd_checkpoint_fork_seconds", "gauge",
-         "Main-loop pause of the last checkpoint's fork().");
-    put(&o, "nextactd_checkpoint_fork_seconds %.6f\n", m->checkpoint_fork_s);
+    put_gauge_if(&o, "nextactd_checkpoint_age_seconds",
+                 "Seconds since the last checkpoint was complete (absent before the first).",
+                 m->checkpoint_wall_ms != 0, (double)(now_wall_ms - m->checkpoint_wall_ms) / 1000);
+    put_gauge_if(&o, "nextactd_checkpoint_duration_seconds", "Time the last checkpoint took.",
+                 m->checkpoint_wall_ms != 0, m->checkpoint_duration_s);
+    put_gauge_if(&o, "nextactd_checkpoint_fork_seconds",
+                 "Main-loop pause of the last checkpoint's fork().", m->checkpoint_wall_ms != 0,
+                 m->checkpoint_fork_s);
     head(&o, "nextactd_checkpoints_total", "counter", "Checkpoints written.");
     put(&o, "nextactd_checkpoints_total %llu\n", (unsigned long long)m->checkpoints_written);
     head(&o, "nextactd_checkpoint_failures_total", "counter", "Checkpoint writes that failed.");
@@ -229,6 +319,7 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     head(&o, "nextactd_schema_waiting_partitions", "gauge",
          "Input partitions paused now, waiting for a writer schema.");
     put(&o, "nextactd_schema_waiting_partitions %d\n", m->schema_waiting_partitions);
+    put_process(&o);
     return o.len;
 }
 

@@ -17,6 +17,12 @@
  * <reason>": the readiness probe. Until the loop says otherwise the reason
  * is "starting".
  *
+ * /metrics follows the Prometheus conventions promtool checks: units in the
+ * names (_seconds, _bytes, _records), counters end in _total, a figure not
+ * known yet is left out rather than shown as -1 or NaN. Beside the loop's
+ * figures it shows nextactd_build_info and the process_* metrics the client
+ * libraries export, read from /proc/self at scrape time.
+ *
  * Clients cannot lock the probes out: one polling thread serves every
  * connection without blocking on any, up to NX_HTTP_MAX_CONNECTIONS in all
  * and NX_HTTP_MAX_PER_IP from one address, and a connection idle for
@@ -72,7 +78,7 @@ typedef struct nx_http_metrics {
     int n_reasons;
     char reason[NX_HTTP_MAX_REASONS][NX_HTTP_NAME];
     uint64_t decode_errors[NX_HTTP_MAX_REASONS];
-    int64_t consumer_lag; /* records, summed over partitions; -1 unknown */
+    int64_t consumer_lag; /* records, summed over partitions; -1 unknown (not shown) */
     int n_lags;
     struct {
         int topic; /* index in topic[] */
@@ -91,6 +97,12 @@ typedef struct nx_http_metrics {
     uint64_t bucket_count[NX_HTTP_MAX_BUCKETS]; /* not cumulative */
     uint64_t latency_count;
     double latency_sum; /* seconds */
+    /* training-step durations (trainer.h), laid out as the latency */
+    int n_step_buckets;
+    double step_le[NX_HTTP_MAX_BUCKETS];      /* seconds, last = +Inf */
+    uint64_t step_count[NX_HTTP_MAX_BUCKETS]; /* not cumulative */
+    uint64_t steps_timed;
+    double step_sum_s;
     uint64_t users;
     double bytes_per_user;
     uint64_t pending_labels;
@@ -145,8 +157,9 @@ void nx_http_stop(nx_http_t *http);
 /* Copies *m as the figures scrapes will show (stamps published_mono_ms). */
 void nx_http_publish(nx_http_t *http, const nx_http_metrics_t *m);
 
-/* Formats m as Prometheus text into buf; returns the length it needed
- * (like snprintf). now_wall_ms: for the checkpoint age. */
+/* Formats m as Prometheus text into buf, with the process_* metrics of the
+ * calling process; returns the length it needed (like snprintf).
+ * now_wall_ms: for the checkpoint age. */
 size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf, size_t size);
 
 #endif /* NX_HTTP_H */

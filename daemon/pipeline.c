@@ -236,6 +236,10 @@ void nx_pipeline_destroy(nx_pipeline_t *pipe) {
     free(pipe);
 }
 
+void nx_pipeline_step_hist(const nx_pipeline_t *pipe, nx_trainer_step_hist_t *h) {
+    nx_trainer_step_hist(pipe->tr, h);
+}
+
 const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k) {
     return k < pipe->n_types ? pipe->cfg->event_types.v[k] : "none";
 }

@@ -37,6 +37,7 @@
 #include "siphash.h"
 #include "store.h"
 #include "stream.h"
+#include "trainer.h"
 
 typedef struct nx_pipeline nx_pipeline_t;
 
@@ -105,6 +106,10 @@ void nx_pipeline_tick(nx_pipeline_t *pipe, int64_t now_ms);
 void nx_pipeline_finish(nx_pipeline_t *pipe);
 
 void nx_pipeline_stats(const nx_pipeline_t *pipe, nx_pipeline_stats_t *stats);
+
+/* The training-step duration histogram (trainer.h); empty with the model
+ * off. Any thread. */
+void nx_pipeline_step_hist(const nx_pipeline_t *pipe, nx_trainer_step_hist_t *h);
 
 /* Class names: event types then "none". */
 const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k);

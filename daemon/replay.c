@@ -103,6 +103,7 @@ int nx_replay_main(int argc, char **argv) {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    nx_config_overrides_t ov = {0};
     const char *conf = NULL, *output = NULL, *summary = NULL, *ckpt = NULL, *mcsv = NULL;
     /* of an Avro container --output: snappy writes 2x smaller files than
      * null at about its speed; deflate is 20% smaller again but ran at 60%
@@ -122,10 +123,14 @@ int nx_replay_main(int argc, char **argv) {
     uint64_t bad = 0;
 
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:X:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             conf = optarg;
+            break;
+        case 'X':
+            if (nx_config_overrides_add(&ov, optarg) < 0)
+                return 2;
             break;
         case O_OUTPUT:
             output = optarg;
@@ -151,10 +156,19 @@ int nx_replay_main(int argc, char **argv) {
             ocf_codec = optarg;
             break;
         case 'h':
-            printf("usage: nextactd replay -c CONF [--output PATH|-] [--summary PATH]\n"
-                   "                       [--metrics-every N [--metrics-csv PATH]]\n"
-                   "                       [--checkpoint PATH] [--codec snappy|deflate|null] "
-                   "INPUT...\n");
+            fputs("usage: nextactd replay -c CONF [OPTIONS] INPUT...\n"
+                  "  INPUT               Avro container (.avro) or CSV files of events, in order\n"
+                  "  -c, --config CONF   configuration file (libconfig)\n"
+                  "  -X KEY=VALUE        override a configuration key (repeatable)\n"
+                  "  --output PATH|-     predictions: Avro container if PATH ends in .avro, else\n"
+                  "                      JSON lines (- = stdout)\n"
+                  "  --codec C           block codec of an .avro --output: snappy|deflate|null\n"
+                  "  --summary PATH|-    the run's summary as one JSON object (- = stdout)\n"
+                  "  --metrics-every N   progressive-validation metrics every N events\n"
+                  "  --metrics-csv PATH  where --metrics-every writes its CSV (default stdout)\n"
+                  "  --checkpoint PATH   the final model and state as a checkpoint\n"
+                  "  -h, --help          this text\n",
+                  stdout);
             return 0;
         default:
             return 2;
@@ -164,7 +178,7 @@ int nx_replay_main(int argc, char **argv) {
         fprintf(stderr, "usage: nextactd replay -c CONF [options] INPUT...\n");
         return 2;
     }
-    if (!(cfg = nx_config_load(conf, err, sizeof err))) {
+    if (!(cfg = nx_config_load_ex(conf, ov.v, ov.n, err, sizeof err))) {
         fprintf(stderr, "%s\n", err);
         return NX_EXIT_CONFIG;
     }

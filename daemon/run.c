@@ -256,7 +256,7 @@ static char *config_text(const nx_config_t *cfg) {
  * are built from them). Logs go to stderr (journald): nothing to reopen. */
 static void reload(nx_run_t *r) {
     char err[1024];
-    nx_config_t *fresh = nx_config_load(r->cfg->path, err, sizeof err);
+    nx_config_t *fresh = nx_config_reload(r->cfg, err, sizeof err);
     if (!fresh) {
         nx_err("reload: %s; keeping the running configuration", err);
         return;
@@ -470,6 +470,16 @@ static void metrics_publish(nx_run_t *r) {
         m->bucket_count[i] = r->lat.count[i];
     m->latency_count = r->lat.n;
     m->latency_sum = r->lat_sum_s;
+    nx_trainer_step_hist_t sh;
+    _Static_assert(NX_TRAINER_STEP_BUCKETS <= NX_HTTP_MAX_BUCKETS, "step buckets");
+    nx_pipeline_step_hist(r->pipe, &sh);
+    m->n_step_buckets = NX_TRAINER_STEP_BUCKETS;
+    for (int i = 0; i < NX_TRAINER_STEP_BUCKETS; i++) {
+        m->step_le[i] = sh.le[i];
+        m->step_count[i] = sh.count[i];
+    }
+    m->steps_timed = sh.n;
+    m->step_sum_s = sh.sum_s;
     m->users = s.users;
     m->bytes_per_user = s.bytes_per_user;
     m->pending_labels = s.pending;
@@ -843,11 +853,13 @@ void nx_run_teardown(nx_run_t *r) {
 }
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: nextactd run -c CONF [--start-afresh]\n"
-                 "  -c, --config CONF   configuration file (libconfig)\n"
-                 "  --start-afresh      if the checkpoints were written under another user-id\n"
-                 "                      hash key (the key file was lost or replaced), discard\n"
-                 "                      their state instead of refusing to start (exit 78)\n");
+    fprintf(out,
+            "usage: nextactd run -c CONF [--start-afresh] [-X KEY=VALUE]...\n"
+            "  -c, --config CONF   configuration file (libconfig)\n"
+            "  -X KEY=VALUE        override a configuration key (repeatable; SIGHUP keeps it)\n"
+            "  --start-afresh      discard checkpoints written under another user-id hash key\n"
+            "                      (key file lost or replaced) instead of refusing (exit 78)\n"
+            "  -h, --help          this text\n");
 }
 
 int nx_run_main(int argc, char **argv) {
@@ -858,16 +870,20 @@ int nx_run_main(int argc, char **argv) {
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
+    nx_config_overrides_t ov = {0};
     const char *conf = NULL;
     char err[1024];
     int opt, afresh = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:X:h", opts, NULL)) != -1) {
         if (opt == 'c') {
             conf = optarg;
+        } else if (opt == 'X') {
+            if (nx_config_overrides_add(&ov, optarg) < 0)
+                return 2;
         } else if (opt == OPT_AFRESH) {
             afresh = 1;
-        } else if (opt == OPT_HELP) {
+        } else if (opt == OPT_HELP || opt == 'h') {
             usage(stdout);
             return 0;
         } else {
@@ -883,7 +899,7 @@ int nx_run_main(int argc, char **argv) {
     r.start_afresh = afresh;
     /* first: a SIGTERM during start-up is a stop request too */
     nx_run_install_signals();
-    if (!(r.cfg = nx_config_load(conf, err, sizeof err))) {
+    if (!(r.cfg = nx_config_load_ex(conf, ov.v, ov.n, err, sizeof err))) {
         fprintf(stderr, "%s\n", err);
         return NX_EXIT_CONFIG;
     }

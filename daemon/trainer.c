@@ -1,10 +1,12 @@
 /* trainer.c: the training thread and its segment queue (trainer.h). */
 #include "trainer.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -36,6 +38,8 @@ struct nx_trainer {
     nx_mlp_predictor_t *initial; /* the weights before any training */
     _Atomic uint64_t steps;      /* nx_mlp_step, readable from the main thread */
     _Atomic uint64_t kept;       /* examples trained on */
+    _Atomic uint64_t step_count[NX_TRAINER_STEP_BUCKETS]; /* steps per duration bucket */
+    _Atomic uint64_t step_ns;                             /* their durations added */
 
     /* trainer-owned mini-batch */
     float *tx;   /* (batch, dim) */
@@ -48,13 +52,33 @@ struct nx_trainer {
     _Atomic uint64_t rollbacks;
 };
 
-/* Trainer thread: one mini-batch step, then on. */
+/* Upper bounds of the step-duration buckets, ns (trainer.h); the last is
+ * +Inf. */
+static const uint64_t step_le_ns[NX_TRAINER_STEP_BUCKETS - 1] = {
+    10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 100000000,
+};
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Trainer thread (or the main thread once the trainer is idle): one
+ * mini-batch step, timed, then on. */
 static void train_flush(nx_trainer_t *tr) {
     if (tr->tn == 0)
         return;
     float loss;
+    uint64_t t0 = mono_ns();
     if (nx_mlp_train(tr->mlp, tr->tx, tr->ty, tr->tn, &loss) < 0)
         NX_LOG_RL(NX_LOG_WARNING, "model: training step refused (non-finite loss); batch skipped");
+    uint64_t ns = mono_ns() - t0;
+    int b = 0;
+    while (b < NX_TRAINER_STEP_BUCKETS - 1 && ns > step_le_ns[b])
+        b++;
+    atomic_fetch_add_explicit(&tr->step_count[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&tr->step_ns, ns, memory_order_relaxed);
     atomic_fetch_add(&tr->kept, (uint64_t)tr->tn);
     atomic_store(&tr->steps, nx_mlp_step(tr->mlp));
     tr->tn = 0;
@@ -282,6 +306,19 @@ uint64_t nx_trainer_steps(const nx_trainer_t *tr) {
 
 uint64_t nx_trainer_kept(const nx_trainer_t *tr) {
     return atomic_load(&tr->kept);
+}
+
+void nx_trainer_step_hist(const nx_trainer_t *tr, nx_trainer_step_hist_t *h) {
+    memset(h, 0, sizeof *h);
+    for (int b = 0; b < NX_TRAINER_STEP_BUCKETS; b++) {
+        h->le[b] = b < NX_TRAINER_STEP_BUCKETS - 1 ? (double)step_le_ns[b] / 1e9 : INFINITY;
+        if (!tr)
+            continue;
+        h->count[b] = atomic_load_explicit(&tr->step_count[b], memory_order_relaxed);
+        h->n += h->count[b];
+    }
+    if (tr)
+        h->sum_s = (double)atomic_load_explicit(&tr->step_ns, memory_order_relaxed) / 1e9;
 }
 
 /* ---- checkpoints ------------------------------------------------------------- */

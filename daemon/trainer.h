@@ -38,7 +38,12 @@
  * thread until the next push (this is how checkpoints read and write them).
  * Predictor slots are handed over without locks (nx_mlp_publish / acquire,
  * see mlp.h). The counters behind nx_trainer_steps and nx_trainer_kept are
- * atomics, readable at any time.
+ * atomics, readable at any time. So is the step-duration histogram: whoever
+ * runs a training step (the trainer thread, or the main thread once the
+ * trainer is idle) times it on the monotonic clock and adds 1 to its
+ * bucket's counter and the nanoseconds to a sum, both relaxed atomics;
+ * nx_trainer_step_hist reads them from any thread. Each counter is exact;
+ * a read during a step may see its bucket counted and its time not yet.
  *
  * Ownership: borrows mlp, which must outlive the trainer and which only
  * the trainer thread changes while segments are queued. The trainer owns its segments,
@@ -126,6 +131,21 @@ void nx_trainer_finish(nx_trainer_t *tr);
  * down-sampling) so far. Any thread. */
 uint64_t nx_trainer_steps(const nx_trainer_t *tr);
 uint64_t nx_trainer_kept(const nx_trainer_t *tr);
+
+/* Duration of the training steps (one mini-batch forward, backward and
+ * optimizer update each), as a Prometheus histogram wants it. Buckets from
+ * 10 us (a small model at batch 32) to 100 ms (a step the host starved),
+ * the last one +Inf. */
+#define NX_TRAINER_STEP_BUCKETS 12
+typedef struct nx_trainer_step_hist {
+    double le[NX_TRAINER_STEP_BUCKETS];      /* upper bounds, seconds; last = INFINITY */
+    uint64_t count[NX_TRAINER_STEP_BUCKETS]; /* steps per bucket, not cumulative */
+    uint64_t n;                              /* steps: the sum of count[] */
+    double sum_s;                            /* their durations added, seconds */
+} nx_trainer_step_hist_t;
+
+/* Fills *h. Any thread; tr NULL gives an empty histogram. */
+void nx_trainer_step_hist(const nx_trainer_t *tr, nx_trainer_step_hist_t *h);
 
 /* ---- checkpoints: the examples not yet trained on ----------------------- */
 

@@ -6,6 +6,13 @@ add_test(NAME config COMMAND test_config ${PROJECT_SOURCE_DIR}/conf/nextactd.con
          $<TARGET_FILE:nextactd>)
 set_tests_properties(config PROPERTIES LABELS unit)
 
+# The command line: -X overrides, sub-commands, --help.
+add_executable(test_cli ${CMAKE_CURRENT_SOURCE_DIR}/test_cli.c)
+target_include_directories(test_cli PRIVATE ${PROJECT_SOURCE_DIR}/tests/common)
+target_link_libraries(test_cli PRIVATE nx_daemon)
+add_test(NAME cli COMMAND test_cli $<TARGET_FILE:nextactd>)
+set_tests_properties(cli PROPERTIES LABELS unit)
+
 # The published schemas (conf/schemas/) against the codec.
 add_executable(test_schemas ${CMAKE_CURRENT_SOURCE_DIR}/test_schemas.c)
 target_include_directories(test_schemas PRIVATE ${PROJECT_SOURCE_DIR}/tests/common)

@@ -5,6 +5,11 @@ add_executable(test_ops ${CMAKE_CURRENT_SOURCE_DIR}/test_ops.c)
 target_link_libraries(test_ops PRIVATE nx_daemon nx_testkit)
 add_test(NAME ops COMMAND test_ops $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR})
 set_tests_properties(ops PROPERTIES LABELS unit TIMEOUT 120)
+# /metrics of a running daemon (mock cluster) through promtool check metrics.
+add_executable(test_metrics ${CMAKE_CURRENT_SOURCE_DIR}/test_metrics.c)
+target_link_libraries(test_metrics PRIVATE nx_testkit)
+add_test(NAME metrics COMMAND test_metrics $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR})
+set_tests_properties(metrics PROPERTIES LABELS unit TIMEOUT 120)
 add_executable(test_ops_systemd ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_systemd.c)
 target_link_libraries(test_ops_systemd PRIVATE nx_testkit)
 add_test(NAME ops_systemd

@@ -195,6 +195,8 @@ static void test_format(void) {
     m.events_in[1] = 3;
     strcpy(m.output_topic, "predictions");
     m.predictions_out = 14;
+    strcpy(m.dead_letter_topic, "dead-letters");
+    m.dead_letters = 3;
     m.n_buckets = 3;
     m.bucket_le[0] = 0.001;
     m.bucket_le[1] = 0.01;
@@ -218,12 +220,15 @@ static void test_format(void) {
     CHECK_STR_HAS(buf, "nextactd_events_in_total{topic=\"clicks\"} 12\n");
     CHECK_STR_HAS(buf, "nextactd_events_in_total{topic=\"we\\\"ird\"} 3\n");
     CHECK_STR_HAS(buf, "nextactd_events_out_total{topic=\"predictions\"} 14\n");
+    /* a dead letter is counted once, in its own counter */
+    CHECK(strstr(buf, "nextactd_events_out_total{topic=\"dead-letters\"}") == NULL);
+    CHECK_STR_HAS(buf, "nextactd_dead_letters_total 3\n");
     /* buckets are cumulative, the last is +Inf = count */
     CHECK_STR_HAS(buf, "nextactd_latency_seconds_bucket{le=\"0.001\"} 2\n");
     CHECK_STR_HAS(buf, "nextactd_latency_seconds_bucket{le=\"0.01\"} 5\n");
     CHECK_STR_HAS(buf, "nextactd_latency_seconds_bucket{le=\"+Inf\"} 6\n");
     CHECK_STR_HAS(buf, "nextactd_latency_seconds_count 6\n");
-    CHECK_STR_HAS(buf, "nextactd_checkpoint_age_seconds 2.500\n");
+    CHECK_STR_HAS(buf, "nextactd_checkpoint_age_seconds 2.500000\n");
     CHECK_STR_HAS(buf, "nextactd_consumer_lag{topic=\"clicks\",partition=\"3\"} 42\n");
     CHECK_STR_HAS(buf, "nextactd_consumer_lag{topic=\"we\\\"ird\",partition=\"0\"} 0\n");
     CHECK_STR_HAS(buf, "nextactd_consumer_lag_records 42\n");
@@ -346,7 +351,10 @@ static void test_daemon(const char *nextactd, const char *src) {
                 "nextactd_consumer_lag",
                 "nextactd_latency_seconds_bucket",
                 "nextactd_users",
-                "nextactd_bytes_per_user",
+                "nextactd_user_state_bytes",
+                "nextactd_training_step_seconds_bucket",
+                "nextactd_build_info{version=",
+                "process_resident_memory_bytes",
                 "nextactd_pending_labels",
                 "nextactd_training_steps_total",
                 "nextactd_rolling_logloss",

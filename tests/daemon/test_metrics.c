@@ -1,0 +1,193 @@
+/*
+ * test_metrics: /metrics of a running daemon passes `promtool check metrics`
+ * (the Prometheus project's own linter: names, units, counter suffixes, HELP
+ * and TYPE lines, histogram layout), right after start and once it has
+ * trained and checkpointed; no sample is a -1 or NaN placeholder; the build
+ * and process metrics are there, the training-step histogram counts the
+ * training steps, and a prediction is counted once (the dead-letter topic
+ * has no nextactd_events_out_total sample of its own).
+ *
+ * `nextactd demo` on librdkafka's mock cluster: no broker needed (unit).
+ * promtool comes with Debian's prometheus package (scripts/setup).
+ *
+ * usage: test_metrics NEXTACTD SOURCE_DIR
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "scrape.h"
+
+static char dir[] = "/tmp/test_metrics.XXXXXX";
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The body of a scrape into buf; 0 unless the answer was 200. */
+static int scrape(int port, char *buf, size_t size) {
+    if (nx_scrape_get(port, "/metrics", buf, size) != 200)
+        return 0;
+    char *body = strstr(buf, "\r\n\r\n");
+    if (!body)
+        return 0;
+    memmove(buf, body + 4, strlen(body + 4) + 1);
+    return 1;
+}
+
+/* promtool check metrics on text: its exit status; what it said in out. */
+static int promtool(const char *text, const char *name, char *out, size_t size) {
+    char path[300], cmd[700];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' 2>&1", path);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Every sample line: no placeholder value. */
+static void check_values(const char *text) {
+    char line[512];
+    for (const char *p = text; *p;) {
+        size_t l = strcspn(p, "\n");
+        snprintf(line, sizeof line, "%.*s", (int)(l < sizeof line - 1 ? l : sizeof line - 1), p);
+        p += l + (p[l] ? 1 : 0);
+        if (!line[0] || line[0] == '#')
+            continue;
+        const char *v = strrchr(line, ' ');
+        CHECK(v != NULL);
+        if (!v)
+            continue;
+        v++;
+        int bad = strcmp(v, "-1") == 0 || strncmp(v, "-1.0", 4) == 0 || strcasecmp(v, "NaN") == 0;
+        CHECK(!bad);
+        if (bad)
+            fprintf(stderr, "  placeholder sample: %s\n", line);
+    }
+}
+
+static void check_text(const char *text, const char *name) {
+    char out[8192];
+    int rc = promtool(text, name, out, sizeof out);
+    CHECK_INT(rc, 0);
+    CHECK_INT(strlen(out), 0); /* promtool prints nothing when it finds nothing */
+    if (rc != 0 || out[0])
+        fprintf(stderr, "promtool check metrics on %s:\n%s\n", name, out);
+    check_values(text);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_metrics NEXTACTD SOURCE_DIR\n");
+        return 2;
+    }
+    const char *nextactd = argv[1], *src = argv[2];
+    if (system("promtool --version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "test_metrics: promtool is missing: run scripts/setup (it installs "
+                        "Debian's prometheus package, which has promtool)\n");
+        return 1;
+    }
+    if (!mkdtemp(dir))
+        return 2;
+    char conf[300], log[300];
+    snprintf(conf, sizeof conf, "%s/demo.conf", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    int port = 20000 + (int)((getpid() * 7) % 15000); /* below the test broker's ports */
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return 2;
+    fprintf(f,
+            "kafka: { brokers = \"mock\"; input_topics = [\"clicks\"]; output_topic = "
+            "\"predictions\"; dead_letter_topic = \"dead-letters\"; poll_timeout_ms = 50; };\n"
+            "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
+            "output: { schema = \"%s/conf/schemas/prediction.avsc\"; };\n"
+            "checkpoint: { interval_s = 1; };\n"
+            "metrics: { listen = \"127.0.0.1:%d\"; };\n",
+            src, src, port);
+    fclose(f);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(log, "w", stderr))
+            _exit(126);
+        execl(nextactd, nextactd, "demo", "-c", conf, "--seconds", "60", "--rate", "2000",
+              "--users", "500", (char *)NULL);
+        _exit(127);
+    }
+    static char early[65536], late[65536];
+    int got_early = 0, got_late = 0;
+    int64_t t0 = mono_ms();
+    while (mono_ms() - t0 < 40000 && !got_late) {
+        usleep(100000);
+        if (!got_early) {
+            got_early = scrape(port, early, sizeof early);
+            continue;
+        }
+        if (scrape(port, late, sizeof late) &&
+            nx_scrape_metric(late, "nextactd_training_steps_total") > 0 &&
+            strstr(late, "\nnextactd_checkpoint_age_seconds ") &&
+            strstr(late, "\nnextactd_rolling_logloss "))
+            got_late = 1;
+    }
+    kill(pid, SIGTERM);
+    int status = -1;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(got_early);
+    CHECK(got_late);
+
+    if (got_early)
+        check_text(early, "early.prom");
+    if (got_late) {
+        check_text(late, "late.prom");
+        CHECK_STR_HAS(late, "nextactd_build_info{version=\"");
+        static const char *process[] = {
+            "process_resident_memory_bytes ",
+            "process_virtual_memory_bytes ",
+            "process_cpu_seconds_total ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+        };
+        for (size_t i = 0; i < sizeof process / sizeof process[0]; i++)
+            CHECK_STR_HAS(late, process[i]);
+        CHECK(nx_scrape_metric(late, "process_open_fds") > 3);
+        /* training steps are timed */
+        long long timed = nx_scrape_metric(late, "nextactd_training_step_seconds_count");
+        long long inf =
+            nx_scrape_metric(late, "nextactd_training_step_seconds_bucket{le=\"+Inf\"}");
+        CHECK(timed > 0 && inf == timed);
+        /* predictions once, dead letters once */
+        CHECK(nx_scrape_metric(late, "nextactd_events_out_total{topic=\"predictions\"}") > 0);
+        CHECK(strstr(late, "nextactd_events_out_total{topic=\"dead-letters\"}") == NULL);
+        CHECK(nx_scrape_metric(late, "nextactd_dead_letters_total") == 0);
+    }
+    if (nx_check_failures) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "tail -20 '%s' >&2", log);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(no log)\n");
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return nx_check_exit("test_metrics");
+}
