@@ -419,7 +419,8 @@ int nx_drun_out_drain(nx_drun_out_t *out, int timeout_ms) {
     return 0;
 }
 
-int nx_drun_finish(nx_drun_out_t *out, pid_t pid, int64_t started_ms, int timeout_ms) {
+int nx_drun_finish(nx_drun_out_t *out, pid_t pid, int64_t started_ms, int timeout_ms,
+                   const char *group) {
     /* a daemon signalled before its handlers are set up, or before it
      * joined its group, tests something else */
     const int min_up_ms = 5000;
@@ -429,7 +430,8 @@ int nx_drun_finish(nx_drun_out_t *out, pid_t pid, int64_t started_ms, int timeou
     int64_t t0 = nx_drun_mono_ms(), changed = t0;
     long long last_got = out->got;
     int st = 0;
-    while ((out->missing > 0 || nx_drun_mono_ms() - started_ms < min_up_ms) &&
+    int at_end = 0;
+    while ((out->missing > 0 || !at_end || nx_drun_mono_ms() - started_ms < min_up_ms) &&
            nx_drun_mono_ms() - t0 < timeout_ms && nx_drun_mono_ms() - changed < stall_ms) {
         if (waitpid(pid, &st, WNOHANG) == pid) {
             fprintf(stderr, "%s: daemon %d ended before its run was complete\n", out->topic,
@@ -442,6 +444,11 @@ int nx_drun_finish(nx_drun_out_t *out, pid_t pid, int64_t started_ms, int timeou
             last_got = out->got;
             changed = nx_drun_mono_ms();
         }
+        /* the daemon re-reads from where its state ends: its predictions
+         * (duplicates) keep the stall clock moving until its commits are
+         * at the end */
+        if (out->missing == 0 && !at_end)
+            at_end = !group || nx_drun_committed_at_end(out->dr, group);
     }
     if (out->missing > 0)
         fprintf(stderr,

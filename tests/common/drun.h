@@ -144,12 +144,16 @@ void nx_drun_out_poll(nx_drun_out_t *out, int ms);
 int nx_drun_out_drain(nx_drun_out_t *out, int timeout_ms);
 
 /* Waits (up to timeout_ms, or until no new prediction came for 90 s)
- * until every input offset has a prediction in out and the daemon has
- * been up 5 s (so SIGTERM finds it started),
- * then stops it (nx_drun_stop, 120 s). Returns its exit status as
- * nx_drun_stop does, or at once -1 (or its non-zero status) if it ends by
- * itself; the caller checks out->missing. */
-int nx_drun_finish(nx_drun_out_t *out, pid_t pid, int64_t started_ms, int timeout_ms);
+ * until every input offset has a prediction in out, the group's committed
+ * offsets reach the input's end (group: the name nx_drun_write_conf was
+ * given; the daemon's own state then covers the whole input: predictions
+ * alone may come from an earlier, killed incarnation) and the daemon has
+ * been up 5 s (so SIGTERM finds it started), then stops it (nx_drun_stop,
+ * 120 s). Returns its exit status as nx_drun_stop does, or at once -1 (or
+ * its non-zero status) if it ends by itself; the caller checks
+ * out->missing. */
+int nx_drun_finish(nx_drun_out_t *out, pid_t pid, int64_t started_ms, int timeout_ms,
+                   const char *group);
 
 /* A run's store dump against the reference's. */
 typedef struct nx_drun_state {

@@ -86,9 +86,9 @@ int main(int argc, char **argv) {
         pid = nx_drun_start(&dr, "crash", k == KILLS - 1 ? crash_dump : NULL, 0);
         last_start = nx_drun_mono_ms();
     }
-    CHECK_INT(nx_drun_finish(crash_o, pid, last_start, 240000), 0);
+    CHECK_INT(nx_drun_finish(crash_o, pid, last_start, 240000, "crash"), 0);
     CHECK(nx_drun_committed_at_end(&dr, "crash"));
-    CHECK_INT(nx_drun_finish(ref_o, ref, ref_start, 240000), 0);
+    CHECK_INT(nx_drun_finish(ref_o, ref, ref_start, 240000, "ref"), 0);
     CHECK(nx_drun_committed_at_end(&dr, "ref"));
     fprintf(stderr, "crash run done %.1f s after its first start\n",
             (double)(nx_drun_mono_ms() - t0) / 1000);

@@ -101,7 +101,7 @@ static int ref_start(ref_run_t *ref) {
 /* Runs the reference to the end and checks it: exactly one prediction per
  * input offset, offsets committed to the end. */
 static void ref_finish(ref_run_t *ref) {
-    CHECK_INT(nx_drun_finish(ref->out, ref->pid, ref->started, RUN_MS), 0);
+    CHECK_INT(nx_drun_finish(ref->out, ref->pid, ref->started, RUN_MS, "ref"), 0);
     CHECK(nx_drun_committed_at_end(&dr, "ref"));
     CHECK_INT(nx_drun_out_drain(ref->out, 120000), 0);
     fprintf(stderr, "reference: %lld predictions, %lld duplicates, %lld missing\n", ref->out->got,
@@ -214,7 +214,7 @@ static void case_durable_kill(int busy) {
     pid = nx_drun_start(&dr, "crash", dump, 0);
     int64_t restarted = nx_drun_mono_ms();
     CHECK_INT(nx_drun_produce_wait(&dr), 0);
-    CHECK_INT(nx_drun_finish(out, pid, restarted, RUN_MS), 0);
+    CHECK_INT(nx_drun_finish(out, pid, restarted, RUN_MS, "crash"), 0);
     CHECK(nx_drun_committed_at_end(&dr, "crash"));
     fprintf(stderr,
             "crash run done %.1f s after its first start; %lld log line(s) about state "
@@ -352,7 +352,7 @@ static void case_full_disk(void) {
 
     /* the same group on a directory with room, the same key */
     pid = nx_drun_start(&dr, "disk2", dump, 0);
-    CHECK_INT(nx_drun_finish(out2, pid, nx_drun_mono_ms(), RUN_MS), 0);
+    CHECK_INT(nx_drun_finish(out2, pid, nx_drun_mono_ms(), RUN_MS, "disk"), 0);
     CHECK(nx_drun_committed_at_end(&dr, "disk"));
     ref_finish(&ref);
     check_outputs(out2, "restart with room");
@@ -431,7 +431,7 @@ static void case_handover(void) {
     CHECK_INT(nx_drun_stop(b, STOP_MS), 0);
     CHECK_INT(nx_drun_produce_wait(&dr), 0);
 
-    CHECK_INT(nx_drun_finish(a_out, a, t0, RUN_MS), 0);
+    CHECK_INT(nx_drun_finish(a_out, a, t0, RUN_MS, "ho"), 0);
     CHECK(nx_drun_committed_at_end(&dr, "ho"));
     CHECK_INT(nx_drun_out_drain(b_out, 120000), 0);
     long long gaps_b = nx_drun_log_count(&dr, "b", "no state covers it");
