@@ -80,6 +80,7 @@ for n in $(seq 1 "$blocks"); do
     line=$(cat "$tmp/block-$n.line")
     first=$(grep -m1 -v '^[[:space:]]*\(#.*\)\?$' "$f" || true)
     first=${first%%  #*}
+    first=${first%"${first##*[![:space:]]}"}
     name="block $n (README.md line $line: ${first:0:70})"
     head1=$(head -n1 "$f")
     if [[ $head1 =~ ^#\ readme-test:\ skip ]]; then
