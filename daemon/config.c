@@ -304,10 +304,10 @@ static const nx_cfg_desc_t nx_config_table[] = {
      "Examples in the rolling window of the progressive-validation metrics."},
     {"model.guard", NX_CT_BOOL, OFF(model.guard), "true", 0, 0, NULL, 0,
      "The model guard: predictions serve the running prior of the classes (model_state\n"
-     "warming) until the model's loss beats the prior's over a window; a window whose loss,\n"
-     "relative to the prior's, is worse than the best recent one by more than guard_margin,\n"
-     "or a non-finite output, rolls the model back to its last good snapshot (fallback) and\n"
-     "halves its learning rate until it recovers."},
+     "warming) until the model's loss beats the prior's over a window; two windows in a row\n"
+     "whose loss, relative to the prior's, is worse than the best recent one by more than\n"
+     "guard_margin, or a non-finite output, roll the model back to its last good\n"
+     "snapshot (fallback) and halve its learning rate until it recovers."},
     {"model.guard_window", NX_CT_INT, OFF(model.guard_window), "2000", 100, 10000000, NULL, 0,
      "Labelled examples per guard window."},
     {"model.guard_margin", NX_CT_DOUBLE, OFF(model.guard_margin), "0.25", 0.01, 10, NULL, 0,

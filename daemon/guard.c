@@ -31,6 +31,7 @@ struct nx_guard {
     double recent[RECENT];         /* ratios of recent good windows */
     int n_recent, next_recent;
     int fallback_left;
+    int suspect; /* windows in a row outside the margin while serving */
     nx_guard_stats_t st;
 };
 
@@ -68,6 +69,9 @@ void nx_guard_prior(const nx_guard_t *g, float *q) {
         q[k] = (float)((g->count[k] + 1) / denom);
 }
 
+/* The reference a window is judged against: the best ratio of the recent
+ * good windows (a single bad window is not enough to roll back: see
+ * window_end). */
 static double best_recent(const nx_guard_t *g) {
     double best = INFINITY;
     for (int i = 0; i < g->n_recent; i++)
@@ -88,6 +92,7 @@ static void keep_good(nx_guard_t *g, double ratio, nx_guard_action_t *act) {
 static void roll_back(nx_guard_t *g, nx_guard_action_t *act, const char *why) {
     act->rollback = 1;
     act->lr = GUARD_LR_SCALE;
+    g->suspect = 0;
     /* warming, the prior is served anyway: the model starts over */
     if (g->state != NX_MODEL_WARMING)
         g->state = NX_MODEL_FALLBACK;
@@ -116,12 +121,22 @@ static int window_end(nx_guard_t *g, nx_guard_action_t *act) {
         }
         break;
     case NX_MODEL_SERVING:
-        if (!isfinite(ratio) || ratio > best * (1 + g->p.margin)) {
-            snprintf(why, sizeof why, "window loss ratio %.3f against the best recent %.3f", ratio,
-                     best);
-            roll_back(g, act, why);
-        } else if (ratio <= best * (1 + g->p.margin / 2)) {
-            keep_good(g, ratio, act);
+        if (!isfinite(ratio)) {
+            roll_back(g, act, "a window's loss is not finite");
+        } else if (ratio > best * (1 + g->p.margin)) {
+            /* one bad window can be noise (a burst of new users, a quiet
+             * hour): the second in a row is not; the snapshot taken before
+             * the first is the one restored either way */
+            if (g->suspect++) {
+                snprintf(why, sizeof why,
+                         "two windows in a row at loss ratio %.3f against the best recent %.3f",
+                         ratio, best);
+                roll_back(g, act, why);
+            }
+        } else {
+            g->suspect = 0;
+            if (ratio <= best * (1 + g->p.margin / 2))
+                keep_good(g, ratio, act);
         }
         break;
     case NX_MODEL_FALLBACK:

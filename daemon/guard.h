@@ -15,10 +15,10 @@
  *   prior's probabilities are served. At the first window with r < 1 the
  *   guard serves the model and takes a snapshot.
  * - serving: the model is served. A window with r no worse than the best of
- *   the recent good windows by margin/2 is good: a snapshot is taken. A
- *   window worse than the best by more than margin, or a non-finite output
- *   (nx_guard_nonfinite), rolls the model back to its last good snapshot
- *   and scales its learning rate by GUARD_LR_SCALE.
+ *   the recent good windows by margin/2 is good: a snapshot is taken. Two
+ *   windows in a row worse than the best by more than margin (one can be
+ *   noise), or a non-finite output (nx_guard_nonfinite), roll the model back
+ *   to its last good snapshot and scale its learning rate by GUARD_LR_SCALE.
  * - fallback: after a rollback the rolled-back model is served, marked so.
  *   The first window back within the margin returns to serving (learning
  *   rate restored). After FALLBACK_WINDOWS windows still outside it the

@@ -782,8 +782,10 @@ long long nx_pipeline_dump_users(const nx_pipeline_t *pipe, FILE *out) {
             fputs(buf, out);
     /* the counters that say whether the per-user state depended on the
      * order partitions were read in */
-    fprintf(out, "stats events %llu late %llu dropped %llu\n", (unsigned long long)pipe->st.events,
-            (unsigned long long)pipe->st.late, (unsigned long long)pipe->st.dropped);
+    nx_pipeline_stats_t st;
+    nx_pipeline_stats(pipe, &st); /* late and dropped are the store's counts */
+    fprintf(out, "stats events %llu late %llu dropped %llu\n", (unsigned long long)st.events,
+            (unsigned long long)st.late, (unsigned long long)st.dropped);
     long long n = buf ? (long long)l.n : -1;
     free(buf);
     free(l.v);
