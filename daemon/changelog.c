@@ -760,8 +760,12 @@ static void restore_end(nx_changelog_t *cl, int32_t p) {
                 o->offset = rs->offset[t];
             *committed_at(cl, t, p) = rs->offset[t];
         }
-        if (rs->have_position)
-            nx_pipeline_set_partition_clock(cl->pipe, t, p, rs->clock[t]);
+        /* with no position, no state covers the partition: its clock
+         * starts over (INT64_MIN), or its input, read from the committed
+         * offset, would be judged against the watermark of the partitions
+         * this instance read further, and dropped as too old */
+        nx_pipeline_set_partition_clock(cl->pipe, t, p,
+                                        rs->have_position ? rs->clock[t] : INT64_MIN);
         nx_kafka_release(cl->kafka, t, p);
     }
     cl->state[p] = P_LIVE;

@@ -313,9 +313,18 @@ int64_t nx_pipeline_partition_clock(nx_pipeline_t *pipe, int32_t topic, int32_t 
 void nx_pipeline_set_partition_clock(nx_pipeline_t *pipe, int32_t topic, int32_t partition,
                                      int64_t max_ts_ms) {
     part_clock_t *c = part_clock(pipe, topic, partition);
-    if (!c || max_ts_ms == INT64_MIN)
+    if (!c)
         return;
     c->max_ts = max_ts_ms;
+    /* Its clock is unknown until its first event, which may be far older
+     * than the others' (their input read on while nobody covered this
+     * partition): the watermark starts over (0: none yet, as at start), and
+     * the partition, assigned and not yet heard from, holds it there until
+     * watermark_update takes the minimum over all of them again. */
+    if (max_ts_ms == INT64_MIN) {
+        pipe->watermark = 0;
+        return;
+    }
     /* as nx_pipeline_assign: the restored users' state ends at this clock */
     if (max_ts_ms - pipe->lateness_ms < pipe->watermark)
         pipe->watermark = max_ts_ms - pipe->lateness_ms;

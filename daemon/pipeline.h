@@ -169,7 +169,11 @@ void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition);
 /* A partition's clock (largest event time seen, ms; INT64_MIN = none), and
  * setting it for a partition whose users were restored from elsewhere (a
  * changelog): as nx_pipeline_assign does for a partition read before, the
- * watermark moves back to it. */
+ * watermark moves back to it. INT64_MIN (no state anywhere: its input is
+ * read from the group's committed offset, usually its start) moves it back
+ * to none, so that it becomes the minimum over the partitions again once
+ * this one's first event is in; its events are then neither late nor
+ * dropped against partitions read further. */
 int64_t nx_pipeline_partition_clock(nx_pipeline_t *pipe, int32_t topic, int32_t partition);
 void nx_pipeline_set_partition_clock(nx_pipeline_t *pipe, int32_t topic, int32_t partition,
                                      int64_t max_ts_ms);
