@@ -1,6 +1,6 @@
 /*
  * config.h: nextactd's configuration, read from a libconfig file through one
- * descriptor table (config.c: nx_config_table). Loading, defaults, range
+ * descriptor table (config_table.c: nx_config_table). Loading, defaults, range
  * checks, --dump-config and the test of conf/nextactd.conf all come from that
  * table.
  *

@@ -24,6 +24,7 @@
 #include "gen.h"
 
 #include "config.h"
+#include "gen_avro.h"
 #include "ocf_writer.h"
 
 #include <avro.h>
@@ -37,426 +38,6 @@
 #include <time.h>
 
 #define EXIT_USAGE 2
-
-/* ---- Avro: field mapping by name ----------------------------------------- */
-
-enum { F_USER, F_TS, F_TYPE, F_ITEM, F_CATEGORY, F_PRICE, F_QUANTITY, F_SESSION, F_COUNT };
-enum { K_STRING, K_LONG, K_INT, K_DOUBLE };
-
-static const char *const field_default_name[F_COUNT] = {
-    "user_id", "ts", "event_type", "item_id", "category", "price", "quantity", "session_id"};
-static const int field_kind[F_COUNT] = {K_STRING, K_LONG,   K_STRING, K_STRING,
-                                        K_STRING, K_DOUBLE, K_INT,    K_STRING};
-/* user id and timestamp must exist; the others may be absent (the type too:
- * a config may give each topic a fixed type). A name "" means "not used". */
-static const int field_required[F_COUNT] = {1, 1, 0, 0, 0, 0, 0, 0};
-
-typedef struct field_map {
-    int index;        /* in the record, -1 = not in the schema */
-    int union_branch; /* branch holding the value, -1 = not a union */
-    int null_branch;  /* -1 = no null branch */
-} field_map_t;
-
-typedef struct avro_out {
-    avro_schema_t schema;
-    avro_value_iface_t *iface;
-    avro_value_t rec;
-    int have_rec;
-    field_map_t map[F_COUNT];
-    char *json;            /* the writer schema's text, for the container header */
-    nx_ocf_writer_t *file; /* --output */
-    avro_writer_t mem;     /* raw binary into buf, for --topic and --output */
-    char buf[4096];        /* ids are short: a record is < 200 bytes */
-} avro_out_t;
-
-static int kind_matches(avro_schema_t s, int kind) {
-    switch (kind) {
-    case K_STRING:
-        return is_avro_string(s);
-    case K_LONG:
-        return is_avro_int64(s);
-    case K_INT:
-        return is_avro_int32(s) || is_avro_int64(s);
-    default:
-        return is_avro_double(s) || is_avro_float(s);
-    }
-}
-
-static int read_file(const char *path, char **out, size_t *len, char *errstr, size_t errstr_size) {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    if (!f) {
-        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    /* a schema file; 1 MiB is far beyond any real one */
-    buf = malloc(1 << 20);
-    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-    if (!buf || ferror(f)) {
-        snprintf(errstr, errstr_size, "%s: read failed", path);
-        free(buf);
-        fclose(f);
-        return -1;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-static void avro_out_destroy(avro_out_t *ao) {
-    if (!ao)
-        return;
-    if (ao->file) {
-        char err[256];
-        nx_ocf_writer_close(ao->file, err, sizeof err);
-    }
-    free(ao->json);
-    if (ao->mem)
-        avro_writer_free(ao->mem);
-    if (ao->have_rec)
-        avro_value_decref(&ao->rec);
-    if (ao->iface)
-        avro_value_iface_decref(ao->iface);
-    if (ao->schema)
-        avro_schema_decref(ao->schema);
-    free(ao);
-}
-
-static avro_out_t *avro_out_new(const char *schema_path, const char *const names[F_COUNT],
-                                char *errstr, size_t errstr_size) {
-    avro_out_t *ao = calloc(1, sizeof *ao);
-    char *json = NULL;
-    size_t json_len;
-    if (!ao) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
-    if (read_file(schema_path, &json, &json_len, errstr, errstr_size) < 0)
-        goto err;
-    if (avro_schema_from_json_length(json, json_len, &ao->schema) != 0) {
-        snprintf(errstr, errstr_size, "%s: %s", schema_path, avro_strerror());
-        goto err;
-    }
-    if (!is_avro_record(ao->schema)) {
-        snprintf(errstr, errstr_size, "%s: the writer schema must be a record", schema_path);
-        goto err;
-    }
-    for (int f = 0; f < F_COUNT; f++) {
-        field_map_t *m = &ao->map[f];
-        m->index = names[f][0] ? avro_schema_record_field_get_index(ao->schema, names[f]) : -1;
-        m->union_branch = m->null_branch = -1;
-        if (m->index < 0) {
-            if (field_required[f]) {
-                snprintf(errstr, errstr_size, "%s: no field \"%s\"", schema_path, names[f]);
-                goto err;
-            }
-            continue;
-        }
-        avro_schema_t fs = avro_schema_record_field_get_by_index(ao->schema, m->index);
-        int ok = 0;
-        if (is_avro_union(fs)) {
-            for (size_t b = 0; b < avro_schema_union_size(fs); b++) {
-                avro_schema_t bs = avro_schema_union_branch(fs, b);
-                if (is_avro_null(bs) && m->null_branch < 0)
-                    m->null_branch = (int)b;
-                else if (kind_matches(bs, field_kind[f]) && m->union_branch < 0)
-                    m->union_branch = (int)b;
-            }
-            ok = m->union_branch >= 0;
-        } else {
-            ok = kind_matches(fs, field_kind[f]);
-        }
-        if (!ok) {
-            snprintf(errstr, errstr_size, "%s: field \"%s\" has a type gen cannot write (%s)",
-                     schema_path, names[f],
-                     field_kind[f] == K_STRING   ? "string"
-                     : field_kind[f] == K_DOUBLE ? "double"
-                                                 : "int or long");
-            goto err;
-        }
-    }
-    /* every other field must be nullable or gen cannot fill it */
-    size_t n_fields = avro_schema_record_size(ao->schema);
-    for (size_t i = 0; i < n_fields; i++) {
-        int ours = 0;
-        for (int f = 0; f < F_COUNT; f++)
-            ours |= ao->map[f].index == (int)i;
-        avro_schema_t fs = avro_schema_record_field_get_by_index(ao->schema, (int)i);
-        if (!ours && !(is_avro_union(fs) && is_avro_null(avro_schema_union_branch(fs, 0)))) {
-            snprintf(errstr, errstr_size, "%s: field \"%s\" is neither known to gen nor nullable",
-                     schema_path, avro_schema_record_field_name(ao->schema, (int)i));
-            goto err;
-        }
-    }
-    ao->iface = avro_generic_class_from_schema(ao->schema);
-    if (!ao->iface || avro_generic_value_new(ao->iface, &ao->rec) != 0) {
-        snprintf(errstr, errstr_size, "%s: %s", schema_path, avro_strerror());
-        goto err;
-    }
-    ao->have_rec = 1;
-    /* Unknown nullable fields: null once; the value is reused. */
-    for (size_t i = 0; i < n_fields; i++) {
-        int ours = 0;
-        for (int f = 0; f < F_COUNT; f++)
-            ours |= ao->map[f].index == (int)i;
-        if (ours)
-            continue;
-        avro_value_t fv, branch;
-        if (avro_value_get_by_index(&ao->rec, i, &fv, NULL) != 0 ||
-            avro_value_set_branch(&fv, 0, &branch) != 0 || avro_value_set_null(&branch) != 0) {
-            snprintf(errstr, errstr_size, "%s: %s", schema_path, avro_strerror());
-            goto err;
-        }
-    }
-    ao->json = json;
-    return ao;
-err:
-    free(json);
-    avro_out_destroy(ao);
-    return NULL;
-}
-
-/* Sets field f to the string s / the number x; absent (NULL or NaN or
- * quantity 0) sets the null branch when there is one. */
-static int avro_set(avro_out_t *ao, int f, const char *s, double x, int64_t n, int absent) {
-    const field_map_t *m = &ao->map[f];
-    avro_value_t fv, v;
-    if (m->index < 0)
-        return 0;
-    if (avro_value_get_by_index(&ao->rec, (size_t)m->index, &fv, NULL) != 0)
-        return -1;
-    if (m->union_branch >= 0) {
-        if (absent && m->null_branch >= 0) {
-            if (avro_value_set_branch(&fv, m->null_branch, &v) != 0)
-                return -1;
-            return avro_value_set_null(&v);
-        }
-        if (avro_value_set_branch(&fv, m->union_branch, &v) != 0)
-            return -1;
-    } else {
-        v = fv;
-    }
-    switch (avro_value_get_type(&v)) {
-    case AVRO_STRING:
-        return avro_value_set_string(&v, s);
-    case AVRO_INT64:
-        return avro_value_set_long(&v, n);
-    case AVRO_INT32:
-        return avro_value_set_int(&v, (int32_t)n);
-    case AVRO_DOUBLE:
-        return avro_value_set_double(&v, x);
-    case AVRO_FLOAT:
-        return avro_value_set_float(&v, (float)x);
-    default:
-        return -1;
-    }
-}
-
-static int avro_fill(avro_out_t *ao, const nx_gen_event_t *ev) {
-    if (avro_set(ao, F_USER, ev->user_id, 0, 0, 0) || avro_set(ao, F_TS, NULL, 0, ev->ts_ms, 0) ||
-        avro_set(ao, F_TYPE, ev->type_name, 0, 0, 0) ||
-        avro_set(ao, F_ITEM, ev->item_id, 0, 0, 0) ||
-        avro_set(ao, F_CATEGORY, ev->category, 0, 0, 0) ||
-        avro_set(ao, F_PRICE, NULL, ev->price, 0, 0) ||
-        avro_set(ao, F_QUANTITY, NULL, 0, ev->quantity, ev->quantity == 0) ||
-        avro_set(ao, F_SESSION, ev->session_id, 0, 0, 0))
-        return -1;
-    return 0;
-}
-
-/* Raw Avro binary of the filled record into ao->buf; returns its length or
- * -1. */
-static int64_t avro_encode(avro_out_t *ao) {
-    avro_writer_reset(ao->mem);
-    if (avro_value_write(ao->mem, &ao->rec) != 0)
-        return -1;
-    return avro_writer_tell(ao->mem);
-}
-
-/* ---- malformed payloads (--bad-rate) ------------------------------------- */
-
-/* The classes the ingest side must reject, one reason each. */
-enum {
-    BAD_TRUNCATED,
-    BAD_GARBAGE,
-    BAD_HUGE_LENGTH,
-    BAD_NEGATIVE_LENGTH,
-    BAD_UNION_INDEX,
-    BAD_TIMESTAMP,
-    BAD_EMPTY_USER,
-    BAD_PRICE,
-    BAD_TRAILING,
-    BAD_KINDS
-};
-static const char *const bad_name[BAD_KINDS] = {
-    "truncated",     "garbage",       "huge_length",  "negative_length", "bad_union_index",
-    "bad_timestamp", "empty_user_id", "absurd_price", "trailing_bytes"};
-
-static size_t put_varint(uint8_t *p, int64_t v) {
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); /* zigzag */
-    size_t n = 0;
-    while (z >= 0x80) {
-        p[n++] = (uint8_t)(z | 0x80);
-        z >>= 7;
-    }
-    p[n++] = (uint8_t)z;
-    return n;
-}
-
-static int get_varint(const uint8_t *p, size_t len, size_t *pos, int64_t *v) {
-    uint64_t z = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*pos >= len)
-            return -1;
-        uint8_t b = p[(*pos)++];
-        z |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Skips one value of a primitive or union-of-primitives schema. */
-static int skip_value(avro_schema_t s, const uint8_t *p, size_t len, size_t *pos) {
-    int64_t v;
-    if (is_avro_union(s)) {
-        if (get_varint(p, len, pos, &v) < 0 || v < 0 || (size_t)v >= avro_schema_union_size(s))
-            return -1;
-        return skip_value(avro_schema_union_branch(s, (int)v), p, len, pos);
-    }
-    if (is_avro_string(s) || is_avro_bytes(s)) {
-        if (get_varint(p, len, pos, &v) < 0 || v < 0 || (uint64_t)v > len - *pos)
-            return -1;
-        *pos += (size_t)v;
-        return 0;
-    }
-    if (is_avro_int32(s) || is_avro_int64(s))
-        return get_varint(p, len, pos, &v);
-    size_t w = is_avro_double(s) ? 8 : is_avro_float(s) ? 4 : is_avro_boolean(s) ? 1 : 0;
-    if (!is_avro_null(s) && w == 0)
-        return -1; /* records, arrays, ...: not walked */
-    if (w > len - *pos)
-        return -1;
-    *pos += w;
-    return 0;
-}
-
-/* Start offsets of the top-level fields of the record in p (n + 1 entries,
- * the last = end); -1 if the schema has more than 32 fields or one gen
- * cannot walk. */
-#define MAX_WALK 32
-static int walk_fields(avro_schema_t schema, const uint8_t *p, size_t len, size_t *off) {
-    size_t n = avro_schema_record_size(schema), pos = 0;
-    if (n > MAX_WALK)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        off[i] = pos;
-        if (skip_value(avro_schema_record_field_get_by_index(schema, (int)i), p, len, &pos) < 0)
-            return -1;
-    }
-    off[n] = pos;
-    return 0;
-}
-
-/* Replaces bytes [a, b) of the good encoding with rep[0..rep_len) into out. */
-static size_t splice(uint8_t *out, const uint8_t *good, size_t len, size_t a, size_t b,
-                     const uint8_t *rep, size_t rep_len) {
-    memcpy(out, good, a);
-    memcpy(out + a, rep, rep_len);
-    memcpy(out + a + rep_len, good + b, len - b);
-    return a + rep_len + (len - b);
-}
-
-/* A malformed payload of class `kind` made from the good encoding; returns
- * its length (may be 0). out holds len + 64 bytes. */
-static size_t make_bad(int kind, const avro_out_t *ao, const uint8_t *good, size_t len,
-                       nx_gen_rng_t *rng, uint8_t *out) {
-    size_t off[MAX_WALK + 1];
-    uint8_t rep[32];
-    int walked = walk_fields(ao->schema, good, len, off) == 0;
-    const field_map_t *m = ao->map;
-    size_t pos, n;
-    int64_t v;
-    switch (walked ? kind : BAD_GARBAGE) {
-    case BAD_TRUNCATED:
-        n = (size_t)(nx_gen_rng_next(rng) % len); /* 0 .. len - 1 bytes kept */
-        memcpy(out, good, n);
-        return n;
-    case BAD_HUGE_LENGTH:
-    case BAD_NEGATIVE_LENGTH:
-    case BAD_EMPTY_USER:
-        /* the user id string: replace its length (and, if empty, bytes) */
-        pos = off[m[F_USER].index];
-        if (m[F_USER].union_branch >= 0 && get_varint(good, len, &pos, &v) < 0)
-            break;
-        {
-            size_t a = pos;
-            if (get_varint(good, len, &pos, &v) < 0)
-                break;
-            /* 2^31 - 1: a length no 5-byte-per-varint message can hold */
-            int64_t bad_len = kind == BAD_HUGE_LENGTH       ? 2147483647
-                              : kind == BAD_NEGATIVE_LENGTH ? -3
-                                                            : 0;
-            n = put_varint(rep, bad_len);
-            return splice(out, good, len, a, kind == BAD_EMPTY_USER ? pos + (size_t)v : pos, rep,
-                          n);
-        }
-    case BAD_UNION_INDEX:
-        /* the first union field's branch index, set beyond its branches */
-        for (int i = 0; i < (int)avro_schema_record_size(ao->schema); i++) {
-            avro_schema_t fs = avro_schema_record_field_get_by_index(ao->schema, i);
-            if (!is_avro_union(fs))
-                continue;
-            pos = off[i];
-            if (get_varint(good, len, &pos, &v) < 0)
-                break;
-            n = put_varint(rep, (int64_t)avro_schema_union_size(fs) + 5);
-            return splice(out, good, len, off[i], pos, rep, n);
-        }
-        break;
-    case BAD_TIMESTAMP: {
-        /* alternately 1990-01-01 (before 2000) and 30 days ahead of the event */
-        pos = off[m[F_TS].index];
-        size_t a = pos;
-        if (get_varint(good, len, &pos, &v) < 0)
-            break;
-        int64_t ts = (nx_gen_rng_next(rng) & 1) ? 631152000000LL : v + 30LL * 86400000;
-        n = put_varint(rep, ts);
-        return splice(out, good, len, a, pos, rep, n);
-    }
-    case BAD_PRICE:
-        /* 1e15: no shop sells at that price (ingest caps input.max_price) */
-        if (m[F_PRICE].index < 0 || m[F_PRICE].union_branch < 0 ||
-            !is_avro_double(avro_schema_union_branch(
-                avro_schema_record_field_get_by_index(ao->schema, m[F_PRICE].index),
-                m[F_PRICE].union_branch)))
-            break;
-        {
-            n = put_varint(rep, m[F_PRICE].union_branch);
-            double x = 1e15;
-            memcpy(rep + n, &x, 8); /* Avro doubles are little-endian, as is this host */
-            return splice(out, good, len, off[m[F_PRICE].index], off[m[F_PRICE].index + 1], rep,
-                          n + 8);
-        }
-    case BAD_TRAILING:
-        memcpy(out, good, len);
-        n = 1 + (size_t)(nx_gen_rng_next(rng) % 8); /* 1..8 stray bytes */
-        for (size_t i = 0; i < n; i++)
-            out[len + i] = (uint8_t)nx_gen_rng_next(rng);
-        return len + n;
-    default:
-        break;
-    }
-    /* garbage, or a class this schema cannot express: random bytes, 1..64 */
-    n = 1 + (size_t)(nx_gen_rng_next(rng) % 64);
-    for (size_t i = 0; i < n; i++)
-        out[i] = (uint8_t)nx_gen_rng_next(rng);
-    return n;
-}
 
 /* ---- Kafka --------------------------------------------------------------- */
 
@@ -646,7 +227,7 @@ typedef struct gen_opts {
     double bad_rate, rate, horizon_s;
     const char *truth_path, *output, *topic, *brokers, *schema_path, *conf_path, *codec;
     int have_events, report, null_sink;
-    const char *names[F_COUNT];        /* writer schema field per role, "" = none */
+    const char *names[NX_GEN_AVRO_FIELDS]; /* writer schema field per role, "" = none */
     const nx_strmap_t *producer_props; /* the config's kafka.producer, or NULL */
 } gen_opts_t;
 
@@ -654,14 +235,15 @@ typedef struct gen_opts {
  * gen_run_free(), the one cleanup path. */
 typedef struct gen_run {
     nx_gen_t *gen;
-    avro_out_t *ao; /* --output or --topic */
+    nx_gen_avro_t *ga;     /* --output or --topic */
+    nx_ocf_writer_t *file; /* --output */
     kafka_out_t *ko;
     nx_gen_oracle_t *oracle;
     FILE *truth;
     uint8_t *bad_buf; /* a malformed payload, --topic only */
     nx_gen_rng_t bad_rng;
     bucket_t bucket;
-    uint64_t bad_count[BAD_KINDS], n_bad;
+    uint64_t bad_count[NX_GEN_AVRO_BAD_KINDS], n_bad;
     int64_t max_ts; /* newest event time seen (ms) */
 } gen_run_t;
 
@@ -832,8 +414,8 @@ static int parse_options(int argc, char **argv, gen_opts_t *o) {
  * NX_EXIT_CONFIG with the message printed. */
 static int apply_config(gen_opts_t *o, nx_config_t **cfg) {
     char errstr[512] = "";
-    for (int f = 0; f < F_COUNT; f++)
-        o->names[f] = field_default_name[f];
+    for (int f = 0; f < NX_GEN_AVRO_FIELDS; f++)
+        o->names[f] = nx_gen_avro_default_name(f);
     if (o->conf_path) {
         *cfg = nx_config_load(o->conf_path, errstr, sizeof errstr);
         if (!*cfg) {
@@ -848,11 +430,11 @@ static int apply_config(gen_opts_t *o, nx_config_t **cfg) {
         if (o->horizon_s == 0)
             o->params.horizon_ms = c->labels.horizon_s * 1000;
         o->producer_props = &c->kafka.producer;
-        const char *cf[F_COUNT] = {c->input.field_user_id,  c->input.field_timestamp,
-                                   c->input.field_type,     c->input.field_item,
-                                   c->input.field_category, c->input.field_price,
-                                   c->input.field_quantity, c->input.field_session};
-        for (int f = 0; f < F_COUNT; f++)
+        const char *cf[NX_GEN_AVRO_FIELDS] = {c->input.field_user_id,  c->input.field_timestamp,
+                                              c->input.field_type,     c->input.field_item,
+                                              c->input.field_category, c->input.field_price,
+                                              c->input.field_quantity, c->input.field_session};
+        for (int f = 0; f < NX_GEN_AVRO_FIELDS; f++)
             o->names[f] = cf[f] ? cf[f] : "";
         /* Write the input value that type_map maps to each role (e.g. "pv"
          * for click); warn when the config does not know a role. */
@@ -878,17 +460,17 @@ static int apply_config(gen_opts_t *o, nx_config_t **cfg) {
 
 /* --output: our container writer, whose sync marker comes from the seed,
  * so a file is bit-identical run to run. */
-static int open_ocf_output(const gen_opts_t *o, avro_out_t *ao, char *errstr, size_t errstr_size) {
-    ao->file =
-        nx_ocf_writer_open(o->output, ao->json, o->codec, o->params.seed, errstr, errstr_size);
-    return ao->file ? 0 : -1;
+static int open_ocf_output(const gen_opts_t *o, gen_run_t *run, char *errstr, size_t errstr_size) {
+    run->file = nx_ocf_writer_open(o->output, nx_gen_avro_schema_json(run->ga), o->codec,
+                                   o->params.seed, errstr, errstr_size);
+    return run->file ? 0 : -1;
 }
 
 /* --topic: the producer, and room for a malformed payload (--bad-rate). */
 static int open_kafka_output(const gen_opts_t *o, gen_run_t *run, char *errstr,
                              size_t errstr_size) {
-    run->bad_buf = malloc(sizeof run->ao->buf + 64);
-    if (!run->ao->mem || !run->bad_buf) {
+    run->bad_buf = malloc(NX_GEN_AVRO_MAX_RECORD + NX_GEN_AVRO_BAD_EXTRA);
+    if (!run->bad_buf) {
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }
@@ -927,16 +509,11 @@ static int open_run(const gen_opts_t *o, gen_run_t *run, char *errstr, size_t er
     if (!run->gen)
         return -1;
     if (o->output || o->topic) {
-        run->ao = avro_out_new(o->schema_path, o->names, errstr, errstr_size);
-        if (!run->ao)
+        run->ga = nx_gen_avro_new(o->schema_path, o->names, errstr, errstr_size);
+        if (!run->ga)
             return -1;
-        run->ao->mem = avro_writer_memory(run->ao->buf, sizeof run->ao->buf);
-        if (!run->ao->mem) {
-            snprintf(errstr, errstr_size, "out of memory");
-            return -1;
-        }
     }
-    if (o->output && open_ocf_output(o, run->ao, errstr, errstr_size) < 0)
+    if (o->output && open_ocf_output(o, run, errstr, errstr_size) < 0)
         return -1;
     if (o->topic && open_kafka_output(o, run, errstr, errstr_size) < 0)
         return -1;
@@ -956,14 +533,13 @@ static int open_run(const gen_opts_t *o, gen_run_t *run, char *errstr, size_t er
     return 0;
 }
 
-/* Produces the encoded event in ao->buf (len bytes) to the topic, after
- * the malformed messages that --bad-rate draws before it. */
-static int send_event(const gen_opts_t *o, gen_run_t *run, const nx_gen_event_t *ev, size_t len,
-                      char *errstr, size_t errstr_size) {
-    avro_out_t *ao = run->ao;
+/* Produces the encoded event (buf, len bytes) to the topic, after the
+ * malformed messages that --bad-rate draws before it. */
+static int send_event(const gen_opts_t *o, gen_run_t *run, const nx_gen_event_t *ev,
+                      const uint8_t *buf, size_t len, char *errstr, size_t errstr_size) {
     while (o->bad_rate > 0 && nx_gen_rng_uniform(&run->bad_rng) <= o->bad_rate) {
-        int kind = (int)(nx_gen_rng_next(&run->bad_rng) % BAD_KINDS);
-        size_t bl = make_bad(kind, ao, (const uint8_t *)ao->buf, len, &run->bad_rng, run->bad_buf);
+        int kind = (int)(nx_gen_rng_next(&run->bad_rng) % NX_GEN_AVRO_BAD_KINDS);
+        size_t bl = nx_gen_avro_bad(run->ga, kind, buf, len, &run->bad_rng, run->bad_buf);
         run->bad_count[kind]++;
         run->n_bad++;
         bucket_take(&run->bucket, run->ko->rk);
@@ -971,31 +547,32 @@ static int send_event(const gen_opts_t *o, gen_run_t *run, const nx_gen_event_t 
             return -1;
     }
     bucket_take(&run->bucket, run->ko->rk);
-    return kafka_send(run->ko, o->topic, ev->user_id, ao->buf, len, errstr, errstr_size);
+    return kafka_send(run->ko, o->topic, ev->user_id, buf, len, errstr, errstr_size);
 }
 
 /* One generated event to the oracle and every output. 0 or -1 + errstr. */
 static int write_event(const gen_opts_t *o, gen_run_t *run, const nx_gen_event_t *ev, char *errstr,
                        size_t errstr_size) {
-    avro_out_t *ao = run->ao;
+    nx_gen_avro_t *ga = run->ga;
+    const uint8_t *buf = NULL;
     if (ev->ts_ms > run->max_ts)
         run->max_ts = ev->ts_ms;
     if (nx_gen_oracle_add(run->oracle, ev) < 0) {
         snprintf(errstr, errstr_size, "out of memory (--report scores)");
         return -1;
     }
-    if (ao && avro_fill(ao, ev) < 0) {
+    if (ga && nx_gen_avro_fill(ga, ev) < 0) {
         snprintf(errstr, errstr_size, "avro: %s", avro_strerror());
         return -1;
     }
-    int64_t len = ao ? avro_encode(ao) : 0;
+    int64_t len = ga ? nx_gen_avro_encode(ga, &buf) : 0;
     if (len < 0) {
         snprintf(errstr, errstr_size, "avro encode: %s", avro_strerror());
         return -1;
     }
-    if (o->output && nx_ocf_writer_append(ao->file, ao->buf, (size_t)len, errstr, errstr_size) < 0)
+    if (o->output && nx_ocf_writer_append(run->file, buf, (size_t)len, errstr, errstr_size) < 0)
         return -1;
-    if (o->topic && send_event(o, run, ev, (size_t)len, errstr, errstr_size) < 0)
+    if (o->topic && send_event(o, run, ev, buf, (size_t)len, errstr, errstr_size) < 0)
         return -1;
     if (run->truth)
         truth_row(run->truth, ev);
@@ -1006,8 +583,8 @@ static int write_event(const gen_opts_t *o, gen_run_t *run, const nx_gen_event_t
  * the truth file, reporting the first failure. 0 or -1 + errstr. */
 static int finish_outputs(const gen_opts_t *o, gen_run_t *run, char *errstr, size_t errstr_size) {
     if (o->output) {
-        nx_ocf_writer_t *file = run->ao->file;
-        run->ao->file = NULL;
+        nx_ocf_writer_t *file = run->file;
+        run->file = NULL;
         if (nx_ocf_writer_close(file, errstr, errstr_size) < 0)
             return -1;
     }
@@ -1051,9 +628,10 @@ static void print_report(const gen_opts_t *o, const gen_run_t *run, double secs)
     if (run->ko) {
         fprintf(stderr, "gen: %llu messages delivered, %llu bad",
                 (unsigned long long)run->ko->delivered, (unsigned long long)run->n_bad);
-        for (int k = 0; k < BAD_KINDS; k++)
+        for (int k = 0; k < NX_GEN_AVRO_BAD_KINDS; k++)
             if (run->bad_count[k])
-                fprintf(stderr, " %s=%llu", bad_name[k], (unsigned long long)run->bad_count[k]);
+                fprintf(stderr, " %s=%llu", nx_gen_avro_bad_name(k),
+                        (unsigned long long)run->bad_count[k]);
         fputc('\n', stderr);
     }
     /* Ingest rejects timestamps more than a day past the wall clock
@@ -1088,7 +666,11 @@ static void gen_run_free(gen_run_t *run) {
     free(run->bad_buf);
     nx_gen_oracle_destroy(run->oracle);
     kafka_out_destroy(run->ko);
-    avro_out_destroy(run->ao);
+    if (run->file) {
+        char err[256]; /* a run that failed already says why */
+        nx_ocf_writer_close(run->file, err, sizeof err);
+    }
+    nx_gen_avro_destroy(run->ga);
     nx_gen_destroy(run->gen);
 }
 

@@ -63,10 +63,6 @@ void nx_notify_watchdog(nx_notify_t *notify, int64_t now_mono_ms) {
     send_state(notify, "WATCHDOG=1");
 }
 
-int64_t nx_notify_watchdog_ms(const nx_notify_t *notify) {
-    return notify ? notify->watchdog_ms : 0;
-}
-
 void nx_notify_stopping(nx_notify_t *notify) {
     send_state(notify, "STOPPING=1");
 }

@@ -33,9 +33,6 @@ void nx_notify_status(nx_notify_t *notify, const char *status);
  * now_mono_ms: monotonic clock. */
 void nx_notify_watchdog(nx_notify_t *notify, int64_t now_mono_ms);
 
-/* Watchdog interval in ms as systemd set it (0 = no watchdog). */
-int64_t nx_notify_watchdog_ms(const nx_notify_t *notify);
-
 /* Shutdown has begun. */
 void nx_notify_stopping(nx_notify_t *notify);
 

@@ -37,21 +37,21 @@ typedef struct part_clock_rec {
 
 /* The examples not yet trained on, behind the feature count they were
  * made with: a checkpoint of another feature layout is refused. */
-static int save_examples(const nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
+static int save_examples(const nx_pipeline_t *pipe, nx_checkpoint_writer_t *w) {
     uint64_t dim = pipe->dim;
     int rc = nx_checkpoint_write(w, &dim, sizeof dim);
     rc |= nx_trainer_save(pipe->tr, nx_checkpoint_write, w);
     return rc ? -1 : 0;
 }
 
-static int load_examples(nx_pipeline_t *pipe, nx_ckpt_reader_t *r) {
+static int load_examples(nx_pipeline_t *pipe, nx_checkpoint_reader_t *r) {
     uint64_t dim;
     if (nx_checkpoint_read(r, &dim, sizeof dim) < 0 || dim != pipe->dim)
         return -1;
     return nx_trainer_load(pipe->tr, nx_checkpoint_read, r);
 }
 
-static int save_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_writer_t *w) {
+static int save_pipeline_section(nx_pipeline_t *pipe, nx_checkpoint_writer_t *w) {
     uint32_t version = PIPELINE_SECTION_VERSION, np = (uint32_t)pipe->n_parts;
     uint32_t st_len = sizeof pipe->st;
     int rc = nx_checkpoint_section_begin(w, PIPELINE_SECTION);
@@ -83,7 +83,7 @@ static void guard_adopt(nx_pipeline_t *pipe) {
         nx_guard_serve_loaded(pipe->guard);
 }
 
-static int load_pipeline_v2(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
+static int load_pipeline_v2(nx_pipeline_t *pipe, nx_checkpoint_reader_t *r, char *errstr,
                             size_t errstr_size) {
     uint32_t version, np, st_len;
     if (nx_checkpoint_read(r, &version, sizeof version) < 0)
@@ -139,7 +139,7 @@ bad:
  * still that one; the counters were the struct up to the guard's fields
  * (appended since), which start at 0. */
 #define LEGACY_STATS_SIZE offsetof(nx_pipeline_stats_t, model_state)
-static int load_pipeline_legacy(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
+static int load_pipeline_legacy(nx_pipeline_t *pipe, nx_checkpoint_reader_t *r, char *errstr,
                                 size_t errstr_size) {
     int32_t np;
     memset(&pipe->st, 0, sizeof pipe->st);
@@ -154,7 +154,7 @@ static int load_pipeline_legacy(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *
     return 0;
 }
 
-static int load_pipeline_section(nx_pipeline_t *pipe, nx_ckpt_reader_t *r, char *errstr,
+static int load_pipeline_section(nx_pipeline_t *pipe, nx_checkpoint_reader_t *r, char *errstr,
                                  size_t errstr_size) {
     if (nx_checkpoint_section_open(r, PIPELINE_SECTION) == 0)
         return load_pipeline_v2(pipe, r, errstr, errstr_size);
@@ -167,7 +167,7 @@ int nx_pipeline_save(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
                      int n_extra, char *errstr, size_t errstr_size) {
     if (pipe->tr)
         nx_trainer_sync(pipe->tr); /* the trainer's state is ours until the next push */
-    nx_ckpt_writer_t *w =
+    nx_checkpoint_writer_t *w =
         nx_checkpoint_begin(path, nx_store_schema_hash(pipe->store), errstr, errstr_size);
     if (!w)
         return -1;
@@ -197,7 +197,7 @@ int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
                      int n_extra, char *errstr, size_t errstr_size) {
     if (pipe->tr)
         nx_trainer_reset(pipe->tr);
-    nx_ckpt_reader_t *r =
+    nx_checkpoint_reader_t *r =
         nx_checkpoint_open(path, nx_store_schema_hash(pipe->store), errstr, errstr_size);
     if (!r)
         return -1;

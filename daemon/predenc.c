@@ -95,10 +95,6 @@ const char *nx_predenc_class(const nx_predenc_t *enc, int i) {
     return (i >= 0 && i < enc->n_classes) ? enc->name[i] : NULL;
 }
 
-nx_predenc_format_t nx_predenc_format(const nx_predenc_t *enc) {
-    return enc->format;
-}
-
 /* First index of the largest probability (NaN never wins). */
 static int argmax(const float *p, int n) {
     int best = 0;

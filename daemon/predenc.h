@@ -70,7 +70,6 @@ void nx_predenc_destroy(nx_predenc_t *enc);
 int nx_predenc_n_classes(const nx_predenc_t *enc);
 /* Class name i (static for the encoder's lifetime). */
 const char *nx_predenc_class(const nx_predenc_t *enc, int i);
-nx_predenc_format_t nx_predenc_format(const nx_predenc_t *enc);
 
 /* Encodes in the configured format. Returns the length, or -1 if the
  * record does not fit in cap (nothing useful is left in buf then). */

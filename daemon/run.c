@@ -6,7 +6,7 @@
  *   consumer are up; STATUS= with the status line every
  *   metrics.status_interval_s; WATCHDOG=1 from the loop (ops_tick) at half
  *   the interval systemd asks for; STOPPING=1 when shutdown begins.
- * - Checkpoints (ckpt.h) in checkpoint.dir (default <state_dir>/checkpoints):
+ * - Checkpoints (ckptdir.h) in checkpoint.dir (default <state_dir>/checkpoints):
  *   every checkpoint.interval_s, after a revoke, and at shutdown. The
  *   producer is drained first, so the input offsets recorded with the state
  *   (offsets.h: the next offset per partition the state has not seen) are

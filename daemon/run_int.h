@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "changelog.h"
-#include "ckpt.h"
+#include "ckptdir.h"
 #include "codec.h"
 #include "config.h"
 #include "handover.h"

@@ -49,7 +49,6 @@ struct nx_trainer {
     /* the guard's last good snapshot: weights and optimizer moments */
     float *snap;    /* (3, n_params): weights, m, v */
     int snap_valid; /* 0: a rollback goes back to the initial weights */
-    _Atomic uint64_t rollbacks;
 };
 
 /* Upper bounds of the step-duration buckets, ns (trainer.h); the last is
@@ -114,7 +113,6 @@ static void apply_commands(nx_trainer_t *tr, const segment_t *seg) {
             memset(nx_mlp_opt_v(tr->mlp), 0, bytes);
         }
         tr->tn = 0; /* the mini-batch in hand came from the stretch rolled back */
-        atomic_fetch_add(&tr->rollbacks, 1);
     }
     if (seg->cmd & NX_TRAINER_SNAPSHOT) {
         memcpy(tr->snap, nx_mlp_weights(tr->mlp), bytes);
@@ -245,10 +243,6 @@ void nx_trainer_command(nx_trainer_t *tr, unsigned cmd, float lr_scale) {
     tr->fill->cmd |= cmd;
     if (cmd & NX_TRAINER_SET_LR)
         tr->fill->lr_scale = lr_scale;
-}
-
-uint64_t nx_trainer_rollbacks(const nx_trainer_t *tr) {
-    return atomic_load(&tr->rollbacks);
 }
 
 void nx_trainer_add(nx_trainer_t *tr, const float *x, int32_t label) {

@@ -119,9 +119,6 @@ void nx_trainer_quiesce(nx_trainer_t *tr);
 #define NX_TRAINER_SET_LR   4u
 void nx_trainer_command(nx_trainer_t *tr, unsigned cmd, float lr_scale);
 
-/* Rollbacks carried out so far. Any thread. */
-uint64_t nx_trainer_rollbacks(const nx_trainer_t *tr);
-
 /* Main thread, end of input: pushes the segment being filled if it holds
  * examples, waits for the trainer, and trains the last partial
  * mini-batch. */

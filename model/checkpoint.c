@@ -58,7 +58,7 @@ uint32_t nx_crc32c(uint32_t crc, const void *data, size_t len) {
 
 /* ---- writer ---- */
 
-struct nx_ckpt_writer {
+struct nx_checkpoint_writer {
     int fd;
     int failed; /* sticky: an error happened, commit refuses */
     int in_section;
@@ -72,7 +72,7 @@ struct nx_ckpt_writer {
     unsigned char buf[NX_CKPT_CHUNK];
 };
 
-static int w_fail(nx_ckpt_writer_t *w, const char *what) {
+static int w_fail(nx_checkpoint_writer_t *w, const char *what) {
     if (!w->failed)
         snprintf(w->err, sizeof(w->err), "%s: %s: %s", w->tmp, what, strerror(errno));
     w->failed = 1;
@@ -80,7 +80,7 @@ static int w_fail(nx_ckpt_writer_t *w, const char *what) {
 }
 
 /* Raw bytes to the file (CRC'd). */
-static int w_raw(nx_ckpt_writer_t *w, const void *data, size_t len) {
+static int w_raw(nx_checkpoint_writer_t *w, const void *data, size_t len) {
     if (w->failed)
         return -1;
     w->crc = nx_crc32c(w->crc, data, len);
@@ -98,7 +98,7 @@ static int w_raw(nx_ckpt_writer_t *w, const void *data, size_t len) {
     return 0;
 }
 
-static int w_flush_chunk(nx_ckpt_writer_t *w) {
+static int w_flush_chunk(nx_checkpoint_writer_t *w) {
     if (w->used == 0)
         return 0;
     const uint32_t len = (uint32_t)w->used;
@@ -122,9 +122,9 @@ static void header_encode(unsigned char *h, uint64_t schema_hash, uint64_t lengt
     memcpy(h + 36, &hcrc, 4);
 }
 
-nx_ckpt_writer_t *nx_checkpoint_begin(const char *path, uint64_t schema_hash, char *errstr,
-                                      size_t errstr_size) {
-    nx_ckpt_writer_t *w = calloc(1, sizeof(*w));
+nx_checkpoint_writer_t *nx_checkpoint_begin(const char *path, uint64_t schema_hash, char *errstr,
+                                            size_t errstr_size) {
+    nx_checkpoint_writer_t *w = calloc(1, sizeof(*w));
     if (!w) {
         snprintf(errstr, errstr_size, "checkpoint: out of memory");
         return NULL;
@@ -157,7 +157,7 @@ err:
     return NULL;
 }
 
-int nx_checkpoint_section_begin(nx_ckpt_writer_t *w, const char *name) {
+int nx_checkpoint_section_begin(nx_checkpoint_writer_t *w, const char *name) {
     const size_t len = strlen(name);
     if (w->in_section || len == 0 || len > NX_CHECKPOINT_MAX_NAME) {
         if (!w->failed)
@@ -173,7 +173,7 @@ int nx_checkpoint_section_begin(nx_ckpt_writer_t *w, const char *name) {
 }
 
 int nx_checkpoint_write(void *ctx, const void *data, size_t len) {
-    nx_ckpt_writer_t *w = ctx;
+    nx_checkpoint_writer_t *w = ctx;
     if (w->failed)
         return -1;
     if (!w->in_section) {
@@ -195,7 +195,7 @@ int nx_checkpoint_write(void *ctx, const void *data, size_t len) {
     return 0;
 }
 
-int nx_checkpoint_section_end(nx_ckpt_writer_t *w) {
+int nx_checkpoint_section_end(nx_checkpoint_writer_t *w) {
     if (!w->in_section)
         return -1;
     w->in_section = 0;
@@ -219,7 +219,7 @@ static int fsync_dir(const char *path) {
     return rc;
 }
 
-int nx_checkpoint_commit(nx_ckpt_writer_t *w, char *errstr, size_t errstr_size) {
+int nx_checkpoint_commit(nx_checkpoint_writer_t *w, char *errstr, size_t errstr_size) {
     if (w->in_section)
         nx_checkpoint_section_end(w);
     const unsigned char tag = NX_CKPT_TAG_END;
@@ -250,11 +250,11 @@ int nx_checkpoint_commit(nx_ckpt_writer_t *w, char *errstr, size_t errstr_size) 
     return 0;
 }
 
-const char *nx_checkpoint_error(const nx_ckpt_writer_t *w) {
+const char *nx_checkpoint_error(const nx_checkpoint_writer_t *w) {
     return w->failed ? w->err : NULL;
 }
 
-void nx_checkpoint_abort(nx_ckpt_writer_t *w) {
+void nx_checkpoint_abort(nx_checkpoint_writer_t *w) {
     if (!w)
         return;
     if (w->fd >= 0)
@@ -268,15 +268,15 @@ void nx_checkpoint_abort(nx_ckpt_writer_t *w) {
 
 /* ---- reader ---- */
 
-typedef struct nx_ckpt_section {
+typedef struct nx_checkpoint_section {
     char name[NX_CHECKPOINT_MAX_NAME + 1];
     long offset; /* of its first chunk header */
-} nx_ckpt_section_t;
+} nx_checkpoint_section_t;
 
-struct nx_ckpt_reader {
+struct nx_checkpoint_reader {
     FILE *f;
     int n_sections;
-    nx_ckpt_section_t sections[NX_CHECKPOINT_MAX_SECTIONS];
+    nx_checkpoint_section_t sections[NX_CHECKPOINT_MAX_SECTIONS];
     int open;            /* a section is positioned */
     uint32_t chunk_left; /* bytes left in the current chunk */
     int section_done;    /* saw the terminating 0 chunk */
@@ -309,9 +309,9 @@ static int r_skip(FILE *f, uint64_t len, uint32_t *crc) {
         goto err;                                                                                  \
     } while (0)
 
-nx_ckpt_reader_t *nx_checkpoint_open(const char *path, uint64_t schema_hash, char *errstr,
-                                     size_t errstr_size) {
-    nx_ckpt_reader_t *r = calloc(1, sizeof(*r));
+nx_checkpoint_reader_t *nx_checkpoint_open(const char *path, uint64_t schema_hash, char *errstr,
+                                           size_t errstr_size) {
+    nx_checkpoint_reader_t *r = calloc(1, sizeof(*r));
     if (!r)
         R_FAIL("checkpoint: out of memory");
     r->f = fopen(path, "rbe");
@@ -362,7 +362,7 @@ nx_ckpt_reader_t *nx_checkpoint_open(const char *path, uint64_t schema_hash, cha
         if (nlen == 0 || nlen > NX_CHECKPOINT_MAX_NAME ||
             r->n_sections == NX_CHECKPOINT_MAX_SECTIONS)
             R_FAIL("%s: corrupted (bad section name length or too many sections)", path);
-        nx_ckpt_section_t *s = &r->sections[r->n_sections++];
+        nx_checkpoint_section_t *s = &r->sections[r->n_sections++];
         if (r_exact(r->f, s->name, nlen, &crc) != 0)
             R_FAIL("%s: corrupted (structure ends inside a section header)", path);
         s->name[nlen] = '\0';
@@ -391,7 +391,7 @@ err:
     return NULL;
 }
 
-int nx_checkpoint_section_open(nx_ckpt_reader_t *r, const char *name) {
+int nx_checkpoint_section_open(nx_checkpoint_reader_t *r, const char *name) {
     r->open = 0;
     for (int i = 0; i < r->n_sections; i++) {
         if (strcmp(r->sections[i].name, name) != 0)
@@ -417,12 +417,12 @@ int nx_checkpoint_section_open(nx_ckpt_reader_t *r, const char *name) {
     return -1;
 }
 
-uint64_t nx_checkpoint_section_left(const nx_ckpt_reader_t *r) {
+uint64_t nx_checkpoint_section_left(const nx_checkpoint_reader_t *r) {
     return r->open ? r->left : 0;
 }
 
 int nx_checkpoint_read(void *ctx, void *buf, size_t len) {
-    nx_ckpt_reader_t *r = ctx;
+    nx_checkpoint_reader_t *r = ctx;
     if (!r->open || len > r->left)
         return -1;
     unsigned char *p = buf;
@@ -444,7 +444,7 @@ int nx_checkpoint_read(void *ctx, void *buf, size_t len) {
     return 0;
 }
 
-void nx_checkpoint_close(nx_ckpt_reader_t *r) {
+void nx_checkpoint_close(nx_checkpoint_reader_t *r) {
     if (!r)
         return;
     if (r->f)
@@ -455,12 +455,12 @@ void nx_checkpoint_close(nx_ckpt_reader_t *r) {
 /* ---- the model section ---- */
 
 /* Dimensions as stored: what must match for the slab layout to agree. */
-typedef struct nx_ckpt_dims {
+typedef struct nx_checkpoint_dims {
     int32_t n_in, n_hidden, hidden[NX_MLP_MAX_HIDDEN], n_classes, binary_head, opt;
     uint64_t n_params;
-} nx_ckpt_dims_t;
+} nx_checkpoint_dims_t;
 
-static void dims_of(const nx_mlp_t *mlp, nx_ckpt_dims_t *d) {
+static void dims_of(const nx_mlp_t *mlp, nx_checkpoint_dims_t *d) {
     const nx_mlp_params_t *p = nx_mlp_params(mlp);
     memset(d, 0, sizeof(*d));
     d->n_in = p->n_in;
@@ -473,8 +473,8 @@ static void dims_of(const nx_mlp_t *mlp, nx_ckpt_dims_t *d) {
     d->n_params = nx_mlp_num_params(mlp);
 }
 
-int nx_checkpoint_put_mlp(nx_ckpt_writer_t *w, nx_mlp_t *mlp) {
-    nx_ckpt_dims_t d;
+int nx_checkpoint_put_mlp(nx_checkpoint_writer_t *w, nx_mlp_t *mlp) {
+    nx_checkpoint_dims_t d;
     dims_of(mlp, &d);
     const uint64_t step = nx_mlp_step(mlp);
     const size_t bytes = sizeof(float) * nx_mlp_num_params(mlp);
@@ -488,8 +488,9 @@ int nx_checkpoint_put_mlp(nx_ckpt_writer_t *w, nx_mlp_t *mlp) {
     return nx_checkpoint_section_end(w);
 }
 
-int nx_checkpoint_get_mlp(nx_ckpt_reader_t *r, nx_mlp_t *mlp, char *errstr, size_t errstr_size) {
-    nx_ckpt_dims_t want, got;
+int nx_checkpoint_get_mlp(nx_checkpoint_reader_t *r, nx_mlp_t *mlp, char *errstr,
+                          size_t errstr_size) {
+    nx_checkpoint_dims_t want, got;
     float *slabs = NULL;
     dims_of(mlp, &want);
     if (nx_checkpoint_section_open(r, "mlp") != 0)

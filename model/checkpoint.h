@@ -46,63 +46,64 @@
 #define NX_CHECKPOINT_MAX_NAME     64 /* bytes in a section name */
 #define NX_CHECKPOINT_MAX_SECTIONS 64
 
-typedef struct nx_ckpt_writer nx_ckpt_writer_t;
-typedef struct nx_ckpt_reader nx_ckpt_reader_t;
+typedef struct nx_checkpoint_writer nx_checkpoint_writer_t;
+typedef struct nx_checkpoint_reader nx_checkpoint_reader_t;
 
 /* CRC32C of len bytes continuing from crc (0 to start). */
 uint32_t nx_crc32c(uint32_t crc, const void *data, size_t len);
 
 /* Starts writing a checkpoint for path (into path + ".tmp"). NULL with the
  * reason in errstr. Finish with nx_checkpoint_commit or nx_checkpoint_abort. */
-nx_ckpt_writer_t *nx_checkpoint_begin(const char *path, uint64_t schema_hash, char *errstr,
-                                      size_t errstr_size);
+nx_checkpoint_writer_t *nx_checkpoint_begin(const char *path, uint64_t schema_hash, char *errstr,
+                                            size_t errstr_size);
 
 /* Opens a named section (1..NX_CHECKPOINT_MAX_NAME bytes, unique); bytes
  * written until nx_checkpoint_section_end belong to it. 0 or -1. */
-int nx_checkpoint_section_begin(nx_ckpt_writer_t *w, const char *name);
+int nx_checkpoint_section_begin(nx_checkpoint_writer_t *w, const char *name);
 
 /* Appends len bytes to the open section. Signature of a generic write
  * callback (ctx = the writer), so serialisers can take it as one. 0 or -1;
  * errors are sticky and reported again by commit. */
 int nx_checkpoint_write(void *w, const void *data, size_t len);
 
-int nx_checkpoint_section_end(nx_ckpt_writer_t *w);
+int nx_checkpoint_section_end(nx_checkpoint_writer_t *w);
 
 /* Writes the "mlp" section: dimensions, step, RNG, weights, moments. */
-int nx_checkpoint_put_mlp(nx_ckpt_writer_t *w, nx_mlp_t *mlp);
+int nx_checkpoint_put_mlp(nx_checkpoint_writer_t *w, nx_mlp_t *mlp);
 
 /* Writes the trailer, fsyncs, renames over path, fsyncs the directory and
  * frees w (also on error, when the temporary file is removed). 0 or -1. */
-int nx_checkpoint_commit(nx_ckpt_writer_t *w, char *errstr, size_t errstr_size);
+int nx_checkpoint_commit(nx_checkpoint_writer_t *w, char *errstr, size_t errstr_size);
 
 /* Why the writer failed (the first error, with its errno text), or NULL if
  * it has not. Valid until commit or abort. */
-const char *nx_checkpoint_error(const nx_ckpt_writer_t *w);
+const char *nx_checkpoint_error(const nx_checkpoint_writer_t *w);
 
 /* Removes the temporary file and frees w. NULL does nothing. */
-void nx_checkpoint_abort(nx_ckpt_writer_t *w);
+void nx_checkpoint_abort(nx_checkpoint_writer_t *w);
 
 /* Opens and verifies a checkpoint (see above) written for schema_hash.
  * NULL with the reason in errstr. Caller frees with nx_checkpoint_close. */
-nx_ckpt_reader_t *nx_checkpoint_open(const char *path, uint64_t schema_hash, char *errstr,
-                                     size_t errstr_size);
+nx_checkpoint_reader_t *nx_checkpoint_open(const char *path, uint64_t schema_hash, char *errstr,
+                                           size_t errstr_size);
 
 /* Positions the reader at the start of section name: 0, or -1 if absent. */
-int nx_checkpoint_section_open(nx_ckpt_reader_t *r, const char *name);
+int nx_checkpoint_section_open(nx_checkpoint_reader_t *r, const char *name);
 
 /* Reads exactly len bytes of the open section into buf. 0, or -1 if the
  * section has fewer bytes left or on an I/O error. */
 int nx_checkpoint_read(void *r, void *buf, size_t len);
 
 /* Bytes of the open section not yet read. */
-uint64_t nx_checkpoint_section_left(const nx_ckpt_reader_t *r);
+uint64_t nx_checkpoint_section_left(const nx_checkpoint_reader_t *r);
 
 /* Loads the "mlp" section into mlp, which must have the same dimensions
  * (n_in, hidden sizes, classes, head) and optimizer; hyperparameters such as
  * the learning rate come from mlp's own params. On error mlp is unchanged
  * and errstr says why. 0 or -1. */
-int nx_checkpoint_get_mlp(nx_ckpt_reader_t *r, nx_mlp_t *mlp, char *errstr, size_t errstr_size);
+int nx_checkpoint_get_mlp(nx_checkpoint_reader_t *r, nx_mlp_t *mlp, char *errstr,
+                          size_t errstr_size);
 
-void nx_checkpoint_close(nx_ckpt_reader_t *r);
+void nx_checkpoint_close(nx_checkpoint_reader_t *r);
 
 #endif /* NX_CHECKPOINT_H */

@@ -21,9 +21,14 @@ if(NX_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")
     message(FATAL_ERROR "NX_FUZZ needs clang (CC=clang)")
   endif()
+  # the codec's rooms (daemon/codec_int.h): a missing one fails the link
+  set(nx_codec_sources
+    ${PROJECT_SOURCE_DIR}/daemon/codec.c
+    ${PROJECT_SOURCE_DIR}/daemon/codec_schema.c
+    ${PROJECT_SOURCE_DIR}/daemon/codec_confluent.c)
   add_executable(fuzz_codec
     ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_codec.c
-    ${PROJECT_SOURCE_DIR}/daemon/codec.c
+    ${nx_codec_sources}
     ${PROJECT_SOURCE_DIR}/features/event.c)
   target_include_directories(fuzz_codec PRIVATE
     ${PROJECT_SOURCE_DIR}/daemon ${PROJECT_SOURCE_DIR}/features ${PROJECT_SOURCE_DIR}/tests/fuzz)
@@ -33,7 +38,7 @@ if(NX_FUZZ)
   target_link_libraries(fuzz_codec PRIVATE PkgConfig::AVRO ${MATH_LIBRARY})
 
   add_executable(fuzz_seeds ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_seeds.c
-    ${PROJECT_SOURCE_DIR}/daemon/codec.c ${PROJECT_SOURCE_DIR}/features/event.c)
+    ${nx_codec_sources} ${PROJECT_SOURCE_DIR}/features/event.c)
   target_include_directories(fuzz_seeds PRIVATE
     ${PROJECT_SOURCE_DIR}/daemon ${PROJECT_SOURCE_DIR}/features ${PROJECT_SOURCE_DIR}/tests/fuzz
     ${CMAKE_CURRENT_SOURCE_DIR})

@@ -1,7 +1,7 @@
 /*
  * test_ops: the operations side of nextactd without a broker.
  *
- * 1. Checkpoint directory (ckpt.h) against the model checkpoint format:
+ * 1. Checkpoint directory (ckptdir.h) against the model checkpoint format:
  *    numbering, pruning to `keep`, background writes reaped, a corrupt
  *    newest file refused with a fallback to the previous one, and a
  *    background writer killed mid-write leaving the old checkpoint loadable
@@ -34,7 +34,7 @@
 
 #include "check.h"
 #include "checkpoint.h"
-#include "ckpt.h"
+#include "ckptdir.h"
 #include "http.h"
 #include "log.h"
 #include "scrape.h"
@@ -50,7 +50,7 @@ typedef struct writer {
 
 static int write_ckpt(void *opaque, const char *path, char *errstr, size_t errstr_size) {
     writer_t *w = opaque;
-    nx_ckpt_writer_t *cw = nx_checkpoint_begin(path, SCHEMA, errstr, errstr_size);
+    nx_checkpoint_writer_t *cw = nx_checkpoint_begin(path, SCHEMA, errstr, errstr_size);
     if (!cw)
         return -1;
     nx_checkpoint_section_begin(cw, "data");
@@ -69,7 +69,7 @@ static int write_ckpt(void *opaque, const char *path, char *errstr, size_t errst
 
 static int load_ckpt(void *opaque, const char *path, char *errstr, size_t errstr_size) {
     uint64_t *value = opaque;
-    nx_ckpt_reader_t *r = nx_checkpoint_open(path, SCHEMA, errstr, errstr_size);
+    nx_checkpoint_reader_t *r = nx_checkpoint_open(path, SCHEMA, errstr, errstr_size);
     if (!r)
         return -1;
     int rc =

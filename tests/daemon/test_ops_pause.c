@@ -24,7 +24,7 @@
 #include <time.h>
 
 #include "check.h"
-#include "ckpt.h"
+#include "ckptdir.h"
 #include "config.h"
 #include "log.h"
 #include "pipeline.h"

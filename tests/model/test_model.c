@@ -977,7 +977,7 @@ static unsigned char big_byte(size_t i) {
 
 static int write_ckpt(const char *path, nx_mlp_t *mlp, uint64_t schema) {
     char err[256];
-    nx_ckpt_writer_t *w = nx_checkpoint_begin(path, schema, err, sizeof(err));
+    nx_checkpoint_writer_t *w = nx_checkpoint_begin(path, schema, err, sizeof(err));
     CHECK(w != NULL, "%s", err);
     if (!w)
         return -1;
@@ -1000,7 +1000,7 @@ static int write_ckpt(const char *path, nx_mlp_t *mlp, uint64_t schema) {
 
 static void expect_refused(const char *path, uint64_t schema, const char *reason) {
     char err[256] = "";
-    nx_ckpt_reader_t *r = nx_checkpoint_open(path, schema, err, sizeof(err));
+    nx_checkpoint_reader_t *r = nx_checkpoint_open(path, schema, err, sizeof(err));
     CHECK(r == NULL, "accepted a file that should fail with \"%s\"", reason);
     CHECK(strstr(err, reason) != NULL, "message \"%s\" does not name \"%s\"", err, reason);
     nx_checkpoint_close(r);
@@ -1060,7 +1060,7 @@ static void test_checkpoint(void) {
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     CHECK(access(tmp, F_OK) != 0, "temporary file left behind");
 
-    nx_ckpt_reader_t *r = nx_checkpoint_open(path, schema, err, sizeof(err));
+    nx_checkpoint_reader_t *r = nx_checkpoint_open(path, schema, err, sizeof(err));
     CHECK(r != NULL, "%s", err);
     if (r) {
         CHECK(nx_checkpoint_get_mlp(r, b, err, sizeof(err)) == 0, "%s", err);

@@ -1,5 +1,5 @@
-/* ckpt.c: numbered checkpoints, fallback on load, forked writes (ckpt.h). */
-#include "ckpt.h"
+/* ckptdir.c: numbered checkpoints, fallback on load, forked writes (ckptdir.h). */
+#include "ckptdir.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * ckpt.h: the checkpoint directory: numbered checkpoint files, the newest
+ * ckptdir.h: the checkpoint directory: numbered checkpoint files, the newest
  * valid one loaded at start, background writes in a forked child.
  *
  * Files are "<dir>/ckpt-<seq>.nxc", seq a zero-padded decimal counter that
@@ -30,8 +30,8 @@
  * in the forked child, which has only the forking thread: it must not wait
  * on other threads (librdkafka's, BLAS workers) or their locks.
  */
-#ifndef NX_CKPT_H
-#define NX_CKPT_H
+#ifndef NX_CKPTDIR_H
+#define NX_CKPTDIR_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -102,4 +102,4 @@ void nx_ckptdir_stats(const nx_ckptdir_t *ckdir, nx_ckptdir_stats_t *stats);
 /* Path of checkpoint seq into buf. */
 void nx_ckptdir_path(const nx_ckptdir_t *ckdir, uint64_t seq, char *buf, size_t size);
 
-#endif /* NX_CKPT_H */
+#endif /* NX_CKPTDIR_H */
