@@ -13,6 +13,7 @@
 
 #include "avrobin.h"
 #include "ocf.h"
+#include "rng.h"
 
 /* Our own container writer (Avro C's draws its sync marker from
  * srand(time(NULL)) and reseeds the process-wide rand()). Datums are
@@ -67,14 +68,6 @@ struct nx_ocf_writer {
  * memLevel 8 is zlib's default. */
 #define OCF_DEFLATE_WBITS    (-15)
 #define OCF_DEFLATE_MEMLEVEL 8
-
-/* splitmix64 step (Steele, Lea and Flood): 16 marker bytes from the seed. */
-static uint64_t sm64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 /* Writes len bytes; on failure sets failed and werr (the caller holds mu,
  * or no thread is running). */
@@ -279,7 +272,7 @@ nx_ocf_writer_t *nx_ocf_writer_open(const char *path, const char *schema_json, c
      * from other streams drawn from the same seed */
     uint64_t x = seed ^ 0x6f63662d73796e63ULL; /* "ocf-sync" */
     for (int i = 0; i < NX_OCF_SYNC_LEN; i += 8) {
-        uint64_t r = sm64(&x);
+        uint64_t r = nx_rng_splitmix64(&x); /* 16 marker bytes from the seed */
         for (int b = 0; b < 8; b++)
             w->sync[i + b] = (uint8_t)(r >> (8 * b));
     }
