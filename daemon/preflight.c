@@ -109,9 +109,13 @@ out:
     return rc;
 }
 
-/* Confluent framing: the directory of <id>.avsc files and each of them. */
-static int check_schema_dir(report_t *r, const char *dir) {
+/* Confluent framing: the directory of <id>.avsc files and each of them.
+ * With a Schema Registry the directory is only a fallback: it may be
+ * absent (with_registry), but the files it holds must be sound. */
+static int check_schema_dir(report_t *r, const char *dir, int with_registry) {
     DIR *d = opendir(dir);
+    if (!d && with_registry && errno == ENOENT)
+        return 0;
     if (!d) {
         add(r, "input.schema_dir: %s: %s", dir, strerror(errno));
         return -1;
@@ -339,7 +343,8 @@ int nx_preflight_check(const nx_config_t *cfg, char *errstr, size_t errstr_size)
     /* schemas; the decoder only when its files are sound, so a missing
      * file is said once */
     int input_ok = strcmp(cfg->input.framing, "confluent") == 0
-                       ? check_schema_dir(&r, cfg->input.schema_dir)
+                       ? check_schema_dir(&r, cfg->input.schema_dir,
+                                          cfg->input.schema_registry.url[0] != '\0')
                        : check_schema(&r, "input.writer_schema", cfg->input.writer_schema);
     if (input_ok == 0) {
         nx_codec_t *codec = nx_codec_new(cfg, err, sizeof err);

@@ -554,7 +554,11 @@ int main(int argc, char **argv) {
     CHECK_INT(bad, PARTS * GARBAGE_PER_PART);
     CHECK_INT(restoring, 0);
     CHECK_INT(stop(d), 0);
-    diff = compare_dumps(c_dump, d_dump, 0, &users, &pending_diff);
+    /* the users' own state must be the same; which labels are still
+     * pending depends on how long each daemon ran before its dump (quiet
+     * partitions advance the watermark by the wall clock and expire them),
+     * so it is left out, as for B and C */
+    diff = compare_dumps(c_dump, d_dump, 1, &users, &pending_diff);
     fprintf(stderr, "C vs D (past %lld bad records): %lld users, %lld differing lines\n", bad,
             users, diff);
     CHECK_INT(diff, 0);
