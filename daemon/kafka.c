@@ -1,4 +1,5 @@
-/* kafka.c: consumer group, producer and at-least-once offsets (kafka.h). */
+/* kafka.c: consumer group, producer, rebalances, commits and back-pressure
+ * (kafka.h); the tickets of the at-least-once bookkeeping are kafka_track.c's. */
 #include "kafka.h"
 
 #include <inttypes.h>
@@ -9,16 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka_int.h"
 #include "log.h"
 
-/* Records of one partition in flight (consumed, not yet acknowledged). At
- * 65536 a partition is paused until its head is acknowledged: that is over
- * a second of input at the rates we target, far more than the producer's
- * round trip. */
-#define TRACK_CAP  65536u
-#define TRACK_MASK (TRACK_CAP - 1)
-/* Partitions one daemon can own at once. */
-#define MAX_TRACKERS 1024
 /* Pause input when the producer holds this many unacknowledged records,
  * resume below half of it. librdkafka's own queue takes 100000 by default. */
 #define OUTQ_HIGH 50000
@@ -38,198 +32,6 @@
  * 430-505k (bench_kafka, 2M events), at ~0.4 KB of memory per queued
  * record (peak RSS 104 MB, 158 MB, 256 MB). kafka.consumer overrides it. */
 #define NX_QUEUED_MIN_MESSAGES "400000"
-
-typedef struct tracker {
-    int used;
-    int topic; /* index in input topics */
-    int32_t partition;
-    uint16_t gen;    /* bumps when the slot is reused: stale tickets miss */
-    uint64_t head;   /* oldest seq not yet done */
-    uint64_t tail;   /* next seq to hand out */
-    int64_t stored;  /* next offset to read, as last stored; -1 none */
-    int dirty;       /* stored advanced since the last offsets_store */
-    int64_t committed; /* last offset this process committed for it; -1 none */
-    int held;          /* paused by the owner (nx_kafka_hold) until released */
-    int64_t hold_until; /* mono ms; >0: rewound and paused until then (nx_kafka_rewind) */
-    int64_t rewind_to;  /* the offset the held partition seeks to */
-    int seek_due;       /* that seek was refused: keep it paused, seek again */
-    int64_t *offset; /* (TRACK_CAP) offset of each seq */
-    int64_t *in_ts;  /* (TRACK_CAP) broker timestamp of each input record, ms */
-    uint8_t *done;   /* (TRACK_CAP) */
-} tracker_t;
-
-struct nx_kafka {
-    rd_kafka_t *consumer;
-    rd_kafka_t *producer;
-    rd_kafka_t *mock_rk; /* owns the mock cluster in mock mode */
-    rd_kafka_mock_cluster_t *mock;
-    char *brokers;
-    nx_strlist_t topics; /* borrowed copies (owned here) */
-    char *output_topic;
-    char *dlq_topic; /* NULL = off */
-    int flush_timeout_ms;
-    nx_kafka_hooks_t hooks;
-    tracker_t trackers[MAX_TRACKERS];
-    int last_tracker;
-    int n_trackers;
-    int paused;
-    int n_held;        /* trackers with hold_until > 0 */
-    int64_t dr_now_ms; /* wall clock for the delivery reports served now; 0 = read it */
-    int closed;
-    int revoke_lost; /* inside the revoked hook: the partitions were lost */
-    nx_kafka_stats_t stats;
-    nx_kafka_lag_t lags[NX_KAFKA_MAX_LAGS]; /* from the last statistics */
-    int n_lags;
-};
-
-/* ---- tickets ----------------------------------------------------------- */
-
-static nx_ticket_t ticket_make(int slot, uint16_t gen, uint64_t seq) {
-    return ((uint64_t)(slot + 1) << 48) | ((uint64_t)gen << 32) | (seq & 0xffffffffu);
-}
-
-static tracker_t *tracker_find(nx_kafka_t *kafka, int topic, int32_t partition) {
-    tracker_t *t = &kafka->trackers[kafka->last_tracker];
-    if (t->used && t->topic == topic && t->partition == partition)
-        return t;
-    for (int i = 0; i < MAX_TRACKERS; i++) {
-        t = &kafka->trackers[i];
-        if (t->used && t->topic == topic && t->partition == partition) {
-            kafka->last_tracker = i;
-            return t;
-        }
-    }
-    return NULL;
-}
-
-static int topic_index(const nx_kafka_t *kafka, const char *name) {
-    for (int i = 0; i < kafka->topics.n; i++)
-        if (strcmp(kafka->topics.v[i], name) == 0)
-            return i;
-    return -1;
-}
-
-static tracker_t *tracker_add(nx_kafka_t *kafka, int topic, int32_t partition) {
-    tracker_t *t = tracker_find(kafka, topic, partition);
-    if (t)
-        return t;
-    for (int i = 0; i < MAX_TRACKERS; i++) {
-        t = &kafka->trackers[i];
-        if (t->used)
-            continue;
-        if (!t->offset) {
-            t->offset = malloc(TRACK_CAP * sizeof *t->offset);
-            t->in_ts = malloc(TRACK_CAP * sizeof *t->in_ts);
-            t->done = malloc(TRACK_CAP);
-            if (!t->offset || !t->in_ts || !t->done)
-                return NULL;
-            /* Touch the ring now (1.1 MB a partition): its pages would
-             * otherwise become resident one by one as records flow, which
-             * looks like a leak in the first 65536 records of a partition. */
-            memset(t->offset, 0, TRACK_CAP * sizeof *t->offset);
-            memset(t->in_ts, 0, TRACK_CAP * sizeof *t->in_ts);
-            memset(t->done, 0, TRACK_CAP);
-        }
-        t->used = 1;
-        t->topic = topic;
-        t->partition = partition;
-        t->gen++;
-        t->head = t->tail = 0;
-        t->stored = -1;
-        t->committed = -1;
-        t->dirty = 0;
-        t->held = 0;
-        t->hold_until = 0;
-        t->seek_due = 0;
-        kafka->n_trackers++;
-        return t;
-    }
-    return NULL;
-}
-
-static void tracker_remove(nx_kafka_t *kafka, tracker_t *t) {
-    if (t->hold_until)
-        kafka->n_held--;
-    t->hold_until = 0;
-    t->used = 0;
-    kafka->n_trackers--;
-}
-
-nx_ticket_t nx_kafka_track(nx_kafka_t *kafka, const rd_kafka_message_t *msg) {
-    int topic = nx_kafka_topic_index(kafka, msg);
-    tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, msg->partition);
-    if (!t || t->tail - t->head >= TRACK_CAP)
-        return NX_TICKET_NONE;
-    uint64_t seq = t->tail++;
-    t->offset[seq & TRACK_MASK] = msg->offset;
-    t->in_ts[seq & TRACK_MASK] = rd_kafka_message_timestamp(msg, NULL);
-    t->done[seq & TRACK_MASK] = 0;
-    return ticket_make((int)(t - kafka->trackers), t->gen, seq);
-}
-
-/* Marks the ticket's record done; returns its input broker timestamp (ms),
- * or -1 for a stale ticket. */
-static int64_t ticket_done(nx_kafka_t *kafka, nx_ticket_t ticket) {
-    if (ticket == NX_TICKET_NONE)
-        return -1;
-    int slot = (int)(ticket >> 48) - 1;
-    uint16_t gen = (uint16_t)(ticket >> 32);
-    uint32_t seq32 = (uint32_t)ticket;
-    if (slot < 0 || slot >= MAX_TRACKERS)
-        return -1;
-    tracker_t *t = &kafka->trackers[slot];
-    if (!t->used || t->gen != gen)
-        return -1; /* the partition was revoked meanwhile */
-    /* in flight < TRACK_CAP < 2^32, so the low 32 bits identify the seq */
-    uint64_t seq = t->head + (uint32_t)(seq32 - (uint32_t)t->head);
-    if (seq >= t->tail)
-        return -1;
-    int64_t in_ts = t->in_ts[seq & TRACK_MASK];
-    t->done[seq & TRACK_MASK] = 1;
-    while (t->head < t->tail && t->done[t->head & TRACK_MASK]) {
-        t->stored = t->offset[t->head & TRACK_MASK] + 1;
-        t->head++;
-        t->dirty = 1;
-    }
-    return in_ts;
-}
-
-void nx_kafka_done(nx_kafka_t *kafka, nx_ticket_t ticket) {
-    ticket_done(kafka, ticket);
-}
-
-/* Stores the advanced offsets of every (or one topic/partition list's)
- * tracker with librdkafka; they are committed by auto-commit or
- * nx_kafka_commit. */
-static void store_offsets(nx_kafka_t *kafka) {
-    rd_kafka_topic_partition_list_t *list = NULL;
-    for (int i = 0; i < MAX_TRACKERS; i++) {
-        tracker_t *t = &kafka->trackers[i];
-        if (!t->used || !t->dirty)
-            continue;
-        if (!list)
-            list = rd_kafka_topic_partition_list_new(kafka->n_trackers);
-        rd_kafka_topic_partition_list_add(list, kafka->topics.v[t->topic], t->partition)->offset =
-            t->stored;
-        t->dirty = 0;
-    }
-    if (!list)
-        return;
-    rd_kafka_resp_err_t err = rd_kafka_offsets_store(kafka->consumer, list);
-    if (err && err != RD_KAFKA_RESP_ERR__STATE)
-        NX_LOG_RL(NX_LOG_WARNING, "kafka: storing offsets: %s", rd_kafka_err2str(err));
-    /* A partition assigned a moment ago may not count as assigned yet
-     * (__STATE): keep its offset dirty and store it at the next poll. */
-    for (int i = 0; i < list->cnt; i++) {
-        if (list->elems[i].err != RD_KAFKA_RESP_ERR__STATE)
-            continue;
-        int topic = topic_index(kafka, list->elems[i].topic);
-        tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, list->elems[i].partition);
-        if (t)
-            t->dirty = 1;
-    }
-    rd_kafka_topic_partition_list_destroy(list);
-}
 
 /* ---- callbacks ------------------------------------------------------------ */
 
@@ -285,7 +87,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         kafka->stats.dead_letters++;
     else
         kafka->stats.produced++;
-    int64_t in_ts = ticket_done(kafka, ticket);
+    int64_t in_ts = nx_kafka_ticket_done(kafka, ticket);
     if (kafka->hooks.delivered) {
         int64_t now = kafka->dr_now_ms ? kafka->dr_now_ms : nx_now_wall_ms();
         kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, RD_KAFKA_RESP_ERR_NO_ERROR,
@@ -366,8 +168,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     kafka->stats.rebalances++;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++) {
-            int topic = topic_index(kafka, parts->elems[i].topic);
-            if (topic < 0 || !tracker_add(kafka, topic, parts->elems[i].partition))
+            int topic = nx_kafka_topic_of(kafka, parts->elems[i].topic);
+            if (topic < 0 || !nx_kafka_tracker_add(kafka, topic, parts->elems[i].partition))
                 nx_err("kafka: cannot track %s [%" PRId32 "]", parts->elems[i].topic,
                        parts->elems[i].partition);
         }
@@ -378,8 +180,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
          * store it, so the group's committed offset follows even when no
          * record comes after it. */
         for (int i = 0; i < parts->cnt; i++) {
-            int topic = topic_index(kafka, parts->elems[i].topic);
-            tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, parts->elems[i].partition);
+            int topic = nx_kafka_topic_of(kafka, parts->elems[i].topic);
+            tracker_t *t = topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, parts->elems[i].partition);
             if (t && parts->elems[i].offset >= 0) {
                 t->stored = parts->elems[i].offset;
                 t->dirty = 1;
@@ -419,13 +221,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
          * (it can move the fetch position), so only the paused ones. */
         rd_kafka_topic_partition_list_t *was_paused = rd_kafka_topic_partition_list_new(parts->cnt);
         for (int i = 0; i < parts->cnt; i++) {
-            int topic = topic_index(kafka, parts->elems[i].topic);
-            tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, parts->elems[i].partition);
+            int topic = nx_kafka_topic_of(kafka, parts->elems[i].topic);
+            tracker_t *t = topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, parts->elems[i].partition);
             if (kafka->paused || (t && (t->hold_until || t->held)))
                 rd_kafka_topic_partition_list_add(was_paused, parts->elems[i].topic,
                                                   parts->elems[i].partition);
             if (t)
-                tracker_remove(kafka, t);
+                nx_kafka_tracker_remove(kafka, t);
         }
         if (was_paused->cnt)
             rd_kafka_resume_partitions(rk, was_paused);
@@ -671,8 +473,8 @@ rd_kafka_t *nx_kafka_producer(nx_kafka_t *kafka) {
 /* 1 if the tracker of this assigned partition holds it paused: its owner
  * (nx_kafka_hold) or a rewind (nx_kafka_rewind). */
 static int held(nx_kafka_t *kafka, const rd_kafka_topic_partition_t *p) {
-    int topic = topic_index(kafka, p->topic);
-    tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, p->partition);
+    int topic = nx_kafka_topic_of(kafka, p->topic);
+    tracker_t *t = topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, p->partition);
     return t && (t->held || t->hold_until);
 }
 
@@ -724,7 +526,7 @@ static int seek_held(nx_kafka_t *kafka, tracker_t *t) {
 
 int nx_kafka_rewind(nx_kafka_t *kafka, int topic, int32_t partition, int64_t offset,
                     int64_t hold_ms) {
-    tracker_t *t = topic < 0 ? NULL : tracker_find(kafka, topic, partition);
+    tracker_t *t = topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, partition);
     if (!t)
         return -1;
     /* Paused first: librdkafka drops what it fetched ahead for the
@@ -777,7 +579,7 @@ static int ring_full(const nx_kafka_t *kafka) {
 int nx_kafka_poll_batch(nx_kafka_t *kafka, rd_kafka_message_t **msgs, int max, int timeout_ms) {
     /* delivery reports first: they advance stored offsets */
     serve_deliveries(kafka);
-    store_offsets(kafka);
+    nx_kafka_store_offsets(kafka);
     if (kafka->n_held)
         release_held(kafka);
 
@@ -835,7 +637,7 @@ int nx_kafka_poll_batch(nx_kafka_t *kafka, rd_kafka_message_t **msgs, int max, i
 }
 
 int nx_kafka_topic_index(nx_kafka_t *kafka, const rd_kafka_message_t *msg) {
-    return topic_index(kafka, rd_kafka_topic_name(msg->rkt));
+    return nx_kafka_topic_of(kafka, rd_kafka_topic_name(msg->rkt));
 }
 
 int nx_kafka_produce(nx_kafka_t *kafka, nx_ticket_t ticket, const void *key, size_t key_len,
@@ -893,7 +695,7 @@ int nx_kafka_dead_letter(nx_kafka_t *kafka, nx_ticket_t ticket, const rd_kafka_m
 
 int nx_kafka_commit_acknowledged(nx_kafka_t *kafka, int async) {
     serve_deliveries(kafka);
-    store_offsets(kafka);
+    nx_kafka_store_offsets(kafka);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(kafka->n_trackers);
     for (int i = 0; i < MAX_TRACKERS; i++) {
         tracker_t *t = &kafka->trackers[i];
@@ -913,7 +715,7 @@ int nx_kafka_commit_offsets(nx_kafka_t *kafka, const nx_kafka_offset_t *offs, in
     for (int i = 0; i < n; i++) {
         /* only partitions we own: another member's progress is not ours to
          * move, and a revoked partition's offset is its new owner's */
-        tracker_t *t = tracker_find(kafka, offs[i].topic, offs[i].partition);
+        tracker_t *t = nx_kafka_tracker_find(kafka, offs[i].topic, offs[i].partition);
         if (!t || offs[i].offset < 0 || offs[i].offset == t->committed)
             continue;
         rd_kafka_topic_partition_list_add(list, kafka->topics.v[t->topic], t->partition)->offset =
@@ -943,7 +745,7 @@ int64_t nx_kafka_log_start(nx_kafka_t *kafka, const char *topic, int32_t partiti
 }
 
 int nx_kafka_hold(nx_kafka_t *kafka, int topic, int32_t partition) {
-    tracker_t *t = tracker_find(kafka, topic, partition);
+    tracker_t *t = nx_kafka_tracker_find(kafka, topic, partition);
     if (!t)
         return -1;
     t->held = 1;
@@ -951,7 +753,7 @@ int nx_kafka_hold(nx_kafka_t *kafka, int topic, int32_t partition) {
 }
 
 void nx_kafka_release(nx_kafka_t *kafka, int topic, int32_t partition) {
-    tracker_t *t = tracker_find(kafka, topic, partition);
+    tracker_t *t = nx_kafka_tracker_find(kafka, topic, partition);
     if (!t || !t->held)
         return;
     t->held = 0;
