@@ -271,12 +271,23 @@ int main(int argc, char **argv) {
      * waiting at its first record, nothing dead-lettered */
     char name[256];
     snprintf(name, sizeof name, "nextactd_events_in_total{topic=\"%s\"}", in_topic);
-    CHECK_INT(nx_scrape_get(port, "/metrics", body, sizeof body), 200);
-    long long in_during = metric(body, name);
+    /* the waiting partition is paused between retries and fetches again
+     * when a retry is due (its record then stops it again): a scrape may
+     * fall in that moment, on a busy machine more often. A few scrapes: it
+     * must be seen waiting, and never more than the one. */
+    long long in_during = -1, waiting = -1;
+    for (int k = 0; k < 5 && waiting != 1; k++) {
+        if (k)
+            usleep(40 * 1000);
+        CHECK_INT(nx_scrape_get(port, "/metrics", body, sizeof body), 200);
+        in_during = metric(body, name);
+        long long w = metric(body, "nextactd_schema_waiting_partitions");
+        waiting = w > waiting ? w : waiting;
+    }
     fprintf(stderr, "during the outage: %lld records in, %lld partition(s) waiting\n", in_during,
-            metric(body, "nextactd_schema_waiting_partitions"));
+            waiting);
     CHECK_INT(in_during, count[1]);
-    CHECK_INT(metric(body, "nextactd_schema_waiting_partitions"), 1);
+    CHECK_INT(waiting, 1);
     CHECK_INT(metric(body, "nextactd_schema_registry_pending_ids"), 1);
     CHECK_INT(metric(body, "nextactd_dead_letters_total"), 0);
     while (nx_now_mono_ms() < first[0] + FAIL_MS)

@@ -10,8 +10,8 @@
  * messages of every kind the codec rejects (truncated, trailing bytes,
  * garbage, negative and huge lengths, an empty payload, empty or over-long
  * user id, timestamp before 2000, unknown type), with a few good ones
- * between them, run the same way; VmRSS again; twice. Checks: growth
- * < 1 MB in a round (the smaller of the two: see main), every
+ * between them, run the same way; VmRSS again; three times. Checks:
+ * growth < 1 MB in a round (the smallest of the three: see main), every
  * bad message in the dead-letter topic, committed offsets at the end, exit
  * status 0 after SIGTERM.
  *
@@ -37,7 +37,7 @@
 /* A good message after every this many bad ones during the soak. */
 #define GOOD_EVERY 100
 /* Measured soak rounds (see main). */
-#define SOAK_ROUNDS 2
+#define SOAK_ROUNDS 3
 /* The bound on resident memory growth a soak may show. */
 #define RSS_GROWTH_MAX_KB 1024
 /* Each phase must drain within this (s): 100k messages take a few here. */
@@ -330,10 +330,13 @@ int main(int argc, char **argv) {
         CHECK(produce_batch(prod, soak, GOOD_EVERY) == 0);
         CHECK(wait_committed(watch, n_bad + n_good) == 0);
     }
-    /* Two soak rounds, each measured: a leak grows both (10 bytes kept per
-     * malformed message is 1 MB a round), while a one-off step (a huge page
-     * collapsed by khugepaged, a BLAS buffer page touched for the first
-     * time) lands in one. The bound holds for the smaller growth. */
+    /* Three soak rounds, each measured: a leak grows every one (10 bytes
+     * kept per malformed message is 1 MB a round), while a one-off step (a
+     * huge page collapsed by khugepaged, a BLAS buffer page touched for the
+     * first time, the heap's high-water mark rising when a busy machine lets
+     * more messages pile up in flight) lands in one or two: CI saw +1.5 MB
+     * and +7.3 MB of [heap] in two rounds under a CPU-bound neighbour. The
+     * bound holds for the smallest growth. */
     static map_rss_t maps0[MAX_MAPS], maps1[MAX_MAPS];
     long growth[SOAK_ROUNDS];
     long least = -1;
