@@ -502,8 +502,9 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
     /* 2. one forward pass */
     int K = pipe->K;
     uint64_t version = 0;
+    nx_mlp_predictor_t *pred = NULL; /* the weights that predict this step */
     if (pipe->tr) {
-        nx_mlp_predictor_t *pred = nx_trainer_predictor(pipe->tr);
+        pred = nx_trainer_predictor(pipe->tr);
         version = nx_mlp_predictor_version(pred);
         /* sgemm's rounding of a row may depend on the rows around it (edge
          * tiles): replay always multiplies the whole step, so a row's
@@ -532,9 +533,10 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
     nx_store_set_scores(pipe->store, ev, n, status, P);
 
     /* 2b. reasons, from the weights that predicted (as the forward pass:
-     * the whole step in replay, the new rows live) */
+     * the whole step in replay, the new rows live; live, asking the trainer
+     * again could hand out a newer snapshot than the one that predicted) */
     if (pipe->explainer) {
-        const float *W = nx_mlp_predictor_weights(nx_trainer_predictor(pipe->tr));
+        const float *W = nx_mlp_predictor_weights(pred);
         if (pipe->live)
             explain_rows(pipe, W, X, P, (int)n, 0, n);
         else

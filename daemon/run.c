@@ -416,21 +416,16 @@ static void metrics_init(nx_run_t *r) {
 /* Ready (/readyz) once partitions are assigned, and as long as the state
  * can be made durable: a failing checkpoint makes the instance not ready,
  * so an orchestrator's readiness probe shows what the log says. */
-static void readiness(nx_run_t *r, nx_http_metrics_t *m, const nx_kafka_stats_t *ks) {
-    nx_ckptdir_stats_t cs = {0};
-    if (r->ckdir)
-        nx_ckptdir_stats(r->ckdir, &cs);
-    nx_changelog_stats_t ls = {0};
-    if (r->changelog)
-        nx_changelog_stats(r->changelog, &ls);
+static void readiness(nx_http_metrics_t *m, const nx_kafka_stats_t *ks,
+                      const nx_ckptdir_stats_t *cs, const nx_changelog_stats_t *ls) {
     m->ready = 0;
-    if (ls.failed)
+    if (ls->failed)
         snprintf(m->not_ready, sizeof m->not_ready, "changelog failed (fenced?): stopping");
-    else if (ls.restoring)
+    else if (ls->restoring)
         snprintf(m->not_ready, sizeof m->not_ready, "restoring %d partition(s) from the changelog",
-                 ls.restoring);
-    else if (cs.failing)
-        snprintf(m->not_ready, sizeof m->not_ready, "checkpoint failing: %.120s", cs.last_error);
+                 ls->restoring);
+    else if (cs->failing)
+        snprintf(m->not_ready, sizeof m->not_ready, "checkpoint failing: %.120s", cs->last_error);
     else if (ks->assigned_partitions == 0)
         snprintf(m->not_ready, sizeof m->not_ready, "no input partition assigned");
     else
@@ -491,8 +486,9 @@ static void metrics_publish(nx_run_t *r) {
         snprintf(m->class_name[k], NX_HTTP_NAME, "%s", nx_pipeline_class_name(r->pipe, k));
         m->rolling_auc[k] = s.window_auc[k];
     }
+    nx_ckptdir_stats_t cs = {0};
+    nx_changelog_stats_t ls = {0};
     if (r->ckdir) {
-        nx_ckptdir_stats_t cs;
         nx_ckptdir_stats(r->ckdir, &cs);
         m->checkpoint_wall_ms = cs.last_wall_ms;
         m->checkpoint_duration_s = (double)cs.last_ms / 1000;
@@ -507,7 +503,6 @@ static void metrics_publish(nx_run_t *r) {
     m->offset_commits = ks.commits;
     m->offset_commit_failures = ks.commit_failures;
     if (r->changelog) {
-        nx_changelog_stats_t ls;
         nx_changelog_stats(r->changelog, &ls);
         m->changelog = 1;
         m->restore_partitions = ls.restoring;
@@ -530,7 +525,7 @@ static void metrics_publish(nx_run_t *r) {
         m->registry_retries = rs.retries;
         m->registry_pending = rs.pending;
     }
-    readiness(r, m, &ks);
+    readiness(m, &ks, &cs, &ls);
     nx_http_publish(r->http, m);
 }
 

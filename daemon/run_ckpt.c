@@ -102,11 +102,8 @@ static int ckpt_load(void *opaque, const char *path, char *errstr, size_t errstr
 /* A checkpoint's offsets say where its state ends, and a restart seeks
  * there: a record before that point whose prediction is still
  * unacknowledged would never be predicted again. So the producer is drained
- * first (bounded by kafka.flush_timeout_ms); if it cannot be, the
- * checkpoint waits. Returns the records left (0 when drained). */
-static int ckpt_drain(nx_run_t *r, int timeout_ms) {
-    return nx_kafka_flush(r->kafka, timeout_ms);
-}
+ * first (nx_kafka_flush, bounded by kafka.flush_timeout_ms); if it cannot
+ * be, the checkpoint waits. */
 
 /* Longest the loop waits for the producer before a periodic checkpoint:
  * within the 200 ms a checkpoint may pause the loop. A healthy broker
@@ -124,7 +121,7 @@ void nx_run_ckpt_start(nx_run_t *r, int64_t now_mono) {
     if (!r->ckdir || nx_ckptdir_busy(r->ckdir))
         return;
     int timeout = (int)r->cfg->kafka.flush_timeout_ms;
-    int left = ckpt_drain(r, timeout < DRAIN_PERIODIC_MS ? timeout : DRAIN_PERIODIC_MS);
+    int left = nx_kafka_flush(r->kafka, timeout < DRAIN_PERIODIC_MS ? timeout : DRAIN_PERIODIC_MS);
     if (left > 0) {
         NX_LOG_RL(NX_LOG_WARNING,
                   "checkpoint: %d prediction(s) unacknowledged after %d ms; postponed", left,
@@ -166,7 +163,7 @@ int nx_run_ckpt_final(nx_run_t *r) {
         ckpt_local(r);
         return cl == 0 ? 0 : NX_EXIT_STATE_NOT_SAVED;
     }
-    int left = ckpt_drain(r, timeout);
+    int left = nx_kafka_flush(r->kafka, timeout);
     int rc = 0;
     if (left > 0) {
         snprintf(err, sizeof err, "%d prediction(s) unacknowledged after %d ms", left, timeout);
