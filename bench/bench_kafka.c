@@ -268,8 +268,9 @@ static void restore_figures(const char *dir, const char *conf) {
         while (f && fgets(line, sizeof line, f)) {
             const char *p = strstr(line, "restored in ");
             double s, u, rm, n, m;
-            if (p && sscanf(p, "restored in %lf s: %lf user(s), %lf removed, %lf record(s) (%lf MB)",
-                            &s, &u, &rm, &n, &m) == 5) {
+            if (p &&
+                sscanf(p, "restored in %lf s: %lf user(s), %lf removed, %lf record(s) (%lf MB)", &s,
+                       &u, &rm, &n, &m) == 5) {
                 done++;
                 users += u;
                 recs += n;

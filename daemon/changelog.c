@@ -63,19 +63,19 @@ struct nx_changelog {
     uint64_t key_fp;
     char *topic;
     int n_topics;
-    int32_t n_parts;          /* partitions of every input topic and of the changelog */
-    rd_kafka_t *producer;     /* transactional */
-    rd_kafka_t *reader;       /* restore consumer (manual assignment) */
-    rd_kafka_topic_t *rkt;    /* the changelog topic, for the producer */
-    uint8_t *state;           /* (n_parts) P_* */
-    restore_t *rs;            /* (n_parts) restores under way */
-    int64_t *committed;       /* (n_parts * n_topics) offsets last committed, -1 none */
-    nx_store_change_t *take;  /* (TAKE_SLICE) */
-    sent_t *sent;             /* changes of the open transaction */
+    int32_t n_parts;         /* partitions of every input topic and of the changelog */
+    rd_kafka_t *producer;    /* transactional */
+    rd_kafka_t *reader;      /* restore consumer (manual assignment) */
+    rd_kafka_topic_t *rkt;   /* the changelog topic, for the producer */
+    uint8_t *state;          /* (n_parts) P_* */
+    restore_t *rs;           /* (n_parts) restores under way */
+    int64_t *committed;      /* (n_parts * n_topics) offsets last committed, -1 none */
+    nx_store_change_t *take; /* (TAKE_SLICE) */
+    sent_t *sent;            /* changes of the open transaction */
     size_t n_sent, cap_sent;
-    sent_t *deferred;         /* changes of partitions being restored, listed again after */
+    sent_t *deferred; /* changes of partitions being restored, listed again after */
     size_t n_deferred, cap_deferred;
-    uint8_t *rec;             /* one user record */
+    uint8_t *rec; /* one user record */
     size_t rec_size;
     int64_t last_flush_mono, retry_mono;
     uint64_t lost_seen; /* nx_store_changes_lost at the last flush */
@@ -179,9 +179,8 @@ static int partition_count(rd_kafka_t *rk, const char *topic, char *errstr, size
 static int create_topic(nx_changelog_t *cl, char *errstr, size_t errstr_size) {
     char why[512];
     int rc = -1;
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(cl->topic, cl->n_parts,
-                                                    (int)cl->cfg->state.replication_factor, why,
-                                                    sizeof why);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(
+        cl->topic, cl->n_parts, (int)cl->cfg->state.replication_factor, why, sizeof why);
     rd_kafka_queue_t *q = rd_kafka_queue_new(cl->producer);
     rd_kafka_event_t *ev = NULL;
     if (!nt) {
@@ -281,9 +280,17 @@ static int start_clients(nx_changelog_t *cl, int *status, char *errstr, size_t e
     }
     snprintf(txid, sizeof txid, "%s-state-%s", cfg->kafka.group_id, inst);
     snprintf(group, sizeof group, "%s-state-restore-%s", cfg->kafka.group_id, inst);
-    const char *pprops[] = {"transactional.id", txid, "client.id", "nextactd-state",
-                            "transaction.timeout.ms", TXN_ABORT_AFTER_MS, "linger.ms", "5",
-                            "compression.type", "lz4", NULL};
+    const char *pprops[] = {"transactional.id",
+                            txid,
+                            "client.id",
+                            "nextactd-state",
+                            "transaction.timeout.ms",
+                            TXN_ABORT_AFTER_MS,
+                            "linger.ms",
+                            "5",
+                            "compression.type",
+                            "lz4",
+                            NULL};
     rd_kafka_conf_t *conf = client_conf(cl, &cfg->kafka.producer, pprops, errstr, errstr_size);
     if (!conf)
         return -1;
@@ -306,17 +313,12 @@ static int start_clients(nx_changelog_t *cl, int *status, char *errstr, size_t e
     }
     /* The restore reader: no group membership (manual assignment), no
      * commits; large fetches, one partition read front to back. */
-    const char *cprops[] = {"group.id", group,
-                            "client.id", "nextactd-state-restore",
-                            "enable.auto.commit", "false",
-                            "enable.auto.offset.store", "false",
-                            "enable.partition.eof", "true",
-                            "isolation.level", "read_committed",
-                            "auto.offset.reset", "earliest",
-                            "max.partition.fetch.bytes", "4194304",
+    const char *cprops[] = {"group.id", group, "client.id", "nextactd-state-restore",
+                            "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+                            "enable.partition.eof", "true", "isolation.level", "read_committed",
+                            "auto.offset.reset", "earliest", "max.partition.fetch.bytes", "4194304",
                             /* an idle partition's end is seen at once */
-                            "fetch.wait.max.ms", "10",
-                            NULL};
+                            "fetch.wait.max.ms", "10", NULL};
     if (!(conf = client_conf(cl, &cfg->kafka.consumer, cprops, errstr, errstr_size)))
         return -1;
     if (!(cl->reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why))) {
@@ -463,8 +465,8 @@ static int produce_changes(nx_changelog_t *cl) {
                 continue;
             uint8_t key[8];
             user_key(key, c->user);
-            long len = c->removed ? 0 : nx_store_user_record(cl->store, c->user, cl->rec,
-                                                             cl->rec_size);
+            long len =
+                c->removed ? 0 : nx_store_user_record(cl->store, c->user, cl->rec, cl->rec_size);
             if (len < 0)
                 continue; /* not there after all: its removal follows */
             if (push(&cl->sent, &cl->n_sent, &cl->cap_sent, c->user, p) < 0 ||
@@ -532,8 +534,9 @@ static int txn_error(nx_changelog_t *cl, const char *what, rd_kafka_error_t *e) 
         cl->st.failed = 1;
         return -1;
     }
-    NX_LOG_RL(NX_LOG_WARNING, "changelog: %s: %s; transaction aborted, its users are written "
-                              "by the next flush",
+    NX_LOG_RL(NX_LOG_WARNING,
+              "changelog: %s: %s; transaction aborted, its users are written "
+              "by the next flush",
               what, rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     e = rd_kafka_abort_transaction(cl->producer, TXN_TIMEOUT_MS);
@@ -676,8 +679,9 @@ static void apply_position(nx_changelog_t *cl, const rd_kafka_message_t *m) {
         return;
     }
     if (get_u64(b + 2) != cl->key_fp) {
-        bad_record(cl, m, "position record written under another user-id hash key: every "
-                          "instance of the group needs the same key file");
+        bad_record(cl, m,
+                   "position record written under another user-id hash key: every "
+                   "instance of the group needs the same key file");
         return;
     }
     int64_t off[NX_CONFIG_MAX_LIST], clk[NX_CONFIG_MAX_LIST];
@@ -774,8 +778,7 @@ static void restore_end(nx_changelog_t *cl, int32_t p) {
     nx_notice("changelog: partition %d restored in %.2f s: %llu user(s), %llu removed, %llu "
               "record(s) (%.1f MB), %llu bad; input resumes %s",
               (int)p, s, (unsigned long long)rs->users, (unsigned long long)rs->removed,
-              (unsigned long long)rs->records, (double)rs->bytes / 1e6,
-              (unsigned long long)rs->bad,
+              (unsigned long long)rs->records, (double)rs->bytes / 1e6, (unsigned long long)rs->bad,
               rs->have_position ? "where the restored state ends"
                                 : "at the committed offset (no position record)");
 }
@@ -818,8 +821,7 @@ static void restore_slice(nx_changelog_t *cl, int64_t budget_us) {
             rd_kafka_message_destroy(m);
             cl->rs[p].at_end = 1;
         } else if (m->err) {
-            NX_LOG_RL(NX_LOG_WARNING, "changelog: restore reader: %s",
-                      rd_kafka_message_errstr(m));
+            NX_LOG_RL(NX_LOG_WARNING, "changelog: restore reader: %s", rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
         } else {
             cl->rs[p].next = m->offset + 1;
@@ -850,8 +852,9 @@ static void restore_slice(nx_changelog_t *cl, int64_t budget_us) {
                    (int)p, RESTORE_AGREE_MS / 1000);
             restore_end(cl, p);
         } else {
-            NX_LOG_RL(NX_LOG_INFO, "changelog: partition %d: position behind the committed "
-                                   "offsets (an open transaction?); reading on",
+            NX_LOG_RL(NX_LOG_INFO,
+                      "changelog: partition %d: position behind the committed "
+                      "offsets (an open transaction?); reading on",
                       (int)p);
             rs->retry_mono = now + RESTORE_RETRY_MS;
             continue;

@@ -70,7 +70,7 @@ typedef struct nx_config_registry {
 } nx_config_registry_t;
 
 typedef struct nx_config {
-    char *path; /* file it came from, NULL for defaults only */
+    char *path;       /* file it came from, NULL for defaults only */
     char **overrides; /* the -X key=value arguments applied over the file, owned */
     int n_overrides;
 
@@ -96,9 +96,9 @@ typedef struct nx_config {
 
     /* input decoding */
     struct {
-        char *framing;       /* raw|confluent */
-        char *writer_schema; /* path of the writer schema (raw framing) */
-        char *schema_dir;    /* <id>.avsc files (confluent framing) */
+        char *framing;                        /* raw|confluent */
+        char *writer_schema;                  /* path of the writer schema (raw framing) */
+        char *schema_dir;                     /* <id>.avsc files (confluent framing) */
         nx_config_registry_t schema_registry; /* writer schemas by id (confluent framing) */
         char *field_user_id;
         char *field_timestamp;
@@ -124,11 +124,11 @@ typedef struct nx_config {
 
     /* output */
     struct {
-        char *format;      /* avro|confluent|json */
-        char *schema;      /* path of prediction.avsc */
-        int64_t schema_id; /* confluent framing */
-        int64_t explain;   /* reasons per prediction, 0 = off */
-        char *explain_class; /* the class explained, "" = next_action */
+        char *format;                         /* avro|confluent|json */
+        char *schema;                         /* path of prediction.avsc */
+        int64_t schema_id;                    /* confluent framing */
+        int64_t explain;                      /* reasons per prediction, 0 = off */
+        char *explain_class;                  /* the class explained, "" = next_action */
         nx_config_registry_t schema_registry; /* where `schema` is registered at start */
     } output;
 
@@ -175,9 +175,9 @@ typedef struct nx_config {
         int64_t threads;            /* BLAS threads; 1 = deterministic */
         int enabled;                /* 0: decode, features, produce only */
         int64_t metrics_window;
-        int guard;                  /* the model guard (warming, rollback) */
-        int64_t guard_window;       /* examples per guard window */
-        double guard_margin;        /* degradation that rolls back, relative */
+        int guard;            /* the model guard (warming, rollback) */
+        int64_t guard_window; /* examples per guard window */
+        double guard_margin;  /* degradation that rolls back, relative */
     } model;
 
     /* checkpoints */

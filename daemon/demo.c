@@ -81,7 +81,6 @@ static void demo_feed_step(demo_feed_t *feed, int64_t now_mono, uint64_t deliver
     rd_kafka_poll(feed->producer, 0);
 }
 
-
 /* The loop's hook: feed while the time lasts, then let the loop consume
  * what was fed. The time counts from the first paced event; waiting for the
  * cluster (assignment, the probe) may take 30 s more. */
@@ -126,12 +125,9 @@ static void demo_usage(FILE *out) {
 
 int nx_demo_main(int argc, char **argv) {
     static const struct option opts[] = {
-        {"seconds", required_argument, NULL, 's'},
-        {"rate", required_argument, NULL, 'r'},
-        {"users", required_argument, NULL, 'u'},
-        {"config", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"seconds", required_argument, NULL, 's'}, {"rate", required_argument, NULL, 'r'},
+        {"users", required_argument, NULL, 'u'},   {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     nx_config_overrides_t ov = {0};
     double seconds = 20, rate = 20000;
@@ -258,7 +254,8 @@ int nx_demo_main(int argc, char **argv) {
         printf(" %s %.3f", nx_pipeline_class_name(r.pipe, k), s.auc[k]);
     printf("\n  latency from event produce to prediction acknowledged: p50 %lld ms, p99 %lld "
            "ms\n",
-           (long long)nx_run_latency_quantile(&r.lat, 0.5), (long long)nx_run_latency_quantile(&r.lat, 0.99));
+           (long long)nx_run_latency_quantile(&r.lat, 0.5),
+           (long long)nx_run_latency_quantile(&r.lat, 0.99));
 out:
     if (feed.producer) {
         rd_kafka_flush(feed.producer, 1000);

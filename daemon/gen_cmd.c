@@ -228,7 +228,7 @@ typedef struct gen_opts {
     const char *truth_path, *output, *topic, *brokers, *schema_path, *conf_path, *codec;
     int have_events, report, null_sink;
     const char *names[NX_GEN_AVRO_FIELDS]; /* writer schema field per role, "" = none */
-    const nx_strmap_t *producer_props; /* the config's kafka.producer, or NULL */
+    const nx_strmap_t *producer_props;     /* the config's kafka.producer, or NULL */
 } gen_opts_t;
 
 /* What a run holds. Every pointer starts NULL and is freed by

@@ -17,7 +17,7 @@
 /* Learning-rate multiplier after a rollback, until the model recovers. */
 #define GUARD_LR_SCALE 0.5f
 /* Probabilities are floored here before the log, as the metrics do. */
-#define PMIN 1e-7
+#define PMIN         1e-7
 #define SAVE_VERSION 1u
 
 struct nx_guard {
@@ -117,7 +117,8 @@ static int window_end(nx_guard_t *g, nx_guard_action_t *act) {
         if (isfinite(ratio) && ratio < 1) {
             g->state = NX_MODEL_SERVING;
             keep_good(g, ratio, act);
-            nx_notice("model guard: the model beats the prior (loss ratio %.3f); serving it", ratio);
+            nx_notice("model guard: the model beats the prior (loss ratio %.3f); serving it",
+                      ratio);
         }
         break;
     case NX_MODEL_SERVING:
@@ -199,13 +200,14 @@ void nx_guard_serve_loaded(nx_guard_t *g) {
 int nx_guard_save(const nx_guard_t *g, nx_stream_write_fn write, void *w) {
     uint32_t version = SAVE_VERSION, K = (uint32_t)g->p.K, state = (uint32_t)g->state;
     int32_t n_recent = g->n_recent, next_recent = g->next_recent, left = g->fallback_left;
-    int rc = write(w, &version, sizeof version) | write(w, &K, sizeof K) |
-             write(w, &state, sizeof state) | write(w, g->count, (size_t)g->p.K * sizeof *g->count) |
-             write(w, &g->total, sizeof g->total) | write(w, &g->n, sizeof g->n) |
-             write(w, &g->loss_model, sizeof g->loss_model) |
-             write(w, &g->loss_prior, sizeof g->loss_prior) | write(w, g->recent, sizeof g->recent) |
-             write(w, &n_recent, sizeof n_recent) | write(w, &next_recent, sizeof next_recent) |
-             write(w, &left, sizeof left) | write(w, &g->st, sizeof g->st);
+    int rc =
+        write(w, &version, sizeof version) | write(w, &K, sizeof K) |
+        write(w, &state, sizeof state) | write(w, g->count, (size_t)g->p.K * sizeof *g->count) |
+        write(w, &g->total, sizeof g->total) | write(w, &g->n, sizeof g->n) |
+        write(w, &g->loss_model, sizeof g->loss_model) |
+        write(w, &g->loss_prior, sizeof g->loss_prior) | write(w, g->recent, sizeof g->recent) |
+        write(w, &n_recent, sizeof n_recent) | write(w, &next_recent, sizeof next_recent) |
+        write(w, &left, sizeof left) | write(w, &g->st, sizeof g->st);
     return rc ? -1 : 0;
 }
 
@@ -220,8 +222,8 @@ int nx_guard_load(nx_guard_t *g, nx_stream_read_fn read, void *r) {
         read(r, &g->loss_prior, sizeof g->loss_prior) < 0 ||
         read(r, g->recent, sizeof g->recent) < 0 || read(r, &n_recent, sizeof n_recent) < 0 ||
         read(r, &next_recent, sizeof next_recent) < 0 || read(r, &left, sizeof left) < 0 ||
-        read(r, &g->st, sizeof g->st) < 0 || n_recent < 0 || n_recent > RECENT ||
-        next_recent < 0 || next_recent >= RECENT)
+        read(r, &g->st, sizeof g->st) < 0 || n_recent < 0 || n_recent > RECENT || next_recent < 0 ||
+        next_recent >= RECENT)
         return -1;
     g->state = g->p.enabled ? (nx_model_state_t)state : NX_MODEL_SERVING;
     g->n_recent = n_recent;

@@ -121,8 +121,8 @@ int nx_handover_restore(const nx_handover_t *ho, nx_pipeline_t *pipe, nx_offsets
     fclose(f);
     unlink(path);
     if (!ok) {
-        nx_err("hand-over: %s unreadable (%s); partition %d starts from its committed offset",
-               path, err, (int)partition);
+        nx_err("hand-over: %s unreadable (%s); partition %d starts from its committed offset", path,
+               err, (int)partition);
         return -1;
     }
     for (int i = 0; i < n_got; i++) {

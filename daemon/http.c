@@ -269,14 +269,16 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     put(&o, "nextactd_state_gaps_total %llu\n", (unsigned long long)m->state_gaps);
     head(&o, "nextactd_offset_commits_total", "counter", "Input offset commits acknowledged.");
     put(&o, "nextactd_offset_commits_total %llu\n", (unsigned long long)m->offset_commits);
-    head(&o, "nextactd_offset_commit_failures_total", "counter", "Input offset commits that failed.");
+    head(&o, "nextactd_offset_commit_failures_total", "counter",
+         "Input offset commits that failed.");
     put(&o, "nextactd_offset_commit_failures_total %llu\n",
         (unsigned long long)m->offset_commit_failures);
     if (m->changelog) {
         head(&o, "nextactd_restore_partitions", "gauge",
              "Partitions restoring from the changelog or waiting to (their input is held).");
         put(&o, "nextactd_restore_partitions %d\n", m->restore_partitions);
-        head(&o, "nextactd_restore_records_total", "counter", "Changelog records read by restores.");
+        head(&o, "nextactd_restore_records_total", "counter",
+             "Changelog records read by restores.");
         put(&o, "nextactd_restore_records_total %llu\n", (unsigned long long)m->restore_records);
         head(&o, "nextactd_changelog_bad_records_total", "counter",
              "Changelog records skipped at restore (truncated, another version or layout).");

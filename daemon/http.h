@@ -116,21 +116,21 @@ typedef struct nx_http_metrics {
     double checkpoint_duration_s;
     double checkpoint_fork_s;
     uint64_t checkpoints_written, checkpoints_failed;
-    int checkpoint_failing;  /* 1 from a failed checkpoint until one succeeds */
-    uint64_t state_gaps;     /* partitions started from a committed offset no state covers */
-    int model_state;         /* nx_model_state_t: serving, warming, fallback */
+    int checkpoint_failing;   /* 1 from a failed checkpoint until one succeeds */
+    uint64_t state_gaps;      /* partitions started from a committed offset no state covers */
+    int model_state;          /* nx_model_state_t: serving, warming, fallback */
     uint64_t model_rollbacks; /* the guard's rollbacks */
-    uint64_t offset_commits; /* input offset commits acknowledged */
+    uint64_t offset_commits;  /* input offset commits acknowledged */
     uint64_t offset_commit_failures;
     /* state in Kafka (changelog.h); changelog 0 = off, the rest unshown */
     int changelog;
-    int restore_partitions;          /* restoring or waiting to */
-    uint64_t restore_records;        /* changelog records read by restores */
-    uint64_t changelog_bad_records;  /* skipped at restore */
-    uint64_t changelog_records;      /* user records and tombstones written */
-    uint64_t changelog_bytes;        /* keys and values written */
-    uint64_t changelog_flushes;      /* transactions committed */
-    uint64_t changelog_aborts;       /* transactions aborted */
+    int restore_partitions;         /* restoring or waiting to */
+    uint64_t restore_records;       /* changelog records read by restores */
+    uint64_t changelog_bad_records; /* skipped at restore */
+    uint64_t changelog_records;     /* user records and tombstones written */
+    uint64_t changelog_bytes;       /* keys and values written */
+    uint64_t changelog_flushes;     /* transactions committed */
+    uint64_t changelog_aborts;      /* transactions aborted */
     /* Schema Registry: writer schemas fetched by outcome, and the input
      * partitions waiting for one */
     uint64_t registry_found, registry_not_found, registry_failures, registry_retries;

@@ -181,7 +181,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
          * record comes after it. */
         for (int i = 0; i < parts->cnt; i++) {
             int topic = nx_kafka_topic_of(kafka, parts->elems[i].topic);
-            tracker_t *t = topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, parts->elems[i].partition);
+            tracker_t *t =
+                topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, parts->elems[i].partition);
             if (t && parts->elems[i].offset >= 0) {
                 t->stored = parts->elems[i].offset;
                 t->dirty = 1;
@@ -222,7 +223,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_topic_partition_list_t *was_paused = rd_kafka_topic_partition_list_new(parts->cnt);
         for (int i = 0; i < parts->cnt; i++) {
             int topic = nx_kafka_topic_of(kafka, parts->elems[i].topic);
-            tracker_t *t = topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, parts->elems[i].partition);
+            tracker_t *t =
+                topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, parts->elems[i].partition);
             if (kafka->paused || (t && (t->hold_until || t->held)))
                 rd_kafka_topic_partition_list_add(was_paused, parts->elems[i].topic,
                                                   parts->elems[i].partition);

@@ -186,8 +186,7 @@ int nx_kafka_committed(nx_kafka_t *kafka, rd_kafka_topic_partition_list_t *parts
 
 /* The first offset still in the partition's log (its low watermark),
  * asked of the broker (blocks up to timeout_ms); -1 on error. */
-int64_t nx_kafka_log_start(nx_kafka_t *kafka, const char *topic, int32_t partition,
-                           int timeout_ms);
+int64_t nx_kafka_log_start(nx_kafka_t *kafka, const char *topic, int32_t partition, int timeout_ms);
 
 /* Holds an assigned input partition paused (topic: index in
  * kafka.input_topics), e.g. while its state is restored: called from the

@@ -29,19 +29,19 @@ typedef struct tracker {
     int used;
     int topic; /* index in input topics */
     int32_t partition;
-    uint16_t gen;    /* bumps when the slot is reused: stale tickets miss */
-    uint64_t head;   /* oldest seq not yet done */
-    uint64_t tail;   /* next seq to hand out */
-    int64_t stored;  /* next offset to read, as last stored; -1 none */
-    int dirty;       /* stored advanced since the last offsets_store */
-    int64_t committed; /* last offset this process committed for it; -1 none */
-    int held;          /* paused by the owner (nx_kafka_hold) until released */
+    uint16_t gen;       /* bumps when the slot is reused: stale tickets miss */
+    uint64_t head;      /* oldest seq not yet done */
+    uint64_t tail;      /* next seq to hand out */
+    int64_t stored;     /* next offset to read, as last stored; -1 none */
+    int dirty;          /* stored advanced since the last offsets_store */
+    int64_t committed;  /* last offset this process committed for it; -1 none */
+    int held;           /* paused by the owner (nx_kafka_hold) until released */
     int64_t hold_until; /* mono ms; >0: rewound and paused until then (nx_kafka_rewind) */
     int64_t rewind_to;  /* the offset the held partition seeks to */
     int seek_due;       /* that seek was refused: keep it paused, seek again */
-    int64_t *offset; /* (TRACK_CAP) offset of each seq */
-    int64_t *in_ts;  /* (TRACK_CAP) broker timestamp of each input record, ms */
-    uint8_t *done;   /* (TRACK_CAP) */
+    int64_t *offset;    /* (TRACK_CAP) offset of each seq */
+    int64_t *in_ts;     /* (TRACK_CAP) broker timestamp of each input record, ms */
+    uint8_t *done;      /* (TRACK_CAP) */
 } tracker_t;
 
 struct nx_kafka {

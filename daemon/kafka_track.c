@@ -155,10 +155,10 @@ void nx_kafka_store_offsets(nx_kafka_t *kafka) {
         if (list->elems[i].err != RD_KAFKA_RESP_ERR__STATE)
             continue;
         int topic = nx_kafka_topic_of(kafka, list->elems[i].topic);
-        tracker_t *t = topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, list->elems[i].partition);
+        tracker_t *t =
+            topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, list->elems[i].partition);
         if (t)
             t->dirty = 1;
     }
     rd_kafka_topic_partition_list_destroy(list);
 }
-

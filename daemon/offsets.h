@@ -57,8 +57,7 @@ int nx_offsets_snapshot(const nx_offsets_t *offs, nx_kafka_offset_t *out);
 #define NX_OFFSETS_SECTION        "offsets.v"
 #define NX_OFFSETS_SECTION_LEGACY "offsets"
 int nx_offsets_save(void *offs, int (*write)(void *w, const void *buf, size_t len), void *w);
-int nx_offsets_load(void *offs, int (*read)(void *r, void *buf, size_t len), void *r,
-                    uint64_t len);
+int nx_offsets_load(void *offs, int (*read)(void *r, void *buf, size_t len), void *r, uint64_t len);
 int nx_offsets_load_legacy(void *offs, int (*read)(void *r, void *buf, size_t len), void *r,
                            uint64_t len);
 

@@ -93,8 +93,9 @@ static int mlp_params_from(const nx_config_t *cfg, int n_in, int K, nx_mlp_param
     return nx_mlp_params_check(mp, errstr, errstr_size);
 }
 
-nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPHASH_KEY_LEN], int live,
-                               const nx_pipeline_out_t *out, char *errstr, size_t errstr_size) {
+nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPHASH_KEY_LEN],
+                               int live, const nx_pipeline_out_t *out, char *errstr,
+                               size_t errstr_size) {
     nx_pipeline_t *pipe = calloc(1, sizeof *pipe);
     if (!pipe) {
         nx_errf(errstr, errstr_size, "out of memory");
@@ -153,8 +154,8 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPH
     }
     if (pipe->mlp) {
         /* a segment holds one step's resolved examples plus expired ones */
-        pipe->tr = nx_trainer_new(pipe->mlp, pipe->dim, (int)cfg->model.batch_size, 2 * STEP,
-                                  live, errstr, errstr_size);
+        pipe->tr = nx_trainer_new(pipe->mlp, pipe->dim, (int)cfg->model.batch_size, 2 * STEP, live,
+                                  errstr, errstr_size);
         if (!pipe->tr)
             goto err;
     }
@@ -351,7 +352,8 @@ static void guard_act(nx_pipeline_t *pipe, const nx_guard_action_t *act) {
     if (!pipe->tr)
         return;
     unsigned cmd = (act->rollback ? NX_TRAINER_ROLLBACK : 0) |
-                   (act->snapshot ? NX_TRAINER_SNAPSHOT : 0) | (act->lr > 0 ? NX_TRAINER_SET_LR : 0);
+                   (act->snapshot ? NX_TRAINER_SNAPSHOT : 0) |
+                   (act->lr > 0 ? NX_TRAINER_SET_LR : 0);
     if (cmd)
         nx_trainer_command(pipe->tr, cmd, act->lr);
 }
@@ -431,13 +433,13 @@ static void top_reasons(const nx_pipeline_t *pipe, const float *c, const float *
         idx[pos] = (int)j;
     }
     for (int r = 0; r < m; r++)
-        out[r] = (nx_reason_t){nx_store_feature_name(pipe->store, (size_t)idx[r]), x[idx[r]],
-                               c[idx[r]]};
+        out[r] =
+            (nx_reason_t){nx_store_feature_name(pipe->store, (size_t)idx[r]), x[idx[r]], c[idx[r]]};
 }
 
 /* Contributions of the explained class (output.explain_class, or each
- * row's most likely) for the rows served by the model; rows gets the first row's place in the step and n the rows
- * to report. W: the weights that predicted them. */
+ * row's most likely) for the rows served by the model; rows gets the first row's place in the step
+ * and n the rows to report. W: the weights that predicted them. */
 static void explain_rows(nx_pipeline_t *pipe, const float *W, const float *X, const float *P,
                          int rows, size_t first, size_t n) {
     const int K = pipe->K;

@@ -75,19 +75,20 @@ typedef struct nx_pipeline_stats {
     double window_auc[NX_PIPELINE_MAX_CLASSES]; /* rolling window */
     /* the model guard (guard.h); fields are only ever appended here, as a
      * checkpoint keeps a length-prefixed copy of this struct */
-    int model_state;            /* nx_model_state_t now */
-    uint64_t guard_rollbacks;   /* rollbacks so far */
-    double guard_ratio;         /* last window: model loss / prior loss, NAN before one */
-    uint64_t served_prior;      /* predictions that served the prior (warming, non-finite) */
-    uint64_t explained;         /* predictions with reasons */
+    int model_state;          /* nx_model_state_t now */
+    uint64_t guard_rollbacks; /* rollbacks so far */
+    double guard_ratio;       /* last window: model loss / prior loss, NAN before one */
+    uint64_t served_prior;    /* predictions that served the prior (warming, non-finite) */
+    uint64_t explained;       /* predictions with reasons */
 } nx_pipeline_stats_t;
 
 /* Builds store, model and metrics from cfg. key: the user-id hash key
  * (from the state directory, see nx_siphash_key_load). live: 1 in the
  * daemon (wall-clock watermark advance), 0 in replay. Caller frees with
  * nx_pipeline_destroy. NULL + errstr on bad configuration. */
-nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPHASH_KEY_LEN], int live,
-                               const nx_pipeline_out_t *out, char *errstr, size_t errstr_size);
+nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPHASH_KEY_LEN],
+                               int live, const nx_pipeline_out_t *out, char *errstr,
+                               size_t errstr_size);
 void nx_pipeline_destroy(nx_pipeline_t *pipe);
 
 /* Processes n events in order, any n. Internally the input is cut into

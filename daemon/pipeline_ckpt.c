@@ -225,8 +225,7 @@ int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
     for (int i = 0; i < n_extra; i++) {
         if (nx_checkpoint_section_open(r, extra[i].name) < 0) {
             /* an optional section a checkpoint may lack: load sees NULL */
-            if (extra[i].optional &&
-                extra[i].load(extra[i].opaque, NULL, NULL, 0) == 0)
+            if (extra[i].optional && extra[i].load(extra[i].opaque, NULL, NULL, 0) == 0)
                 continue;
             snprintf(errstr, errstr_size, "checkpoint has no %s section", extra[i].name);
             goto out;

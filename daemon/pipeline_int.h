@@ -38,7 +38,7 @@ struct nx_pipeline {
     int live;
     nx_pipeline_out_t out;
     nx_store_t *store;
-    nx_mlp_t *mlp; /* NULL when model.enabled = false */
+    nx_mlp_t *mlp;    /* NULL when model.enabled = false */
     nx_trainer_t *tr; /* trains mlp; NULL without it */
     nx_metrics_t *metrics;
     nx_predenc_t *enc;
@@ -63,16 +63,16 @@ struct nx_pipeline {
     float step_prior[NX_PREDENC_MAX_CLASSES];
 
     /* reasons (output.explain > 0) */
-    int explain;                /* reasons per prediction */
-    int explain_class;          /* the class explained, -1 = each row's most likely */
-    nx_explainer_t *explainer;  /* NULL when off */
-    float *C;                   /* (STEP, dim) contributions */
-    float *x0;                  /* (dim) the baseline: every feature at its mean (0) */
-    int32_t *cls;               /* (STEP) the class explained: the model's most likely */
-    nx_reason_t *reasons;       /* (STEP, explain) */
-    double *importance;         /* (dim) sum of |contribution| over explained events */
-    float *importance_step;     /* (dim) the same over one call, added in float */
-    uint64_t explained;         /* events explained */
+    int explain;               /* reasons per prediction */
+    int explain_class;         /* the class explained, -1 = each row's most likely */
+    nx_explainer_t *explainer; /* NULL when off */
+    float *C;                  /* (STEP, dim) contributions */
+    float *x0;                 /* (dim) the baseline: every feature at its mean (0) */
+    int32_t *cls;              /* (STEP) the class explained: the model's most likely */
+    nx_reason_t *reasons;      /* (STEP, explain) */
+    double *importance;        /* (dim) sum of |contribution| over explained events */
+    float *importance_step;    /* (dim) the same over one call, added in float */
+    uint64_t explained;        /* events explained */
 
     part_clock_t parts[MAX_PARTS];
     int n_parts;

@@ -342,10 +342,10 @@ int nx_preflight_check(const nx_config_t *cfg, char *errstr, size_t errstr_size)
 
     /* schemas; the decoder only when its files are sound, so a missing
      * file is said once */
-    int input_ok = strcmp(cfg->input.framing, "confluent") == 0
-                       ? check_schema_dir(&r, cfg->input.schema_dir,
-                                          cfg->input.schema_registry.url[0] != '\0')
-                       : check_schema(&r, "input.writer_schema", cfg->input.writer_schema);
+    int input_ok =
+        strcmp(cfg->input.framing, "confluent") == 0
+            ? check_schema_dir(&r, cfg->input.schema_dir, cfg->input.schema_registry.url[0] != '\0')
+            : check_schema(&r, "input.writer_schema", cfg->input.writer_schema);
     if (input_ok == 0) {
         nx_codec_t *codec = nx_codec_new(cfg, err, sizeof err);
         if (!codec)

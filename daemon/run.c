@@ -98,7 +98,7 @@ void nx_run_install_signals(void) {
 /* Upper bounds (ms) of the latency buckets: fine where the p99 target (20
  * ms) lies, coarse beyond a second. */
 static const int64_t lat_bounds[NX_RUN_LAT_BUCKETS] = {
-    1,  2,  3,  4,   5,   6,   8,   10,  12,   15,   20,   25,    30,    40,       50,
+    1,  2,   3,   4,   5,   6,   8,   10,   12,   15,   20,    25,    30,    40,       50,
     75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10000, 30000, 60000, INT64_MAX};
 
 static void latency_add(nx_latency_t *l, int64_t ms) {
@@ -294,8 +294,7 @@ static void reload(nx_run_t *r) {
 /* ---- rebalances ----------------------------------------------------------------- */
 
 /* Tells the pipeline which partitions hold its watermark. */
-static void watermark_parts(nx_run_t *r, const rd_kafka_topic_partition_list_t *parts,
-                            int assign) {
+static void watermark_parts(nx_run_t *r, const rd_kafka_topic_partition_list_t *parts, int assign) {
     for (int i = 0; i < parts->cnt; i++) {
         int t = nx_offsets_topic(&r->offs, parts->elems[i].topic);
         if (t < 0)
@@ -404,8 +403,7 @@ static void metrics_init(nx_run_t *r) {
     snprintf(m->dead_letter_topic, NX_HTTP_NAME, "%s", r->cfg->kafka.dead_letter_topic);
     /* every refusal reason: all but ok and skipped */
     m->n_reasons = 0;
-    for (int k = NX_CODEC_OK + 1; k < NX_CODEC_SKIPPED && m->n_reasons < NX_HTTP_MAX_REASONS;
-         k++)
+    for (int k = NX_CODEC_OK + 1; k < NX_CODEC_SKIPPED && m->n_reasons < NX_HTTP_MAX_REASONS; k++)
         snprintf(m->reason[m->n_reasons++], NX_HTTP_NAME, "%s",
                  nx_codec_reason_name((nx_codec_reason_t)k));
     m->n_buckets = NX_RUN_LAT_BUCKETS;

@@ -55,8 +55,8 @@ static int key_load(void *opaque, int (*read)(void *rd, void *buf, size_t len), 
 
 /* The sections run.c adds to the pipeline's checkpoint. */
 static int ckpt_sections(nx_run_t *r, nx_pipeline_section_t sec[3]) {
-    sec[0] = (nx_pipeline_section_t){NX_OFFSETS_SECTION, 1, nx_offsets_save, nx_offsets_load,
-                                     &r->offs};
+    sec[0] =
+        (nx_pipeline_section_t){NX_OFFSETS_SECTION, 1, nx_offsets_save, nx_offsets_load, &r->offs};
     sec[1] = (nx_pipeline_section_t){NX_OFFSETS_SECTION_LEGACY, 1, NULL, nx_offsets_load_legacy,
                                      &r->offs};
     sec[2] = (nx_pipeline_section_t){KEY_SECTION, 1, key_save, key_load, r};
@@ -215,4 +215,3 @@ int nx_run_ckpt_load(nx_run_t *r, int *status, char *err, size_t err_size) {
            why);
     return 0;
 }
-

@@ -80,11 +80,11 @@ struct nx_run {
     nx_changelog_t *changelog; /* NULL = off */
     /* durability: with periodic checkpoints, input offsets are committed
      * only once a checkpoint holding the state they changed is durable */
-    int durable;                                /* checkpoint.interval_s > 0 */
+    int durable;                                 /* checkpoint.interval_s > 0 */
     nx_kafka_offset_t ckpt_offs[NX_OFFSETS_MAX]; /* what the running checkpoint covers */
     int n_ckpt_offs;
-    int key_mismatch; /* a checkpoint was written under another user-id key */
-    uint64_t state_gaps; /* partitions started from a committed offset no state covers */
+    int key_mismatch;          /* a checkpoint was written under another user-id key */
+    uint64_t state_gaps;       /* partitions started from a committed offset no state covers */
     int64_t last_ckpt_mono;    /* ms; last checkpoint started (or start-up) */
     int64_t last_publish_mono; /* ms */
     int64_t last_commit_mono;  /* ms; acknowledged offsets committed (no periodic checkpoints) */

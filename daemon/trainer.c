@@ -337,9 +337,9 @@ int nx_trainer_load(nx_trainer_t *tr, nx_stream_read_fn read, void *r) {
     int32_t tn;
     uint64_t fn;
     if (read(r, &tn, sizeof tn) < 0 || tn < 0 ||
-        (tn && (!tr || tn > tr->tcap ||
-                read(r, tr->tx, (size_t)tn * tr->dim * sizeof *tr->tx) < 0 ||
-                read(r, tr->ty, (size_t)tn * sizeof *tr->ty) < 0)) ||
+        (tn &&
+         (!tr || tn > tr->tcap || read(r, tr->tx, (size_t)tn * tr->dim * sizeof *tr->tx) < 0 ||
+          read(r, tr->ty, (size_t)tn * sizeof *tr->ty) < 0)) ||
         read(r, &fn, sizeof fn) < 0 ||
         (fn && (!tr || fn > tr->fill->cap ||
                 read(r, tr->fill->x, fn * tr->dim * sizeof *tr->fill->x) < 0 ||

@@ -360,8 +360,8 @@ long nx_store_user_record(const nx_store_t *store, uint64_t user, void *buf, siz
  * record of another version or layout, of the wrong length, or with
  * impossible fields (the store is unchanged). Its hash, on success, in
  * *user (may be NULL). */
-int nx_store_put_user(nx_store_t *store, const void *buf, size_t len, uint64_t *user,
-                      char *errstr, size_t errstr_size);
+int nx_store_put_user(nx_store_t *store, const void *buf, size_t len, uint64_t *user, char *errstr,
+                      size_t errstr_size);
 
 /* Removes a user (its pending example is dropped, not counted as lost).
  * 1 if it was there, else 0. */

@@ -176,8 +176,8 @@ static int check_record(const nx_store_t *store, const uint8_t *b, size_t len, c
     return 0;
 }
 
-int nx_store_put_user(nx_store_t *store, const void *buf, size_t len, uint64_t *user,
-                      char *errstr, size_t errstr_size) {
+int nx_store_put_user(nx_store_t *store, const void *buf, size_t len, uint64_t *user, char *errstr,
+                      size_t errstr_size) {
     const uint8_t *b = buf;
     if (check_record(store, b, len, errstr, errstr_size))
         return -1;

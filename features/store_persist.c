@@ -169,7 +169,7 @@ static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, voi
         return -1;
     }
     nx_user_t *u = rec(store, idx);
-    u->flags &= (uint8_t)~(NX_F_PENDING | NX_F_DIRTY);
+    u->flags &= (uint8_t) ~(NX_F_PENDING | NX_F_DIRTY);
     if (store->track)
         nx_mark_dirty(store, idx);
     return 0;

@@ -12,7 +12,7 @@
 
 struct nx_explainer {
     nx_mlp_params_t p;
-    int L;                       /* linear layers: n_hidden + 1 */
+    int L;                        /* linear layers: n_hidden + 1 */
     int d[NX_MLP_MAX_HIDDEN + 2]; /* widths: d[0] = n_in, d[L] = outputs */
     size_t w_off[NX_MLP_MAX_HIDDEN + 1], b_off[NX_MLP_MAX_HIDDEN + 1];
     float *z[NX_MLP_MAX_HIDDEN + 1];  /* (B, d[l+1]) pre-activations of the rows */

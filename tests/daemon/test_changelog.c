@@ -106,8 +106,8 @@ static void write_conf(const char *name, const char *group, const char *out_topi
             "features: { user_ttl_s = 31536000; };\n"
             "labels: { idle_advance_ms = 3600000; allowed_lateness_ms = 86400000; };\n"
             "checkpoint: { interval_s = %d; };\n",
-            dir, name, nx_fixture_brokers(), in_topic, group, in_topic, out_topic, src_dir,
-            src_dir, changelog ? 5 : 0);
+            dir, name, nx_fixture_brokers(), in_topic, group, in_topic, out_topic, src_dir, src_dir,
+            changelog ? 5 : 0);
     if (port)
         fprintf(f, "metrics: { listen = \"127.0.0.1:%d\"; };\n", port);
     else
@@ -120,8 +120,8 @@ static void write_conf(const char *name, const char *group, const char *out_topi
 /* A state directory holding only the shared key file. */
 static void key_dir(const char *name) {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "mkdir -m 700 %s/%s-state && cp -p %s/key %s/%s-state/%s", dir,
-             name, dir, dir, name, NX_SIPHASH_KEY_FILE);
+    snprintf(cmd, sizeof cmd, "mkdir -m 700 %s/%s-state && cp -p %s/key %s/%s-state/%s", dir, name,
+             dir, dir, name, NX_SIPHASH_KEY_FILE);
     CHECK_INT(system(cmd), 0);
 }
 
@@ -384,16 +384,18 @@ static void produce_garbage(void) {
             const void *val;
             size_t vlen;
         } g[GARBAGE_PER_PART] = {
-            {key, 8, "\x01\x00\x00", 3},                  /* truncated */
-            {key, 8, "\x07\x00\x00\x00\xf8\x00\x00\x00" /* another version */
-                     "\x00\x00\x00\x00\x00\x00\x00\x00",
+            {key, 8, "\x01\x00\x00", 3}, /* truncated */
+            {key, 8,
+             "\x07\x00\x00\x00\xf8\x00\x00\x00" /* another version */
+             "\x00\x00\x00\x00\x00\x00\x00\x00",
              16},
-            {key, 8, val, sizeof val},                    /* random bytes */
-            {"zzz", 3, val, 40},                          /* neither user nor position */
-            {"nextactd.position", 17, "\x09\x01", 2},     /* position of another version */
+            {key, 8, val, sizeof val},                /* random bytes */
+            {"zzz", 3, val, 40},                      /* neither user nor position */
+            {"nextactd.position", 17, "\x09\x01", 2}, /* position of another version */
         };
         for (int i = 0; i < GARBAGE_PER_PART; i++)
-            CHECK_INT(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(state_topic), RD_KAFKA_V_PARTITION(part),
+            CHECK_INT(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(state_topic),
+                                        RD_KAFKA_V_PARTITION(part),
                                         RD_KAFKA_V_KEY(g[i].key, g[i].klen),
                                         RD_KAFKA_V_VALUE((void *)g[i].val, g[i].vlen),
                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
@@ -492,14 +494,18 @@ int main(int argc, char **argv) {
             missing += seen[p][o] == 0;
             dups += seen[p][o] > 1;
         }
-    fprintf(stderr, "changelog group: %lld predictions for %lld input events, %lld offsets "
-            "predicted more than once, %lld missing\n", got, n_events, dups, missing);
+    fprintf(stderr,
+            "changelog group: %lld predictions for %lld input events, %lld offsets "
+            "predicted more than once, %lld missing\n",
+            got, n_events, dups, missing);
     CHECK_INT(missing, 0);
 
     long long users = 0, pending_diff = 0;
     long long diff = compare_dumps(ref_dump, b_dump, 1, &users, &pending_diff);
-    fprintf(stderr, "reference vs B: %lld users, %lld differing feature-state lines, %lld "
-            "pending in one run only (not compared)\n", users, diff, pending_diff);
+    fprintf(stderr,
+            "reference vs B: %lld users, %lld differing feature-state lines, %lld "
+            "pending in one run only (not compared)\n",
+            users, diff, pending_diff);
     CHECK(users > 1000);
     /* Whatever the read order made late, every user of every partition is
      * there: a partition B took over with no state anywhere (its owner died
@@ -518,8 +524,10 @@ int main(int argc, char **argv) {
     if (lates == 0)
         CHECK_INT(diff, 0);
     else
-        fprintf(stderr, "WARNING: per-user state NOT compared: %lld late/dropped events make it "
-                "depend on the partition read order\n", lates);
+        fprintf(stderr,
+                "WARNING: per-user state NOT compared: %lld late/dropped events make it "
+                "depend on the partition read order\n",
+                lates);
 
     /* (b) a new instance, state directory wiped: the changelog alone */
     pid_t c = start_daemon("c", c_dump);
@@ -533,8 +541,10 @@ int main(int argc, char **argv) {
      * differs (counted). Pending vectors and scores of users pending in
      * both are compared in the C vs D step. */
     diff = compare_dumps(b_dump, c_dump, 1, &users, &pending_diff);
-    fprintf(stderr, "B vs C (restored from the changelog alone): %lld users, %lld differing "
-            "feature-state lines, %lld pending in one only\n", users, diff, pending_diff);
+    fprintf(stderr,
+            "B vs C (restored from the changelog alone): %lld users, %lld differing "
+            "feature-state lines, %lld pending in one only\n",
+            users, diff, pending_diff);
     CHECK(users > 1000);
     CHECK_INT(diff, 0);
 

@@ -106,7 +106,14 @@ static void check_with_avro_c(avro_schema_t schema, const nx_predenc_t *enc,
  * readers must keep reading the records written now (Avro schema
  * resolution: writer = today's schema, reader = this one). */
 static const char old_schema_json[] =
-    "{\"type\":\"record\",\"name\":\"Prediction\",\"namespace\":\"io.nextact\",\"fields\":[{\"name\":\"user_id\",\"type\":\"string\"},{\"name\":\"event_ts\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},{\"name\":\"topic\",\"type\":\"string\"},{\"name\":\"partition\",\"type\":\"int\"},{\"name\":\"offset\",\"type\":\"long\"},{\"name\":\"predicted_at\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},{\"name\":\"horizon_ms\",\"type\":\"long\"},{\"name\":\"probabilities\",\"type\":{\"type\":\"map\",\"values\":\"float\"}},{\"name\":\"next_action\",\"type\":\"string\"},{\"name\":\"model_version\",\"type\":\"long\"}]}";
+    "{\"type\":\"record\",\"name\":\"Prediction\",\"namespace\":\"io.nextact\",\"fields\":[{"
+    "\"name\":\"user_id\",\"type\":\"string\"},{\"name\":\"event_ts\",\"type\":{\"type\":\"long\","
+    "\"logicalType\":\"timestamp-millis\"}},{\"name\":\"topic\",\"type\":\"string\"},{\"name\":"
+    "\"partition\",\"type\":\"int\"},{\"name\":\"offset\",\"type\":\"long\"},{\"name\":\"predicted_"
+    "at\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},{\"name\":\"horizon_"
+    "ms\",\"type\":\"long\"},{\"name\":\"probabilities\",\"type\":{\"type\":\"map\",\"values\":"
+    "\"float\"}},{\"name\":\"next_action\",\"type\":\"string\"},{\"name\":\"model_version\","
+    "\"type\":\"long\"}]}";
 
 static void check_old_reader(avro_schema_t writer, const nx_predenc_t *enc,
                              const nx_prediction_t *pred) {
@@ -228,7 +235,8 @@ int main(void) {
         CHECK_EQ_I(nx_predenc_json(enc, &pred, line, (size_t)c), -1);
 
     /* a record with reasons, read with the schema before they existed */
-    static const nx_reason_t why[2] = {{"session_carts", 2.5f, 1.25f}, {"item_revisits", 1.5f, 0.5f}};
+    static const nx_reason_t why[2] = {{"session_carts", 2.5f, 1.25f},
+                                       {"item_revisits", 1.5f, 0.5f}};
     pred.model_state = NX_MODEL_FALLBACK;
     pred.reasons = why;
     pred.n_reasons = 2;

@@ -108,7 +108,8 @@ static int generate(nx_config_t *cfg, uint64_t scramble_from, uint64_t scramble_
             fprintf(stderr, "encode %d: %lld\n", i, (long long)n);
             return -1;
         }
-        nx_codec_reason_t why = nx_codec_decode(codec, arena + at, (size_t)n, 0, INT64_MAX, &events[i]);
+        nx_codec_reason_t why =
+            nx_codec_decode(codec, arena + at, (size_t)n, 0, INT64_MAX, &events[i]);
         if (why != NX_CODEC_OK) {
             fprintf(stderr, "decode %d: %s\n", i, nx_codec_reason_name(why));
             return -1;
@@ -123,7 +124,7 @@ static int generate(nx_config_t *cfg, uint64_t scramble_from, uint64_t scramble_
 }
 
 typedef struct out {
-    uint64_t hash;        /* of every record, in order */
+    uint64_t hash; /* of every record, in order */
     long records, bad_probs, warming, serving, fallback;
     long with_reasons, purchase, purchase_signal, purchase_reasons;
     long first_serving; /* record index of the first served by the model */

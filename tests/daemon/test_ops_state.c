@@ -109,7 +109,8 @@ static void test_key_fingerprint(void) {
     CHECK(log_has(log, "final checkpoint written"));
 
     /* another key, as a lost and re-created key file would be */
-    snprintf(cmd, sizeof cmd, "head -c %d /dev/urandom > %s/%s.new && chmod 600 %s/%s.new && mv %s/%s.new %s/%s",
+    snprintf(cmd, sizeof cmd,
+             "head -c %d /dev/urandom > %s/%s.new && chmod 600 %s/%s.new && mv %s/%s.new %s/%s",
              NX_SIPHASH_KEY_LEN, state, NX_SIPHASH_KEY_FILE, state, NX_SIPHASH_KEY_FILE, state,
              NX_SIPHASH_KEY_FILE, state, NX_SIPHASH_KEY_FILE);
     CHECK_INT(system(cmd), 0);

@@ -206,8 +206,8 @@ static void test_backoff(nx_registry_fixture_t *fx) {
          * scheduling can add any delay; the bound on the wait itself is
          * checked above (max_wait) and by the fetch count */
         if (gap < d - 2) {
-            fprintf(stderr, "fetch %d came %lld ms after the one before; want at least %lld\n",
-                    i, (long long)gap, (long long)d);
+            fprintf(stderr, "fetch %d came %lld ms after the one before; want at least %lld\n", i,
+                    (long long)gap, (long long)d);
             late++;
         }
     }

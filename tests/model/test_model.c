@@ -1278,9 +1278,8 @@ static void test_explain(void) {
             double sx = log(pr[b * K + cls[b]]), s0 = log(pr[6 * K + cls[b]]), mx = 0, m0 = 0;
             for (int k = 0; k < K; k++)
                 mx += log(pr[b * K + k]) / K, m0 += log(pr[6 * K + k]) / K;
-            double want = p.binary_head ? (cls[b] == 1 ? 1 : -1) *
-                                              (log(pr[b * K + 1] / pr[b * K]) -
-                                               log(pr[6 * K + 1] / pr[6 * K]))
+            double want = p.binary_head ? (cls[b] == 1 ? 1 : -1) * (log(pr[b * K + 1] / pr[b * K]) -
+                                                                    log(pr[6 * K + 1] / pr[6 * K]))
                                         : (sx - mx) - (s0 - m0);
             CHECK_CLOSE(delta[b], want, 1e-4, 1e-3);
             double c[64];
