@@ -319,7 +319,7 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
          "Times an input partition stopped at a record whose writer schema was not in yet.");
     put(&o, "nextactd_schema_waits_total %llu\n", (unsigned long long)m->schema_waits);
     head(&o, "nextactd_schema_waiting_partitions", "gauge",
-         "Input partitions paused now, waiting for a writer schema.");
+         "Input partitions stopped now at a record waiting for its writer schema.");
     put(&o, "nextactd_schema_waiting_partitions %d\n", m->schema_waiting_partitions);
     put_process(&o);
     return o.len;

@@ -543,6 +543,7 @@ int nx_kafka_rewind(nx_kafka_t *kafka, int topic, int32_t partition, int64_t off
         kafka->n_held++;
     t->hold_until = nx_now_mono_ms() + (hold_ms > 0 ? hold_ms : 1);
     t->rewind_to = offset;
+    t->rewound = 1;
     kafka->stats.rewinds++;
     seek_held(kafka, t);
     return 0;
@@ -854,6 +855,11 @@ void nx_kafka_stats(const nx_kafka_t *kafka, nx_kafka_stats_t *stats) {
     *stats = kafka->stats;
     stats->assigned_partitions = kafka->n_trackers;
     stats->paused = kafka->paused;
-    stats->held_partitions = kafka->n_held;
+    /* a rewound partition waits from its rewind until its record is
+     * tracked, including the fetch between its release and that record:
+     * counting only the paused spell would flicker between retries */
+    stats->held_partitions = 0;
+    for (int i = 0; i < MAX_TRACKERS; i++)
+        stats->held_partitions += kafka->trackers[i].used && kafka->trackers[i].rewound;
     stats->producer_queue = rd_kafka_outq_len(kafka->producer);
 }

@@ -90,7 +90,8 @@ typedef struct nx_kafka_stats {
     uint64_t rewinds;         /* nx_kafka_rewind calls */
     int assigned_partitions;
     int paused;           /* 1 while back-pressure holds the input paused */
-    int held_partitions;  /* partitions paused by nx_kafka_rewind */
+    int held_partitions;  /* partitions sent back by nx_kafka_rewind whose record has
+                           * not been tracked since: paused, or fetching it again */
     int producer_queue;   /* records produced and not yet acknowledged */
     int64_t consumer_lag; /* sum over assigned partitions, from statistics; -1 unknown */
 } nx_kafka_stats_t;

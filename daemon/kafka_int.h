@@ -39,6 +39,7 @@ typedef struct tracker {
     int64_t hold_until; /* mono ms; >0: rewound and paused until then (nx_kafka_rewind) */
     int64_t rewind_to;  /* the offset the held partition seeks to */
     int seek_due;       /* that seek was refused: keep it paused, seek again */
+    int rewound;        /* sent back by nx_kafka_rewind; its record not tracked since */
     int64_t *offset;    /* (TRACK_CAP) offset of each seq */
     int64_t *in_ts;     /* (TRACK_CAP) broker timestamp of each input record, ms */
     uint8_t *done;      /* (TRACK_CAP) */

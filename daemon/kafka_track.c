@@ -72,6 +72,7 @@ tracker_t *nx_kafka_tracker_add(nx_kafka_t *kafka, int topic, int32_t partition)
         t->held = 0;
         t->hold_until = 0;
         t->seek_due = 0;
+        t->rewound = 0;
         kafka->n_trackers++;
         return t;
     }
@@ -92,6 +93,7 @@ nx_ticket_t nx_kafka_track(nx_kafka_t *kafka, const rd_kafka_message_t *msg) {
     if (!t || t->tail - t->head >= TRACK_CAP)
         return NX_TICKET_NONE;
     uint64_t seq = t->tail++;
+    t->rewound = 0;
     t->offset[seq & TRACK_MASK] = msg->offset;
     t->in_ts[seq & TRACK_MASK] = rd_kafka_message_timestamp(msg, NULL);
     t->done[seq & TRACK_MASK] = 0;

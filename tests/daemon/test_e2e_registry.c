@@ -271,10 +271,10 @@ int main(int argc, char **argv) {
      * waiting at its first record, nothing dead-lettered */
     char name[256];
     snprintf(name, sizeof name, "nextactd_events_in_total{topic=\"%s\"}", in_topic);
-    /* the waiting partition is paused between retries and fetches again
-     * when a retry is due (its record then stops it again): a scrape may
-     * fall in that moment, on a busy machine more often. A few scrapes: it
-     * must be seen waiting, and never more than the one. */
+    /* the waiting partition counts from its first stop until that record
+     * is read with its schema, fetches between retries included; the
+     * snapshot behind /metrics is a moment old, so a few scrapes: it must
+     * be seen waiting, and never more than the one */
     long long in_during = -1, waiting = -1;
     for (int k = 0; k < 5 && waiting != 1; k++) {
         if (k)
