@@ -8,99 +8,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "changelog_int.h"
 #include "log.h"
-
-#define POSITION_KEY     "nextactd.position"
-#define POSITION_VERSION 1u
-
-/* Changes taken from the store per slice of a flush. */
-#define TAKE_SLICE 4096
-/* Longest wait for the predictions before a periodic flush, and the retry
- * period when they are not all acknowledged: as run.c's checkpoints
- * (DRAIN_PERIODIC_MS, DRAIN_RETRY_MS), a flush pauses the loop at most
- * about this long. */
-#define DRAIN_PERIODIC_MS 150
-#define DRAIN_RETRY_MS    1000
-/* Blocking calls of the transactional API: long enough for a broker to
- * answer under load, short enough that a stuck one is reported. */
-#define TXN_TIMEOUT_MS 30000
-/* An open transaction of a crashed instance holds back read_committed
- * readers (the next owner's restore) until the coordinator aborts it:
- * 10 s instead of librdkafka's 60 s default. */
-#define TXN_ABORT_AFTER_MS "10000"
-/* A restore whose position disagrees with the group's committed offsets
- * reads on after this pause (ms), for at most RESTORE_AGREE_MS in all. */
-#define RESTORE_RETRY_MS 500
-#define RESTORE_AGREE_MS 60000
-/* Metadata and topic creation at start. */
-#define ADMIN_TIMEOUT_MS 15000
-
-enum { P_NONE = 0, P_RESTORING, P_LIVE };
-
-/* A change written in the open transaction, listed again if it aborts. */
-typedef struct sent {
-    uint64_t user;
-    int32_t partition;
-} sent_t;
-
-typedef struct restore {
-    int64_t next; /* next changelog offset to read; -1 = from the beginning */
-    int64_t started_mono;
-    int at_end;         /* the reader saw the partition's end (its last stable offset) */
-    int64_t retry_mono; /* read on from here at this time (0 = not waiting) */
-    uint64_t records, bytes, users, removed, bad;
-    int have_position;
-    int64_t offset[NX_CONFIG_MAX_LIST]; /* from the position record, per topic; -1 none */
-    int64_t clock[NX_CONFIG_MAX_LIST];
-} restore_t;
-
-struct nx_changelog {
-    const nx_config_t *cfg;
-    nx_kafka_t *kafka;
-    nx_pipeline_t *pipe;
-    nx_store_t *store;
-    nx_offsets_t *offs;
-    uint64_t key_fp;
-    char *topic;
-    int n_topics;
-    int32_t n_parts;         /* partitions of every input topic and of the changelog */
-    rd_kafka_t *producer;    /* transactional */
-    rd_kafka_t *reader;      /* restore consumer (manual assignment) */
-    rd_kafka_topic_t *rkt;   /* the changelog topic, for the producer */
-    uint8_t *state;          /* (n_parts) P_* */
-    restore_t *rs;           /* (n_parts) restores under way */
-    int64_t *committed;      /* (n_parts * n_topics) offsets last committed, -1 none */
-    nx_store_change_t *take; /* (TAKE_SLICE) */
-    sent_t *sent;            /* changes of the open transaction */
-    size_t n_sent, cap_sent;
-    sent_t *deferred; /* changes of partitions being restored, listed again after */
-    size_t n_deferred, cap_deferred;
-    uint8_t *rec; /* one user record */
-    size_t rec_size;
-    int64_t last_flush_mono, retry_mono;
-    uint64_t lost_seen; /* nx_store_changes_lost at the last flush */
-    nx_changelog_stats_t st;
-};
 
 /* ---- helpers -------------------------------------------------------------------- */
 
-static void put_u16(uint8_t *b, uint16_t v) {
-    b[0] = (uint8_t)v;
-    b[1] = (uint8_t)(v >> 8);
-}
-static void put_u64(uint8_t *b, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get_u16(const uint8_t *b) {
-    return (uint16_t)(b[0] | b[1] << 8);
-}
-static uint64_t get_u64(const uint8_t *b) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | b[i];
-    return v;
-}
 static void user_key(uint8_t k[8], uint64_t user) {
     for (int i = 0; i < 8; i++)
         k[i] = (uint8_t)(user >> (56 - 8 * i));
@@ -420,27 +332,23 @@ static int produce(nx_changelog_t *cl, int32_t partition, const void *key, size_
     }
 }
 
-static int64_t *committed_at(nx_changelog_t *cl, int topic, int32_t p) {
-    return &cl->committed[(size_t)p * (size_t)cl->n_topics + (size_t)topic];
-}
-
 /* The position record of live partition p. */
 static int produce_position(nx_changelog_t *cl, int32_t p) {
     uint8_t buf[2 + 8 + NX_CONFIG_MAX_LIST * (2 + 256 + 16)];
     size_t n = 0;
     buf[n++] = POSITION_VERSION;
     buf[n++] = (uint8_t)cl->n_topics;
-    put_u64(buf + n, cl->key_fp);
+    nx_changelog_put_u64(buf + n, cl->key_fp);
     n += 8;
     for (int t = 0; t < cl->n_topics; t++) {
         const char *name = cl->cfg->kafka.input_topics.v[t];
         size_t len = strlen(name);
         nx_kafka_offset_t *o = nx_offsets_find(cl->offs, t, p, 0);
-        put_u16(buf + n, (uint16_t)len);
+        nx_changelog_put_u16(buf + n, (uint16_t)len);
         memcpy(buf + n + 2, name, len);
         n += 2 + len;
-        put_u64(buf + n, (uint64_t)(o ? o->offset : -1));
-        put_u64(buf + n + 8, (uint64_t)nx_pipeline_partition_clock(cl->pipe, t, p));
+        nx_changelog_put_u64(buf + n, (uint64_t)(o ? o->offset : -1));
+        nx_changelog_put_u64(buf + n + 8, (uint64_t)nx_pipeline_partition_clock(cl->pipe, t, p));
         n += 16;
     }
     return produce(cl, p, POSITION_KEY, sizeof POSITION_KEY - 1, buf, n);
@@ -490,7 +398,7 @@ static rd_kafka_topic_partition_list_t *moved_offsets(nx_changelog_t *cl) {
             continue;
         for (int t = 0; t < cl->n_topics; t++) {
             nx_kafka_offset_t *o = nx_offsets_find(cl->offs, t, p, 0);
-            if (!o || o->offset < 0 || o->offset == *committed_at(cl, t, p))
+            if (!o || o->offset < 0 || o->offset == *nx_changelog_committed_at(cl, t, p))
                 continue;
             if (!list)
                 list = rd_kafka_topic_partition_list_new(cl->n_parts * cl->n_topics);
@@ -508,7 +416,8 @@ static void txn_done(nx_changelog_t *cl, rd_kafka_topic_partition_list_t *offset
         for (int i = 0; offsets && i < offsets->cnt; i++) {
             int t = nx_offsets_topic(cl->offs, offsets->elems[i].topic);
             if (t >= 0)
-                *committed_at(cl, t, offsets->elems[i].partition) = offsets->elems[i].offset;
+                *nx_changelog_committed_at(cl, t, offsets->elems[i].partition) =
+                    offsets->elems[i].offset;
         }
         cl->st.flushes++;
     } else {
@@ -627,252 +536,6 @@ int nx_changelog_flush(nx_changelog_t *cl) {
     return rc == 0 ? 0 : -1;
 }
 
-/* ---- restore -------------------------------------------------------------------------- */
-
-static void drop_partition(nx_changelog_t *cl, int32_t p) {
-    nx_pipeline_drop_partition(cl->pipe, p);
-    for (int t = 0; t < cl->n_topics; t++) {
-        nx_offsets_remove(cl->offs, t, p);
-        *committed_at(cl, t, p) = -1;
-    }
-}
-
-/* Points the restore reader at every partition being restored: new ones
- * from the beginning, the others where they stand. */
-static void reader_assign(nx_changelog_t *cl) {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(cl->n_parts);
-    for (int32_t p = 0; p < cl->n_parts; p++)
-        if (cl->state[p] == P_RESTORING)
-            rd_kafka_topic_partition_list_add(l, cl->topic, p)->offset =
-                cl->rs[p].next >= 0 ? cl->rs[p].next : RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_resp_err_t err = rd_kafka_assign(cl->reader, l->cnt ? l : NULL);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (err)
-        nx_err("changelog: assigning the restore reader: %s", rd_kafka_err2str(err));
-}
-
-static void restore_begin(nx_changelog_t *cl, int32_t p) {
-    restore_t *rs = &cl->rs[p];
-    memset(rs, 0, sizeof *rs);
-    rs->next = -1;
-    rs->started_mono = nx_now_mono_ms();
-    for (int t = 0; t < NX_CONFIG_MAX_LIST; t++) {
-        rs->offset[t] = -1;
-        rs->clock[t] = INT64_MIN;
-    }
-    cl->state[p] = P_RESTORING;
-    nx_notice("changelog: restoring partition %d", (int)p);
-}
-
-static void bad_record(nx_changelog_t *cl, const rd_kafka_message_t *m, const char *why) {
-    cl->st.bad_records++;
-    cl->rs[m->partition].bad++;
-    NX_LOG_RL(NX_LOG_WARNING, "changelog: %s [%d] @%lld: bad record skipped: %s", cl->topic,
-              (int)m->partition, (long long)m->offset, why);
-}
-
-static void apply_position(nx_changelog_t *cl, const rd_kafka_message_t *m) {
-    const uint8_t *b = m->payload;
-    size_t len = m->len, n = 10;
-    if (!b || len < n || b[0] != POSITION_VERSION) {
-        bad_record(cl, m, "position record of another version or truncated");
-        return;
-    }
-    if (get_u64(b + 2) != cl->key_fp) {
-        bad_record(cl, m,
-                   "position record written under another user-id hash key: every "
-                   "instance of the group needs the same key file");
-        return;
-    }
-    int64_t off[NX_CONFIG_MAX_LIST], clk[NX_CONFIG_MAX_LIST];
-    for (int t = 0; t < NX_CONFIG_MAX_LIST; t++) {
-        off[t] = -1;
-        clk[t] = INT64_MIN;
-    }
-    for (int k = 0; k < b[1]; k++) {
-        if (n + 2 > len || n + 2 + get_u16(b + n) + 16 > len) {
-            bad_record(cl, m, "position record truncated");
-            return;
-        }
-        size_t nl = get_u16(b + n);
-        char name[256];
-        if (nl >= sizeof name) {
-            bad_record(cl, m, "position record with a topic name too long");
-            return;
-        }
-        memcpy(name, b + n + 2, nl);
-        name[nl] = '\0';
-        n += 2 + nl;
-        int t = nx_offsets_topic(cl->offs, name);
-        if (t >= 0) {
-            off[t] = (int64_t)get_u64(b + n);
-            clk[t] = (int64_t)get_u64(b + n + 8);
-        }
-        n += 16;
-    }
-    restore_t *rs = &cl->rs[m->partition];
-    memcpy(rs->offset, off, sizeof off);
-    memcpy(rs->clock, clk, sizeof clk);
-    rs->have_position = 1;
-}
-
-static void apply_record(nx_changelog_t *cl, const rd_kafka_message_t *m) {
-    char why[256];
-    restore_t *rs = &cl->rs[m->partition];
-    cl->st.restore_records++;
-    rs->records++;
-    cl->st.restore_bytes += m->key_len + m->len;
-    rs->bytes += m->key_len + m->len;
-    if (m->key_len == sizeof POSITION_KEY - 1 &&
-        memcmp(m->key, POSITION_KEY, sizeof POSITION_KEY - 1) == 0) {
-        apply_position(cl, m);
-        return;
-    }
-    if (m->key_len != 8) {
-        bad_record(cl, m, "key is neither a user hash nor the position");
-        return;
-    }
-    uint64_t user = 0;
-    const uint8_t *k = m->key;
-    for (int i = 0; i < 8; i++)
-        user = user << 8 | k[i];
-    if (!m->payload) {
-        rs->removed += (uint64_t)nx_store_remove_user(cl->store, user);
-        return;
-    }
-    uint64_t got;
-    if (nx_store_put_user(cl->store, m->payload, m->len, &got, why, sizeof why) < 0) {
-        bad_record(cl, m, why);
-        return;
-    }
-    if (got != user) {
-        nx_store_remove_user(cl->store, got);
-        bad_record(cl, m, "record of another user than its key");
-        return;
-    }
-    rs->users++;
-    cl->st.restored_users++;
-}
-
-/* Partition p's changelog is read to its end: offsets, clock, input. */
-static void restore_end(nx_changelog_t *cl, int32_t p) {
-    restore_t *rs = &cl->rs[p];
-    for (int t = 0; t < cl->n_topics; t++) {
-        if (rs->have_position && rs->offset[t] >= 0) {
-            nx_kafka_offset_t *o = nx_offsets_find(cl->offs, t, p, 1);
-            if (o)
-                o->offset = rs->offset[t];
-            *committed_at(cl, t, p) = rs->offset[t];
-        }
-        /* with no position, no state covers the partition: its clock
-         * starts over (INT64_MIN), or its input, read from the committed
-         * offset, would be judged against the watermark of the partitions
-         * this instance read further, and dropped as too old */
-        nx_pipeline_set_partition_clock(cl->pipe, t, p,
-                                        rs->have_position ? rs->clock[t] : INT64_MIN);
-        nx_kafka_release(cl->kafka, t, p);
-    }
-    cl->state[p] = P_LIVE;
-    double s = (double)(nx_now_mono_ms() - rs->started_mono) / 1000;
-    cl->st.restore_seconds += s;
-    nx_notice("changelog: partition %d restored in %.2f s: %llu user(s), %llu removed, %llu "
-              "record(s) (%.1f MB), %llu bad; input resumes %s",
-              (int)p, s, (unsigned long long)rs->users, (unsigned long long)rs->removed,
-              (unsigned long long)rs->records, (double)rs->bytes / 1e6, (unsigned long long)rs->bad,
-              rs->have_position ? "where the restored state ends"
-                                : "at the committed offset (no position record)");
-}
-
-/* 1 if the group's committed offsets of partition p are those of the
- * position read so far. A read_committed reader ends at the partition's
- * last stable offset: while a transaction of a crashed instance is still
- * open there, later committed records (its successor's) are not read yet,
- * and the group's offsets, committed with them, are ahead of the position.
- * Until the broker aborts that transaction the two disagree and the
- * restore reads on. A position of -1 (none) agrees with no offset or 0. */
-static int position_agrees(nx_changelog_t *cl, int32_t p) {
-    const restore_t *rs = &cl->rs[p];
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(cl->n_topics);
-    for (int t = 0; t < cl->n_topics; t++)
-        rd_kafka_topic_partition_list_add(l, cl->cfg->kafka.input_topics.v[t], p);
-    int ok = nx_kafka_committed(cl->kafka, l, 2000) == 0;
-    for (int t = 0; ok && t < cl->n_topics; t++) {
-        int64_t want = rs->have_position ? rs->offset[t] : -1, got = l->elems[t].offset;
-        ok = want >= 0 ? got == want : got <= 0;
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-    return ok;
-}
-
-/* Reads restore records until the budget is spent or nothing is waiting;
- * ends the restores whose partitions were read to the end and agree with
- * the group's committed offsets. */
-static void restore_slice(nx_changelog_t *cl, int64_t budget_us) {
-    int64_t deadline = nx_now_mono_ms() * 1000 + budget_us;
-    int ended = 0;
-    for (int k = 0;; k++) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(cl->reader, 0);
-        if (!m)
-            break;
-        int32_t p = m->partition;
-        if (p < 0 || p >= cl->n_parts || cl->state[p] != P_RESTORING) {
-            rd_kafka_message_destroy(m); /* of an earlier assignment */
-        } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            rd_kafka_message_destroy(m);
-            cl->rs[p].at_end = 1;
-        } else if (m->err) {
-            NX_LOG_RL(NX_LOG_WARNING, "changelog: restore reader: %s", rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-        } else {
-            cl->rs[p].next = m->offset + 1;
-            apply_record(cl, m);
-            rd_kafka_message_destroy(m);
-        }
-        if ((k & 255) == 255 && nx_now_mono_ms() * 1000 >= deadline)
-            break;
-    }
-    int64_t now = nx_now_mono_ms();
-    for (int32_t p = 0; p < cl->n_parts; p++) {
-        restore_t *rs = &cl->rs[p];
-        if (cl->state[p] != P_RESTORING)
-            continue;
-        if (rs->retry_mono && now >= rs->retry_mono) {
-            rs->retry_mono = 0;
-            ended = 1; /* reassigned below: the reader reads on and ends again */
-        }
-        if (!rs->at_end)
-            continue;
-        rs->at_end = 0;
-        if (position_agrees(cl, p)) {
-            restore_end(cl, p);
-        } else if (now - rs->started_mono >= RESTORE_AGREE_MS) {
-            nx_err("changelog: partition %d: the restored position still disagrees with the "
-                   "group's committed offsets after %d s (a state gap: input resumes at the "
-                   "committed offset)",
-                   (int)p, RESTORE_AGREE_MS / 1000);
-            restore_end(cl, p);
-        } else {
-            NX_LOG_RL(NX_LOG_INFO,
-                      "changelog: partition %d: position behind the committed "
-                      "offsets (an open transaction?); reading on",
-                      (int)p);
-            rs->retry_mono = now + RESTORE_RETRY_MS;
-            continue;
-        }
-        ended = 1;
-    }
-    if (ended)
-        reader_assign(cl);
-}
-
-/* Partitions being restored. */
-static int restoring(const nx_changelog_t *cl) {
-    int n = 0;
-    for (int32_t p = 0; p < cl->n_parts; p++)
-        n += cl->state[p] == P_RESTORING;
-    return n;
-}
-
 /* ---- rebalances and the tick ----------------------------------------------------------- */
 
 /* 1 if parts->elems[i]'s partition number came earlier in the list. */
@@ -894,12 +557,12 @@ void nx_changelog_assign(nx_changelog_t *cl, const rd_kafka_topic_partition_list
         if (seen_before(parts, i) || p >= cl->n_parts || cl->state[p] != P_NONE)
             continue;
         /* the changelog is the truth: what this process held of it is stale */
-        drop_partition(cl, p);
-        restore_begin(cl, p);
+        nx_changelog_drop_partition(cl, p);
+        nx_changelog_restore_begin(cl, p);
         added = 1;
     }
     if (added)
-        reader_assign(cl);
+        nx_changelog_reader_assign(cl);
 }
 
 void nx_changelog_revoke(nx_changelog_t *cl, const rd_kafka_topic_partition_list_t *parts,
@@ -916,17 +579,17 @@ void nx_changelog_revoke(nx_changelog_t *cl, const rd_kafka_topic_partition_list
         if (cl->state[p] == P_RESTORING)
             stopped = 1;
         cl->state[p] = P_NONE;
-        drop_partition(cl, p);
+        nx_changelog_drop_partition(cl, p);
     }
     if (stopped)
-        reader_assign(cl);
+        nx_changelog_reader_assign(cl);
 }
 
 void nx_changelog_tick(nx_changelog_t *cl, int64_t now_mono, int64_t budget_us) {
     if (cl->st.failed)
         return;
-    if (restoring(cl))
-        restore_slice(cl, budget_us);
+    if (nx_changelog_restoring(cl))
+        nx_changelog_restore_slice(cl, budget_us);
     if (now_mono - cl->last_flush_mono < cl->cfg->kafka.commit_interval_ms ||
         now_mono < cl->retry_mono)
         return;
@@ -939,5 +602,5 @@ void nx_changelog_tick(nx_changelog_t *cl, int64_t now_mono, int64_t budget_us) 
 
 void nx_changelog_stats(const nx_changelog_t *cl, nx_changelog_stats_t *stats) {
     *stats = cl->st;
-    stats->restoring = restoring(cl);
+    stats->restoring = nx_changelog_restoring(cl);
 }

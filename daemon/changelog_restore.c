@@ -1,0 +1,253 @@
+/* changelog_restore.c: restore on assignment (changelog.h, Restore). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "changelog_int.h"
+#include "log.h"
+
+/* ---- restore -------------------------------------------------------------------------- */
+
+void nx_changelog_drop_partition(nx_changelog_t *cl, int32_t p) {
+    nx_pipeline_drop_partition(cl->pipe, p);
+    for (int t = 0; t < cl->n_topics; t++) {
+        nx_offsets_remove(cl->offs, t, p);
+        *nx_changelog_committed_at(cl, t, p) = -1;
+    }
+}
+
+/* Points the restore reader at every partition being restored: new ones
+ * from the beginning, the others where they stand. */
+void nx_changelog_reader_assign(nx_changelog_t *cl) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(cl->n_parts);
+    for (int32_t p = 0; p < cl->n_parts; p++)
+        if (cl->state[p] == P_RESTORING)
+            rd_kafka_topic_partition_list_add(l, cl->topic, p)->offset =
+                cl->rs[p].next >= 0 ? cl->rs[p].next : RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t err = rd_kafka_assign(cl->reader, l->cnt ? l : NULL);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err)
+        nx_err("changelog: assigning the restore reader: %s", rd_kafka_err2str(err));
+}
+
+void nx_changelog_restore_begin(nx_changelog_t *cl, int32_t p) {
+    restore_t *rs = &cl->rs[p];
+    memset(rs, 0, sizeof *rs);
+    rs->next = -1;
+    rs->started_mono = nx_now_mono_ms();
+    for (int t = 0; t < NX_CONFIG_MAX_LIST; t++) {
+        rs->offset[t] = -1;
+        rs->clock[t] = INT64_MIN;
+    }
+    cl->state[p] = P_RESTORING;
+    nx_notice("changelog: restoring partition %d", (int)p);
+}
+
+static void bad_record(nx_changelog_t *cl, const rd_kafka_message_t *m, const char *why) {
+    cl->st.bad_records++;
+    cl->rs[m->partition].bad++;
+    NX_LOG_RL(NX_LOG_WARNING, "changelog: %s [%d] @%lld: bad record skipped: %s", cl->topic,
+              (int)m->partition, (long long)m->offset, why);
+}
+
+static void apply_position(nx_changelog_t *cl, const rd_kafka_message_t *m) {
+    const uint8_t *b = m->payload;
+    size_t len = m->len, n = 10;
+    if (!b || len < n || b[0] != POSITION_VERSION) {
+        bad_record(cl, m, "position record of another version or truncated");
+        return;
+    }
+    if (nx_changelog_get_u64(b + 2) != cl->key_fp) {
+        bad_record(cl, m,
+                   "position record written under another user-id hash key: every "
+                   "instance of the group needs the same key file");
+        return;
+    }
+    int64_t off[NX_CONFIG_MAX_LIST], clk[NX_CONFIG_MAX_LIST];
+    for (int t = 0; t < NX_CONFIG_MAX_LIST; t++) {
+        off[t] = -1;
+        clk[t] = INT64_MIN;
+    }
+    for (int k = 0; k < b[1]; k++) {
+        if (n + 2 > len || n + 2 + nx_changelog_get_u16(b + n) + 16 > len) {
+            bad_record(cl, m, "position record truncated");
+            return;
+        }
+        size_t nl = nx_changelog_get_u16(b + n);
+        char name[256];
+        if (nl >= sizeof name) {
+            bad_record(cl, m, "position record with a topic name too long");
+            return;
+        }
+        memcpy(name, b + n + 2, nl);
+        name[nl] = '\0';
+        n += 2 + nl;
+        int t = nx_offsets_topic(cl->offs, name);
+        if (t >= 0) {
+            off[t] = (int64_t)nx_changelog_get_u64(b + n);
+            clk[t] = (int64_t)nx_changelog_get_u64(b + n + 8);
+        }
+        n += 16;
+    }
+    restore_t *rs = &cl->rs[m->partition];
+    memcpy(rs->offset, off, sizeof off);
+    memcpy(rs->clock, clk, sizeof clk);
+    rs->have_position = 1;
+}
+
+static void apply_record(nx_changelog_t *cl, const rd_kafka_message_t *m) {
+    char why[256];
+    restore_t *rs = &cl->rs[m->partition];
+    cl->st.restore_records++;
+    rs->records++;
+    cl->st.restore_bytes += m->key_len + m->len;
+    rs->bytes += m->key_len + m->len;
+    if (m->key_len == sizeof POSITION_KEY - 1 &&
+        memcmp(m->key, POSITION_KEY, sizeof POSITION_KEY - 1) == 0) {
+        apply_position(cl, m);
+        return;
+    }
+    if (m->key_len != 8) {
+        bad_record(cl, m, "key is neither a user hash nor the position");
+        return;
+    }
+    uint64_t user = 0;
+    const uint8_t *k = m->key;
+    for (int i = 0; i < 8; i++)
+        user = user << 8 | k[i];
+    if (!m->payload) {
+        rs->removed += (uint64_t)nx_store_remove_user(cl->store, user);
+        return;
+    }
+    uint64_t got;
+    if (nx_store_put_user(cl->store, m->payload, m->len, &got, why, sizeof why) < 0) {
+        bad_record(cl, m, why);
+        return;
+    }
+    if (got != user) {
+        nx_store_remove_user(cl->store, got);
+        bad_record(cl, m, "record of another user than its key");
+        return;
+    }
+    rs->users++;
+    cl->st.restored_users++;
+}
+
+/* Partition p's changelog is read to its end: offsets, clock, input. */
+static void restore_end(nx_changelog_t *cl, int32_t p) {
+    restore_t *rs = &cl->rs[p];
+    for (int t = 0; t < cl->n_topics; t++) {
+        if (rs->have_position && rs->offset[t] >= 0) {
+            nx_kafka_offset_t *o = nx_offsets_find(cl->offs, t, p, 1);
+            if (o)
+                o->offset = rs->offset[t];
+            *nx_changelog_committed_at(cl, t, p) = rs->offset[t];
+        }
+        /* with no position, no state covers the partition: its clock
+         * starts over (INT64_MIN), or its input, read from the committed
+         * offset, would be judged against the watermark of the partitions
+         * this instance read further, and dropped as too old */
+        nx_pipeline_set_partition_clock(cl->pipe, t, p,
+                                        rs->have_position ? rs->clock[t] : INT64_MIN);
+        nx_kafka_release(cl->kafka, t, p);
+    }
+    cl->state[p] = P_LIVE;
+    double s = (double)(nx_now_mono_ms() - rs->started_mono) / 1000;
+    cl->st.restore_seconds += s;
+    nx_notice("changelog: partition %d restored in %.2f s: %llu user(s), %llu removed, %llu "
+              "record(s) (%.1f MB), %llu bad; input resumes %s",
+              (int)p, s, (unsigned long long)rs->users, (unsigned long long)rs->removed,
+              (unsigned long long)rs->records, (double)rs->bytes / 1e6, (unsigned long long)rs->bad,
+              rs->have_position ? "where the restored state ends"
+                                : "at the committed offset (no position record)");
+}
+
+/* 1 if the group's committed offsets of partition p are those of the
+ * position read so far. A read_committed reader ends at the partition's
+ * last stable offset: while a transaction of a crashed instance is still
+ * open there, later committed records (its successor's) are not read yet,
+ * and the group's offsets, committed with them, are ahead of the position.
+ * Until the broker aborts that transaction the two disagree and the
+ * restore reads on. A position of -1 (none) agrees with no offset or 0. */
+static int position_agrees(nx_changelog_t *cl, int32_t p) {
+    const restore_t *rs = &cl->rs[p];
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(cl->n_topics);
+    for (int t = 0; t < cl->n_topics; t++)
+        rd_kafka_topic_partition_list_add(l, cl->cfg->kafka.input_topics.v[t], p);
+    int ok = nx_kafka_committed(cl->kafka, l, 2000) == 0;
+    for (int t = 0; ok && t < cl->n_topics; t++) {
+        int64_t want = rs->have_position ? rs->offset[t] : -1, got = l->elems[t].offset;
+        ok = want >= 0 ? got == want : got <= 0;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return ok;
+}
+
+/* Reads restore records until the budget is spent or nothing is waiting;
+ * ends the restores whose partitions were read to the end and agree with
+ * the group's committed offsets. */
+void nx_changelog_restore_slice(nx_changelog_t *cl, int64_t budget_us) {
+    int64_t deadline = nx_now_mono_ms() * 1000 + budget_us;
+    int ended = 0;
+    for (int k = 0;; k++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(cl->reader, 0);
+        if (!m)
+            break;
+        int32_t p = m->partition;
+        if (p < 0 || p >= cl->n_parts || cl->state[p] != P_RESTORING) {
+            rd_kafka_message_destroy(m); /* of an earlier assignment */
+        } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            rd_kafka_message_destroy(m);
+            cl->rs[p].at_end = 1;
+        } else if (m->err) {
+            NX_LOG_RL(NX_LOG_WARNING, "changelog: restore reader: %s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+        } else {
+            cl->rs[p].next = m->offset + 1;
+            apply_record(cl, m);
+            rd_kafka_message_destroy(m);
+        }
+        if ((k & 255) == 255 && nx_now_mono_ms() * 1000 >= deadline)
+            break;
+    }
+    int64_t now = nx_now_mono_ms();
+    for (int32_t p = 0; p < cl->n_parts; p++) {
+        restore_t *rs = &cl->rs[p];
+        if (cl->state[p] != P_RESTORING)
+            continue;
+        if (rs->retry_mono && now >= rs->retry_mono) {
+            rs->retry_mono = 0;
+            ended = 1; /* reassigned below: the reader reads on and ends again */
+        }
+        if (!rs->at_end)
+            continue;
+        rs->at_end = 0;
+        if (position_agrees(cl, p)) {
+            restore_end(cl, p);
+        } else if (now - rs->started_mono >= RESTORE_AGREE_MS) {
+            nx_err("changelog: partition %d: the restored position still disagrees with the "
+                   "group's committed offsets after %d s (a state gap: input resumes at the "
+                   "committed offset)",
+                   (int)p, RESTORE_AGREE_MS / 1000);
+            restore_end(cl, p);
+        } else {
+            NX_LOG_RL(NX_LOG_INFO,
+                      "changelog: partition %d: position behind the committed "
+                      "offsets (an open transaction?); reading on",
+                      (int)p);
+            rs->retry_mono = now + RESTORE_RETRY_MS;
+            continue;
+        }
+        ended = 1;
+    }
+    if (ended)
+        nx_changelog_reader_assign(cl);
+}
+
+/* Partitions being restored. */
+int nx_changelog_restoring(const nx_changelog_t *cl) {
+    int n = 0;
+    for (int32_t p = 0; p < cl->n_parts; p++)
+        n += cl->state[p] == P_RESTORING;
+    return n;
+}
