@@ -241,9 +241,19 @@ int nx_config_overrides_add(nx_config_overrides_t *ov, const char *arg);
  * and the daemon cannot disagree. */
 void nx_config_man(FILE *out, const char *version);
 
-/* Writes the effective configuration in libconfig syntax; with comments=1,
- * each key is preceded by its help text, default and range. */
-void nx_config_dump(const nx_config_t *cfg, FILE *out, int comments);
+/* nx_config_dump flags. */
+enum {
+    NX_CONFIG_DUMP_COMMENTS = 1, /* each key preceded by its help text, default and range */
+    NX_CONFIG_DUMP_SECRETS = 2,  /* passwords and keys as they are, not masked */
+};
+
+/* Writes the effective configuration in libconfig syntax. Unless flags has
+ * NX_CONFIG_DUMP_SECRETS, a secret's value (the table's secret keys, and
+ * pass-through librdkafka properties whose name says password,
+ * secret, token or credentials) is written as NX_CONFIG_MASK, so a dump can
+ * be pasted into a ticket or a log. */
+#define NX_CONFIG_MASK "********"
+void nx_config_dump(const nx_config_t *cfg, FILE *out, int flags);
 
 void nx_config_destroy(nx_config_t *cfg);
 

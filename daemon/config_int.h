@@ -32,6 +32,7 @@ typedef enum nx_cfg_type {
 } nx_cfg_type_t;
 
 #define NX_CF_REQUIRED 1 /* no default: the file must set it */
+#define NX_CF_SECRET   2 /* a password or key: dump-config masks it */
 
 typedef struct nx_cfg_desc {
     const char *name; /* dotted path, groups first */

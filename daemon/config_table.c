@@ -73,7 +73,7 @@ const nx_cfg_desc_t nx_config_table[] = {
      "comma-separated, are tried in turn). Writer schemas are fetched by id (GET\n"
      "/schemas/ids/{id}) and cached; schema_dir then serves only ids the registry does not\n"
      "have. Events wait (not dead-lettered) while the registry is unreachable. \"\" = off."},
-    {"input.schema_registry.basic_auth_user_info", NX_CT_STRING, OFF(input.schema_registry.basic_auth_user_info), "\"\"", 0, LEN_MAX, NULL, 0,
+    {"input.schema_registry.basic_auth_user_info", NX_CT_STRING, OFF(input.schema_registry.basic_auth_user_info), "\"\"", 0, LEN_MAX, NULL, NX_CF_SECRET,
      "\"user:password\" for HTTP basic authentication (Confluent Cloud: \"key:secret\"); \"\" = none."},
     {"input.schema_registry.ca_location", NX_CT_PATH, OFF(input.schema_registry.ca_location), "\"\"", 0, LEN_MAX, NULL, 0,
      "PEM file of the CA certificates that sign the registry's; \"\" = the system's."},
@@ -81,7 +81,7 @@ const nx_cfg_desc_t nx_config_table[] = {
      "Client certificate (PEM) for mutual TLS; \"\" = none."},
     {"input.schema_registry.key_location", NX_CT_PATH, OFF(input.schema_registry.key_location), "\"\"", 0, LEN_MAX, NULL, 0,
      "Private key (PEM) of the client certificate; \"\" = none."},
-    {"input.schema_registry.key_password", NX_CT_STRING, OFF(input.schema_registry.key_password), "\"\"", 0, LEN_MAX, NULL, 0,
+    {"input.schema_registry.key_password", NX_CT_STRING, OFF(input.schema_registry.key_password), "\"\"", 0, LEN_MAX, NULL, NX_CF_SECRET,
      "Passphrase of key_location; \"\" = none."},
     {"input.schema_registry.timeout_ms", NX_CT_INT, OFF(input.schema_registry.timeout_ms), "5000", 100, 600000, NULL, 0,
      "Longest one request may take, connecting included, milliseconds."},
@@ -161,7 +161,7 @@ const nx_cfg_desc_t nx_config_table[] = {
     {"output.schema_registry.url", NX_CT_STRING, OFF(output.schema_registry.url), "\"\"", 0, LEN_MAX, NULL, 0,
      "Registry of the prediction schema, as input.schema_registry.url; \"\" = input.schema_registry\n"
      "with all its settings."},
-    {"output.schema_registry.basic_auth_user_info", NX_CT_STRING, OFF(output.schema_registry.basic_auth_user_info), "\"\"", 0, LEN_MAX, NULL, 0,
+    {"output.schema_registry.basic_auth_user_info", NX_CT_STRING, OFF(output.schema_registry.basic_auth_user_info), "\"\"", 0, LEN_MAX, NULL, NX_CF_SECRET,
      "As input.schema_registry.basic_auth_user_info."},
     {"output.schema_registry.ca_location", NX_CT_PATH, OFF(output.schema_registry.ca_location), "\"\"", 0, LEN_MAX, NULL, 0,
      "As input.schema_registry.ca_location."},
@@ -169,7 +169,7 @@ const nx_cfg_desc_t nx_config_table[] = {
      "As input.schema_registry.certificate_location."},
     {"output.schema_registry.key_location", NX_CT_PATH, OFF(output.schema_registry.key_location), "\"\"", 0, LEN_MAX, NULL, 0,
      "As input.schema_registry.key_location."},
-    {"output.schema_registry.key_password", NX_CT_STRING, OFF(output.schema_registry.key_password), "\"\"", 0, LEN_MAX, NULL, 0,
+    {"output.schema_registry.key_password", NX_CT_STRING, OFF(output.schema_registry.key_password), "\"\"", 0, LEN_MAX, NULL, NX_CF_SECRET,
      "As input.schema_registry.key_password."},
     {"output.schema_registry.timeout_ms", NX_CT_INT, OFF(output.schema_registry.timeout_ms), "5000", 100, 600000, NULL, 0,
      "Longest the registration request may take, milliseconds."},

@@ -84,11 +84,11 @@ static int check_config(const char *conf, const nx_config_overrides_t *ov) {
     return 0;
 }
 
-static int dump_config(const char *conf, const nx_config_overrides_t *ov, int comments) {
+static int dump_config(const char *conf, const nx_config_overrides_t *ov, int flags) {
     nx_config_t *cfg = load(conf, ov);
     if (!cfg)
         return NX_EXIT_CONFIG;
-    nx_config_dump(cfg, stdout, comments);
+    nx_config_dump(cfg, stdout, flags);
     nx_config_destroy(cfg);
     return 0;
 }
@@ -103,8 +103,9 @@ static const struct {
     [CMD_CHECK] = {"check-config", "[-X KEY=VALUE]... CONF",
                    "Validates CONF and what it names (files, directories): exit 0, or 78\n"
                    "with the problems.\n"},
-    [CMD_DUMP] = {"dump-config", "[-c CONF] [--comments] [-X KEY=VALUE]...",
-                  "Prints the effective configuration (the defaults without -c).\n"},
+    [CMD_DUMP] = {"dump-config", "[-c CONF] [--comments] [--show-secrets] [-X KEY=VALUE]...",
+                  "Prints the effective configuration (the defaults without -c); passwords and\n"
+                  "keys as " NX_CONFIG_MASK " unless --show-secrets.\n"},
     [CMD_FEATURES] = {"features", "-c CONF [-X KEY=VALUE]...",
                       "Prints the feature schema CONF gives the model.\n"},
     [CMD_MAN] = {"man-config", "", "Prints the nextactd.conf(5) manual page (troff).\n"},
@@ -117,7 +118,9 @@ static void config_cmd_usage(int cmd, FILE *out) {
         if (cmd != CMD_CHECK)
             fputs("  -c, --config CONF     configuration file (libconfig)\n", out);
         if (cmd == CMD_DUMP)
-            fputs("  --comments            each key with its help text, default and range\n", out);
+            fputs("  --comments            each key with its help text, default and range\n"
+                  "  --show-secrets        passwords and keys as they are (not masked)\n",
+                  out);
         fputs(
             "  -X KEY=VALUE          override a configuration key (repeatable), e.g.\n"
             "                        -X model.hidden=[32] -X kafka.consumer.fetch_wait_max_ms=5\n",
@@ -127,10 +130,11 @@ static void config_cmd_usage(int cmd, FILE *out) {
 }
 
 static int config_cmd_main(int cmd, int argc, char **argv) {
-    enum { OPT_COMMENTS = 256 };
+    enum { OPT_COMMENTS = 256, OPT_SECRETS };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"comments", no_argument, NULL, OPT_COMMENTS},
+        {"show-secrets", no_argument, NULL, OPT_SECRETS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -146,7 +150,11 @@ static int config_cmd_main(int cmd, int argc, char **argv) {
             bad = cmd == CMD_CHECK || cmd == CMD_MAN;
             break;
         case OPT_COMMENTS:
-            comments = 1;
+            comments |= NX_CONFIG_DUMP_COMMENTS;
+            bad = cmd != CMD_DUMP;
+            break;
+        case OPT_SECRETS:
+            comments |= NX_CONFIG_DUMP_SECRETS;
             bad = cmd != CMD_DUMP;
             break;
         case 'X':
@@ -200,7 +208,7 @@ static void blas_reexec(char **argv) {
 }
 
 int main(int argc, char **argv) {
-    enum { OPT_CHECK = 256, OPT_DUMP, OPT_COMMENTS, OPT_FEATURES, OPT_MAN };
+    enum { OPT_CHECK = 256, OPT_DUMP, OPT_COMMENTS, OPT_SECRETS, OPT_FEATURES, OPT_MAN };
     if (argc > 1 && argv[1][0] != '-') {
         const char *cmd = argv[1];
         if (strcmp(cmd, "run") == 0 || strcmp(cmd, "demo") == 0 || strcmp(cmd, "replay") == 0)
@@ -226,6 +234,7 @@ int main(int argc, char **argv) {
         {"check-config", required_argument, NULL, OPT_CHECK},
         {"dump-config", no_argument, NULL, OPT_DUMP},
         {"comments", no_argument, NULL, OPT_COMMENTS},
+        {"show-secrets", no_argument, NULL, OPT_SECRETS},
         {"features", no_argument, NULL, OPT_FEATURES},
         {"man-config", no_argument, NULL, OPT_MAN},
         {"start-afresh", no_argument, NULL, 'A'}, /* nextactd -c CONF: run's own */
@@ -255,7 +264,10 @@ int main(int argc, char **argv) {
             dump = 1;
             break;
         case OPT_COMMENTS:
-            comments = 1;
+            comments |= NX_CONFIG_DUMP_COMMENTS;
+            break;
+        case OPT_SECRETS:
+            comments |= NX_CONFIG_DUMP_SECRETS;
             break;
         case OPT_FEATURES:
             features = 1;

@@ -239,14 +239,15 @@ static void status_line(nx_run_t *r, double secs, uint64_t events_before, double
     memset(&r->lat_window, 0, sizeof r->lat_window);
 }
 
-/* The effective configuration as text, one "key = value;" per line. */
-static char *config_text(const nx_config_t *cfg) {
+/* The effective configuration as text, one "key = value;" per line; flags
+ * as nx_config_dump's. */
+static char *config_text(const nx_config_t *cfg, int flags) {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f)
         return NULL;
-    nx_config_dump(cfg, f, 0);
+    nx_config_dump(cfg, f, flags);
     fclose(f);
     return buf;
 }
@@ -268,19 +269,25 @@ static void reload(nx_run_t *r) {
     free(r->cfg->log_level);
     r->cfg->log_level = strdup(fresh->log_level);
     nx_notice("reload: log_level = %s applied", fresh->log_level);
-    char *now = config_text(r->cfg), *want = config_text(fresh);
+    /* compared with the secrets (a changed password is a change), logged
+     * with them masked: the masked dump has the same lines, in the same
+     * places */
+    char *now = config_text(r->cfg, NX_CONFIG_DUMP_SECRETS);
+    char *want = config_text(fresh, NX_CONFIG_DUMP_SECRETS), *shown = config_text(fresh, 0);
     int changed = 0;
-    if (now && want) {
+    if (now && want && shown) {
         /* line by line: the dump's order is the table's, so a changed value
          * is a differing line at the same place */
-        char *sa = NULL, *sb = NULL;
+        char *sa = NULL, *sb = NULL, *sc = NULL;
         char *la = strtok_r(now, "\n", &sa), *lb = strtok_r(want, "\n", &sb);
-        for (; la && lb; la = strtok_r(NULL, "\n", &sa), lb = strtok_r(NULL, "\n", &sb)) {
+        char *lc = strtok_r(shown, "\n", &sc);
+        for (; la && lb && lc; la = strtok_r(NULL, "\n", &sa), lb = strtok_r(NULL, "\n", &sb),
+                               lc = strtok_r(NULL, "\n", &sc)) {
             if (strcmp(la, lb) == 0)
                 continue;
-            while (*lb == ' ')
-                lb++;
-            nx_warn("reload: not applied until restart: %s", lb);
+            while (*lc == ' ')
+                lc++;
+            nx_warn("reload: not applied until restart: %s", lc);
             changed++;
         }
     }
@@ -288,6 +295,7 @@ static void reload(nx_run_t *r) {
         nx_notice("reload: no other setting changed");
     free(now);
     free(want);
+    free(shown);
     nx_config_destroy(fresh);
 }
 

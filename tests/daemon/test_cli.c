@@ -175,6 +175,21 @@ static void test_commands(void) {
              nobrokers);
     CHECK_INT(run(cmd, out, sizeof out), 0);
     CHECK_STR_HAS(out, "brokers = \"h:1\";");
+    /* secrets are masked unless asked for; unset ones stay "" */
+    snprintf(cmd, sizeof cmd,
+             "'%s' dump-config -c '%s' -X kafka.consumer.sasl_password=hunter2 "
+             "-X input.schema_registry.basic_auth_user_info=u:pw7 2>&1",
+             nextactd, conf);
+    CHECK_INT(run(cmd, out, sizeof out), 0);
+    CHECK(strstr(out, "hunter2") == NULL && strstr(out, "pw7") == NULL);
+    CHECK_STR_HAS(out, "sasl_password = \"" NX_CONFIG_MASK "\";");
+    CHECK_STR_HAS(out, "basic_auth_user_info = \"" NX_CONFIG_MASK "\";");
+    CHECK_STR_HAS(out, "key_password = \"\";");
+    snprintf(cmd, sizeof cmd,
+             "'%s' dump-config --show-secrets -c '%s' -X kafka.consumer.sasl_password=hunter2 2>&1",
+             nextactd, conf);
+    CHECK_INT(run(cmd, out, sizeof out), 0);
+    CHECK_STR_HAS(out, "sasl_password = \"hunter2\";");
     snprintf(cmd, sizeof cmd, "'%s' features -c '%s' -X features.counts=false 2>&1", nextactd,
              conf);
     CHECK_INT(run(cmd, out, sizeof out), 0);
@@ -200,7 +215,7 @@ static const struct {
             "--brokers --schema --items --categories --start --jitter --report --null --help "
             "--config --codec"},
     {"check-config", "--help -X"},
-    {"dump-config", "--config --comments --help -X"},
+    {"dump-config", "--config --comments --show-secrets --help -X"},
     {"features", "--config --help -X"},
     {"man-config", "--help"},
     {"", "--help --version"},

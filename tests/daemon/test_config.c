@@ -179,14 +179,14 @@ static void test_dump_roundtrip(const char *conf) {
     char *t1 = NULL, *t2 = NULL;
     size_t n1, n2;
     FILE *f = open_memstream(&t1, &n1);
-    nx_config_dump(a, f, 1);
+    nx_config_dump(a, f, NX_CONFIG_DUMP_COMMENTS | NX_CONFIG_DUMP_SECRETS);
     fclose(f);
     const char *path = write_conf("dumped.conf", t1);
     nx_config_t *b = nx_config_load(path, err, sizeof err);
     CHECK(b != NULL);
     if (b) {
         f = open_memstream(&t2, &n2);
-        nx_config_dump(b, f, 1);
+        nx_config_dump(b, f, NX_CONFIG_DUMP_COMMENTS | NX_CONFIG_DUMP_SECRETS);
         fclose(f);
         CHECK(n1 == n2 && memcmp(t1, t2, n1) == 0);
     }
