@@ -23,6 +23,8 @@
 
 /* sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus uses it. */
 #define NX_EXIT_CONFIG 78
+/* EX_TEMPFAIL: a service the start needs did not answer; systemd restarts. */
+#define NX_EXIT_TEMPFAIL 75
 
 #define NX_CONFIG_MAX_LIST 16
 
@@ -67,6 +69,7 @@ typedef struct nx_config_registry {
     int64_t retry_backoff_ms;     /* input: first wait after a failed fetch */
     int64_t retry_backoff_max_ms; /* input: the doubling wait's bound */
     int64_t not_found_retry_ms;   /* input: an id the registry lacks is asked again after */
+    int64_t start_timeout_ms;     /* output: registration keeps trying this long at start */
 } nx_config_registry_t;
 
 typedef struct nx_config {

@@ -173,6 +173,11 @@ const nx_cfg_desc_t nx_config_table[] = {
      "As input.schema_registry.key_password."},
     {"output.schema_registry.timeout_ms", NX_CT_INT, OFF(output.schema_registry.timeout_ms), "5000", 100, 600000, NULL, 0,
      "Longest the registration request may take, milliseconds."},
+    {"output.schema_registry.start_timeout_ms", NX_CT_INT, OFF(output.schema_registry.start_timeout_ms), "30000", 0, 3600000, NULL, 0,
+     "While the registry does not answer (or answers 5xx), the start tries the registration again\n"
+     "(waits doubling from input.schema_registry.retry_backoff_ms) for this long, milliseconds;\n"
+     "then it exits 75 (EX_TEMPFAIL) and systemd starts it again. A refusal (409, 422, other\n"
+     "4xx) exits 78 at once."},
 
     {"features.windows_s", NX_CT_INTS, OFF(features.windows_s), "[300, 3600, 86400]", 1, 2592000, NULL, 0,
      "Rolling window lengths, seconds (at most 4): exponentially decayed counters with\n"

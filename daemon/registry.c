@@ -541,6 +541,7 @@ int nx_registry_register(nx_registry_t *reg, const char *subject, const char *sc
     if (!answered) {
         nx_errf(errstr, errstr_size, "%s: registering the schema under %s at %s: %s", reg->name,
                 subject, url, why);
+        rc = -2;
         goto out;
     }
     describe(&h, why, sizeof why);

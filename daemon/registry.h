@@ -103,9 +103,11 @@ nx_registry_answer_t nx_registry_lookup(nx_registry_t *registry, uint32_t id, co
 nx_codec_source_t nx_registry_source(nx_registry_t *registry);
 
 /* Registers schema (text) under subject and sets *id to the id the registry
- * gives it (the existing one if it is registered already). Blocks. 0, or
- * -1 with errstr: a 409 (incompatible with the subject's earlier versions),
- * a 422 (invalid schema), any other answer or no answer. */
+ * gives it (the existing one if it is registered already). Blocks. 0; -1
+ * with errstr when the registry refuses (a 409: incompatible with the
+ * subject's earlier versions; a 422: invalid schema; any other answer
+ * below 500), which asking again will not change; or -2 with errstr when no
+ * registry answered or every one answered 5xx, which may pass. */
 int nx_registry_register(nx_registry_t *registry, const char *subject, const char *schema,
                          int64_t *id, char *errstr, size_t errstr_size);
 

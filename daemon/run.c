@@ -62,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blas.h"
@@ -692,8 +693,11 @@ static int open_registry(nx_run_t *r, char *err, size_t err_size) {
 
 /* output.schema_registry: the prediction schema is registered under
  * <output_topic>-value before anything is produced, and its id frames the
- * predictions (the pipeline's encoder takes it from the configuration). */
-static int register_output(nx_run_t *r, char *err, size_t err_size) {
+ * predictions (the pipeline's encoder takes it from the configuration). A
+ * registry that does not answer is asked again for start_timeout_ms, then
+ * *status is NX_EXIT_TEMPFAIL: an outage is no configuration error, and
+ * systemd starts the daemon again. A refusal keeps *status (78). */
+static int register_output(nx_run_t *r, int *status, char *err, size_t err_size) {
     nx_config_t *cfg = r->cfg;
     const nx_config_registry_t *own = &cfg->output.schema_registry;
     const nx_config_registry_t *conf = own->url[0] ? own : &cfg->input.schema_registry;
@@ -721,8 +725,26 @@ static int register_output(nx_run_t *r, char *err, size_t err_size) {
         goto out;
     }
     snprintf(subject, sizeof subject, "%s-value", cfg->kafka.output_topic);
-    if (!(registry = nx_registry_new(conf, name, err, err_size)) ||
-        nx_registry_register(registry, subject, schema, &id, err, err_size) < 0)
+    if (!(registry = nx_registry_new(conf, name, err, err_size)))
+        goto out;
+    /* the input's backoff: the output's own settings are only a connection */
+    const nx_config_registry_t *in = &cfg->input.schema_registry;
+    int64_t until = nx_now_mono_ms() + own->start_timeout_ms, wait = in->retry_backoff_ms;
+    int got;
+    while ((got = nx_registry_register(registry, subject, schema, &id, err, err_size)) == -2 &&
+           nx_now_mono_ms() + wait <= until && !nx_run_stop_requested) {
+        nx_warn("%s; trying again in %lld ms", err, (long long)wait);
+        struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
+        nanosleep(&ts, NULL); /* a stop signal cuts it short */
+        wait = wait * 2 < in->retry_backoff_max_ms ? wait * 2 : in->retry_backoff_max_ms;
+    }
+    if (got == -2) {
+        *status = NX_EXIT_TEMPFAIL;
+        size_t l = strlen(err);
+        snprintf(err + l, err_size - l, " (for %lld ms; exit 75 for a restart)",
+                 (long long)own->start_timeout_ms);
+    }
+    if (got < 0)
         goto out;
     cfg->output.schema_id = id;
     nx_notice("output: %s registered under %s as schema id %lld", cfg->output.schema, subject,
@@ -757,7 +779,7 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
         nx_notice("created the user-id hash key in %s", r->cfg->state_dir);
     if (!(r->codec = nx_codec_new(r->cfg, err, err_size)))
         return -1;
-    if (open_registry(r, err, err_size) < 0 || register_output(r, err, err_size) < 0)
+    if (open_registry(r, err, err_size) < 0 || register_output(r, status, err, err_size) < 0)
         return -1;
     nx_pipeline_out_t po = {nx_run_emit, r};
     if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, 1, &po, err, err_size)))

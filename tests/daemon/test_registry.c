@@ -338,7 +338,7 @@ static void test_register(nx_registry_fixture_t *fx) {
     nx_registry_t *nobody = nx_registry_new(&dead, "output.schema_registry", err, sizeof err);
     CHECK(nobody != NULL);
     if (nobody) {
-        CHECK_INT(nx_registry_register(nobody, "preds-value", pred, &id2, err, sizeof err), -1);
+        CHECK_INT(nx_registry_register(nobody, "preds-value", pred, &id2, err, sizeof err), -2);
         CHECK_STR_HAS(err, "127.0.0.1:1");
         nx_registry_destroy(nobody);
     }
@@ -447,8 +447,8 @@ static void test_bad_settings(void) {
 
 /* Runs `nextactd run` with output registration against the fixture;
  * returns its exit status, its stderr in out. */
-static int run_daemon(const char *nextactd, const nx_registry_fixture_t *fx, const char *format,
-                      char *out, size_t out_size) {
+static int run_daemon(const char *nextactd, const char *url, const char *format, char *out,
+                      size_t out_size) {
     char dir[] = "/tmp/nx_registry_run.XXXXXX", conf[256], log[256], cmd[1024];
     if (!mkdtemp(dir))
         return -1;
@@ -463,9 +463,9 @@ static int run_daemon(const char *nextactd, const nx_registry_fixture_t *fx, con
             "  output_topic = \"predictions\"; };\n"
             "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
             "output: { format = \"%s\"; schema = \"%s/conf/schemas/prediction.avsc\";\n"
-            "  schema_registry: { enabled = true; url = \"%s\"; }; };\n"
+            "  schema_registry: { enabled = true; url = \"%s\"; start_timeout_ms = 700; }; };\n"
             "metrics: { listen = \"\"; };\n",
-            dir, source_dir, format, source_dir, nx_registry_fixture_url(fx));
+            dir, source_dir, format, source_dir, url);
     fclose(f);
     snprintf(cmd, sizeof cmd, "timeout 60 %s run -c %s 2>%s", nextactd, conf, log);
     int st = system(cmd);
@@ -484,14 +484,21 @@ static int run_daemon(const char *nextactd, const nx_registry_fixture_t *fx, con
 static void test_start_refused(const char *nextactd, nx_registry_fixture_t *fx) {
     char out[8192];
     nx_registry_fixture_refuse(fx, 1);
-    CHECK_INT(run_daemon(nextactd, fx, "confluent", out, sizeof out), NX_EXIT_CONFIG);
+    const char *url = nx_registry_fixture_url(fx);
+    CHECK_INT(run_daemon(nextactd, url, "confluent", out, sizeof out), NX_EXIT_CONFIG);
     CHECK_STR_HAS(out, "refuses the schema for subject predictions-value");
     CHECK_STR_HAS(out, "incompatible");
     CHECK_STR_HAS(out, "HTTP 409");
     nx_registry_fixture_refuse(fx, 0);
-    CHECK_INT(run_daemon(nextactd, fx, "avro", out, sizeof out), NX_EXIT_CONFIG);
+    CHECK_INT(run_daemon(nextactd, url, "avro", out, sizeof out), NX_EXIT_CONFIG);
     CHECK_STR_HAS(out, "output.schema_registry.enabled needs output.format = \"confluent\"");
     CHECK_INT(nx_registry_fixture_registered(fx, "predictions-value", NULL), -1);
+    /* no registry answers: tried again for start_timeout_ms, then 75 (a
+     * restart), not 78 (systemd would give up on an outage) */
+    CHECK_INT(run_daemon(nextactd, "http://127.0.0.1:1", "confluent", out, sizeof out),
+              NX_EXIT_TEMPFAIL);
+    CHECK_STR_HAS(out, "trying again in");
+    CHECK_STR_HAS(out, "exit 75 for a restart");
 }
 
 int main(int argc, char **argv) {
