@@ -477,6 +477,7 @@ static void metrics_publish(nx_run_t *r) {
     m->bytes_per_user = s.bytes_per_user;
     m->pending_labels = s.pending;
     m->training_steps = s.steps;
+    m->training_shed = nx_pipeline_shed(r->pipe);
     m->events_processed = s.events;
     m->rolling_logloss = s.window_logloss;
     m->n_classes = s.n_classes < NX_HTTP_MAX_CLASSES ? s.n_classes : NX_HTTP_MAX_CLASSES;
