@@ -80,7 +80,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         nx_err("kafka: cannot produce again to %s: %s; its input offset will not be committed",
                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(err));
         if (kafka->hooks.delivered)
-            kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, m->err, 0);
+            kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, m->err, 0, -1);
         return;
     }
     if (is_dlq)
@@ -91,7 +91,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     if (kafka->hooks.delivered) {
         int64_t now = kafka->dr_now_ms ? kafka->dr_now_ms : nx_now_wall_ms();
         kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, RD_KAFKA_RESP_ERR_NO_ERROR,
-                               in_ts > 0 ? now - in_ts : -1);
+                               in_ts > 0 ? now - in_ts : -1, rd_kafka_message_latency(m));
     }
 }
 

@@ -71,9 +71,10 @@ typedef struct nx_kafka_hooks {
     void (*revoked)(void *opaque, const rd_kafka_topic_partition_list_t *parts);
     /* A produced record was acknowledged (err 0) or failed for good.
      * latency_ms: from the consumed record's broker timestamp (its
-     * producer's create time) to now, -1 if unknown. */
-    void (*delivered)(void *opaque, int is_dead_letter, rd_kafka_resp_err_t err,
-                      int64_t latency_ms);
+     * producer's create time) to now, -1 if unknown. ack_us: from its
+     * produce() call to now, -1 if unknown. */
+    void (*delivered)(void *opaque, int is_dead_letter, rd_kafka_resp_err_t err, int64_t latency_ms,
+                      int64_t ack_us);
     void *opaque;
 } nx_kafka_hooks_t;
 
