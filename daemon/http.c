@@ -262,6 +262,9 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     put(&o, "nextactd_pending_labels %llu\n", (unsigned long long)m->pending_labels);
     head(&o, "nextactd_training_steps_total", "counter", "Optimizer steps (= model version).");
     put(&o, "nextactd_training_steps_total %llu\n", (unsigned long long)m->training_steps);
+    head(&o, "nextactd_training_examples_total", "counter",
+         "Labelled examples trained on (after negative down-sampling).");
+    put(&o, "nextactd_training_examples_total %llu\n", (unsigned long long)m->training_examples);
     head(&o, "nextactd_training_examples_shed_total", "counter",
          "Labelled examples not trained on because the trainer, which runs at a lower "
          "priority than predictions, was too far behind.");

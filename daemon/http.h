@@ -117,7 +117,8 @@ typedef struct nx_http_metrics {
     double bytes_per_user;
     uint64_t pending_labels;
     uint64_t training_steps;
-    uint64_t training_shed; /* examples dropped: the live trainer was too far behind */
+    uint64_t training_examples; /* examples trained on (after down-sampling) */
+    uint64_t training_shed;     /* examples dropped: the live trainer was too far behind */
     uint64_t events_processed;
     double rolling_logloss;
     int n_classes;

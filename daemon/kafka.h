@@ -56,6 +56,13 @@
 
 typedef struct nx_kafka nx_kafka_t;
 
+/* The performance settings nextactd gives its producer and consumer
+ * before the user's pass-through properties (kafka.producer,
+ * kafka.consumer), as name, value, ..., NULL. Exported so that a benchmark
+ * can run a plain client loop with the same settings. */
+extern const char *const nx_kafka_producer_tuning[];
+extern const char *const nx_kafka_consumer_tuning[];
+
 /* A consumed record's place in the at-least-once bookkeeping. */
 typedef uint64_t nx_ticket_t;
 #define NX_TICKET_NONE 0

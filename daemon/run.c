@@ -512,6 +512,7 @@ static void metrics_publish(nx_run_t *r) {
     m->bytes_per_user = s.bytes_per_user;
     m->pending_labels = s.pending;
     m->training_steps = s.steps;
+    m->training_examples = s.trained;
     m->training_shed = nx_pipeline_shed(r->pipe);
     m->events_processed = s.events;
     m->rolling_logloss = s.window_logloss;
