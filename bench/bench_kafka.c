@@ -404,6 +404,51 @@ static double hist_quantile(const hist_t *a, const hist_t *b, double q) {
     return lo;
 }
 
+/* CPU time (user + system, all threads) of process pid so far, seconds;
+ * -1 if unknown. */
+static double proc_cpu_s(pid_t pid) {
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    /* fields 14 and 15 (utime, stime); p is at the end of field 2 */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The local broker's pid (scripts/kafka keeps it), 0 if unknown. */
+static pid_t broker_pid(void) {
+    const char *port = getenv("NX_KAFKA_PORT");
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/nextact-kafka-%s/pid", port ? port : "39092");
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+/* CPU per event over a span: what the host's other load cannot inflate as
+ * much as it does wall-clock figures. */
+static void print_cpu(double daemon_s, double broker_s, long long events) {
+    if (events <= 0 || daemon_s < 0)
+        return;
+    printf("cpu per event: nextactd %.2f us", daemon_s * 1e6 / (double)events);
+    if (broker_s >= 0)
+        printf(", broker %.2f us", broker_s * 1e6 / (double)events);
+    printf(" (user + system, all threads)\n");
+}
+
 /* The daemon's /metrics body into buf; 0 or -1. */
 static int scrape_metrics(char *buf, size_t size) {
     return nx_scrape_get(metrics_port, "/metrics", buf, size) == 200 ? 0 : -1;
@@ -705,6 +750,7 @@ int main(int argc, char **argv) {
         printf("produced %lld events to %s (%d partitions), %lld delivered\n", produced, in_topic,
                PARTS, delivered);
         t_start = now_us();
+        double broker_cpu0 = proc_cpu_s(broker_pid());
         pid = nx_fixture_start_daemon(nextactd, conf, log, NULL);
         /* until every prediction is in, or the offsets are committed and
          * nothing more comes for 3 s (then some are missing) */
@@ -741,6 +787,9 @@ int main(int argc, char **argv) {
         if (changelog_on)
             changelog_figures(total);
         daemon_rate = span > 0 ? (double)predictions / span : 0;
+        double broker_cpu = proc_cpu_s(broker_pid());
+        print_cpu(proc_cpu_s(pid),
+                  broker_cpu0 >= 0 && broker_cpu >= 0 ? broker_cpu - broker_cpu0 : -1, predictions);
         static char text[1 << 20];
         if (model_on && scrape_metrics(text, sizeof text) == 0)
             printf("trainer: %lld steps, %lld examples trained on, %lld shed (the trainer runs "
@@ -770,10 +819,13 @@ int main(int argc, char **argv) {
         long long sent = 0;
         static char before[1 << 20], after[1 << 20];
         int scraped = 0;
+        double cpu0_daemon = -1, cpu0_broker = -1;
         while (sent < timed) {
             if (!scraped && now_us() >= t_start) {
                 /* the daemon's histograms as the timed part begins */
                 scraped = 1;
+                cpu0_daemon = proc_cpu_s(pid);
+                cpu0_broker = proc_cpu_s(broker_pid());
                 if (scrape_metrics(before, sizeof before) < 0)
                     before[0] = '\0';
             }
@@ -800,6 +852,7 @@ int main(int argc, char **argv) {
         usleep(300000); /* the daemon publishes its figures every 100 ms */
         if (scrape_metrics(after, sizeof after) < 0)
             after[0] = '\0';
+        double cpu_daemon = proc_cpu_s(pid), cpu_broker = proc_cpu_s(broker_pid());
         /* latencies of the timed events (offsets past the warm-up ones) */
         int64_t *lat = malloc((size_t)total * sizeof *lat);
         long long n = 0, missing = 0;
@@ -836,6 +889,8 @@ int main(int argc, char **argv) {
             print_stages(before, after, t_start);
         else
             printf("stages: no /metrics from the daemon on port %d\n", metrics_port);
+        print_cpu(cpu0_daemon >= 0 && cpu_daemon >= 0 ? cpu_daemon - cpu0_daemon : -1,
+                  cpu0_broker >= 0 && cpu_broker >= 0 ? cpu_broker - cpu0_broker : -1, timed);
     }
     int st = 0;
     if (changelog_on && rate <= 0 && exited_pid != pid) {

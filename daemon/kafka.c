@@ -42,7 +42,7 @@ const char *const nx_kafka_consumer_tuning[] = {
  * reorder. linger.ms: how long a prediction may wait for others to share
  * its request. kafka.producer overrides any of these. */
 const char *const nx_kafka_producer_tuning[] = {
-    "enable.idempotence", "true", "linger.ms", "5", NULL,
+    "enable.idempotence", "true", "linger.ms", "1", NULL,
 };
 
 /* ---- callbacks ------------------------------------------------------------ */
