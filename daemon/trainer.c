@@ -41,8 +41,9 @@ struct nx_trainer {
     _Atomic int64_t trained; /* segments trained and published, -1 = none; written by
                               * the trainer (and by reset, while it is idle) */
     _Atomic int stop;
-    _Atomic uint64_t shed; /* live: examples dropped while the queue was full */
-    segment_t *fill;       /* the segment being filled by the main thread */
+    _Atomic uint64_t shed;      /* live: examples dropped while the queue was full */
+    _Atomic int64_t skip_below; /* live: segments before this one are not trained on */
+    segment_t *fill;            /* the segment being filled by the main thread */
 
     nx_mlp_predictor_t *slot[NX_TRAINER_NSLOT];
     nx_mlp_predictor_t *initial; /* the weights before any training */
@@ -171,7 +172,10 @@ static void *trainer_main(void *arg) {
         segment_t *seg = &tr->seg[s % NX_TRAINER_QUEUE];
         if (seg->cmd)
             apply_commands(tr, seg);
-        train_segment(tr, seg);
+        if (s < atomic_load(&tr->skip_below))
+            atomic_fetch_add_explicit(&tr->shed, seg->n, memory_order_relaxed);
+        else
+            train_segment(tr, seg);
         nx_mlp_publish(tr->mlp, tr->slot[s % NX_TRAINER_NSLOT]);
         /* stored before the broadcast, which is under the mutex the
          * waiters test it under: no wake-up is lost */
@@ -338,6 +342,11 @@ void nx_trainer_sync(nx_trainer_t *tr) {
 }
 
 void nx_trainer_quiesce(nx_trainer_t *tr) {
+    /* Live, the loop waits here (a checkpoint's fork): for the segment in
+     * training only, the queued ones are dropped, counted as shed (their
+     * guard commands still apply). */
+    if (tr->live)
+        atomic_store(&tr->skip_below, atomic_load(&tr->pushed));
     nx_trainer_sync(tr);
     tr->idle = 1;
 }
@@ -416,6 +425,7 @@ void nx_trainer_reset(nx_trainer_t *tr) {
     /* the trainer is idle: restart the segment count at 0 */
     atomic_store(&tr->pushed, 0);
     atomic_store(&tr->trained, -1);
+    atomic_store(&tr->skip_below, 0);
     tr->fill = &tr->seg[0];
     tr->fill->n = 0;
     tr->fill->cmd = 0;

@@ -32,10 +32,10 @@
  * NX_TRAINER_PRIO_*), so it takes the cores the loop and the broker leave;
  * the predictor is taken without a lock; and when NX_TRAINER_QUEUE segments
  * are queued, a push drops the segment's examples (counted:
- * nx_trainer_shed) instead of waiting. Only checkpoints and shutdown wait
- * for it (nx_trainer_sync). In replay the main thread waits when the queue
- * is full (back-pressure: every example is trained) and for the snapshot
- * it must predict from.
+ * nx_trainer_shed) instead of waiting. Only checkpoints (for the segment
+ * in training, nx_trainer_quiesce) and shutdown wait for it. In replay the main thread waits when
+ * the queue is full (back-pressure: every example is trained) and for the snapshot it must predict
+ * from.
  *
  * Locking: the segment counts (pushed, written by the main thread; trained,
  * by the trainer) and the stop flag are atomics. The trainer sleeps on a
@@ -121,7 +121,9 @@ void nx_trainer_sync(nx_trainer_t *tr);
 
 /* Main thread: nx_trainer_sync, then marks the trainer idle until the next
  * push, so that a fork's child can save the state (nx_trainer_save) without
- * waiting for a thread it does not have. */
+ * waiting for a thread it does not have. Live, the segments queued and not
+ * started are not trained on (counted in nx_trainer_shed; their commands
+ * are carried out): the loop waits for the segment in training only. */
 void nx_trainer_quiesce(nx_trainer_t *tr);
 
 /* Commands of the model guard, attached with nx_trainer_command to the

@@ -4,6 +4,8 @@
  * - live, a trainer far slower than the pushes: pushes never wait, the
  *   examples the queue has no room for are dropped and counted, and every
  *   example added is either trained on or counted as dropped;
+ * - live, a checkpoint's quiesce drops the queued segments instead of
+ *   waiting for them;
  * - replay, the same pushes: none is dropped (the main thread waits);
  * - live, the thread runs at the priority asked for: nice 19 for "low",
  *   SCHED_IDLE for "idle" (read back from /proc and sched_getscheduler).
@@ -124,6 +126,34 @@ static void test_live_sheds(void) {
     nx_mlp_destroy(mlp);
 }
 
+/* Live, a checkpoint's quiesce waits for the segment in training only:
+ * six segments fit the queue (none dropped by a push), the slow trainer is
+ * still on the first when quiesce comes, so the others are dropped. */
+static void test_live_quiesce(void) {
+    char err[256];
+    nx_mlp_t *mlp = slow_mlp();
+    CHECK(mlp != NULL);
+    if (!mlp)
+        return;
+    nx_trainer_t *tr =
+        nx_trainer_new(mlp, DIM, BATCH, SEG, 1, NX_TRAINER_PRIO_LOW, err, sizeof err);
+    CHECK(tr != NULL);
+    if (tr) {
+        uint64_t added = feed(tr, 6);
+        CHECK_INT(nx_trainer_shed(tr), 0);
+        nx_trainer_quiesce(tr);
+        CHECK(nx_trainer_shed(tr) > 0);
+        CHECK(nx_trainer_shed(tr) % SEG == 0);
+        CHECK_INT(nx_trainer_kept(tr) + nx_trainer_shed(tr), added); /* all accounted for */
+        added += feed(tr, 2); /* after it, segments are trained again */
+        nx_trainer_finish(tr);
+        CHECK_INT(nx_trainer_kept(tr) + nx_trainer_shed(tr), added);
+        CHECK(nx_trainer_kept(tr) >= 2 * SEG);
+        nx_trainer_destroy(tr);
+    }
+    nx_mlp_destroy(mlp);
+}
+
 static void test_replay_waits(void) {
     char err[256];
     nx_mlp_t *mlp = slow_mlp();
@@ -173,6 +203,7 @@ static void test_priority(int priority) {
 
 int main(void) {
     test_live_sheds();
+    test_live_quiesce();
     test_replay_waits();
     test_priority(NX_TRAINER_PRIO_LOW);
     test_priority(NX_TRAINER_PRIO_IDLE);
