@@ -23,7 +23,9 @@
  * 2. State it needs across events: a field of the record (nx_user_t in
  *    store_int.h, or the record tail laid out in nx_store_new), updated in
  *    nx_featurize_apply. A record change changes the record size, which the
- *    store's stream header checks (store_persist.c: also bump its magic).
+ *    store's stream header checks (store_persist.c: also bump its magic and
+ *    the user record's version, store_changes.c, and convert the previous
+ *    layout as nx_persist_from_v3 does).
  * 3. Its value: written by its row name (o[NX_ROW_...]) through its
  *    family's writer (write_*), which both read-outs call: vector_generic
  *    (any layout) and vector_333 (the default layout, unrolled at the
@@ -267,16 +269,11 @@ typedef struct nx_ev_ctx {
     int64_t prev_gap_ms; /* from the user's previous event (0 if late or first) */
 } nx_ev_ctx_t;
 
-/* 32-bit fingerprint of an item/category/session hash, never 0. */
-static inline uint32_t fp32(uint64_t h) {
-    return (uint32_t)(h ^ (h >> 32)) | 1u;
-}
-
-/* Move-to-front insert of fp into a ring of at most k entries. views: NULL,
+/* Move-to-front insert of tag fp into a ring of at most k entries. views: NULL,
  * or the ring's per-entry event counts (saturating at 255), moved along.
  * Returns the entry's count before this event (0 = not there; 1 for a hit
  * without views). */
-static inline int recent_touch(uint32_t *ring, uint8_t *views, uint8_t *n, int k, uint32_t fp) {
+static inline int recent_touch(uint16_t *ring, uint8_t *views, uint8_t *n, int k, uint16_t fp) {
     int pos = -1;
     for (int i = 0; i < *n; i++)
         if (ring[i] == fp) {
@@ -295,9 +292,9 @@ static inline int recent_touch(uint32_t *ring, uint8_t *views, uint8_t *n, int k
     }
     /* Rotate entries 0..pos by one, fp in front. A few words: carried in a
      * register (a shifting loop compiles to a memmove call). */
-    uint32_t carry = fp;
+    uint16_t carry = fp;
     for (int i = 0; i <= pos; i++) {
-        uint32_t tmp = ring[i];
+        uint16_t tmp = ring[i];
         ring[i] = carry;
         carry = tmp;
     }
@@ -407,20 +404,20 @@ static inline void counters_in_order(const nx_store_t *store, nx_user_t *u, int 
 static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, const nx_event_t *ev,
                                      int fresh, nx_ev_ctx_t *cx) {
     const nx_store_params_t *p = &store->p;
-    int64_t *last = u_last(store, u);
+    uint32_t *last = u_last(store, u);
     int t = ev->type, k = p->recent_items;
     float value = (float)event_value(p, ev);
     *cx = (nx_ev_ctx_t){0, 0, 0, fresh, 0};
     if (fresh) {
-        u->sess_start = ev->ts_ms;
+        u->sess_age = 0;
         for (int j = 0; j < p->n_types; j++)
-            last[j] = NX_NEVER;
+            last[j] = NX_AGE_NEVER;
     }
     if (ev->item)
         cx->item_views =
-            recent_touch(u_items(store, u), u_views(store, u), &u->n_items, k, fp32(ev->item));
+            recent_touch(u_items(store, u), u_views(store, u), &u->n_items, k, tag16(ev->item));
     if (ev->category)
-        cx->cat_rev = recent_touch(u_cats(store, u), NULL, &u->n_cats, k, fp32(ev->category));
+        cx->cat_rev = recent_touch(u_cats(store, u), NULL, &u->n_cats, k, tag16(ev->category));
 
     if (!fresh && ev->ts_ms < u->clock) {
         /* Out of order for this user: add the event decayed to the user's
@@ -432,27 +429,34 @@ static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, cons
             cnt[w * p->n_types + t] += f[w];
             val[w] += value * f[w];
         }
-        if (ev->ts_ms > last[t])
-            last[t] = ev->ts_ms;
+        uint32_t age = nx_age_of(u->clock - ev->ts_ms);
+        if (age < last[t])
+            last[t] = age;
         return 0;
     }
     int64_t gap = ev->ts_ms - u->clock;
     if (!fresh)
         cx->prev_gap_ms = gap;
     counters_in_order(store, u, t, value, gap);
-    last[t] = ev->ts_ms;
+    /* the ages count from the clock, which moves to this event */
+    if (gap > 0) {
+        for (int j = 0; j < p->n_types; j++)
+            last[j] = nx_age_add(last[j], gap);
+        u->sess_age = nx_age_add(u->sess_age, gap);
+    }
+    last[t] = 0;
     /* Session: a change of session id (absent counts as a value), or
      * without an id a gap longer than session_gap, starts a new one. */
-    uint32_t sfp = ev->session ? fp32(ev->session) : 0;
-    cx->new_sess = fresh || sfp != u->sess_fp || (!sfp && gap > p->session_gap_ms);
+    uint16_t sfp = ev->session ? tag16(ev->session) : 0;
+    cx->new_sess = fresh || sfp != u->sess_tag || (!sfp && gap > p->session_gap_ms);
     if (cx->new_sess) {
-        u->sess_start = ev->ts_ms;
+        u->sess_age = 0;
         u->sess_len = 0;
         u->sess_rev = 0;
-        u->sess_fp = sfp;
+        u->sess_tag = sfp;
         u->carts = 0;
         u->cat_run = 0;
-        u->cat_fp = 0;
+        u->cat_tag = 0;
     }
     if (u->sess_len < UINT16_MAX)
         u->sess_len++;
@@ -465,12 +469,12 @@ static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, cons
         u->carts = 0;
     }
     /* the run goes on while the session's events stay in one category */
-    uint32_t cfp = ev->category ? fp32(ev->category) : 0;
-    if (cfp && cfp == u->cat_fp)
+    uint16_t cfp = ev->category ? tag16(ev->category) : 0;
+    if (cfp && cfp == u->cat_tag)
         u->cat_run = (uint8_t)(u->cat_run < UINT8_MAX ? u->cat_run + 1 : UINT8_MAX);
     else
         u->cat_run = cfp ? 1 : 0;
-    u->cat_fp = cfp;
+    u->cat_tag = cfp;
     return 1;
 }
 
@@ -479,8 +483,9 @@ static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, cons
 /* Each family's writer, o = the family's place in the vector. A log the
  * unrolled read-out takes four lanes at a time arrives as an argument. */
 
-static inline float since_s(int64_t T, int64_t last) {
-    return (float)(T - last) * 0.001f;
+/* seconds of an age (ms before the clock) */
+static inline float since_s(uint32_t age) {
+    return (float)age * 0.001f;
 }
 
 static inline void write_recency(float *o, int missing, float log_since) {
@@ -538,7 +543,6 @@ static inline void vector_generic(const nx_store_t *store, nx_user_t *u, const n
     const nx_store_params_t *p = &store->p;
     const int16_t *at = fz->at;
     int nt = p->n_types, nw = p->n_windows;
-    int64_t T = u->clock;
     const float *cnt = u_cnt(store, u);
     if (fz->vec_counters && at[NX_FAM_COUNTS] >= 0 && at[NX_FAM_VALUE] >= 0) {
         log1p_run(out + at[NX_FAM_COUNTS], cnt, nw * (nt + 1));
@@ -551,16 +555,16 @@ static inline void vector_generic(const nx_store_t *store, nx_user_t *u, const n
                 out[at[NX_FAM_VALUE] + w] = flog1p(u_val(store, u)[w]);
     }
     if (at[NX_FAM_RECENCY] >= 0) {
-        const int64_t *last = u_last(store, u);
+        const uint32_t *last = u_last(store, u);
         for (int t = 0; t < nt; t++) {
-            int miss = last[t] == NX_NEVER;
+            int miss = last[t] == NX_AGE_NEVER;
             write_recency(out + at[NX_FAM_RECENCY] + t * NX_NROWS_RECENCY, miss,
-                          miss ? 0.0f : flog1p(since_s(T, last[t])));
+                          miss ? 0.0f : flog1p(since_s(last[t])));
         }
     }
     if (at[NX_FAM_SESSION] >= 0)
         write_session(fz, out + at[NX_FAM_SESSION], u, cx, flog1p((float)u->sess_len),
-                      flog1p(since_s(T, u->sess_start)), flog1p((float)cx->prev_gap_ms * 0.001f));
+                      flog1p(since_s(u->sess_age)), flog1p((float)cx->prev_gap_ms * 0.001f));
     if (at[NX_FAM_REVISITS] >= 0)
         write_revisits(fz, out + at[NX_FAM_REVISITS], u, cx);
     if (at[NX_FAM_ONEHOT] >= 0)
@@ -585,16 +589,16 @@ static inline __attribute__((always_inline)) void vector_333(const nx_store_t *s
                                                              const nx_ev_ctx_t *cx, float *out) {
     const nx_featurizer_t *fz = &store->fz;
     log1p_run(out + NX_AT333_COUNTS, u_cnt(store, u), 9 * NX_NROWS_COUNTS + 3 * NX_NROWS_VALUE);
-    int64_t T = u->clock;
-    const int64_t *last = u_last(store, u);
-    int miss0 = last[0] == NX_NEVER, miss1 = last[1] == NX_NEVER, miss2 = last[2] == NX_NEVER;
+    const uint32_t *last = u_last(store, u);
+    int miss0 = last[0] == NX_AGE_NEVER, miss1 = last[1] == NX_AGE_NEVER,
+        miss2 = last[2] == NX_AGE_NEVER;
     /* a missing type's log input is 0: log1p(0) = 0, its feature */
-    nx_v4f a = {miss0 ? 0.0f : since_s(T, last[0]), miss1 ? 0.0f : since_s(T, last[1]),
-                miss2 ? 0.0f : since_s(T, last[2]), (float)u->sess_len};
+    nx_v4f a = {miss0 ? 0.0f : since_s(last[0]), miss1 ? 0.0f : since_s(last[1]),
+                miss2 ? 0.0f : since_s(last[2]), (float)u->sess_len};
     int has_price = ev->price >= 0;
     float price = has_price ? (float)ev->price : 0.0f;
-    nx_v4f b = {since_s(T, u->sess_start), (float)cx->prev_gap_ms * 0.001f,
-                price > 0 ? price : 0.0f, 0.0f};
+    nx_v4f b = {since_s(u->sess_age), (float)cx->prev_gap_ms * 0.001f, price > 0 ? price : 0.0f,
+                0.0f};
     a = log1p4(a);
     b = log1p4(b);
     write_recency(out + NX_AT333_RECENCY + 0 * NX_NROWS_RECENCY, miss0, a[0]);
