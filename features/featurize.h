@@ -49,6 +49,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "half.h"
 #include "store_int.h"
 
 /* --- the layout ---------------------------------------------------------- */
@@ -146,6 +147,7 @@ _Static_assert(NX_NROWS_COUNTS == 1 && NX_NROWS_VALUE == 1 && NX_FAM_VALUE == NX
  * exp instead of a libm expf per window. */
 typedef float nx_v4f __attribute__((vector_size(16)));
 typedef int32_t nx_v4i __attribute__((vector_size(16)));
+typedef uint32_t nx_v4u __attribute__((vector_size(16)));
 
 /* log(y) for finite y >= 1, inline and branch-free: the hot path takes ~20
  * logs per event, too many for libm calls. y = 2^e * m with m in
@@ -204,7 +206,6 @@ static inline nx_v4f exp4(nx_v4f x) {
  * its store buffer, or are gathered in registers; loading just-written
  * scalars as a vector cannot be forwarded. */
 static inline nx_v4f log1p4(nx_v4f x) {
-    typedef uint32_t nx_v4u __attribute__((vector_size(16)));
     nx_v4f y = 1.0f + x;
     nx_v4u t = (nx_v4u)y - 0x3f3504f3u; /* bits of sqrt(1/2) */
     nx_v4i e = (nx_v4i)t >> 23;
@@ -214,12 +215,13 @@ static inline nx_v4f log1p4(nx_v4f x) {
     return __builtin_convertvector(e, nx_v4f) * 0.693147181f + 2.0f * sv * poly;
 }
 
-/* out[k] = log1p(c[k]) for k < n (a multiple of 4), 4 lanes at a time. */
-static inline void log1p_run(float *out, const float *c, int n) {
+/* out[k] = log1p(c[k] * unit[k]) of fp16 counters c, k < n (a multiple of
+ * 4), 4 lanes at a time. */
+static inline void log1p_run(float *out, const uint16_t *c, const float *unit, int n) {
     for (int k = 0; k < n; k += 4) {
-        nx_v4f v;
-        memcpy(&v, c + k, sizeof v);
-        v = log1p4(v);
+        nx_v4f u;
+        memcpy(&u, unit + k, sizeof u);
+        nx_v4f v = log1p4(nx_half_counter4(c + k) * u);
         memcpy(out + k, &v, sizeof v);
     }
 }
@@ -317,45 +319,77 @@ static inline double event_value(const nx_store_params_t *p, const nx_event_t *e
         return 0.0;
     if (!(ev->price >= 0 && ev->price <= FLT_MAX)) /* NaN (absent), negative or infinite */
         return 0.0;
-    /* A value the float counters cannot sum would make the windows, and
+    /* A value a float cannot sum would make the windows, and
      * through the normaliser everyone's features, infinite for good: capped
      * at NX_VALUE_MAX, so even 10^8 such events in a window stay finite. */
     double v = ev->price * (ev->quantity > 0 ? ev->quantity : 1);
     return v < NX_VALUE_MAX ? v : NX_VALUE_MAX;
 }
 
-/* Counter lanes k..k+3 at c for an event of type t: c = c * fac (if decay)
- * + the lanes' increment (1 on t's counts, vv on the value lanes). */
-static inline void lanes_update(const nx_featurizer_t *fz, float *c4, int t, int k, nx_v4f fac,
-                                int decay, nx_v4f vv) {
-    nx_v4f c, inc;
+/* --- the counters: fp16 in the record (half.h) ----------------------------- */
+
+/* Value counters count in units of 1024 (an exact scaling): fp16's 65504
+ * becomes 67 million a window, and the smallest normal value 1/16. */
+#define NX_VALUE_UNIT     1024.0f
+#define NX_VALUE_UNIT_INV (1.0f / 1024)
+
+/* The random bits of an event's stochastic rounding: a hash of the user
+ * and the event (time, type), so replays round alike. */
+static inline uint64_t sr_seed(const nx_user_t *u, const nx_event_t *ev) {
+    uint64_t z = u->hash ^ (((uint64_t)ev->ts_ms << 4) ^ (uint64_t)(uint32_t)ev->type) *
+                               0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL; /* splitmix64's finaliser */
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* The 64 random bits of counter lanes 4g..4g+3: the seed rotated, 16 bits
+ * a lane (lanes of different groups overlap; each is still uniform). */
+static inline uint64_t sr_group(uint64_t r0, int g) {
+    int s = (21 * g) & 63;
+    return s ? (r0 << s) | (r0 >> (64 - s)) : r0;
+}
+
+/* The 16 random bits of counter k. */
+static inline uint32_t sr_lane(uint64_t r0, int k) {
+    return (uint32_t)(sr_group(r0, k >> 2) >> (16 * (k & 3))) & 0xffffu;
+}
+
+/* Counter lanes k..k+3 at c4 for an event of type t: c = c * fac (if decay)
+ * + the lanes' increment (1 on t's counts, vv on the value lanes), rounded
+ * with random bits r. */
+static inline void lanes_update(const nx_featurizer_t *fz, uint16_t *c4, int t, int k, nx_v4f fac,
+                                int decay, nx_v4f vv, uint64_t r) {
+    nx_v4f c = nx_half_counter4(c4), inc;
     nx_v4i vm;
-    memcpy(&c, c4, sizeof c);
     memcpy(&inc, fz->lane_inc[t] + k, sizeof inc);
     memcpy(&vm, fz->lane_val + k, sizeof vm);
     if (decay)
         c *= fac;
     c += (nx_v4f)((nx_v4i)inc | ((nx_v4i)vv & vm));
-    memcpy(c4, &c, sizeof c);
+    nx_half_store_counter4(c4, c, r);
 }
 
 /* The decayed counters of an event in order, gap ms after the user's clock:
- * every counter decays to the new clock, then the event's count (and value)
- * is added. */
+ * every counter decays to the new clock, then the event's count (and value,
+ * in NX_VALUE_UNIT) is added; each counter is then rounded to fp16 with its
+ * lane's bits of r0. A counter the event leaves as it was (gap 0, nothing
+ * added) stays exact: it is an fp16 value already. */
 static inline void counters_in_order(const nx_store_t *store, nx_user_t *u, int t, float value,
-                                     int64_t gap) {
+                                     int64_t gap, uint64_t r0) {
     const nx_featurizer_t *fz = &store->fz;
     const nx_store_params_t *p = &store->p;
-    float *cnt = u_cnt(store, u), *val = u_val(store, u);
+    uint16_t *cnt = u_cnt(store, u);
     int nt = p->n_types;
+    float f[NX_STORE_MAX_WINDOWS] = {1.0f, 1.0f, 1.0f, 1.0f};
+    if (gap > 0)
+        decay_factors(fz, (float)gap, f);
     if (fz->vec_counters) {
         /* c = c * exp(-gap / L) + increment, 4 lanes at a time; per
          * lane the same two operations as the scalar path below (x * 1
          * and x + 0 are exact for these finite, non-negative values) */
-        nx_v4f vv = {value, value, value, value};
-        float f[NX_STORE_MAX_WINDOWS] = {1.0f, 1.0f, 1.0f, 1.0f};
-        if (gap > 0)
-            decay_factors(fz, (float)gap, f);
+        float vu = value * NX_VALUE_UNIT_INV;
+        nx_v4f vv = {vu, vu, vu, vu};
         const uint8_t *lw = fz->lane_win;
         if (fz->layout333) {
             /* lanes: counts w0 t0-2, w1 t0-2, w2 t0-2, values w0-2 */
@@ -365,32 +399,24 @@ static inline void counters_in_order(const nx_store_t *store, nx_user_t *u, int 
             nx_v4f fac[3] = {__builtin_shuffle(fv, i0), __builtin_shuffle(fv, i1),
                              __builtin_shuffle(fv, i2)};
             for (int k = 0; k < 12; k += 4)
-                lanes_update(fz, cnt + k, t, k, fac[k / 4], gap > 0, vv);
+                lanes_update(fz, cnt + k, t, k, fac[k / 4], gap > 0, vv, sr_group(r0, k / 4));
         } else {
             for (int k = 0; k < nt * p->n_windows + p->n_windows; k += 4) {
                 nx_v4f fac = {f[lw[k]], f[lw[k + 1]], f[lw[k + 2]], f[lw[k + 3]]};
-                lanes_update(fz, cnt + k, t, k, fac, gap > 0, vv);
+                lanes_update(fz, cnt + k, t, k, fac, gap > 0, vv, sr_group(r0, k / 4));
             }
         }
         return;
     }
-    if (gap > 0) { /* gap 0: factors of 1, nothing to do */
-        /* counts (window-major) and values are contiguous: one
-         * element-wise product with the factors spread out */
-        float f[NX_STORE_MAX_WINDOWS], fac[NX_COUNTERS_MAX];
-        decay_factors(fz, (float)gap, f);
-        int nw = p->n_windows, nc = nw * nt;
-        for (int w = 0; w < nw; w++) {
-            for (int j = 0; j < nt; j++)
-                fac[w * nt + j] = f[w];
-            fac[nc + w] = f[w];
-        }
-        for (int k = 0; k < nc + nw; k++)
-            cnt[k] *= fac[k];
-    }
-    for (int w = 0; w < p->n_windows; w++) {
-        cnt[w * nt + t] += 1.0f;
-        val[w] += value;
+    /* counts (window-major), then values: the same per counter */
+    int nw = p->n_windows, nc = nw * nt;
+    for (int k = 0; k < nc + nw; k++) {
+        int w = k < nc ? k / nt : k - nc;
+        float x = nx_half_to_float(cnt[k]);
+        if (gap > 0)
+            x *= f[w];
+        x += k < nc ? (k % nt == t ? 1.0f : 0.0f) : value * NX_VALUE_UNIT_INV;
+        cnt[k] = nx_half_round_sr(x, sr_lane(r0, k));
     }
 }
 
@@ -422,12 +448,16 @@ static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, cons
     if (!fresh && ev->ts_ms < u->clock) {
         /* Out of order for this user: add the event decayed to the user's
          * clock; the session follows event time and is untouched. */
-        float *cnt = u_cnt(store, u), *val = u_val(store, u);
+        uint16_t *cnt = u_cnt(store, u), *val = u_val(store, u);
         float dt = (float)(u->clock - ev->ts_ms), f[NX_STORE_MAX_WINDOWS];
         decay_factors(&store->fz, dt, f);
+        uint64_t r0 = sr_seed(u, ev);
+        int nc = p->n_windows * p->n_types;
         for (int w = 0; w < p->n_windows; w++) {
-            cnt[w * p->n_types + t] += f[w];
-            val[w] += value * f[w];
+            int k = w * p->n_types + t;
+            cnt[k] = nx_half_round_sr(nx_half_to_float(cnt[k]) + f[w], sr_lane(r0, k));
+            val[w] = nx_half_round_sr(nx_half_to_float(val[w]) + value * NX_VALUE_UNIT_INV * f[w],
+                                      sr_lane(r0, nc + w));
         }
         uint32_t age = nx_age_of(u->clock - ev->ts_ms);
         if (age < last[t])
@@ -437,7 +467,7 @@ static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, cons
     int64_t gap = ev->ts_ms - u->clock;
     if (!fresh)
         cx->prev_gap_ms = gap;
-    counters_in_order(store, u, t, value, gap);
+    counters_in_order(store, u, t, value, gap, sr_seed(u, ev));
     /* the ages count from the clock, which moves to this event */
     if (gap > 0) {
         for (int j = 0; j < p->n_types; j++)
@@ -543,16 +573,17 @@ static inline void vector_generic(const nx_store_t *store, nx_user_t *u, const n
     const nx_store_params_t *p = &store->p;
     const int16_t *at = fz->at;
     int nt = p->n_types, nw = p->n_windows;
-    const float *cnt = u_cnt(store, u);
+    const uint16_t *cnt = u_cnt(store, u);
     if (fz->vec_counters && at[NX_FAM_COUNTS] >= 0 && at[NX_FAM_VALUE] >= 0) {
-        log1p_run(out + at[NX_FAM_COUNTS], cnt, nw * (nt + 1));
+        log1p_run(out + at[NX_FAM_COUNTS], cnt, fz->lane_unit, nw * (nt + 1));
     } else {
         if (at[NX_FAM_COUNTS] >= 0)
             for (int k = 0; k < nw * nt; k++)
-                out[at[NX_FAM_COUNTS] + k] = flog1p(cnt[k]);
+                out[at[NX_FAM_COUNTS] + k] = flog1p(nx_half_to_float(cnt[k]));
         if (at[NX_FAM_VALUE] >= 0)
             for (int w = 0; w < nw; w++)
-                out[at[NX_FAM_VALUE] + w] = flog1p(u_val(store, u)[w]);
+                out[at[NX_FAM_VALUE] + w] =
+                    flog1p(nx_half_to_float(u_val(store, u)[w]) * NX_VALUE_UNIT);
     }
     if (at[NX_FAM_RECENCY] >= 0) {
         const uint32_t *last = u_last(store, u);
@@ -588,7 +619,8 @@ static inline __attribute__((always_inline)) void vector_333(const nx_store_t *s
                                                              const nx_event_t *ev,
                                                              const nx_ev_ctx_t *cx, float *out) {
     const nx_featurizer_t *fz = &store->fz;
-    log1p_run(out + NX_AT333_COUNTS, u_cnt(store, u), 9 * NX_NROWS_COUNTS + 3 * NX_NROWS_VALUE);
+    log1p_run(out + NX_AT333_COUNTS, u_cnt(store, u), fz->lane_unit,
+              9 * NX_NROWS_COUNTS + 3 * NX_NROWS_VALUE);
     const uint32_t *last = u_last(store, u);
     int miss0 = last[0] == NX_AGE_NEVER, miss1 = last[1] == NX_AGE_NEVER,
         miss2 = last[2] == NX_AGE_NEVER;

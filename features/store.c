@@ -143,10 +143,10 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     size_t off = sizeof(nx_user_t);
     store->off_last = off;
     off += sizeof(uint32_t) * (size_t)p->n_types;
-    store->off_cnt = off;
-    off += sizeof(float) * (size_t)p->n_windows * (size_t)p->n_types;
+    store->off_cnt = off; /* bfloat16 counters (quant.h) */
+    off += sizeof(uint16_t) * (size_t)p->n_windows * (size_t)p->n_types;
     store->off_val = off; /* right after the counts: decay scales both in one loop */
-    off += sizeof(float) * (size_t)p->n_windows;
+    off += sizeof(uint16_t) * (size_t)p->n_windows;
     store->off_items = off;
     off += sizeof(uint16_t) * (size_t)p->recent_items;
     store->off_cats = off;

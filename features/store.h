@@ -6,7 +6,7 @@
  *
  * Layout and why:
  * - Users live in a dense slab of fixed-size records (size from the params:
- *   168 bytes with the defaults, 176 with 4 scores). The slab reserves
+ *   144 bytes with the defaults, 152 with 4 scores). The slab reserves
  *   address space for max_users records up front (MAP_NORESERVE; memory is committed only as
  *   pages are touched) and asks for transparent huge pages, so records never
  *   move, inserts never allocate and random access at 10M users does not
@@ -27,11 +27,13 @@
  *   The old array is not unmapped when the grow ends (one munmap of its
  *   32 MB at 10M users takes over a millisecond): nx_store_maintain unmaps
  *   it 256 KB per clock check.
- * - Windows are exponentially decayed counters, one float per window and
+ * - Windows are exponentially decayed counters, one per window and
  *   type (+ one for purchase value): count_w = sum over the user's events of
  *   exp(-(T - ts) / L_w), T = the user's clock (latest event time seen), L_w
  *   the window length. O(1) update in either time direction (a late event adds
- *   exp(-(T - ts)/L_w)), 4 bytes per counter; bucketed rings of the default
+ *   exp(-(T - ts)/L_w)), 2 bytes per counter (fp16, rounded stochastically
+ *   so that it neither stalls nor drifts, each rounding within 2^-10 of
+ *   it: half.h; values count in units of 1024, up to 67 million); bucketed rings of the default
  *   10/12/24 buckets would take ~46 counters per type instead of 3 (see
  *   bench/bench_features.c for the measured comparison).
  * - Each user holds at most one pending example: its normalised vector at its

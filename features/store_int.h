@@ -126,6 +126,7 @@ typedef struct nx_featurizer {
     uint8_t lane_win[NX_COUNTERS_MAX];                   /* window of lane k */
     float lane_inc[NX_EVENT_MAX_TYPES][NX_COUNTERS_MAX]; /* 1 on type t's count lanes */
     int32_t lane_val[NX_COUNTERS_MAX];                   /* all ones on the value lanes */
+    float lane_unit[NX_COUNTERS_MAX]; /* what a lane counts in: 1, values NX_VALUE_UNIT */
 } nx_featurizer_t;
 
 struct nx_store {
@@ -206,11 +207,12 @@ static inline nx_user_t *rec(const nx_store_t *store, uint32_t i) {
 static inline uint32_t *u_last(const nx_store_t *store, nx_user_t *u) {
     return (uint32_t *)((char *)u + store->off_last);
 }
-static inline float *u_cnt(const nx_store_t *store, nx_user_t *u) {
-    return (float *)((char *)u + store->off_cnt);
+/* decayed counters (fp16, half.h): counts window-major, then values */
+static inline uint16_t *u_cnt(const nx_store_t *store, nx_user_t *u) {
+    return (uint16_t *)((char *)u + store->off_cnt);
 }
-static inline float *u_val(const nx_store_t *store, nx_user_t *u) {
-    return (float *)((char *)u + store->off_val);
+static inline uint16_t *u_val(const nx_store_t *store, nx_user_t *u) {
+    return (uint16_t *)((char *)u + store->off_val);
 }
 static inline uint16_t *u_items(const nx_store_t *store, nx_user_t *u) {
     return (uint16_t *)((char *)u + store->off_items);

@@ -11,7 +11,8 @@
  * and the normaliser. Records are raw memory: a stream is read back only by
  * a store of the same layout on a machine of the same byte order (the
  * header check refuses another layout). Records of the previous version
- * (version 3: full times, 32-bit fingerprints, fp16 pending features) are
+ * (version 3: full times, float counters, 32-bit fingerprints, fp16
+ * pending features) are
  * converted as they are read (nx_persist_from_v3, also used for single
  * user records).
  */
@@ -109,8 +110,14 @@ void nx_persist_from_v3(const nx_store_t *store, const void *in, void *out) {
         memcpy(&last, b + l.last + 8 * (size_t)t, 8);
         u_last(store, u)[t] = v3_age(o.clock, last);
     }
-    /* counts then values, the same floats in the same order */
-    memcpy(u_cnt(store, u), b + l.cnt, 4 * (size_t)p->n_windows * ((size_t)p->n_types + 1));
+    /* counts then values, in the same order, to the nearest fp16 of what
+     * they count in (nx_half_round_sr with half the dropped range: to
+     * nearest, saturating) */
+    for (int k = 0; k < p->n_windows * (p->n_types + 1); k++) {
+        float c;
+        memcpy(&c, b + l.cnt + 4 * (size_t)k, 4);
+        u_cnt(store, u)[k] = nx_half_round_sr(c / store->fz.lane_unit[k], 0x1000u);
+    }
     for (int i = 0; i < p->recent_items; i++) {
         uint32_t f;
         memcpy(&f, b + l.items + 4 * (size_t)i, 4);
@@ -151,7 +158,8 @@ int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t
     OUT("session tag %04x age %" PRIu32 " len %u revisits %u carts %u category %04x run %u\n",
         u->sess_tag, u->sess_age, u->sess_len, u->sess_rev, u->carts, u->cat_tag, u->cat_run);
     const uint32_t *last = u_last(store, u);
-    const float *cnt = u_cnt(store, u), *val = u_val(store, u);
+    const uint16_t *cnt = u_cnt(store, u), *val = u_val(store, u);
+    int nc = p->n_windows * p->n_types;
     for (int t = 0; t < p->n_types; t++)
         if (last[t] == NX_AGE_NEVER)
             OUT("last %s never\n", p->type_names[t]);
@@ -160,8 +168,8 @@ int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t
     for (int w = 0; w < p->n_windows; w++) {
         OUT("window %" PRId64 ":", p->window_ms[w]);
         for (int t = 0; t < p->n_types; t++)
-            OUT(" %a", (double)cnt[w * p->n_types + t]);
-        OUT(" value %a\n", (double)val[w]);
+            OUT(" %a", (double)nx_half_to_float(cnt[w * p->n_types + t]));
+        OUT(" value %a\n", (double)(nx_half_to_float(val[w]) * store->fz.lane_unit[nc + w]));
     }
     OUT("items");
     for (int i = 0; i < u->n_items; i++)
