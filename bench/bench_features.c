@@ -282,7 +282,7 @@ int main(int argc, char **argv) {
     size_t ring = 0;
     for (int w = 0; w < p.n_windows && w < 3; w++)
         ring += (size_t)RING_BUCKETS[w] * ((size_t)p.n_types * 2 + 4) + 4;
-    size_t decay = (size_t)p.n_windows * ((size_t)p.n_types + 1) * 4;
+    size_t decay = (size_t)p.n_windows * ((size_t)p.n_types + 1) * 2; /* fp16 counters */
     printf("window_bytes_decayed: %zu window_bytes_ring: %zu (record would be %zu)\n", decay, ring,
            s.record_bytes - decay + ring);
     nx_store_destroy(store);

@@ -23,6 +23,25 @@
  *   clock. p50, p99, p99.9 and max are printed. NX_BENCH_LATENCY_DUMP=FILE
  *   writes "produce_ms latency_ms partition" per event (for plots).
  *
+ *   Where the time goes: the input and output topics use LogAppendTime,
+ *   so each record carries its broker append time. Printed per stage (p50,
+ *   p99, ms): this tool's producer to the broker's append of the input;
+ *   the daemon's own stages from its /metrics histograms (fetch: append to
+ *   the loop's poll; wait; predict; ack: produce() to the delivery report;
+ *   their deltas over the timed part, quantiles interpolated within
+ *   buckets); and the broker's append of the prediction to its arrival here
+ *   (this tool's own fetch). Also the trainer's steps and the examples it
+ *   shed over the timed part.
+ *
+ * ceiling (--ceiling on, throughput only): after the daemon, a plain
+ *   librdkafka consume -> produce loop (rd_kafka_consume_batch_queue, the
+ *   daemon's producer and consumer tuning from kafka.h, no decoding, no
+ *   model) reads the same input topic in a group of its own and copies each
+ *   record to an output topic of the same layout. Its events/s (first
+ *   record consumed to last delivery report) is the most this broker and
+ *   client give on this host; the daemon's events/s is printed as a share
+ *   of it.
+ *
  * changelog (--changelog on, throughput only): the daemon keeps its user
  *   state in a changelog topic (state.changelog); besides events/s it
  *   prints the changelog bytes and records per input event (from its
@@ -41,7 +60,7 @@
  *
  * usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R]
  *                    [--seconds S] [--model on|off] [--changelog on|off]
- *                    [--brokers B]
+ *                    [--ceiling on|off] [--brokers B]
  *        (brokers: $NX_TEST_BROKERS, else 127.0.0.1:$NX_KAFKA_PORT or 39092)
  */
 #include <errno.h>
@@ -58,6 +77,7 @@
 
 #include "codec.h"
 #include "gen.h"
+#include "kafka.h"
 #include "kafka_fixture.h"
 #include "scrape.h"
 
@@ -82,11 +102,17 @@ static long long n_events = 1000000;
 static double rate = 0, seconds = 10;
 static int model_on = 1;
 static int changelog_on = 0;
+static int ceiling_on = 0;
 static int metrics_port;
+/* CLOCK_REALTIME - CLOCK_MONOTONIC, us: broker timestamps onto this clock */
+static int64_t wall_minus_mono_us;
 
 /* per input partition, per offset: produce time and prediction arrival
  * (us on CLOCK_MONOTONIC; 0 = not yet) */
 static int64_t *t_prod[PARTS], *t_arr[PARTS];
+/* latency runs: broker append time of each input record and of its
+ * prediction, on CLOCK_MONOTONIC, us (0 = unknown) */
+static int64_t *t_in_app[PARTS], *t_out_app[PARTS];
 static long long cap_per_part;
 static long long produced, delivered, delivery_failed, predictions, duplicates, out_of_range;
 
@@ -105,8 +131,13 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     }
     delivered++;
     int64_t t = (int64_t)(intptr_t)m->_private;
-    if (m->partition >= 0 && m->partition < PARTS && m->offset >= 0 && m->offset < cap_per_part)
+    if (m->partition >= 0 && m->partition < PARTS && m->offset >= 0 && m->offset < cap_per_part) {
         t_prod[m->partition][m->offset] = t;
+        rd_kafka_timestamp_type_t tt;
+        int64_t ts = rd_kafka_message_timestamp(m, &tt);
+        if (t_in_app[0] && tt == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME && ts > 0)
+            t_in_app[m->partition][m->offset] = ts * 1000 - wall_minus_mono_us;
+    }
 }
 
 /* Zig-zag varint at *p; -1 on a bad one. */
@@ -170,10 +201,15 @@ static void consume_outputs(rd_kafka_t *cons, int wait_ms, int64_t *first, int64
             int64_t t = now_us(), part, off;
             if (parse_prediction(m->payload, m->len, &part, &off) == 0 && part >= 0 &&
                 part < PARTS && off >= 0 && off < cap_per_part) {
-                if (t_arr[part][off])
+                rd_kafka_timestamp_type_t tt;
+                int64_t ts = rd_kafka_message_timestamp(m, &tt);
+                if (t_arr[part][off]) {
                     duplicates++;
-                else
+                } else {
                     t_arr[part][off] = t;
+                    if (t_out_app[0] && tt == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME && ts > 0)
+                        t_out_app[part][off] = ts * 1000 - wall_minus_mono_us;
+                }
                 predictions++;
                 if (!*first)
                     *first = t;
@@ -293,6 +329,274 @@ static void restore_figures(const char *dir, const char *conf) {
            users, recs, mb, worst, worst > 0 ? users / worst : 0, worst > 0 ? mb / worst : 0);
 }
 
+static int cmp_i64_fwd(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sets message.timestamp.type = LogAppendTime on a fresh topic (the
+ * records then carry the broker's append time). 0 or -1. */
+static int log_append_time(rd_kafka_t *rk, const char *topic) {
+    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_ConfigResource_set_config(res, "message.timestamp.type", "LogAppendTime");
+    rd_kafka_AlterConfigs(rk, &res, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+    int rc = -1;
+    if (ev && !rd_kafka_event_error(ev)) {
+        size_t n = 0;
+        const rd_kafka_ConfigResource_t **r =
+            rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
+        rc = n == 1 && !rd_kafka_ConfigResource_error(r[0]) ? 0 : -1;
+    }
+    if (rc < 0)
+        fprintf(stderr, "bench_kafka: %s: cannot set LogAppendTime: %s\n", topic,
+                ev ? rd_kafka_event_error_string(ev) : "timed out");
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_ConfigResource_destroy(res);
+    return rc;
+}
+
+/* A histogram series of a /metrics text: cumulative counts per bucket. */
+typedef struct hist {
+    int n;
+    double le[40], cum[40];
+} hist_t;
+
+/* The series `name`_bucket{`labels`le="..."} of text into *h (labels "" or
+ * `stage="fetch",`). */
+static void hist_get(const char *text, const char *name, const char *labels, hist_t *h) {
+    char prefix[200];
+    int pl = snprintf(prefix, sizeof prefix, "%s_bucket{%sle=\"", name, labels);
+    h->n = 0;
+    for (const char *p = text; (p = strstr(p, prefix)) != NULL && h->n < 40; p += pl) {
+        if (p != text && p[-1] != '\n')
+            continue;
+        const char *v = p + pl;
+        h->le[h->n] = strncmp(v, "+Inf", 4) == 0 ? INFINITY : atof(v);
+        const char *sp = strchr(v, ' ');
+        h->cum[h->n++] = sp ? atof(sp + 1) : 0;
+    }
+}
+
+/* Quantile q of the events added between two scrapes (b - a), seconds,
+ * interpolated linearly within its bucket as Prometheus's
+ * histogram_quantile; NAN when none. */
+static double hist_quantile(const hist_t *a, const hist_t *b, double q) {
+    if (b->n == 0 || (a->n && a->n != b->n))
+        return NAN;
+    double total = b->cum[b->n - 1] - (a->n ? a->cum[a->n - 1] : 0);
+    if (total <= 0)
+        return NAN;
+    double want = q * total, prev = 0, lo = 0;
+    for (int i = 0; i < b->n; i++) {
+        double c = b->cum[i] - (a->n ? a->cum[i] : 0);
+        if (c >= want) {
+            if (isinf(b->le[i]))
+                return lo; /* beyond the last bound: that bound */
+            return lo + (b->le[i] - lo) * (c > prev ? (want - prev) / (c - prev) : 1);
+        }
+        prev = c;
+        lo = b->le[i];
+    }
+    return lo;
+}
+
+/* CPU time (user + system, all threads) of process pid so far, seconds;
+ * -1 if unknown. */
+static double proc_cpu_s(pid_t pid) {
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    /* fields 14 and 15 (utime, stime); p is at the end of field 2 */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The local broker's pid (scripts/kafka keeps it), 0 if unknown. */
+static pid_t broker_pid(void) {
+    const char *port = getenv("NX_KAFKA_PORT");
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/nextact-kafka-%s/pid", port ? port : "39092");
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+/* CPU per event over a span: what the host's other load cannot inflate as
+ * much as it does wall-clock figures. */
+static void print_cpu(double daemon_s, double broker_s, long long events) {
+    if (events <= 0 || daemon_s < 0)
+        return;
+    printf("cpu per event: nextactd %.2f us", daemon_s * 1e6 / (double)events);
+    if (broker_s >= 0)
+        printf(", broker %.2f us", broker_s * 1e6 / (double)events);
+    printf(" (user + system, all threads)\n");
+}
+
+/* The daemon's /metrics body into buf; 0 or -1. */
+static int scrape_metrics(char *buf, size_t size) {
+    return nx_scrape_get(metrics_port, "/metrics", buf, size) == 200 ? 0 : -1;
+}
+
+/* p50 and p99 (ms) of per-event durations (us), "p50/p99". */
+static void fmt_p50_p99(char *out, size_t size, int64_t *v, long long n) {
+    if (n == 0) {
+        snprintf(out, size, "-");
+        return;
+    }
+    qsort(v, (size_t)n, sizeof *v, cmp_i64_fwd);
+    snprintf(out, size, "%.2f/%.2f", (double)v[(long long)(0.5 * (double)(n - 1))] / 1000,
+             (double)v[(long long)(0.99 * (double)(n - 1))] / 1000);
+}
+
+/* Where the time of the timed events went (see the header). before, after:
+ * the daemon's /metrics at the start and the end of the timed part. */
+static void print_stages(const char *before, const char *after, int64_t t_start) {
+    int64_t *v = malloc((size_t)(PARTS * cap_per_part) * sizeof *v);
+    char in_app[40] = "-", own_fetch[40] = "-", daemon_part[300] = "";
+    long long n = 0;
+    for (int p = 0; p < PARTS; p++)
+        for (long long o = 0; o < cap_per_part; o++)
+            if (t_prod[p][o] >= t_start && t_arr[p][o] && t_in_app[p][o])
+                v[n++] = t_in_app[p][o] - t_prod[p][o];
+    fmt_p50_p99(in_app, sizeof in_app, v, n);
+    n = 0;
+    for (int p = 0; p < PARTS; p++)
+        for (long long o = 0; o < cap_per_part; o++)
+            if (t_prod[p][o] >= t_start && t_arr[p][o] && t_out_app[p][o])
+                v[n++] = t_arr[p][o] - t_out_app[p][o];
+    fmt_p50_p99(own_fetch, sizeof own_fetch, v, n);
+    free(v);
+    static const char *stages[] = {"fetch", "wait", "predict", "ack"};
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
+        char labels[64];
+        hist_t a, b;
+        snprintf(labels, sizeof labels, "stage=\"%s\",", stages[i]);
+        hist_get(before, "nextactd_stage_seconds", labels, &a);
+        hist_get(after, "nextactd_stage_seconds", labels, &b);
+        len += (size_t)snprintf(daemon_part + len, sizeof daemon_part - len, "%s %.2f/%.2f | ",
+                                stages[i], hist_quantile(&a, &b, 0.5) * 1000,
+                                hist_quantile(&a, &b, 0.99) * 1000);
+        if (len >= sizeof daemon_part)
+            break;
+    }
+    hist_t a, b;
+    hist_get(before, "nextactd_produce_latency_seconds", "", &a);
+    hist_get(after, "nextactd_produce_latency_seconds", "", &b);
+    printf("stages ms p50/p99: producer->broker %s | daemon: %sappend->produce() %.2f/%.2f | "
+           "prediction append->this consumer %s\n",
+           in_app, daemon_part, hist_quantile(&a, &b, 0.5) * 1000,
+           hist_quantile(&a, &b, 0.99) * 1000, own_fetch);
+    long long steps = nx_scrape_metric(after, "nextactd_training_steps_total") -
+                      nx_scrape_metric(before, "nextactd_training_steps_total");
+    long long shed = nx_scrape_metric(after, "nextactd_training_examples_shed_total") -
+                     nx_scrape_metric(before, "nextactd_training_examples_shed_total");
+    if (model_on)
+        printf("trainer: %lld steps, %lld examples shed in the timed part\n", steps, shed);
+}
+
+/* The ceiling: a plain consume -> produce loop over the input topic (see
+ * the header); events/s, or 0 if it did not copy every record. */
+static long long ceil_acked;
+static int64_t ceil_last_ack;
+static void ceil_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    if (!m->err) {
+        ceil_acked++;
+        ceil_last_ack = now_us();
+    }
+}
+
+static double ceiling_run(long long total) {
+    char err[512], out[128], cgroup[200];
+    nx_fixture_topic_name(out, sizeof out, "bench-ceiling");
+    snprintf(cgroup, sizeof cgroup, "%s-group", out);
+    if (nx_fixture_create_topic(out, PARTS, err, sizeof err) < 0) {
+        fprintf(stderr, "ceiling: %s\n", err);
+        return 0;
+    }
+    rd_kafka_conf_t *pc = rd_kafka_conf_new();
+    rd_kafka_conf_set_dr_msg_cb(pc, ceil_dr);
+    int bad = rd_kafka_conf_set(pc, "bootstrap.servers", nx_fixture_brokers(), err, sizeof err);
+    for (const char *const *kv = nx_kafka_producer_tuning; !bad && kv[0]; kv += 2)
+        bad = rd_kafka_conf_set(pc, kv[0], kv[1], err, sizeof err);
+    rd_kafka_t *prod = bad ? NULL : rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
+    /* the daemon's consumer settings that matter for speed; no commits */
+    const char *cprops[16] = {"auto.offset.reset", "earliest", "enable.auto.commit", "false"};
+    int k = 4;
+    for (const char *const *kv = nx_kafka_consumer_tuning; kv[0] && k < 14; kv += 2) {
+        cprops[k++] = kv[0];
+        cprops[k++] = kv[1];
+    }
+    cprops[k] = NULL;
+    rd_kafka_t *cons = nx_fixture_consumer(cgroup, err, sizeof err, cprops);
+    if (!prod || !cons) {
+        fprintf(stderr, "ceiling: %s\n", err);
+        if (prod)
+            rd_kafka_destroy(prod);
+        else if (bad)
+            rd_kafka_conf_destroy(pc);
+        if (cons)
+            rd_kafka_destroy(cons);
+        return 0;
+    }
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, in_topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(cons, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(cons);
+    rd_kafka_message_t *msgs[1024];
+    long long copied = 0;
+    int64_t first = 0, deadline = now_us() + 300 * 1000000LL;
+    while (ceil_acked < total && now_us() < deadline) {
+        ssize_t n = rd_kafka_consume_batch_queue(q, copied < total ? 100 : 0, msgs, 1024);
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = msgs[i];
+            if (!m->err) {
+                if (!first)
+                    first = now_us();
+                while (rd_kafka_producev(
+                           prod, RD_KAFKA_V_TOPIC(out), RD_KAFKA_V_PARTITION(m->partition),
+                           RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                           RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                    rd_kafka_poll(prod, 10);
+                copied++;
+            }
+            rd_kafka_message_destroy(m);
+        }
+        rd_kafka_poll(prod, copied >= total ? 10 : 0);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_consumer_close(cons);
+    rd_kafka_destroy(cons);
+    rd_kafka_flush(prod, 10000);
+    rd_kafka_destroy(prod);
+    if (ceil_acked < total || ceil_last_ack <= first) {
+        printf("ceiling: only %lld of %lld records copied\n", ceil_acked, total);
+        return 0;
+    }
+    return (double)total / ((double)(ceil_last_ack - first) / 1e6);
+}
+
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
@@ -300,7 +604,7 @@ static int cmp_i64(const void *a, const void *b) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R] "
-                    "[--seconds S] [--model on|off] [--changelog on|off]\n");
+                    "[--seconds S] [--model on|off] [--changelog on|off] [--ceiling on|off]\n");
     exit(2);
 }
 
@@ -323,6 +627,8 @@ int main(int argc, char **argv) {
             model_on = strcmp(argv[++i], "off") != 0;
         else if (strcmp(argv[i], "--changelog") == 0)
             changelog_on = strcmp(argv[++i], "off") != 0;
+        else if (strcmp(argv[i], "--ceiling") == 0)
+            ceiling_on = strcmp(argv[++i], "off") != 0;
         else if (strcmp(argv[i], "--brokers") == 0)
             setenv("NX_TEST_BROKERS", argv[++i], 1);
         else
@@ -334,10 +640,19 @@ int main(int argc, char **argv) {
     for (int p = 0; p < PARTS; p++) {
         t_prod[p] = calloc((size_t)cap_per_part, sizeof(int64_t));
         t_arr[p] = calloc((size_t)cap_per_part, sizeof(int64_t));
-        if (!t_prod[p] || !t_arr[p]) {
+        if (rate > 0) {
+            t_in_app[p] = calloc((size_t)cap_per_part, sizeof(int64_t));
+            t_out_app[p] = calloc((size_t)cap_per_part, sizeof(int64_t));
+        }
+        if (!t_prod[p] || !t_arr[p] || (rate > 0 && (!t_in_app[p] || !t_out_app[p]))) {
             fprintf(stderr, "out of memory\n");
             return 1;
         }
+    }
+    {
+        struct timespec w;
+        clock_gettime(CLOCK_REALTIME, &w);
+        wall_minus_mono_us = (int64_t)w.tv_sec * 1000000 + w.tv_nsec / 1000 - now_us();
     }
 
     nx_fixture_topic_name(in_topic, sizeof in_topic, "bench-in");
@@ -360,6 +675,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
+    /* latency runs: records carry their broker append time (see the header) */
+    if (prod && rate > 0 &&
+        (log_append_time(prod, in_topic) < 0 || log_append_time(prod, out_topic) < 0))
+        return 1;
     const char *cprops[] = {"auto.offset.reset", "earliest", "fetch.wait.max.ms", "5", NULL};
     char cgroup[200];
     snprintf(cgroup, sizeof cgroup, "%s-reader", out_topic);
@@ -409,16 +728,13 @@ int main(int argc, char **argv) {
             model_on ? "true" : "false");
     const char *kp = getenv("NX_KAFKA_PORT");
     metrics_port = (kp ? atoi(kp) : 39092) + 109;
+    fprintf(f, "metrics: { listen = \"127.0.0.1:%d\"; };\n", metrics_port);
     if (changelog_on)
-        fprintf(f,
-                "metrics: { listen = \"127.0.0.1:%d\"; };\n"
-                "state: { changelog = \"%s-state\"; instance_id = \"bench\"; };\n",
-                metrics_port, in_topic);
-    else
-        fprintf(f, "metrics: { listen = \"\"; };\n");
+        fprintf(f, "state: { changelog = \"%s-state\"; instance_id = \"bench\"; };\n", in_topic);
     fclose(f);
 
     int64_t first = 0, last = 0, t_start, t_end;
+    double daemon_rate = 0; /* throughput runs: the daemon's events/s */
     pid_t pid;
     if (rate <= 0) {
         /* throughput: produce everything, then let the daemon drain it */
@@ -434,6 +750,7 @@ int main(int argc, char **argv) {
         printf("produced %lld events to %s (%d partitions), %lld delivered\n", produced, in_topic,
                PARTS, delivered);
         t_start = now_us();
+        double broker_cpu0 = proc_cpu_s(broker_pid());
         pid = nx_fixture_start_daemon(nextactd, conf, log, NULL);
         /* until every prediction is in, or the offsets are committed and
          * nothing more comes for 3 s (then some are missing) */
@@ -469,6 +786,17 @@ int main(int argc, char **argv) {
                (double)(t_end - t_start) / 1e6);
         if (changelog_on)
             changelog_figures(total);
+        daemon_rate = span > 0 ? (double)predictions / span : 0;
+        double broker_cpu = proc_cpu_s(broker_pid());
+        print_cpu(proc_cpu_s(pid),
+                  broker_cpu0 >= 0 && broker_cpu >= 0 ? broker_cpu - broker_cpu0 : -1, predictions);
+        static char text[1 << 20];
+        if (model_on && scrape_metrics(text, sizeof text) == 0)
+            printf("trainer: %lld steps, %lld examples trained on, %lld shed (the trainer runs "
+                   "below the loop's priority)\n",
+                   nx_scrape_metric(text, "nextactd_training_steps_total"),
+                   nx_scrape_metric(text, "nextactd_training_examples_total"),
+                   nx_scrape_metric(text, "nextactd_training_examples_shed_total"));
     } else {
         /* latency: daemon first, warm-up, then a fixed rate */
         pid = nx_fixture_start_daemon(nextactd, conf, log, NULL);
@@ -489,7 +817,18 @@ int main(int argc, char **argv) {
         int64_t t_paced = now_us();
         t_start = t_paced + (int64_t)(PACED_WARMUP_S * 1e6); /* measured from here */
         long long sent = 0;
+        static char before[1 << 20], after[1 << 20];
+        int scraped = 0;
+        double cpu0_daemon = -1, cpu0_broker = -1;
         while (sent < timed) {
+            if (!scraped && now_us() >= t_start) {
+                /* the daemon's histograms as the timed part begins */
+                scraped = 1;
+                cpu0_daemon = proc_cpu_s(pid);
+                cpu0_broker = proc_cpu_s(broker_pid());
+                if (scrape_metrics(before, sizeof before) < 0)
+                    before[0] = '\0';
+            }
             int64_t due = (int64_t)((double)(now_us() - t_paced) * rate / 1e6) + 1;
             while (sent < due && sent < timed) {
                 produce_one(prod, gen);
@@ -510,6 +849,10 @@ int main(int argc, char **argv) {
         deadline = now_us() + 30 * 1000000LL;
         while (predictions < total && now_us() < deadline)
             consume_outputs(cons, 100, &first, &last);
+        usleep(300000); /* the daemon publishes its figures every 100 ms */
+        if (scrape_metrics(after, sizeof after) < 0)
+            after[0] = '\0';
+        double cpu_daemon = proc_cpu_s(pid), cpu_broker = proc_cpu_s(broker_pid());
         /* latencies of the timed events (offsets past the warm-up ones) */
         int64_t *lat = malloc((size_t)total * sizeof *lat);
         long long n = 0, missing = 0;
@@ -542,6 +885,12 @@ int main(int argc, char **argv) {
                model_on ? "on" : "off", (double)timed / send_s, send_s, timed, n, missing, Q(0.5),
                Q(0.99), Q(0.999), Q(1.0));
         free(lat);
+        if (before[0] && after[0])
+            print_stages(before, after, t_start);
+        else
+            printf("stages: no /metrics from the daemon on port %d\n", metrics_port);
+        print_cpu(cpu0_daemon >= 0 && cpu_daemon >= 0 ? cpu_daemon - cpu0_daemon : -1,
+                  cpu0_broker >= 0 && cpu_broker >= 0 ? cpu_broker - cpu0_broker : -1, timed);
     }
     int st = 0;
     if (changelog_on && rate <= 0 && exited_pid != pid) {
@@ -557,6 +906,16 @@ int main(int argc, char **argv) {
     } else {
         kill(pid, SIGTERM);
         waitpid(pid, &st, 0);
+    }
+    if (ceiling_on && rate <= 0) {
+        /* once the daemon is gone: the loop has the host to itself, as the
+         * daemon had */
+        double ceiling = ceiling_run(total);
+        if (ceiling > 0)
+            printf("ceiling: plain librdkafka consume -> produce (batch consume, the daemon's "
+                   "client tuning, no decoding, no model): %.0f events/s; nextactd model %s: "
+                   "%.0f events/s = %.0f%% of it\n",
+                   ceiling, model_on ? "on" : "off", daemon_rate, 100.0 * daemon_rate / ceiling);
     }
     int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     printf("nextactd exit %d; %lld duplicate and %lld unparsed predictions, %lld delivery "
@@ -579,6 +938,8 @@ int main(int argc, char **argv) {
     for (int p = 0; p < PARTS; p++) {
         free(t_prod[p]);
         free(t_arr[p]);
+        free(t_in_app[p]);
+        free(t_out_app[p]);
     }
     return 0;
 }

@@ -268,6 +268,13 @@ const nx_cfg_desc_t nx_config_table[] = {
      "Share of `none` examples trained on; probabilities are corrected to stay calibrated."},
     {"model.threads", NX_CT_INT, OFF(model.threads), "1", 1, 64, NULL, 0,
      "OpenBLAS threads; 1 keeps results bit-identical run to run."},
+    {"model.trainer_priority", NX_CT_ENUM, OFF(model.trainer_priority), "\"low\"", 0, 0, "normal|low|idle", 0,
+     "Scheduling of the training thread in the live daemon, so that predictions never wait\n"
+     "on training: low = nice 19 (under contention it gets a few percent of a core and the\n"
+     "loop preempts it at once), idle = SCHED_IDLE (only CPU time nothing else wants; on a\n"
+     "saturated host the model may stop learning), normal = as the loop. When the trainer\n"
+     "falls 8 segments (about 2,000 events) behind, examples are dropped, counted in\n"
+     "nextactd_training_examples_shed_total, rather than delaying predictions."},
     {"model.metrics_window", NX_CT_INT, OFF(model.metrics_window), "10000", 100, 10000000, NULL, 0,
      "Examples in the rolling window of the progressive-validation metrics."},
     {"model.guard", NX_CT_BOOL, OFF(model.guard), "true", 0, 0, NULL, 0,

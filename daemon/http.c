@@ -62,21 +62,55 @@ static void put_label(out_t *o, const char *v) {
     }
 }
 
-/* A histogram from per-bucket counts (not cumulative); the last bucket is
- * +Inf, so its cumulative count is the total. */
-static void put_histogram(out_t *o, const char *name, const char *help, int n, const double *le,
-                          const uint64_t *count, double sum) {
-    head(o, name, "histogram", help);
+/* One histogram series from per-bucket counts (not cumulative); the last
+ * bucket is +Inf, so its cumulative count is the total. labels: "" or
+ * `key="value",` (with the comma). */
+static void put_series(out_t *o, const char *name, const char *labels, int n, const double *le,
+                       const uint64_t *count, double sum) {
     uint64_t cum = 0;
     for (int i = 0; i < n; i++) {
         cum += count[i];
         if (i == n - 1)
-            put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+            put(o, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
         else
-            put(o, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cum);
+            put(o, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, le[i], (unsigned long long)cum);
     }
-    put(o, "%s_sum %.6f\n", name, sum);
-    put(o, "%s_count %llu\n", name, (unsigned long long)cum);
+    size_t l = strlen(labels);
+    if (l) /* the labels without their trailing comma */
+        put(o, "%s_sum{%.*s} %.6f\n%s_count{%.*s} %llu\n", name, (int)(l - 1), labels, sum, name,
+            (int)(l - 1), labels, (unsigned long long)cum);
+    else
+        put(o, "%s_sum %.6f\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
+}
+
+static void put_histogram(out_t *o, const char *name, const char *help, int n, const double *le,
+                          const uint64_t *count, double sum) {
+    head(o, name, "histogram", help);
+    put_series(o, name, "", n, le, count, sum);
+}
+
+/* The stage histograms: to_produce on its own, the others by stage. */
+static void put_stages(out_t *o, const nx_http_metrics_t *m) {
+    int to_produce = -1;
+    for (int k = 0; k < m->n_stages; k++)
+        if (strcmp(m->stage_name[k], "to_produce") == 0)
+            to_produce = k;
+    if (to_produce >= 0)
+        put_histogram(o, "nextactd_produce_latency_seconds",
+                      "Input record (broker timestamp) to its prediction handed to the producer.",
+                      m->n_stage_buckets, m->stage_le, m->stage_count[to_produce],
+                      m->stage_sum_s[to_produce]);
+    head(o, "nextactd_stage_seconds", "histogram",
+         "Where the latency goes: fetch = broker timestamp to the loop's poll, wait = poll to "
+         "the pipeline, predict = pipeline to produce(), ack = produce() to the delivery report.");
+    for (int k = 0; k < m->n_stages; k++) {
+        if (k == to_produce)
+            continue;
+        char labels[64];
+        snprintf(labels, sizeof labels, "stage=\"%s\",", m->stage_name[k]);
+        put_series(o, "nextactd_stage_seconds", labels, m->n_stage_buckets, m->stage_le,
+                   m->stage_count[k], m->stage_sum_s[k]);
+    }
 }
 
 /* A gauge whose value may not be known: left out then, as Prometheus
@@ -215,6 +249,7 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     put_histogram(&o, "nextactd_latency_seconds",
                   "Input record (broker timestamp) to its prediction acknowledged.", m->n_buckets,
                   m->bucket_le, m->bucket_count, m->latency_sum);
+    put_stages(&o, m);
     put_histogram(&o, "nextactd_training_step_seconds",
                   "Duration of one training step (mini-batch forward, backward, update).",
                   m->n_step_buckets, m->step_le, m->step_count, m->step_sum_s);
@@ -227,6 +262,13 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     put(&o, "nextactd_pending_labels %llu\n", (unsigned long long)m->pending_labels);
     head(&o, "nextactd_training_steps_total", "counter", "Optimizer steps (= model version).");
     put(&o, "nextactd_training_steps_total %llu\n", (unsigned long long)m->training_steps);
+    head(&o, "nextactd_training_examples_total", "counter",
+         "Labelled examples trained on (after negative down-sampling).");
+    put(&o, "nextactd_training_examples_total %llu\n", (unsigned long long)m->training_examples);
+    head(&o, "nextactd_training_examples_shed_total", "counter",
+         "Labelled examples not trained on because the trainer, which runs at a lower "
+         "priority than predictions, was too far behind.");
+    put(&o, "nextactd_training_examples_shed_total %llu\n", (unsigned long long)m->training_shed);
     put_gauge_if(&o, "nextactd_rolling_logloss",
                  "Progressive-validation log loss over the rolling window (absent before any "
                  "labelled example).",

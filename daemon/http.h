@@ -59,6 +59,7 @@
 #define NX_HTTP_MAX_REASONS 40 /* >= NX_CODEC_N_REASONS */
 #define NX_HTTP_MAX_CLASSES 16
 #define NX_HTTP_MAX_BUCKETS 40
+#define NX_HTTP_MAX_STAGES  8
 #define NX_HTTP_NAME        64
 #define NX_HTTP_MAX_LAGS    64 /* partitions shown (= NX_KAFKA_MAX_LAGS) */
 #define NX_HTTP_REASON      160
@@ -97,6 +98,15 @@ typedef struct nx_http_metrics {
     uint64_t bucket_count[NX_HTTP_MAX_BUCKETS]; /* not cumulative */
     uint64_t latency_count;
     double latency_sum; /* seconds */
+    /* where the latency goes (stages.h): per stage, laid out as the
+     * latency; the stage named "to_produce" is shown as a histogram of its
+     * own (nextactd_produce_latency_seconds), the others under
+     * nextactd_stage_seconds{stage=...} */
+    int n_stage_buckets, n_stages;
+    double stage_le[NX_HTTP_MAX_BUCKETS]; /* seconds, last = +Inf */
+    char stage_name[NX_HTTP_MAX_STAGES][16];
+    uint64_t stage_count[NX_HTTP_MAX_STAGES][NX_HTTP_MAX_BUCKETS]; /* not cumulative */
+    double stage_sum_s[NX_HTTP_MAX_STAGES];
     /* training-step durations (trainer.h), laid out as the latency */
     int n_step_buckets;
     double step_le[NX_HTTP_MAX_BUCKETS];      /* seconds, last = +Inf */
@@ -107,6 +117,8 @@ typedef struct nx_http_metrics {
     double bytes_per_user;
     uint64_t pending_labels;
     uint64_t training_steps;
+    uint64_t training_examples; /* examples trained on (after down-sampling) */
+    uint64_t training_shed;     /* examples dropped: the live trainer was too far behind */
     uint64_t events_processed;
     double rolling_logloss;
     int n_classes;

@@ -22,16 +22,28 @@
 /* Longest wait on the consumer before delivery reports are served again. */
 #define POLL_SLICE_MS 2
 
-/* Records librdkafka keeps fetched ahead (its default: 100000). Once the
- * local queue holds that many, librdkafka 2.0 stops fetching and looks
- * again only when its broker thread next wakes, up to 1 s later
- * (rdkafka_broker.c serves an up broker in 1000 ms slices; 2.1 added
- * fetch.queue.backoff.ms for it): at 100000 the daemon drained the queue
- * and then waited, 141k events/s with the machine half idle. The queue
- * must hold about a second of input: 250000 gave 321k events/s, 500000
- * 430-505k (bench_kafka, 2M events), at ~0.4 KB of memory per queued
- * record (peak RSS 104 MB, 158 MB, 256 MB). kafka.consumer overrides it. */
-#define NX_QUEUED_MIN_MESSAGES "400000"
+/* Consumer. queued.min.messages: records librdkafka keeps fetched ahead
+ * (its default: 100000). Once the local queue holds that many, librdkafka
+ * 2.0 stops fetching and looks again only when its broker thread next
+ * wakes, up to 1 s later (rdkafka_broker.c serves an up broker in 1000 ms
+ * slices; 2.1 added fetch.queue.backoff.ms for it): at 100000 the daemon
+ * drained the queue and then waited, 141k events/s with the machine half
+ * idle. The queue must hold about a second of input: 250000 gave 321k
+ * events/s, 500000 430-505k (bench_kafka, 2M events), at ~0.4 KB of memory
+ * per queued record (peak RSS 104 MB, 158 MB, 256 MB). kafka.consumer
+ * overrides any of these. */
+const char *const nx_kafka_consumer_tuning[] = {
+    "queued.min.messages",
+    "400000",
+    NULL,
+};
+
+/* Producer: idempotent, so librdkafka's own retries neither duplicate nor
+ * reorder. linger.ms: how long a prediction may wait for others to share
+ * its request. kafka.producer overrides any of these. */
+const char *const nx_kafka_producer_tuning[] = {
+    "enable.idempotence", "true", "linger.ms", "1", NULL,
+};
 
 /* ---- callbacks ------------------------------------------------------------ */
 
@@ -80,7 +92,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         nx_err("kafka: cannot produce again to %s: %s; its input offset will not be committed",
                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(err));
         if (kafka->hooks.delivered)
-            kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, m->err, 0);
+            kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, m->err, 0, -1);
         return;
     }
     if (is_dlq)
@@ -91,7 +103,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     if (kafka->hooks.delivered) {
         int64_t now = kafka->dr_now_ms ? kafka->dr_now_ms : nx_now_wall_ms();
         kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, RD_KAFKA_RESP_ERR_NO_ERROR,
-                               in_ts > 0 ? now - in_ts : -1);
+                               in_ts > 0 ? now - in_ts : -1, rd_kafka_message_latency(m));
     }
 }
 
@@ -331,6 +343,14 @@ static int conf_apply_map(rd_kafka_conf_t *conf, const nx_strmap_t *m, char *err
     return 0;
 }
 
+static int conf_apply_list(rd_kafka_conf_t *conf, const char *const *kv, char *errstr,
+                           size_t errstr_size) {
+    for (; kv[0] && kv[1]; kv += 2)
+        if (conf_set(conf, kv[0], kv[1], errstr, errstr_size) < 0)
+            return -1;
+    return 0;
+}
+
 static rd_kafka_conf_t *base_conf(nx_kafka_t *kafka, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char lvl[8];
@@ -401,12 +421,10 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
         kafka->brokers = strdup(cfg->kafka.brokers);
     }
 
-    /* producer: idempotent, so librdkafka's own retries neither duplicate
-     * nor reorder; the user's pass-through properties come last. */
+    /* producer: the user's pass-through properties come last */
     if (!(pconf = base_conf(kafka, errstr, errstr_size)))
         goto err;
-    if (conf_set(pconf, "enable.idempotence", "true", errstr, errstr_size) < 0 ||
-        conf_set(pconf, "linger.ms", "5", errstr, errstr_size) < 0 ||
+    if (conf_apply_list(pconf, nx_kafka_producer_tuning, errstr, errstr_size) < 0 ||
         conf_apply_map(pconf, &cfg->kafka.producer, errstr, errstr_size) < 0)
         goto err;
     rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
@@ -427,7 +445,7 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
         conf_set(cconf, "partition.assignment.strategy", "range,roundrobin", errstr, errstr_size) <
             0 ||
         conf_set(cconf, "statistics.interval.ms", "5000", errstr, errstr_size) < 0 ||
-        conf_set(cconf, "queued.min.messages", NX_QUEUED_MIN_MESSAGES, errstr, errstr_size) < 0 ||
+        conf_apply_list(cconf, nx_kafka_consumer_tuning, errstr, errstr_size) < 0 ||
         conf_apply_map(cconf, &cfg->kafka.consumer, errstr, errstr_size) < 0)
         goto err;
     rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);

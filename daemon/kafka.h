@@ -56,6 +56,13 @@
 
 typedef struct nx_kafka nx_kafka_t;
 
+/* The performance settings nextactd gives its producer and consumer
+ * before the user's pass-through properties (kafka.producer,
+ * kafka.consumer), as name, value, ..., NULL. Exported so that a benchmark
+ * can run a plain client loop with the same settings. */
+extern const char *const nx_kafka_producer_tuning[];
+extern const char *const nx_kafka_consumer_tuning[];
+
 /* A consumed record's place in the at-least-once bookkeeping. */
 typedef uint64_t nx_ticket_t;
 #define NX_TICKET_NONE 0
@@ -71,9 +78,10 @@ typedef struct nx_kafka_hooks {
     void (*revoked)(void *opaque, const rd_kafka_topic_partition_list_t *parts);
     /* A produced record was acknowledged (err 0) or failed for good.
      * latency_ms: from the consumed record's broker timestamp (its
-     * producer's create time) to now, -1 if unknown. */
-    void (*delivered)(void *opaque, int is_dead_letter, rd_kafka_resp_err_t err,
-                      int64_t latency_ms);
+     * producer's create time) to now, -1 if unknown. ack_us: from its
+     * produce() call to now, -1 if unknown. */
+    void (*delivered)(void *opaque, int is_dead_letter, rd_kafka_resp_err_t err, int64_t latency_ms,
+                      int64_t ack_us);
     void *opaque;
 } nx_kafka_hooks_t;
 

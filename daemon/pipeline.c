@@ -154,7 +154,11 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPH
     }
     if (pipe->mlp) {
         /* a segment holds one step's resolved examples plus expired ones */
+        const char *prio = cfg->model.trainer_priority;
         pipe->tr = nx_trainer_new(pipe->mlp, pipe->dim, (int)cfg->model.batch_size, 2 * STEP, live,
+                                  strcmp(prio, "idle") == 0  ? NX_TRAINER_PRIO_IDLE
+                                  : strcmp(prio, "low") == 0 ? NX_TRAINER_PRIO_LOW
+                                                             : NX_TRAINER_PRIO_NORMAL,
                                   errstr, errstr_size);
         if (!pipe->tr)
             goto err;
@@ -239,6 +243,10 @@ void nx_pipeline_destroy(nx_pipeline_t *pipe) {
 
 void nx_pipeline_step_hist(const nx_pipeline_t *pipe, nx_trainer_step_hist_t *h) {
     nx_trainer_step_hist(pipe->tr, h);
+}
+
+uint64_t nx_pipeline_shed(const nx_pipeline_t *pipe) {
+    return pipe->tr ? nx_trainer_shed(pipe->tr) : 0;
 }
 
 const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k) {

@@ -124,18 +124,34 @@ int64_t nx_run_latency_quantile(const nx_latency_t *l, double q) {
 
 /* ---- the loop --------------------------------------------------------------- */
 
+static int64_t clock_us(clockid_t id) {
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int nx_run_emit(void *opaque, size_t index, const nx_event_t *ev, const void *rec, size_t len) {
     nx_run_t *r = opaque;
+    /* one clock read per prediction (vDSO, tens of ns): the stages of
+     * events later in a batch differ by the steps before them */
+    int64_t now = clock_us(CLOCK_MONOTONIC);
+    nx_stages_add(&r->stages, NX_STAGE_PREDICT, now - r->piped_mono_us, 1);
+    if (r->rec_ts[index] > 0)
+        nx_stages_add(&r->stages, NX_STAGE_TO_PRODUCE,
+                      r->polled_wall_us + (now - r->polled_mono_us) - r->rec_ts[index] * 1000, 1);
     return nx_kafka_produce(r->kafka, r->tickets[index], ev->user_id, ev->user_id_len, rec, len);
 }
 
-static void delivered(void *opaque, int is_dlq, rd_kafka_resp_err_t err, int64_t latency_ms) {
+static void delivered(void *opaque, int is_dlq, rd_kafka_resp_err_t err, int64_t latency_ms,
+                      int64_t ack_us) {
     nx_run_t *r = opaque;
     if (!is_dlq && !err && latency_ms >= 0) {
         latency_add(&r->lat, latency_ms);
         latency_add(&r->lat_window, latency_ms);
         r->lat_sum_s += (double)latency_ms / 1000;
     }
+    if (!is_dlq && !err && ack_us >= 0)
+        nx_stages_add(&r->stages, NX_STAGE_ACK, ack_us, 1);
 }
 
 /* Partitions of one batch stopped at a record whose writer schema is not
@@ -200,6 +216,10 @@ static void process_batch(nx_run_t *r, int n) {
             ev->partition = m->partition;
             ev->offset = m->offset;
             ev->topic = topic;
+            int64_t ts = rd_kafka_message_timestamp(m, NULL);
+            r->rec_ts[ng] = ts;
+            if (ts > 0)
+                nx_stages_add(&r->stages, NX_STAGE_FETCH, r->polled_wall_us - ts * 1000, 1);
             r->tickets[ng++] = t;
         } else if (why == NX_CODEC_SKIPPED) {
             r->skipped++;
@@ -211,8 +231,11 @@ static void process_batch(nx_run_t *r, int n) {
             nx_kafka_dead_letter(r->kafka, t, m, nx_codec_reason_name(why));
         }
     }
-    if (ng)
+    if (ng) {
+        r->piped_mono_us = clock_us(CLOCK_MONOTONIC);
+        nx_stages_add(&r->stages, NX_STAGE_WAIT, r->piped_mono_us - r->polled_mono_us, ng);
         nx_pipeline_process(r->pipe, r->evs, ng, r->topics, now);
+    }
     for (int i = 0; i < n; i++)
         rd_kafka_message_destroy(r->msgs[i]);
 }
@@ -472,6 +495,17 @@ static void metrics_publish(nx_run_t *r) {
         m->bucket_count[i] = r->lat.count[i];
     m->latency_count = r->lat.n;
     m->latency_sum = r->lat_sum_s;
+    _Static_assert(NX_STAGES_BUCKETS <= NX_HTTP_MAX_BUCKETS, "stage buckets");
+    _Static_assert(NX_STAGE_N <= NX_HTTP_MAX_STAGES, "stages");
+    m->n_stage_buckets = NX_STAGES_BUCKETS;
+    m->n_stages = NX_STAGE_N;
+    for (int b = 0; b < NX_STAGES_BUCKETS; b++)
+        m->stage_le[b] = nx_stages_le(b);
+    for (int k = 0; k < NX_STAGE_N; k++) {
+        snprintf(m->stage_name[k], sizeof m->stage_name[k], "%s", nx_stage_name((nx_stage_t)k));
+        memcpy(m->stage_count[k], r->stages.count[k], sizeof r->stages.count[k]);
+        m->stage_sum_s[k] = r->stages.sum_s[k];
+    }
     nx_trainer_step_hist_t sh;
     _Static_assert(NX_TRAINER_STEP_BUCKETS <= NX_HTTP_MAX_BUCKETS, "step buckets");
     nx_pipeline_step_hist(r->pipe, &sh);
@@ -486,6 +520,8 @@ static void metrics_publish(nx_run_t *r) {
     m->bytes_per_user = s.bytes_per_user;
     m->pending_labels = s.pending;
     m->training_steps = s.steps;
+    m->training_examples = s.trained;
+    m->training_shed = nx_pipeline_shed(r->pipe);
     m->events_processed = s.events;
     m->rolling_logloss = s.window_logloss;
     m->n_classes = s.n_classes < NX_HTTP_MAX_CLASSES ? s.n_classes : NX_HTTP_MAX_CLASSES;
@@ -623,8 +659,11 @@ int nx_run_loop(nx_run_t *r, const nx_run_hook_t *hook) {
             rc = 1;
             break;
         }
-        if (n > 0)
+        if (n > 0) {
+            r->polled_mono_us = clock_us(CLOCK_MONOTONIC);
+            r->polled_wall_us = clock_us(CLOCK_REALTIME);
             process_batch(r, n);
+        }
         nx_pipeline_tick(r->pipe, nx_now_wall_ms());
         ops_tick(r, nx_now_mono_ms());
         if (r->changelog) {
@@ -662,8 +701,9 @@ static int run_alloc(nx_run_t *r, char *err, size_t err_size) {
     r->msgs = calloc(batch, sizeof *r->msgs);
     r->evs = calloc(batch, sizeof *r->evs);
     r->tickets = calloc(batch, sizeof *r->tickets);
+    r->rec_ts = calloc(batch, sizeof *r->rec_ts);
     r->topics = calloc((size_t)r->cfg->kafka.input_topics.n, sizeof *r->topics);
-    if (!r->msgs || !r->evs || !r->tickets || !r->topics) {
+    if (!r->msgs || !r->evs || !r->tickets || !r->rec_ts || !r->topics) {
         snprintf(err, err_size, "out of memory");
         return -1;
     }
@@ -872,6 +912,7 @@ void nx_run_teardown(nx_run_t *r) {
     free(r->msgs);
     free(r->evs);
     free(r->tickets);
+    free(r->rec_ts);
     free(r->topics);
 }
 

@@ -1,12 +1,17 @@
 /* trainer.c: the training thread and its segment queue (trainer.h). */
 #include "trainer.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -23,16 +28,22 @@ struct nx_trainer {
     size_t dim;
     int live;
 
+    int priority; /* NX_TRAINER_PRIO_*, applied by the thread to itself */
+
     pthread_t thread;
     int started;
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* any change of pushed, trained or stop */
+    pthread_cond_t cond; /* the main thread waits on it: trained changed */
+    sem_t work;          /* the trainer waits on it: pushed or stop changed */
     segment_t seg[NX_TRAINER_QUEUE];
-    int64_t pushed;  /* segments handed over */
-    int idle;        /* main thread: trainer known idle since the last push */
-    int64_t trained; /* segments trained and published, -1 = none */
-    int stop;
-    segment_t *fill; /* the segment being filled by the main thread */
+    _Atomic int64_t pushed;  /* segments handed over; written by the main thread */
+    int idle;                /* main thread: trainer known idle since the last push */
+    _Atomic int64_t trained; /* segments trained and published, -1 = none; written by
+                              * the trainer (and by reset, while it is idle) */
+    _Atomic int stop;
+    _Atomic uint64_t shed;      /* live: examples dropped while the queue was full */
+    _Atomic int64_t skip_below; /* live: segments before this one are not trained on */
+    segment_t *fill;            /* the segment being filled by the main thread */
 
     nx_mlp_predictor_t *slot[NX_TRAINER_NSLOT];
     nx_mlp_predictor_t *initial; /* the weights before any training */
@@ -124,32 +135,60 @@ static void apply_commands(nx_trainer_t *tr, const segment_t *seg) {
         nx_mlp_set_lr_scale(tr->mlp, seg->lr_scale);
 }
 
+/* Trainer thread, live: steps aside for the loop. "low" is nice 19 (a few
+ * percent of a core under contention, never none); "idle" is SCHED_IDLE
+ * (only what nothing else wants). Lowering one's own priority needs no
+ * privilege; raising it back would, so it is set once for the thread's
+ * life. */
+static void lower_priority(int priority) {
+    if (priority == NX_TRAINER_PRIO_LOW) {
+        /* Linux: a thread id as `who` sets that thread's nice value only */
+        if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) < 0)
+            nx_warn("model: cannot lower the trainer's priority (nice 19): %s", strerror(errno));
+    } else if (priority == NX_TRAINER_PRIO_IDLE) {
+        struct sched_param sp = {0};
+        int err = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+        if (err)
+            nx_warn("model: cannot put the trainer in SCHED_IDLE: %s", strerror(err));
+    }
+}
+
 static void *trainer_main(void *arg) {
     nx_trainer_t *tr = arg;
     pthread_setname_np(pthread_self(), "nx-trainer"); /* for top -H, perf */
-    pthread_mutex_lock(&tr->mu);
+    if (tr->live)
+        lower_priority(tr->priority);
     for (;;) {
-        while (tr->trained + 1 >= tr->pushed && !tr->stop)
-            pthread_cond_wait(&tr->cond, &tr->mu);
-        if (tr->trained + 1 >= tr->pushed)
-            break; /* stop, and nothing left */
-        int64_t s = tr->trained + 1;
+        int64_t s = atomic_load(&tr->trained) + 1;
+        if (s >= atomic_load(&tr->pushed)) {
+            if (atomic_load(&tr->stop))
+                break; /* stop, and nothing left */
+            /* posted once per push and at stop: a post after the check
+             * above is not lost, and a spare one only loops once more */
+            while (sem_wait(&tr->work) < 0 && errno == EINTR)
+                ;
+            continue;
+        }
         segment_t *seg = &tr->seg[s % NX_TRAINER_QUEUE];
-        pthread_mutex_unlock(&tr->mu);
         if (seg->cmd)
             apply_commands(tr, seg);
-        train_segment(tr, seg);
+        if (s < atomic_load(&tr->skip_below))
+            atomic_fetch_add_explicit(&tr->shed, seg->n, memory_order_relaxed);
+        else
+            train_segment(tr, seg);
         nx_mlp_publish(tr->mlp, tr->slot[s % NX_TRAINER_NSLOT]);
+        /* stored before the broadcast, which is under the mutex the
+         * waiters test it under: no wake-up is lost */
+        atomic_store(&tr->trained, s);
         pthread_mutex_lock(&tr->mu);
-        tr->trained = s;
         pthread_cond_broadcast(&tr->cond);
+        pthread_mutex_unlock(&tr->mu);
     }
-    pthread_mutex_unlock(&tr->mu);
     return NULL;
 }
 
 nx_trainer_t *nx_trainer_new(nx_mlp_t *mlp, size_t dim, int batch, size_t seg_cap, int live,
-                             char *errstr, size_t errstr_size) {
+                             int priority, char *errstr, size_t errstr_size) {
     nx_trainer_t *tr = calloc(1, sizeof *tr);
     if (!tr) {
         nx_errf(errstr, errstr_size, "out of memory");
@@ -158,6 +197,7 @@ nx_trainer_t *nx_trainer_new(nx_mlp_t *mlp, size_t dim, int batch, size_t seg_ca
     tr->mlp = mlp;
     tr->dim = dim;
     tr->live = live;
+    tr->priority = priority;
     tr->tcap = batch;
     tr->tx = malloc((size_t)tr->tcap * dim * sizeof *tr->tx);
     tr->ty = malloc((size_t)tr->tcap * sizeof *tr->ty);
@@ -188,9 +228,11 @@ nx_trainer_t *nx_trainer_new(nx_mlp_t *mlp, size_t dim, int batch, size_t seg_ca
     tr->fill = &tr->seg[0];
     pthread_mutex_init(&tr->mu, NULL);
     pthread_cond_init(&tr->cond, NULL);
+    sem_init(&tr->work, 0, 0);
     if (pthread_create(&tr->thread, NULL, trainer_main, tr) != 0) {
         pthread_mutex_destroy(&tr->mu);
         pthread_cond_destroy(&tr->cond);
+        sem_destroy(&tr->work);
         nx_errf(errstr, errstr_size, "cannot start the trainer thread");
         goto err;
     }
@@ -205,13 +247,12 @@ void nx_trainer_destroy(nx_trainer_t *tr) {
     if (!tr)
         return;
     if (tr->started) {
-        pthread_mutex_lock(&tr->mu);
-        tr->stop = 1;
-        pthread_cond_broadcast(&tr->cond);
-        pthread_mutex_unlock(&tr->mu);
+        atomic_store(&tr->stop, 1);
+        sem_post(&tr->work);
         pthread_join(tr->thread, NULL);
         pthread_mutex_destroy(&tr->mu);
         pthread_cond_destroy(&tr->cond);
+        sem_destroy(&tr->work);
     }
     for (int i = 0; i < NX_TRAINER_QUEUE; i++) {
         free(tr->seg[i].x);
@@ -227,14 +268,26 @@ void nx_trainer_destroy(nx_trainer_t *tr) {
 }
 
 void nx_trainer_push(nx_trainer_t *tr) {
-    pthread_mutex_lock(&tr->mu);
-    tr->pushed++;
+    int64_t pushed = atomic_load(&tr->pushed);
+    if (pushed - atomic_load(&tr->trained) >= NX_TRAINER_QUEUE) {
+        /* Pushing would make the slot being filled the one the trainer is
+         * on. Live, the loop does not wait for it: the segment's examples
+         * are dropped (counted) and its slot filled again; its commands stay
+         * for the next push. Replay waits, so every example is trained. */
+        if (tr->live) {
+            atomic_fetch_add_explicit(&tr->shed, tr->fill->n, memory_order_relaxed);
+            tr->fill->n = 0;
+            return;
+        }
+        pthread_mutex_lock(&tr->mu);
+        while (pushed - atomic_load(&tr->trained) >= NX_TRAINER_QUEUE)
+            pthread_cond_wait(&tr->cond, &tr->mu);
+        pthread_mutex_unlock(&tr->mu);
+    }
+    atomic_store(&tr->pushed, pushed + 1);
     tr->idle = 0;
-    pthread_cond_broadcast(&tr->cond);
-    while (tr->pushed - (tr->trained + 1) >= NX_TRAINER_QUEUE)
-        pthread_cond_wait(&tr->cond, &tr->mu);
-    tr->fill = &tr->seg[tr->pushed % NX_TRAINER_QUEUE];
-    pthread_mutex_unlock(&tr->mu);
+    sem_post(&tr->work);
+    tr->fill = &tr->seg[(pushed + 1) % NX_TRAINER_QUEUE];
     tr->fill->n = 0;
     tr->fill->cmd = 0;
 }
@@ -254,15 +307,18 @@ void nx_trainer_add(nx_trainer_t *tr, const float *x, int32_t label) {
 }
 
 nx_mlp_predictor_t *nx_trainer_predictor(nx_trainer_t *tr) {
-    int64_t need = tr->pushed - 1 - NX_TRAINER_LAG;
-    pthread_mutex_lock(&tr->mu);
+    int64_t need;
     if (tr->live) {
-        need = tr->trained; /* the newest snapshot, without waiting */
+        need = atomic_load(&tr->trained); /* the newest snapshot, without waiting */
     } else {
-        while (need >= 0 && tr->trained < need)
-            pthread_cond_wait(&tr->cond, &tr->mu);
+        need = atomic_load(&tr->pushed) - 1 - NX_TRAINER_LAG;
+        if (need >= 0 && atomic_load(&tr->trained) < need) {
+            pthread_mutex_lock(&tr->mu);
+            while (atomic_load(&tr->trained) < need)
+                pthread_cond_wait(&tr->cond, &tr->mu);
+            pthread_mutex_unlock(&tr->mu);
+        }
     }
-    pthread_mutex_unlock(&tr->mu);
     if (need < 0)
         return tr->initial;
     /* Replay: the trainer is at most at segment pushed - 1 = need + LAG, so
@@ -276,13 +332,21 @@ nx_mlp_predictor_t *nx_trainer_predictor(nx_trainer_t *tr) {
 void nx_trainer_sync(nx_trainer_t *tr) {
     if (!tr->started || tr->idle)
         return; /* idle: also true in a forked child, which has no trainer */
+    int64_t pushed = atomic_load(&tr->pushed);
+    if (atomic_load(&tr->trained) + 1 >= pushed)
+        return;
     pthread_mutex_lock(&tr->mu);
-    while (tr->trained + 1 < tr->pushed)
+    while (atomic_load(&tr->trained) + 1 < pushed)
         pthread_cond_wait(&tr->cond, &tr->mu);
     pthread_mutex_unlock(&tr->mu);
 }
 
 void nx_trainer_quiesce(nx_trainer_t *tr) {
+    /* Live, the loop waits here (a checkpoint's fork): for the segment in
+     * training only, the queued ones are dropped, counted as shed (their
+     * guard commands still apply). */
+    if (tr->live)
+        atomic_store(&tr->skip_below, atomic_load(&tr->pushed));
     nx_trainer_sync(tr);
     tr->idle = 1;
 }
@@ -300,6 +364,10 @@ uint64_t nx_trainer_steps(const nx_trainer_t *tr) {
 
 uint64_t nx_trainer_kept(const nx_trainer_t *tr) {
     return atomic_load(&tr->kept);
+}
+
+uint64_t nx_trainer_shed(const nx_trainer_t *tr) {
+    return atomic_load_explicit(&tr->shed, memory_order_relaxed);
 }
 
 void nx_trainer_step_hist(const nx_trainer_t *tr, nx_trainer_step_hist_t *h) {
@@ -355,15 +423,14 @@ int nx_trainer_load(nx_trainer_t *tr, nx_stream_read_fn read, void *r) {
 void nx_trainer_reset(nx_trainer_t *tr) {
     nx_trainer_sync(tr);
     /* the trainer is idle: restart the segment count at 0 */
-    pthread_mutex_lock(&tr->mu);
-    tr->pushed = 0;
-    tr->trained = -1;
+    atomic_store(&tr->pushed, 0);
+    atomic_store(&tr->trained, -1);
+    atomic_store(&tr->skip_below, 0);
     tr->fill = &tr->seg[0];
     tr->fill->n = 0;
     tr->fill->cmd = 0;
     tr->tn = 0;
     tr->snap_valid = 0;
-    pthread_mutex_unlock(&tr->mu);
 }
 
 void nx_trainer_adopt(nx_trainer_t *tr) {

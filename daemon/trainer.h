@@ -25,12 +25,23 @@
  *
  * Threads: one trainer thread per trainer ("nx-trainer"), started by
  * nx_trainer_new and joined by nx_trainer_destroy. Every other function is
- * for the main thread only (one owner thread). The main thread waits when
- * NX_TRAINER_QUEUE segments are queued (back-pressure), and in replay for
- * the snapshot it must predict from.
+ * for the main thread only (one owner thread).
  *
- * Locking: one mutex guards the segment counts (pushed, trained) and the
- * stop flag; one condition variable signals any change of them. A queued
+ * Live, prediction never waits on training: the trainer thread runs at a
+ * lower priority than the loop (nice 19 or SCHED_IDLE, see
+ * NX_TRAINER_PRIO_*), so it takes the cores the loop and the broker leave;
+ * the predictor is taken without a lock; and when NX_TRAINER_QUEUE segments
+ * are queued, a push drops the segment's examples (counted:
+ * nx_trainer_shed) instead of waiting. Only checkpoints (for the segment
+ * in training, nx_trainer_quiesce) and shutdown wait for it. In replay the main thread waits when
+ * the queue is full (back-pressure: every example is trained) and for the snapshot it must predict
+ * from.
+ *
+ * Locking: the segment counts (pushed, written by the main thread; trained,
+ * by the trainer) and the stop flag are atomics. The trainer sleeps on a
+ * semaphore posted at each push and at stop; the main thread waits for
+ * `trained` on a condition variable, broadcast under its mutex after each
+ * segment (never taken on the live prediction path). A queued
  * segment belongs to the trainer from its push until it is counted as
  * trained; the segment being filled belongs to the main thread. The model
  * (nx_mlp_t) and the partial mini-batch belong to the trainer thread while
@@ -68,13 +79,21 @@
 
 typedef struct nx_trainer nx_trainer_t;
 
+/* The trainer thread's scheduling, live (replay runs it as the loop):
+ * NORMAL as the loop; LOW nice 19 (under contention a few percent of a
+ * core, never starved); IDLE SCHED_IDLE (only CPU nothing else wants). */
+#define NX_TRAINER_PRIO_NORMAL 0
+#define NX_TRAINER_PRIO_LOW    1
+#define NX_TRAINER_PRIO_IDLE   2
+
 /* Starts a trainer for mlp over examples of dim features: mini-batches of
  * batch examples, segments of at most seg_cap examples (a full segment is
  * pushed early by nx_trainer_add). live: 1 takes the newest snapshot, 0 the
- * fixed one of replay (see above). Caller frees with nx_trainer_destroy.
- * NULL + errstr when out of memory or the thread cannot start. */
+ * fixed one of replay (see above). priority: NX_TRAINER_PRIO_*, live only.
+ * Caller frees with nx_trainer_destroy. NULL + errstr when out of memory or
+ * the thread cannot start. */
 nx_trainer_t *nx_trainer_new(nx_mlp_t *mlp, size_t dim, int batch, size_t seg_cap, int live,
-                             char *errstr, size_t errstr_size);
+                             int priority, char *errstr, size_t errstr_size);
 
 /* Trains every segment pushed so far, stops and joins the thread, frees.
  * The segment being filled and the partial mini-batch are discarded. */
@@ -84,10 +103,11 @@ void nx_trainer_destroy(nx_trainer_t *tr);
  * being filled; a full segment is pushed first. */
 void nx_trainer_add(nx_trainer_t *tr, const float *x, int32_t label);
 
-/* Main thread: hands the segment being filled to the trainer (waiting while
- * NX_TRAINER_QUEUE are queued) and starts the next one. Empty segments are
- * pushed too: the segment count, not the example count, fixes which
- * weights predict. */
+/* Main thread: hands the segment being filled to the trainer and starts
+ * the next one. With NX_TRAINER_QUEUE segments queued, replay waits; live
+ * drops the segment's examples (its guard commands stay) and refills it.
+ * Empty segments are pushed too: the segment count, not the example count,
+ * fixes which weights predict. */
 void nx_trainer_push(nx_trainer_t *tr);
 
 /* Main thread: the predictor to predict from now (see Determinism), its
@@ -101,7 +121,9 @@ void nx_trainer_sync(nx_trainer_t *tr);
 
 /* Main thread: nx_trainer_sync, then marks the trainer idle until the next
  * push, so that a fork's child can save the state (nx_trainer_save) without
- * waiting for a thread it does not have. */
+ * waiting for a thread it does not have. Live, the segments queued and not
+ * started are not trained on (counted in nx_trainer_shed; their commands
+ * are carried out): the loop waits for the segment in training only. */
 void nx_trainer_quiesce(nx_trainer_t *tr);
 
 /* Commands of the model guard, attached with nx_trainer_command to the
@@ -128,6 +150,9 @@ void nx_trainer_finish(nx_trainer_t *tr);
  * down-sampling) so far. Any thread. */
 uint64_t nx_trainer_steps(const nx_trainer_t *tr);
 uint64_t nx_trainer_kept(const nx_trainer_t *tr);
+/* Live: examples dropped because the trainer was NX_TRAINER_QUEUE segments
+ * behind. Any thread. */
+uint64_t nx_trainer_shed(const nx_trainer_t *tr);
 
 /* Duration of the training steps (one mini-batch forward, backward and
  * optimizer update each), as a Prometheus histogram wants it. Buckets from

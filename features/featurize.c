@@ -143,6 +143,7 @@ int nx_featurize_init(nx_featurizer_t *fz, const nx_store_params_t *p, char *err
         int w = k < nc ? k / p->n_types : k - nc;
         fz->lane_win[k] = (uint8_t)w;
         fz->lane_val[k] = k < nc ? 0 : -1;
+        fz->lane_unit[k] = k < nc ? 1.0f : NX_VALUE_UNIT;
         for (int t = 0; t < p->n_types; t++)
             fz->lane_inc[t][k] = k < nc && k % p->n_types == t ? 1.0f : 0.0f;
     }

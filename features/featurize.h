@@ -23,7 +23,9 @@
  * 2. State it needs across events: a field of the record (nx_user_t in
  *    store_int.h, or the record tail laid out in nx_store_new), updated in
  *    nx_featurize_apply. A record change changes the record size, which the
- *    store's stream header checks (store_persist.c: also bump its magic).
+ *    store's stream header checks (store_persist.c: also bump its magic and
+ *    the user record's version, store_changes.c, and convert the previous
+ *    layout as nx_persist_from_v3 does).
  * 3. Its value: written by its row name (o[NX_ROW_...]) through its
  *    family's writer (write_*), which both read-outs call: vector_generic
  *    (any layout) and vector_333 (the default layout, unrolled at the
@@ -47,6 +49,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "half.h"
 #include "store_int.h"
 
 /* --- the layout ---------------------------------------------------------- */
@@ -144,6 +147,7 @@ _Static_assert(NX_NROWS_COUNTS == 1 && NX_NROWS_VALUE == 1 && NX_FAM_VALUE == NX
  * exp instead of a libm expf per window. */
 typedef float nx_v4f __attribute__((vector_size(16)));
 typedef int32_t nx_v4i __attribute__((vector_size(16)));
+typedef uint32_t nx_v4u __attribute__((vector_size(16)));
 
 /* log(y) for finite y >= 1, inline and branch-free: the hot path takes ~20
  * logs per event, too many for libm calls. y = 2^e * m with m in
@@ -202,7 +206,6 @@ static inline nx_v4f exp4(nx_v4f x) {
  * its store buffer, or are gathered in registers; loading just-written
  * scalars as a vector cannot be forwarded. */
 static inline nx_v4f log1p4(nx_v4f x) {
-    typedef uint32_t nx_v4u __attribute__((vector_size(16)));
     nx_v4f y = 1.0f + x;
     nx_v4u t = (nx_v4u)y - 0x3f3504f3u; /* bits of sqrt(1/2) */
     nx_v4i e = (nx_v4i)t >> 23;
@@ -212,12 +215,13 @@ static inline nx_v4f log1p4(nx_v4f x) {
     return __builtin_convertvector(e, nx_v4f) * 0.693147181f + 2.0f * sv * poly;
 }
 
-/* out[k] = log1p(c[k]) for k < n (a multiple of 4), 4 lanes at a time. */
-static inline void log1p_run(float *out, const float *c, int n) {
+/* out[k] = log1p(c[k] * unit[k]) of fp16 counters c, k < n (a multiple of
+ * 4), 4 lanes at a time. */
+static inline void log1p_run(float *out, const uint16_t *c, const float *unit, int n) {
     for (int k = 0; k < n; k += 4) {
-        nx_v4f v;
-        memcpy(&v, c + k, sizeof v);
-        v = log1p4(v);
+        nx_v4f u;
+        memcpy(&u, unit + k, sizeof u);
+        nx_v4f v = log1p4(nx_half_counter4(c + k) * u);
         memcpy(out + k, &v, sizeof v);
     }
 }
@@ -267,16 +271,11 @@ typedef struct nx_ev_ctx {
     int64_t prev_gap_ms; /* from the user's previous event (0 if late or first) */
 } nx_ev_ctx_t;
 
-/* 32-bit fingerprint of an item/category/session hash, never 0. */
-static inline uint32_t fp32(uint64_t h) {
-    return (uint32_t)(h ^ (h >> 32)) | 1u;
-}
-
-/* Move-to-front insert of fp into a ring of at most k entries. views: NULL,
+/* Move-to-front insert of tag fp into a ring of at most k entries. views: NULL,
  * or the ring's per-entry event counts (saturating at 255), moved along.
  * Returns the entry's count before this event (0 = not there; 1 for a hit
  * without views). */
-static inline int recent_touch(uint32_t *ring, uint8_t *views, uint8_t *n, int k, uint32_t fp) {
+static inline int recent_touch(uint16_t *ring, uint8_t *views, uint8_t *n, int k, uint16_t fp) {
     int pos = -1;
     for (int i = 0; i < *n; i++)
         if (ring[i] == fp) {
@@ -295,9 +294,9 @@ static inline int recent_touch(uint32_t *ring, uint8_t *views, uint8_t *n, int k
     }
     /* Rotate entries 0..pos by one, fp in front. A few words: carried in a
      * register (a shifting loop compiles to a memmove call). */
-    uint32_t carry = fp;
+    uint16_t carry = fp;
     for (int i = 0; i <= pos; i++) {
-        uint32_t tmp = ring[i];
+        uint16_t tmp = ring[i];
         ring[i] = carry;
         carry = tmp;
     }
@@ -320,45 +319,77 @@ static inline double event_value(const nx_store_params_t *p, const nx_event_t *e
         return 0.0;
     if (!(ev->price >= 0 && ev->price <= FLT_MAX)) /* NaN (absent), negative or infinite */
         return 0.0;
-    /* A value the float counters cannot sum would make the windows, and
+    /* A value a float cannot sum would make the windows, and
      * through the normaliser everyone's features, infinite for good: capped
      * at NX_VALUE_MAX, so even 10^8 such events in a window stay finite. */
     double v = ev->price * (ev->quantity > 0 ? ev->quantity : 1);
     return v < NX_VALUE_MAX ? v : NX_VALUE_MAX;
 }
 
-/* Counter lanes k..k+3 at c for an event of type t: c = c * fac (if decay)
- * + the lanes' increment (1 on t's counts, vv on the value lanes). */
-static inline void lanes_update(const nx_featurizer_t *fz, float *c4, int t, int k, nx_v4f fac,
-                                int decay, nx_v4f vv) {
-    nx_v4f c, inc;
+/* --- the counters: fp16 in the record (half.h) ----------------------------- */
+
+/* Value counters count in units of 1024 (an exact scaling): fp16's 65504
+ * becomes 67 million a window, and the smallest normal value 1/16. */
+#define NX_VALUE_UNIT     1024.0f
+#define NX_VALUE_UNIT_INV (1.0f / 1024)
+
+/* The random bits of an event's stochastic rounding: a hash of the user
+ * and the event (time, type), so replays round alike. */
+static inline uint64_t sr_seed(const nx_user_t *u, const nx_event_t *ev) {
+    uint64_t z = u->hash ^ (((uint64_t)ev->ts_ms << 4) ^ (uint64_t)(uint32_t)ev->type) *
+                               0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL; /* splitmix64's finaliser */
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* The 64 random bits of counter lanes 4g..4g+3: the seed rotated, 16 bits
+ * a lane (lanes of different groups overlap; each is still uniform). */
+static inline uint64_t sr_group(uint64_t r0, int g) {
+    int s = (21 * g) & 63;
+    return s ? (r0 << s) | (r0 >> (64 - s)) : r0;
+}
+
+/* The 16 random bits of counter k. */
+static inline uint32_t sr_lane(uint64_t r0, int k) {
+    return (uint32_t)(sr_group(r0, k >> 2) >> (16 * (k & 3))) & 0xffffu;
+}
+
+/* Counter lanes k..k+3 at c4 for an event of type t: c = c * fac (if decay)
+ * + the lanes' increment (1 on t's counts, vv on the value lanes), rounded
+ * with random bits r. */
+static inline void lanes_update(const nx_featurizer_t *fz, uint16_t *c4, int t, int k, nx_v4f fac,
+                                int decay, nx_v4f vv, uint64_t r) {
+    nx_v4f c = nx_half_counter4(c4), inc;
     nx_v4i vm;
-    memcpy(&c, c4, sizeof c);
     memcpy(&inc, fz->lane_inc[t] + k, sizeof inc);
     memcpy(&vm, fz->lane_val + k, sizeof vm);
     if (decay)
         c *= fac;
     c += (nx_v4f)((nx_v4i)inc | ((nx_v4i)vv & vm));
-    memcpy(c4, &c, sizeof c);
+    nx_half_store_counter4(c4, c, r);
 }
 
 /* The decayed counters of an event in order, gap ms after the user's clock:
- * every counter decays to the new clock, then the event's count (and value)
- * is added. */
+ * every counter decays to the new clock, then the event's count (and value,
+ * in NX_VALUE_UNIT) is added; each counter is then rounded to fp16 with its
+ * lane's bits of r0. A counter the event leaves as it was (gap 0, nothing
+ * added) stays exact: it is an fp16 value already. */
 static inline void counters_in_order(const nx_store_t *store, nx_user_t *u, int t, float value,
-                                     int64_t gap) {
+                                     int64_t gap, uint64_t r0) {
     const nx_featurizer_t *fz = &store->fz;
     const nx_store_params_t *p = &store->p;
-    float *cnt = u_cnt(store, u), *val = u_val(store, u);
+    uint16_t *cnt = u_cnt(store, u);
     int nt = p->n_types;
+    float f[NX_STORE_MAX_WINDOWS] = {1.0f, 1.0f, 1.0f, 1.0f};
+    if (gap > 0)
+        decay_factors(fz, (float)gap, f);
     if (fz->vec_counters) {
         /* c = c * exp(-gap / L) + increment, 4 lanes at a time; per
          * lane the same two operations as the scalar path below (x * 1
          * and x + 0 are exact for these finite, non-negative values) */
-        nx_v4f vv = {value, value, value, value};
-        float f[NX_STORE_MAX_WINDOWS] = {1.0f, 1.0f, 1.0f, 1.0f};
-        if (gap > 0)
-            decay_factors(fz, (float)gap, f);
+        float vu = value * NX_VALUE_UNIT_INV;
+        nx_v4f vv = {vu, vu, vu, vu};
         const uint8_t *lw = fz->lane_win;
         if (fz->layout333) {
             /* lanes: counts w0 t0-2, w1 t0-2, w2 t0-2, values w0-2 */
@@ -368,32 +399,24 @@ static inline void counters_in_order(const nx_store_t *store, nx_user_t *u, int 
             nx_v4f fac[3] = {__builtin_shuffle(fv, i0), __builtin_shuffle(fv, i1),
                              __builtin_shuffle(fv, i2)};
             for (int k = 0; k < 12; k += 4)
-                lanes_update(fz, cnt + k, t, k, fac[k / 4], gap > 0, vv);
+                lanes_update(fz, cnt + k, t, k, fac[k / 4], gap > 0, vv, sr_group(r0, k / 4));
         } else {
             for (int k = 0; k < nt * p->n_windows + p->n_windows; k += 4) {
                 nx_v4f fac = {f[lw[k]], f[lw[k + 1]], f[lw[k + 2]], f[lw[k + 3]]};
-                lanes_update(fz, cnt + k, t, k, fac, gap > 0, vv);
+                lanes_update(fz, cnt + k, t, k, fac, gap > 0, vv, sr_group(r0, k / 4));
             }
         }
         return;
     }
-    if (gap > 0) { /* gap 0: factors of 1, nothing to do */
-        /* counts (window-major) and values are contiguous: one
-         * element-wise product with the factors spread out */
-        float f[NX_STORE_MAX_WINDOWS], fac[NX_COUNTERS_MAX];
-        decay_factors(fz, (float)gap, f);
-        int nw = p->n_windows, nc = nw * nt;
-        for (int w = 0; w < nw; w++) {
-            for (int j = 0; j < nt; j++)
-                fac[w * nt + j] = f[w];
-            fac[nc + w] = f[w];
-        }
-        for (int k = 0; k < nc + nw; k++)
-            cnt[k] *= fac[k];
-    }
-    for (int w = 0; w < p->n_windows; w++) {
-        cnt[w * nt + t] += 1.0f;
-        val[w] += value;
+    /* counts (window-major), then values: the same per counter */
+    int nw = p->n_windows, nc = nw * nt;
+    for (int k = 0; k < nc + nw; k++) {
+        int w = k < nc ? k / nt : k - nc;
+        float x = nx_half_to_float(cnt[k]);
+        if (gap > 0)
+            x *= f[w];
+        x += k < nc ? (k % nt == t ? 1.0f : 0.0f) : value * NX_VALUE_UNIT_INV;
+        cnt[k] = nx_half_round_sr(x, sr_lane(r0, k));
     }
 }
 
@@ -407,52 +430,63 @@ static inline void counters_in_order(const nx_store_t *store, nx_user_t *u, int 
 static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, const nx_event_t *ev,
                                      int fresh, nx_ev_ctx_t *cx) {
     const nx_store_params_t *p = &store->p;
-    int64_t *last = u_last(store, u);
+    uint32_t *last = u_last(store, u);
     int t = ev->type, k = p->recent_items;
     float value = (float)event_value(p, ev);
     *cx = (nx_ev_ctx_t){0, 0, 0, fresh, 0};
     if (fresh) {
-        u->sess_start = ev->ts_ms;
+        u->sess_age = 0;
         for (int j = 0; j < p->n_types; j++)
-            last[j] = NX_NEVER;
+            last[j] = NX_AGE_NEVER;
     }
     if (ev->item)
         cx->item_views =
-            recent_touch(u_items(store, u), u_views(store, u), &u->n_items, k, fp32(ev->item));
+            recent_touch(u_items(store, u), u_views(store, u), &u->n_items, k, tag16(ev->item));
     if (ev->category)
-        cx->cat_rev = recent_touch(u_cats(store, u), NULL, &u->n_cats, k, fp32(ev->category));
+        cx->cat_rev = recent_touch(u_cats(store, u), NULL, &u->n_cats, k, tag16(ev->category));
 
     if (!fresh && ev->ts_ms < u->clock) {
         /* Out of order for this user: add the event decayed to the user's
          * clock; the session follows event time and is untouched. */
-        float *cnt = u_cnt(store, u), *val = u_val(store, u);
+        uint16_t *cnt = u_cnt(store, u), *val = u_val(store, u);
         float dt = (float)(u->clock - ev->ts_ms), f[NX_STORE_MAX_WINDOWS];
         decay_factors(&store->fz, dt, f);
+        uint64_t r0 = sr_seed(u, ev);
+        int nc = p->n_windows * p->n_types;
         for (int w = 0; w < p->n_windows; w++) {
-            cnt[w * p->n_types + t] += f[w];
-            val[w] += value * f[w];
+            int k = w * p->n_types + t;
+            cnt[k] = nx_half_round_sr(nx_half_to_float(cnt[k]) + f[w], sr_lane(r0, k));
+            val[w] = nx_half_round_sr(nx_half_to_float(val[w]) + value * NX_VALUE_UNIT_INV * f[w],
+                                      sr_lane(r0, nc + w));
         }
-        if (ev->ts_ms > last[t])
-            last[t] = ev->ts_ms;
+        uint32_t age = nx_age_of(u->clock - ev->ts_ms);
+        if (age < last[t])
+            last[t] = age;
         return 0;
     }
     int64_t gap = ev->ts_ms - u->clock;
     if (!fresh)
         cx->prev_gap_ms = gap;
-    counters_in_order(store, u, t, value, gap);
-    last[t] = ev->ts_ms;
+    counters_in_order(store, u, t, value, gap, sr_seed(u, ev));
+    /* the ages count from the clock, which moves to this event */
+    if (gap > 0) {
+        for (int j = 0; j < p->n_types; j++)
+            last[j] = nx_age_add(last[j], gap);
+        u->sess_age = nx_age_add(u->sess_age, gap);
+    }
+    last[t] = 0;
     /* Session: a change of session id (absent counts as a value), or
      * without an id a gap longer than session_gap, starts a new one. */
-    uint32_t sfp = ev->session ? fp32(ev->session) : 0;
-    cx->new_sess = fresh || sfp != u->sess_fp || (!sfp && gap > p->session_gap_ms);
+    uint16_t sfp = ev->session ? tag16(ev->session) : 0;
+    cx->new_sess = fresh || sfp != u->sess_tag || (!sfp && gap > p->session_gap_ms);
     if (cx->new_sess) {
-        u->sess_start = ev->ts_ms;
+        u->sess_age = 0;
         u->sess_len = 0;
         u->sess_rev = 0;
-        u->sess_fp = sfp;
+        u->sess_tag = sfp;
         u->carts = 0;
         u->cat_run = 0;
-        u->cat_fp = 0;
+        u->cat_tag = 0;
     }
     if (u->sess_len < UINT16_MAX)
         u->sess_len++;
@@ -465,12 +499,12 @@ static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, cons
         u->carts = 0;
     }
     /* the run goes on while the session's events stay in one category */
-    uint32_t cfp = ev->category ? fp32(ev->category) : 0;
-    if (cfp && cfp == u->cat_fp)
+    uint16_t cfp = ev->category ? tag16(ev->category) : 0;
+    if (cfp && cfp == u->cat_tag)
         u->cat_run = (uint8_t)(u->cat_run < UINT8_MAX ? u->cat_run + 1 : UINT8_MAX);
     else
         u->cat_run = cfp ? 1 : 0;
-    u->cat_fp = cfp;
+    u->cat_tag = cfp;
     return 1;
 }
 
@@ -479,8 +513,9 @@ static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, cons
 /* Each family's writer, o = the family's place in the vector. A log the
  * unrolled read-out takes four lanes at a time arrives as an argument. */
 
-static inline float since_s(int64_t T, int64_t last) {
-    return (float)(T - last) * 0.001f;
+/* seconds of an age (ms before the clock) */
+static inline float since_s(uint32_t age) {
+    return (float)age * 0.001f;
 }
 
 static inline void write_recency(float *o, int missing, float log_since) {
@@ -538,29 +573,29 @@ static inline void vector_generic(const nx_store_t *store, nx_user_t *u, const n
     const nx_store_params_t *p = &store->p;
     const int16_t *at = fz->at;
     int nt = p->n_types, nw = p->n_windows;
-    int64_t T = u->clock;
-    const float *cnt = u_cnt(store, u);
+    const uint16_t *cnt = u_cnt(store, u);
     if (fz->vec_counters && at[NX_FAM_COUNTS] >= 0 && at[NX_FAM_VALUE] >= 0) {
-        log1p_run(out + at[NX_FAM_COUNTS], cnt, nw * (nt + 1));
+        log1p_run(out + at[NX_FAM_COUNTS], cnt, fz->lane_unit, nw * (nt + 1));
     } else {
         if (at[NX_FAM_COUNTS] >= 0)
             for (int k = 0; k < nw * nt; k++)
-                out[at[NX_FAM_COUNTS] + k] = flog1p(cnt[k]);
+                out[at[NX_FAM_COUNTS] + k] = flog1p(nx_half_to_float(cnt[k]));
         if (at[NX_FAM_VALUE] >= 0)
             for (int w = 0; w < nw; w++)
-                out[at[NX_FAM_VALUE] + w] = flog1p(u_val(store, u)[w]);
+                out[at[NX_FAM_VALUE] + w] =
+                    flog1p(nx_half_to_float(u_val(store, u)[w]) * NX_VALUE_UNIT);
     }
     if (at[NX_FAM_RECENCY] >= 0) {
-        const int64_t *last = u_last(store, u);
+        const uint32_t *last = u_last(store, u);
         for (int t = 0; t < nt; t++) {
-            int miss = last[t] == NX_NEVER;
+            int miss = last[t] == NX_AGE_NEVER;
             write_recency(out + at[NX_FAM_RECENCY] + t * NX_NROWS_RECENCY, miss,
-                          miss ? 0.0f : flog1p(since_s(T, last[t])));
+                          miss ? 0.0f : flog1p(since_s(last[t])));
         }
     }
     if (at[NX_FAM_SESSION] >= 0)
         write_session(fz, out + at[NX_FAM_SESSION], u, cx, flog1p((float)u->sess_len),
-                      flog1p(since_s(T, u->sess_start)), flog1p((float)cx->prev_gap_ms * 0.001f));
+                      flog1p(since_s(u->sess_age)), flog1p((float)cx->prev_gap_ms * 0.001f));
     if (at[NX_FAM_REVISITS] >= 0)
         write_revisits(fz, out + at[NX_FAM_REVISITS], u, cx);
     if (at[NX_FAM_ONEHOT] >= 0)
@@ -584,17 +619,18 @@ static inline __attribute__((always_inline)) void vector_333(const nx_store_t *s
                                                              const nx_event_t *ev,
                                                              const nx_ev_ctx_t *cx, float *out) {
     const nx_featurizer_t *fz = &store->fz;
-    log1p_run(out + NX_AT333_COUNTS, u_cnt(store, u), 9 * NX_NROWS_COUNTS + 3 * NX_NROWS_VALUE);
-    int64_t T = u->clock;
-    const int64_t *last = u_last(store, u);
-    int miss0 = last[0] == NX_NEVER, miss1 = last[1] == NX_NEVER, miss2 = last[2] == NX_NEVER;
+    log1p_run(out + NX_AT333_COUNTS, u_cnt(store, u), fz->lane_unit,
+              9 * NX_NROWS_COUNTS + 3 * NX_NROWS_VALUE);
+    const uint32_t *last = u_last(store, u);
+    int miss0 = last[0] == NX_AGE_NEVER, miss1 = last[1] == NX_AGE_NEVER,
+        miss2 = last[2] == NX_AGE_NEVER;
     /* a missing type's log input is 0: log1p(0) = 0, its feature */
-    nx_v4f a = {miss0 ? 0.0f : since_s(T, last[0]), miss1 ? 0.0f : since_s(T, last[1]),
-                miss2 ? 0.0f : since_s(T, last[2]), (float)u->sess_len};
+    nx_v4f a = {miss0 ? 0.0f : since_s(last[0]), miss1 ? 0.0f : since_s(last[1]),
+                miss2 ? 0.0f : since_s(last[2]), (float)u->sess_len};
     int has_price = ev->price >= 0;
     float price = has_price ? (float)ev->price : 0.0f;
-    nx_v4f b = {since_s(T, u->sess_start), (float)cx->prev_gap_ms * 0.001f,
-                price > 0 ? price : 0.0f, 0.0f};
+    nx_v4f b = {since_s(u->sess_age), (float)cx->prev_gap_ms * 0.001f, price > 0 ? price : 0.0f,
+                0.0f};
     a = log1p4(a);
     b = log1p4(b);
     write_recency(out + NX_AT333_RECENCY + 0 * NX_NROWS_RECENCY, miss0, a[0]);

@@ -1,16 +1,32 @@
 /*
  * half.h: IEEE 754 binary16 conversion (private to features/).
  *
- * Pending examples and their scores are stored as fp16 to halve their
- * memory. Owns every fp16 conversion of features/: the portable one value
- * at a time (inline below: round-to-nearest-even, subnormals, infinities
- * and NaN, a few integer ops per value, no F16C assumption), and whole
- * vectors through the CPU's conversion instructions (half.c).
+ * Scores (and pending examples of a store that does not normalise) are
+ * stored as fp16 to halve their memory; the decayed window counters too,
+ * rounded stochastically. Owns every fp16 conversion of features/: the
+ * portable one value at a time (inline below: round-to-nearest-even,
+ * subnormals, infinities and NaN, a few integer ops per value, no F16C
+ * assumption), whole vectors through the CPU's conversion instructions
+ * (half.c), and the counters' conversions, one value or four lanes at a
+ * time (inline below).
+ *
+ * Counters. Rounded to nearest, an fp16 counter would stop changing where
+ * the change is under half a step: a count at 2048 and up no longer grows
+ * by 1, and a 24 h window no longer decays between events 21 s apart
+ * (exp(-21/86400) = 1 - 2^-12). So each update rounds stochastically: up
+ * with probability equal to the fraction dropped, given random bits, which
+ * leaves the stored value unbiased (its expectation is the float) and
+ * within one step (2^-10 relative) of it. Counters are finite and >= 0;
+ * they saturate at 65504 (values are counted in units of 1024, see
+ * featurize.h), and below 2^-14 (subnormal) round to nearest.
  *
  * Guarantees: every path gives the portable conversion's bits for every
  * value but NaN (the instructions round to nearest even too; a NaN stays a
- * NaN, its payload may differ); nothing allocates; the vector functions
- * only read their input and write n values of the caller's output.
+ * NaN, its payload may differ); the 4-lane counter conversions give the
+ * one-value ones' bits lane by lane; a counter that is an fp16 value comes
+ * back unchanged whatever the random bits; nothing allocates; the vector
+ * functions only read their input and write n values of the caller's
+ * output.
  */
 #ifndef NX_HALF_H
 #define NX_HALF_H
@@ -73,6 +89,58 @@ static inline float nx_half_to_float(uint16_t h) {
     float f;
     memcpy(&f, &x, sizeof f);
     return f;
+}
+
+/* --- counters ------------------------------------------------------------ */
+
+#define NX_HALF_MAX 0x7bffu /* 65504, the largest finite fp16 */
+
+/* Counter x (finite, >= 0) to fp16, rounded stochastically with the low 13
+ * bits of r in the normal range; saturating at 65504. */
+static inline uint16_t nx_half_round_sr(float x, uint32_t r) {
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    if (b >= 0x477fe000u) /* x >= 65504 */
+        return NX_HALF_MAX;
+    if (b < 0x38800000u) /* x < 2^-14: subnormal half */
+        return nx_half_from_float(x);
+    /* rebias the exponent (127 - 15 = 112) and drop 13 mantissa bits,
+     * adding r's 13 to them: a carry with probability dropped / 2^13 (it
+     * may roll into the exponent, as it should) */
+    return (uint16_t)((b - 0x38000000u + (r & 0x1fffu)) >> 13);
+}
+
+typedef float nx_half_v4f __attribute__((vector_size(16)));
+typedef int32_t nx_half_v4i __attribute__((vector_size(16)));
+typedef uint32_t nx_half_v4u __attribute__((vector_size(16)));
+typedef uint16_t nx_half_v4h __attribute__((vector_size(8)));
+
+/* 4 counters (fp16 >= 0) to floats: nx_half_to_float lane by lane. */
+static inline nx_half_v4f nx_half_counter4(const uint16_t *h4) {
+    nx_half_v4h h;
+    memcpy(&h, h4, sizeof h);
+    nx_half_v4u u = __builtin_convertvector(h, nx_half_v4u);
+    nx_half_v4u norm = (u << 13) + 0x38000000u;
+    nx_half_v4f sub = __builtin_convertvector(u, nx_half_v4f) * (1.0f / 16777216.0f);
+    nx_half_v4i is_sub = (nx_half_v4i)(u < 0x400u);
+    return (nx_half_v4f)(((nx_half_v4i)norm & ~is_sub) | ((nx_half_v4i)sub & is_sub));
+}
+
+/* 4 counters x to fp16 at h4, rounded stochastically with r's 16-bit lanes
+ * (lane i: bits 16i..16i+15): nx_half_round_sr lane by lane. */
+static inline void nx_half_store_counter4(uint16_t *h4, nx_half_v4f x, uint64_t r) {
+    nx_half_v4u rb = {(uint32_t)r, (uint32_t)(r >> 16), (uint32_t)(r >> 32), (uint32_t)(r >> 48)};
+    nx_half_v4u b = (nx_half_v4u)x;
+    nx_half_v4u norm = (b - 0x38000000u + (rb & 0x1fffu)) >> 13;
+    /* subnormal: round x * 2^24 to nearest even by adding and taking
+     * away 1.5 * 2^23 (x * 2^24 < 1024 there) */
+    const nx_half_v4f magic = {12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f};
+    nx_half_v4u sub = (nx_half_v4u)(x * 16777216.0f + magic) - (nx_half_v4u)magic;
+    nx_half_v4i is_sub = (nx_half_v4i)(b < 0x38800000u), is_max = (nx_half_v4i)(b >= 0x477fe000u);
+    nx_half_v4u out = (norm & ~(nx_half_v4u)is_sub) | (sub & (nx_half_v4u)is_sub);
+    out = (out & ~(nx_half_v4u)is_max) | ((nx_half_v4u)is_max & NX_HALF_MAX);
+    nx_half_v4h h = __builtin_convertvector(out, nx_half_v4h);
+    memcpy(h4, &h, sizeof h);
 }
 
 #endif /* NX_HALF_H */

@@ -15,6 +15,7 @@
 #include "featurize.h"
 #include "half.h"
 #include "norm.h"
+#include "quant.h"
 #include "siphash.h"
 #include "store_int.h"
 
@@ -138,21 +139,26 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     const nx_store_params_t *p = &store->p;
     store->max_window_ms = p->window_ms[p->n_windows - 1];
 
+    /* Widest fields first, so each stays aligned without padding. */
     size_t off = sizeof(nx_user_t);
     store->off_last = off;
-    off += sizeof(int64_t) * (size_t)p->n_types;
-    store->off_cnt = off;
-    off += sizeof(float) * (size_t)p->n_windows * (size_t)p->n_types;
+    off += sizeof(uint32_t) * (size_t)p->n_types;
+    store->off_cnt = off; /* bfloat16 counters (quant.h) */
+    off += sizeof(uint16_t) * (size_t)p->n_windows * (size_t)p->n_types;
     store->off_val = off; /* right after the counts: decay scales both in one loop */
-    off += sizeof(float) * (size_t)p->n_windows;
+    off += sizeof(uint16_t) * (size_t)p->n_windows;
     store->off_items = off;
-    off += sizeof(uint32_t) * (size_t)p->recent_items;
+    off += sizeof(uint16_t) * (size_t)p->recent_items;
     store->off_cats = off;
-    off += sizeof(uint32_t) * (size_t)p->recent_items;
-    store->off_pend = off;
-    off += sizeof(uint16_t) * store->fz.dim;
+    off += sizeof(uint16_t) * (size_t)p->recent_items;
     store->off_score = off;
     off += sizeof(uint16_t) * (size_t)p->n_scores;
+    /* Normalised features lie within [-clip, clip]: 8-bit codes hold them
+     * to clip / 254 (quant.h), finer than the noise of any one example;
+     * raw features, or a wide clip, keep fp16. */
+    store->pend8 = p->normalise && p->clip <= NX_QUANT_CLIP_MAX;
+    store->off_pend = off;
+    off += (store->pend8 ? 1 : sizeof(uint16_t)) * store->fz.dim;
     store->off_views = off; /* bytes last: no alignment to keep after them */
     off += (size_t)p->recent_items;
     store->rec_size = align8(off);
@@ -196,10 +202,24 @@ void nx_store_destroy(nx_store_t *store) {
 
 /* --- labels ------------------------------------------------------------- */
 
+void nx_store_pend_decode(const nx_store_t *store, nx_user_t *u, float *x) {
+    if (store->pend8)
+        nx_quant_decode(u_pend(store, u), x, store->fz.dim, store->p.clip);
+    else
+        nx_half_decode(store->half_isa, u_pend(store, u), x, store->fz.dim);
+}
+
+void nx_store_pend_encode(const nx_store_t *store, const float *x, nx_user_t *u) {
+    if (store->pend8)
+        nx_quant_encode(x, u_pend(store, u), store->fz.dim, store->p.clip);
+    else
+        nx_half_encode(store->half_isa, x, u_pend(store, u), store->fz.dim);
+}
+
 static void emit_example(const nx_store_t *store, nx_user_t *u, int32_t label, nx_examples_t *ex) {
     size_t r = ex->n++;
     float *x = ex->x + r * store->fz.dim;
-    nx_half_decode(store->half_isa, u_pend(store, u), x, store->fz.dim);
+    nx_store_pend_decode(store, u, x);
     ex->label[r] = label;
     ex->ts_ms[r] = u->clock;
     if (ex->user)
@@ -298,7 +318,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
         nx_norm_step(store->norm, raw, xrow);
     }
     if (ev->ts_ms == u->clock && !(u->flags & NX_F_PENDING)) {
-        nx_half_encode(store->half_isa, xrow, u_pend(store, u), store->fz.dim);
+        nx_store_pend_encode(store, xrow, u);
         /* 0 = no scores until nx_store_set_scores gives them */
         uint16_t *sc = u_score(store, u);
         memset(sc, 0, sizeof(uint16_t) * (size_t)p->n_scores);

@@ -6,7 +6,7 @@
  *
  * Layout and why:
  * - Users live in a dense slab of fixed-size records (size from the params:
- *   240 bytes with the defaults, 248 with 4 scores). The slab reserves
+ *   144 bytes with the defaults, 152 with 4 scores). The slab reserves
  *   address space for max_users records up front (MAP_NORESERVE; memory is committed only as
  *   pages are touched) and asks for transparent huge pages, so records never
  *   move, inserts never allocate and random access at 10M users does not
@@ -27,18 +27,27 @@
  *   The old array is not unmapped when the grow ends (one munmap of its
  *   32 MB at 10M users takes over a millisecond): nx_store_maintain unmaps
  *   it 256 KB per clock check.
- * - Windows are exponentially decayed counters, one float per window and
+ * - Windows are exponentially decayed counters, one per window and
  *   type (+ one for purchase value): count_w = sum over the user's events of
  *   exp(-(T - ts) / L_w), T = the user's clock (latest event time seen), L_w
  *   the window length. O(1) update in either time direction (a late event adds
- *   exp(-(T - ts)/L_w)), 4 bytes per counter; bucketed rings of the default
+ *   exp(-(T - ts)/L_w)), 2 bytes per counter (fp16, rounded stochastically
+ *   so that it neither stalls nor drifts, each rounding within 2^-10 of
+ *   it: half.h; values count in units of 1024, up to 67 million); bucketed rings of the default
  *   10/12/24 buckets would take ~46 counters per type instead of 3 (see
  *   bench/bench_features.c for the measured comparison).
  * - Each user holds at most one pending example: its normalised vector at its
- *   latest event, kept as IEEE fp16 (2 bytes per feature; the vector is
- *   clipped to [-clip, clip], far inside the fp16 range, rel. error < 2^-11),
- *   and the n_scores probabilities published for that event (fp16, set by
+ *   latest event, kept as 8-bit linear codes of [-clip, clip] (1 byte per
+ *   feature, error <= clip / 254: 0.02 standard deviations at the default
+ *   clip of 5; quant.h), or as IEEE fp16 (2 bytes, rel. error < 2^-11) when
+ *   the store does not normalise or its clip is over 8, and the n_scores
+ *   probabilities published for that event (fp16, set by
  *   nx_store_set_scores), for progressive validation.
+ * - Other times than the user's clock (latest event per type, session
+ *   start) are kept as 32-bit ages before it, saturating at ~49.7 days;
+ *   recent items, categories and the session id as 16-bit tags of their
+ *   hashes (two of a user's few recent ids collide with probability 2^-16
+ *   a comparison).
  *
  * Time and lateness: for each event, with W = the watermark passed in:
  * - ts < W - longest window: dropped (counted, state untouched, zero row);
@@ -154,7 +163,7 @@ enum {
  * All arrays are the caller's, with room for cap rows; n is set to the rows
  * written. Row r is x[r*dim .. r*dim+dim). */
 typedef struct nx_examples {
-    float *x;           /* (cap, dim) normalised vector (fp16 round trip) */
+    float *x;           /* (cap, dim) vector as the pending example kept it (8-bit or fp16) */
     int32_t *label;     /* (cap) event type index, or n_types for `none` */
     int64_t *ts_ms;     /* (cap) event time of the example's event */
     uint64_t *user;     /* (cap) user hash; may be NULL */
@@ -346,11 +355,12 @@ uint64_t nx_store_changes_lost(const nx_store_t *store);
 /* Bytes of a user record made by nx_store_user_record (header + record). */
 size_t nx_store_user_record_size(const nx_store_t *store);
 
-/* One user's state as a versioned record: a 16-byte header (u8 version 1,
+/* One user's state as a versioned record: a 16-byte header (u8 version 2,
  * u8 score count, u16 0, u32 record size, u64 schema hash; host order) and
  * the record with its table and list links cleared, as store_persist.c
- * writes them. Returns the record's length, or -1 if the user is absent or
- * size is smaller than nx_store_user_record_size. Changes nothing. */
+ * writes them. nx_store_put_user also takes version 1 records (the layout
+ * before ages, tags and 8-bit pending features) and converts them. Returns the record's length, or
+ * -1 if the user is absent or size is smaller than nx_store_user_record_size. Changes nothing. */
 long nx_store_user_record(const nx_store_t *store, uint64_t user, void *buf, size_t size);
 
 /* Puts a record made by nx_store_user_record into the store, replacing a

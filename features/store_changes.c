@@ -14,7 +14,9 @@
  * partition, one user at a time, behind a header that names the layout.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -25,7 +27,10 @@
  * that came and went adds a few more. */
 #define NX_CHANGES_SLACK 65536u
 
-#define NX_USER_RECORD_VERSION 1u
+/* Version 2: the compact record (store_int.h); version 1 records (the
+ * layout of stream version 3) are converted when put. */
+#define NX_USER_RECORD_VERSION 2u
+#define NX_USER_RECORD_V1      1u
 #define NX_USER_HEAD           16u
 
 int nx_store_track_changes(nx_store_t *store, int on) {
@@ -148,12 +153,13 @@ static int check_record(const nx_store_t *store, const uint8_t *b, size_t len, c
     }
     memcpy(&rs, b + 4, 4);
     memcpy(&schema, b + 8, 8);
-    if (b[0] != NX_USER_RECORD_VERSION) {
+    if (b[0] != NX_USER_RECORD_VERSION && b[0] != NX_USER_RECORD_V1) {
         snprintf(errstr, errstr_size, "features: user record version %u, not %u", b[0],
                  NX_USER_RECORD_VERSION);
         return -1;
     }
-    if (b[1] != (uint8_t)store->p.n_scores || b[2] || b[3] || rs != store->rec_size ||
+    size_t want = b[0] == NX_USER_RECORD_V1 ? nx_persist_v3_size(store) : store->rec_size;
+    if (b[1] != (uint8_t)store->p.n_scores || b[2] || b[3] || rs != want ||
         schema != store->fz.schema_hash) {
         snprintf(errstr, errstr_size,
                  "features: user record of another layout (%u bytes, schema %016" PRIx64
@@ -161,13 +167,20 @@ static int check_record(const nx_store_t *store, const uint8_t *b, size_t len, c
                  rs, schema, b[1]);
         return -1;
     }
-    if (len != NX_USER_HEAD + store->rec_size) {
+    if (len != NX_USER_HEAD + want) {
         snprintf(errstr, errstr_size, "features: user record of %zu bytes, want %zu", len,
-                 NX_USER_HEAD + store->rec_size);
+                 NX_USER_HEAD + want);
         return -1;
     }
+    return 0;
+}
+
+/* The checks of a record's fields that index into the record or the list
+ * (current layout). */
+static int check_fields(const nx_store_t *store, const void *rec_in, char *errstr,
+                        size_t errstr_size) {
     nx_user_t u;
-    memcpy(&u, b + NX_USER_HEAD, sizeof u);
+    memcpy(&u, rec_in, sizeof u);
     int recent = store->p.recent_items;
     if (u.n_items > recent || u.n_cats > recent || (u.flags & ~NX_F_PENDING) || u.hash == 0) {
         snprintf(errstr, errstr_size, "features: user record with impossible fields");
@@ -176,14 +189,13 @@ static int check_record(const nx_store_t *store, const uint8_t *b, size_t len, c
     return 0;
 }
 
-int nx_store_put_user(nx_store_t *store, const void *buf, size_t len, uint64_t *user, char *errstr,
-                      size_t errstr_size) {
-    const uint8_t *b = buf;
-    if (check_record(store, b, len, errstr, errstr_size))
+/* nx_store_put_user of record in (current layout). */
+static int put_checked(nx_store_t *store, const void *in, uint64_t *user, char *errstr,
+                       size_t errstr_size) {
+    if (check_fields(store, in, errstr, errstr_size))
         return -1;
-    const nx_user_t *in = (const nx_user_t *)(b + NX_USER_HEAD);
     uint64_t h;
-    memcpy(&h, &in->hash, sizeof h);
+    memcpy(&h, (const char *)in + offsetof(nx_user_t, hash), sizeof h);
     if (find(store, h) == UINT32_MAX && store->n_users >= store->p.max_users)
         nx_evict_one(store);
     uint32_t idx = nx_table_put(store, in);
@@ -199,6 +211,27 @@ int nx_store_put_user(nx_store_t *store, const void *buf, size_t len, uint64_t *
     if (user)
         *user = h;
     return 0;
+}
+
+int nx_store_put_user(nx_store_t *store, const void *buf, size_t len, uint64_t *user, char *errstr,
+                      size_t errstr_size) {
+    const uint8_t *b = buf;
+    if (check_record(store, b, len, errstr, errstr_size))
+        return -1;
+    const void *in = b + NX_USER_HEAD;
+    char *conv = NULL;
+    if (b[0] == NX_USER_RECORD_V1) {
+        conv = malloc(store->rec_size);
+        if (!conv) {
+            snprintf(errstr, errstr_size, "features: out of memory restoring a user");
+            return -1;
+        }
+        nx_persist_from_v3(store, in, conv);
+        in = conv;
+    }
+    int rc = put_checked(store, in, user, errstr, errstr_size);
+    free(conv);
+    return rc;
 }
 
 int nx_store_remove_user(nx_store_t *store, uint64_t user) {

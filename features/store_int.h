@@ -7,8 +7,8 @@
  * nx_user_t, then a tail laid out from the params by nx_store_new), struct
  * nx_store with every file's fields, the record accessors, the read side
  * of the hash index (inline: the update pipeline calls it for every
- * event), and the calls the files make into store_table.c and
- * store_evict.c. Everything here has the store's single owner, except the
+ * event), and the calls the files make into store_table.c,
+ * store_evict.c and store_persist.c. Everything here has the store's single owner, except the
  * pf_* fields shared with the populating thread (see store_table.c).
  *
  * Invariants every file keeps: records are dense in the slab (index
@@ -37,8 +37,6 @@
  * at most ~16 us; clock_gettime (vDSO, ~20 ns) every 16 steps is noise. */
 #define NX_MAINT_CHECK 16
 
-#define NX_NEVER INT64_MIN /* last[] of a type never seen */
-
 #define NX_F_PENDING 1u /* flags: holds a pending example */
 /* flags: the pending example was made by the current update batch and
  * awaits its scores; until nx_store_set_scores, score slot 0 holds the index
@@ -50,26 +48,57 @@ _Static_assert(NX_STORE_SCORE_MEMO <= 65536, "event index must fit a 16-bit scor
 #define NX_F_DIRTY 4u
 
 /* The fixed head of a user record; the variable tail follows at offsets
- * computed from the params (see nx_store_new). */
+ * computed from the params (see nx_store_new). Times other than the clock
+ * are kept as ages before it (ms, saturating at NX_AGE_MAX, about 49.7
+ * days): every feature reads them as such, and 4 bytes instead of 8 a
+ * time keep the record small. Item, category and session ids are 16-bit
+ * tags (tag16): two ids of one user's few recent ones share a tag with
+ * probability 2^-16 per comparison. */
 typedef struct nx_user {
-    uint64_t hash;      /* keyed SipHash of the user id */
-    int64_t clock;      /* latest event time seen, ms (= pending time) */
-    int64_t sess_start; /* first event time of the session, ms */
-    uint32_t chain;     /* next record in the bucket chain, index+1, 0 = end */
-    uint32_t lprev;     /* expiry list neighbours, index+1, 0 = none */
+    uint64_t hash;  /* keyed SipHash of the user id */
+    int64_t clock;  /* latest event time seen, ms (= pending time) */
+    uint32_t chain; /* next record in the bucket chain, index+1, 0 = end */
+    uint32_t lprev; /* expiry list neighbours, index+1, 0 = none */
     uint32_t lnext;
     int32_t partition; /* input partition of the latest event */
-    uint32_t sess_fp;  /* session id fingerprint, 0 = none (gap rule) */
-    uint32_t cat_fp;   /* category fingerprint of the session's latest event, 0 = none */
+    uint32_t sess_age; /* ms from the session's first event to the clock */
+    uint16_t sess_tag; /* session id tag, 0 = none (gap rule) */
+    uint16_t cat_tag;  /* category tag of the session's latest event, 0 = none */
     uint16_t sess_len; /* events in the session (saturating) */
     uint8_t sess_rev;  /* item revisits in the session (saturating) */
     uint8_t flags;     /* NX_F_* */
     uint8_t n_items;   /* entries used in the recent items ring */
     uint8_t n_cats;    /* entries used in the recent categories ring */
     uint8_t carts;     /* cart adds in the session since its last purchase (saturating) */
-    uint8_t cat_run;   /* events in a row in category cat_fp in the session (saturating) */
+    uint8_t cat_run;   /* events in a row in category cat_tag in the session (saturating) */
 } nx_user_t;
-_Static_assert(sizeof(nx_user_t) == 56, "the record head packs into 56 bytes");
+_Static_assert(sizeof(nx_user_t) == 48, "the record head packs into 48 bytes");
+
+/* Ages (ms before the clock) saturate here; NX_AGE_NEVER = no such event. */
+#define NX_AGE_MAX   (UINT32_MAX - 1)
+#define NX_AGE_NEVER UINT32_MAX
+
+/* a + b ms, saturating at NX_AGE_MAX (b >= 0); NX_AGE_NEVER stays. */
+static inline uint32_t nx_age_add(uint32_t a, int64_t b) {
+    if (a == NX_AGE_NEVER)
+        return a;
+    return (uint64_t)b >= (uint64_t)(NX_AGE_MAX - a) ? NX_AGE_MAX : a + (uint32_t)b;
+}
+
+/* The age of a time dt ms before the clock (dt >= 0), saturating. */
+static inline uint32_t nx_age_of(int64_t dt) {
+    return (uint64_t)dt >= NX_AGE_MAX ? NX_AGE_MAX : (uint32_t)dt;
+}
+
+/* 16-bit tag of an item/category/session hash, never 0: the 64 bits folded
+ * twice (so a record that kept 32-bit fingerprints, (h ^ h >> 32) | 1,
+ * converts to the same tags). */
+static inline uint16_t nx_tag16_of32(uint32_t f) {
+    return (uint16_t)((f ^ (f >> 16)) | 1u);
+}
+static inline uint16_t tag16(uint64_t h) {
+    return nx_tag16_of32((uint32_t)(h ^ (h >> 32)) | 1u);
+}
 
 /* Decayed counters per user at most: per window, one per type and one value. */
 #define NX_COUNTERS_MAX (NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1))
@@ -97,6 +126,7 @@ typedef struct nx_featurizer {
     uint8_t lane_win[NX_COUNTERS_MAX];                   /* window of lane k */
     float lane_inc[NX_EVENT_MAX_TYPES][NX_COUNTERS_MAX]; /* 1 on type t's count lanes */
     int32_t lane_val[NX_COUNTERS_MAX];                   /* all ones on the value lanes */
+    float lane_unit[NX_COUNTERS_MAX]; /* what a lane counts in: 1, values NX_VALUE_UNIT */
 } nx_featurizer_t;
 
 struct nx_store {
@@ -109,6 +139,7 @@ struct nx_store {
     /* record layout */
     size_t rec_size;
     size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend, off_score, off_views;
+    int pend8; /* pending features as 8-bit codes (nx_quant), else fp16 */
 
     /* The last update's batch, for nx_store_set_scores (arrays allocated
      * only when n_scores > 0; entries for its first NX_STORE_SCORE_MEMO
@@ -172,23 +203,26 @@ struct nx_store {
 static inline nx_user_t *rec(const nx_store_t *store, uint32_t i) {
     return (nx_user_t *)(store->slab + (size_t)i * store->rec_size);
 }
-static inline int64_t *u_last(const nx_store_t *store, nx_user_t *u) {
-    return (int64_t *)((char *)u + store->off_last);
+/* per type: ms from its latest event to the clock, NX_AGE_NEVER = none */
+static inline uint32_t *u_last(const nx_store_t *store, nx_user_t *u) {
+    return (uint32_t *)((char *)u + store->off_last);
 }
-static inline float *u_cnt(const nx_store_t *store, nx_user_t *u) {
-    return (float *)((char *)u + store->off_cnt);
+/* decayed counters (fp16, half.h): counts window-major, then values */
+static inline uint16_t *u_cnt(const nx_store_t *store, nx_user_t *u) {
+    return (uint16_t *)((char *)u + store->off_cnt);
 }
-static inline float *u_val(const nx_store_t *store, nx_user_t *u) {
-    return (float *)((char *)u + store->off_val);
+static inline uint16_t *u_val(const nx_store_t *store, nx_user_t *u) {
+    return (uint16_t *)((char *)u + store->off_val);
 }
-static inline uint32_t *u_items(const nx_store_t *store, nx_user_t *u) {
-    return (uint32_t *)((char *)u + store->off_items);
+static inline uint16_t *u_items(const nx_store_t *store, nx_user_t *u) {
+    return (uint16_t *)((char *)u + store->off_items);
 }
-static inline uint32_t *u_cats(const nx_store_t *store, nx_user_t *u) {
-    return (uint32_t *)((char *)u + store->off_cats);
+static inline uint16_t *u_cats(const nx_store_t *store, nx_user_t *u) {
+    return (uint16_t *)((char *)u + store->off_cats);
 }
-static inline uint16_t *u_pend(const nx_store_t *store, nx_user_t *u) {
-    return (uint16_t *)((char *)u + store->off_pend);
+/* the pending features: dim 8-bit codes if pend8, else dim fp16 */
+static inline void *u_pend(const nx_store_t *store, nx_user_t *u) {
+    return (char *)u + store->off_pend;
 }
 static inline uint16_t *u_score(const nx_store_t *store, nx_user_t *u) {
     return (uint16_t *)((char *)u + store->off_score);
@@ -196,6 +230,11 @@ static inline uint16_t *u_score(const nx_store_t *store, nx_user_t *u) {
 static inline uint8_t *u_views(const nx_store_t *store, nx_user_t *u) {
     return (uint8_t *)((char *)u + store->off_views);
 }
+
+/* The pending example of u to floats (dim), and x (dim) into it: 8-bit
+ * codes or fp16 (store.c). */
+void nx_store_pend_decode(const nx_store_t *store, nx_user_t *u, float *x);
+void nx_store_pend_encode(const nx_store_t *store, const float *x, nx_user_t *u);
 
 /* --- hash index, read side ---------------------------------------------- */
 
@@ -305,6 +344,15 @@ void nx_table_list_unlink(nx_store_t *store, uint32_t idx);
  * buckets, then unmaps the array a finished grow left, until done (0) or
  * deadline (nx_past) is reached (1). */
 int nx_table_step(nx_store_t *store, int64_t deadline);
+
+/* --- store_persist.c: records of the previous version ------------------- */
+
+/* Bytes of a version 3 record of this store's params. */
+size_t nx_persist_v3_size(const nx_store_t *store);
+/* Converts version 3 record in (nx_persist_v3_size bytes) to the current
+ * layout in out (rec_size bytes): times become ages, fingerprints tags,
+ * pending features the store's format; links and flags as they were. */
+void nx_persist_from_v3(const nx_store_t *store, const void *in, void *out);
 
 /* --- store_evict.c: who leaves ------------------------------------------ */
 

@@ -10,21 +10,135 @@
  * restore); a whole-store stream adds the generator, TTL cursor, counters
  * and the normaliser. Records are raw memory: a stream is read back only by
  * a store of the same layout on a machine of the same byte order (the
- * header check refuses another layout).
+ * header check refuses another layout). Records of the previous version
+ * (version 3: full times, float counters, 32-bit fingerprints, fp16
+ * pending features) are
+ * converted as they are read (nx_persist_from_v3, also used for single
+ * user records).
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "half.h"
 #include "norm.h"
+#include "quant.h"
 #include "store_int.h"
 
-/* Stream tags: "NXU3" whole store, "NXP3" one partition (version 2: the
+/* Stream tags: "NXU4" whole store, "NXP4" one partition (version 2: the
  * header carries n_scores; 3: records hold cart count, category run and
- * item view counts). */
-#define NX_STORE_MAGIC 0x3355584eu
-#define NX_PART_MAGIC  0x3350584eu
+ * item view counts; 4: the compact record of store_int.h). Version 3
+ * streams are still read. */
+#define NX_STORE_MAGIC    0x3455584eu
+#define NX_PART_MAGIC     0x3450584eu
+#define NX_STORE_MAGIC_V3 0x3355584eu
+#define NX_PART_MAGIC_V3  0x3350584eu
+
+/* --- version 3 records ---------------------------------------------------- */
+
+/* The head of a version 3 record; its tail followed in this order: last
+ * event time per type (int64), the counts and values (float), recent items
+ * and categories (32-bit fingerprints), the pending features and scores
+ * (fp16), the item view counts (bytes), padded to 8 bytes. */
+typedef struct nx_user_v3 {
+    uint64_t hash;
+    int64_t clock;
+    int64_t sess_start;
+    uint32_t chain, lprev, lnext;
+    int32_t partition;
+    uint32_t sess_fp, cat_fp;
+    uint16_t sess_len;
+    uint8_t sess_rev, flags, n_items, n_cats, carts, cat_run;
+} nx_user_v3_t;
+_Static_assert(sizeof(nx_user_v3_t) == 56, "the version 3 head was 56 bytes");
+
+/* Offsets of the version 3 tail (after the head). */
+typedef struct v3_layout {
+    size_t last, cnt, items, cats, pend, score, views, size;
+} v3_layout_t;
+
+static v3_layout_t v3_layout(const nx_store_t *store) {
+    const nx_store_params_t *p = &store->p;
+    size_t k = (size_t)p->recent_items;
+    v3_layout_t l;
+    l.last = sizeof(nx_user_v3_t);
+    l.cnt = l.last + 8 * (size_t)p->n_types;
+    l.items = l.cnt + 4 * (size_t)p->n_windows * ((size_t)p->n_types + 1);
+    l.cats = l.items + 4 * k;
+    l.pend = l.cats + 4 * k;
+    l.score = l.pend + 2 * store->fz.dim;
+    l.views = l.score + 2 * (size_t)p->n_scores;
+    l.size = (l.views + k + 7) & ~(size_t)7;
+    return l;
+}
+
+size_t nx_persist_v3_size(const nx_store_t *store) {
+    return v3_layout(store).size;
+}
+
+/* The age of a version 3 time t at clock c (ms). */
+static uint32_t v3_age(int64_t c, int64_t t) {
+    if (t == INT64_MIN)
+        return NX_AGE_NEVER;
+    return c - t <= 0 ? 0 : nx_age_of(c - t);
+}
+
+void nx_persist_from_v3(const nx_store_t *store, const void *in, void *out) {
+    const nx_store_params_t *p = &store->p;
+    const char *b = in;
+    v3_layout_t l = v3_layout(store);
+    nx_user_v3_t o;
+    memcpy(&o, b, sizeof o);
+    memset(out, 0, store->rec_size);
+    nx_user_t *u = out;
+    u->hash = o.hash;
+    u->clock = o.clock;
+    u->partition = o.partition;
+    u->sess_age = v3_age(o.clock, o.sess_start);
+    u->sess_tag = o.sess_fp ? nx_tag16_of32(o.sess_fp) : 0;
+    u->cat_tag = o.cat_fp ? nx_tag16_of32(o.cat_fp) : 0;
+    u->sess_len = o.sess_len;
+    u->sess_rev = o.sess_rev;
+    u->flags = o.flags;
+    u->n_items = o.n_items;
+    u->n_cats = o.n_cats;
+    u->carts = o.carts;
+    u->cat_run = o.cat_run;
+    for (int t = 0; t < p->n_types; t++) {
+        int64_t last;
+        memcpy(&last, b + l.last + 8 * (size_t)t, 8);
+        u_last(store, u)[t] = v3_age(o.clock, last);
+    }
+    /* counts then values, in the same order, to the nearest fp16 of what
+     * they count in (nx_half_round_sr with half the dropped range: to
+     * nearest, saturating) */
+    for (int k = 0; k < p->n_windows * (p->n_types + 1); k++) {
+        float c;
+        memcpy(&c, b + l.cnt + 4 * (size_t)k, 4);
+        u_cnt(store, u)[k] = nx_half_round_sr(c / store->fz.lane_unit[k], 0x1000u);
+    }
+    for (int i = 0; i < p->recent_items; i++) {
+        uint32_t f;
+        memcpy(&f, b + l.items + 4 * (size_t)i, 4);
+        u_items(store, u)[i] = i < o.n_items ? nx_tag16_of32(f) : 0;
+        memcpy(&f, b + l.cats + 4 * (size_t)i, 4);
+        u_cats(store, u)[i] = i < o.n_cats ? nx_tag16_of32(f) : 0;
+    }
+    memcpy(u_views(store, u), b + l.views, (size_t)p->recent_items);
+    memcpy(u_score(store, u), b + l.score, 2 * (size_t)p->n_scores);
+    if (!store->pend8) {
+        memcpy(u_pend(store, u), b + l.pend, 2 * store->fz.dim);
+        return;
+    }
+    int8_t *q = u_pend(store, u);
+    for (size_t i = 0; i < store->fz.dim; i++) {
+        uint16_t h;
+        memcpy(&h, b + l.pend + 2 * i, 2);
+        float x = nx_half_to_float(h);
+        nx_quant_encode(&x, &q[i], 1, p->clip);
+    }
+}
 
 int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t size) {
     uint32_t idx = find(store, user);
@@ -41,29 +155,36 @@ int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t
     } while (0)
     OUT("user %016" PRIx64 " partition %d clock %" PRId64 " pending %d\n", u->hash, u->partition,
         u->clock, (u->flags & NX_F_PENDING) ? 1 : 0);
-    OUT("session fp %08x start %" PRId64 " len %u revisits %u carts %u category %08x run %u\n",
-        u->sess_fp, u->sess_start, u->sess_len, u->sess_rev, u->carts, u->cat_fp, u->cat_run);
-    const int64_t *last = u_last(store, u);
-    const float *cnt = u_cnt(store, u), *val = u_val(store, u);
+    OUT("session tag %04x age %" PRIu32 " len %u revisits %u carts %u category %04x run %u\n",
+        u->sess_tag, u->sess_age, u->sess_len, u->sess_rev, u->carts, u->cat_tag, u->cat_run);
+    const uint32_t *last = u_last(store, u);
+    const uint16_t *cnt = u_cnt(store, u), *val = u_val(store, u);
+    int nc = p->n_windows * p->n_types;
     for (int t = 0; t < p->n_types; t++)
-        OUT("last %s %" PRId64 "\n", p->type_names[t], last[t]);
+        if (last[t] == NX_AGE_NEVER)
+            OUT("last %s never\n", p->type_names[t]);
+        else
+            OUT("last %s age %" PRIu32 "\n", p->type_names[t], last[t]);
     for (int w = 0; w < p->n_windows; w++) {
         OUT("window %" PRId64 ":", p->window_ms[w]);
         for (int t = 0; t < p->n_types; t++)
-            OUT(" %a", (double)cnt[w * p->n_types + t]);
-        OUT(" value %a\n", (double)val[w]);
+            OUT(" %a", (double)nx_half_to_float(cnt[w * p->n_types + t]));
+        OUT(" value %a\n", (double)(nx_half_to_float(val[w]) * store->fz.lane_unit[nc + w]));
     }
     OUT("items");
     for (int i = 0; i < u->n_items; i++)
-        OUT(" %08x/%u", u_items(store, u)[i], u_views(store, u)[i]);
+        OUT(" %04x/%u", u_items(store, u)[i], u_views(store, u)[i]);
     OUT("\ncategories");
     for (int i = 0; i < u->n_cats; i++)
-        OUT(" %08x", u_cats(store, u)[i]);
+        OUT(" %04x", u_cats(store, u)[i]);
     OUT("\n");
     if (u->flags & NX_F_PENDING) {
         OUT("pending");
         for (size_t i = 0; i < store->fz.dim; i++)
-            OUT(" %04x", u_pend(store, u)[i]);
+            if (store->pend8)
+                OUT(" %02x", (uint8_t)((int8_t *)u_pend(store, u))[i]);
+            else
+                OUT(" %04x", ((uint16_t *)u_pend(store, u))[i]);
         OUT("\n");
         if (p->n_scores) {
             OUT("scores");
@@ -155,13 +276,26 @@ size_t nx_store_drop_partition(nx_store_t *store, int32_t partition) {
     return removed;
 }
 
-/* Reads one record and inserts it (replacing a user with the same hash).
- * The pending flag is cleared; the caller relinks the expiry order. */
-static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, void *opaque,
-                       char *errstr, size_t errstr_size) {
-    if (read(opaque, tmp, store->rec_size)) {
+/* Scratch for reading records: the record as read (in_size bytes: a
+ * version 3 record if v3), then rec_size bytes for its conversion. Caller
+ * frees with free(). */
+static char *read_buf(const nx_store_t *store, int v3, size_t *in_size) {
+    *in_size = v3 ? nx_persist_v3_size(store) : store->rec_size;
+    return malloc(*in_size + store->rec_size);
+}
+
+/* Reads one record (in_size bytes; a version 3 record is converted) into
+ * tmp (read_buf) and inserts it (replacing a user with the same hash). The
+ * pending flag is cleared; the caller relinks the expiry order. */
+static int read_insert(nx_store_t *store, char *tmp, size_t in_size, nx_stream_read_fn read,
+                       void *opaque, char *errstr, size_t errstr_size) {
+    if (read(opaque, tmp, in_size)) {
         snprintf(errstr, errstr_size, "features: short read in user records");
         return -1;
+    }
+    if (in_size != store->rec_size) {
+        nx_persist_from_v3(store, tmp, tmp + in_size);
+        tmp += in_size;
     }
     uint32_t idx = nx_table_put(store, tmp);
     if (idx == UINT32_MAX) {
@@ -175,9 +309,13 @@ static int read_insert(nx_store_t *store, char *tmp, nx_stream_read_fn read, voi
     return 0;
 }
 
+/* 0 if hd heads a stream of this store's layout (magic, or magic_v3 with
+ * version 3 records, then *v3 = 1), else -1 + errstr. */
 static int check_head(const nx_store_t *store, const nx_stream_head_t *hd, uint32_t magic,
-                      char *errstr, size_t errstr_size) {
-    if (hd->magic != magic || hd->rec_size != store->rec_size ||
+                      uint32_t magic_v3, int *v3, char *errstr, size_t errstr_size) {
+    *v3 = hd->magic == magic_v3;
+    size_t want = *v3 ? nx_persist_v3_size(store) : store->rec_size;
+    if ((hd->magic != magic && !*v3) || hd->rec_size != want ||
         hd->schema_hash != store->fz.schema_hash || hd->n_scores != (uint32_t)store->p.n_scores) {
         snprintf(errstr, errstr_size,
                  "features: stream is not a store of this layout (magic %08x, record %u bytes, "
@@ -220,7 +358,8 @@ int nx_store_restore_partition(nx_store_t *store, nx_stream_read_fn read, void *
         snprintf(errstr, errstr_size, "features: short read in partition header");
         goto out;
     }
-    if (check_head(store, &hd, NX_PART_MAGIC, errstr, errstr_size))
+    int v3;
+    if (check_head(store, &hd, NX_PART_MAGIC, NX_PART_MAGIC_V3, &v3, errstr, errstr_size))
         goto out;
     if (store->n_users + hd.n_users > store->p.max_users) {
         snprintf(errstr, errstr_size,
@@ -228,13 +367,14 @@ int nx_store_restore_partition(nx_store_t *store, nx_stream_read_fn read, void *
                  hd.n_users, store->p.max_users);
         goto out;
     }
-    tmp = malloc(store->rec_size);
+    size_t in_size;
+    tmp = read_buf(store, v3, &in_size);
     if (!tmp) {
         snprintf(errstr, errstr_size, "features: out of memory");
         goto out;
     }
     for (uint64_t k = 0; k < hd.n_users; k++)
-        if (read_insert(store, tmp, read, opaque, errstr, errstr_size))
+        if (read_insert(store, tmp, in_size, read, opaque, errstr, errstr_size))
             goto out;
     if (read_pending_order(store, read, opaque, errstr, errstr_size))
         goto out;
@@ -293,14 +433,16 @@ int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, ch
         snprintf(errstr, errstr_size, "features: short read in store header");
         goto out;
     }
-    if (check_head(store, &hd, NX_STORE_MAGIC, errstr, errstr_size))
+    int v3;
+    if (check_head(store, &hd, NX_STORE_MAGIC, NX_STORE_MAGIC_V3, &v3, errstr, errstr_size))
         goto out;
     if (hd.n_users > store->p.max_users) {
         snprintf(errstr, errstr_size, "features: %" PRIu64 " users exceed max_users %" PRIu64,
                  hd.n_users, store->p.max_users);
         goto out;
     }
-    tmp = malloc(store->rec_size);
+    size_t in_size;
+    tmp = read_buf(store, v3, &in_size);
     if (!tmp) {
         snprintf(errstr, errstr_size, "features: out of memory");
         goto out;
@@ -308,7 +450,7 @@ int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, ch
     nx_table_clear(store);
     /* Records go back at their slab positions (they were saved in order). */
     for (uint64_t k = 0; k < hd.n_users; k++)
-        if (read_insert(store, tmp, read, opaque, errstr, errstr_size))
+        if (read_insert(store, tmp, in_size, read, opaque, errstr, errstr_size))
             goto out;
     if (read_pending_order(store, read, opaque, errstr, errstr_size))
         goto out;

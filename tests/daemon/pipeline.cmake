@@ -10,3 +10,11 @@ add_test(NAME e2e_kafka_backpressure
          COMMAND test_e2e_kafka $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 200000 --backpressure)
 set_tests_properties(e2e_kafka_backpressure PROPERTIES FIXTURES_REQUIRED kafka LABELS integration
                      TIMEOUT 600)
+
+# The training thread: live pushes never wait (examples dropped and
+# counted instead), replay trains every example, the live thread's priority.
+add_executable(test_trainer ${CMAKE_CURRENT_SOURCE_DIR}/test_trainer.c)
+target_include_directories(test_trainer PRIVATE ${PROJECT_SOURCE_DIR}/tests/common)
+target_link_libraries(test_trainer PRIVATE nx_daemon)
+add_test(NAME trainer COMMAND test_trainer)
+set_tests_properties(trainer PROPERTIES LABELS unit TIMEOUT 120)

@@ -4,7 +4,9 @@
  * and TYPE lines, histogram layout), right after start and once it has
  * trained and checkpointed; no sample is a -1 or NaN placeholder; the build
  * and process metrics are there, the training-step histogram counts the
- * training steps, and a prediction is counted once (the dead-letter topic
+ * training steps, the latency stage histograms (fetch, wait, predict, ack,
+ * and broker timestamp to produce()) count the predictions, and a
+ * prediction is counted once (the dead-letter topic
  * has no nextactd_events_out_total sample of its own).
  *
  * `nextactd demo` on librdkafka's mock cluster: no broker needed (unit).
@@ -174,6 +176,27 @@ int main(int argc, char **argv) {
         long long inf =
             nx_scrape_metric(late, "nextactd_training_step_seconds_bucket{le=\"+Inf\"}");
         CHECK(timed > 0 && inf == timed);
+        /* the latency stages: each one counts, its +Inf bucket is its
+         * count, and every acknowledged prediction was handed over first */
+        static const char *stages[] = {"fetch", "wait", "predict", "ack"};
+        long long handed = nx_scrape_metric(late, "nextactd_produce_latency_seconds_count");
+        CHECK(handed > 0);
+        CHECK_INT(nx_scrape_metric(late, "nextactd_produce_latency_seconds_bucket{le=\"+Inf\"}"),
+                  handed);
+        for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
+            char name[128];
+            snprintf(name, sizeof name, "nextactd_stage_seconds_count{stage=\"%s\"}", stages[i]);
+            long long count = nx_scrape_metric(late, name);
+            CHECK(count > 0);
+            snprintf(name, sizeof name, "nextactd_stage_seconds_bucket{stage=\"%s\",le=\"+Inf\"}",
+                     stages[i]);
+            CHECK_INT(nx_scrape_metric(late, name), count);
+            if (strcmp(stages[i], "predict") == 0)
+                CHECK_INT(count, handed);
+            if (strcmp(stages[i], "ack") == 0)
+                CHECK(count <= handed);
+        }
+        CHECK(nx_scrape_metric(late, "nextactd_training_examples_shed_total") >= 0);
         /* predictions once, dead letters once */
         CHECK(nx_scrape_metric(late, "nextactd_events_out_total{topic=\"predictions\"}") > 0);
         CHECK(strstr(late, "nextactd_events_out_total{topic=\"dead-letters\"}") == NULL);

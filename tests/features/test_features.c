@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "half.h"
+#include "quant.h"
+#include "store_int.h"
 #include "norm.h"
 #include "siphash.h"
 #include "store.h"
@@ -39,7 +41,28 @@ static int failures;
     CHECK(fabs((double)(a) - (double)(b)) <= (tol) * (1.0 + fabs((double)(b))),                    \
           "%s = %.9g, want %.9g", #a, (double)(a), (double)(b))
 
+/* A counter feature, log1p(c), of a bfloat16 counter rounded n times
+ * (stochastically: each rounding moves c by under one step, 2^-7 of it,
+ * and log1p(c) by under 2^-7). */
+#define CHECK_COUNTER(a, b, n)                                                                     \
+    CHECK(fabs((double)(a) - (double)(b)) <= (n)*0x1p-7, "%s = %.9g, want %.9g (%d roundings)",    \
+          #a, (double)(a), (double)(b), (n))
+
 static const uint8_t test_key[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* A feature as a resolved example gives it back: a normalised store with a
+ * clip within NX_QUANT_CLIP_MAX keeps 8-bit codes (quant.h), any other
+ * fp16. */
+static float pend_rt(const nx_store_params_t *p, float x) {
+    if (p->normalise && p->clip <= NX_QUANT_CLIP_MAX) {
+        int8_t q;
+        nx_quant_encode(&x, &q, 1, p->clip);
+        float y;
+        nx_quant_decode(&q, &y, 1, p->clip);
+        return y;
+    }
+    return nx_half_to_float(nx_half_from_float(x));
+}
 
 /* --- a memory stream ------------------------------------------------------ */
 
@@ -501,10 +524,13 @@ static void test_hand_sequence(void) {
                         log1p(10.0),
                         0};
     for (int i = 0; i < 26; i++)
-        CHECK_NEAR(x[1][i], want1[i], 1e-6);
+        if (i < 3) /* the counters, rounded twice */
+            CHECK_COUNTER(x[1][i], want1[i], 2);
+        else
+            CHECK_NEAR(x[1][i], want1[i], 1e-6);
     /* the resolved vector is e0's row through fp16 */
     for (int i = 0; i < 26; i++)
-        CHECK(rb.x[i] == nx_half_to_float(nx_half_from_float(x[0][i])), "e0 pending %d", i);
+        CHECK(rb.x[i] == pend_rt(&p, x[0][i]), "e0 pending %d", i);
     CHECK(x[0][4] == 0 && x[0][5] == 0 && x[0][6] == 1, "e0 recency flags");
     CHECK(x[0][9] == 1 && x[0][24] == 0 && x[0][25] == 1, "e0 session_new / price missing");
     CHECK(x[0][10] == 0 && x[0][11] == 1 && x[0][14] == 0 && x[0][17] == 1,
@@ -513,9 +539,9 @@ static void test_hand_sequence(void) {
     /* e2: resolves e1 with click (10 s < 30 s); e3 late: no label. */
     CHECK(nx_store_update(store, ev + 2, 2, 0, &x[2][0], st, &rb.ex) == 0, "update");
     CHECK(rb.ex.n == 1 && rb.label[0] == 0 && rb.ts[0] == t0 + 60000, "e1 label %d", rb.label[0]);
-    CHECK_NEAR(x[2][0], log1p(exp(-70.0 / 60) + 1), 1e-6);
-    CHECK_NEAR(x[2][1], log1p(exp(-10.0 / 60)), 1e-6);
-    CHECK_NEAR(x[2][2], log1p(20 * exp(-10.0 / 60)), 1e-6);
+    CHECK_COUNTER(x[2][0], log1p(exp(-70.0 / 60) + 1), 3);
+    CHECK_COUNTER(x[2][1], log1p(exp(-10.0 / 60)), 3);
+    CHECK_COUNTER(x[2][2], log1p(20 * exp(-10.0 / 60)), 3);
     CHECK(x[2][14] == 0 && x[2][15] == 1, "e2 revisits item %g cat %g", (double)x[2][14],
           (double)x[2][15]);
     CHECK_NEAR(x[2][10], log1p(10.0), 1e-6);
@@ -524,7 +550,7 @@ static void test_hand_sequence(void) {
     CHECK(x[3][10] == 0 && x[3][11] == 0 && x[3][17] == 3 && x[3][14] == 0,
           "late e3: gap 0 %g, run unchanged %g, new item %g", (double)x[3][10], (double)x[3][17],
           (double)x[3][14]);
-    CHECK_NEAR(x[3][0], log1p(exp(-70.0 / 60) + 1 + exp(-5.0 / 60)), 1e-6);
+    CHECK_COUNTER(x[3][0], log1p(exp(-70.0 / 60) + 1 + exp(-5.0 / 60)), 4);
     CHECK(x[3][3] == 0, "since_click after late click stays 0: %g", (double)x[3][3]);
     CHECK_NEAR(x[3][7], log1p(3.0), 1e-6); /* late event not in the session */
     CHECK(x[3][9] == 0, "late event is no new session");
@@ -665,8 +691,10 @@ typedef struct ref {
     int fifo_head, fifo_tail;
 } ref_t;
 
+/* The store's 16-bit tag of an id (store_int.h), spelled out. */
 static uint32_t ref_fp(uint64_t h) {
-    return (uint32_t)(h ^ (h >> 32)) | 1u;
+    uint32_t f = (uint32_t)(h ^ (h >> 32)) | 1u;
+    return ((f ^ (f >> 16)) & 0xffffu) | 1u;
 }
 
 /* 1 if fp is among the k most recent distinct fingerprints of hist[0..n). */
@@ -861,6 +889,10 @@ static uint64_t lcg(uint64_t *s) {
  * compares every vector, label and expiry. */
 static void run_reference(const nx_store_params_t *p, const stream_cfg_t *cfg) {
     char err[256];
+    struct {
+        long n;
+        double sum, sum2, max;
+    } cnt_err = {0, 0, 0, 0};
     nx_store_t *store = nx_store_new(p, test_key, err, sizeof err);
     CHECK(store != NULL, "new: %s", err);
     if (!store)
@@ -951,10 +983,22 @@ static void run_reference(const nx_store_params_t *p, const stream_cfg_t *cfg) {
             ru->present = 1;
             ref_features(p, ru->hist, ru->n, want);
             const float *x = X + (size_t)i * dim;
-            for (size_t f = 0; f < dim; f++)
-                CHECK(fabs(x[f] - want[f]) <= 2e-4 * (1 + fabs(want[f])),
-                      "event %d user %d feature %s = %.7g, want %.7g", i, ev_user[i],
-                      nx_store_feature_name(store, f), (double)x[f], want[f]);
+            for (size_t f = 0; f < dim; f++) {
+                const char *name = nx_store_feature_name(store, f);
+                double err = x[f] - want[f];
+                if (!strncmp(name, "cnt_", 4) || !strncmp(name, "value_", 6)) {
+                    /* bfloat16 counters: see the bounds after the loop */
+                    cnt_err.n++;
+                    cnt_err.sum += err;
+                    cnt_err.sum2 += err * err;
+                    if (fabs(err) > cnt_err.max)
+                        cnt_err.max = fabs(err);
+                    continue;
+                }
+                CHECK(fabs(err) <= 2e-4 * (1 + fabs(want[f])),
+                      "event %d user %d feature %s = %.7g, want %.7g", i, ev_user[i], name,
+                      (double)x[f], want[f]);
+            }
             if (!in_order)
                 continue;
             if (ru->pending) {
@@ -967,7 +1011,7 @@ static void run_reference(const nx_store_params_t *p, const stream_cfg_t *cfg) {
                           (long long)rb.ts[rpos], lab, (long long)ru->pending_ts);
                     const float *px = X + (size_t)ru->pending_row * dim;
                     for (size_t f = 0; f < dim; f++)
-                        CHECK(rb.x[rpos * dim + f] == nx_half_to_float(nx_half_from_float(px[f])),
+                        CHECK(rb.x[rpos * dim + f] == pend_rt(p, px[f]),
                               "resolved vector feature %zu", f);
                     for (int c = 0; c < ns; c++)
                         CHECK(rb.score[rpos * ns + c] == rt16(ref_score(ru->pending_row, c)),
@@ -1054,6 +1098,17 @@ static void run_reference(const nx_store_params_t *p, const stream_cfg_t *cfg) {
     if (cfg->check_cap)
         CHECK(sst.evictions > 0 && sst.users <= p->max_users, "cap: evictions %llu users %llu",
               (unsigned long long)sst.evictions, (unsigned long long)sst.users);
+    if (cnt_err.n) {
+        double mean = cnt_err.sum / cnt_err.n, rms = sqrt(cnt_err.sum2 / cnt_err.n);
+        /* fp16 counters rounded stochastically: unbiased (rounding to
+         * nearest or down drifts), typically a fraction of one step
+         * (2^-10 = 0.001), a few steps at worst (one user's errors decay
+         * with the window). Measured: mean |.| < 3e-5, rms < 4e-4, max
+         * < 0.004. */
+        CHECK(fabs(mean) <= 1e-4 && rms <= 1e-3 && cnt_err.max <= 0.01,
+              "counter features: error mean %.3g rms %.3g max %.3g over %ld", mean, rms,
+              cnt_err.max, cnt_err.n);
+    }
     CHECK(sst.dropped > 0 && sst.late > 0 && (cfg->check_cap || sst.expirations > 0) &&
               sst.expired_labels > 0,
           "stream exercised too little: dropped %llu late %llu expirations %llu expired %llu",
@@ -1652,6 +1707,326 @@ static void test_changes(void) {
     nx_store_destroy(twin);
 }
 
+/* --- 8-bit pending features ----------------------------------------------- */
+
+/* Codes round-trip exactly; values within the clip come back within
+ * clip / 254 (plus a float rounding); beyond it they clamp, NaN is 0. */
+static void test_quant(void) {
+    const float clips[] = {0.5f, 1.0f, 5.0f, 8.0f};
+    for (size_t c = 0; c < sizeof clips / sizeof *clips; c++) {
+        float clip = clips[c];
+        for (int q = -127; q <= 127; q++) {
+            int8_t in = (int8_t)q, back;
+            float x;
+            nx_quant_decode(&in, &x, 1, clip);
+            nx_quant_encode(&x, &back, 1, clip);
+            CHECK(back == in, "clip %g code %d -> %g -> %d", (double)clip, q, (double)x, back);
+        }
+        double worst = 0;
+        for (int i = -100000; i <= 100000; i++) {
+            float x = clip * (float)i / 100000.0f, y;
+            int8_t q;
+            nx_quant_encode(&x, &q, 1, clip);
+            nx_quant_decode(&q, &y, 1, clip);
+            if (fabs((double)y - x) > worst)
+                worst = fabs((double)y - x);
+        }
+        CHECK(worst <= clip / 254.0 * (1 + 1e-5), "clip %g: error %g > clip / 254", (double)clip,
+              worst);
+        CHECK(worst >= clip / 254.0 * 0.99, "clip %g: error %g, expected about clip / 254",
+              (double)clip, worst);
+        float odd[4] = {2 * clip, -3 * clip, NAN, INFINITY}, y[4];
+        int8_t q[4];
+        nx_quant_encode(odd, q, 4, clip);
+        CHECK(q[0] == 127 && q[1] == -127 && q[2] == 0 && q[3] == 127, "clamps %d %d %d %d", q[0],
+              q[1], q[2], q[3]);
+        nx_quant_decode(q, y, 2, clip);
+        CHECK(y[0] == clip && y[1] == -clip, "ends decode to +-clip");
+    }
+}
+
+/* fp16 counters (half.h): exact values stay whatever the random bits;
+ * others go to one of their two neighbours, up with the dropped fraction's
+ * probability (over all 2^13 random values: exactly); a count does not
+ * stop growing where 1 is under half a step (nearest stalls at 2048); the
+ * range saturates; the 4-lane conversions give the one-value bits. */
+static void test_half_counters(void) {
+    const float exact[] = {0.0f, 1.0f, 3.0f, 2048.0f, 0.75f, 65504.0f, 0x1p-20f};
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++) {
+        uint16_t h = nx_half_from_float(exact[i]);
+        CHECK(nx_half_to_float(h) == exact[i], "%g is an fp16", (double)exact[i]);
+        for (uint32_t r = 0; r < 65536; r += 97)
+            CHECK(nx_half_round_sr(exact[i], r) == h, "exact %g moved by r %u", (double)exact[i],
+                  r);
+    }
+    const float odd[] = {1.0f + 0x1p-12f, 2049.0f, 0.1f, 12345.678f, 3.3e-3f};
+    for (size_t i = 0; i < sizeof odd / sizeof *odd; i++) {
+        float x = odd[i];
+        uint16_t lo_h = nx_half_from_float(x);
+        if (nx_half_to_float(lo_h) > x)
+            lo_h--;
+        float lo = nx_half_to_float(lo_h), hi = nx_half_to_float((uint16_t)(lo_h + 1));
+        double sum = 0;
+        for (uint32_t r = 0; r < 8192; r++) {
+            float y = nx_half_to_float(nx_half_round_sr(x, r));
+            CHECK(y == lo || y == hi, "%g rounded to %g, not %g or %g", (double)x, (double)y,
+                  (double)lo, (double)hi);
+            sum += y;
+        }
+        CHECK(sum / 8192 == (double)x, "%g: mean over all r %.10g", (double)x, sum / 8192);
+    }
+    CHECK(nx_half_round_sr(65504.5f, 0) == 0x7bff && nx_half_round_sr(1e30f, 8191) == 0x7bff,
+          "saturates at 65504");
+    CHECK(nx_half_round_sr(3e-6f, 8191) == nx_half_from_float(3e-6f), "subnormal: to nearest");
+    uint64_t s = 5;
+    float c = 0;
+    for (int i = 0; i < 10000; i++)
+        c = nx_half_to_float(nx_half_round_sr(c + 1.0f, (uint32_t)lcg(&s)));
+    /* unbiased; its spread: above 8192 a step is 8 and +1 rounds up with
+     * probability 1/8, from 2048 on the variances sum to ~3e4: a standard
+     * deviation of ~170 */
+    CHECK(fabs(c - 10000.0) < 700, "10000 increments counted %g", (double)c);
+    /* 4 lanes = one value at a time, bit for bit */
+    for (int k = 0; k < 20000; k++) {
+        float x[4];
+        uint16_t h4[4], in[4];
+        for (int l = 0; l < 4; l++) {
+            uint32_t bits = (uint32_t)lcg(&s) % 0x48000000u; /* 0 .. 2^17 */
+            memcpy(&x[l], &bits, 4);
+            in[l] = (uint16_t)(lcg(&s) % 0x7c00u);
+        }
+        uint64_t r = lcg(&s) << 33 ^ lcg(&s);
+        nx_half_v4f v;
+        memcpy(&v, x, sizeof v);
+        nx_half_store_counter4(h4, v, r);
+        nx_half_v4f back = nx_half_counter4(in);
+        for (int l = 0; l < 4; l++) {
+            CHECK(h4[l] == nx_half_round_sr(x[l], (uint32_t)(r >> (16 * l)) & 0xffffu),
+                  "lane %d of %a", l, (double)x[l]);
+            CHECK(back[l] == nx_half_to_float(in[l]), "lane %d of %04x", l, in[l]);
+        }
+    }
+}
+
+/* A normalised store gives back each resolved example as the 8-bit codes
+ * of the vector it published: within clip / 254 of it. */
+static void test_pend8(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p);
+    char err[256];
+    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(store != NULL, "new: %s", err);
+    if (!store)
+        return;
+    static char ids[50][16];
+    const int n = 2000;
+    nx_event_t *ev = make_stream(n, 50, 23, 1700000000000LL, ids);
+    size_t dim = nx_store_dim(store);
+    float *X = calloc((size_t)n * dim, sizeof *X);
+    uint8_t *st = calloc((size_t)n, 1);
+    long *made = calloc(50, sizeof *made); /* row of each user's pending example, -1 none */
+    for (int u = 0; u < 50; u++)
+        made[u] = -1;
+    exbuf_t rb;
+    exbuf_init(&rb, dim, 64);
+    int64_t wm = INT64_MIN / 2; /* nothing late, nothing expires */
+    long checked = 0;
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        CHECK(nx_store_update(store, ev + i, 1, wm, X + (size_t)i * dim, st + i, &rb.ex) == 0,
+              "update");
+        int u = atoi(ev[i].user_id + 2); /* "p-<u>" */
+        /* in order for its user (else late): it makes the pending example */
+        int in_order = made[u] < 0 || ev[i].ts_ms >= ev[made[u]].ts_ms;
+        if (rb.ex.n == 1 && made[u] >= 0) {
+            for (size_t f = 0; f < dim; f++) {
+                float want = X[(size_t)made[u] * dim + f];
+                CHECK(rb.x[f] == pend_rt(&p, want), "event %d feature %zu", i, f);
+                if (fabs((double)rb.x[f] - want) > worst)
+                    worst = fabs((double)rb.x[f] - want);
+            }
+            checked++;
+        }
+        if (in_order)
+            made[u] = i;
+    }
+    CHECK(checked > 1000, "only %ld examples resolved", checked);
+    CHECK(worst <= p.clip / 254.0 * (1 + 1e-5), "error %g", worst);
+    exbuf_free(&rb);
+    free(made);
+    free(st);
+    free(X);
+    free(ev);
+    nx_store_destroy(store);
+}
+
+/* --- records of the previous version ---------------------------------------- */
+
+/* The version 3 record, spelled out here as the daemons that wrote it laid
+ * it out (a fixed format: not taken from the store): a 56-byte head (hash,
+ * clock, session start, chain, list links, partition, session and category
+ * fingerprints, session length, revisits, flags, ring fills, carts,
+ * category run), then the last time per type (int64), counts and values
+ * (float), items and categories (uint32), pending features and scores
+ * (fp16), item views (bytes), padded to 8 bytes. */
+static size_t v3_size(const nx_store_t *store) {
+    const nx_store_params_t *p = &store->p;
+    size_t k = (size_t)p->recent_items;
+    size_t n = 56 + 8 * (size_t)p->n_types + 4 * (size_t)p->n_windows * (p->n_types + 1) + 8 * k +
+               2 * store->fz.dim + 2 * (size_t)p->n_scores + k;
+    return (n + 7) & ~(size_t)7;
+}
+
+/* A current record (rec_size bytes) as version 3 would have held the same
+ * state: times from the ages, a tag as its own 32-bit fingerprint (it
+ * folds to itself), pending features decoded to fp16. */
+static void to_v3(nx_store_t *store, const uint8_t *in, uint8_t *out) {
+    const nx_store_params_t *p = &store->p;
+    static _Alignas(8) uint8_t ubuf[4096];
+    memcpy(ubuf, in, store->rec_size);
+    nx_user_t *u = (nx_user_t *)ubuf;
+    size_t k = (size_t)p->recent_items, nt = (size_t)p->n_types, o = 0;
+    memset(out, 0, v3_size(store));
+#define PUT(v)                                                                                     \
+    do {                                                                                           \
+        __typeof__(v) v_ = (v);                                                                    \
+        memcpy(out + o, &v_, sizeof v_);                                                           \
+        o += sizeof v_;                                                                            \
+    } while (0)
+    int64_t sess_start = u->clock - (int64_t)u->sess_age;
+    uint32_t zero = 0, sfp = u->sess_tag, cfp = u->cat_tag;
+    PUT(u->hash);
+    PUT(u->clock);
+    PUT(sess_start);
+    PUT(zero);
+    PUT(zero);
+    PUT(zero);
+    PUT(u->partition);
+    PUT(sfp);
+    PUT(cfp);
+    PUT(u->sess_len);
+    PUT(u->sess_rev);
+    PUT(u->flags);
+    PUT(u->n_items);
+    PUT(u->n_cats);
+    PUT(u->carts);
+    PUT(u->cat_run);
+    for (size_t t = 0; t < nt; t++) {
+        uint32_t age = u_last(store, u)[t];
+        PUT(age == NX_AGE_NEVER ? INT64_MIN : u->clock - (int64_t)age);
+    }
+    for (size_t c = 0; c < (size_t)p->n_windows * (nt + 1); c++)
+        PUT(nx_half_to_float(u_cnt(store, u)[c]) * store->fz.lane_unit[c]);
+    for (size_t i = 0; i < k; i++)
+        PUT((uint32_t)u_items(store, u)[i]);
+    for (size_t i = 0; i < k; i++)
+        PUT((uint32_t)u_cats(store, u)[i]);
+    float x[256];
+    nx_store_pend_decode(store, u, x);
+    for (size_t i = 0; i < store->fz.dim; i++)
+        PUT(nx_half_from_float(x[i]));
+    for (int c = 0; c < p->n_scores; c++)
+        PUT(u_score(store, u)[c]);
+    for (size_t i = 0; i < k; i++)
+        PUT(u_views(store, u)[i]);
+#undef PUT
+}
+
+/* Version 1 user records and version 3 streams (the record layout before
+ * ages, tags and 8-bit pending features) load into the same state: a
+ * store's users, written back in the old layout, come back byte for byte. */
+static void test_v3_records(void) {
+    for (int normalise = 0; normalise <= 1; normalise++) {
+        nx_store_params_t p;
+        nx_store_params_default(&p);
+        p.normalise = normalise; /* 8-bit pending features, or fp16 */
+        p.n_scores = 2;
+        char err[256];
+        nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+        nx_store_t *twin = nx_store_new(&p, test_key, err, sizeof err);
+        nx_store_t *third = nx_store_new(&p, test_key, err, sizeof err);
+        CHECK(store && twin && third, "new: %s", err);
+        if (!store || !twin || !third)
+            return;
+        CHECK(store->pend8 == normalise, "pending format");
+        static char ids[200][16];
+        const int n = 3000;
+        nx_event_t *ev = make_stream(n, 200, 17, 1700000000000LL, ids);
+        size_t dim = nx_store_dim(store);
+        float *X = calloc((size_t)n * dim, sizeof *X);
+        exbuf_t rb, xb;
+        exbuf_init(&rb, dim, 64);
+        exbuf_init(&xb, dim, 4096);
+        uint64_t l1 = 0;
+        run_batches(store, ev, n, X, &rb, &xb, &l1);
+        nx_store_update(store, ev, 0, 0, X, NULL, &rb.ex); /* no scores awaited */
+        dumps_t before = {store, {0}, {0}, {0}, 0}, after = {third, {0}, {0}, {0}, 0};
+        nx_store_foreach(store, collect, &before);
+        size_t v3 = v3_size(store), len4 = nx_store_user_record_size(store);
+        static uint8_t r4[4096], r1[4096], back[4096];
+        membuf_t m = {0};
+        uint64_t n_pend = 0;
+        for (int i = 0; i < before.n; i++) {
+            nx_store_user_record(store, before.user[i], r4, sizeof r4);
+            n_pend += (((nx_user_t *)(r4 + 16))->flags & NX_F_PENDING) != 0;
+        }
+        /* stream header: magic "NXP3", record bytes, schema, users, scores */
+        uint32_t hd32[2] = {0x3350584eu, (uint32_t)v3}, hd_tail[2] = {(uint32_t)p.n_scores, 0};
+        uint64_t schema, users = (uint64_t)before.n;
+        memcpy(&schema, r4 + 8, 8);
+        mem_write(&m, hd32, sizeof hd32);
+        mem_write(&m, &schema, 8);
+        mem_write(&m, &users, 8);
+        mem_write(&m, hd_tail, sizeof hd_tail);
+        for (int i = 0; i < before.n; i++) {
+            long len = nx_store_user_record(store, before.user[i], r4, sizeof r4);
+            CHECK(len == (long)len4, "record length");
+            /* version 1 user record: version, scores, 0, 0, bytes, schema */
+            memcpy(r1, r4, 16);
+            r1[0] = 1;
+            uint32_t rs = (uint32_t)v3;
+            memcpy(r1 + 4, &rs, 4);
+            to_v3(store, r4 + 16, r1 + 16);
+            mem_write(&m, r1 + 16, v3);
+            uint64_t h = 0;
+            CHECK(nx_store_put_user(twin, r1, 16 + v3, &h, err, sizeof err) == 0 &&
+                      h == before.user[i],
+                  "put version 1: %s", err);
+            CHECK(nx_store_user_record(twin, h, back, sizeof back) == (long)len4 &&
+                      memcmp(back + 16, r4 + 16, len4 - 16) == 0,
+                  "user %d differs after the version 1 round trip", i);
+            CHECK(nx_store_put_user(twin, r1, 16 + v3 - 1, NULL, err, sizeof err) == -1,
+                  "truncated version 1 record");
+        }
+        mem_write(&m, &n_pend, 8);
+        for (int i = 0; i < before.n; i++) {
+            nx_store_user_record(store, before.user[i], r4, sizeof r4);
+            if (((nx_user_t *)(r4 + 16))->flags & NX_F_PENDING)
+                mem_write(&m, &before.user[i], 8);
+        }
+        CHECK(nx_store_restore_partition(third, mem_read, &m, err, sizeof err) == 0,
+              "restore version 3 stream: %s", err);
+        nx_store_foreach(third, collect, &after);
+        CHECK(after.n == before.n, "users %d, want %d", after.n, before.n);
+        for (int i = 0; i < before.n && i < after.n; i++) {
+            char buf[4096];
+            CHECK(nx_store_dump_user(third, before.user[i], buf, sizeof buf) > 0 &&
+                      before.text[i] && strcmp(buf, before.text[i]) == 0,
+                  "user %d differs after the version 3 stream", i);
+        }
+        dumps_free(&before);
+        dumps_free(&after);
+        free(m.data);
+        exbuf_free(&rb);
+        exbuf_free(&xb);
+        free(X);
+        free(ev);
+        nx_store_destroy(third);
+        nx_store_destroy(twin);
+        nx_store_destroy(store);
+    }
+}
+
 static void test_checkpoint(void) {
     nx_store_params_t p;
     nx_store_params_default(&p);
@@ -1879,6 +2254,10 @@ int main(void) {
     test_resize();
     test_partitions();
     test_changes();
+    test_quant();
+    test_half_counters();
+    test_pend8();
+    test_v3_records();
     test_checkpoint();
     test_scores();
     test_score_widths();

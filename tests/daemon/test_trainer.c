@@ -1,0 +1,211 @@
+/*
+ * test_trainer: the training thread beside prediction (daemon/trainer.h).
+ *
+ * - live, a trainer far slower than the pushes: pushes never wait, the
+ *   examples the queue has no room for are dropped and counted, and every
+ *   example added is either trained on or counted as dropped;
+ * - live, a checkpoint's quiesce drops the queued segments instead of
+ *   waiting for them;
+ * - replay, the same pushes: none is dropped (the main thread waits);
+ * - live, the thread runs at the priority asked for: nice 19 for "low",
+ *   SCHED_IDLE for "idle" (read back from /proc and sched_getscheduler).
+ *
+ * Not timed: a slow model (two hidden layers of 512) makes the trainer slow
+ * on any machine; the checks are on counts.
+ */
+#include <dirent.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "mlp.h"
+#include "trainer.h"
+
+#define DIM   16
+#define K     4
+#define SEG   512
+#define BATCH 32
+
+static nx_mlp_t *slow_mlp(void) {
+    char err[256];
+    nx_mlp_params_t p;
+    nx_mlp_params_default(&p, DIM, K);
+    p.n_hidden = 2;
+    p.hidden[0] = 512;
+    p.hidden[1] = 512;
+    nx_mlp_t *mlp = nx_mlp_new(&p, err, sizeof err);
+    if (!mlp)
+        fprintf(stderr, "nx_mlp_new: %s\n", err);
+    return mlp;
+}
+
+/* Adds segs full segments of examples (pushed by nx_trainer_add when full),
+ * predicting between them as the pipeline does; returns the examples added. */
+static uint64_t feed(nx_trainer_t *tr, int segs) {
+    static float x[DIM];
+    uint64_t added = 0;
+    for (int s = 0; s < segs; s++) {
+        for (int r = 0; r < SEG; r++) {
+            for (int j = 0; j < DIM; j++)
+                x[j] = (float)((r * 7 + j * 3 + s) % 11) / 11.0f;
+            nx_trainer_add(tr, x, (r + s) % K);
+            added++;
+        }
+        nx_trainer_push(tr);
+        CHECK(nx_trainer_predictor(tr) != NULL);
+    }
+    return added;
+}
+
+/* The trainer thread's tid (named "nx-trainer"), 0 if not found. */
+static pid_t trainer_tid(void) {
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    pid_t tid = 0;
+    while (d && (e = readdir(d)) != NULL && !tid) {
+        char path[300], name[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(name, sizeof name, f) && strncmp(name, "nx-trainer", 10) == 0)
+            tid = (pid_t)atoi(e->d_name);
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return tid;
+}
+
+/* Field 19 of /proc/self/task/TID/stat: the thread's nice value. */
+static int thread_nice(pid_t tid) {
+    char path[100], buf[1024];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(buf, sizeof buf, f)) {
+        if (f)
+            fclose(f);
+        return -100;
+    }
+    fclose(f);
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+    int field = 2, nice = -100;
+    for (; p && *p; p++) {
+        if (*p == ' ' && ++field == 19) {
+            nice = atoi(p + 1);
+            break;
+        }
+    }
+    return nice;
+}
+
+static void test_live_sheds(void) {
+    char err[256];
+    nx_mlp_t *mlp = slow_mlp();
+    CHECK(mlp != NULL);
+    if (!mlp)
+        return;
+    nx_trainer_t *tr =
+        nx_trainer_new(mlp, DIM, BATCH, SEG, 1, NX_TRAINER_PRIO_LOW, err, sizeof err);
+    CHECK(tr != NULL);
+    if (tr) {
+        uint64_t added = feed(tr, 200);
+        /* 200 segments of 512 examples through a 512x512 network take the
+         * trainer seconds; the pushes took next to nothing, so most were
+         * dropped instead of waited for */
+        uint64_t shed = nx_trainer_shed(tr);
+        CHECK(shed > 0);
+        CHECK(shed % SEG == 0); /* whole segments */
+        nx_trainer_finish(tr);
+        CHECK(nx_trainer_steps(tr) > 0);
+        CHECK_INT(nx_trainer_kept(tr) + nx_trainer_shed(tr), added);
+        nx_trainer_destroy(tr);
+    }
+    nx_mlp_destroy(mlp);
+}
+
+/* Live, a checkpoint's quiesce waits for the segment in training only:
+ * six segments fit the queue (none dropped by a push), the slow trainer is
+ * still on the first when quiesce comes, so the others are dropped. */
+static void test_live_quiesce(void) {
+    char err[256];
+    nx_mlp_t *mlp = slow_mlp();
+    CHECK(mlp != NULL);
+    if (!mlp)
+        return;
+    nx_trainer_t *tr =
+        nx_trainer_new(mlp, DIM, BATCH, SEG, 1, NX_TRAINER_PRIO_LOW, err, sizeof err);
+    CHECK(tr != NULL);
+    if (tr) {
+        uint64_t added = feed(tr, 6);
+        CHECK_INT(nx_trainer_shed(tr), 0);
+        nx_trainer_quiesce(tr);
+        CHECK(nx_trainer_shed(tr) > 0);
+        CHECK(nx_trainer_shed(tr) % SEG == 0);
+        CHECK_INT(nx_trainer_kept(tr) + nx_trainer_shed(tr), added); /* all accounted for */
+        added += feed(tr, 2); /* after it, segments are trained again */
+        nx_trainer_finish(tr);
+        CHECK_INT(nx_trainer_kept(tr) + nx_trainer_shed(tr), added);
+        CHECK(nx_trainer_kept(tr) >= 2 * SEG);
+        nx_trainer_destroy(tr);
+    }
+    nx_mlp_destroy(mlp);
+}
+
+static void test_replay_waits(void) {
+    char err[256];
+    nx_mlp_t *mlp = slow_mlp();
+    CHECK(mlp != NULL);
+    if (!mlp)
+        return;
+    nx_trainer_t *tr =
+        nx_trainer_new(mlp, DIM, BATCH, SEG, 0, NX_TRAINER_PRIO_LOW, err, sizeof err);
+    CHECK(tr != NULL);
+    if (tr) {
+        uint64_t added = feed(tr, 24);
+        nx_trainer_finish(tr);
+        CHECK_INT(nx_trainer_shed(tr), 0);
+        CHECK_INT(nx_trainer_kept(tr), added);
+        nx_trainer_destroy(tr);
+    }
+    nx_mlp_destroy(mlp);
+}
+
+static void test_priority(int priority) {
+    char err[256];
+    nx_mlp_t *mlp = slow_mlp();
+    CHECK(mlp != NULL);
+    if (!mlp)
+        return;
+    int nice_before = thread_nice(getpid());
+    nx_trainer_t *tr = nx_trainer_new(mlp, DIM, BATCH, SEG, 1, priority, err, sizeof err);
+    CHECK(tr != NULL);
+    if (tr) {
+        feed(tr, 1);
+        nx_trainer_sync(tr); /* the thread has run, so it has set its priority */
+        pid_t tid = trainer_tid();
+        CHECK(tid > 0);
+        if (priority == NX_TRAINER_PRIO_LOW) {
+            CHECK_INT(thread_nice(tid), 19);
+            CHECK_INT(sched_getscheduler(tid), SCHED_OTHER);
+        } else {
+            CHECK_INT(sched_getscheduler(tid), SCHED_IDLE);
+        }
+        /* the caller's thread is left as it was */
+        CHECK_INT(thread_nice(getpid()), nice_before);
+        CHECK_INT(sched_getscheduler(0), SCHED_OTHER);
+        nx_trainer_destroy(tr);
+    }
+    nx_mlp_destroy(mlp);
+}
+
+int main(void) {
+    test_live_sheds();
+    test_live_quiesce();
+    test_replay_waits();
+    test_priority(NX_TRAINER_PRIO_LOW);
+    test_priority(NX_TRAINER_PRIO_IDLE);
+    return nx_check_exit("test_trainer");
+}
