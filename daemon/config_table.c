@@ -183,7 +183,7 @@ const nx_cfg_desc_t nx_config_table[] = {
      "Hard cap on users in the store; the least recently active are evicted."},
     {"features.session_gap_s", NX_CT_INT, OFF(features.session_gap_s), "1800", 1, 86400, NULL, 0,
      "A gap this long starts a new session when events carry no session id, seconds."},
-    {"features.recent_items", NX_CT_INT, OFF(features.recent_items), "8", 0, 64, NULL, 0,
+    {"features.recent_items", NX_CT_INT, OFF(features.recent_items), "8", 0, 32, NULL, 0,
      "Recently seen items kept per user, to count revisits."},
     {"features.clip", NX_CT_DOUBLE, OFF(features.clip), "5.0", 0.5, 100, NULL, 0,
      "Normalised features are clipped to [-clip, clip]."},
@@ -203,6 +203,22 @@ const nx_cfg_desc_t nx_config_table[] = {
      "Family: hour of day and day of week as sin/cos."},
     {"features.price", NX_CT_BOOL, OFF(features.price), "true", 0, 0, NULL, 0,
      "Family: log price of the event's item."},
+    {"features.labels", NX_CT_BOOL, OFF(features.labels), "false", 0, 0, NULL, 0,
+     "Family: the user's own label history, the share of each class (event types, none)\n"
+     "among the user's resolved next actions, decayed by label_decay per label."},
+    {"features.label_decay", NX_CT_DOUBLE, OFF(features.label_decay), "0.95", 0.01, 0.999, NULL, 0,
+     "The labels family's counts are multiplied by this at each resolved label (0.95: about\n"
+     "the last 20)."},
+    {"features.item_popularity", NX_CT_BOOL, OFF(features.item_popularity), "false", 0, 0, NULL, 0,
+     "Family: decayed events of all users on the event's item and category (item table)."},
+    {"features.item_rates", NX_CT_BOOL, OFF(features.item_rates), "false", 0, 0, NULL, 0,
+     "Family: per class, how often an event of any user on the item and on the category\n"
+     "was followed by it within the horizon (item table; shrunk to the all-item share)."},
+    {"features.item_stats_mb", NX_CT_INT, OFF(features.item_stats_mb), "32", 1, 4096, NULL, 0,
+     "Memory of the item table, MB (items and categories, hashed, 32 bytes a slot): a\n"
+     "bound, never grown; saved with the checkpoint."},
+    {"features.item_stats_window_s", NX_CT_INT, OFF(features.item_stats_window_s), "86400", 60, 31536000, NULL, 0,
+     "Decay time constant of the item table's counters, seconds."},
     {"features.maintenance_budget_us", NX_CT_INT, OFF(features.maintenance_budget_us), "500", 10, 100000, NULL, 0,
      "Time budget per main-loop tick for expiry and rehash, microseconds."},
 

@@ -26,6 +26,7 @@
 #include "norm.h"
 #include "siphash.h"
 #include "store.h"
+#include "xstats.h"
 
 /* Huge page size: the slab and bucket arrays ask for transparent huge
  * pages. At 10M users (2.4 GB) with 4 KB pages nearly every record access
@@ -74,7 +75,7 @@ _Static_assert(sizeof(nx_user_t) == 56, "the record head packs into 56 bytes");
 /* Decayed counters per user at most: per window, one per type and one value. */
 #define NX_COUNTERS_MAX (NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1))
 
-#define NX_FEATURIZE_FAMILIES 8 /* one per NX_FEAT_* bit */
+#define NX_FEATURIZE_FAMILIES 11 /* one per NX_FEAT_* bit */
 
 /* The featurizer's schema and tables: built by nx_featurize_init
  * (featurize.c), read by the per-event code (featurize.h). */
@@ -93,7 +94,8 @@ typedef struct nx_featurizer {
      * window, the increment of an event of type t, and the value lanes
      * (mask). */
     int vec_counters; /* 1: the vector path applies */
-    int layout333;    /* the default layout: 3 types, 3 windows, every family (unrolled) */
+    int layout333;    /* the default layout: 3 types, 3 windows, the first eight families on
+                         (unrolled; the later families follow at their offsets) */
     uint8_t lane_win[NX_COUNTERS_MAX];                   /* window of lane k */
     float lane_inc[NX_EVENT_MAX_TYPES][NX_COUNTERS_MAX]; /* 1 on type t's count lanes */
     int32_t lane_val[NX_COUNTERS_MAX];                   /* all ones on the value lanes */
@@ -109,6 +111,10 @@ struct nx_store {
     /* record layout */
     size_t rec_size;
     size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend, off_score, off_views;
+    size_t off_xfp; /* item_rates: the pending event's item and category keys (2 u32) */
+    size_t off_lab; /* labels: the decayed label counts, fp16 per class */
+
+    nx_xstats_t *xs; /* item and category statistics (item families on), else NULL */
 
     /* The last update's batch, for nx_store_set_scores (arrays allocated
      * only when n_scores > 0; entries for its first NX_STORE_SCORE_MEMO
@@ -195,6 +201,12 @@ static inline uint16_t *u_score(const nx_store_t *store, nx_user_t *u) {
 }
 static inline uint8_t *u_views(const nx_store_t *store, nx_user_t *u) {
     return (uint8_t *)((char *)u + store->off_views);
+}
+static inline uint32_t *u_xfp(const nx_store_t *store, nx_user_t *u) {
+    return (uint32_t *)((char *)u + store->off_xfp);
+}
+static inline uint16_t *u_lab(const nx_store_t *store, nx_user_t *u) {
+    return (uint16_t *)((char *)u + store->off_lab);
 }
 
 /* --- hash index, read side ---------------------------------------------- */

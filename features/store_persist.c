@@ -8,7 +8,8 @@
  * hash, score count), the records with their index and list links
  * cleared, then the expiry order as user hashes (slab positions change on
  * restore); a whole-store stream adds the generator, TTL cursor, counters
- * and the normaliser. Records are raw memory: a stream is read back only by
+ * and the normaliser, then the item table when the layout has one (its
+ * own versioned stream, xstats.h). Records are raw memory: a stream is read back only by
  * a store of the same layout on a machine of the same byte order (the
  * header check refuses another layout).
  */
@@ -60,6 +61,14 @@ int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t
     for (int i = 0; i < u->n_cats; i++)
         OUT(" %08x", u_cats(store, u)[i]);
     OUT("\n");
+    if (p->families & NX_FEAT_LABELS) {
+        OUT("labels");
+        for (int c = 0; c <= p->n_types; c++)
+            OUT(" %04x", u_lab(store, u)[c]);
+        OUT("\n");
+    }
+    if (p->families & NX_FEAT_ITEMRATE)
+        OUT("pending keys %08x %08x\n", u_xfp(store, u)[0], u_xfp(store, u)[1]);
     if (u->flags & NX_F_PENDING) {
         OUT("pending");
         for (size_t i = 0; i < store->fz.dim; i++)
@@ -278,6 +287,8 @@ int nx_store_save(const nx_store_t *store, nx_stream_write_fn write, void *opaqu
         goto out;
     if (nx_norm_save(store->norm, write, opaque))
         goto out;
+    if (store->xs && nx_xstats_save(store->xs, write, opaque))
+        goto out;
     rc = 0;
 out:
     free(tmp);
@@ -323,6 +334,8 @@ int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, ch
     store->st = tail.st;
     store->st.record_bytes = rec_bytes;
     if (nx_norm_load(store->norm, read, opaque, errstr, errstr_size))
+        goto out;
+    if (store->xs && nx_xstats_restore(store->xs, read, opaque, errstr, errstr_size))
         goto out;
     rc = 0;
 out:

@@ -1652,9 +1652,10 @@ static void test_changes(void) {
     nx_store_destroy(twin);
 }
 
-static void test_checkpoint(void) {
+static void test_checkpoint(uint32_t families) {
     nx_store_params_t p;
     nx_store_params_default(&p);
+    p.families = families;
     p.max_users = 120; /* eviction draws from the generator: it must be saved too */
     char err[256];
     nx_store_t *a = nx_store_new(&p, test_key, err, sizeof err);
@@ -1696,6 +1697,82 @@ static void test_checkpoint(void) {
     exbuf_free(&xb);
     nx_store_destroy(a);
     nx_store_destroy(b);
+}
+
+/* The label families by hand (raw values): the user's label history moves
+ * only when a label resolves (by the next event, or by the watermark as
+ * `none`), and the item table counts events and labels of all users. */
+static void test_label_families(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p); /* click, cart, purchase; H 30 min; table window 24 h */
+    p.families = NX_FEAT_ALL;
+    p.normalise = 0;
+    char err[256];
+    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(store != NULL, "new: %s", err);
+    if (!store)
+        return;
+    size_t dim = nx_store_dim(store);
+    size_t lab_click = feat_index(store, "lab_click"), lab_cart = feat_index(store, "lab_cart"),
+           lab_none = feat_index(store, "lab_none"), ipop = feat_index(store, "item_pop"),
+           cpop = feat_index(store, "cat_pop"), icart = feat_index(store, "item_next_cart"),
+           iclick = feat_index(store, "item_next_click"),
+           cnone = feat_index(store, "cat_next_none");
+    CHECK(lab_click < dim && lab_cart < dim && lab_none < dim && ipop < dim && cpop < dim &&
+              icart < dim && iclick < dim && cnone < dim,
+          "label family names");
+    const int64_t t0 = 1700000000000LL, H = p.horizon_ms;
+    float *x = calloc(dim, sizeof *x);
+    exbuf_t rb, xb;
+    exbuf_init(&rb, dim, 16);
+    exbuf_init(&xb, dim, 16);
+    /* a: click on item 11 (category 21); nothing resolved yet */
+    nx_event_t e = mk_event("a", 0, t0, 11, 21, 0, NAN, 1, 0);
+    nx_store_update(store, &e, 1, t0, x, NULL, &rb.ex);
+    CHECK(x[lab_click] == 0.0f && x[lab_cart] == 0.0f && x[lab_none] == 0.0f,
+          "a new user has no label history");
+    CHECK_NEAR(x[ipop], log1p(1.0), 1e-6);
+    /* no label anywhere yet: the rates are uniform over the 4 classes */
+    CHECK_NEAR(x[icart], 0.25, 1e-6);
+    /* a: cart 10 s later resolves the click's example as `cart` */
+    e = mk_event("a", 1, t0 + 10000, 11, 21, 0, 5.0, 1, 0);
+    nx_store_update(store, &e, 1, t0, x, NULL, &rb.ex);
+    CHECK(rb.ex.n == 1 && rb.label[0] == 1, "the click's label is cart");
+    CHECK_NEAR(x[lab_cart], 1.0 / 2.0, 1e-6);
+    CHECK(x[lab_click] == 0.0f && x[lab_none] == 0.0f, "only cart so far");
+    /* one label (cart) on item 11 and over all items, resolved by this
+     * very event: the rates read after it say cart */
+    CHECK_NEAR(x[icart], 1.0, 1e-6);
+    CHECK_NEAR(x[iclick], 0.0, 1e-6);
+    CHECK_NEAR(x[ipop], log1p(exp(-10.0 / 86400) + 1.0), 1e-6);
+    /* b: a click on the same item 20 s in reads the counts of a's events */
+    e = mk_event("b", 0, t0 + 20000, 11, 21, 0, NAN, 1, 0);
+    nx_store_update(store, &e, 1, t0, x, NULL, &rb.ex);
+    CHECK(x[lab_cart] == 0.0f, "b's own history is empty");
+    CHECK_NEAR(x[ipop], log1p(exp(-20.0 / 86400) + exp(-10.0 / 86400) + 1.0), 1e-6);
+    CHECK_NEAR(x[cpop], log1p(exp(-20.0 / 86400) + exp(-10.0 / 86400) + 1.0), 1e-6);
+    CHECK_NEAR(x[icart], 1.0, 1e-6);
+    /* the watermark passes a's cart by H: resolved as `none` */
+    nx_store_expire_labels(store, t0 + 20000 + H, &xb.ex);
+    CHECK(xb.ex.n == 2, "a's and b's examples expire (%zu)", xb.ex.n);
+    /* a comes back hours later: history 0.95 cart, 1 none (fp16) */
+    e = mk_event("a", 0, t0 + 4 * H, 12, 22, 0, NAN, 1, 0);
+    nx_store_update(store, &e, 1, t0 + 4 * H, x, NULL, &rb.ex);
+    CHECK(rb.ex.n == 0, "nothing pending to resolve");
+    double h_cart = nx_half_to_float(nx_half_from_float(0.95f)); /* kept as fp16 */
+    CHECK_NEAR(x[lab_cart], h_cart / (1.0 + h_cart + 1.0), 1e-6);
+    CHECK_NEAR(x[lab_none], 1.0 / (1.0 + h_cart + 1.0), 1e-6);
+    /* item 12 is new: no events before this one, and the prior's rates:
+     * a's click labelled cart, a's cart and b's click expired as none */
+    double w0 = exp(-20.0 / 86400), w10 = exp(-10.0 / 86400); /* decayed to b's example */
+    CHECK_NEAR(x[ipop], log1p(1.0), 1e-6);
+    CHECK_NEAR(x[icart], w0 / (w0 + w10 + 1.0), 1e-6);
+    /* category 22 is new too: the prior's share of none */
+    CHECK_NEAR(x[cnone], (w10 + 1.0) / (w0 + w10 + 1.0), 1e-6);
+    free(x);
+    exbuf_free(&rb);
+    exbuf_free(&xb);
+    nx_store_destroy(store);
 }
 
 static void test_params(void) {
@@ -1879,7 +1956,9 @@ int main(void) {
     test_resize();
     test_partitions();
     test_changes();
-    test_checkpoint();
+    test_checkpoint(NX_FEAT_BASE);
+    test_checkpoint(NX_FEAT_ALL);
+    test_label_families();
     test_scores();
     test_score_widths();
     if (failures) {
