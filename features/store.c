@@ -464,6 +464,11 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
             if (c <= NX_STORE_LATE) {
                 h[r] = nx_siphash24(store->key, e->user_id, e->user_id_len);
                 __builtin_prefetch(bucket_of(store, h[r]));
+                /* the item's slot of the item table: a random line of a
+                 * large table, as far ahead as the user's bucket (the
+                 * category's are few and stay cached) */
+                if (store->xs && e->item)
+                    nx_xstats_prefetch(store->xs, xs_item_key(e));
             }
         }
         j = k - (NX_AHEAD_BUCKET - NX_AHEAD_LIST);
