@@ -4,8 +4,10 @@
  *
  * Owns the feature layout (NX_LAYOUT below: every feature's family, place
  * and name), what an event does to a user's feature state (decayed
- * windows, recency, session, recent items and categories) and the raw
- * vector read from it. featurize.c builds the schema (names, offsets,
+ * windows, recency, session, recent items and categories) and to the item
+ * table (xstats.h), what a resolved label does to both (the user's label
+ * history, the item's and category's rates), and the raw vector read from
+ * them. featurize.c builds the schema (names, offsets,
  * hash) and the lookup tables from the same layout.
  *
  * The per-event code is here, inline, because the update pipeline
