@@ -147,7 +147,11 @@ typedef struct nx_config {
         int64_t recent_items;
         double clip; /* normalised features are clipped to ±clip */
         int counts, value, recency, session, revisits, event, time, price;
-        int64_t maintenance_budget_us; /* per tick */
+        int labels, item_popularity, item_rates; /* the label families */
+        double label_decay;                      /* per resolved label */
+        int64_t item_stats_mb;                   /* the item table's memory */
+        int64_t item_stats_window_s;             /* its decay time constant */
+        int64_t maintenance_budget_us;           /* per tick */
     } features;
 
     /* labels */

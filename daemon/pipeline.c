@@ -51,7 +51,12 @@ static void store_params_from(const nx_config_t *cfg, nx_store_params_t *sp) {
         (cfg->features.session ? NX_FEAT_SESSION : 0) |
         (cfg->features.revisits ? NX_FEAT_REVISITS : 0) |
         (cfg->features.event ? NX_FEAT_ONEHOT : 0) | (cfg->features.time ? NX_FEAT_TIME : 0) |
-        (cfg->features.price ? NX_FEAT_PRICE : 0);
+        (cfg->features.price ? NX_FEAT_PRICE : 0) | (cfg->features.labels ? NX_FEAT_LABELS : 0) |
+        (cfg->features.item_popularity ? NX_FEAT_ITEMPOP : 0) |
+        (cfg->features.item_rates ? NX_FEAT_ITEMRATE : 0);
+    sp->label_decay = (float)cfg->features.label_decay;
+    sp->item_stats_bytes = (uint64_t)cfg->features.item_stats_mb << 20;
+    sp->item_stats_window_ms = cfg->features.item_stats_window_s * 1000;
     sp->clip = (float)cfg->features.clip;
     sp->horizon_ms = cfg->labels.horizon_s * 1000;
     sp->seed = (uint64_t)cfg->model.seed;

@@ -13,7 +13,7 @@
 #include "event.h"
 
 /* How a family repeats (NX_LAYOUT's second column). */
-enum { REP_ONCE, REP_TYPE, REP_WINDOW, REP_WINDOW_TYPE };
+enum { REP_ONCE, REP_TYPE, REP_CLASS, REP_WINDOW, REP_WINDOW_TYPE };
 
 /* The layout as data: per family its bit, repetition and row names. */
 #define NX_ROW_NAME(row, name)       name,
@@ -34,6 +34,8 @@ static int family_reps(int repeat, const nx_store_params_t *p) {
     switch (repeat) {
     case REP_TYPE:
         return p->n_types;
+    case REP_CLASS:
+        return p->n_types + 1;
     case REP_WINDOW:
         return p->n_windows;
     case REP_WINDOW_TYPE:
@@ -89,6 +91,9 @@ static int build_schema(nx_featurizer_t *fz, const nx_store_params_t *p, char *e
             case REP_TYPE:
                 a = p->type_names[r];
                 break;
+            case REP_CLASS:
+                a = r < p->n_types ? p->type_names[r] : "none";
+                break;
             case REP_WINDOW:
                 a = win[r];
                 break;
@@ -137,8 +142,8 @@ int nx_featurize_init(nx_featurizer_t *fz, const nx_store_params_t *p, char *err
         fz->log1p_u8[n] = (float)log1p((double)n);
     int nc = p->n_windows * p->n_types, ncv = nc + p->n_windows;
     fz->vec_counters = ncv % 4 == 0;
-    fz->layout333 =
-        p->n_types == 3 && p->n_windows == 3 && p->families == NX_FEAT_ALL && !p->force_generic;
+    fz->layout333 = p->n_types == 3 && p->n_windows == 3 &&
+                    (p->families & NX_FEAT_BASE) == NX_FEAT_BASE && !p->force_generic;
     for (int k = 0; k < ncv; k++) {
         int w = k < nc ? k / p->n_types : k - nc;
         fz->lane_win[k] = (uint8_t)w;
@@ -155,6 +160,10 @@ int nx_featurize_init(nx_featurizer_t *fz, const nx_store_params_t *p, char *err
             NX_LAYOUT(NX_AT333_ENTRY)};
         assert(fz->dim == NX_DIM333 && memcmp(fz->at, at333, sizeof at333) == 0);
     }
+    /* the later families come after the first eight: those keep their
+     * places whichever of the later ones are on */
+    if (p->n_types == 3 && p->n_windows == 3 && (p->families & NX_FEAT_BASE) == NX_FEAT_BASE)
+        assert(fz->at[NX_FAM_PRICE] == NX_AT333_PRICE);
 #endif
     return 0;
 }

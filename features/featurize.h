@@ -4,8 +4,10 @@
  *
  * Owns the feature layout (NX_LAYOUT below: every feature's family, place
  * and name), what an event does to a user's feature state (decayed
- * windows, recency, session, recent items and categories) and the raw
- * vector read from it. featurize.c builds the schema (names, offsets,
+ * windows, recency, session, recent items and categories) and to the item
+ * table (xstats.h), what a resolved label does to both (the user's label
+ * history, the item's and category's rates), and the raw vector read from
+ * them. featurize.c builds the schema (names, offsets,
  * hash) and the lookup tables from the same layout.
  *
  * The per-event code is here, inline, because the update pipeline
@@ -59,8 +61,9 @@
  * off (params.families) takes no place. F(family, repeat, rows):
  * - family: its NX_FEAT_* bit, without the prefix;
  * - repeat: how its rows repeat: ONCE; TYPE (per event type: the rows of
- *   type 0, then of type 1, ...); WINDOW (per window); WINDOW_TYPE (per
- *   window, and within it per type);
+ *   type 0, then of type 1, ...); CLASS (per class: the types, then
+ *   `none`); WINDOW (per window); WINDOW_TYPE (per window, and within it
+ *   per type);
  * - rows: R(row, name) in order, name a printf pattern given the window
  *   then the type name (as far as the family repeats by them).
  * The read-outs write each row by name: NX_ROW_<row> is its place within
@@ -74,7 +77,10 @@
     F(REVISITS, ONCE, NX_ROWS_REVISITS)                                                            \
     F(ONEHOT, TYPE, NX_ROWS_ONEHOT)                                                                \
     F(TIME, ONCE, NX_ROWS_TIME)                                                                    \
-    F(PRICE, ONCE, NX_ROWS_PRICE)
+    F(PRICE, ONCE, NX_ROWS_PRICE)                                                                  \
+    F(LABELS, CLASS, NX_ROWS_LABELS)                                                               \
+    F(ITEMPOP, ONCE, NX_ROWS_ITEMPOP)                                                              \
+    F(ITEMRATE, CLASS, NX_ROWS_ITEMRATE)
 
 /* log1p(decayed count of the type's events in the window) */
 #define NX_ROWS_COUNTS(R) R(CNT, "cnt_%.23s_%.31s")
@@ -108,6 +114,12 @@
     R(HOUR_SIN, "hour_sin") R(HOUR_COS, "hour_cos") R(DOW_SIN, "dow_sin") R(DOW_COS, "dow_cos")
 /* log1p(price), or 0 and the flag when the event has none */
 #define NX_ROWS_PRICE(R) R(LOG_PRICE, "log_price") R(PRICE_MISSING, "price_missing")
+/* the class's share of the user's decayed label counts (store.h) */
+#define NX_ROWS_LABELS(R) R(LAB_SHARE, "lab_%.31s")
+/* log1p(decayed events of all users on the event's item, category) */
+#define NX_ROWS_ITEMPOP(R) R(ITEM_POP, "item_pop") R(CAT_POP, "cat_pop")
+/* how often an event on the item / category was followed by the class */
+#define NX_ROWS_ITEMRATE(R) R(ITEM_NEXT, "item_next_%.31s") R(CAT_NEXT, "cat_next_%.31s")
 
 /* NX_FAM_<family>: the family's index in the layout (fz.at[]). */
 #define NX_FAM_ENUM(fam, rep, rows) NX_FAM_##fam,
@@ -128,6 +140,7 @@ NX_LAYOUT(NX_FAM_ROWS)
  * against the offsets it computes (debug builds). */
 #define NX_REPS333_ONCE        1
 #define NX_REPS333_TYPE        3
+#define NX_REPS333_CLASS       4
 #define NX_REPS333_WINDOW      3
 #define NX_REPS333_WINDOW_TYPE 9
 #define NX_FAM_AT333(fam, rep, rows)                                                               \
@@ -262,6 +275,9 @@ static inline void decay_factors(const nx_featurizer_t *fz, float dt,
 
 /* --- state --------------------------------------------------------------- */
 
+/* Classes of the label families: the event types, then `none`. */
+#define NX_CLASSES_MAX (NX_EVENT_MAX_TYPES + 1)
+
 /* What nx_featurize_apply learns of an event before the update overwrites it. */
 typedef struct nx_ev_ctx {
     int new_sess;        /* the event started a session */
@@ -269,7 +285,23 @@ typedef struct nx_ev_ctx {
     int cat_rev;         /* its category was among the recent ones */
     int gap_missing;     /* the user's first event */
     int64_t prev_gap_ms; /* from the user's previous event (0 if late or first) */
+    /* item families only (else unset): the table read for the event */
+    float item_ev, cat_ev;           /* decayed events on its item, category */
+    float item_rate[NX_CLASSES_MAX]; /* per class, of its item (xstats.h) */
+    float cat_rate[NX_CLASSES_MAX];  /* per class, of its category */
 } nx_ev_ctx_t;
+
+/* Keys of the item table (xstats.h): an item's 32-bit fingerprint, a
+ * category's of its hash salted, so that items and categories, which share
+ * the table, do not share keys; 0 = none. 32 bits, not the rings' 16-bit
+ * tags: the table holds up to a million keys of all users, where 16 bits
+ * would make most keys share a slot with another. */
+static inline uint32_t xs_item_key(const nx_event_t *ev) {
+    return ev->item ? fp32(ev->item) : 0;
+}
+static inline uint32_t xs_cat_key(const nx_event_t *ev) {
+    return ev->category ? fp32(ev->category ^ 0x5851f42d4c957f2dull) : 0;
+}
 
 /* Move-to-front insert of tag fp into a ring of at most k entries. views: NULL,
  * or the ring's per-entry event counts (saturating at 255), moved along.
@@ -420,6 +452,61 @@ static inline void counters_in_order(const nx_store_t *store, nx_user_t *u, int 
     }
 }
 
+/* The item table's part of event ev (item families on): counts it on its
+ * item and category. Late events count as well (popularity is of all
+ * events), at their own time. */
+static inline void xs_event(const nx_store_t *store, const nx_event_t *ev) {
+    uint32_t ik = xs_item_key(ev), ck = xs_cat_key(ev);
+    if (ik)
+        nx_xstats_event(store->xs, ik, ev->ts_ms);
+    if (ck)
+        nx_xstats_event(store->xs, ck, ev->ts_ms);
+}
+
+/* Reads the item table for event ev into cx (item families on): after
+ * nx_featurize_apply and the label the event resolved, so the rates hold
+ * every label known at its time. */
+static inline void nx_featurize_read_items(const nx_store_t *store, const nx_event_t *ev,
+                                           nx_ev_ctx_t *cx) {
+    if (!store->xs)
+        return;
+    nx_xstats_read(store->xs, xs_item_key(ev), ev->ts_ms, &cx->item_ev, cx->item_rate);
+    nx_xstats_read(store->xs, xs_cat_key(ev), ev->ts_ms, &cx->cat_ev, cx->cat_rate);
+}
+
+/* User u's pending example resolved with label (a class): into the user's
+ * label history and the item table's rates of the pending event's item and
+ * category, at the example's time (u's clock, not yet moved). */
+static inline void nx_featurize_label(const nx_store_t *store, nx_user_t *u, int label) {
+    const nx_featurizer_t *fz = &store->fz;
+    if (fz->at[NX_FAM_LABELS] >= 0) {
+        uint16_t *lab = u_lab(store, u);
+        float g = store->p.label_decay;
+        for (int c = 0; c <= store->p.n_types; c++) {
+            float h = nx_half_to_float(lab[c]) * g + (c == label ? 1.0f : 0.0f);
+            lab[c] = nx_half_from_float(h);
+        }
+    }
+    if (fz->at[NX_FAM_ITEMRATE] >= 0) {
+        const uint32_t *k = u_xfp(store, u);
+        if (k[0])
+            nx_xstats_label(store->xs, k[0], u->clock, label);
+        if (k[1])
+            nx_xstats_label(store->xs, k[1], u->clock, label);
+    }
+}
+
+/* Event ev became u's pending example: its item and category keys are kept
+ * for its label. */
+static inline void nx_featurize_pending(const nx_store_t *store, nx_user_t *u,
+                                        const nx_event_t *ev) {
+    if (store->fz.at[NX_FAM_ITEMRATE] >= 0) {
+        uint32_t *k = u_xfp(store, u);
+        k[0] = xs_item_key(ev);
+        k[1] = xs_cat_key(ev);
+    }
+}
+
 /* Applies valid event ev to user u's feature state: the decayed windows,
  * recency and recent items always; the session only for an event at or
  * after u's clock, which the caller then moves to the event's time (after
@@ -433,7 +520,13 @@ static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, cons
     uint32_t *last = u_last(store, u);
     int t = ev->type, k = p->recent_items;
     float value = (float)event_value(p, ev);
-    *cx = (nx_ev_ctx_t){0, 0, 0, fresh, 0};
+    cx->new_sess = 0;
+    cx->item_views = 0;
+    cx->cat_rev = 0;
+    cx->gap_missing = fresh;
+    cx->prev_gap_ms = 0;
+    if (store->xs)
+        xs_event(store, ev);
     if (fresh) {
         u->sess_age = 0;
         for (int j = 0; j < p->n_types; j++)
@@ -565,6 +658,42 @@ static inline void write_price(float *o, int has_price, float log_price) {
     o[NX_ROW_PRICE_MISSING] = has_price ? 0.0f : 1.0f;
 }
 
+/* the label history as shares: h_c / (1 + sum of h), 0 for a new user */
+static inline void write_labels(float *o, const uint16_t *lab, int n_classes) {
+    float h[NX_CLASSES_MAX], sum = 1.0f;
+    for (int c = 0; c < n_classes; c++) {
+        h[c] = nx_half_to_float(lab[c]);
+        sum += h[c];
+    }
+    for (int c = 0; c < n_classes; c++)
+        o[c * NX_NROWS_LABELS + NX_ROW_LAB_SHARE] = h[c] / sum;
+}
+
+static inline void write_itempop(float *o, const nx_ev_ctx_t *cx) {
+    o[NX_ROW_ITEM_POP] = log1p_pos(cx->item_ev);
+    o[NX_ROW_CAT_POP] = log1p_pos(cx->cat_ev);
+}
+
+static inline void write_itemrate(float *o, const nx_ev_ctx_t *cx, int n_classes) {
+    for (int c = 0; c < n_classes; c++) {
+        o[c * NX_NROWS_ITEMRATE + NX_ROW_ITEM_NEXT] = cx->item_rate[c];
+        o[c * NX_NROWS_ITEMRATE + NX_ROW_CAT_NEXT] = cx->cat_rate[c];
+    }
+}
+
+/* The families after the first eight, at their offsets (both read-outs). */
+static inline void write_label_families(const nx_store_t *store, nx_user_t *u,
+                                        const nx_ev_ctx_t *cx, float *out) {
+    const int16_t *at = store->fz.at;
+    int nc = store->p.n_types + 1;
+    if (at[NX_FAM_LABELS] >= 0)
+        write_labels(out + at[NX_FAM_LABELS], u_lab(store, u), nc);
+    if (at[NX_FAM_ITEMPOP] >= 0)
+        write_itempop(out + at[NX_FAM_ITEMPOP], cx);
+    if (at[NX_FAM_ITEMRATE] >= 0)
+        write_itemrate(out + at[NX_FAM_ITEMRATE], cx, nc);
+}
+
 /* The raw vector of u (state after ev) in any layout: each family that is
  * on at its offset. */
 static inline void vector_generic(const nx_store_t *store, nx_user_t *u, const nx_event_t *ev,
@@ -608,13 +737,14 @@ static inline void vector_generic(const nx_store_t *store, nx_user_t *u, const n
         int has = ev->price >= 0 && ev->price <= FLT_MAX;
         write_price(out + at[NX_FAM_PRICE], has, has ? log1p_pos((float)ev->price) : 0.0f);
     }
+    write_label_families(store, u, cx, out);
 }
 
-/* vector_generic for the default layout, unrolled at the table's constant
- * offsets: the 12 counters take three 4-lane logs, and the seven other logs
- * (recency per type, session length, duration, gap, price) two more, their
- * inputs gathered in registers. Lane for lane the same operations as
- * vector_generic: the same bits (test_layout333). */
+/* vector_generic for the default layout (its first eight families),
+ * unrolled at the table's constant offsets: the 12 counters take three 4-lane logs, and the seven
+ * other logs (recency per type, session length, duration, gap, price) two more, their inputs
+ * gathered in registers. Lane for lane the same operations as vector_generic: the same bits
+ * (test_layout333). */
 static inline __attribute__((always_inline)) void vector_333(const nx_store_t *store, nx_user_t *u,
                                                              const nx_event_t *ev,
                                                              const nx_ev_ctx_t *cx, float *out) {
@@ -641,6 +771,7 @@ static inline __attribute__((always_inline)) void vector_333(const nx_store_t *s
     write_onehot(out + NX_AT333_ONEHOT, ev->type, 3);
     write_time(fz, out + NX_AT333_TIME, ev->ts_ms);
     write_price(out + NX_AT333_PRICE, has_price, b[2]);
+    write_label_families(store, u, cx, out);
 }
 
 /* Writes the raw vector (fz.dim floats) of u's state after ev, which

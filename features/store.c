@@ -68,11 +68,17 @@ void nx_store_params_default(nx_store_params_t *params) {
     params->max_users = 10000000;
     params->session_gap_ms = 30 * 60 * 1000;
     params->recent_items = 4;
-    params->families = NX_FEAT_ALL;
-    params->clip = 5.0f; /* 5 sigma: keeps outliers from dominating a step */
+    params->families = NX_FEAT_BASE; /* the label families are the caller's choice */
+    params->clip = 5.0f;             /* 5 sigma: keeps outliers from dominating a step */
     params->horizon_ms = 30 * 60 * 1000;
     params->normalise = 1;
     params->seed = 1;
+    /* 0.95: about the last 20 labels; a user's own rates settle within a
+     * day of shopping yet follow a change of habit */
+    params->label_decay = 0.95f;
+    params->item_stats_bytes = 32u << 20; /* 1M slots of 32 bytes: 2-way, no churn below ~500k
+                                             active items and categories */
+    params->item_stats_window_ms = 24 * 60 * 60 * 1000;
 }
 
 /* --- construction ------------------------------------------------------- */
@@ -114,6 +120,11 @@ static int check_params(const nx_store_params_t *p, char *errstr, size_t errstr_
         BAD("features: recent_items %d not in 0..%d", p->recent_items, NX_STORE_MAX_RECENT);
     if (!(p->clip > 0) || p->clip > 60000.0f) /* fp16 pending storage tops at 65504 */
         BAD("features: clip %g not in (0, 60000]", (double)p->clip);
+    if (!(p->label_decay > 0.0f && p->label_decay < 1.0f))
+        BAD("features: label_decay %g not in (0, 1)", (double)p->label_decay);
+    if ((p->families & (NX_FEAT_ITEMPOP | NX_FEAT_ITEMRATE)) &&
+        (p->item_stats_bytes < 4096 || p->item_stats_window_ms <= 0))
+        BAD("features: the item table needs >= 4096 bytes and a window > 0");
     if (p->n_scores < 0 || p->n_scores > NX_STORE_MAX_SCORES)
         BAD("features: n_scores %d not in 0..%d", p->n_scores, NX_STORE_MAX_SCORES);
 #undef BAD
@@ -143,7 +154,12 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     size_t off = sizeof(nx_user_t);
     store->off_last = off;
     off += sizeof(uint32_t) * (size_t)p->n_types;
-    store->off_cnt = off; /* bfloat16 counters (quant.h) */
+    /* The state of the families after the first eight only when they are
+     * on: a layout without them keeps its record (and its saved streams). */
+    store->off_xfp = off; /* item_rates: the pending event's item/category keys */
+    if (p->families & NX_FEAT_ITEMRATE)
+        off += 2 * sizeof(uint32_t);
+    store->off_cnt = off; /* fp16 counters (half.h) */
     off += sizeof(uint16_t) * (size_t)p->n_windows * (size_t)p->n_types;
     store->off_val = off; /* right after the counts: decay scales both in one loop */
     off += sizeof(uint16_t) * (size_t)p->n_windows;
@@ -153,6 +169,9 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
     off += sizeof(uint16_t) * (size_t)p->recent_items;
     store->off_score = off;
     off += sizeof(uint16_t) * (size_t)p->n_scores;
+    store->off_lab = off; /* labels: fp16 per class */
+    if (p->families & NX_FEAT_LABELS)
+        off += sizeof(uint16_t) * (size_t)(p->n_types + 1);
     /* Normalised features lie within [-clip, clip]: 8-bit codes hold them
      * to clip / 254 (quant.h), finer than the noise of any one example;
      * raw features, or a wide clip, keep fp16. */
@@ -165,6 +184,12 @@ nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16],
 
     if (nx_table_init(store))
         goto oom;
+    if (p->families & (NX_FEAT_ITEMPOP | NX_FEAT_ITEMRATE)) {
+        store->xs = nx_xstats_new((size_t)p->item_stats_bytes, p->n_types + 1,
+                                  p->item_stats_window_ms, errstr, errstr_size);
+        if (!store->xs)
+            goto err;
+    }
     store->norm = nx_norm_new(store->fz.dim, p->clip);
     store->raw = calloc(store->fz.dim, sizeof *store->raw);
     if (!store->norm || !store->raw)
@@ -195,6 +220,7 @@ void nx_store_destroy(nx_store_t *store) {
     free(store->memo_hash);
     free(store->raw);
     nx_norm_destroy(store->norm);
+    nx_xstats_destroy(store->xs);
     nx_table_free(store);
     nx_featurize_free(&store->fz);
     free(store);
@@ -302,6 +328,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
             int32_t label = ev->ts_ms - u->clock < p->horizon_ms ? ev->type : p->n_types;
             size_t row = resolved->n;
             emit_example(store, u, label, resolved);
+            nx_featurize_label(store, u, label);
             /* made by an event of this batch: set_scores fills the row in */
             if (store->memo_maker && row < NX_STORE_SCORE_MEMO)
                 store->memo_maker[row] = (u->flags & NX_F_FRESH) ? u_score(store, u)[0] : -1;
@@ -311,6 +338,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
         }
         u->clock = ev->ts_ms;
     }
+    nx_featurize_read_items(store, ev, &cx);
 
     float *raw = p->normalise ? store->raw : xrow;
     nx_featurize_vector(store, u, ev, &cx, raw);
@@ -319,6 +347,7 @@ static uint32_t apply_event(nx_store_t *store, const nx_event_t *ev, size_t i, u
     }
     if (ev->ts_ms == u->clock && !(u->flags & NX_F_PENDING)) {
         nx_store_pend_encode(store, xrow, u);
+        nx_featurize_pending(store, u, ev);
         /* 0 = no scores until nx_store_set_scores gives them */
         uint16_t *sc = u_score(store, u);
         memset(sc, 0, sizeof(uint16_t) * (size_t)p->n_scores);
@@ -455,6 +484,11 @@ int nx_store_update(nx_store_t *store, const nx_event_t *ev, size_t n, int64_t w
             if (c <= NX_STORE_LATE) {
                 h[r] = nx_siphash24(store->key, e->user_id, e->user_id_len);
                 __builtin_prefetch(bucket_of(store, h[r]));
+                /* the item's slot of the item table: a random line of a
+                 * large table, as far ahead as the user's bucket (the
+                 * category's are few and stay cached) */
+                if (store->xs && e->item)
+                    nx_xstats_prefetch(store->xs, xs_item_key(e));
             }
         }
         j = k - (NX_AHEAD_BUCKET - NX_AHEAD_LIST);
@@ -534,6 +568,7 @@ size_t nx_store_expire_labels(nx_store_t *store, int64_t watermark_ms, nx_exampl
         if (u->clock + store->p.horizon_ms > watermark_ms)
             break;
         emit_example(store, u, store->p.n_types, out);
+        nx_featurize_label(store, u, store->p.n_types);
         nx_table_list_unlink(store, idx);
         if (store->track)
             nx_mark_dirty(store, idx);

@@ -6,7 +6,9 @@
  *
  * Layout and why:
  * - Users live in a dense slab of fixed-size records (size from the params:
- *   144 bytes with the defaults, 152 with 4 scores). The slab reserves
+ *   144 bytes with the defaults, 152 with 4 scores; the labels and
+ *   item_rates families add their fields only when on: 184 with all three
+ *   later families and 4 scores). The slab reserves
  *   address space for max_users records up front (MAP_NORESERVE; memory is committed only as
  *   pages are touched) and asks for transparent huge pages, so records never
  *   move, inserts never allocate and random access at 10M users does not
@@ -77,6 +79,20 @@
  *   session, this one included (0 without a category), at most
  *   NX_STORE_CATEGORY_RUN_CAP.
  *
+ * Label and cross-user features (families labels, item_popularity,
+ * item_rates); the label counts are updated only when a label
+ * resolves, with the label: never from the future. Classes are the event
+ * types, then `none`.
+ * - lab_<class>: the user's own label history: per class a decayed count
+ *   (times label_decay at each resolved label, + 1 for its class; fp16 in
+ *   the record), read as its share h_c / (1 + sum of h).
+ * - item_pop, cat_pop: log1p(decayed events of all users on the event's item
+ *   / category), this one included (xstats.h, one table for both).
+ * - item_next_<class>, cat_next_<class>: the item's / category's share of
+ *   each label among the resolved examples of all users' events on it,
+ *   shrunk towards the share over all items (xstats.h). The record keeps
+ *   the pending event's item and category fingerprints for its label.
+ *
  * Guarantees: nx_store_update, nx_store_expire_labels and nx_store_maintain
  * allocate nothing except when the table starts a grow (one lazily zeroed
  * mapping, never a copy of the whole table), print nothing, and are
@@ -96,7 +112,7 @@
 #include "stream.h"
 
 #define NX_STORE_MAX_WINDOWS      4     /* window lengths configurable */
-#define NX_STORE_MAX_RECENT       8     /* recent items/categories per user */
+#define NX_STORE_MAX_RECENT       32    /* recent items/categories per user */
 #define NX_STORE_TYPE_NAME_MAX    32    /* bytes incl. NUL */
 #define NX_STORE_FEATURE_NAME_MAX 80    /* bytes incl. NUL */
 #define NX_STORE_MAX_SCORES       16    /* probabilities kept with a pending example */
@@ -109,17 +125,22 @@
 
 /* Feature families, each switched on by one bit of params.families. */
 enum {
-    NX_FEAT_COUNTS = 1 << 0,   /* per window and type: log1p(decayed count) */
-    NX_FEAT_VALUE = 1 << 1,    /* per window: log1p(decayed purchase value) */
-    NX_FEAT_RECENCY = 1 << 2,  /* per type: log1p(seconds since last), missing flag */
-    NX_FEAT_SESSION = 1 << 3,  /* session events, duration, new-session flag, gap since the
-                                  previous event, cart adds since the last purchase */
-    NX_FEAT_REVISITS = 1 << 4, /* item views / category seen among recent, session revisits,
-                                  same-category run */
-    NX_FEAT_ONEHOT = 1 << 5,   /* the event's type, one-hot */
-    NX_FEAT_TIME = 1 << 6,     /* hour of day and day of week as sin/cos (UTC) */
-    NX_FEAT_PRICE = 1 << 7,    /* log1p(price), missing flag */
-    NX_FEAT_ALL = 0xff
+    NX_FEAT_COUNTS = 1 << 0,    /* per window and type: log1p(decayed count) */
+    NX_FEAT_VALUE = 1 << 1,     /* per window: log1p(decayed purchase value) */
+    NX_FEAT_RECENCY = 1 << 2,   /* per type: log1p(seconds since last), missing flag */
+    NX_FEAT_SESSION = 1 << 3,   /* session events, duration, new-session flag, gap since the
+                                   previous event, cart adds since the last purchase */
+    NX_FEAT_REVISITS = 1 << 4,  /* item views / category seen among recent, session revisits,
+                                   same-category run */
+    NX_FEAT_ONEHOT = 1 << 5,    /* the event's type, one-hot */
+    NX_FEAT_TIME = 1 << 6,      /* hour of day and day of week as sin/cos (UTC) */
+    NX_FEAT_PRICE = 1 << 7,     /* log1p(price), missing flag */
+    NX_FEAT_LABELS = 1 << 8,    /* per class: its share of the user's decayed resolved labels */
+    NX_FEAT_ITEMPOP = 1 << 9,   /* log1p(decayed events on the item / category, all users) */
+    NX_FEAT_ITEMRATE = 1 << 10, /* per class: how often an event on the item / category was
+                                   followed by it (all users, decayed, shrunk to the prior) */
+    NX_FEAT_ALL = 0x7ff,
+    NX_FEAT_BASE = 0xff /* the families of the user's own events (counts .. price) */
 };
 
 typedef struct nx_store_params {
@@ -141,14 +162,19 @@ typedef struct nx_store_params {
     int normalise;          /* 1: X rows are normalised (default); 0: raw (tests) */
     int force_generic;      /* tests: 1 = never the unrolled default-layout code (same bits) */
     uint64_t seed;          /* eviction sampling generator */
-    int n_scores; /* 0..16 probabilities kept (fp16) with each pending example; 0 = none */
+    int n_scores;      /* 0..16 probabilities kept (fp16) with each pending example; 0 = none */
+    float label_decay; /* labels family: the user's label counts are multiplied by this at
+                          each resolved label, (0, 1) */
+    uint64_t item_stats_bytes;    /* item families: the table's memory budget, >= 4096 */
+    int64_t item_stats_window_ms; /* item families: the table's decay time constant, > 0 */
 } nx_store_params_t;
 
 /* Fills the defaults: types click, cart, purchase (value from purchase,
  * cart adds from cart);
  * windows 5 min/1 h/24 h; TTL 24 h; 10M users; session
- * gap 30 min; 4 recent items; all families; clip 5; H 30 min; normalise;
- * no scores. */
+ * gap 30 min; 4 recent items; the families of the user's own events
+ * (NX_FEAT_BASE); clip 5; H 30 min; normalise;
+ * no scores; label decay 0.95; a 32 MB item table decaying over 24 h. */
 void nx_store_params_default(nx_store_params_t *params);
 
 /* Event status written per row by nx_store_update. */

@@ -26,6 +26,7 @@
 #include "norm.h"
 #include "siphash.h"
 #include "store.h"
+#include "xstats.h"
 
 /* Huge page size: the slab and bucket arrays ask for transparent huge
  * pages. At 10M users (2.4 GB) with 4 KB pages nearly every record access
@@ -90,20 +91,26 @@ static inline uint32_t nx_age_of(int64_t dt) {
     return (uint64_t)dt >= NX_AGE_MAX ? NX_AGE_MAX : (uint32_t)dt;
 }
 
+/* 32-bit fingerprint of an item/category/session hash, never 0 (the item
+ * table's keys, featurize.h). */
+static inline uint32_t fp32(uint64_t h) {
+    return (uint32_t)(h ^ (h >> 32)) | 1u;
+}
+
 /* 16-bit tag of an item/category/session hash, never 0: the 64 bits folded
- * twice (so a record that kept 32-bit fingerprints, (h ^ h >> 32) | 1,
- * converts to the same tags). */
+ * twice (so a record that kept 32-bit fingerprints, fp32, converts to the
+ * same tags). */
 static inline uint16_t nx_tag16_of32(uint32_t f) {
     return (uint16_t)((f ^ (f >> 16)) | 1u);
 }
 static inline uint16_t tag16(uint64_t h) {
-    return nx_tag16_of32((uint32_t)(h ^ (h >> 32)) | 1u);
+    return nx_tag16_of32(fp32(h));
 }
 
 /* Decayed counters per user at most: per window, one per type and one value. */
 #define NX_COUNTERS_MAX (NX_STORE_MAX_WINDOWS * (NX_EVENT_MAX_TYPES + 1))
 
-#define NX_FEATURIZE_FAMILIES 8 /* one per NX_FEAT_* bit */
+#define NX_FEATURIZE_FAMILIES 11 /* one per NX_FEAT_* bit */
 
 /* The featurizer's schema and tables: built by nx_featurize_init
  * (featurize.c), read by the per-event code (featurize.h). */
@@ -122,7 +129,8 @@ typedef struct nx_featurizer {
      * window, the increment of an event of type t, and the value lanes
      * (mask). */
     int vec_counters; /* 1: the vector path applies */
-    int layout333;    /* the default layout: 3 types, 3 windows, every family (unrolled) */
+    int layout333;    /* the default layout: 3 types, 3 windows, the first eight families on
+                         (unrolled; the later families follow at their offsets) */
     uint8_t lane_win[NX_COUNTERS_MAX];                   /* window of lane k */
     float lane_inc[NX_EVENT_MAX_TYPES][NX_COUNTERS_MAX]; /* 1 on type t's count lanes */
     int32_t lane_val[NX_COUNTERS_MAX];                   /* all ones on the value lanes */
@@ -139,7 +147,11 @@ struct nx_store {
     /* record layout */
     size_t rec_size;
     size_t off_last, off_cnt, off_val, off_items, off_cats, off_pend, off_score, off_views;
-    int pend8; /* pending features as 8-bit codes (nx_quant), else fp16 */
+    size_t off_xfp; /* item_rates: the pending event's item and category keys (2 u32) */
+    size_t off_lab; /* labels: the decayed label counts, fp16 per class */
+    int pend8;      /* pending features as 8-bit codes (nx_quant), else fp16 */
+
+    nx_xstats_t *xs; /* item and category statistics (item families on), else NULL */
 
     /* The last update's batch, for nx_store_set_scores (arrays allocated
      * only when n_scores > 0; entries for its first NX_STORE_SCORE_MEMO
@@ -229,6 +241,12 @@ static inline uint16_t *u_score(const nx_store_t *store, nx_user_t *u) {
 }
 static inline uint8_t *u_views(const nx_store_t *store, nx_user_t *u) {
     return (uint8_t *)((char *)u + store->off_views);
+}
+static inline uint32_t *u_xfp(const nx_store_t *store, nx_user_t *u) {
+    return (uint32_t *)((char *)u + store->off_xfp);
+}
+static inline uint16_t *u_lab(const nx_store_t *store, nx_user_t *u) {
+    return (uint16_t *)((char *)u + store->off_lab);
 }
 
 /* The pending example of u to floats (dim), and x (dim) into it: 8-bit

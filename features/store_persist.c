@@ -8,7 +8,8 @@
  * hash, score count), the records with their index and list links
  * cleared, then the expiry order as user hashes (slab positions change on
  * restore); a whole-store stream adds the generator, TTL cursor, counters
- * and the normaliser. Records are raw memory: a stream is read back only by
+ * and the normaliser, then the item table when the layout has one (its
+ * own versioned stream, xstats.h). Records are raw memory: a stream is read back only by
  * a store of the same layout on a machine of the same byte order (the
  * header check refuses another layout). Records of the previous version
  * (version 3: full times, float counters, 32-bit fingerprints, fp16
@@ -28,8 +29,10 @@
 
 /* Stream tags: "NXU4" whole store, "NXP4" one partition (version 2: the
  * header carries n_scores; 3: records hold cart count, category run and
- * item view counts; 4: the compact record of store_int.h). Version 3
- * streams are still read. */
+ * item view counts; 4: the compact record of store_int.h, with the label
+ * and item families' fields when they are on: the header's record size
+ * and schema hash tell those layouts apart). Version 3 streams are still
+ * read. */
 #define NX_STORE_MAGIC    0x3455584eu
 #define NX_PART_MAGIC     0x3450584eu
 #define NX_STORE_MAGIC_V3 0x3355584eu
@@ -53,7 +56,9 @@ typedef struct nx_user_v3 {
 } nx_user_v3_t;
 _Static_assert(sizeof(nx_user_v3_t) == 56, "the version 3 head was 56 bytes");
 
-/* Offsets of the version 3 tail (after the head). */
+/* Offsets of the version 3 tail (after the head). Version 3 records had no
+ * fields of the label or item families: with those on, the header check
+ * (schema, record size) refuses a version 3 stream before any conversion. */
 typedef struct v3_layout {
     size_t last, cnt, items, cats, pend, score, views, size;
 } v3_layout_t;
@@ -178,6 +183,14 @@ int nx_store_dump_user(const nx_store_t *store, uint64_t user, char *buf, size_t
     for (int i = 0; i < u->n_cats; i++)
         OUT(" %04x", u_cats(store, u)[i]);
     OUT("\n");
+    if (p->families & NX_FEAT_LABELS) {
+        OUT("labels");
+        for (int c = 0; c <= p->n_types; c++)
+            OUT(" %04x", u_lab(store, u)[c]);
+        OUT("\n");
+    }
+    if (p->families & NX_FEAT_ITEMRATE)
+        OUT("pending keys %08x %08x\n", u_xfp(store, u)[0], u_xfp(store, u)[1]);
     if (u->flags & NX_F_PENDING) {
         OUT("pending");
         for (size_t i = 0; i < store->fz.dim; i++)
@@ -418,6 +431,8 @@ int nx_store_save(const nx_store_t *store, nx_stream_write_fn write, void *opaqu
         goto out;
     if (nx_norm_save(store->norm, write, opaque))
         goto out;
+    if (store->xs && nx_xstats_save(store->xs, write, opaque))
+        goto out;
     rc = 0;
 out:
     free(tmp);
@@ -465,6 +480,8 @@ int nx_store_restore(nx_store_t *store, nx_stream_read_fn read, void *opaque, ch
     store->st = tail.st;
     store->st.record_bytes = rec_bytes;
     if (nx_norm_load(store->norm, read, opaque, errstr, errstr_size))
+        goto out;
+    if (store->xs && nx_xstats_restore(store->xs, read, opaque, errstr, errstr_size))
         goto out;
     rc = 0;
 out:

@@ -2027,9 +2027,146 @@ static void test_v3_records(void) {
     }
 }
 
-static void test_checkpoint(void) {
+/* --- the record with the later families ----------------------------------- */
+
+/* Field [off, off + len) of a record: aligned to its element, after the
+ * head, inside the record, and overlapping no other field. */
+typedef struct field {
+    size_t off, len, align;
+} field_t;
+
+static void check_fields_disjoint(const field_t *f, int n, size_t rec_size, const char *what) {
+    for (int i = 0; i < n; i++) {
+        CHECK(f[i].off % f[i].align == 0 && f[i].off >= sizeof(nx_user_t) &&
+                  f[i].off + f[i].len <= rec_size,
+              "%s: field %d at %zu (+%zu) of %zu", what, i, f[i].off, f[i].len, rec_size);
+        for (int j = 0; j < i; j++)
+            CHECK(!f[i].len || !f[j].len || f[i].off + f[i].len <= f[j].off ||
+                      f[j].off + f[j].len <= f[i].off,
+                  "%s: fields %d and %d overlap", what, i, j);
+    }
+}
+
+/* The compact record's layout with the label and item families: their
+ * fields come only when they are on, aligned and apart from the others
+ * (8-bit and fp16 pending features, with and without scores); the default
+ * families keep the compact record's size. Records of every family round
+ * trip through nx_store_user_record / nx_store_put_user bit for bit. */
+static void test_family_records(void) {
+    const uint32_t fams[] = {NX_FEAT_BASE, NX_FEAT_BASE | NX_FEAT_LABELS,
+                             NX_FEAT_BASE | NX_FEAT_ITEMPOP, NX_FEAT_BASE | NX_FEAT_ITEMRATE,
+                             NX_FEAT_ALL};
+    char err[256], what[64];
+    size_t base_size[2][2] = {{0}};
+    for (size_t fi = 0; fi < sizeof fams / sizeof *fams; fi++)
+        for (int norm = 0; norm <= 1; norm++)
+            for (int sc = 0; sc <= 1; sc++) {
+                nx_store_params_t p;
+                nx_store_params_default(&p);
+                p.families = fams[fi];
+                p.normalise = norm;
+                p.n_scores = sc ? 4 : 0;
+                nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+                CHECK(store != NULL, "new: %s", err);
+                if (!store)
+                    continue;
+                snprintf(what, sizeof what, "families %#x normalise %d scores %d", fams[fi], norm,
+                         p.n_scores);
+                size_t k = (size_t)p.recent_items, nc = (size_t)p.n_windows * p.n_types,
+                       pw = store->pend8 ? 1 : 2;
+                int lab = (fams[fi] & NX_FEAT_LABELS) != 0,
+                    xfp = (fams[fi] & NX_FEAT_ITEMRATE) != 0;
+                CHECK(store->pend8 == norm, "%s: 8-bit pending features iff normalised", what);
+                field_t f[] = {
+                    {store->off_last, 4 * (size_t)p.n_types, 4},
+                    {store->off_xfp, xfp ? 8 : 0, 4},
+                    {store->off_cnt, 2 * nc, 2},
+                    {store->off_val, 2 * (size_t)p.n_windows, 2},
+                    {store->off_items, 2 * k, 2},
+                    {store->off_cats, 2 * k, 2},
+                    {store->off_score, 2 * (size_t)p.n_scores, 2},
+                    {store->off_lab, lab ? 2 * ((size_t)p.n_types + 1) : 0, 2},
+                    {store->off_pend, pw * store->fz.dim, pw},
+                    {store->off_views, k, 1},
+                };
+                check_fields_disjoint(f, (int)(sizeof f / sizeof *f), store->rec_size, what);
+                size_t used = sizeof(nx_user_t);
+                for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+                    used += f[i].len;
+                CHECK(store->rec_size == ((used + 7) & ~(size_t)7), "%s: %zu bytes, %zu used", what,
+                      store->rec_size, used);
+                if (fams[fi] == NX_FEAT_BASE)
+                    base_size[norm][sc] = store->rec_size;
+                else if (!(fams[fi] & (NX_FEAT_LABELS | NX_FEAT_ITEMRATE)))
+                    CHECK(store->rec_size == base_size[norm][sc],
+                          "%s: item_popularity alone changes the record", what);
+                nx_store_destroy(store);
+            }
+    /* the default record (4 scores, normalised): the compact one */
+    CHECK(base_size[1][1] == 152, "default record %zu bytes", base_size[1][1]);
+
+    for (size_t fi = 0; fi < sizeof fams / sizeof *fams; fi++) {
+        nx_store_params_t p;
+        nx_store_params_default(&p);
+        p.families = fams[fi];
+        p.n_scores = 4;
+        nx_store_t *a = nx_store_new(&p, test_key, err, sizeof err);
+        nx_store_t *b = nx_store_new(&p, test_key, err, sizeof err);
+        CHECK(a && b, "new: %s", err);
+        if (!a || !b) {
+            nx_store_destroy(a);
+            nx_store_destroy(b);
+            continue;
+        }
+        static char ids[60][16];
+        const int n = 1500;
+        nx_event_t *ev = make_stream(n, 60, 29, 1700000000000LL, ids);
+        size_t dim = nx_store_dim(a);
+        float *X = calloc((size_t)n * dim, sizeof *X);
+        exbuf_t rb, xb;
+        exbuf_init(&rb, dim, 64);
+        exbuf_init(&xb, dim, 4096);
+        uint64_t ls = 0;
+        run_batches(a, ev, n, X, &rb, &xb, &ls);
+        nx_store_update(a, ev, 0, 0, X, NULL, &rb.ex); /* ends the wait for scores */
+        dumps_t before = {a, {0}, {0}, {0}, 0};
+        nx_store_foreach(a, collect, &before);
+        uint8_t ra[4096], rb2[4096];
+        long len = -1;
+        int same = 1, labels_seen = 0;
+        for (int i = 0; i < before.n; i++) {
+            len = nx_store_user_record(a, before.user[i], ra, sizeof ra);
+            uint64_t h = 0;
+            CHECK(len == (long)nx_store_user_record_size(a) &&
+                      nx_store_put_user(b, ra, (size_t)len, &h, err, sizeof err) == 0,
+                  "families %#x: put: %s", fams[fi], err);
+            same &= nx_store_user_record(b, h, rb2, sizeof rb2) == len &&
+                    memcmp(ra, rb2, (size_t)len) == 0;
+            char buf[4096];
+            same &= nx_store_dump_user(b, h, buf, sizeof buf) > 0 && before.text[i] &&
+                    strcmp(buf, before.text[i]) == 0;
+            nx_user_t *u = rec(a, find(a, before.user[i]));
+            if (fams[fi] & NX_FEAT_LABELS)
+                for (int c = 0; c <= p.n_types; c++)
+                    labels_seen |= u_lab(a, u)[c] != 0;
+        }
+        CHECK(before.n > 0 && same, "families %#x: records differ after the round trip", fams[fi]);
+        if (fams[fi] & NX_FEAT_LABELS)
+            CHECK(labels_seen, "families %#x: no label history in any record", fams[fi]);
+        dumps_free(&before);
+        free(X);
+        free(ev);
+        exbuf_free(&rb);
+        exbuf_free(&xb);
+        nx_store_destroy(a);
+        nx_store_destroy(b);
+    }
+}
+
+static void test_checkpoint(uint32_t families) {
     nx_store_params_t p;
     nx_store_params_default(&p);
+    p.families = families;
     p.max_users = 120; /* eviction draws from the generator: it must be saved too */
     char err[256];
     nx_store_t *a = nx_store_new(&p, test_key, err, sizeof err);
@@ -2071,6 +2208,82 @@ static void test_checkpoint(void) {
     exbuf_free(&xb);
     nx_store_destroy(a);
     nx_store_destroy(b);
+}
+
+/* The label families by hand (raw values): the user's label history moves
+ * only when a label resolves (by the next event, or by the watermark as
+ * `none`), and the item table counts events and labels of all users. */
+static void test_label_families(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p); /* click, cart, purchase; H 30 min; table window 24 h */
+    p.families = NX_FEAT_ALL;
+    p.normalise = 0;
+    char err[256];
+    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(store != NULL, "new: %s", err);
+    if (!store)
+        return;
+    size_t dim = nx_store_dim(store);
+    size_t lab_click = feat_index(store, "lab_click"), lab_cart = feat_index(store, "lab_cart"),
+           lab_none = feat_index(store, "lab_none"), ipop = feat_index(store, "item_pop"),
+           cpop = feat_index(store, "cat_pop"), icart = feat_index(store, "item_next_cart"),
+           iclick = feat_index(store, "item_next_click"),
+           cnone = feat_index(store, "cat_next_none");
+    CHECK(lab_click < dim && lab_cart < dim && lab_none < dim && ipop < dim && cpop < dim &&
+              icart < dim && iclick < dim && cnone < dim,
+          "label family names");
+    const int64_t t0 = 1700000000000LL, H = p.horizon_ms;
+    float *x = calloc(dim, sizeof *x);
+    exbuf_t rb, xb;
+    exbuf_init(&rb, dim, 16);
+    exbuf_init(&xb, dim, 16);
+    /* a: click on item 11 (category 21); nothing resolved yet */
+    nx_event_t e = mk_event("a", 0, t0, 11, 21, 0, NAN, 1, 0);
+    nx_store_update(store, &e, 1, t0, x, NULL, &rb.ex);
+    CHECK(x[lab_click] == 0.0f && x[lab_cart] == 0.0f && x[lab_none] == 0.0f,
+          "a new user has no label history");
+    CHECK_NEAR(x[ipop], log1p(1.0), 1e-6);
+    /* no label anywhere yet: the rates are uniform over the 4 classes */
+    CHECK_NEAR(x[icart], 0.25, 1e-6);
+    /* a: cart 10 s later resolves the click's example as `cart` */
+    e = mk_event("a", 1, t0 + 10000, 11, 21, 0, 5.0, 1, 0);
+    nx_store_update(store, &e, 1, t0, x, NULL, &rb.ex);
+    CHECK(rb.ex.n == 1 && rb.label[0] == 1, "the click's label is cart");
+    CHECK_NEAR(x[lab_cart], 1.0 / 2.0, 1e-6);
+    CHECK(x[lab_click] == 0.0f && x[lab_none] == 0.0f, "only cart so far");
+    /* one label (cart) on item 11 and over all items, resolved by this
+     * very event: the rates read after it say cart */
+    CHECK_NEAR(x[icart], 1.0, 1e-6);
+    CHECK_NEAR(x[iclick], 0.0, 1e-6);
+    CHECK_NEAR(x[ipop], log1p(exp(-10.0 / 86400) + 1.0), 1e-6);
+    /* b: a click on the same item 20 s in reads the counts of a's events */
+    e = mk_event("b", 0, t0 + 20000, 11, 21, 0, NAN, 1, 0);
+    nx_store_update(store, &e, 1, t0, x, NULL, &rb.ex);
+    CHECK(x[lab_cart] == 0.0f, "b's own history is empty");
+    CHECK_NEAR(x[ipop], log1p(exp(-20.0 / 86400) + exp(-10.0 / 86400) + 1.0), 1e-6);
+    CHECK_NEAR(x[cpop], log1p(exp(-20.0 / 86400) + exp(-10.0 / 86400) + 1.0), 1e-6);
+    CHECK_NEAR(x[icart], 1.0, 1e-6);
+    /* the watermark passes a's cart by H: resolved as `none` */
+    nx_store_expire_labels(store, t0 + 20000 + H, &xb.ex);
+    CHECK(xb.ex.n == 2, "a's and b's examples expire (%zu)", xb.ex.n);
+    /* a comes back hours later: history 0.95 cart, 1 none (fp16) */
+    e = mk_event("a", 0, t0 + 4 * H, 12, 22, 0, NAN, 1, 0);
+    nx_store_update(store, &e, 1, t0 + 4 * H, x, NULL, &rb.ex);
+    CHECK(rb.ex.n == 0, "nothing pending to resolve");
+    double h_cart = nx_half_to_float(nx_half_from_float(0.95f)); /* kept as fp16 */
+    CHECK_NEAR(x[lab_cart], h_cart / (1.0 + h_cart + 1.0), 1e-6);
+    CHECK_NEAR(x[lab_none], 1.0 / (1.0 + h_cart + 1.0), 1e-6);
+    /* item 12 is new: no events before this one, and the prior's rates:
+     * a's click labelled cart, a's cart and b's click expired as none */
+    double w0 = exp(-20.0 / 86400), w10 = exp(-10.0 / 86400); /* decayed to b's example */
+    CHECK_NEAR(x[ipop], log1p(1.0), 1e-6);
+    CHECK_NEAR(x[icart], w0 / (w0 + w10 + 1.0), 1e-6);
+    /* category 22 is new too: the prior's share of none */
+    CHECK_NEAR(x[cnone], (w10 + 1.0) / (w0 + w10 + 1.0), 1e-6);
+    free(x);
+    exbuf_free(&rb);
+    exbuf_free(&xb);
+    nx_store_destroy(store);
 }
 
 static void test_params(void) {
@@ -2258,7 +2471,10 @@ int main(void) {
     test_half_counters();
     test_pend8();
     test_v3_records();
-    test_checkpoint();
+    test_checkpoint(NX_FEAT_BASE);
+    test_checkpoint(NX_FEAT_ALL);
+    test_label_families();
+    test_family_records();
     test_scores();
     test_score_widths();
     if (failures) {
