@@ -12,8 +12,9 @@
  *
  * Counters. Rounded to nearest, an fp16 counter would stop changing where
  * the change is under half a step: a count at 2048 and up no longer grows
- * by 1, and a 24 h window no longer decays between events 21 s apart
- * (exp(-21/86400) = 1 - 2^-12). So each update rounds stochastically: up
+ * by 1, and a 24 h window no longer decays between events 21-42 s apart
+ * or closer (a factor exp(-gap/86400) within half a step, 2^-12 to 2^-11,
+ * of 1). So each update rounds stochastically: up
  * with probability equal to the fraction dropped, given random bits, which
  * leaves the stored value unbiased (its expectation is the float) and
  * within one step (2^-10 relative) of it. Counters are finite and >= 0;
