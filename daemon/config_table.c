@@ -191,7 +191,8 @@ const nx_cfg_desc_t nx_config_table[] = {
     {"features.recent_items", NX_CT_INT, OFF(features.recent_items), "8", 0, 32, NULL, 0,
      "Recently seen items kept per user, to count revisits."},
     {"features.clip", NX_CT_DOUBLE, OFF(features.clip), "5.0", 0.5, 100, NULL, 0,
-     "Normalised features are clipped to [-clip, clip]."},
+     "Normalised features are clipped to [-clip, clip]. Up to 8, a user's pending example keeps "
+     "them in 8 bits (error at most clip/254); above, in 16."},
     {"features.counts", NX_CT_BOOL, OFF(features.counts), "true", 0, 0, NULL, 0,
      "Family: event counts per window and type."},
     {"features.value", NX_CT_BOOL, OFF(features.value), "true", 0, 0, NULL, 0,

@@ -379,7 +379,7 @@ static inline uint64_t sr_seed(const nx_user_t *u, const nx_event_t *ev) {
  * a lane (lanes of different groups overlap; each is still uniform). */
 static inline uint64_t sr_group(uint64_t r0, int g) {
     int s = (21 * g) & 63;
-    return s ? (r0 << s) | (r0 >> (64 - s)) : r0;
+    return (r0 << s) | (r0 >> ((64 - s) & 63));
 }
 
 /* The 16 random bits of counter k. */
@@ -563,9 +563,10 @@ static inline int nx_featurize_apply(const nx_store_t *store, nx_user_t *u, cons
     counters_in_order(store, u, t, value, gap, sr_seed(u, ev));
     /* the ages count from the clock, which moves to this event */
     if (gap > 0) {
+        uint32_t g = nx_age_of(gap);
         for (int j = 0; j < p->n_types; j++)
-            last[j] = nx_age_add(last[j], gap);
-        u->sess_age = nx_age_add(u->sess_age, gap);
+            last[j] = nx_age_add(last[j], g);
+        u->sess_age = nx_age_add(u->sess_age, g);
     }
     last[t] = 0;
     /* Session: a change of session id (absent counts as a value), or

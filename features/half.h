@@ -12,8 +12,9 @@
  *
  * Counters. Rounded to nearest, an fp16 counter would stop changing where
  * the change is under half a step: a count at 2048 and up no longer grows
- * by 1, and a 24 h window no longer decays between events 21 s apart
- * (exp(-21/86400) = 1 - 2^-12). So each update rounds stochastically: up
+ * by 1, and a 24 h window no longer decays between events 21-42 s apart
+ * or closer (a factor exp(-gap/86400) within half a step, 2^-12 to 2^-11,
+ * of 1). So each update rounds stochastically: up
  * with probability equal to the fraction dropped, given random bits, which
  * leaves the stored value unbiased (its expectation is the float) and
  * within one step (2^-10 relative) of it. Counters are finite and >= 0;
@@ -35,6 +36,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Vector conversion paths, by instruction set. */
 enum {
@@ -112,35 +117,57 @@ static inline uint16_t nx_half_round_sr(float x, uint32_t r) {
 
 typedef float nx_half_v4f __attribute__((vector_size(16)));
 typedef int32_t nx_half_v4i __attribute__((vector_size(16)));
-typedef uint32_t nx_half_v4u __attribute__((vector_size(16)));
-typedef uint16_t nx_half_v4h __attribute__((vector_size(8)));
+
+/* The 4 uint16 at h4 widened to 32-bit lanes (SSE2: one 8-byte load and
+ * an interleave with zeros; GCC's generic shuffles and conversions of
+ * 16-bit lanes do not compile to those). */
+static inline nx_half_v4i nx_half_widen4(const uint16_t *h4) {
+#ifdef __SSE2__
+    return (nx_half_v4i)_mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)h4),
+                                           _mm_setzero_si128());
+#else
+    nx_half_v4i u = {h4[0], h4[1], h4[2], h4[3]};
+    return u;
+#endif
+}
+
+/* The 4 lanes of u (each within 0..0x7fff) stored as uint16 at h4. */
+static inline void nx_half_narrow4(uint16_t *h4, nx_half_v4i u) {
+#ifdef __SSE2__
+    /* a signed saturating pack: exact for these lanes */
+    _mm_storel_epi64((__m128i *)h4, _mm_packs_epi32((__m128i)u, (__m128i)u));
+#else
+    for (int i = 0; i < 4; i++)
+        h4[i] = (uint16_t)u[i];
+#endif
+}
 
 /* 4 counters (fp16 >= 0) to floats: nx_half_to_float lane by lane. */
 static inline nx_half_v4f nx_half_counter4(const uint16_t *h4) {
-    nx_half_v4h h;
-    memcpy(&h, h4, sizeof h);
-    nx_half_v4u u = __builtin_convertvector(h, nx_half_v4u);
-    nx_half_v4u norm = (u << 13) + 0x38000000u;
+    nx_half_v4i u = nx_half_widen4(h4); /* < 0x7c00: signed operations do */
+    nx_half_v4i norm = (u << 13) + 0x38000000;
     nx_half_v4f sub = __builtin_convertvector(u, nx_half_v4f) * (1.0f / 16777216.0f);
-    nx_half_v4i is_sub = (nx_half_v4i)(u < 0x400u);
-    return (nx_half_v4f)(((nx_half_v4i)norm & ~is_sub) | ((nx_half_v4i)sub & is_sub));
+    nx_half_v4i is_sub = u < 0x400;
+    return (nx_half_v4f)((norm & ~is_sub) | ((nx_half_v4i)sub & is_sub));
 }
 
 /* 4 counters x to fp16 at h4, rounded stochastically with r's 16-bit lanes
  * (lane i: bits 16i..16i+15): nx_half_round_sr lane by lane. */
 static inline void nx_half_store_counter4(uint16_t *h4, nx_half_v4f x, uint64_t r) {
-    nx_half_v4u rb = {(uint32_t)r, (uint32_t)(r >> 16), (uint32_t)(r >> 32), (uint32_t)(r >> 48)};
-    nx_half_v4u b = (nx_half_v4u)x;
-    nx_half_v4u norm = (b - 0x38000000u + (rb & 0x1fffu)) >> 13;
+    uint16_t r4[4];
+    memcpy(r4, &r, sizeof r4);
+    nx_half_v4i rb = nx_half_widen4(r4);
+    /* x >= 0: its bits compare as signed integers */
+    nx_half_v4i b = (nx_half_v4i)x;
+    nx_half_v4i norm = (b - 0x38000000 + (rb & 0x1fff)) >> 13;
     /* subnormal: round x * 2^24 to nearest even by adding and taking
      * away 1.5 * 2^23 (x * 2^24 < 1024 there) */
     const nx_half_v4f magic = {12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f};
-    nx_half_v4u sub = (nx_half_v4u)(x * 16777216.0f + magic) - (nx_half_v4u)magic;
-    nx_half_v4i is_sub = (nx_half_v4i)(b < 0x38800000u), is_max = (nx_half_v4i)(b >= 0x477fe000u);
-    nx_half_v4u out = (norm & ~(nx_half_v4u)is_sub) | (sub & (nx_half_v4u)is_sub);
-    out = (out & ~(nx_half_v4u)is_max) | ((nx_half_v4u)is_max & NX_HALF_MAX);
-    nx_half_v4h h = __builtin_convertvector(out, nx_half_v4h);
-    memcpy(h4, &h, sizeof h);
+    nx_half_v4i sub = (nx_half_v4i)(x * 16777216.0f + magic) - (nx_half_v4i)magic;
+    nx_half_v4i is_sub = b < 0x38800000, is_max = b >= 0x477fe000;
+    nx_half_v4i out = (norm & ~is_sub) | (sub & is_sub);
+    out = (out & ~is_max) | (is_max & (int32_t)NX_HALF_MAX);
+    nx_half_narrow4(h4, out);
 }
 
 #endif /* NX_HALF_H */

@@ -230,14 +230,14 @@ void nx_store_destroy(nx_store_t *store) {
 
 void nx_store_pend_decode(const nx_store_t *store, nx_user_t *u, float *x) {
     if (store->pend8)
-        nx_quant_decode(u_pend(store, u), x, store->fz.dim, store->p.clip);
+        nx_quant_decode(store->half_isa, u_pend(store, u), x, store->fz.dim, store->p.clip);
     else
         nx_half_decode(store->half_isa, u_pend(store, u), x, store->fz.dim);
 }
 
 void nx_store_pend_encode(const nx_store_t *store, const float *x, nx_user_t *u) {
     if (store->pend8)
-        nx_quant_encode(x, u_pend(store, u), store->fz.dim, store->p.clip);
+        nx_quant_encode(store->half_isa, x, u_pend(store, u), store->fz.dim, store->p.clip);
     else
         nx_half_encode(store->half_isa, x, u_pend(store, u), store->fz.dim);
 }

@@ -79,11 +79,12 @@ _Static_assert(sizeof(nx_user_t) == 48, "the record head packs into 48 bytes");
 #define NX_AGE_MAX   (UINT32_MAX - 1)
 #define NX_AGE_NEVER UINT32_MAX
 
-/* a + b ms, saturating at NX_AGE_MAX (b >= 0); NX_AGE_NEVER stays. */
-static inline uint32_t nx_age_add(uint32_t a, int64_t b) {
-    if (a == NX_AGE_NEVER)
-        return a;
-    return (uint64_t)b >= (uint64_t)(NX_AGE_MAX - a) ? NX_AGE_MAX : a + (uint32_t)b;
+/* a + g ms (g <= NX_AGE_MAX, from nx_age_of), saturating at NX_AGE_MAX;
+ * NX_AGE_NEVER stays. Branch-free: the update adds to every age. */
+static inline uint32_t nx_age_add(uint32_t a, uint32_t g) {
+    uint64_t s = (uint64_t)a + g;
+    uint32_t r = s > NX_AGE_MAX ? NX_AGE_MAX : (uint32_t)s;
+    return a == NX_AGE_NEVER ? a : r;
 }
 
 /* The age of a time dt ms before the clock (dt >= 0), saturating. */

@@ -141,7 +141,7 @@ void nx_persist_from_v3(const nx_store_t *store, const void *in, void *out) {
         uint16_t h;
         memcpy(&h, b + l.pend + 2 * i, 2);
         float x = nx_half_to_float(h);
-        nx_quant_encode(&x, &q[i], 1, p->clip);
+        nx_quant_encode(NX_HALF_PORTABLE, &x, &q[i], 1, p->clip);
     }
 }
 

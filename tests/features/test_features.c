@@ -56,9 +56,9 @@ static const uint8_t test_key[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1
 static float pend_rt(const nx_store_params_t *p, float x) {
     if (p->normalise && p->clip <= NX_QUANT_CLIP_MAX) {
         int8_t q;
-        nx_quant_encode(&x, &q, 1, p->clip);
+        nx_quant_encode(NX_HALF_PORTABLE, &x, &q, 1, p->clip);
         float y;
-        nx_quant_decode(&q, &y, 1, p->clip);
+        nx_quant_decode(NX_HALF_PORTABLE, &q, &y, 1, p->clip);
         return y;
     }
     return nx_half_to_float(nx_half_from_float(x));
@@ -1718,16 +1718,16 @@ static void test_quant(void) {
         for (int q = -127; q <= 127; q++) {
             int8_t in = (int8_t)q, back;
             float x;
-            nx_quant_decode(&in, &x, 1, clip);
-            nx_quant_encode(&x, &back, 1, clip);
+            nx_quant_decode(NX_HALF_PORTABLE, &in, &x, 1, clip);
+            nx_quant_encode(NX_HALF_PORTABLE, &x, &back, 1, clip);
             CHECK(back == in, "clip %g code %d -> %g -> %d", (double)clip, q, (double)x, back);
         }
         double worst = 0;
         for (int i = -100000; i <= 100000; i++) {
             float x = clip * (float)i / 100000.0f, y;
             int8_t q;
-            nx_quant_encode(&x, &q, 1, clip);
-            nx_quant_decode(&q, &y, 1, clip);
+            nx_quant_encode(NX_HALF_PORTABLE, &x, &q, 1, clip);
+            nx_quant_decode(NX_HALF_PORTABLE, &q, &y, 1, clip);
             if (fabs((double)y - x) > worst)
                 worst = fabs((double)y - x);
         }
@@ -1737,12 +1737,33 @@ static void test_quant(void) {
               (double)clip, worst);
         float odd[4] = {2 * clip, -3 * clip, NAN, INFINITY}, y[4];
         int8_t q[4];
-        nx_quant_encode(odd, q, 4, clip);
+        nx_quant_encode(NX_HALF_PORTABLE, odd, q, 4, clip);
         CHECK(q[0] == 127 && q[1] == -127 && q[2] == 0 && q[3] == 127, "clamps %d %d %d %d", q[0],
               q[1], q[2], q[3]);
-        nx_quant_decode(q, y, 2, clip);
+        nx_quant_decode(NX_HALF_PORTABLE, q, y, 2, clip);
         CHECK(y[0] == clip && y[1] == -clip, "ends decode to +-clip");
     }
+    /* every instruction-set path (and length: whole blocks, tails, short
+     * vectors) gives the one-value path's codes and values */
+    uint64_t s = 11;
+    for (int isa = NX_HALF_PORTABLE; isa <= nx_half_isa(); isa++)
+        for (size_t n = 1; n <= 70; n++) {
+            float x[70], y[70], want_y[70];
+            int8_t q[72], want_q[70];
+            for (size_t i = 0; i < n; i++) {
+                x[i] = (float)((int)(lcg(&s) % 20001) - 10000) / 1000.0f; /* beyond +-5 too */
+                if (lcg(&s) % 50 == 0)
+                    x[i] = NAN;
+                nx_quant_encode(NX_HALF_PORTABLE, &x[i], &want_q[i], 1, 5.0f);
+                nx_quant_decode(NX_HALF_PORTABLE, &want_q[i], &want_y[i], 1, 5.0f);
+            }
+            q[n] = q[n + 1] = 0x55;
+            nx_quant_encode(isa, x, q, n, 5.0f);
+            nx_quant_decode(isa, q, y, n, 5.0f);
+            CHECK(memcmp(q, want_q, n) == 0 && memcmp(y, want_y, n * sizeof *y) == 0,
+                  "isa %d, %zu values", isa, n);
+            CHECK(q[n] == 0x55 && q[n + 1] == 0x55, "isa %d wrote past %zu codes", isa, n);
+        }
 }
 
 /* fp16 counters (half.h): exact values stay whatever the random bits;
@@ -1857,6 +1878,51 @@ static void test_pend8(void) {
     free(st);
     free(X);
     free(ev);
+    nx_store_destroy(store);
+}
+
+/* Ages (ms before the clock) saturate at ~49.7 days: a user whose click
+ * was 60 days ago reads as 49.7 days; a type never seen stays missing. */
+static void test_age_saturation(void) {
+    nx_store_params_t p;
+    nx_store_params_default(&p);
+    p.normalise = 0;
+    p.user_ttl_ms = 100LL * 86400000; /* the user stays */
+    char err[256];
+    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
+    CHECK(store != NULL, "new: %s", err);
+    if (!store)
+        return;
+    size_t dim = nx_store_dim(store);
+    int f_click = -1, f_cart = -1, f_cart_miss = -1, f_dur = -1;
+    for (size_t f = 0; f < dim; f++) {
+        const char *name = nx_store_feature_name(store, f);
+        f_click = !strcmp(name, "since_click_s") ? (int)f : f_click;
+        f_cart = !strcmp(name, "since_cart_s") ? (int)f : f_cart;
+        f_cart_miss = !strcmp(name, "since_cart_missing") ? (int)f : f_cart_miss;
+        f_dur = !strcmp(name, "session_duration_s") ? (int)f : f_dur;
+    }
+    CHECK(f_click >= 0 && f_cart >= 0 && f_cart_miss >= 0 && f_dur >= 0, "feature names");
+    const int64_t t0 = 1700000000000LL, day = 86400000;
+    /* one session (id 7) throughout, so its duration grows too */
+    nx_event_t ev[3] = {mk_event("old", 0, t0, 1, 1, 7, NAN, 1, 0),
+                        mk_event("old", 2, t0 + 30 * day, 1, 1, 7, NAN, 1, 0),
+                        mk_event("old", 2, t0 + 60 * day, 1, 1, 7, NAN, 1, 0)};
+    float *x = calloc(3 * dim, sizeof *x);
+    exbuf_t rb;
+    exbuf_init(&rb, dim, 64);
+    for (int i = 0; i < 3; i++)
+        CHECK(nx_store_update(store, &ev[i], 1, INT64_MIN / 2, x + (size_t)i * dim, NULL, &rb.ex) ==
+                  0,
+              "update");
+    double max_s = (double)(UINT32_MAX - 1) / 1000.0;
+    CHECK_NEAR(x[dim + (size_t)f_click], log1p(30.0 * 86400), 1e-6);
+    CHECK_NEAR(x[2 * dim + (size_t)f_click], log1p(max_s), 1e-6);
+    CHECK_NEAR(x[2 * dim + (size_t)f_dur], log1p(max_s), 1e-6);
+    CHECK(x[2 * dim + (size_t)f_cart] == 0 && x[2 * dim + (size_t)f_cart_miss] == 1,
+          "a type never seen stays missing");
+    exbuf_free(&rb);
+    free(x);
     nx_store_destroy(store);
 }
 
@@ -2468,6 +2534,7 @@ int main(void) {
     test_partitions();
     test_changes();
     test_quant();
+    test_age_saturation();
     test_half_counters();
     test_pend8();
     test_v3_records();
