@@ -483,7 +483,7 @@ static void print_stages(const char *before, const char *after, int64_t t_start)
                 v[n++] = t_arr[p][o] - t_out_app[p][o];
     fmt_p50_p99(own_fetch, sizeof own_fetch, v, n);
     free(v);
-    static const char *stages[] = {"fetch", "wait", "predict", "ack"};
+    static const char *stages[] = {"fetch", "queued", "decode", "predict", "ack"};
     size_t len = 0;
     for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
         char labels[64];
