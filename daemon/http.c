@@ -101,8 +101,9 @@ static void put_stages(out_t *o, const nx_http_metrics_t *m) {
                       m->n_stage_buckets, m->stage_le, m->stage_count[to_produce],
                       m->stage_sum_s[to_produce]);
     head(o, "nextactd_stage_seconds", "histogram",
-         "Where the latency goes: fetch = broker timestamp to the loop's poll, wait = poll to "
-         "the pipeline, predict = pipeline to produce(), ack = produce() to the delivery report.");
+         "Where the latency goes: fetch = broker timestamp to the loop's poll, less queued = "
+         "held in the client while the loop was busy; decode = poll to the pipeline, predict = "
+         "pipeline to produce(), ack = produce() to the delivery report.");
     for (int k = 0; k < m->n_stages; k++) {
         if (k == to_produce)
             continue;

@@ -171,6 +171,22 @@ static int is_waiting(const waiting_t *w, int topic, int32_t partition) {
     return 0;
 }
 
+/* Splits broker timestamp -> poll of one record (us, wall clock) into the
+ * fetch and the time it sat in the client while the loop was busy elsewhere
+ * ("queued"). When it reached the client is not known; it was after its
+ * timestamp and, unless the previous batch was full, after the previous
+ * poll returned. So if this poll started after both, the record waited at
+ * most from the later of them to the poll's start: that is counted as
+ * queued, the rest as fetch. */
+static void fetch_and_queued(nx_run_t *r, int64_t ts_us) {
+    int64_t to_wall = r->polled_wall_us - r->polled_mono_us; /* mono -> wall */
+    int64_t start = r->poll_start_mono_us + to_wall, prev = r->prev_polled_mono_us + to_wall;
+    int64_t from = ts_us > prev ? ts_us : prev;
+    int64_t queued = start > from ? start - from : 0;
+    nx_stages_add(&r->stages, NX_STAGE_QUEUED, queued, 1);
+    nx_stages_add(&r->stages, NX_STAGE_FETCH, r->polled_wall_us - ts_us - queued, 1);
+}
+
 static void process_batch(nx_run_t *r, int n) {
     int64_t now = nx_now_wall_ms();
     size_t ng = 0;
@@ -219,7 +235,7 @@ static void process_batch(nx_run_t *r, int n) {
             int64_t ts = rd_kafka_message_timestamp(m, NULL);
             r->rec_ts[ng] = ts;
             if (ts > 0)
-                nx_stages_add(&r->stages, NX_STAGE_FETCH, r->polled_wall_us - ts * 1000, 1);
+                fetch_and_queued(r, ts * 1000);
             r->tickets[ng++] = t;
         } else if (why == NX_CODEC_SKIPPED) {
             r->skipped++;
@@ -233,7 +249,7 @@ static void process_batch(nx_run_t *r, int n) {
     }
     if (ng) {
         r->piped_mono_us = clock_us(CLOCK_MONOTONIC);
-        nx_stages_add(&r->stages, NX_STAGE_WAIT, r->piped_mono_us - r->polled_mono_us, ng);
+        nx_stages_add(&r->stages, NX_STAGE_DECODE, r->piped_mono_us - r->polled_mono_us, ng);
         nx_pipeline_process(r->pipe, r->evs, ng, r->topics, now);
     }
     for (int i = 0; i < n; i++)
@@ -653,14 +669,17 @@ int nx_run_loop(nx_run_t *r, const nx_run_hook_t *hook) {
         int wait = (int)r->cfg->kafka.poll_timeout_ms;
         if (r->changelog && nx_kafka_holding(r->kafka))
             wait = 0;
+        int64_t poll_start = clock_us(CLOCK_MONOTONIC);
         int n = nx_kafka_poll_batch(r->kafka, r->msgs, batch, wait);
         if (n < 0) {
             nx_err("kafka: fatal consumer error; stopping");
             rc = 1;
             break;
         }
+        r->poll_start_mono_us = poll_start;
+        r->prev_polled_mono_us = r->polled_mono_us;
+        r->polled_mono_us = clock_us(CLOCK_MONOTONIC);
         if (n > 0) {
-            r->polled_mono_us = clock_us(CLOCK_MONOTONIC);
             r->polled_wall_us = clock_us(CLOCK_REALTIME);
             process_batch(r, n);
         }

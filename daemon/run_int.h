@@ -62,10 +62,12 @@ struct nx_run {
     nx_ticket_t *tickets;      /* (kafka.poll_batch) */
     const char **topics;       /* input topic names, by index (the config's) */
     nx_latency_t lat, lat_window;
-    double lat_sum_s;   /* sum of acknowledged latencies, seconds */
-    nx_stages_t stages; /* where the latency goes (stages.h) */
-    int64_t *rec_ts;    /* (kafka.poll_batch) broker timestamps of the batch's events, ms */
-    int64_t polled_mono_us, polled_wall_us; /* when the batch's poll returned */
+    double lat_sum_s;           /* sum of acknowledged latencies, seconds */
+    nx_stages_t stages;         /* where the latency goes (stages.h) */
+    int64_t *rec_ts;            /* (kafka.poll_batch) broker timestamps of the batch's events, ms */
+    int64_t poll_start_mono_us; /* when the loop's last poll began */
+    int64_t polled_mono_us, polled_wall_us; /* when it returned (wall: with records) */
+    int64_t prev_polled_mono_us;            /* when the poll before it returned */
     int64_t piped_mono_us;                  /* when the batch went to the pipeline */
     uint64_t bad, skipped, stale;
     uint64_t events_in[NX_CONFIG_MAX_LIST]; /* records consumed per input topic */

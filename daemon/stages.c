@@ -9,7 +9,8 @@ static const int64_t le_us[NX_STAGES_BUCKETS - 1] = {
     15000, 20000, 30000, 50000, 75000, 100000, 250000, 500000, 1000000, 5000000,
 };
 
-static const char *const names[NX_STAGE_N] = {"fetch", "wait", "predict", "ack", "to_produce"};
+static const char *const names[NX_STAGE_N] = {"fetch",   "queued", "decode",
+                                              "predict", "ack",    "to_produce"};
 
 void nx_stages_add(nx_stages_t *st, nx_stage_t stage, int64_t us, uint64_t n) {
     if (us < 0)

@@ -163,9 +163,13 @@ static void *trainer_main(void *arg) {
         if (s >= atomic_load(&tr->pushed)) {
             if (atomic_load(&tr->stop))
                 break; /* stop, and nothing left */
-            /* posted once per push and at stop: a post after the check
-             * above is not lost, and a spare one only loops once more */
+            /* Posted once per push and at stop: a post after the check
+             * above is not lost. Posts pile up while the trainer is busy
+             * (it waits only when idle): the spare ones are taken here, the
+             * counts are read again at the top anyway. */
             while (sem_wait(&tr->work) < 0 && errno == EINTR)
+                ;
+            while (sem_trywait(&tr->work) == 0)
                 ;
             continue;
         }

@@ -178,7 +178,7 @@ int main(int argc, char **argv) {
         CHECK(timed > 0 && inf == timed);
         /* the latency stages: each one counts, its +Inf bucket is its
          * count, and every acknowledged prediction was handed over first */
-        static const char *stages[] = {"fetch", "wait", "predict", "ack"};
+        static const char *stages[] = {"fetch", "queued", "decode", "predict", "ack"};
         long long handed = nx_scrape_metric(late, "nextactd_produce_latency_seconds_count");
         CHECK(handed > 0);
         CHECK_INT(nx_scrape_metric(late, "nextactd_produce_latency_seconds_bucket{le=\"+Inf\"}"),
