@@ -17,6 +17,7 @@
  *
  * usage: test_soak NEXTACTD SOURCE_DIR [SOAK]
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -339,7 +340,7 @@ int main(int argc, char **argv) {
      * bound holds for the smallest growth. */
     static map_rss_t maps0[MAX_MAPS], maps1[MAX_MAPS];
     long growth[SOAK_ROUNDS];
-    long least = -1;
+    long least = LONG_MAX; /* growths may be negative: no -1 sentinel */
     for (int r = 0; r < SOAK_ROUNDS; r++) {
         long before = idle_rss_kb(pid);
         int n_maps0 = read_maps(pid, maps0, MAX_MAPS);
@@ -355,7 +356,7 @@ int main(int argc, char **argv) {
         CHECK(before > 0 && after > 0);
         if (growth[r] >= RSS_GROWTH_MAX_KB / 4)
             print_growth(maps0, n_maps0, maps1, read_maps(pid, maps1, MAX_MAPS));
-        if (least < 0 || growth[r] < least)
+        if (growth[r] < least)
             least = growth[r];
     }
     CHECK(least < RSS_GROWTH_MAX_KB);
