@@ -82,7 +82,7 @@
 #include "kafka_fixture.h"
 #include "scrape.h"
 
-/* Input partitions: the layout of the end-to-end test. */
+/* Input partitions: the layout of test_e2e_kafka. */
 #define PARTS 4
 /* Warm-up events before the timed latency run. */
 #define WARMUP 2000
