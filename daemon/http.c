@@ -304,6 +304,11 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     static const char *const states[] = {"serving", "warming", "fallback"};
     for (int k = 0; k < 3; k++)
         put(&o, "nextactd_model_state{state=\"%s\"} %d\n", states[k], m->model_state == k);
+    put_gauge_if(&o, "nextactd_model_loss_ratio",
+                 "The model's progressive log loss over the prior's (the classes' running base "
+                 "rates) on the guard's last window of labelled examples: over 1, the prior "
+                 "predicts better (absent before the first window).",
+                 1, m->model_loss_ratio);
     head(&o, "nextactd_model_rollbacks_total", "counter",
          "Rollbacks of the model to its last good snapshot by the guard.");
     put(&o, "nextactd_model_rollbacks_total %llu\n", (unsigned long long)m->model_rollbacks);

@@ -132,6 +132,8 @@ typedef struct nx_http_metrics {
     uint64_t state_gaps;      /* partitions started from a committed offset no state covers */
     int model_state;          /* nx_model_state_t: serving, warming, fallback */
     uint64_t model_rollbacks; /* the guard's rollbacks */
+    double model_loss_ratio;  /* the guard's last window: model log loss / the prior's; NAN
+                               * before one (shown only when finite) */
     uint64_t offset_commits;  /* input offset commits acknowledged */
     uint64_t offset_commit_failures;
     /* state in Kafka (changelog.h); changelog 0 = off, the rest unshown */

@@ -559,6 +559,7 @@ static void metrics_publish(nx_run_t *r) {
     m->state_gaps = r->state_gaps;
     m->model_state = s.model_state;
     m->model_rollbacks = s.guard_rollbacks;
+    m->model_loss_ratio = s.guard_ratio;
     m->offset_commits = ks.commits;
     m->offset_commit_failures = ks.commit_failures;
     if (r->changelog) {

@@ -4,10 +4,12 @@
  * and TYPE lines, histogram layout), right after start and once it has
  * trained and checkpointed; no sample is a -1 or NaN placeholder; the build
  * and process metrics are there, the training-step histogram counts the
- * training steps, the latency stage histograms (fetch, wait, predict, ack,
- * and broker timestamp to produce()) count the predictions, and a
- * prediction is counted once (the dead-letter topic
- * has no nextactd_events_out_total sample of its own).
+ * training steps, the latency stage histograms (fetch, queued, decode,
+ * predict, ack, and broker timestamp to produce()) count the predictions,
+ * a fresh daemon's model state is warming, then serving once its model
+ * beats the prior (the ratio of their log losses is shown), and a
+ * prediction is counted once (the dead-letter topic has no
+ * nextactd_events_out_total sample of its own).
  *
  * `nextactd demo` on librdkafka's mock cluster: no broker needed (unit).
  * promtool comes with Debian's prometheus package (scripts/setup).
@@ -145,7 +147,9 @@ int main(int argc, char **argv) {
         if (scrape(port, late, sizeof late) &&
             nx_scrape_metric(late, "nextactd_training_steps_total") > 0 &&
             strstr(late, "\nnextactd_checkpoint_age_seconds ") &&
-            strstr(late, "\nnextactd_rolling_logloss "))
+            strstr(late, "\nnextactd_rolling_logloss ") &&
+            strstr(late, "\nnextactd_model_loss_ratio ") &&
+            nx_scrape_metric(late, "nextactd_model_state{state=\"serving\"}") == 1)
             got_late = 1;
     }
     kill(pid, SIGTERM);
@@ -155,8 +159,12 @@ int main(int argc, char **argv) {
     CHECK(got_early);
     CHECK(got_late);
 
-    if (got_early)
+    if (got_early) {
         check_text(early, "early.prom");
+        /* a fresh daemon serves the prior until its model beats it */
+        if (nx_scrape_metric(early, "nextactd_training_steps_total") == 0)
+            CHECK_INT(nx_scrape_metric(early, "nextactd_model_state{state=\"warming\"}"), 1);
+    }
     if (got_late) {
         check_text(late, "late.prom");
         CHECK_STR_HAS(late, "nextactd_build_info{version=\"");
@@ -197,6 +205,10 @@ int main(int argc, char **argv) {
                 CHECK(count <= handed);
         }
         CHECK(nx_scrape_metric(late, "nextactd_training_examples_shed_total") >= 0);
+        /* the guard's window ratio, once a window has ended: a loss ratio */
+        const char *ratio = strstr(late, "\nnextactd_model_loss_ratio ");
+        double r = ratio ? strtod(ratio + strlen("\nnextactd_model_loss_ratio "), NULL) : -1;
+        CHECK(r > 0 && r < 10);
         /* predictions once, dead letters once */
         CHECK(nx_scrape_metric(late, "nextactd_events_out_total{topic=\"predictions\"}") > 0);
         CHECK(strstr(late, "nextactd_events_out_total{topic=\"dead-letters\"}") == NULL);

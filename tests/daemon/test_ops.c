@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -214,8 +215,15 @@ static void test_format(void) {
     m.lag[1].partition = 0;
     m.lag[1].lag = 0;
     m.consumer_lag = 42;
+    m.model_loss_ratio = NAN;
     char buf[65536];
+    /* the guard's loss ratio: absent before its first window, then shown */
+    nx_http_format(&m, 3500, buf, sizeof buf);
+    CHECK_STR_HAS(buf, "# TYPE nextactd_model_loss_ratio gauge\n");
+    CHECK(strstr(buf, "\nnextactd_model_loss_ratio ") == NULL);
+    m.model_loss_ratio = 0.875;
     size_t len = nx_http_format(&m, 3500, buf, sizeof buf);
+    CHECK_STR_HAS(buf, "\nnextactd_model_loss_ratio 0.875000\n");
     CHECK_INT(len, strlen(buf));
     CHECK_STR_HAS(buf, "nextactd_events_in_total{topic=\"clicks\"} 12\n");
     CHECK_STR_HAS(buf, "nextactd_events_in_total{topic=\"we\\\"ird\"} 3\n");
