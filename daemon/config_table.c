@@ -334,7 +334,7 @@ const nx_cfg_desc_t nx_config_table[] = {
      "its previous self. \"\" = the host name."},
 
     {"metrics.listen", NX_CT_STRING, OFF(metrics.listen), "\"127.0.0.1:9464\"", 0, 256, NULL, 0,
-     "host:port of the /metrics and /healthz endpoint; \"\" = off."},
+     "host:port of the /metrics, /healthz and /readyz endpoint; \"\" = off."},
     {"metrics.status_interval_s", NX_CT_INT, OFF(metrics.status_interval_s), "5", 1, 3600, NULL, 0,
      "Seconds between live status lines (systemd STATUS=, terminal)."},
 };

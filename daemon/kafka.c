@@ -270,15 +270,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  * partition object has "partition":N before "consumer_lag":N (the brokers'
  * "toppars" also name topic and partition, but carry no consumer_lag).
  * Per partition: consumer_lag_stored (behind the stored offsets) when
- * known, else consumer_lag (behind the committed offset). */
+ * known, else consumer_lag (behind the committed offset). Also the brokers
+ * connected: each broker object has "nodeid":N before its "state" (N is -1
+ * for the internal broker and bootstrap brokers not yet known by id). */
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
     (void)rk;
     (void)len;
     nx_kafka_t *kafka = opaque;
     static const char k_topic[] = "\"topic\":\"", k_part[] = "\"partition\":",
-                      k_lag[] = "\"consumer_lag\":", k_stored[] = "\"consumer_lag_stored\":";
-    int topic = -1, n = 0;
-    long long partition = -1;
+                      k_lag[] = "\"consumer_lag\":", k_stored[] = "\"consumer_lag_stored\":",
+                      k_node[] = "\"nodeid\":", k_state[] = "\"state\":";
+    int topic = -1, n = 0, up = 0;
+    long long partition = -1, node = -1;
     for (const char *p = json; *p; p++) {
         if (*p != '"')
             continue;
@@ -304,8 +307,15 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
             if (n > 0 && v >= 0 && kafka->lags[n - 1].topic == topic &&
                 kafka->lags[n - 1].partition == partition)
                 kafka->lags[n - 1].lag = v;
+        } else if (strncmp(p, k_node, sizeof k_node - 1) == 0) {
+            node = strtoll(p + sizeof k_node - 1, NULL, 10);
+        } else if (strncmp(p, k_state, sizeof k_state - 1) == 0) {
+            /* the group's "state":"up" is lower case and has no nodeid */
+            up += node >= 0 && strncmp(p + sizeof k_state - 1, "\"UP\"", 4) == 0;
+            node = -1;
         }
     }
+    kafka->stats.brokers_up = up;
     /* -1 means unknown (not fetching yet): left out */
     int64_t sum = 0;
     int kept = 0;
@@ -407,6 +417,7 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
     if (hooks)
         kafka->hooks = *hooks;
     kafka->stats.consumer_lag = -1;
+    kafka->stats.brokers_up = -1;
     kafka->flush_timeout_ms = (int)cfg->kafka.flush_timeout_ms;
     for (int i = 0; i < cfg->kafka.input_topics.n; i++)
         kafka->topics.v[kafka->topics.n++] = strdup(cfg->kafka.input_topics.v[i]);

@@ -102,6 +102,8 @@ typedef struct nx_kafka_stats {
                            * not been tracked since: paused, or fetching it again */
     int producer_queue;   /* records produced and not yet acknowledged */
     int64_t consumer_lag; /* sum over assigned partitions, from statistics; -1 unknown */
+    int brokers_up;       /* the consumer's cluster brokers connected (state UP), from
+                           * statistics; -1 before the first */
 } nx_kafka_stats_t;
 
 /* One input partition's consumer lag (records behind its high watermark). */

@@ -459,9 +459,10 @@ static void metrics_init(nx_run_t *r) {
         m->bucket_le[i] = (double)lat_bounds[i] / 1000;
 }
 
-/* Ready (/readyz) once partitions are assigned, and as long as the state
- * can be made durable: a failing checkpoint makes the instance not ready,
- * so an orchestrator's readiness probe shows what the log says. */
+/* Ready (/readyz) once partitions are assigned and restored, while a
+ * broker is reachable (librdkafka's statistics, every 5 s), and as long as
+ * the state can be made durable: a failing checkpoint makes the instance
+ * not ready, so an orchestrator's readiness probe shows what the log says. */
 static void readiness(nx_http_metrics_t *m, const nx_kafka_stats_t *ks,
                       const nx_ckptdir_stats_t *cs, const nx_changelog_stats_t *ls) {
     m->ready = 0;
@@ -472,6 +473,8 @@ static void readiness(nx_http_metrics_t *m, const nx_kafka_stats_t *ks,
                  ls->restoring);
     else if (cs->failing)
         snprintf(m->not_ready, sizeof m->not_ready, "checkpoint failing: %.120s", cs->last_error);
+    else if (ks->brokers_up == 0)
+        snprintf(m->not_ready, sizeof m->not_ready, "no broker reachable");
     else if (ks->assigned_partitions == 0)
         snprintf(m->not_ready, sizeof m->not_ready, "no input partition assigned");
     else

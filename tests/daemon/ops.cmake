@@ -54,3 +54,9 @@ add_executable(test_changelog ${CMAKE_CURRENT_SOURCE_DIR}/test_changelog.c)
 target_link_libraries(test_changelog PRIVATE nx_daemon nx_testkit)
 add_test(NAME changelog COMMAND test_changelog $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 300000)
 set_tests_properties(changelog PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 900)
+# /readyz follows the broker: a mock cluster owned by the test goes down
+# and comes back under a running daemon.
+add_executable(test_ops_ready ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_ready.c)
+target_link_libraries(test_ops_ready PRIVATE nx_testkit)
+add_test(NAME ops_ready COMMAND test_ops_ready $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR})
+set_tests_properties(ops_ready PROPERTIES LABELS unit TIMEOUT 240)
