@@ -72,6 +72,9 @@ static const nx_rdk_refusal_t nx_rdk_refused[] = {
     {"auto.offset.reset", NX_RDK_CONSUMER, NX_RDK_ONLY, "smallest",
      "only earliest: a partition with no usable committed offset starts at its first "
      "record (latest would skip records never predicted, error would stop input)"},
+    {"isolation.level", NX_RDK_CONSUMER, NX_RDK_ONLY, "read_committed",
+     "only read_committed: records of transactions aborted upstream would be predicted, "
+     "trained on and counted into the users' windows"},
     {"partition.assignment.strategy", NX_RDK_CONSUMER, NX_RDK_NOT_WITH, "cooperative-sticky",
      "librdkafka 2.0.2 aborts when a cooperative-sticky consumer closes before its "
      "first assignment"},

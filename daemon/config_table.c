@@ -55,7 +55,8 @@ const nx_cfg_desc_t nx_config_table[] = {
      "(security_protocol = \"SSL\"; ssl_ca_location = \"/etc/ssl/ca.pem\";). Refused: those\n"
      "nextactd owns (group_id, bootstrap_servers: use the keys above; enable_auto_commit,\n"
      "auto_commit_interval_ms, enable_auto_offset_store), auto_offset_reset other than\n"
-     "earliest, a cooperative-sticky partition_assignment_strategy."},
+     "earliest, isolation_level other than read_committed, a cooperative-sticky\n"
+     "partition_assignment_strategy."},
     {"kafka.producer", NX_CT_RDKAFKA, OFF(kafka.producer), "{}", 0, 0, NULL, 0,
      "librdkafka producer properties passed through, as kafka.consumer. Refused, as they\n"
      "would lose or duplicate predictions: acks other than all, enable_idempotence =\n"

@@ -118,6 +118,8 @@ static void test_refused(void) {
                    "set kafka.brokers");
     expect_refused("consumer", "auto_offset_reset = \"latest\"", "auto.offset.reset",
                    "only earliest");
+    expect_refused("consumer", "isolation_level = \"read_uncommitted\"", "isolation.level",
+                   "only read_committed");
     expect_refused("consumer", "offset_store_method = \"file\"", "offset.store.method",
                    "consumer group");
     expect_refused("producer", "acks = \"1\"", "acks", "only all (-1)");
@@ -138,6 +140,7 @@ static void test_refused(void) {
     expect_passed("producer", "max_in_flight = 5");
     expect_passed("producer", "retries = 3");
     expect_passed("consumer", "auto_offset_reset = \"earliest\"");
+    expect_passed("consumer", "isolation_level = \"read_committed\"");
     expect_passed("consumer", "partition_assignment_strategy = \"roundrobin\"");
     /* a producer property on the consumer is ignored by librdkafka */
     expect_passed("consumer", "acks = 1");
