@@ -298,6 +298,15 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 }
 
 nx_registry_fixture_t *nx_registry_fixture_start(void) {
+    return nx_registry_fixture_start_tls(NULL, NULL);
+}
+
+nx_registry_fixture_t *nx_registry_fixture_start_tls(const char *cert_pem, const char *key_pem) {
+    int tls = cert_pem && key_pem;
+    if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        fprintf(stderr, "registry_fixture: this libmicrohttpd has no TLS\n");
+        return NULL;
+    }
     nx_registry_fixture_t *fx = calloc(1, sizeof *fx);
     if (!fx)
         return NULL;
@@ -309,10 +318,16 @@ nx_registry_fixture_t *nx_registry_fixture_start(void) {
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     sa.sin_port = 0;
     /* a thread per connection: a slow answer holds up only its own */
-    fx->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                   MHD_USE_ERROR_LOG,
-                               0, NULL, NULL, handle, fx, MHD_OPTION_SOCK_ADDR, &sa,
-                               MHD_OPTION_NOTIFY_COMPLETED, completed, fx, MHD_OPTION_END);
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    if (tls)
+        fx->mhd = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, handle, fx,
+                                   MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED,
+                                   completed, fx, MHD_OPTION_HTTPS_MEM_CERT, cert_pem,
+                                   MHD_OPTION_HTTPS_MEM_KEY, key_pem, MHD_OPTION_END);
+    else
+        fx->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, fx, MHD_OPTION_SOCK_ADDR, &sa,
+                                   MHD_OPTION_NOTIFY_COMPLETED, completed, fx, MHD_OPTION_END);
     const union MHD_DaemonInfo *info =
         fx->mhd ? MHD_get_daemon_info(fx->mhd, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     if (!info) {
@@ -320,7 +335,8 @@ nx_registry_fixture_t *nx_registry_fixture_start(void) {
         nx_registry_fixture_stop(fx);
         return NULL;
     }
-    snprintf(fx->url, sizeof fx->url, "http://127.0.0.1:%u", (unsigned)info->port);
+    snprintf(fx->url, sizeof fx->url, "%s://127.0.0.1:%u", tls ? "https" : "http",
+             (unsigned)info->port);
     return fx;
 }
 

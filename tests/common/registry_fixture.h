@@ -25,7 +25,12 @@ typedef struct nx_registry_fixture nx_registry_fixture_t;
 nx_registry_fixture_t *nx_registry_fixture_start(void);
 void nx_registry_fixture_stop(nx_registry_fixture_t *fx);
 
-/* "http://127.0.0.1:PORT". Valid until stop. */
+/* The same over HTTPS, with the server certificate and its private key
+ * given as PEM text (read during the call); NULL if this libmicrohttpd
+ * has no TLS (printed). */
+nx_registry_fixture_t *nx_registry_fixture_start_tls(const char *cert_pem, const char *key_pem);
+
+/* "http://127.0.0.1:PORT" ("https://" with TLS). Valid until stop. */
 const char *nx_registry_fixture_url(const nx_registry_fixture_t *fx);
 
 /* GET /schemas/ids/{id} serves `schema` (copied) from now on. 0 or -1. */

@@ -12,6 +12,8 @@
  *   retry_backoff_max_ms, and counted;
  * - basic authentication sends the configured credentials; a second URL
  *   answers when the first refuses connections;
+ * - over HTTPS the schema is fetched when ca_location names the server's
+ *   certificate, and never when the certificate cannot be verified;
  * - registration returns the registry's id, the same one again for the
  *   same schema; a 409 (incompatible) is an error naming it;
  * - the codec with the registry as its source: PENDING while fetching,
@@ -302,6 +304,72 @@ static void test_auth_and_urls(nx_registry_fixture_t *fx) {
     nx_registry_fixture_require_auth(fx, NULL);
 }
 
+/* Reads a whole small file into a NUL-terminated buffer; NULL on error. */
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "r");
+    char *buf = f ? calloc(1, 65536) : NULL;
+    if (buf && fread(buf, 1, 65535, f) == 0) {
+        free(buf);
+        buf = NULL;
+    }
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+/* HTTPS: a fixture with a self-signed certificate for 127.0.0.1 (made by
+ * openssl here). With that certificate as ca_location the schema is
+ * fetched; without it (the system's CAs, which do not know it) every fetch
+ * fails verification and the id stays PENDING: never fetched unverified. */
+static void test_tls(void) {
+    char dir[] = "/tmp/test_registry_tls.XXXXXX", cmd[1024], cert[300], key[300], err[512];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' >/dev/null 2>&1",
+             key, cert);
+    CHECK_INT(system(cmd), 0); /* openssl: Debian's openssl package (scripts/setup) */
+    char *cert_pem = slurp(cert), *key_pem = slurp(key);
+    CHECK(cert_pem && key_pem);
+    nx_registry_fixture_t *fx =
+        cert_pem && key_pem ? nx_registry_fixture_start_tls(cert_pem, key_pem) : NULL;
+    CHECK(fx != NULL);
+    if (fx) {
+        CHECK(strncmp(nx_registry_fixture_url(fx), "https://", 8) == 0);
+        CHECK_INT(nx_registry_fixture_add(fx, 21, event_schema), 0);
+        nx_config_registry_t c = conf_for(fx);
+        c.ca_location = cert;
+        nx_registry_t *reg = nx_registry_new(&c, "test", err, sizeof err);
+        CHECK(reg != NULL);
+        if (reg) {
+            const char *schema = NULL;
+            CHECK_INT(wait_answer(reg, 21, &schema, 5000), NX_REGISTRY_FOUND);
+            CHECK(schema && strcmp(schema, event_schema) == 0);
+            nx_registry_destroy(reg);
+        }
+        c.ca_location = "";
+        reg = nx_registry_new(&c, "test", err, sizeof err);
+        CHECK(reg != NULL);
+        if (reg) {
+            CHECK(stays_pending(reg, 21, 500));
+            nx_registry_stats_t st;
+            nx_registry_stats(reg, &st);
+            CHECK(st.failures >= 1);
+            CHECK_INT(st.found, 0);
+            nx_registry_destroy(reg);
+        }
+        /* unverified, no request was sent: the one GET is the first client's */
+        CHECK_INT(nx_registry_fixture_gets(fx, 21, NULL, 0), 1);
+        nx_registry_fixture_stop(fx);
+    }
+    free(cert_pem);
+    free(key_pem);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
 static void test_register(nx_registry_fixture_t *fx) {
     char err[512];
     nx_config_registry_t c = conf_for(fx);
@@ -518,6 +586,7 @@ int main(int argc, char **argv) {
     test_backoff(fx);
     test_timeout(fx);
     test_auth_and_urls(fx);
+    test_tls();
     test_register(fx);
     test_codec_source(fx);
     test_bad_settings();
