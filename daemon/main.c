@@ -4,8 +4,9 @@
  *   nextactd replay -c CONF ...     the same pipeline over files
  *   nextactd gen ...                the synthetic clickstream generator
  * and the configuration tools check-config, dump-config, features and
- * man-config (also spelt --check-config, ...). Every command that loads a
- * configuration takes -X KEY=VALUE overrides (config.h: nx_config_load_ex).
+ * man-config (also spelt --check-config, ...), and help [COMMAND]. Every
+ * command that loads a configuration takes -X KEY=VALUE overrides
+ * (config.h: nx_config_load_ex).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@ static void usage(FILE *out) {
           "  dump-config [-c CONF]         print the effective configuration\n"
           "  features -c CONF              print the feature schema\n"
           "  man-config                    print the nextactd.conf(5) manual page\n"
+          "  help [COMMAND]                this text, or COMMAND's (as COMMAND --help)\n"
           "  --help, --version\n"
           "run, demo, replay, check-config, dump-config and features take -X KEY=VALUE\n"
           "(repeatable) to override a configuration key, e.g. -X kafka.brokers=host:9092.\n"
@@ -209,6 +211,21 @@ static void blas_reexec(char **argv) {
 
 int main(int argc, char **argv) {
     enum { OPT_CHECK = 256, OPT_DUMP, OPT_COMMENTS, OPT_SECRETS, OPT_FEATURES, OPT_MAN };
+    /* `nextactd help [COMMAND]`, as git and systemctl have it: the usage, or
+     * `nextactd COMMAND --help` */
+    if (argc > 1 && strcmp(argv[1], "help") == 0) {
+        static char help_opt[] = "--help";
+        if (argc == 2) {
+            usage(stdout);
+            return 0;
+        }
+        if (argc > 3 || argv[2][0] == '-') {
+            usage(stderr);
+            return 2;
+        }
+        char *args[] = {argv[0], argv[2], help_opt, NULL};
+        return main(3, args);
+    }
     if (argc > 1 && argv[1][0] != '-') {
         const char *cmd = argv[1];
         if (strcmp(cmd, "run") == 0 || strcmp(cmd, "demo") == 0 || strcmp(cmd, "replay") == 0)

@@ -2,8 +2,8 @@
  * test_cli: nextactd's command line. `-X key=value` overrides of every kind
  * of key reach the loaded configuration (and survive a reload); bad ones
  * are refused by every command that loads a configuration with exit 78 and
- * "-X key=value: why"; every sub-command answers --help on stdout with exit
- * 0 and describes each of its long options.
+ * "-X key=value: why"; every sub-command answers --help (and `nextactd help
+ * COMMAND`) on stdout with exit 0 and describes each of its long options.
  *
  * usage: test_cli NEXTACTD
  */
@@ -236,9 +236,23 @@ static void test_help(void) {
             CHECK_STR_HAS(out, word);
         }
     }
+    /* `help COMMAND` is COMMAND --help; `help` and --help the usage; `help`
+     * of what is no command is a bad command line */
+    char want[16384];
+    snprintf(cmd, sizeof cmd, "'%s' dump-config --help", nextactd);
+    CHECK_INT(run(cmd, want, sizeof want), 0);
+    snprintf(cmd, sizeof cmd, "'%s' help dump-config", nextactd);
+    CHECK_INT(run(cmd, out, sizeof out), 0);
+    CHECK_STR_HAS(out, "usage: nextactd dump-config ");
+    CHECK(strcmp(out, want) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' help bogus 2>/dev/null", nextactd);
+    CHECK_INT(run(cmd, out, sizeof out), 2);
+    snprintf(cmd, sizeof cmd, "'%s' help", nextactd);
+    CHECK_INT(run(cmd, want, sizeof want), 0);
     /* the top-level usage names every sub-command */
     snprintf(cmd, sizeof cmd, "'%s' --help", nextactd);
     CHECK_INT(run(cmd, out, sizeof out), 0);
+    CHECK(strcmp(out, want) == 0);
     for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++)
         if (helps[i].argv[0]) {
             char word[64];
