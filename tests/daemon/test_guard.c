@@ -21,7 +21,12 @@
  * - an absurd feature value (a price of +inf, which the codec would refuse
  *   but the store must survive) changes nothing: it counts as no price;
  * - an absurd learning rate makes the model diverge: the guard rolls back;
- * - no record in any run has a probability that is not in [0, 1].
+ * - no record in any run has a probability that is not in [0, 1];
+ * - on its own (guard.h), window by window: warming until the model beats
+ *   the prior, a non-finite output rolls back at once (once per window) and
+ *   lowers the learning rate, a window back within the margin restores it,
+ *   one bad window does not roll back and two do, a guard that is off never
+ *   acts.
  *
  * usage: test_guard [SOURCE_DIR]
  */
@@ -36,6 +41,7 @@
 #include "codec.h"
 #include "config.h"
 #include "gen.h"
+#include "guard.h"
 #include "pipeline.h"
 
 #define EVENTS 120000
@@ -352,8 +358,77 @@ static void test_guard(void) {
     nx_config_destroy(cfg);
 }
 
+/* One window of `window` examples, labels cycling over K classes, the
+ * model giving the label probability p_true (the rest shared). Returns what
+ * nx_guard_example returned at the window's end; *act its action. */
+static int feed_window(nx_guard_t *g, int K, int window, float p_true, nx_guard_action_t *act) {
+    float p[4];
+    int acted = 0;
+    for (int i = 0; i < window; i++) {
+        int y = i % K;
+        for (int k = 0; k < K; k++)
+            p[k] = k == y ? p_true : (1 - p_true) / (float)(K - 1);
+        acted = nx_guard_example(g, p, y, act);
+        if (i < window - 1)
+            CHECK_INT(acted, 0); /* decisions fall only at a window's end */
+    }
+    return acted;
+}
+
+/* The guard's rules on its own (guard.h), window by window. */
+static void test_guard_rules(void) {
+    char err[256];
+    const int K = 3, W = 200;
+    nx_guard_params_t gp = {.enabled = 1, .K = K, .window = W, .margin = 0.25};
+    nx_guard_t *g = nx_guard_new(&gp, err, sizeof err);
+    CHECK(g != NULL);
+    if (!g)
+        return;
+    nx_guard_action_t act;
+    nx_guard_stats_t st;
+    /* warming while the model is worse than the prior (1/3 each here) */
+    CHECK_INT(nx_guard_state(g), NX_MODEL_WARMING);
+    CHECK_INT(feed_window(g, K, W, 0.2f, &act), 0);
+    CHECK_INT(nx_guard_state(g), NX_MODEL_WARMING);
+    /* serving, with a snapshot, from the first window that beats it */
+    CHECK_INT(feed_window(g, K, W, 0.8f, &act), 1);
+    CHECK(act.snapshot && !act.rollback);
+    CHECK_INT(nx_guard_state(g), NX_MODEL_SERVING);
+    /* a prediction that is not a probability: roll back now, learning rate
+     * lowered, once per window */
+    CHECK_INT(nx_guard_nonfinite(g, &act), 1);
+    CHECK(act.rollback && act.lr > 0 && act.lr < 1);
+    CHECK_INT(nx_guard_state(g), NX_MODEL_FALLBACK);
+    CHECK_INT(nx_guard_nonfinite(g, &act), 0);
+    /* back within the margin: serving at the full learning rate */
+    CHECK_INT(feed_window(g, K, W, 0.8f, &act), 1);
+    CHECK(!act.rollback && act.lr == 1.0f);
+    CHECK_INT(nx_guard_state(g), NX_MODEL_SERVING);
+    /* one window far worse than the best is no rollback yet, two are */
+    CHECK_INT(feed_window(g, K, W, 0.3f, &act), 0);
+    CHECK_INT(nx_guard_state(g), NX_MODEL_SERVING);
+    CHECK_INT(feed_window(g, K, W, 0.3f, &act), 1);
+    CHECK(act.rollback && act.lr > 0 && act.lr < 1);
+    CHECK_INT(nx_guard_state(g), NX_MODEL_FALLBACK);
+    nx_guard_stats(g, &st);
+    CHECK_INT(st.rollbacks, 2);
+    CHECK(st.last_ratio > 1); /* worse than the prior over that window */
+    nx_guard_destroy(g);
+    /* off: always serving, never an action */
+    gp.enabled = 0;
+    g = nx_guard_new(&gp, err, sizeof err);
+    CHECK(g != NULL);
+    if (g) {
+        CHECK_INT(nx_guard_state(g), NX_MODEL_SERVING);
+        CHECK_INT(nx_guard_nonfinite(g, &act), 0);
+        CHECK_INT(feed_window(g, K, W, 0.2f, &act), 0);
+        nx_guard_destroy(g);
+    }
+}
+
 int main(int argc, char **argv) {
     srcdir = argc > 1 ? argv[1] : NX_SOURCE_DIR;
+    test_guard_rules();
     test_reasons();
     test_guard();
     free(events);
