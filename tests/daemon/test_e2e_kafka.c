@@ -291,7 +291,7 @@ static void check_outputs(const char *schema_path) {
 static long long consumed(const char *metrics) {
     long long sum = 0;
     for (int t = 0; t < 2; t++) {
-        char name[256];
+        char name[320]; /* the prefix and a topic name of up to 255 bytes */
         snprintf(name, sizeof name, "nextactd_events_in_total{topic=\"%s\"}", in_topic[t]);
         long long v = nx_scrape_metric(metrics, name);
         sum += v > 0 ? v : 0;
