@@ -476,6 +476,18 @@ def table(title, results, methods):
             continue
         print("| %s | %s |" % (m, " | ".join(fmt([r[s][f] for r in results[m]])
                                              for s, f in cols)))
+    # Seeds are different streams as well as different model seeds: a stream's own noise moves
+    # every method together, so a method against nextactd is best told apart seed by seed.
+    print("\nAgainst nextactd, seed by seed (the method's figure minus nextactd's):")
+    print("| method | log loss | macro AUC | purchase AUC | log loss, last 30% | macro AUC, "
+          "last 30% | purchase AUC, last 30% |")
+    print("| --- |" + " ---: |" * len(cols))
+    for m in methods:
+        if m not in results or m == "nextactd" or "nextactd" not in results:
+            continue
+        print("| %s | %s |" % (m, " | ".join(
+            fmt([r[s][f] - n[s][f] for r, n in zip(results[m], results["nextactd"])])
+            for s, f in cols)))
     print("\nAUC per class, all labelled examples:")
     print("| method | " + " | ".join(CLASSES) + " |")
     print("| --- |" + " ---: |" * K)
@@ -535,6 +547,8 @@ def evaluate(name, ev, horizons, seeds, nextactd, conf, inp, work, truths, tree)
                               if truth else ""),
                              summ["wall_seconds"],
                              ", ".join("%s %.1f" % kv for kv in secs.items())))
+        with open(os.path.join(work, "results_%s_h%d.json" % (name.split()[0], h)), "w") as f:
+            json.dump(results, f)
         table("%s, H = %d s, seeds %s" % (name, h, ",".join(map(str, seeds))), results,
               ["oracle", "nextactd", "torch-mlp", "sgd-logreg", "river-lr", "river-hat",
                "prior"])
