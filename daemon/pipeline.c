@@ -517,6 +517,44 @@ static void expire_labels(nx_pipeline_t *pipe) {
 
 /* ---- the batch ------------------------------------------------------------------ */
 
+/* One prediction record per event of the piece: rows off.. of the step's
+ * served probabilities (Q), their states and reasons; version: the weights
+ * that predicted them. */
+static void emit_records(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, size_t base,
+                         const char *const *topic_names, int64_t now_ms, size_t off,
+                         uint64_t version) {
+    const int K = pipe->K;
+    const float *Q = pipe->Q + off * (size_t)K;
+    const uint8_t *served = pipe->served + off;
+    for (size_t i = 0; i < n; i++) {
+        nx_prediction_t pr = {
+            .user_id = ev[i].user_id,
+            .user_id_len = ev[i].user_id_len,
+            .event_ts_ms = ev[i].ts_ms,
+            .topic = topic_names ? topic_names[ev[i].topic] : "",
+            .partition = ev[i].partition,
+            .offset = ev[i].offset,
+            /* replay: event time, so outputs are reproducible */
+            .predicted_at_ms = pipe->live ? now_ms : ev[i].ts_ms,
+            .horizon_ms = pipe->horizon_ms,
+            .probs = Q + i * (size_t)K,
+            .model_version = (int64_t)version,
+            .model_state = (nx_model_state_t)served[i],
+        };
+        /* reasons say why the model said what it said: not for the prior */
+        if (pipe->explainer && served[i] != NX_MODEL_WARMING) {
+            pr.reasons = pipe->reasons + (pipe->live ? i : off + i) * (size_t)pipe->explain;
+            pr.n_reasons = pipe->explain;
+        }
+        int64_t len = nx_predenc_encode(pipe->enc, &pr, pipe->rec, REC_MAX);
+        if (len < 0 || !pipe->out.emit ||
+            pipe->out.emit(pipe->out.opaque, base + i, &ev[i], pipe->rec, (size_t)len) < 0)
+            pipe->st.emit_errors++;
+        else
+            pipe->st.predictions++;
+    }
+}
+
 /* A piece of a step: at most STEP events, never across a multiple of STEP
  * in the count of events processed so far. Every decision that depends on
  * where a step ends (the watermark used for lateness, label expiry, the
@@ -603,34 +641,9 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, const float 
             explain_rows(pipe, W, pipe->X, pipe->P, STEP, off, n);
     }
 
-    /* 3. one record per event */
-    for (size_t i = 0; i < n; i++) {
-        nx_prediction_t pr = {
-            .user_id = ev[i].user_id,
-            .user_id_len = ev[i].user_id_len,
-            .event_ts_ms = ev[i].ts_ms,
-            .topic = topic_names ? topic_names[ev[i].topic] : "",
-            .partition = ev[i].partition,
-            .offset = ev[i].offset,
-            /* replay: event time, so outputs are reproducible */
-            .predicted_at_ms = pipe->live ? now_ms : ev[i].ts_ms,
-            .horizon_ms = pipe->horizon_ms,
-            .probs = Q + i * (size_t)K,
-            .model_version = (int64_t)version,
-            .model_state = (nx_model_state_t)served[i],
-        };
-        /* reasons say why the model said what it said: not for the prior */
-        if (pipe->explainer && served[i] != NX_MODEL_WARMING) {
-            pr.reasons = pipe->reasons + (pipe->live ? i : off + i) * (size_t)pipe->explain;
-            pr.n_reasons = pipe->explain;
-        }
-        int64_t len = nx_predenc_encode(pipe->enc, &pr, pipe->rec, REC_MAX);
-        if (len < 0 || !pipe->out.emit ||
-            pipe->out.emit(pipe->out.opaque, base + i, &ev[i], pipe->rec, (size_t)len) < 0)
-            pipe->st.emit_errors++;
-        else
-            pipe->st.predictions++;
-    }
+    /* 3. one record per event (replay: at the end, see there) */
+    if (pipe->live)
+        emit_records(pipe, ev, n, base, topic_names, now_ms, off, version);
     pipe->st.events += n;
 
     /* 4. examples resolved by these events */
@@ -657,8 +670,11 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, const float 
 
     /* The rest happens once per step, when its last event is in: a batch
      * that ends inside a step leaves it for the next batch. */
-    if (pipe->st.events % STEP != 0)
+    if (pipe->st.events % STEP != 0) {
+        if (!pipe->live)
+            emit_records(pipe, ev, n, base, topic_names, now_ms, off, version);
         return;
+    }
     watermark_update(pipe, now_ms);
     expire_labels(pipe);
 
@@ -671,6 +687,12 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, const float 
     /* 7. this step's labelled examples go to the trainer as one segment */
     if (pipe->tr)
         nx_trainer_push(pipe->tr);
+
+    /* 8. replay: the records last, so that the trainer trains this step's
+     * segment while they are encoded and written (the next step predicts
+     * from it); what they hold was fixed above */
+    if (!pipe->live)
+        emit_records(pipe, ev, n, base, topic_names, now_ms, off, version);
 }
 
 void nx_pipeline_process_oracle(nx_pipeline_t *pipe, const nx_event_t *ev, const float *oracle,
