@@ -4,14 +4,20 @@
 Same network as bench_model.c: 64 inputs, hidden 64 and 32 (ReLU), 4 classes,
 softmax cross-entropy, Adam lr 1e-3, one thread each. Prints one table.
 
-usage: /usr/bin/python3 bench/model_vs_torch.py BUILD/bench/bench_model [seconds]
-Needs Debian's python3-torch (apt-get install -y python3-torch).
+usage: python3 bench/model_vs_torch.py BUILD/bench/bench_model [seconds]
+Runs in the benchmarks' virtual environment (bench/quality/benchenv.py: PyTorch from PyPI), made
+with pip the first time.
 """
+import os
 import subprocess
 import sys
 import time
 
-import torch
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "quality"))
+import benchenv  # noqa: E402
+
+benchenv.ensure()
+import torch  # noqa: E402
 
 
 def torch_figures(seconds):

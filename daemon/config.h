@@ -181,6 +181,7 @@ typedef struct nx_config {
         double negative_rate;       /* keep this share of `none` examples, 1 = all */
         int64_t threads;            /* BLAS threads; 1 = deterministic */
         char *trainer_priority;     /* normal|low|idle: the live trainer thread */
+        int64_t replay_lag_ms;      /* replay: event time between training and its use */
         int enabled;                /* 0: decode, features, produce only */
         int64_t metrics_window;
         int guard;            /* the model guard (warming, rollback) */

@@ -295,6 +295,12 @@ const nx_cfg_desc_t nx_config_table[] = {
      "saturated host the model may stop learning), normal = as the loop. When the trainer\n"
      "falls 8 segments (about 2,000 events) behind, examples are dropped, counted in\n"
      "nextactd_training_examples_shed_total, rather than delaying predictions."},
+    {"model.replay_lag_ms", NX_CT_INT, OFF(model.replay_lag_ms), "1000", 0, 86400000, NULL, 0,
+     "Replay: each prediction uses the weights trained on the examples resolved at least\n"
+     "this long (event time) before its event, as a live trainer with this latency would\n"
+     "have them; 0 = every example resolved before it. At most 15 segments of 256 events\n"
+     "behind the newest: on a stream denser than that in event time the bound is in events.\n"
+     "The live daemon always predicts with the newest weights."},
     {"model.metrics_window", NX_CT_INT, OFF(model.metrics_window), "10000", 100, 10000000, NULL, 0,
      "Examples in the rolling window of the progressive-validation metrics."},
     {"model.guard", NX_CT_BOOL, OFF(model.guard), "true", 0, 0, NULL, 0,

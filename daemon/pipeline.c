@@ -24,7 +24,7 @@
  * (<= 249), class names and numbers fit well within this. */
 #define REC_MAX 4096
 
-static void store_params_from(const nx_config_t *cfg, nx_store_params_t *sp) {
+static void store_params_from(const nx_config_t *cfg, int n_scores, nx_store_params_t *sp) {
     nx_store_params_default(sp);
     sp->n_types = cfg->event_types.n;
     for (int i = 0; i < sp->n_types; i++)
@@ -60,7 +60,7 @@ static void store_params_from(const nx_config_t *cfg, nx_store_params_t *sp) {
     sp->clip = (float)cfg->features.clip;
     sp->horizon_ms = cfg->labels.horizon_s * 1000;
     sp->seed = (uint64_t)cfg->model.seed;
-    sp->n_scores = cfg->event_types.n + 1;
+    sp->n_scores = n_scores;
 }
 
 static int mlp_params_from(const nx_config_t *cfg, int n_in, int K, nx_mlp_params_t *mp,
@@ -99,7 +99,7 @@ static int mlp_params_from(const nx_config_t *cfg, int n_in, int K, nx_mlp_param
 }
 
 nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPHASH_KEY_LEN],
-                               int live, const nx_pipeline_out_t *out, char *errstr,
+                               int flags, const nx_pipeline_out_t *out, char *errstr,
                                size_t errstr_size) {
     nx_pipeline_t *pipe = calloc(1, sizeof *pipe);
     if (!pipe) {
@@ -107,7 +107,8 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPH
         return NULL;
     }
     pipe->cfg = cfg;
-    pipe->live = live;
+    pipe->live = (flags & NX_PIPELINE_LIVE) != 0;
+    const int live = pipe->live;
     if (out)
         pipe->out = *out;
     pipe->n_types = cfg->event_types.n;
@@ -118,9 +119,17 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPH
     /* No watermark yet: the epoch, before any accepted event (the codec
      * refuses timestamps before 2000), so nothing is late or expired. */
     pipe->watermark = 0;
+    pipe->clock = INT64_MIN;
 
+    /* the model's scores kept with each pending example, and the
+     * oracle's after them */
+    pipe->n_scores = (flags & NX_PIPELINE_ORACLE) ? 2 * pipe->K : pipe->K;
+    if (pipe->n_scores > NX_STORE_MAX_SCORES) {
+        nx_errf(errstr, errstr_size, "oracle probabilities: %d classes are too many", pipe->K);
+        goto err;
+    }
     nx_store_params_t sp;
-    store_params_from(cfg, &sp);
+    store_params_from(cfg, pipe->n_scores, &sp);
     pipe->store = nx_store_new(&sp, key, errstr, errstr_size);
     if (!pipe->store)
         goto err;
@@ -138,6 +147,16 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPH
         nx_metrics_new(pipe->K, (uint32_t)cfg->model.metrics_window, errstr, errstr_size);
     if (!pipe->metrics)
         goto err;
+    if (flags & NX_PIPELINE_ORACLE) {
+        pipe->oracle_metrics =
+            nx_metrics_new(pipe->K, (uint32_t)cfg->model.metrics_window, errstr, errstr_size);
+        pipe->S = malloc((size_t)STEP * (size_t)pipe->n_scores * sizeof *pipe->S);
+        if (!pipe->oracle_metrics || !pipe->S) {
+            if (pipe->oracle_metrics)
+                nx_errf(errstr, errstr_size, "out of memory");
+            goto err;
+        }
+    }
     pipe->enc = nx_predenc_new(cfg, errstr, errstr_size);
     if (!pipe->enc)
         goto err;
@@ -149,7 +168,7 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPH
     pipe->ex.x = malloc(mb * pipe->dim * sizeof *pipe->ex.x);
     pipe->ex.label = malloc(mb * sizeof *pipe->ex.label);
     pipe->ex.ts_ms = malloc(mb * sizeof *pipe->ex.ts_ms);
-    pipe->ex.score = malloc(mb * (size_t)pipe->K * sizeof *pipe->ex.score);
+    pipe->ex.score = malloc(mb * (size_t)pipe->n_scores * sizeof *pipe->ex.score);
     pipe->ex.cap = mb;
     pipe->rec = malloc(REC_MAX);
     if (!pipe->X || !pipe->status || !pipe->P || !pipe->ex.x || !pipe->ex.label ||
@@ -164,7 +183,7 @@ nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPH
                                   strcmp(prio, "idle") == 0  ? NX_TRAINER_PRIO_IDLE
                                   : strcmp(prio, "low") == 0 ? NX_TRAINER_PRIO_LOW
                                                              : NX_TRAINER_PRIO_NORMAL,
-                                  errstr, errstr_size);
+                                  cfg->model.replay_lag_ms, errstr, errstr_size);
         if (!pipe->tr)
             goto err;
     }
@@ -223,6 +242,8 @@ void nx_pipeline_destroy(nx_pipeline_t *pipe) {
     nx_trainer_destroy(pipe->tr); /* before the model it trains */
     nx_predenc_destroy(pipe->enc);
     nx_metrics_destroy(pipe->metrics);
+    nx_metrics_destroy(pipe->oracle_metrics);
+    free(pipe->S);
     nx_mlp_destroy(pipe->mlp);
     nx_store_destroy(pipe->store);
     free(pipe->X);
@@ -375,8 +396,10 @@ static void take_examples(nx_pipeline_t *pipe) {
     const nx_examples_t *ex = &pipe->ex;
     for (size_t r = 0; r < ex->n; r++) {
         int32_t y = ex->label[r];
-        const float *score = ex->score + r * (size_t)pipe->K;
+        const float *score = ex->score + r * (size_t)pipe->n_scores;
         nx_metrics_add(pipe->metrics, score, y);
+        if (pipe->oracle_metrics)
+            nx_metrics_add(pipe->oracle_metrics, score + pipe->K, y);
         pipe->st.labelled++;
         nx_guard_action_t act;
         if (nx_guard_example(pipe->guard, score, y, &act))
@@ -494,71 +517,15 @@ static void expire_labels(nx_pipeline_t *pipe) {
 
 /* ---- the batch ------------------------------------------------------------------ */
 
-/* A piece of a step: at most STEP events, never across a multiple of STEP
- * in the count of events processed so far. Every decision that depends on
- * where a step ends (the watermark used for lateness, label expiry, the
- * order of examples for training, which weights predict, replay
- * maintenance) is taken at those fixed points of the input, so in replay
- * the outputs do not depend on how the input was cut into batches.
- * `base` is the index of ev[0] in the caller's batch. */
-static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, size_t base,
-                         const char *const *topic_names, int64_t now_ms) {
-    /* 1. features against the watermark so far, labels resolved by these
-     *    events */
-    /* rows sit at their place in the step: X, P and status hold a step */
-    size_t off = (size_t)(pipe->st.events % STEP);
-    float *X = pipe->X + off * pipe->dim, *P = pipe->P + off * (size_t)pipe->K;
-    uint8_t *status = pipe->status + off;
-    if (off == 0)
-        latch_guard(pipe);
-    if (nx_store_update(pipe->store, ev, n, pipe->watermark, X, status, &pipe->ex) < 0)
-        return; /* cannot happen: ex.cap >= STEP >= n */
-
-    /* 2. one forward pass */
-    int K = pipe->K;
-    uint64_t version = 0;
-    nx_mlp_predictor_t *pred = NULL; /* the weights that predict this step */
-    if (pipe->tr) {
-        pred = nx_trainer_predictor(pipe->tr);
-        version = nx_mlp_predictor_version(pred);
-        /* sgemm's rounding of a row may depend on the rows around it (edge
-         * tiles): replay always multiplies the whole step, so a row's
-         * probabilities do not depend on where a batch ended. Live, only
-         * the new rows. */
-        /* with reasons, the explainer's forward pass predicts (same bits)
-         * and keeps what the explanation needs */
-        if (pipe->explainer) {
-            const float *W = nx_mlp_predictor_weights(pred);
-            if (pipe->live)
-                nx_explain_forward(pipe->explainer, W, X, (int)n, P);
-            else
-                nx_explain_forward(pipe->explainer, W, pipe->X, STEP, pipe->P);
-        } else if (pipe->live) {
-            nx_mlp_predictor_predict(pred, X, (int)n, P);
-        } else {
-            nx_mlp_predictor_predict(pred, pipe->X, STEP, pipe->P);
-        }
-    } else {
-        for (size_t i = 0; i < n * (size_t)K; i++)
-            P[i] = 1.0f / (float)K;
-    }
-    float *Q = pipe->Q + off * (size_t)K;
-    uint8_t *served = pipe->served + off;
-    serve(pipe, P, Q, served, n);
-    nx_store_set_scores(pipe->store, ev, n, status, P);
-
-    /* 2b. reasons, from the weights that predicted (as the forward pass:
-     * the whole step in replay, the new rows live; live, asking the trainer
-     * again could hand out a newer snapshot than the one that predicted) */
-    if (pipe->explainer) {
-        const float *W = nx_mlp_predictor_weights(pred);
-        if (pipe->live)
-            explain_rows(pipe, W, X, P, (int)n, 0, n);
-        else
-            explain_rows(pipe, W, pipe->X, pipe->P, STEP, off, n);
-    }
-
-    /* 3. one record per event */
+/* One prediction record per event of the piece: rows off.. of the step's
+ * served probabilities (Q), their states and reasons; version: the weights
+ * that predicted them. */
+static void emit_records(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, size_t base,
+                         const char *const *topic_names, int64_t now_ms, size_t off,
+                         uint64_t version) {
+    const int K = pipe->K;
+    const float *Q = pipe->Q + off * (size_t)K;
+    const uint8_t *served = pipe->served + off;
     for (size_t i = 0; i < n; i++) {
         nx_prediction_t pr = {
             .user_id = ev[i].user_id,
@@ -586,6 +553,97 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
         else
             pipe->st.predictions++;
     }
+}
+
+/* A piece of a step: at most STEP events, never across a multiple of STEP
+ * in the count of events processed so far. Every decision that depends on
+ * where a step ends (the watermark used for lateness, label expiry, the
+ * order of examples for training, which weights predict, replay
+ * maintenance) is taken at those fixed points of the input, so in replay
+ * the outputs do not depend on how the input was cut into batches.
+ * `base` is the index of ev[0] in the caller's batch. */
+static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, const float *oracle, size_t n,
+                         size_t base, const char *const *topic_names, int64_t now_ms) {
+    /* 1. features against the watermark so far, labels resolved by these
+     *    events */
+    /* rows sit at their place in the step: X, P and status hold a step */
+    size_t off = (size_t)(pipe->st.events % STEP);
+    float *X = pipe->X + off * pipe->dim, *P = pipe->P + off * (size_t)pipe->K;
+    uint8_t *status = pipe->status + off;
+    if (off == 0)
+        latch_guard(pipe);
+    if (nx_store_update(pipe->store, ev, n, pipe->watermark, X, status, &pipe->ex) < 0)
+        return; /* cannot happen: ex.cap >= STEP >= n */
+    /* The step's event time, for the weights that predict it: fixed by its
+     * first event, so the same wherever a batch ends. The step's later
+     * events are predicted as if at that time (never with fresher weights
+     * than the live trainer could have had). */
+    if (off == 0) {
+        pipe->step_time = pipe->clock;
+        if ((status[0] == NX_STORE_OK || status[0] == NX_STORE_LATE) &&
+            ev[0].ts_ms > pipe->step_time)
+            pipe->step_time = ev[0].ts_ms;
+    }
+
+    /* 2. one forward pass */
+    int K = pipe->K;
+    uint64_t version = 0;
+    nx_mlp_predictor_t *pred = NULL; /* the weights that predict this step */
+    if (pipe->tr) {
+        pred = nx_trainer_predictor(pipe->tr, pipe->step_time);
+        version = nx_mlp_predictor_version(pred);
+        /* sgemm's rounding of a row may depend on the rows around it (edge
+         * tiles): replay always multiplies the whole step, so a row's
+         * probabilities do not depend on where a batch ended. Live, only
+         * the new rows. */
+        /* with reasons, the explainer's forward pass predicts (same bits)
+         * and keeps what the explanation needs */
+        if (pipe->explainer) {
+            const float *W = nx_mlp_predictor_weights(pred);
+            if (pipe->live)
+                nx_explain_forward(pipe->explainer, W, X, (int)n, P);
+            else
+                nx_explain_forward(pipe->explainer, W, pipe->X, STEP, pipe->P);
+        } else if (pipe->live) {
+            nx_mlp_predictor_predict(pred, X, (int)n, P);
+        } else {
+            nx_mlp_predictor_predict(pred, pipe->X, STEP, pipe->P);
+        }
+    } else {
+        for (size_t i = 0; i < n * (size_t)K; i++)
+            P[i] = 1.0f / (float)K;
+    }
+    float *Q = pipe->Q + off * (size_t)K;
+    uint8_t *served = pipe->served + off;
+    serve(pipe, P, Q, served, n);
+    if (pipe->S) {
+        /* each row: the model's probabilities, then the oracle's (the
+         * uniform guess where the caller gave none) */
+        for (size_t i = 0; i < n; i++) {
+            float *s = pipe->S + i * (size_t)pipe->n_scores;
+            memcpy(s, P + i * (size_t)K, sizeof(float) * (size_t)K);
+            for (int k = 0; k < K; k++)
+                s[K + k] = oracle ? oracle[i * (size_t)K + (size_t)k] : 1.0f / (float)K;
+        }
+        nx_store_set_scores(pipe->store, ev, n, status, pipe->S);
+    } else {
+        nx_store_set_scores(pipe->store, ev, n, status, P);
+    }
+
+    /* 2b. reasons, from the weights that predicted (as the forward pass:
+     * the whole step in replay, the new rows live; live, asking the trainer
+     * again could hand out a newer snapshot than the one that predicted) */
+    if (pipe->explainer) {
+        const float *W = nx_mlp_predictor_weights(pred);
+        if (pipe->live)
+            explain_rows(pipe, W, X, P, (int)n, 0, n);
+        else
+            explain_rows(pipe, W, pipe->X, pipe->P, STEP, off, n);
+    }
+
+    /* 3. one record per event (replay: at the end, see there) */
+    if (pipe->live)
+        emit_records(pipe, ev, n, base, topic_names, now_ms, off, version);
     pipe->st.events += n;
 
     /* 4. examples resolved by these events */
@@ -602,12 +660,21 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
             c->last_wall_ms = now_ms;
             c->revoked = 0;
         }
+        if (ev[i].ts_ms > pipe->clock)
+            pipe->clock = ev[i].ts_ms;
     }
+    /* the examples resolved so far resolved by this event time (pushes
+     * happen at the step's end, when the clock holds the whole step) */
+    if (pipe->tr)
+        nx_trainer_set_clock(pipe->tr, pipe->clock);
 
     /* The rest happens once per step, when its last event is in: a batch
      * that ends inside a step leaves it for the next batch. */
-    if (pipe->st.events % STEP != 0)
+    if (pipe->st.events % STEP != 0) {
+        if (!pipe->live)
+            emit_records(pipe, ev, n, base, topic_names, now_ms, off, version);
         return;
+    }
     watermark_update(pipe, now_ms);
     expire_labels(pipe);
 
@@ -620,17 +687,29 @@ static void process_step(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n, si
     /* 7. this step's labelled examples go to the trainer as one segment */
     if (pipe->tr)
         nx_trainer_push(pipe->tr);
+
+    /* 8. replay: the records last, so that the trainer trains this step's
+     * segment while they are encoded and written (the next step predicts
+     * from it); what they hold was fixed above */
+    if (!pipe->live)
+        emit_records(pipe, ev, n, base, topic_names, now_ms, off, version);
 }
 
-void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
-                         const char *const *topic_names, int64_t now_ms) {
+void nx_pipeline_process_oracle(nx_pipeline_t *pipe, const nx_event_t *ev, const float *oracle,
+                                size_t n, const char *const *topic_names, int64_t now_ms) {
     size_t i = 0;
     while (i < n) {
         size_t room = STEP - (size_t)(pipe->st.events % STEP);
         size_t len = n - i < room ? n - i : room;
-        process_step(pipe, ev + i, len, i, topic_names, now_ms);
+        process_step(pipe, ev + i, oracle ? oracle + i * (size_t)pipe->K : NULL, len, i,
+                     topic_names, now_ms);
         i += len;
     }
+}
+
+void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
+                         const char *const *topic_names, int64_t now_ms) {
+    nx_pipeline_process_oracle(pipe, ev, NULL, n, topic_names, now_ms);
 }
 
 void nx_pipeline_tick(nx_pipeline_t *pipe, int64_t now_ms) {
@@ -730,6 +809,21 @@ void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seco
     }
     fputs("}, \"calibration_error\": ", out);
     json_num(out, s.calibration_error);
+    if (pipe->oracle_metrics) {
+        /* the oracle on the same examples, and the model's excess loss
+         * over it: the distance to the best possible, when it is the truth */
+        nx_metrics_report_t r;
+        nx_metrics_report(pipe->oracle_metrics, NX_METRICS_CUMULATIVE, &r);
+        fputs(", \"oracle_logloss\": ", out);
+        json_num(out, r.log_loss);
+        fputs(", \"oracle_auc\": {", out);
+        for (int k = 0; k < pipe->K; k++) {
+            fprintf(out, "%s\"%s\": ", k ? ", " : "", nx_pipeline_class_name(pipe, k));
+            json_num(out, r.auc[k]);
+        }
+        fputs("}, \"excess_logloss\": ", out);
+        json_num(out, s.logloss / r.log_loss - 1.0);
+    }
     static const char *const states[] = {"serving", "warming", "fallback"};
     fprintf(out,
             ", \"late\": %llu, \"dropped\": %llu, \"pending\": %llu, "

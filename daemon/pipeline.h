@@ -82,12 +82,21 @@ typedef struct nx_pipeline_stats {
     uint64_t explained;       /* predictions with reasons */
 } nx_pipeline_stats_t;
 
+/* nx_pipeline_new's flags. LIVE: the daemon (wall-clock watermark
+ * advance, the newest weights predict); without it, replay. ORACLE: each
+ * event comes with an oracle's probabilities (nx_pipeline_process_oracle,
+ * e.g. the generator's truth), kept with the pending example beside the
+ * model's and scored on the same examples; the summary adds its figures
+ * and the model's excess log loss over it. */
+#define NX_PIPELINE_LIVE   1
+#define NX_PIPELINE_ORACLE 2
+
 /* Builds store, model and metrics from cfg. key: the user-id hash key
- * (from the state directory, see nx_siphash_key_load). live: 1 in the
- * daemon (wall-clock watermark advance), 0 in replay. Caller frees with
- * nx_pipeline_destroy. NULL + errstr on bad configuration. */
+ * (from the state directory, see nx_siphash_key_load). flags:
+ * NX_PIPELINE_*. Caller frees with nx_pipeline_destroy. NULL + errstr on
+ * bad configuration. */
 nx_pipeline_t *nx_pipeline_new(const nx_config_t *cfg, const uint8_t key[NX_SIPHASH_KEY_LEN],
-                               int live, const nx_pipeline_out_t *out, char *errstr,
+                               int flags, const nx_pipeline_out_t *out, char *errstr,
                                size_t errstr_size);
 void nx_pipeline_destroy(nx_pipeline_t *pipe);
 
@@ -98,6 +107,12 @@ void nx_pipeline_destroy(nx_pipeline_t *pipe);
  * clock (prediction time, idle advance). */
 void nx_pipeline_process(nx_pipeline_t *pipe, const nx_event_t *ev, size_t n,
                          const char *const *topic_names, int64_t now_ms);
+
+/* The same, with the oracle's probabilities of each event: oracle holds
+ * (n, classes) floats in class order (NULL: the uniform guess). For a
+ * pipeline made with NX_PIPELINE_ORACLE; without it they are ignored. */
+void nx_pipeline_process_oracle(nx_pipeline_t *pipe, const nx_event_t *ev, const float *oracle,
+                                size_t n, const char *const *topic_names, int64_t now_ms);
 
 /* Main-loop tick: store maintenance within features.maintenance_budget_us,
  * idle-partition watermark advance (live) and the label expiry it allows. */
@@ -123,8 +138,11 @@ const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k);
 void nx_pipeline_print_features(const nx_pipeline_t *pipe, FILE *out);
 
 /* Writes the summary JSON object (one line) to out: counts, rates,
- * progressive-validation figures, the guard's, and with output.explain the
- * mean |contribution| of each feature (global importance). */
+ * progressive-validation figures, with NX_PIPELINE_ORACLE the oracle's on
+ * the same examples (oracle_logloss, oracle_auc) and the model's
+ * excess_logloss (its log loss over the oracle's, minus 1), the guard's,
+ * and with output.explain the mean |contribution| of each feature (global
+ * importance). */
 void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seconds,
                                uint64_t bad_records);
 

@@ -212,6 +212,11 @@ int nx_pipeline_load(nx_pipeline_t *pipe, const char *path, const nx_pipeline_se
         goto out;
     if (load_pipeline_section(pipe, r, errstr, errstr_size) < 0)
         goto out;
+    /* the event time reached: the latest over the restored partitions */
+    pipe->clock = INT64_MIN;
+    for (int i = 0; i < pipe->n_parts; i++)
+        if (pipe->parts[i].max_ts > pipe->clock)
+            pipe->clock = pipe->parts[i].max_ts;
     if (pipe->live) {
         /* the wall clock of each partition's last event belongs to the
          * process that wrote the checkpoint: counted from it, a restart

@@ -41,15 +41,18 @@ struct nx_pipeline {
     nx_mlp_t *mlp;    /* NULL when model.enabled = false */
     nx_trainer_t *tr; /* trains mlp; NULL without it */
     nx_metrics_t *metrics;
+    nx_metrics_t *oracle_metrics; /* NX_PIPELINE_ORACLE: the oracle's, else NULL */
     nx_predenc_t *enc;
     size_t dim;
     int n_types, K;
+    int n_scores; /* kept with each pending example: K, 2 K with an oracle */
     int64_t horizon_ms, lateness_ms, idle_ms;
 
     /* per-step buffers: a step holds at most STEP events (pipeline.c) */
     float *X;         /* (STEP, dim) */
     uint8_t *status;  /* (STEP) */
     float *P;         /* (STEP, K) */
+    float *S;         /* (STEP, 2 K) model and oracle scores; NULL without an oracle */
     nx_examples_t ex; /* resolved or expired examples, cap STEP */
     uint8_t *rec;     /* REC_MAX */
 
@@ -77,6 +80,8 @@ struct nx_pipeline {
     part_clock_t parts[MAX_PARTS];
     int n_parts;
     int64_t watermark;
+    int64_t clock;     /* latest event time applied, ms; INT64_MIN = none */
+    int64_t step_time; /* the step's event time, for its predictor (trainer.h) */
 
     nx_pipeline_stats_t st;
     uint64_t maintained_at; /* st.events at the last replay maintenance */

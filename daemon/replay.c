@@ -14,6 +14,7 @@
 #include "pipeline.h"
 #include "replay_source.h"
 #include "siphash.h"
+#include "truth.h"
 
 typedef struct replay_out {
     FILE *jsonl;          /* JSON lines, or NULL */
@@ -91,7 +92,7 @@ static void metrics_row(FILE *f, const nx_pipeline_t *pipe, int header) {
 }
 
 int nx_replay_main(int argc, char **argv) {
-    enum { O_OUTPUT = 256, O_SUMMARY, O_EVERY, O_CKPT, O_MCSV, O_CODEC };
+    enum { O_OUTPUT = 256, O_SUMMARY, O_EVERY, O_CKPT, O_MCSV, O_CODEC, O_TRUTH };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, O_OUTPUT},
@@ -100,11 +101,13 @@ int nx_replay_main(int argc, char **argv) {
         {"metrics-csv", required_argument, NULL, O_MCSV},
         {"checkpoint", required_argument, NULL, O_CKPT},
         {"codec", required_argument, NULL, O_CODEC},
+        {"truth", required_argument, NULL, O_TRUTH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     nx_config_overrides_t ov = {0};
     const char *conf = NULL, *output = NULL, *summary = NULL, *ckpt = NULL, *mcsv = NULL;
+    const char *truth_path = NULL;
     /* of an Avro container --output: snappy writes 2x smaller files than
      * null at about its speed; deflate is 20% smaller again but ran at 60%
      * of the speed (1M events: 40.7 / 84.5 / 32.4 MB; 792k / 829k / 510k
@@ -117,6 +120,8 @@ int nx_replay_main(int argc, char **argv) {
     nx_codec_t *codec = NULL;
     nx_pipeline_t *pipe = NULL;
     nx_event_t *evs = NULL;
+    nx_truth_t *truth = NULL;
+    float *oracle = NULL; /* (batch, classes) the truth of each event read */
     replay_out_t out = {0};
     FILE *mf = NULL;
     char *schema = NULL;
@@ -147,6 +152,9 @@ int nx_replay_main(int argc, char **argv) {
         case O_CKPT:
             ckpt = optarg;
             break;
+        case O_TRUTH:
+            truth_path = optarg;
+            break;
         case O_CODEC:
             if (strcmp(optarg, "null") != 0 && strcmp(optarg, "deflate") != 0 &&
                 strcmp(optarg, "snappy") != 0) {
@@ -167,6 +175,9 @@ int nx_replay_main(int argc, char **argv) {
                   "  --metrics-every N   progressive-validation metrics every N events\n"
                   "  --metrics-csv PATH  where --metrics-every writes its CSV (default stdout)\n"
                   "  --checkpoint PATH   the final model and state as a checkpoint\n"
+                  "  --truth FILE.csv    the generator's truth of the same stream (nextactd gen\n"
+                  "                      --truth): --summary adds the oracle's log loss and AUCs\n"
+                  "                      on the same examples and the model's excess log loss\n"
                   "  -h, --help          this text\n",
                   stdout);
             return 0;
@@ -176,6 +187,12 @@ int nx_replay_main(int argc, char **argv) {
     }
     if (!conf || optind >= argc) {
         fprintf(stderr, "usage: nextactd replay -c CONF [options] INPUT...\n");
+        return 2;
+    }
+    /* the oracle's scores ride in the store's pending examples: a daemon
+     * could not load a checkpoint of that store */
+    if (truth_path && ckpt) {
+        fprintf(stderr, "replay: --truth and --checkpoint cannot be combined\n");
         return 2;
     }
     if (!(cfg = nx_config_load_ex(conf, ov.v, ov.n, err, sizeof err))) {
@@ -225,14 +242,26 @@ int nx_replay_main(int argc, char **argv) {
     for (int i = 0; i < NX_SIPHASH_KEY_LEN; i++)
         key[i] = (uint8_t)((uint64_t)cfg->model.seed >> (8 * (i % 8))) ^ (uint8_t)(0x5a + i);
     nx_pipeline_out_t po = {emit, &out};
-    if (!(pipe = nx_pipeline_new(cfg, key, 0, &po, err, sizeof err))) {
+    if (!(pipe = nx_pipeline_new(cfg, key, truth_path ? NX_PIPELINE_ORACLE : 0, &po, err,
+                                 sizeof err))) {
         nx_err("replay: %s", err);
         goto out;
     }
-    int batch = (int)cfg->kafka.poll_batch;
+    int batch = (int)cfg->kafka.poll_batch, K = cfg->event_types.n + 1;
     evs = malloc((size_t)batch * sizeof *evs);
     if (!evs)
         goto out;
+    if (truth_path) {
+        const char *names[NX_PIPELINE_MAX_CLASSES];
+        for (int k = 0; k < K && k < NX_PIPELINE_MAX_CLASSES; k++)
+            names[k] = nx_pipeline_class_name(pipe, k);
+        if (!(truth = nx_truth_open(truth_path, names, K, err, sizeof err))) {
+            nx_err("replay: --truth: %s", err);
+            goto out;
+        }
+        if (!(oracle = malloc((size_t)batch * (size_t)K * sizeof *oracle)))
+            goto out;
+    }
     if (mf)
         metrics_row(mf, pipe, 1);
 
@@ -254,7 +283,17 @@ int nx_replay_main(int argc, char **argv) {
             /* prediction time = event time, so outputs are reproducible */
             /* (no nx_pipeline_tick: replay's maintenance and label
              * expiry run inside process, at fixed points of the input) */
-            nx_pipeline_process(pipe, evs, (size_t)n, &topic0, evs[n - 1].ts_ms);
+            for (int i = 0; truth && i < n; i++) {
+                if (nx_truth_next(truth, &evs[i], oracle + (size_t)i * (size_t)K, err, sizeof err) <
+                    0) {
+                    nx_err("replay: --truth: %s", err);
+                    rc = 1;
+                    break;
+                }
+            }
+            if (rc)
+                break;
+            nx_pipeline_process_oracle(pipe, evs, oracle, (size_t)n, &topic0, evs[n - 1].ts_ms);
             events += (uint64_t)n;
             /* the full figures (AUC bins) only when a row is due */
             while (mf && events >= next_row) {
@@ -344,6 +383,8 @@ out:
     if (mf && mf != stdout && mf != stderr)
         fclose(mf);
     free(evs);
+    free(oracle);
+    nx_truth_close(truth);
     free(schema);
     nx_pipeline_destroy(pipe);
     nx_codec_destroy(codec);

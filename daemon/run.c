@@ -845,7 +845,7 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
     if (open_registry(r, err, err_size) < 0 || register_output(r, status, err, err_size) < 0)
         return -1;
     nx_pipeline_out_t po = {nx_run_emit, r};
-    if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, 1, &po, err, err_size)))
+    if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, NX_PIPELINE_LIVE, &po, err, err_size)))
         return -1;
 
     /* the newest valid checkpoint, then the consumer (seeking to it) */

@@ -94,7 +94,7 @@ static int ckpt_load(void *opaque, const char *path, char *errstr, size_t errstr
     nx_pipeline_out_t po = {nx_run_emit, r};
     nx_pipeline_destroy(r->pipe);
     nx_offsets_init(&r->offs, r->topics, r->cfg->kafka.input_topics.n);
-    if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, 1, &po, err, sizeof err)))
+    if (!(r->pipe = nx_pipeline_new(r->cfg, r->key, NX_PIPELINE_LIVE, &po, err, sizeof err)))
         nx_err("checkpoint: rebuilding the pipeline: %s", err);
     return -1;
 }

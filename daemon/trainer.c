@@ -47,8 +47,15 @@ struct nx_trainer {
 
     nx_mlp_predictor_t *slot[NX_TRAINER_NSLOT];
     nx_mlp_predictor_t *initial; /* the weights before any training */
-    _Atomic uint64_t steps;      /* nx_mlp_step, readable from the main thread */
-    _Atomic uint64_t kept;       /* examples trained on */
+
+    /* replay's choice of snapshot (main thread only) */
+    int64_t lag_ms;                     /* event time between a stamp and its use */
+    int64_t clock_ms;                   /* stamp of the next push; INT64_MIN = none yet */
+    int64_t stamp_ms[NX_TRAINER_NSLOT]; /* segment j's stamp at j % NSLOT */
+    int64_t need;                       /* segment whose snapshot predicts; -1 = initial */
+
+    _Atomic uint64_t steps; /* nx_mlp_step, readable from the main thread */
+    _Atomic uint64_t kept;  /* examples trained on */
     _Atomic uint64_t step_count[NX_TRAINER_STEP_BUCKETS]; /* steps per duration bucket */
     _Atomic uint64_t step_ns;                             /* their durations added */
 
@@ -192,7 +199,7 @@ static void *trainer_main(void *arg) {
 }
 
 nx_trainer_t *nx_trainer_new(nx_mlp_t *mlp, size_t dim, int batch, size_t seg_cap, int live,
-                             int priority, char *errstr, size_t errstr_size) {
+                             int priority, int64_t lag_ms, char *errstr, size_t errstr_size) {
     nx_trainer_t *tr = calloc(1, sizeof *tr);
     if (!tr) {
         nx_errf(errstr, errstr_size, "out of memory");
@@ -202,6 +209,9 @@ nx_trainer_t *nx_trainer_new(nx_mlp_t *mlp, size_t dim, int batch, size_t seg_ca
     tr->dim = dim;
     tr->live = live;
     tr->priority = priority;
+    tr->lag_ms = lag_ms > 0 ? lag_ms : 0;
+    tr->clock_ms = INT64_MIN;
+    tr->need = -1;
     tr->tcap = batch;
     tr->tx = malloc((size_t)tr->tcap * dim * sizeof *tr->tx);
     tr->ty = malloc((size_t)tr->tcap * sizeof *tr->ty);
@@ -288,6 +298,7 @@ void nx_trainer_push(nx_trainer_t *tr) {
             pthread_cond_wait(&tr->cond, &tr->mu);
         pthread_mutex_unlock(&tr->mu);
     }
+    tr->stamp_ms[pushed % NX_TRAINER_NSLOT] = tr->clock_ms;
     atomic_store(&tr->pushed, pushed + 1);
     tr->idle = 0;
     sem_post(&tr->work);
@@ -310,12 +321,35 @@ void nx_trainer_add(nx_trainer_t *tr, const float *x, int32_t label) {
     g->label[g->n++] = label;
 }
 
-nx_mlp_predictor_t *nx_trainer_predictor(nx_trainer_t *tr) {
+void nx_trainer_set_clock(nx_trainer_t *tr, int64_t ms) {
+    if (ms > tr->clock_ms)
+        tr->clock_ms = ms;
+}
+
+/* Replay: the newest segment stamped at or before t_ms - lag_ms, but at
+ * most NX_TRAINER_MAX_LAG behind the last pushed. Stamps never decrease
+ * and neither does t_ms, so the answer only moves forward: it starts from
+ * the last one. The stamps of the segments after it are all still in the
+ * ring (at most NX_TRAINER_MAX_LAG of them). */
+static int64_t replay_need(nx_trainer_t *tr, int64_t t_ms) {
+    int64_t last = atomic_load(&tr->pushed) - 1, need = tr->need;
+    if (need < last - NX_TRAINER_MAX_LAG)
+        need = last - NX_TRAINER_MAX_LAG;
+    if (t_ms >= INT64_MIN + tr->lag_ms) { /* t_ms - lag_ms does not overflow */
+        int64_t cut = t_ms - tr->lag_ms;
+        while (need < last && tr->stamp_ms[(need + 1) % NX_TRAINER_NSLOT] <= cut)
+            need++;
+    }
+    tr->need = need;
+    return need;
+}
+
+nx_mlp_predictor_t *nx_trainer_predictor(nx_trainer_t *tr, int64_t t_ms) {
     int64_t need;
     if (tr->live) {
         need = atomic_load(&tr->trained); /* the newest snapshot, without waiting */
     } else {
-        need = atomic_load(&tr->pushed) - 1 - NX_TRAINER_LAG;
+        need = replay_need(tr, t_ms);
         if (need >= 0 && atomic_load(&tr->trained) < need) {
             pthread_mutex_lock(&tr->mu);
             while (atomic_load(&tr->trained) < need)
@@ -325,8 +359,9 @@ nx_mlp_predictor_t *nx_trainer_predictor(nx_trainer_t *tr) {
     }
     if (need < 0)
         return tr->initial;
-    /* Replay: the trainer is at most at segment pushed - 1 = need + LAG, so
-     * slot need % NSLOT holds exactly snapshot `need`: acquire takes it.
+    /* Replay: the trainer is at most at segment pushed - 1 <= need +
+     * MAX_LAG, so slot need % NSLOT holds exactly snapshot `need`: acquire
+     * takes it.
      * (Live, a newer one may have replaced it: still a whole snapshot.) */
     nx_mlp_predictor_t *pred = tr->slot[need % NX_TRAINER_NSLOT];
     nx_mlp_predictor_acquire(pred);
@@ -430,6 +465,8 @@ void nx_trainer_reset(nx_trainer_t *tr) {
     atomic_store(&tr->pushed, 0);
     atomic_store(&tr->trained, -1);
     atomic_store(&tr->skip_below, 0);
+    tr->clock_ms = INT64_MIN;
+    tr->need = -1;
     tr->fill = &tr->seg[0];
     tr->fill->n = 0;
     tr->fill->cmd = 0;

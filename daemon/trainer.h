@@ -10,15 +10,20 @@
  * publishes its weights into predictor slot (segment % NX_TRAINER_NSLOT).
  *
  * Determinism: which weights a prediction uses (nx_trainer_predictor)
- *   - in replay, depends only on the input order, never on the trainer's
- *     speed: before predicting, the main thread waits for the snapshot of
- *     segment (segments pushed - 1 - NX_TRAINER_LAG) and predicts from
- *     exactly that one (before that segment exists: the initial weights).
- *     NX_TRAINER_LAG segments of slack let both threads run at once. The
- *     trainer can never be more than NX_TRAINER_LAG segments ahead of the
- *     snapshot in use, so NX_TRAINER_NSLOT = NX_TRAINER_LAG + 1 slots are
- *     never overwritten while read. The model itself is trained on the
- *     segments in push order, so it is bit-identical from run to run too.
+ *   - in replay, depends only on the input, never on the trainer's speed,
+ *     and is as fresh as the live daemon's would be: each pushed segment is
+ *     stamped with the event time its examples had resolved by (the clock
+ *     the main thread sets, nx_trainer_set_clock), and a prediction at
+ *     event time t uses the snapshot after the newest segment stamped at or
+ *     before t - lag_ms (before any: the initial weights), the trainer's
+ *     latency live. The main thread waits for that snapshot when the
+ *     trainer is behind. On a stream so dense in event time that lag_ms
+ *     spans more than NX_TRAINER_MAX_LAG segments, the snapshot is the one
+ *     NX_TRAINER_MAX_LAG segments behind the last pushed: the trainer is
+ *     never further ahead of the snapshot in use than that, so the
+ *     NX_TRAINER_NSLOT slots are never overwritten while read. The model
+ *     itself is trained on the segments in push order, so it is
+ *     bit-identical from run to run too.
  *   - live, the newest snapshot published, without waiting: outputs depend
  *     on arrival timing anyway, and the loop's latency matters more than a
  *     trainer the scheduler has put aside.
@@ -70,12 +75,13 @@
 #include "mlp.h"
 #include "stream.h"
 
-/* Segments of slack between the trainer and the snapshot replay predicts
- * from, the predictor slots that slack needs, and the segments queued at
- * most before the main thread waits. */
-#define NX_TRAINER_LAG   4
-#define NX_TRAINER_NSLOT (NX_TRAINER_LAG + 1)
-#define NX_TRAINER_QUEUE 8
+/* The most segments replay's snapshot lags the last pushed one (about 4,000
+ * events of 256: a second of event time at 4,000 events/s), the predictor
+ * slots that needs, and the segments queued at most before the main thread
+ * waits. */
+#define NX_TRAINER_MAX_LAG 15
+#define NX_TRAINER_NSLOT   (NX_TRAINER_MAX_LAG + 1)
+#define NX_TRAINER_QUEUE   8
 
 typedef struct nx_trainer nx_trainer_t;
 
@@ -89,11 +95,12 @@ typedef struct nx_trainer nx_trainer_t;
 /* Starts a trainer for mlp over examples of dim features: mini-batches of
  * batch examples, segments of at most seg_cap examples (a full segment is
  * pushed early by nx_trainer_add). live: 1 takes the newest snapshot, 0 the
- * fixed one of replay (see above). priority: NX_TRAINER_PRIO_*, live only.
- * Caller frees with nx_trainer_destroy. NULL + errstr when out of memory or
- * the thread cannot start. */
+ * one of replay, lag_ms (>= 0) of event time behind (see above).
+ * priority: NX_TRAINER_PRIO_*, live only. Caller frees with
+ * nx_trainer_destroy. NULL + errstr when out of memory or the thread
+ * cannot start. */
 nx_trainer_t *nx_trainer_new(nx_mlp_t *mlp, size_t dim, int batch, size_t seg_cap, int live,
-                             int priority, char *errstr, size_t errstr_size);
+                             int priority, int64_t lag_ms, char *errstr, size_t errstr_size);
 
 /* Trains every segment pushed so far, stops and joins the thread, frees.
  * The segment being filled and the partial mini-batch are discarded. */
@@ -110,9 +117,15 @@ void nx_trainer_add(nx_trainer_t *tr, const float *x, int32_t label);
  * fixes which weights predict. */
 void nx_trainer_push(nx_trainer_t *tr);
 
-/* Main thread: the predictor to predict from now (see Determinism), its
- * snapshot acquired. Valid until the next call. */
-nx_mlp_predictor_t *nx_trainer_predictor(nx_trainer_t *tr);
+/* Main thread: the event time (ms) the examples added so far had resolved
+ * by; every segment pushed from now on is stamped with it. Never moves
+ * back (an earlier time is ignored). Replay only; live ignores it. */
+void nx_trainer_set_clock(nx_trainer_t *tr, int64_t ms);
+
+/* Main thread: the predictor to predict events at event time t_ms from
+ * (see Determinism; live ignores t_ms), its snapshot acquired. Valid until
+ * the next call. Replay: t_ms never moves back from call to call. */
+nx_mlp_predictor_t *nx_trainer_predictor(nx_trainer_t *tr, int64_t t_ms);
 
 /* Main thread: waits until every segment pushed so far is trained. Returns
  * at once when marked idle by nx_trainer_quiesce and nothing was pushed
@@ -184,7 +197,7 @@ int nx_trainer_load(nx_trainer_t *tr, nx_stream_read_fn read, void *r);
 
 /* Before a checkpoint is loaded: waits for the trainer, empties the
  * segment being filled and the partial mini-batch, and restarts the segment
- * count at 0. */
+ * count and the clock. */
 void nx_trainer_reset(nx_trainer_t *tr);
 
 /* After new weights were loaded into mlp: the initial snapshot and every

@@ -2,11 +2,18 @@
  * test_replay.c: `nextactd replay` as a user runs it (a subprocess).
  *
  * - determinism: the same input, config and seed give byte-identical
- *   prediction files (Avro OCF and JSON lines) and checkpoints; another
- *   model seed gives other predictions (so the comparison can fail);
+ *   prediction files (Avro OCF and JSON lines) and checkpoints, however the
+ *   input is read (batches of 1, 7, 1024 and 5000 events) and whatever the
+ *   threads' timing (both threads on one CPU); another model seed gives
+ *   other predictions (so the comparison can fail);
  * - the Avro output reads back with Avro C against its own schema, one
  *   record per event, each with the input offset it answers;
  * - --summary writes one JSON object with every documented key;
+ * - --truth (the generator's truth file): the summary adds the oracle's log
+ *   loss and AUCs, close to what the generator reports for the stream, and
+ *   the model's excess log loss; the predictions are the same as without
+ *   it; a truth file of another stream fails the replay, and --truth with
+ *   --checkpoint is refused;
  * - --metrics-every N writes a CSV row each N events;
  * - CSV replay of the Taobao and REES46 samples in tests/data: events,
  *   predictions at the right line numbers, bad rows counted and reported
@@ -22,6 +29,7 @@
  */
 #include <avro.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +49,9 @@
 
 static const char *nextactd, *srcdir;
 static char dir[] = "/tmp/test_replay.XXXXXX";
+/* >= 0: run() pins the child to this CPU (the trainer thread then takes
+ * turns with the main thread instead of running beside it) */
+static int pin_cpu = -1;
 
 /* Runs argv (NULL-terminated) with stdout to out_path and stderr to
  * err_path (NULL = /dev/null); returns the exit status, -1 if it died. */
@@ -55,6 +66,13 @@ static int run(char *const argv[], const char *out_path, const char *err_path) {
             _exit(127);
         dup2(o, 1);
         dup2(e, 2);
+        if (pin_cpu >= 0) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET(pin_cpu, &set);
+            if (sched_setaffinity(0, sizeof set, &set) < 0)
+                _exit(126);
+        }
         execv(argv[0], argv);
         _exit(127);
     }
@@ -252,6 +270,23 @@ static void test_determinism(void) {
     CHECK_INT(replay("seed42.conf", ja, 2, in, out, err), 0);
     CHECK_INT(replay("seed42.conf", jb, 2, in, out, err), 0);
     CHECK(same_bytes(a_json, b_json));
+
+    /* the input read in other batches, and both threads on one CPU: which
+     * weights predict each event is fixed by the input alone */
+    static const char *const polls[] = {"kafka.poll_batch=1", "kafka.poll_batch=7",
+                                        "kafka.poll_batch=5000"};
+    for (size_t i = 0; i < sizeof polls / sizeof polls[0]; i++) {
+        const char *args[] = {"-X", polls[i], "--output", b_avro};
+        CHECK_INT(replay("seed42.conf", args, 4, in, out, err), 0);
+        if (!same_bytes(a_avro, b_avro))
+            fprintf(stderr, "  (read with %s)\n", polls[i]);
+        CHECK(same_bytes(a_avro, b_avro));
+    }
+    pin_cpu = sched_getcpu() >= 0 ? sched_getcpu() : 0;
+    CHECK_INT(replay("seed42.conf", b_args, 4, in, out, err), 0);
+    pin_cpu = -1;
+    CHECK(same_bytes(a_avro, b_avro));
+    CHECK(same_bytes(a_ckpt, b_ckpt));
 
     /* another seed: another model, other probabilities (the check above
      * would catch a difference) */
@@ -598,6 +633,64 @@ static void test_csv_rees46(void) {
     free(o);
 }
 
+/* --truth: the oracle on the same examples. */
+static void test_truth(void) {
+    char in[512], truth[512], other[512], err[512], summ[512], a[512], b[512], rep_path[512];
+    path_of(in, sizeof in, "truth_in.avro");
+    path_of(truth, sizeof truth, "truth.csv");
+    path_of(other, sizeof other, "truth_other.csv");
+    path_of(err, sizeof err, "truth.err");
+    path_of(rep_path, sizeof rep_path, "truth.report");
+    path_of(summ, sizeof summ, "truth.json");
+    path_of(a, sizeof a, "truth_a.avro");
+    path_of(b, sizeof b, "truth_b.avro");
+    char events[16];
+    snprintf(events, sizeof events, "%d", GEN_EVENTS);
+    char *gen[] = {(char *)nextactd, "gen", "--events", events, "--users",  "500", "--seed", "12",
+                   "--output",       in,    "--truth",  truth,  "--report", NULL};
+    CHECK_INT(run(gen, NULL, rep_path), 0);
+    /* the same number of events of another stream */
+    char *gen2[] = {(char *)nextactd, "gen", "--events", events,    "--users", "500",
+                    "--seed",         "13",  "--null",   "--truth", other,     NULL};
+    CHECK_INT(run(gen2, NULL, NULL), 0);
+
+    const char *args[] = {"--truth", truth, "--summary", summ, "--output", a};
+    CHECK_INT(replay("seed42.conf", args, 6, in, NULL, err), 0);
+    char *s = slurp(summ, NULL), *r = slurp(rep_path, NULL);
+    double ll = json_num(s, "logloss"), oll = json_num(s, "oracle_logloss");
+    double excess = json_num(s, "excess_logloss");
+    const char *oauc = s ? strstr(s, "\"oracle_auc\": {") : NULL;
+    CHECK(oauc != NULL);
+    double opurchase = json_num(oauc, "purchase"), ocart = json_num(oauc, "cart");
+    /* the generator's own oracle figure on the stream's labels (its set of
+     * labelled examples differs from the replay's only at the stream's end) */
+    const char *g = r ? strstr(r, "labelled: log loss ") : NULL;
+    double gen_ll = g ? strtod(g + strlen("labelled: log loss "), NULL) : NAN;
+    fprintf(stderr, "truth: model %.4f, oracle %.4f (gen: %.4f), excess %.4f\n", ll, oll, gen_ll,
+            excess);
+    CHECK(oll > 0 && oll < ll);
+    CHECK(fabs(oll - gen_ll) < 0.01 * gen_ll);
+    CHECK(fabs(excess - (ll / oll - 1)) < 1e-4);
+    CHECK(opurchase > 0.8 && opurchase <= 1 && ocart > 0.6 && ocart <= 1);
+    free(s);
+    free(r);
+
+    /* the oracle rides beside the model: the predictions are the same */
+    const char *plain[] = {"--output", b};
+    CHECK_INT(replay("seed42.conf", plain, 2, in, NULL, err), 0);
+    CHECK(same_bytes(a, b));
+
+    /* a truth file of another stream: refused at its first row */
+    const char *wrong[] = {"--truth", other, "--summary", summ};
+    CHECK_INT(replay("seed42.conf", wrong, 4, in, NULL, err), 1);
+    char *e = slurp(err, NULL);
+    CHECK_STR_HAS(e, "is not the stream's event 1");
+    free(e);
+    /* with --checkpoint: refused (the store would hold the oracle's scores) */
+    const char *ck[] = {"--truth", truth, "--checkpoint", summ};
+    CHECK_INT(replay("seed42.conf", ck, 4, in, NULL, err), 2);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: test_replay NEXTACTD SOURCE_DIR\n");
@@ -610,6 +703,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     test_determinism();
+    test_truth();
     test_blas_kernels();
     test_not_ocf_nor_csv();
     test_unknown_loss();

@@ -7,6 +7,10 @@
  * - live, a checkpoint's quiesce drops the queued segments instead of
  *   waiting for them;
  * - replay, the same pushes: none is dropped (the main thread waits);
+ * - replay, the snapshot that predicts is the one after the newest segment
+ *   stamped at least lag_ms of event time before the prediction, exactly
+ *   (the main thread waits for a slow trainer), and at most
+ *   NX_TRAINER_MAX_LAG segments behind the last pushed on a dense stream;
  * - live, the thread runs at the priority asked for: nice 19 for "low",
  *   SCHED_IDLE for "idle" (read back from /proc and sched_getscheduler).
  *
@@ -29,17 +33,33 @@
 #define SEG   512
 #define BATCH 32
 
-static nx_mlp_t *slow_mlp(void) {
+static nx_mlp_t *mlp_of(int width) {
     char err[256];
     nx_mlp_params_t p;
     nx_mlp_params_default(&p, DIM, K);
     p.n_hidden = 2;
-    p.hidden[0] = 512;
-    p.hidden[1] = 512;
+    p.hidden[0] = width;
+    p.hidden[1] = width;
     nx_mlp_t *mlp = nx_mlp_new(&p, err, sizeof err);
     if (!mlp)
         fprintf(stderr, "nx_mlp_new: %s\n", err);
     return mlp;
+}
+
+static nx_mlp_t *slow_mlp(void) {
+    return mlp_of(512);
+}
+
+/* One segment of SEG examples (SEG / BATCH training steps, nothing is
+ * down-sampled), added and pushed. */
+static void add_segment(nx_trainer_t *tr, int s) {
+    static float x[DIM];
+    for (int r = 0; r < SEG; r++) {
+        for (int j = 0; j < DIM; j++)
+            x[j] = (float)((r * 7 + j * 3 + s) % 11) / 11.0f;
+        nx_trainer_add(tr, x, (r + s) % K);
+    }
+    nx_trainer_push(tr);
 }
 
 /* Adds segs full segments of examples (pushed by nx_trainer_add when full),
@@ -55,7 +75,7 @@ static uint64_t feed(nx_trainer_t *tr, int segs) {
             added++;
         }
         nx_trainer_push(tr);
-        CHECK(nx_trainer_predictor(tr) != NULL);
+        CHECK(nx_trainer_predictor(tr, 0) != NULL);
     }
     return added;
 }
@@ -108,7 +128,7 @@ static void test_live_sheds(void) {
     if (!mlp)
         return;
     nx_trainer_t *tr =
-        nx_trainer_new(mlp, DIM, BATCH, SEG, 1, NX_TRAINER_PRIO_LOW, err, sizeof err);
+        nx_trainer_new(mlp, DIM, BATCH, SEG, 1, NX_TRAINER_PRIO_LOW, 1000, err, sizeof err);
     CHECK(tr != NULL);
     if (tr) {
         uint64_t added = feed(tr, 200);
@@ -136,7 +156,7 @@ static void test_live_quiesce(void) {
     if (!mlp)
         return;
     nx_trainer_t *tr =
-        nx_trainer_new(mlp, DIM, BATCH, SEG, 1, NX_TRAINER_PRIO_LOW, err, sizeof err);
+        nx_trainer_new(mlp, DIM, BATCH, SEG, 1, NX_TRAINER_PRIO_LOW, 1000, err, sizeof err);
     CHECK(tr != NULL);
     if (tr) {
         uint64_t added = feed(tr, 6);
@@ -161,13 +181,71 @@ static void test_replay_waits(void) {
     if (!mlp)
         return;
     nx_trainer_t *tr =
-        nx_trainer_new(mlp, DIM, BATCH, SEG, 0, NX_TRAINER_PRIO_LOW, err, sizeof err);
+        nx_trainer_new(mlp, DIM, BATCH, SEG, 0, NX_TRAINER_PRIO_LOW, 1000, err, sizeof err);
     CHECK(tr != NULL);
     if (tr) {
         uint64_t added = feed(tr, 24);
         nx_trainer_finish(tr);
         CHECK_INT(nx_trainer_shed(tr), 0);
         CHECK_INT(nx_trainer_kept(tr), added);
+        nx_trainer_destroy(tr);
+    }
+    nx_mlp_destroy(mlp);
+}
+
+/* Replay's snapshot in event time. Segment j is stamped at 500 j ms and a
+ * prediction at 500 j + 250 ms follows it: with a lag of 1000 ms it must
+ * use the snapshot after segment j - 2 (stamped 750 ms before), whose
+ * version is its training steps, (j - 1) SEG / BATCH; before segment 0
+ * qualifies, the initial weights (version 0). Then a dense stream (stamps
+ * 1 ms apart): the snapshot is NX_TRAINER_MAX_LAG segments behind the last
+ * one pushed. width: the model's hidden layers, wide (128) to make the
+ * main thread wait, narrow (16) to let the trainer keep up. */
+static void test_replay_fresh(int width) {
+    char err[256];
+    const uint64_t steps_per_seg = SEG / BATCH;
+    nx_mlp_t *mlp = mlp_of(width);
+    CHECK(mlp != NULL);
+    if (!mlp)
+        return;
+    nx_trainer_t *tr =
+        nx_trainer_new(mlp, DIM, BATCH, SEG, 0, NX_TRAINER_PRIO_NORMAL, 1000, err, sizeof err);
+    CHECK(tr != NULL);
+    if (tr) {
+        int bad = 0, j = 0;
+        for (; j < 12; j++) {
+            nx_trainer_set_clock(tr, 500 * (int64_t)j);
+            add_segment(tr, j);
+            nx_mlp_predictor_t *pred = nx_trainer_predictor(tr, 500 * (int64_t)j + 250);
+            uint64_t want = j >= 2 ? (uint64_t)(j - 1) * steps_per_seg : 0;
+            if (nx_mlp_predictor_version(pred) != want) {
+                fprintf(stderr, "segment %d: snapshot version %llu, want %llu\n", j,
+                        (unsigned long long)nx_mlp_predictor_version(pred),
+                        (unsigned long long)want);
+                bad++;
+            }
+        }
+        /* dense: 40 more segments within 40 ms; the time rule alone would
+         * keep the snapshot of segment 10 (stamped 5000 ms) */
+        int64_t t0 = 500 * (int64_t)j;
+        for (int d = 0; d < 40; d++, j++) {
+            nx_trainer_set_clock(tr, t0 + d);
+            add_segment(tr, j);
+            nx_mlp_predictor_t *pred = nx_trainer_predictor(tr, t0 + d);
+            int64_t need = j - NX_TRAINER_MAX_LAG;
+            if (need < 10)
+                need = 10;
+            uint64_t want = (uint64_t)(need + 1) * steps_per_seg;
+            if (nx_mlp_predictor_version(pred) != want) {
+                fprintf(stderr, "dense segment %d: snapshot version %llu, want %llu\n", j,
+                        (unsigned long long)nx_mlp_predictor_version(pred),
+                        (unsigned long long)want);
+                bad++;
+            }
+        }
+        CHECK_INT(bad, 0);
+        nx_trainer_finish(tr);
+        CHECK_INT(nx_trainer_kept(tr), (uint64_t)j * SEG);
         nx_trainer_destroy(tr);
     }
     nx_mlp_destroy(mlp);
@@ -180,7 +258,7 @@ static void test_priority(int priority) {
     if (!mlp)
         return;
     int nice_before = thread_nice(getpid());
-    nx_trainer_t *tr = nx_trainer_new(mlp, DIM, BATCH, SEG, 1, priority, err, sizeof err);
+    nx_trainer_t *tr = nx_trainer_new(mlp, DIM, BATCH, SEG, 1, priority, 1000, err, sizeof err);
     CHECK(tr != NULL);
     if (tr) {
         feed(tr, 1);
@@ -205,6 +283,8 @@ int main(void) {
     test_live_sheds();
     test_live_quiesce();
     test_replay_waits();
+    test_replay_fresh(128);
+    test_replay_fresh(16);
     test_priority(NX_TRAINER_PRIO_LOW);
     test_priority(NX_TRAINER_PRIO_IDLE);
     return nx_check_exit("test_trainer");
