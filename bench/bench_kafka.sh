@@ -88,7 +88,7 @@ if [ -n "$txn" ]; then
          }
          END { printf "summary: throughput at-least-once %s, exactly-once %s events/s (%.0f%%; aim >= 70%%); " \
                       "20k p50/p99 ms at-least-once %s, exactly-once %s (aim: p99 < 300)\n",
-                      r[0], r[1], r[0] > 0 ? 100 * r[1] / r[0] : 0, l[0], l[1] }' "$out"
+                      r[0], r[1], (r[0] > 0 ? 100 * r[1] / r[0] : 0), l[0], l[1] }' "$out"
     echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
     rm -f "$out"
     exit 0

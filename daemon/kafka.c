@@ -70,6 +70,13 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     nx_kafka_t *kafka = opaque;
     nx_ticket_t ticket = (nx_ticket_t)(uintptr_t)m->_private;
     int is_dlq = kafka->dlq_topic && strcmp(rd_kafka_topic_name(m->rkt), kafka->dlq_topic) == 0;
+    if (ticket == NX_TICKET_NONE && kafka->transactional) {
+        /* the changelog's records, in the same transaction (txn.h): not
+         * predictions; a failure aborts the transaction */
+        if (m->err)
+            kafka->stats.produce_failures++;
+        return;
+    }
     if (m->err && kafka->transactional) {
         /* The record's transaction cannot commit now: txn.c aborts it and
          * the span is processed again. Producing it again here would put it
