@@ -462,6 +462,16 @@ static int scrape_metrics(char *buf, size_t size) {
     return nx_scrape_get(metrics_port, "/metrics", buf, size) == 200 ? 0 : -1;
 }
 
+/* A metric's value as a double (nx_scrape_metric reads integers); 0 if
+ * absent. */
+static double metric_double(const char *text, const char *name) {
+    size_t len = strlen(name);
+    for (const char *p = strstr(text, name); p; p = strstr(p + 1, name))
+        if ((p == text || p[-1] == '\n') && p[len] == ' ')
+            return strtod(p + len + 1, NULL);
+    return 0;
+}
+
 /* p50 and p99 (ms) of per-event durations (us), "p50/p99". */
 static void fmt_p50_p99(char *out, size_t size, int64_t *v, long long n) {
     if (n == 0) {
@@ -518,6 +528,22 @@ static void print_stages(const char *before, const char *after, int64_t t_start)
                      nx_scrape_metric(before, "nextactd_training_examples_shed_total");
     if (model_on)
         printf("trainer: %lld steps, %lld examples shed in the timed part\n", steps, shed);
+    if (!txn_on)
+        return;
+    hist_get(before, "nextactd_transaction_duration_seconds", "", &a);
+    hist_get(after, "nextactd_transaction_duration_seconds", "", &b);
+    double wall_s = (double)(now_us() - t_start) / 1e6;
+    printf("transactions: %lld committed, %lld aborted in the timed part; duration (start to "
+           "committed) p50 %.0f ms, p99 %.0f ms; the loop committing %.0f%% of the time\n",
+           nx_scrape_metric(after, "nextactd_transactions_committed_total") -
+               nx_scrape_metric(before, "nextactd_transactions_committed_total"),
+           nx_scrape_metric(after, "nextactd_transactions_aborted_total") -
+               nx_scrape_metric(before, "nextactd_transactions_aborted_total"),
+           hist_quantile(&a, &b, 0.5) * 1000, hist_quantile(&a, &b, 0.99) * 1000,
+           100 *
+               (metric_double(after, "nextactd_transaction_commit_seconds_total") -
+                metric_double(before, "nextactd_transaction_commit_seconds_total")) /
+               wall_s);
 }
 
 /* The ceiling: a plain consume -> produce loop over the input topic (see

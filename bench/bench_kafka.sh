@@ -65,7 +65,7 @@ echo "nextactd end to end, broker 127.0.0.1:${NX_KAFKA_PORT:-39092}," \
 echo "host: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores," \
     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # the lines worth keeping: figures, not the tool's chatter
-figures() { grep -E '^(model|stages|trainer|ceiling|cpu)'; }
+figures() { grep -E '^(model|stages|trainer|ceiling|cpu|transactions)'; }
 
 if [ -n "$txn" ]; then
     out=$(mktemp)
