@@ -55,11 +55,12 @@ target_link_libraries(test_changelog PRIVATE nx_daemon nx_testkit)
 add_test(NAME changelog COMMAND test_changelog $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 300000)
 set_tests_properties(changelog PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 900)
 # Exactly-once (kafka.transactional): kill -9 five times with one and with
-# three daemons, a transaction aborted by a produce error; a read_committed
-# reader sees one prediction per input offset (integration, real broker).
+# three daemons, a transaction aborted by a produce error, a fenced instance;
+# a read_committed reader sees one prediction per input offset (integration,
+# real broker).
 add_executable(test_txn ${CMAKE_CURRENT_SOURCE_DIR}/test_txn.c)
 target_link_libraries(test_txn PRIVATE nx_drun)
-foreach(case kill1 kill3 abort)
+foreach(case kill1 kill3 abort fence)
   add_test(NAME txn_${case} COMMAND test_txn $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} ${case})
   set_tests_properties(txn_${case} PROPERTIES FIXTURES_REQUIRED kafka LABELS integration
                        TIMEOUT 600)

@@ -31,15 +31,21 @@
  *   reader sees more predictions than input offsets (the aborted ones are
  *   in the log), the read_committed one exactly one each.
  *
+ * fence: 100k events at 20k/s; once daemon a has committed 10k offsets, a
+ *   second process a2 starts under the same instance id (a state directory
+ *   of its own): its init_transactions fences a, which must stop with exit
+ *   status 69 saying so; a2 runs to the end, exactly once.
+ *
  * Every wait is bounded; nothing is timed tightly, so a busy 2-core host
  * passes (each case takes 40-90 s there).
  *
- * usage: test_txn NEXTACTD SOURCE_DIR kill1|kill3|abort
+ * usage: test_txn NEXTACTD SOURCE_DIR kill1|kill3|abort|fence
  */
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -86,10 +92,10 @@ static void ref_finish(ref_run_t *ref) {
 /* ---- the daemons under test --------------------------------------------------------- */
 
 /* Daemon `name` of the group "eos": exactly-once, the changelog, instance
- * id = name; port: its metrics (0: none). */
-static int eos_conf(const char *name, int port, const char *kafka_more) {
+ * id = name (or instance); port: its metrics (0: none). */
+static int eos_conf_as(const char *name, const char *instance, int port, const char *kafka_more) {
     char extra[600];
-    snprintf(extra, sizeof extra, extra_fmt, name);
+    snprintf(extra, sizeof extra, extra_fmt, instance);
     snprintf(kafka_eos, sizeof kafka_eos, "transactional = true; transaction_interval_ms = 100; %s",
              kafka_more ? kafka_more : "");
     return nx_drun_write_conf(&dr, &(nx_drun_conf_t){.name = name,
@@ -107,6 +113,10 @@ static long long committed_sum(void) {
     for (int p = 0; p < NX_DRUN_PARTS; p++)
         sum += c[p] > 0 ? c[p] : 0;
     return sum;
+}
+
+static int eos_conf(const char *name, int port, const char *kafka_more) {
+    return eos_conf_as(name, name, port, kafka_more);
 }
 
 /* The read_committed output: every input offset exactly once. Its end
@@ -320,13 +330,53 @@ out:
     nx_drun_out_destroy(out);
 }
 
+/* ---- fence ------------------------------------------------------------------------------- */
+
+static void case_fence(void) {
+    nx_drun_out_t *out = NULL;
+    CHECK_INT(nx_drun_topic("txn-out", out_topic, sizeof out_topic), 0);
+    CHECK_INT(eos_conf("a", 0, NULL), 0);
+    CHECK_INT(eos_conf_as("a2", "a", 0, NULL), 0);
+    CHECK_INT(nx_drun_commit_zero(&dr, "eos"), 0);
+    CHECK_INT(nx_drun_produce_start(&dr, 100000, 20000), 0);
+    CHECK((out = nx_drun_out_new(&dr, out_topic)) != NULL);
+    if (nx_check_failures)
+        goto out;
+    int64_t t0 = nx_drun_mono_ms();
+    pid_t a = nx_drun_start(&dr, "a", NULL, 0);
+    long long at = wait_committed(10000, 120000);
+    /* a second process under the same instance id: its init_transactions
+     * fences the first, whose next transaction call fails for good */
+    pid_t a2 = nx_drun_start(&dr, "a2", NULL, 0);
+    int64_t started2 = nx_drun_mono_ms();
+    int st = 0;
+    pid_t got = 0;
+    while ((got = waitpid(a, &st, WNOHANG)) == 0 && nx_drun_mono_ms() - started2 < 120000)
+        usleep(100000);
+    if (got == 0)
+        nx_drun_kill(a);
+    int status = got == a && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    fprintf(stderr,
+            "a (%lld offsets committed when a2 started) exited %d, %.1f s after a2 started\n", at,
+            status, (double)(nx_drun_mono_ms() - started2) / 1000);
+    CHECK_INT(status, 69);
+    CHECK(nx_drun_log_count(&dr, "a", "fenced") >= 1);
+    CHECK_INT(nx_drun_produce_wait(&dr), 0);
+    CHECK_INT(nx_drun_finish(out, a2, started2, RUN_MS, "eos"), 0);
+    fprintf(stderr, "done %.1f s after the start\n", (double)(nx_drun_mono_ms() - t0) / 1000);
+    check_exactly_once(out, "a fenced by a2");
+out:
+    nx_drun_out_destroy(out);
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: test_txn NEXTACTD SOURCE_DIR kill1|kill3|abort\n");
+        fprintf(stderr, "usage: test_txn NEXTACTD SOURCE_DIR kill1|kill3|abort|fence\n");
         return 2;
     }
     const char *c = argv[3];
-    if (strcmp(c, "kill1") != 0 && strcmp(c, "kill3") != 0 && strcmp(c, "abort") != 0) {
+    if (strcmp(c, "kill1") != 0 && strcmp(c, "kill3") != 0 && strcmp(c, "abort") != 0 &&
+        strcmp(c, "fence") != 0) {
         fprintf(stderr, "test_txn: unknown case %s\n", c);
         return 2;
     }
@@ -340,9 +390,12 @@ int main(int argc, char **argv) {
         case_kill(1);
     else if (strcmp(c, "kill3") == 0)
         case_kill(3);
-    else
+    else if (strcmp(c, "abort") == 0)
         case_abort();
+    else
+        case_fence();
     nx_drun_produce_wait(&dr);
-    nx_drun_cleanup(&dr, nx_check_failures, (const char *[]){"a", "b", "c", "z", "ref", NULL});
+    nx_drun_cleanup(&dr, nx_check_failures,
+                    (const char *[]){"a", "a2", "b", "c", "z", "ref", NULL});
     return nx_check_exit(c);
 }
