@@ -30,6 +30,11 @@
  * writes them); a fatal one (fenced) marks the changelog failed: the loop
  * stops and the daemon exits 1.
  *
+ * Exactly-once (kafka.transactional): the changelog has no producer of its
+ * own; kafka.c's producer, transactional under the same id, carries the
+ * predictions too, and txn.c decides when its transactions commit (the
+ * periodic and the revoke flush above are left to it: nx_changelog_txn_*).
+ *
  * Restore: a partition assigned to this instance is held (nx_kafka_hold),
  * its stale users dropped, and its changelog partition read from the
  * beginning to its end (read_committed, a consumer of its own with no

@@ -9,6 +9,11 @@
  * produce) the ticket is marked done, and a partition's stored offset
  * advances over the longest prefix of done records.
  *
+ * Exactly-once (kafka.transactional; txn.h): the producer is transactional
+ * (transactional.id from nx_txn_id) and shared with the changelog; a failed
+ * delivery is never produced again here: its transaction aborts and the
+ * span is processed again.
+ *
  * Commits: enable.auto.commit=false. This module never commits on its own:
  * the owner decides what may be committed, because an offset may only be
  * committed once the state it changed is durable (DESIGN.md, Durability).
