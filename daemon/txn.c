@@ -40,6 +40,7 @@ struct nx_txn {
     uint64_t events;     /* predictions in the open transaction */
     long long poison_at; /* NX_DEBUG_TXN_POISON; 0 = off */
     uint64_t n_nonempty; /* non-empty transactions so far (poison counting) */
+    int revoking;        /* inside nx_txn_revoke: an abort needs no rewind */
     nx_txn_stats_t st;
 };
 
@@ -101,11 +102,11 @@ static int begin(nx_txn_t *txn) {
     return 0;
 }
 
-/* A non-fatal error: the transaction is aborted and the state rewound to
- * what the last committed one covers. Takes e. 1, or -1 if the abort
- * failed too (then nothing can be committed any more). */
+/* A non-fatal error: the transaction is aborted and, with rewind, the
+ * state rewound to what the last committed one covers. Takes e. 1, or -1
+ * if the abort failed too (then nothing can be committed any more). */
 static int abort_span(nx_txn_t *txn, const char *what, rd_kafka_error_t *e,
-                      rd_kafka_topic_partition_list_t *offsets, int final) {
+                      rd_kafka_topic_partition_list_t *offsets, int final, int rewind) {
     NX_LOG_RL(NX_LOG_WARNING,
               "exactly-once: %s: %s; transaction aborted: the state goes back to the last "
               "committed transaction and its %llu prediction(s) are made again",
@@ -121,7 +122,8 @@ static int abort_span(nx_txn_t *txn, const char *what, rd_kafka_error_t *e,
     txn->st.aborted++;
     /* what was in flight belonged to the aborted transaction */
     nx_kafka_forget_inflight(txn->kafka);
-    nx_changelog_rewind(txn->cl);
+    if (rewind)
+        nx_changelog_rewind(txn->cl);
     span_reset(txn);
     if (!final && begin(txn) < 0)
         return -1;
@@ -274,27 +276,31 @@ int nx_txn_commit(nx_txn_t *txn, int final) {
         fail(txn, what, e);
         rc = -1;
     } else {
-        rc = abort_span(txn, what, e, offsets, final);
+        rc = abort_span(txn, what, e, offsets, final, !txn->revoking);
     }
     if (offsets)
         rd_kafka_topic_partition_list_destroy(offsets);
     return rc;
 }
 
+/* Revokes are eager (kafka.h: the assignor), so every partition goes: an
+ * abort here needs no rewind, the changelog drops them all and their next
+ * owner restores them and reads on from the last committed offsets. */
 void nx_txn_revoke(nx_txn_t *txn, int lost) {
     if (txn->st.failed)
         return;
     if (!lost) {
+        txn->revoking = 1;
         nx_txn_commit(txn, 0);
+        txn->revoking = 0;
         return;
     }
-    /* this member's generation is over: an offset commit would be refused,
-     * and the partitions' next owner restores them from the changelog */
+    /* this member's generation is over: an offset commit would be refused */
     if (txn->open)
         abort_span(txn, "partitions lost",
                    rd_kafka_error_new(RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST,
                                       "the group took the partitions away"),
-                   NULL, 0);
+                   NULL, 0, 0);
 }
 
 int nx_txn_failed(const nx_txn_t *txn) {

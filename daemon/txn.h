@@ -115,7 +115,9 @@ int nx_txn_commit(nx_txn_t *txn, int final);
 
 /* From the `revoked` hook, before the changelog drops the partitions:
  * commits the open transaction, or aborts it when the partitions were lost
- * (their offsets can no longer be committed by this member). */
+ * (their offsets can no longer be committed by this member). Revokes are
+ * eager, every partition goes: an abort here rewinds nothing, the
+ * partitions' next owner restores them. */
 void nx_txn_revoke(nx_txn_t *txn, int lost);
 
 int nx_txn_failed(const nx_txn_t *txn);
