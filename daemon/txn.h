@@ -25,8 +25,10 @@
  * the transaction is aborted and everything goes back to what the last
  * committed one covers: every live partition's users are dropped and
  * restored from the changelog (changelog.h, Restore), its input is sought
- * back to the committed position, and the span is processed again. The
- * model is not rewound: it may learn from the span's examples twice.
+ * back to the committed position, and the span is processed again. What
+ * is not per-user state is not rewound: the model may learn from the
+ * span's examples twice, and the cross-user item tables
+ * (features.item_popularity, item_rates) count its events twice.
  * Fatal errors (fenced by a newer instance of the same id, or the producer
  * failed for good): nx_txn_failed says so; the loop stops and the daemon
  * exits NX_EXIT_FENCED; systemd restarts it.
