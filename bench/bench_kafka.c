@@ -82,13 +82,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_figures.h"
 #include "codec.h"
 #include "gen.h"
 #include "kafka.h"
 #include "kafka_fixture.h"
 #include "scrape.h"
 
-/* Input partitions: the layout of the issue's end-to-end test. */
+/* Input partitions: the layout of test_e2e_kafka. */
 #define PARTS 4
 /* Warm-up events before the timed latency run. */
 #define WARMUP 2000
@@ -337,150 +338,9 @@ static void restore_figures(const char *dir, const char *conf) {
            users, recs, mb, worst, worst > 0 ? users / worst : 0, worst > 0 ? mb / worst : 0);
 }
 
-static int cmp_i64_fwd(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Sets message.timestamp.type = LogAppendTime on a fresh topic (the
- * records then carry the broker's append time). 0 or -1. */
-static int log_append_time(rd_kafka_t *rk, const char *topic) {
-    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_ConfigResource_set_config(res, "message.timestamp.type", "LogAppendTime");
-    rd_kafka_AlterConfigs(rk, &res, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
-    int rc = -1;
-    if (ev && !rd_kafka_event_error(ev)) {
-        size_t n = 0;
-        const rd_kafka_ConfigResource_t **r =
-            rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
-        rc = n == 1 && !rd_kafka_ConfigResource_error(r[0]) ? 0 : -1;
-    }
-    if (rc < 0)
-        fprintf(stderr, "bench_kafka: %s: cannot set LogAppendTime: %s\n", topic,
-                ev ? rd_kafka_event_error_string(ev) : "timed out");
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_ConfigResource_destroy(res);
-    return rc;
-}
-
-/* A histogram series of a /metrics text: cumulative counts per bucket. */
-typedef struct hist {
-    int n;
-    double le[40], cum[40];
-} hist_t;
-
-/* The series `name`_bucket{`labels`le="..."} of text into *h (labels "" or
- * `stage="fetch",`). */
-static void hist_get(const char *text, const char *name, const char *labels, hist_t *h) {
-    char prefix[200];
-    int pl = snprintf(prefix, sizeof prefix, "%s_bucket{%sle=\"", name, labels);
-    h->n = 0;
-    for (const char *p = text; (p = strstr(p, prefix)) != NULL && h->n < 40; p += pl) {
-        if (p != text && p[-1] != '\n')
-            continue;
-        const char *v = p + pl;
-        h->le[h->n] = strncmp(v, "+Inf", 4) == 0 ? INFINITY : atof(v);
-        const char *sp = strchr(v, ' ');
-        h->cum[h->n++] = sp ? atof(sp + 1) : 0;
-    }
-}
-
-/* Quantile q of the events added between two scrapes (b - a), seconds,
- * interpolated linearly within its bucket as Prometheus's
- * histogram_quantile; NAN when none. */
-static double hist_quantile(const hist_t *a, const hist_t *b, double q) {
-    if (b->n == 0 || (a->n && a->n != b->n))
-        return NAN;
-    double total = b->cum[b->n - 1] - (a->n ? a->cum[a->n - 1] : 0);
-    if (total <= 0)
-        return NAN;
-    double want = q * total, prev = 0, lo = 0;
-    for (int i = 0; i < b->n; i++) {
-        double c = b->cum[i] - (a->n ? a->cum[i] : 0);
-        if (c >= want) {
-            if (isinf(b->le[i]))
-                return lo; /* beyond the last bound: that bound */
-            return lo + (b->le[i] - lo) * (c > prev ? (want - prev) / (c - prev) : 1);
-        }
-        prev = c;
-        lo = b->le[i];
-    }
-    return lo;
-}
-
-/* CPU time (user + system, all threads) of process pid so far, seconds;
- * -1 if unknown. */
-static double proc_cpu_s(pid_t pid) {
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
-    unsigned long long ut = 0, st = 0;
-    /* fields 14 and 15 (utime, stime); p is at the end of field 2 */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* The local broker's pid (scripts/kafka keeps it), 0 if unknown. */
-static pid_t broker_pid(void) {
-    const char *port = getenv("NX_KAFKA_PORT");
-    char path[128];
-    snprintf(path, sizeof path, "/tmp/nextact-kafka-%s/pid", port ? port : "39092");
-    FILE *f = fopen(path, "r");
-    int pid = 0;
-    if (f) {
-        if (fscanf(f, "%d", &pid) != 1)
-            pid = 0;
-        fclose(f);
-    }
-    return (pid_t)pid;
-}
-
-/* CPU per event over a span: what the host's other load cannot inflate as
- * much as it does wall-clock figures. */
-static void print_cpu(double daemon_s, double broker_s, long long events) {
-    if (events <= 0 || daemon_s < 0)
-        return;
-    printf("cpu per event: nextactd %.2f us", daemon_s * 1e6 / (double)events);
-    if (broker_s >= 0)
-        printf(", broker %.2f us", broker_s * 1e6 / (double)events);
-    printf(" (user + system, all threads)\n");
-}
-
 /* The daemon's /metrics body into buf; 0 or -1. */
 static int scrape_metrics(char *buf, size_t size) {
     return nx_scrape_get(metrics_port, "/metrics", buf, size) == 200 ? 0 : -1;
-}
-
-/* A metric's value as a double (nx_scrape_metric reads integers); 0 if
- * absent. */
-static double metric_double(const char *text, const char *name) {
-    size_t len = strlen(name);
-    for (const char *p = strstr(text, name); p; p = strstr(p + 1, name))
-        if ((p == text || p[-1] == '\n') && p[len] == ' ')
-            return strtod(p + len + 1, NULL);
-    return 0;
-}
-
-/* p50 and p99 (ms) of per-event durations (us), "p50/p99". */
-static void fmt_p50_p99(char *out, size_t size, int64_t *v, long long n) {
-    if (n == 0) {
-        snprintf(out, size, "-");
-        return;
-    }
-    qsort(v, (size_t)n, sizeof *v, cmp_i64_fwd);
-    snprintf(out, size, "%.2f/%.2f", (double)v[(long long)(0.5 * (double)(n - 1))] / 1000,
-             (double)v[(long long)(0.99 * (double)(n - 1))] / 1000);
 }
 
 /* Where the time of the timed events went (see the header). before, after:
@@ -493,35 +353,35 @@ static void print_stages(const char *before, const char *after, int64_t t_start)
         for (long long o = 0; o < cap_per_part; o++)
             if (t_prod[p][o] >= t_start && t_arr[p][o] && t_in_app[p][o])
                 v[n++] = t_in_app[p][o] - t_prod[p][o];
-    fmt_p50_p99(in_app, sizeof in_app, v, n);
+    bench_p50_p99(in_app, sizeof in_app, v, n);
     n = 0;
     for (int p = 0; p < PARTS; p++)
         for (long long o = 0; o < cap_per_part; o++)
             if (t_prod[p][o] >= t_start && t_arr[p][o] && t_out_app[p][o])
                 v[n++] = t_arr[p][o] - t_out_app[p][o];
-    fmt_p50_p99(own_fetch, sizeof own_fetch, v, n);
+    bench_p50_p99(own_fetch, sizeof own_fetch, v, n);
     free(v);
     static const char *stages[] = {"fetch", "queued", "decode", "predict", "ack"};
     size_t len = 0;
     for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
         char labels[64];
-        hist_t a, b;
+        bench_hist_t a, b;
         snprintf(labels, sizeof labels, "stage=\"%s\",", stages[i]);
-        hist_get(before, "nextactd_stage_seconds", labels, &a);
-        hist_get(after, "nextactd_stage_seconds", labels, &b);
+        bench_hist_get(before, "nextactd_stage_seconds", labels, &a);
+        bench_hist_get(after, "nextactd_stage_seconds", labels, &b);
         len += (size_t)snprintf(daemon_part + len, sizeof daemon_part - len, "%s %.2f/%.2f | ",
-                                stages[i], hist_quantile(&a, &b, 0.5) * 1000,
-                                hist_quantile(&a, &b, 0.99) * 1000);
+                                stages[i], bench_hist_quantile(&a, &b, 0.5) * 1000,
+                                bench_hist_quantile(&a, &b, 0.99) * 1000);
         if (len >= sizeof daemon_part)
             break;
     }
-    hist_t a, b;
-    hist_get(before, "nextactd_produce_latency_seconds", "", &a);
-    hist_get(after, "nextactd_produce_latency_seconds", "", &b);
+    bench_hist_t a, b;
+    bench_hist_get(before, "nextactd_produce_latency_seconds", "", &a);
+    bench_hist_get(after, "nextactd_produce_latency_seconds", "", &b);
     printf("stages ms p50/p99: producer->broker %s | daemon: %sappend->produce() %.2f/%.2f | "
            "prediction append->this consumer %s\n",
-           in_app, daemon_part, hist_quantile(&a, &b, 0.5) * 1000,
-           hist_quantile(&a, &b, 0.99) * 1000, own_fetch);
+           in_app, daemon_part, bench_hist_quantile(&a, &b, 0.5) * 1000,
+           bench_hist_quantile(&a, &b, 0.99) * 1000, own_fetch);
     long long steps = nx_scrape_metric(after, "nextactd_training_steps_total") -
                       nx_scrape_metric(before, "nextactd_training_steps_total");
     long long shed = nx_scrape_metric(after, "nextactd_training_examples_shed_total") -
@@ -530,8 +390,8 @@ static void print_stages(const char *before, const char *after, int64_t t_start)
         printf("trainer: %lld steps, %lld examples shed in the timed part\n", steps, shed);
     if (!txn_on)
         return;
-    hist_get(before, "nextactd_transaction_duration_seconds", "", &a);
-    hist_get(after, "nextactd_transaction_duration_seconds", "", &b);
+    bench_hist_get(before, "nextactd_transaction_duration_seconds", "", &a);
+    bench_hist_get(after, "nextactd_transaction_duration_seconds", "", &b);
     double wall_s = (double)(now_us() - t_start) / 1e6;
     printf("transactions: %lld committed, %lld aborted in the timed part; duration (start to "
            "committed) p50 %.0f ms, p99 %.0f ms; the loop committing %.0f%% of the time\n",
@@ -539,10 +399,10 @@ static void print_stages(const char *before, const char *after, int64_t t_start)
                nx_scrape_metric(before, "nextactd_transactions_committed_total"),
            nx_scrape_metric(after, "nextactd_transactions_aborted_total") -
                nx_scrape_metric(before, "nextactd_transactions_aborted_total"),
-           hist_quantile(&a, &b, 0.5) * 1000, hist_quantile(&a, &b, 0.99) * 1000,
+           bench_hist_quantile(&a, &b, 0.5) * 1000, bench_hist_quantile(&a, &b, 0.99) * 1000,
            100 *
-               (metric_double(after, "nextactd_transaction_commit_seconds_total") -
-                metric_double(before, "nextactd_transaction_commit_seconds_total")) /
+               (bench_metric_double(after, "nextactd_transaction_commit_seconds_total") -
+                bench_metric_double(before, "nextactd_transaction_commit_seconds_total")) /
                wall_s);
 }
 
@@ -638,11 +498,6 @@ static double ceiling_run(long long total) {
     return (double)total / ((double)(ceil_last_ack - first) / 1e6);
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 static void usage(void) {
     fprintf(stderr, "usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R] "
                     "[--seconds S] [--model on|off] [--changelog on|off] [--transactional on|off] "
@@ -723,7 +578,7 @@ int main(int argc, char **argv) {
     rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
     /* latency runs: records carry their broker append time (see the header) */
     if (prod && rate > 0 &&
-        (log_append_time(prod, in_topic) < 0 || log_append_time(prod, out_topic) < 0))
+        (bench_log_append_time(prod, in_topic) < 0 || bench_log_append_time(prod, out_topic) < 0))
         return 1;
     const char *cprops[] = {
         "auto.offset.reset", "earliest", "fetch.wait.max.ms", "5", "isolation.level",
@@ -804,7 +659,7 @@ int main(int argc, char **argv) {
         if (ceiling_on)
             ceiling_before = ceiling_run(total);
         t_start = now_us();
-        double broker_cpu0 = proc_cpu_s(broker_pid());
+        double broker_cpu0 = bench_proc_cpu_s(bench_broker_pid());
         pid = nx_fixture_start_daemon(nextactd, conf, log, NULL);
         /* until every prediction is in, or the offsets are committed and
          * nothing more comes for 3 s (then some are missing) */
@@ -841,9 +696,10 @@ int main(int argc, char **argv) {
         if (changelog_on)
             changelog_figures(total);
         daemon_rate = span > 0 ? (double)predictions / span : 0;
-        double broker_cpu = proc_cpu_s(broker_pid());
-        print_cpu(proc_cpu_s(pid),
-                  broker_cpu0 >= 0 && broker_cpu >= 0 ? broker_cpu - broker_cpu0 : -1, predictions);
+        double broker_cpu = bench_proc_cpu_s(bench_broker_pid());
+        bench_print_cpu(bench_proc_cpu_s(pid),
+                        broker_cpu0 >= 0 && broker_cpu >= 0 ? broker_cpu - broker_cpu0 : -1,
+                        predictions);
         static char text[1 << 20];
         if (model_on && scrape_metrics(text, sizeof text) == 0)
             printf("trainer: %lld steps, %lld examples trained on, %lld shed (the trainer runs "
@@ -878,8 +734,8 @@ int main(int argc, char **argv) {
             if (!scraped && now_us() >= t_start) {
                 /* the daemon's histograms as the timed part begins */
                 scraped = 1;
-                cpu0_daemon = proc_cpu_s(pid);
-                cpu0_broker = proc_cpu_s(broker_pid());
+                cpu0_daemon = bench_proc_cpu_s(pid);
+                cpu0_broker = bench_proc_cpu_s(bench_broker_pid());
                 if (scrape_metrics(before, sizeof before) < 0)
                     before[0] = '\0';
             }
@@ -906,7 +762,8 @@ int main(int argc, char **argv) {
         usleep(300000); /* the daemon publishes its figures every 100 ms */
         if (scrape_metrics(after, sizeof after) < 0)
             after[0] = '\0';
-        double cpu_daemon = proc_cpu_s(pid), cpu_broker = proc_cpu_s(broker_pid());
+        double cpu_daemon = bench_proc_cpu_s(pid),
+               cpu_broker = bench_proc_cpu_s(bench_broker_pid());
         /* latencies of the timed events (offsets past the warm-up ones) */
         int64_t *lat = malloc((size_t)total * sizeof *lat);
         long long n = 0, missing = 0;
@@ -931,7 +788,7 @@ int main(int argc, char **argv) {
             if (d)
                 fclose(d);
         }
-        qsort(lat, (size_t)n, sizeof *lat, cmp_i64);
+        qsort(lat, (size_t)n, sizeof *lat, bench_cmp_i64);
 #define Q(q) (n ? (double)lat[(long long)((q) * (double)(n - 1))] / 1000 : NAN)
         printf("model %s: %.0f events/s offered for %.1f s (%lld events); %lld predictions, "
                "%lld missing; latency produce -> prediction ms: p50 %.2f p99 %.2f p99.9 %.2f "
@@ -943,8 +800,8 @@ int main(int argc, char **argv) {
             print_stages(before, after, t_start);
         else
             printf("stages: no /metrics from the daemon on port %d\n", metrics_port);
-        print_cpu(cpu0_daemon >= 0 && cpu_daemon >= 0 ? cpu_daemon - cpu0_daemon : -1,
-                  cpu0_broker >= 0 && cpu_broker >= 0 ? cpu_broker - cpu0_broker : -1, timed);
+        bench_print_cpu(cpu0_daemon >= 0 && cpu_daemon >= 0 ? cpu_daemon - cpu0_daemon : -1,
+                        cpu0_broker >= 0 && cpu_broker >= 0 ? cpu_broker - cpu0_broker : -1, timed);
     }
     int st = 0;
     if (changelog_on && !txn_on && rate <= 0 && exited_pid != pid) {

@@ -1,7 +1,7 @@
 /*
  * bench_model.c: throughput of the nextact MLP on one core.
  *
- * Network of the issue: 64 inputs, hidden 64 and 32 (ReLU), 4 classes,
+ * The reference network (DESIGN.md, Model): 64 inputs, hidden 64 and 32 (ReLU), 4 classes,
  * softmax, Adam; one BLAS thread. Prints, one figure a line as
  * "name value unit" (bench/model_vs_torch.py parses them):
  *   sgemm_peak      single-core sgemm GFLOP/s on 1024^3 (the roof)

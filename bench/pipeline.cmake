@@ -6,7 +6,8 @@
 # latency from an event's produce to its prediction's arrival.
 # Run: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R] [--seconds S]
 #      [--model on|off]   (or bench/bench_kafka.sh)
-if(TARGET nx_testkit)
-  add_executable(bench_kafka ${CMAKE_CURRENT_LIST_DIR}/bench_kafka.c)
-  target_link_libraries(bench_kafka PRIVATE nx_daemon nx_testkit)
-endif()
+# nx_testkit (tests/, added before bench/) is required: without it the
+# link fails instead of the benchmark silently not being built.
+add_executable(bench_kafka ${CMAKE_CURRENT_LIST_DIR}/bench_kafka.c
+  ${CMAKE_CURRENT_LIST_DIR}/bench_figures.c)
+target_link_libraries(bench_kafka PRIVATE nx_daemon nx_testkit)

@@ -61,8 +61,8 @@ static int demo_feed_one(demo_feed_t *feed) {
  * delivered (delivered: predictions the daemon's producer has had
  * acknowledged). Until the consumer fetches and the output producer knows
  * its topic, which takes a second or two after the partitions are
- * assigned, fed events just wait: the demo's whole-run p99 was 2 s while
- * every second after the first showed 30-40 ms. A probe not delivered in
+ * assigned, fed events just wait, and the demo's latency figures would
+ * measure that start-up wait instead of the pipeline. A probe not delivered in
  * 10 s (a configured cluster without the output topic, say) does not hold
  * the demo back any longer. */
 static void demo_feed_step(demo_feed_t *feed, int64_t now_mono, uint64_t delivered) {

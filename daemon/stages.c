@@ -29,18 +29,3 @@ double nx_stages_le(int b) {
 const char *nx_stage_name(nx_stage_t stage) {
     return stage >= 0 && stage < NX_STAGE_N ? names[stage] : "?";
 }
-
-double nx_stages_quantile(const nx_stages_t *st, nx_stage_t stage, double q) {
-    uint64_t n = 0, seen = 0;
-    for (int b = 0; b < NX_STAGES_BUCKETS; b++)
-        n += st->count[stage][b];
-    if (n == 0)
-        return -1;
-    uint64_t want = (uint64_t)ceil(q * (double)n);
-    for (int b = 0; b < NX_STAGES_BUCKETS; b++) {
-        seen += st->count[stage][b];
-        if (seen >= want && seen > 0)
-            return nx_stages_le(b);
-    }
-    return INFINITY;
-}

@@ -1,6 +1,6 @@
 /*
  * stages.h: where an event's latency goes, stage by stage, as histograms
- * for /metrics and the status line.
+ * for /metrics (and bench_kafka, which reads them there).
  *
  * The stages of one input record, end to end:
  *   fetch    its broker timestamp (the source producer's create time, or the
@@ -60,9 +60,5 @@ double nx_stages_le(int b);
 
 /* "fetch", "queued", "decode", "predict", "ack", "to_produce". */
 const char *nx_stage_name(nx_stage_t stage);
-
-/* Quantile q (0..1) of a stage, seconds, as the upper bound of the bucket
- * it falls in (+Inf beyond the last bound); -1 when the stage is empty. */
-double nx_stages_quantile(const nx_stages_t *st, nx_stage_t stage, double q);
 
 #endif /* NX_STAGES_H */

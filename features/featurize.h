@@ -33,10 +33,11 @@
  *    (any layout) and vector_333 (the default layout, unrolled at the
  *    table's constant offsets). A log of a value the unrolled read-out can
  *    batch into its 4-lane logs arrives as the writer's argument.
- * 4. Tests (tests/features/test_features.c): ref_features recomputes every
- *    feature from the user's event list; test_layout_table fails while a
- *    read-out leaves a place of the layout unwritten, test_layout333 while
- *    the two read-outs differ in a bit.
+ * 4. Tests: ref_features (tests/features/test_store_ref.c) recomputes
+ *    every feature from the user's event list; test_layout_table
+ *    (tests/features/test_store.c) fails while a read-out leaves a place of
+ *    the layout unwritten, test_layout333 while the two read-outs differ in
+ *    a bit.
  *
  * Guarantees: nx_featurize_apply and nx_featurize_vector allocate nothing
  * and are deterministic (the same state and event give the same bits);

@@ -135,8 +135,8 @@ static size_t align8(size_t x) {
     return (x + 7) & ~(size_t)7;
 }
 
-nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16], char *errstr,
-                         size_t errstr_size) {
+nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[NX_SIPHASH_KEY_LEN],
+                         char *errstr, size_t errstr_size) {
     nx_store_t *store = NULL;
     if (check_params(params, errstr, errstr_size))
         return NULL;

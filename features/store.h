@@ -109,6 +109,7 @@
 #include <stdio.h>
 
 #include "event.h"
+#include "siphash.h"
 #include "stream.h"
 
 #define NX_STORE_MAX_WINDOWS      4     /* window lengths configurable */
@@ -224,8 +225,8 @@ typedef struct nx_store nx_store_t;
 
 /* New store. Copies params and key. Caller frees with nx_store_destroy.
  * NULL + errstr on bad params or allocation failure. */
-nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[16], char *errstr,
-                         size_t errstr_size);
+nx_store_t *nx_store_new(const nx_store_params_t *params, const uint8_t key[NX_SIPHASH_KEY_LEN],
+                         char *errstr, size_t errstr_size);
 void nx_store_destroy(nx_store_t *store);
 
 /* --- Feature schema --------------------------------------------------- */

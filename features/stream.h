@@ -3,7 +3,7 @@
  *
  * The store and the normaliser write their state through a caller's write
  * callback and read it back through a read callback, so the caller chooses
- * the medium (checkpoint file, memory buffer, a Kafka changelog later).
+ * the medium (checkpoint file, hand-over file, memory buffer).
  * Both callbacks move exactly len bytes and return 0, or -1 on error (a short
  * read is an error). Numbers in streams are little-endian host words: a
  * stream is read back on the same architecture (x86-64/aarch64).

@@ -454,6 +454,14 @@ void nx_checkpoint_close(nx_checkpoint_reader_t *r) {
 
 /* ---- the model section ---- */
 
+/* "mlp.v": u32 version (MLP_SECTION_VERSION), then the payload below. A
+ * later version appends fields after the payload and reads this one's by
+ * its number. Checkpoints written before the section was versioned hold
+ * the payload alone in a section named "mlp": it is still read. */
+#define MLP_SECTION         "mlp.v"
+#define MLP_SECTION_LEGACY  "mlp"
+#define MLP_SECTION_VERSION 1u
+
 /* Dimensions as stored: what must match for the slab layout to agree. */
 typedef struct nx_checkpoint_dims {
     int32_t n_in, n_hidden, hidden[NX_MLP_MAX_HIDDEN], n_classes, binary_head, opt;
@@ -476,9 +484,12 @@ static void dims_of(const nx_mlp_t *mlp, nx_checkpoint_dims_t *d) {
 int nx_checkpoint_put_mlp(nx_checkpoint_writer_t *w, nx_mlp_t *mlp) {
     nx_checkpoint_dims_t d;
     dims_of(mlp, &d);
+    const uint32_t version = MLP_SECTION_VERSION;
     const uint64_t step = nx_mlp_step(mlp);
     const size_t bytes = sizeof(float) * nx_mlp_num_params(mlp);
-    if (nx_checkpoint_section_begin(w, "mlp") != 0 || nx_checkpoint_write(w, &d, sizeof(d)) != 0 ||
+    if (nx_checkpoint_section_begin(w, MLP_SECTION) != 0 ||
+        nx_checkpoint_write(w, &version, sizeof(version)) != 0 ||
+        nx_checkpoint_write(w, &d, sizeof(d)) != 0 ||
         nx_checkpoint_write(w, &step, sizeof(step)) != 0 ||
         nx_checkpoint_write(w, nx_mlp_rng(mlp), sizeof(nx_rng_t)) != 0 ||
         nx_checkpoint_write(w, nx_mlp_weights(mlp), bytes) != 0 ||
@@ -493,8 +504,16 @@ int nx_checkpoint_get_mlp(nx_checkpoint_reader_t *r, nx_mlp_t *mlp, char *errstr
     nx_checkpoint_dims_t want, got;
     float *slabs = NULL;
     dims_of(mlp, &want);
-    if (nx_checkpoint_section_open(r, "mlp") != 0)
+    if (nx_checkpoint_section_open(r, MLP_SECTION) == 0) {
+        uint32_t version;
+        if (nx_checkpoint_read(r, &version, sizeof(version)) != 0)
+            R_FAIL("model section too short");
+        if (version == 0 || version > MLP_SECTION_VERSION)
+            R_FAIL("model section version %u; this build reads 1 to %u", version,
+                   MLP_SECTION_VERSION);
+    } else if (nx_checkpoint_section_open(r, MLP_SECTION_LEGACY) != 0) {
         R_FAIL("checkpoint has no model section");
+    }
     if (nx_checkpoint_read(r, &got, sizeof(got)) != 0)
         R_FAIL("model section too short");
     if (memcmp(&got, &want, sizeof(got)) != 0)

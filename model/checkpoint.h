@@ -11,11 +11,12 @@
  *   trailer  tag 'E' | CRC32C of every byte after the header up to here, u32
  * The header is rewritten at commit with the final length, so a short file
  * is told apart from a damaged one.
- * The model is one section ("mlp": dimensions, step, down-sampling RNG,
- * weights, optimizer moments); the daemon adds its own (normaliser, feature
- * store, offsets) by streaming bytes through nx_checkpoint_write, so a large
- * section never has to exist in one buffer. Chunks let a section be written
- * without knowing its length in advance.
+ * The model is one section ("mlp.v": a version, dimensions, step,
+ * down-sampling RNG, weights, optimizer moments; the unversioned "mlp" of
+ * older checkpoints is still read); the daemon adds its own (normaliser,
+ * feature store, offsets), each versioned, by streaming bytes through
+ * nx_checkpoint_write, so a large section never has to exist in one buffer. Chunks let a section be
+ * written without knowing its length in advance.
  *
  * Writing goes to "<path>.tmp", which nx_checkpoint_commit fsyncs, renames
  * over path and follows with an fsync of the directory: a crash leaves
@@ -68,7 +69,8 @@ int nx_checkpoint_write(void *w, const void *data, size_t len);
 
 int nx_checkpoint_section_end(nx_checkpoint_writer_t *w);
 
-/* Writes the "mlp" section: dimensions, step, RNG, weights, moments. */
+/* Writes the "mlp.v" section: version, dimensions, step, RNG, weights,
+ * moments. */
 int nx_checkpoint_put_mlp(nx_checkpoint_writer_t *w, nx_mlp_t *mlp);
 
 /* Writes the trailer, fsyncs, renames over path, fsyncs the directory and
@@ -97,8 +99,9 @@ int nx_checkpoint_read(void *r, void *buf, size_t len);
 /* Bytes of the open section not yet read. */
 uint64_t nx_checkpoint_section_left(const nx_checkpoint_reader_t *r);
 
-/* Loads the "mlp" section into mlp, which must have the same dimensions
- * (n_in, hidden sizes, classes, head) and optimizer; hyperparameters such as
+/* Loads the "mlp.v" section (or an older checkpoint's "mlp") into mlp,
+ * which must have the same dimensions (n_in, hidden sizes, classes, head)
+ * and optimizer; hyperparameters such as
  * the learning rate come from mlp's own params. On error mlp is unchanged
  * and errstr says why. 0 or -1. */
 int nx_checkpoint_get_mlp(nx_checkpoint_reader_t *r, nx_mlp_t *mlp, char *errstr,

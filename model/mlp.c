@@ -607,10 +607,6 @@ void nx_mlp_set_lr_scale(nx_mlp_t *mlp, float scale) {
     mlp->lr_scale = scale;
 }
 
-float nx_mlp_lr_scale(const nx_mlp_t *mlp) {
-    return mlp->lr_scale;
-}
-
 const float *nx_mlp_predictor_weights(const nx_mlp_predictor_t *pred) {
     return pred->slab[pred->front];
 }

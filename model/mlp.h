@@ -153,7 +153,6 @@ float nx_mlp_lr_at(const nx_mlp_params_t *params, uint64_t step);
  * that rolls the model back and lowers its rate for a while. Not part of
  * the checkpoint. */
 void nx_mlp_set_lr_scale(nx_mlp_t *mlp, float scale);
-float nx_mlp_lr_scale(const nx_mlp_t *mlp);
 
 /* Views of the state, for tests, the checkpoint and the benchmark. The
  * slabs hold nx_mlp_num_params floats in the layout above; m and v are the

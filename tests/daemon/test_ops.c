@@ -342,7 +342,7 @@ static void test_daemon(const char *nextactd, const char *src) {
             steps2 = nx_scrape_metric(body, "nextactd_training_steps_total");
             healthz = nx_scrape_get(port, "/healthz", body + 60000, 5000);
             scraped = 1;
-            /* names the issue asks for */
+            /* names README.md lists (Operations) */
             static const char *names[] = {
                 "nextactd_events_in_total",
                 "nextactd_events_out_total",

@@ -12,8 +12,8 @@
  * - loads the checkpoint the child wrote into a fresh pipeline (it is
  *   valid and holds every user).
  * Checks: the fork and the longest batch during the write stay under
- * PAUSE_LIMIT_MS. ctest runs it with 200k users; the issue's figure is at
- * 1M: `test_ops_pause 1000000`.
+ * PAUSE_LIMIT_MS. ctest runs it with 200k users; the bound is set for 1M:
+ * `test_ops_pause 1000000`.
  *
  * usage: test_ops_pause [USERS]
  */
@@ -30,7 +30,7 @@
 #include "pipeline.h"
 #include "store.h"
 
-/* The bound on a loop pause for a checkpoint (at 1M users). */
+/* The bound on a loop pause for a checkpoint, set for 1M users. */
 #define PAUSE_LIMIT_MS 200
 #define BATCH          1024
 

@@ -8,7 +8,8 @@
  *    orphan every user; `--start-afresh` starts anyway, saying so.
  * 2. An older checkpoint: tests/data/ckpt-unversioned.nxc was written by
  *    `nextactd replay --checkpoint` before checkpoint sections were
- *    versioned (raw "pipeline" section, no "offsets" or key sections). The
+ *    versioned (raw "pipeline" and "mlp" sections, no "offsets" or key
+ *    sections). The
  *    daemon loads it (its users come back) and says the key cannot be
  *    checked. The fixture holds the features of tests/data/ckpt.conf; a
  *    change of the feature layout refuses it (another schema hash) and

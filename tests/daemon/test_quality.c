@@ -31,7 +31,7 @@
  * configuration, for measuring other settings). --drift measures how the
  * model follows a change: from the 100,000th event on, click and cart swap
  * names (and true probabilities); it prints the log-loss ratio in windows
- * after the change and checks the issue's log-loss bound before the change
+ * after the change and checks LOGLOSS_RATIO_MAX before the change
  * and over the last 50k events (the model has caught up).
  */
 #include <math.h>
@@ -548,7 +548,7 @@ int main(int argc, char **argv) {
                    logloss_of(label, 1, edge[w], edge[w + 1], NULL) /
                        logloss_of(label, 0, edge[w], edge[w + 1], NULL));
         printf("\n");
-        /* the issue's log-loss bound before the change, and again over the
+        /* LOGLOSS_RATIO_MAX before the change, and again over the
          * last 50k events: the model has followed it. Measured, ratio over
          * [150k, 200k), seeds 20261129 / 7: the defaults 1.014 / 1.014;
          * with lr_decay 0.05, so that the rate is at its floor by the

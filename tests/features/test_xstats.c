@@ -10,56 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "features_check.h"
 #include "xstats.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            if (failures > 20)                                                                     \
-                exit(1);                                                                           \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_NEAR(a, b, tol)                                                                      \
-    CHECK(fabs((double)(a) - (double)(b)) <= (tol) * (1.0 + fabs((double)(b))),                    \
-          "%s = %.9g, want %.9g", #a, (double)(a), (double)(b))
-
-typedef struct membuf {
-    char *data;
-    size_t len, cap, pos;
-} membuf_t;
-
-static int mem_write(void *opaque, const void *buf, size_t len) {
-    membuf_t *m = opaque;
-    if (m->len + len > m->cap) {
-        size_t cap = m->cap ? m->cap : 4096;
-        while (cap < m->len + len)
-            cap *= 2;
-        char *d = realloc(m->data, cap);
-        if (!d)
-            return -1;
-        m->data = d;
-        m->cap = cap;
-    }
-    memcpy(m->data + m->len, buf, len);
-    m->len += len;
-    return 0;
-}
-
-static int mem_read(void *opaque, void *buf, size_t len) {
-    membuf_t *m = opaque;
-    if (m->pos + len > m->len)
-        return -1;
-    memcpy(buf, m->data + m->pos, len);
-    m->pos += len;
-    return 0;
-}
 
 #define T0  1700000000000LL /* ms */
 #define WIN 3600000LL       /* ms: the decay time constant of the tests */
@@ -267,10 +219,5 @@ int main(void) {
     test_counts();
     test_bound();
     test_save_restore();
-    if (failures) {
-        fprintf(stderr, "test_xstats: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_xstats: all passed\n");
-    return 0;
+    return check_exit("test_xstats");
 }
