@@ -132,3 +132,11 @@ void bench_p50_p99(char *out, size_t size, int64_t *v, long long n) {
     snprintf(out, size, "%.2f/%.2f", (double)v[(long long)(0.5 * (double)(n - 1))] / 1000,
              (double)v[(long long)(0.99 * (double)(n - 1))] / 1000);
 }
+
+double bench_metric_double(const char *text, const char *name) {
+    size_t len = strlen(name);
+    for (const char *p = strstr(text, name); p; p = strstr(p + 1, name))
+        if ((p == text || p[-1] == '\n') && p[len] == ' ')
+            return strtod(p + len + 1, NULL);
+    return 0;
+}

@@ -33,6 +33,10 @@ int bench_log_append_time(rd_kafka_t *rk, const char *topic);
  * `stage="fetch",`). */
 void bench_hist_get(const char *text, const char *name, const char *labels, bench_hist_t *h);
 
+/* A metric's value in a /metrics text as a double (nx_scrape_metric reads
+ * integers); 0 if absent. */
+double bench_metric_double(const char *text, const char *name);
+
 /* Quantile q of the events added between two scrapes (b - a), seconds,
  * interpolated within its bucket as Prometheus's histogram_quantile; NAN
  * when none. */

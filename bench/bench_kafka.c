@@ -51,6 +51,12 @@
  *   partition from the changelog (users/s and MB/s over the longest
  *   partition restore; partitions restore in parallel).
  *
+ * transactional (--transactional on): exactly-once (kafka.transactional,
+ *   which implies the changelog, every kafka.transaction_interval_ms = 100);
+ *   this tool reads the output read_committed in every mode (librdkafka's
+ *   default), so a prediction arrives when its transaction commits: the
+ *   latency figures include the wait for the commit.
+ *
  * NX_BENCH_EXPLAIN=N sets output.explain (reasons per prediction, default 0).
  * NX_BENCH_KAFKA_CONF="..." is pasted into the daemon's kafka { } block,
  * e.g. 'consumer = { queued_min_messages = 100000; };' to compare settings.
@@ -61,7 +67,7 @@
  *
  * usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R]
  *                    [--seconds S] [--model on|off] [--changelog on|off]
- *                    [--ceiling on|off] [--brokers B]
+ *                    [--transactional on|off] [--ceiling on|off] [--brokers B]
  *        (brokers: $NX_TEST_BROKERS, else 127.0.0.1:$NX_KAFKA_PORT or 39092)
  */
 #include <errno.h>
@@ -104,6 +110,7 @@ static long long n_events = 1000000;
 static double rate = 0, seconds = 10;
 static int model_on = 1;
 static int changelog_on = 0;
+static int txn_on = 0;
 static int ceiling_on = 0;
 static int metrics_port;
 /* CLOCK_REALTIME - CLOCK_MONOTONIC, us: broker timestamps onto this clock */
@@ -381,6 +388,22 @@ static void print_stages(const char *before, const char *after, int64_t t_start)
                      nx_scrape_metric(before, "nextactd_training_examples_shed_total");
     if (model_on)
         printf("trainer: %lld steps, %lld examples shed in the timed part\n", steps, shed);
+    if (!txn_on)
+        return;
+    bench_hist_get(before, "nextactd_transaction_duration_seconds", "", &a);
+    bench_hist_get(after, "nextactd_transaction_duration_seconds", "", &b);
+    double wall_s = (double)(now_us() - t_start) / 1e6;
+    printf("transactions: %lld committed, %lld aborted in the timed part; duration (start to "
+           "committed) p50 %.0f ms, p99 %.0f ms; the loop committing %.0f%% of the time\n",
+           nx_scrape_metric(after, "nextactd_transactions_committed_total") -
+               nx_scrape_metric(before, "nextactd_transactions_committed_total"),
+           nx_scrape_metric(after, "nextactd_transactions_aborted_total") -
+               nx_scrape_metric(before, "nextactd_transactions_aborted_total"),
+           bench_hist_quantile(&a, &b, 0.5) * 1000, bench_hist_quantile(&a, &b, 0.99) * 1000,
+           100 *
+               (bench_metric_double(after, "nextactd_transaction_commit_seconds_total") -
+                bench_metric_double(before, "nextactd_transaction_commit_seconds_total")) /
+               wall_s);
 }
 
 /* The ceiling: a plain consume -> produce loop over the input topic (see
@@ -477,7 +500,8 @@ static double ceiling_run(long long total) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R] "
-                    "[--seconds S] [--model on|off] [--changelog on|off] [--ceiling on|off]\n");
+                    "[--seconds S] [--model on|off] [--changelog on|off] [--transactional on|off] "
+                    "[--ceiling on|off]\n");
     exit(2);
 }
 
@@ -500,6 +524,8 @@ int main(int argc, char **argv) {
             model_on = strcmp(argv[++i], "off") != 0;
         else if (strcmp(argv[i], "--changelog") == 0)
             changelog_on = strcmp(argv[++i], "off") != 0;
+        else if (strcmp(argv[i], "--transactional") == 0)
+            txn_on = strcmp(argv[++i], "off") != 0;
         else if (strcmp(argv[i], "--ceiling") == 0)
             ceiling_on = strcmp(argv[++i], "off") != 0;
         else if (strcmp(argv[i], "--brokers") == 0)
@@ -507,6 +533,8 @@ int main(int argc, char **argv) {
         else
             usage();
     }
+    if (txn_on)
+        changelog_on = 1; /* exactly-once keeps the state in the transaction */
     long long total = rate > 0 ? WARMUP + (long long)(rate * (seconds + PACED_WARMUP_S)) : n_events;
     /* keys spread users over partitions unevenly: room for all in each */
     cap_per_part = total + 1;
@@ -552,7 +580,9 @@ int main(int argc, char **argv) {
     if (prod && rate > 0 &&
         (bench_log_append_time(prod, in_topic) < 0 || bench_log_append_time(prod, out_topic) < 0))
         return 1;
-    const char *cprops[] = {"auto.offset.reset", "earliest", "fetch.wait.max.ms", "5", NULL};
+    const char *cprops[] = {
+        "auto.offset.reset", "earliest", "fetch.wait.max.ms", "5", "isolation.level",
+        "read_committed",    NULL};
     char cgroup[200];
     snprintf(cgroup, sizeof cgroup, "%s-reader", out_topic);
     rd_kafka_t *cons = nx_fixture_consumer(cgroup, err, sizeof err, cprops);
@@ -590,12 +620,13 @@ int main(int argc, char **argv) {
             "log_level = \"notice\";\nstate_dir = \"%s/state\";\n"
             "kafka: { brokers = \"%s\"; group_id = \"%s\"; input_topics = [\"%s\"];\n"
             "  output_topic = \"%s\"; dead_letter_topic = \"%s\"; commit_interval_ms = 1000;\n"
-            "  %s };\n"
+            "  transactional = %s; %s };\n"
             "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
             "output: { schema = \"%s/conf/schemas/prediction.avsc\"; explain = %d; };\n"
             "model: { enabled = %s; };\n"
             "checkpoint: { interval_s = 0; };\n",
             dir, nx_fixture_brokers(), group, in_topic, out_topic, dlq_topic,
+            txn_on ? "true" : "false",
             getenv("NX_BENCH_KAFKA_CONF") ? getenv("NX_BENCH_KAFKA_CONF") : "", srcdir, srcdir,
             getenv("NX_BENCH_EXPLAIN") ? atoi(getenv("NX_BENCH_EXPLAIN")) : 0,
             model_on ? "true" : "false");
@@ -656,11 +687,11 @@ int main(int argc, char **argv) {
             printf("%lld input offsets without a prediction (dead-lettered? see the log)\n",
                    missing);
         double span = (double)(last - first) / 1e6;
-        printf("model %s, changelog %s: %lld predictions; %.0f events/s (first to last "
-               "prediction, %.2f s); committed %lld/%lld after %.2f s from start (group join "
-               "included)\n",
-               model_on ? "on" : "off", changelog_on ? "on" : "off", predictions,
-               span > 0 ? (double)predictions / span : 0, span, c, total,
+        printf("model %s, changelog %s, transactional %s: %lld predictions; %.0f events/s "
+               "(first to last prediction, %.2f s); committed %lld/%lld after %.2f s from start "
+               "(group join included)\n",
+               model_on ? "on" : "off", changelog_on ? "on" : "off", txn_on ? "on" : "off",
+               predictions, span > 0 ? (double)predictions / span : 0, span, c, total,
                (double)(t_end - t_start) / 1e6);
         if (changelog_on)
             changelog_figures(total);
@@ -761,9 +792,9 @@ int main(int argc, char **argv) {
 #define Q(q) (n ? (double)lat[(long long)((q) * (double)(n - 1))] / 1000 : NAN)
         printf("model %s: %.0f events/s offered for %.1f s (%lld events); %lld predictions, "
                "%lld missing; latency produce -> prediction ms: p50 %.2f p99 %.2f p99.9 %.2f "
-               "max %.2f\n",
+               "max %.2f%s\n",
                model_on ? "on" : "off", (double)timed / send_s, send_s, timed, n, missing, Q(0.5),
-               Q(0.99), Q(0.999), Q(1.0));
+               Q(0.99), Q(0.999), Q(1.0), txn_on ? " (transactional)" : "");
         free(lat);
         if (before[0] && after[0])
             print_stages(before, after, t_start);
@@ -773,7 +804,7 @@ int main(int argc, char **argv) {
                         cpu0_broker >= 0 && cpu_broker >= 0 ? cpu_broker - cpu0_broker : -1, timed);
     }
     int st = 0;
-    if (changelog_on && rate <= 0 && exited_pid != pid) {
+    if (changelog_on && !txn_on && rate <= 0 && exited_pid != pid) {
         /* stopped first: its final flush is in the changelog for the restore */
         kill(pid, SIGTERM);
         waitpid(pid, &st, 0);

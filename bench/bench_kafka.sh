@@ -19,19 +19,29 @@
 # with the ceiling (EVENTS default 500000), the warm-up, five latency runs
 # in a row at 20,000 events/s and one at 50,000 events/s, then a summary
 # (p50 and p99 of each, the worst p99 of the five).
+# --txn: exactly-once against at-least-once, in one run: the throughput run
+# (EVENTS default 500000) with kafka.transactional off and on, a warm-up,
+# then the latency at 20,000 events/s off and on, and a summary (the
+# exactly-once share of the at-least-once throughput, p50 and p99 of each;
+# aims: >= 70%, p99 < 3 x kafka.transaction_interval_ms = 300 ms).
 # The broker is scripts/kafka's on $NX_KAFKA_PORT (default 39092); it is
 # started if it is not running, and stopped again at the end in that case.
 # nextactd asks for the CPU's best OpenBLAS kernels itself; OPENBLAS_CORETYPE
 # set here is obeyed. Figures depend on what else runs on the host: quote
 # them with its load (uptime) and CPU.
 #
-# usage: bench/bench_kafka.sh [--short] [BUILD_DIR] [EVENTS] [SECONDS]
-#        (defaults: build, 1000000 (--short: 500000), 10)
+# usage: bench/bench_kafka.sh [--short | --txn] [BUILD_DIR] [EVENTS] [SECONDS]
+#        (defaults: build, 1000000 (--short, --txn: 500000), 10)
 set -eu
 
 short=
+txn=
 if [ "${1:-}" = "--short" ]; then
     short=1
+    shift
+elif [ "${1:-}" = "--txn" ]; then
+    short=1
+    txn=1
     shift
 fi
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,8 +65,44 @@ echo "nextactd end to end, broker 127.0.0.1:${NX_KAFKA_PORT:-39092}," \
 echo "host: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores," \
     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # the lines worth keeping: figures, not the tool's chatter
-figures() { grep -E '^(model|stages|trainer|ceiling|cpu)'; }
+figures() { grep -E '^(model|stages|trainer|ceiling|cpu|transactions)'; }
 
+if [ -n "$txn" ]; then
+    out=$(mktemp)
+    for t in off on; do
+        "$tool" "$build/nextactd" "$here" --events "$events" --model on --transactional $t |
+            figures | tee -a "$out"
+    done
+    "$tool" "$build/nextactd" "$here" --rate 20000 --seconds 5 --model on > /dev/null
+    for t in off on; do
+        echo "20,000 events/s, transactional $t:"
+        "$tool" "$build/nextactd" "$here" --rate 20000 --seconds "$secs" --model on \
+            --transactional $t | figures | tee -a "$out"
+    done
+    # events/s first to last prediction flatters exactly-once (its first
+    # predictions show at the first commit, so its span starts late): the
+    # time until every offset is committed, from the daemon's start, is
+    # given too
+    awk '/^model on, changelog .* events\/s/ {
+            for (i = 1; i <= NF; i++) {
+                if ($i == "events/s") r[n + 0] = $(i - 1)
+                if ($i == "after") w[n + 0] = $(i + 1)
+            }
+            n++
+         }
+         /^model on: .* latency/ {
+            for (i = 1; i <= NF; i++) { if ($i == "p50") p50 = $(i + 1); if ($i == "p99") p99 = $(i + 1) }
+            l[m++] = p50 "/" p99
+         }
+         END { printf "summary: throughput at-least-once %s, exactly-once %s events/s (%.0f%%; aim >= 70%%); " \
+                      "all committed %s s vs %s s from start (%.0f%%); " \
+                      "20k p50/p99 ms at-least-once %s, exactly-once %s (aim: p99 < 300)\n",
+                      r[0], r[1], (r[0] > 0 ? 100 * r[1] / r[0] : 0), w[0], w[1],
+                      (w[1] > 0 ? 100 * w[0] / w[1] : 0), l[0], l[1] }' "$out"
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    rm -f "$out"
+    exit 0
+fi
 if [ -n "$short" ]; then
     models=on
 else

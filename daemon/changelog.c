@@ -10,6 +10,7 @@
 
 #include "changelog_int.h"
 #include "log.h"
+#include "txn.h"
 
 /* ---- helpers -------------------------------------------------------------------- */
 
@@ -183,14 +184,9 @@ static int check_topics(nx_changelog_t *cl, int *status, char *errstr, size_t er
 
 static int start_clients(nx_changelog_t *cl, int *status, char *errstr, size_t errstr_size) {
     const nx_config_t *cfg = cl->cfg;
-    char txid[512], host[256] = "", group[512], why[512];
-    const char *inst = cfg->state.instance_id;
-    if (!inst[0]) {
-        if (gethostname(host, sizeof host - 1) < 0 || !host[0])
-            snprintf(host, sizeof host, "nextactd");
-        inst = host;
-    }
-    snprintf(txid, sizeof txid, "%s-state-%s", cfg->kafka.group_id, inst);
+    char txid[512], inst[256], group[512], why[512];
+    nx_txn_instance(cfg, inst, sizeof inst);
+    nx_txn_id(cfg, txid, sizeof txid);
     snprintf(group, sizeof group, "%s-state-restore-%s", cfg->kafka.group_id, inst);
     const char *pprops[] = {"transactional.id",
                             txid,
@@ -203,10 +199,15 @@ static int start_clients(nx_changelog_t *cl, int *status, char *errstr, size_t e
                             "compression.type",
                             "lz4",
                             NULL};
-    rd_kafka_conf_t *conf = client_conf(cl, &cfg->kafka.producer, pprops, errstr, errstr_size);
-    if (!conf)
+    rd_kafka_conf_t *conf = NULL;
+    if (cfg->kafka.transactional) {
+        /* exactly-once: the predictions' producer, made transactional under
+         * the same id, writes the state too (txn.h) */
+        cl->producer = nx_kafka_producer(cl->kafka);
+        cl->borrowed = 1;
+    } else if (!(conf = client_conf(cl, &cfg->kafka.producer, pprops, errstr, errstr_size))) {
         return -1;
-    if (!(cl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why))) {
+    } else if (!(cl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why))) {
         rd_kafka_conf_destroy(conf);
         return nx_errf(errstr, errstr_size, "changelog: producer: %s", why);
     }
@@ -296,7 +297,7 @@ void nx_changelog_destroy(nx_changelog_t *cl) {
     }
     if (cl->rkt)
         rd_kafka_topic_destroy(cl->rkt);
-    if (cl->producer)
+    if (cl->producer && !cl->borrowed)
         rd_kafka_destroy(cl->producer);
     if (cl->store)
         nx_store_track_changes(cl->store, 0);
@@ -568,8 +569,10 @@ void nx_changelog_assign(nx_changelog_t *cl, const rd_kafka_topic_partition_list
 void nx_changelog_revoke(nx_changelog_t *cl, const rd_kafka_topic_partition_list_t *parts,
                          int lost) {
     int stopped = 0;
-    /* while they are still ours: their changes and offsets go out now */
-    if (!lost && flush(cl, (int)cl->cfg->kafka.flush_timeout_ms) != 0)
+    /* while they are still ours: their changes and offsets go out now
+     * (exactly-once: nx_txn_revoke has committed them) */
+    if (!lost && !cl->cfg->kafka.transactional &&
+        flush(cl, (int)cl->cfg->kafka.flush_timeout_ms) != 0)
         nx_warn("changelog: flush at revoke failed; the partitions' next owner reads their "
                 "input again from the last flush");
     for (int i = 0; i < parts->cnt; i++) {
@@ -590,6 +593,8 @@ void nx_changelog_tick(nx_changelog_t *cl, int64_t now_mono, int64_t budget_us) 
         return;
     if (nx_changelog_restoring(cl))
         nx_changelog_restore_slice(cl, budget_us);
+    if (cl->cfg->kafka.transactional)
+        return; /* txn.c commits */
     if (now_mono - cl->last_flush_mono < cl->cfg->kafka.commit_interval_ms ||
         now_mono < cl->retry_mono)
         return;
@@ -603,4 +608,29 @@ void nx_changelog_tick(nx_changelog_t *cl, int64_t now_mono, int64_t budget_us) 
 void nx_changelog_stats(const nx_changelog_t *cl, nx_changelog_stats_t *stats) {
     *stats = cl->st;
     stats->restoring = nx_changelog_restoring(cl);
+}
+
+/* ---- exactly-once: the transaction is txn.c's ----------------------------------------------- */
+
+rd_kafka_topic_partition_list_t *nx_changelog_txn_write(nx_changelog_t *cl, size_t *written,
+                                                        rd_kafka_error_t **e) {
+    uint64_t before = cl->st.records + cl->st.tombstones;
+    rd_kafka_topic_partition_list_t *offsets = NULL;
+    *e = NULL;
+    if (produce_changes(cl) < 0) {
+        *e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__FAIL, "producing the changes failed");
+    } else if ((offsets = moved_offsets(cl)) || cl->n_sent) {
+        for (int32_t p = 0; p < cl->n_parts && !*e; p++)
+            if (cl->state[p] == P_LIVE && produce_position(cl, p) < 0)
+                *e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__FAIL, "producing a position failed");
+    }
+    *written = (size_t)(cl->st.records + cl->st.tombstones - before);
+    return offsets;
+}
+
+void nx_changelog_txn_end(nx_changelog_t *cl, rd_kafka_topic_partition_list_t *offsets, int ok) {
+    txn_done(cl, offsets, ok);
+    for (size_t i = 0; i < cl->n_deferred; i++)
+        nx_store_mark_changed(cl->store, cl->deferred[i].user, cl->deferred[i].partition);
+    cl->n_deferred = 0;
 }

@@ -30,6 +30,11 @@
  * writes them); a fatal one (fenced) marks the changelog failed: the loop
  * stops and the daemon exits 1.
  *
+ * Exactly-once (kafka.transactional): the changelog has no producer of its
+ * own; kafka.c's producer, transactional under the same id, carries the
+ * predictions too, and txn.c decides when its transactions commit (the
+ * periodic and the revoke flush above are left to it: nx_changelog_txn_*).
+ *
  * Restore: a partition assigned to this instance is held (nx_kafka_hold),
  * its stale users dropped, and its changelog partition read from the
  * beginning to its end (read_committed, a consumer of its own with no
@@ -103,5 +108,21 @@ void nx_changelog_tick(nx_changelog_t *cl, int64_t now_mono, int64_t budget_us);
 int nx_changelog_flush(nx_changelog_t *cl);
 
 void nx_changelog_stats(const nx_changelog_t *cl, nx_changelog_stats_t *stats);
+
+/* Exactly-once (kafka.transactional; txn.h drives the transaction, which
+ * is open on kafka's producer, the changelog's then): the periodic and the
+ * revoke flush are left to txn.c, which calls these.
+ * txn_write: produces the changed users and the position records into the
+ * open transaction; returns the input offsets to commit with it (NULL if
+ * none moved; caller destroys), *written the user records and tombstones
+ * produced, *e an error (caller destroys) when producing failed.
+ * txn_end: after the commit (ok) or the abort of that transaction.
+ * rewind: after an abort, every live partition goes back to what the last
+ * committed transaction covers: its input held and sought back to the
+ * committed offsets, its users dropped and restored from the changelog. */
+rd_kafka_topic_partition_list_t *nx_changelog_txn_write(nx_changelog_t *cl, size_t *written,
+                                                        rd_kafka_error_t **e);
+void nx_changelog_txn_end(nx_changelog_t *cl, rd_kafka_topic_partition_list_t *offsets, int ok);
+void nx_changelog_rewind(nx_changelog_t *cl);
 
 #endif /* NX_CHANGELOG_H */

@@ -68,6 +68,7 @@ struct nx_changelog {
     int n_topics;
     int32_t n_parts;         /* partitions of every input topic and of the changelog */
     rd_kafka_t *producer;    /* transactional */
+    int borrowed;            /* producer is kafka's (exactly-once, txn.h) */
     rd_kafka_t *reader;      /* restore consumer (manual assignment) */
     rd_kafka_topic_t *rkt;   /* the changelog topic, for the producer */
     uint8_t *state;          /* (n_parts) P_* */

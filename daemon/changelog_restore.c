@@ -244,6 +244,41 @@ void nx_changelog_restore_slice(nx_changelog_t *cl, int64_t budget_us) {
         nx_changelog_reader_assign(cl);
 }
 
+/* The input offset partition (topic t, p) goes back to after an aborted
+ * transaction: the last one this process committed; else the group's
+ * committed offset (where the partition started: no transaction of ours
+ * moved it); else its beginning (auto.offset.reset is earliest). */
+static int64_t rewind_offset(nx_changelog_t *cl, int t, int32_t p) {
+    int64_t off = *nx_changelog_committed_at(cl, t, p);
+    if (off >= 0)
+        return off;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, cl->cfg->kafka.input_topics.v[t], p);
+    if (nx_kafka_committed(cl->kafka, l, 10000) == 0 && l->elems[0].offset >= 0)
+        off = l->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    return off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+}
+
+void nx_changelog_rewind(nx_changelog_t *cl) {
+    int any = 0;
+    for (int32_t p = 0; p < cl->n_parts; p++) {
+        if (cl->state[p] != P_LIVE)
+            continue;
+        /* the offsets first: dropping the partition forgets them */
+        for (int t = 0; t < cl->n_topics; t++) {
+            int64_t off = rewind_offset(cl, t, p);
+            if (nx_kafka_hold(cl->kafka, t, p) == 0)
+                nx_kafka_seek_back(cl->kafka, t, p, off);
+        }
+        nx_changelog_drop_partition(cl, p);
+        nx_changelog_restore_begin(cl, p);
+        any = 1;
+    }
+    if (any)
+        nx_changelog_reader_assign(cl);
+}
+
 /* Partitions being restored. */
 int nx_changelog_restoring(const nx_changelog_t *cl) {
     int n = 0;

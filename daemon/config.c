@@ -636,10 +636,15 @@ static int cross_check(nx_cfg_ctx_t *ctx, nx_config_t *cfg, const config_t *c) {
         return nx_config_fail(ctx, find_line(cfg, c, "features.windows_s"),
                               "features.windows_s has %d windows; 1 to %d allowed",
                               cfg->features.windows_s.n, NX_STORE_MAX_WINDOWS);
-    if (cfg->kafka.transactional)
+    /* exactly-once puts the users' state into the predictions' transaction:
+     * without a changelog a restart could not get back to what the last
+     * committed transaction covers */
+    if (cfg->kafka.transactional && !cfg->state.changelog[0])
         return nx_config_fail(ctx, find_line(cfg, c, "kafka.transactional"),
-                              "kafka.transactional = true (exactly-once) is not implemented yet; "
-                              "nextactd delivers at least once: set it to false");
+                              "kafka.transactional = true needs state.changelog (a compacted "
+                              "topic, e.g. \"%s-state\"): the users' state goes into the same "
+                              "transaction as the predictions and input offsets",
+                              cfg->kafka.group_id);
     if (cfg->model.hidden.n > NX_MLP_MAX_HIDDEN)
         return nx_config_fail(ctx, find_line(cfg, c, "model.hidden"),
                               "model.hidden has %d layers; at most %d allowed", cfg->model.hidden.n,

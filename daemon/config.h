@@ -91,9 +91,11 @@ typedef struct nx_config {
         int64_t commit_interval_ms;
         int64_t poll_batch; /* events per polled batch */
         int64_t poll_timeout_ms;
-        int64_t flush_timeout_ms; /* producer flush bound at shutdown */
-        int transactional;
-        nx_strmap_t consumer; /* librdkafka pass-through */
+        int64_t flush_timeout_ms;        /* producer flush bound at shutdown */
+        int transactional;               /* exactly-once (txn.h) */
+        int64_t transaction_interval_ms; /* commit the open transaction after this long */
+        int64_t transaction_max_events;  /* or once it holds this many predictions */
+        nx_strmap_t consumer;            /* librdkafka pass-through */
         nx_strmap_t producer;
     } kafka;
 

@@ -90,7 +90,8 @@ static const nx_rdk_refusal_t nx_rdk_refused[] = {
     {"delivery.report.only.error", NX_RDK_PRODUCER, NX_RDK_ANY, NULL,
      "an input offset advances on its prediction's delivery report"},
     {"transactional.id", NX_RDK_PRODUCER, NX_RDK_ANY, NULL,
-     "exactly-once is kafka.transactional (not implemented yet)"},
+     "kafka.transactional = true derives it from kafka.group_id and state.instance_id, so "
+     "that a restarted instance fences its predecessor"},
 };
 /* clang-format on */
 

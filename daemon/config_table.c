@@ -48,8 +48,18 @@ const nx_cfg_desc_t nx_config_table[] = {
     {"kafka.flush_timeout_ms", NX_CT_INT, OFF(kafka.flush_timeout_ms), "10000", 0, 600000, NULL, 0,
      "Longest producer flush at shutdown, milliseconds; keep under TimeoutStopSec."},
     {"kafka.transactional", NX_CT_BOOL, OFF(kafka.transactional), "false", 0, 0, NULL, 0,
-     "Exactly-once (transactional producer): not implemented yet, must be false;\n"
-     "delivery is at least once, each prediction carrying its input offset."},
+     "Exactly-once: one transactional producer writes each span of input's predictions,\n"
+     "dead letters, changelog records and input offsets in one Kafka transaction (every\n"
+     "transaction_interval_ms or transaction_max_events). Needs state.changelog; its\n"
+     "transactional.id is \"<group_id>-state-<state.instance_id>\". Consumers of the output\n"
+     "read with isolation.level=read_committed. false = at least once, each prediction\n"
+     "carrying its input offset."},
+    {"kafka.transaction_interval_ms", NX_CT_INT, OFF(kafka.transaction_interval_ms), "100", 10, 60000, NULL, 0,
+     "With kafka.transactional: the open transaction commits after this many milliseconds;\n"
+     "a prediction becomes visible to read_committed consumers at its commit."},
+    {"kafka.transaction_max_events", NX_CT_INT, OFF(kafka.transaction_max_events), "50000", 1, 10000000, NULL, 0,
+     "With kafka.transactional: the open transaction commits once it holds this many\n"
+     "predictions, if transaction_interval_ms has not passed first."},
     {"kafka.consumer", NX_CT_RDKAFKA, OFF(kafka.consumer), "{}", 0, 0, NULL, 0,
      "librdkafka consumer properties passed through, dots written as underscores\n"
      "(security_protocol = \"SSL\"; ssl_ca_location = \"/etc/ssl/ca.pem\";). Refused: those\n"
@@ -61,7 +71,7 @@ const nx_cfg_desc_t nx_config_table[] = {
      "librdkafka producer properties passed through, as kafka.consumer. Refused, as they\n"
      "would lose or duplicate predictions: acks other than all, enable_idempotence =\n"
      "false, max_in_flight over 5, retries = 0, delivery_report_only_error,\n"
-     "transactional_id; and bootstrap_servers."},
+     "transactional_id (kafka.transactional derives it); and bootstrap_servers."},
 
     {"input.framing", NX_CT_ENUM, OFF(input.framing), "\"raw\"", 0, 0, "raw|confluent", 0,
      "Payload framing: raw Avro binary (writer_schema) or Confluent wire format (schema_dir)."},

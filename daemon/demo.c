@@ -252,9 +252,8 @@ int nx_demo_main(int argc, char **argv) {
     printf("  one-vs-rest AUC:");
     for (int k = 0; k < s.n_classes; k++)
         printf(" %s %.3f", nx_pipeline_class_name(r.pipe, k), s.auc[k]);
-    printf("\n  latency from event produce to prediction acknowledged: p50 %lld ms, p99 %lld "
-           "ms\n",
-           (long long)nx_run_latency_quantile(&r.lat, 0.5),
+    printf("\n  latency from event produce to prediction %s: p50 %lld ms, p99 %lld ms\n",
+           r.txn ? "committed" : "acknowledged", (long long)nx_run_latency_quantile(&r.lat, 0.5),
            (long long)nx_run_latency_quantile(&r.lat, 0.99));
 out:
     if (feed.producer) {

@@ -248,8 +248,11 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     put(&o, "nextactd_produce_retries_total %llu\n", (unsigned long long)m->produce_retries);
 
     put_histogram(&o, "nextactd_latency_seconds",
-                  "Input record (broker timestamp) to its prediction acknowledged.", m->n_buckets,
-                  m->bucket_le, m->bucket_count, m->latency_sum);
+                  m->transactional
+                      ? "Input record (broker timestamp) to the commit of its prediction's "
+                        "transaction."
+                      : "Input record (broker timestamp) to its prediction acknowledged.",
+                  m->n_buckets, m->bucket_le, m->bucket_count, m->latency_sum);
     put_stages(&o, m);
     put_histogram(&o, "nextactd_training_step_seconds",
                   "Duration of one training step (mini-batch forward, backward, update).",
@@ -346,6 +349,23 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
         head(&o, "nextactd_changelog_aborts_total", "counter",
              "Changelog transactions aborted (their users are written by the next).");
         put(&o, "nextactd_changelog_aborts_total %llu\n", (unsigned long long)m->changelog_aborts);
+    }
+    if (m->transactional) {
+        head(&o, "nextactd_transactions_committed_total", "counter",
+             "Exactly-once transactions committed (predictions, dead letters, changelog records "
+             "and input offsets of a span of input).");
+        put(&o, "nextactd_transactions_committed_total %llu\n",
+            (unsigned long long)m->txn_committed);
+        head(&o, "nextactd_transactions_aborted_total", "counter",
+             "Exactly-once transactions aborted: the state went back to the last committed one "
+             "and the span was processed again.");
+        put(&o, "nextactd_transactions_aborted_total %llu\n", (unsigned long long)m->txn_aborted);
+        put_histogram(&o, "nextactd_transaction_duration_seconds",
+                      "Committed transactions, from their start to the end of their commit.",
+                      m->n_txn_buckets, m->txn_le, m->txn_count, m->txn_sum_s);
+        head(&o, "nextactd_transaction_commit_seconds_total", "counter",
+             "Time the loop spent committing transactions (it waits for each commit).");
+        put(&o, "nextactd_transaction_commit_seconds_total %.6f\n", m->txn_commit_s);
     }
     head(&o, "nextactd_schema_registry_fetches_total", "counter",
          "Writer schema fetches from the Schema Registry by outcome (failed: no answer, timeout, "

@@ -145,6 +145,14 @@ typedef struct nx_http_metrics {
     uint64_t changelog_bytes;       /* keys and values written */
     uint64_t changelog_flushes;     /* transactions committed */
     uint64_t changelog_aborts;      /* transactions aborted */
+    /* exactly-once (txn.h); transactional 0 = off, the rest unshown */
+    int transactional;
+    uint64_t txn_committed, txn_aborted;
+    int n_txn_buckets;
+    double txn_le[NX_HTTP_MAX_BUCKETS]; /* s, the last +Inf */
+    uint64_t txn_count[NX_HTTP_MAX_BUCKETS];
+    double txn_sum_s;    /* transaction durations, open to committed */
+    double txn_commit_s; /* time the loop spent committing */
     /* Schema Registry: writer schemas fetched by outcome, and the input
      * partitions waiting for one */
     uint64_t registry_found, registry_not_found, registry_failures, registry_retries;

@@ -12,6 +12,7 @@
 
 #include "kafka_int.h"
 #include "log.h"
+#include "txn.h"
 
 /* Pause input when the producer holds this many unacknowledged records,
  * resume below half of it. librdkafka's own queue takes 100000 by default. */
@@ -69,6 +70,25 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     nx_kafka_t *kafka = opaque;
     nx_ticket_t ticket = (nx_ticket_t)(uintptr_t)m->_private;
     int is_dlq = kafka->dlq_topic && strcmp(rd_kafka_topic_name(m->rkt), kafka->dlq_topic) == 0;
+    if (ticket == NX_TICKET_NONE && kafka->transactional) {
+        /* the changelog's records, in the same transaction (txn.h): not
+         * predictions; a failure aborts the transaction */
+        if (m->err)
+            kafka->stats.produce_failures++;
+        return;
+    }
+    if (m->err && kafka->transactional) {
+        /* The record's transaction cannot commit now: txn.c aborts it and
+         * the span is processed again. Producing it again here would put it
+         * into the next transaction besides its twin. */
+        kafka->stats.produce_failures++;
+        if (m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+            NX_LOG_RL(NX_LOG_WARNING, "kafka: delivery to %s failed: %s; its transaction aborts",
+                      rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        if (kafka->hooks.delivered)
+            kafka->hooks.delivered(kafka->hooks.opaque, is_dlq, m->err, 0, -1);
+        return;
+    }
     if (m->err) {
         /* Never skip a prediction: produce it again. librdkafka has already
          * retried within message.timeout.ms; this covers what is left. */
@@ -435,8 +455,21 @@ nx_kafka_t *nx_kafka_new(const nx_config_t *cfg, const nx_kafka_hooks_t *hooks, 
     /* producer: the user's pass-through properties come last */
     if (!(pconf = base_conf(kafka, errstr, errstr_size)))
         goto err;
-    if (conf_apply_list(pconf, nx_kafka_producer_tuning, errstr, errstr_size) < 0 ||
-        conf_apply_map(pconf, &cfg->kafka.producer, errstr, errstr_size) < 0)
+    if (conf_apply_list(pconf, nx_kafka_producer_tuning, errstr, errstr_size) < 0)
+        goto err;
+    kafka->transactional = cfg->kafka.transactional;
+    if (kafka->transactional) {
+        /* exactly-once (txn.h): the id fences a predecessor; an open
+         * transaction of a crashed process holds back read_committed
+         * readers (and the next owner's restore) until the coordinator
+         * aborts it: 10 s instead of librdkafka's 60 s default */
+        char txid[512];
+        nx_txn_id(cfg, txid, sizeof txid);
+        if (conf_set(pconf, "transactional.id", txid, errstr, errstr_size) < 0 ||
+            conf_set(pconf, "transaction.timeout.ms", "10000", errstr, errstr_size) < 0)
+            goto err;
+    }
+    if (conf_apply_map(pconf, &cfg->kafka.producer, errstr, errstr_size) < 0)
         goto err;
     rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
     kafka->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, why, sizeof why);
@@ -555,26 +588,39 @@ static int seek_held(nx_kafka_t *kafka, tracker_t *t) {
     return t->seek_due ? -1 : 0;
 }
 
-int nx_kafka_rewind(nx_kafka_t *kafka, int topic, int32_t partition, int64_t offset,
-                    int64_t hold_ms) {
-    tracker_t *t = topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, partition);
-    if (!t)
-        return -1;
+/* Pauses t's partition, seeks it to offset and holds it for hold_ms. */
+static void seek_back(nx_kafka_t *kafka, tracker_t *t, int64_t offset, int64_t hold_ms) {
     /* Paused first: librdkafka drops what it fetched ahead for the
      * partition at once, and the seek then sets where fetching resumes
      * (a seek also forgets the position the application last read, which
      * a later pause would otherwise go back to). */
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, kafka->topics.v[topic], partition);
+    rd_kafka_topic_partition_list_add(list, kafka->topics.v[t->topic], t->partition);
     rd_kafka_pause_partitions(kafka->consumer, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (!t->hold_until)
         kafka->n_held++;
     t->hold_until = nx_now_mono_ms() + (hold_ms > 0 ? hold_ms : 1);
     t->rewind_to = offset;
+    seek_held(kafka, t);
+}
+
+int nx_kafka_rewind(nx_kafka_t *kafka, int topic, int32_t partition, int64_t offset,
+                    int64_t hold_ms) {
+    tracker_t *t = topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, partition);
+    if (!t)
+        return -1;
+    seek_back(kafka, t, offset, hold_ms);
     t->rewound = 1;
     kafka->stats.rewinds++;
-    seek_held(kafka, t);
+    return 0;
+}
+
+int nx_kafka_seek_back(nx_kafka_t *kafka, int topic, int32_t partition, int64_t offset) {
+    tracker_t *t = topic < 0 ? NULL : nx_kafka_tracker_find(kafka, topic, partition);
+    if (!t)
+        return -1;
+    seek_back(kafka, t, offset, 1);
     return 0;
 }
 

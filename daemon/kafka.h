@@ -9,6 +9,11 @@
  * produce) the ticket is marked done, and a partition's stored offset
  * advances over the longest prefix of done records.
  *
+ * Exactly-once (kafka.transactional; txn.h): the producer is transactional
+ * (transactional.id from nx_txn_id) and shared with the changelog; a failed
+ * delivery is never produced again here: its transaction aborts and the
+ * span is processed again.
+ *
  * Commits: enable.auto.commit=false. This module never commits on its own:
  * the owner decides what may be committed, because an offset may only be
  * committed once the state it changed is durable (DESIGN.md, Durability).
@@ -154,6 +159,17 @@ nx_ticket_t nx_kafka_track(nx_kafka_t *kafka, const rd_kafka_message_t *msg);
  * partition is not assigned (a stale record). */
 int nx_kafka_rewind(nx_kafka_t *kafka, int topic, int32_t partition, int64_t offset,
                     int64_t hold_ms);
+
+/* Sends input partition (topic index, partition) back to offset (or a
+ * logical one: RD_KAFKA_OFFSET_BEGINNING) after an aborted transaction:
+ * pauses it and seeks; it resumes at the next poll unless the owner holds
+ * it (nx_kafka_hold), then at its release. 0, or -1 if not assigned. */
+int nx_kafka_seek_back(nx_kafka_t *kafka, int topic, int32_t partition, int64_t offset);
+
+/* Exactly-once, after an aborted transaction: every record in flight was
+ * in it; their tickets are forgotten (their delivery reports, failures,
+ * change nothing) so the rings do not hold back the input. */
+void nx_kafka_forget_inflight(nx_kafka_t *kafka);
 
 /* The record of this ticket needs nothing produced: done now. */
 void nx_kafka_done(nx_kafka_t *kafka, nx_ticket_t ticket);

@@ -127,6 +127,16 @@ int64_t nx_kafka_ticket_done(nx_kafka_t *kafka, nx_ticket_t ticket) {
     return in_ts;
 }
 
+void nx_kafka_forget_inflight(nx_kafka_t *kafka) {
+    for (int i = 0; i < MAX_TRACKERS; i++) {
+        tracker_t *t = &kafka->trackers[i];
+        if (!t->used)
+            continue;
+        t->gen++; /* outstanding tickets miss */
+        t->head = t->tail;
+    }
+}
+
 void nx_kafka_done(nx_kafka_t *kafka, nx_ticket_t ticket) {
     nx_kafka_ticket_done(kafka, ticket);
 }

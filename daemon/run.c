@@ -45,6 +45,11 @@
  *   meanwhile), a revoked one flushed and dropped; no seek to checkpoint or
  *   hand-over offsets. Checkpoints still keep the model; their offsets are
  *   not committed. A fenced changelog producer stops the loop (exit 1).
+ * - Exactly-once (kafka.transactional; txn.h): the predictions go into the
+ *   changelog's transaction, committed by txn.c every
+ *   kafka.transaction_interval_ms (ops_tick; the poll waits no longer than
+ *   that), on revoke and at shutdown; the latency histogram measures to
+ *   the commit. A fenced producer stops the loop (exit NX_EXIT_FENCED).
  * - Metrics (http.h): a snapshot of the figures is published to the HTTP
  *   thread every PUBLISH_MS.
  * - Test-only environment: NX_DEBUG_HANG_AFTER_MS=N stops the loop N ms
@@ -139,19 +144,36 @@ int nx_run_emit(void *opaque, size_t index, const nx_event_t *ev, const void *re
     if (r->rec_ts[index] > 0)
         nx_stages_add(&r->stages, NX_STAGE_TO_PRODUCE,
                       r->polled_wall_us + (now - r->polled_mono_us) - r->rec_ts[index] * 1000, 1);
+    if (r->txn)
+        nx_txn_note(r->txn, r->rec_ts[index]);
     return nx_kafka_produce(r->kafka, r->tickets[index], ev->user_id, ev->user_id_len, rec, len);
 }
 
 static void delivered(void *opaque, int is_dlq, rd_kafka_resp_err_t err, int64_t latency_ms,
                       int64_t ack_us) {
     nx_run_t *r = opaque;
-    if (!is_dlq && !err && latency_ms >= 0) {
+    /* exactly-once: visible at the commit, measured there (txn_committed) */
+    if (!is_dlq && !err && latency_ms >= 0 && !r->txn) {
         latency_add(&r->lat, latency_ms);
         latency_add(&r->lat_window, latency_ms);
         r->lat_sum_s += (double)latency_ms / 1000;
     }
     if (!is_dlq && !err && ack_us >= 0)
         nx_stages_add(&r->stages, NX_STAGE_ACK, ack_us, 1);
+}
+
+/* Exactly-once: a transaction committed; its predictions' latency runs from
+ * their input record to now. */
+static void txn_committed(void *opaque, const int64_t *in_ts, size_t n, int64_t now_wall_ms) {
+    nx_run_t *r = opaque;
+    for (size_t i = 0; i < n; i++) {
+        if (in_ts[i] <= 0)
+            continue;
+        int64_t ms = now_wall_ms - in_ts[i];
+        latency_add(&r->lat, ms);
+        latency_add(&r->lat_window, ms);
+        r->lat_sum_s += (double)ms / 1000;
+    }
 }
 
 /* Partitions of one batch stopped at a record whose writer schema is not
@@ -364,6 +386,10 @@ static int seen_before(const rd_kafka_topic_partition_list_t *parts, int i) {
 
 static void on_revoked(void *opaque, const rd_kafka_topic_partition_list_t *parts) {
     nx_run_t *r = opaque;
+    /* exactly-once: the open transaction commits (or aborts) while the
+     * partitions are still ours; at shutdown the final one is committed */
+    if (r->txn && !r->stopping)
+        nx_txn_revoke(r->txn, nx_kafka_revoke_lost(r->kafka));
     watermark_parts(r, parts, 0);
     if (!r->durable && !r->changelog && !nx_kafka_revoke_lost(r->kafka))
         nx_kafka_commit_acknowledged(r->kafka, 0);
@@ -464,9 +490,12 @@ static void metrics_init(nx_run_t *r) {
  * the state can be made durable: a failing checkpoint makes the instance
  * not ready, so an orchestrator's readiness probe shows what the log says. */
 static void readiness(nx_http_metrics_t *m, const nx_kafka_stats_t *ks,
-                      const nx_ckptdir_stats_t *cs, const nx_changelog_stats_t *ls) {
+                      const nx_ckptdir_stats_t *cs, const nx_changelog_stats_t *ls,
+                      const nx_txn_stats_t *ts) {
     m->ready = 0;
-    if (ls->failed)
+    if (ts->failed)
+        snprintf(m->not_ready, sizeof m->not_ready, "transactional producer fenced: stopping");
+    else if (ls->failed)
         snprintf(m->not_ready, sizeof m->not_ready, "changelog failed (fenced?): stopping");
     else if (ls->restoring)
         snprintf(m->not_ready, sizeof m->not_ready, "restoring %d partition(s) from the changelog",
@@ -577,6 +606,22 @@ static void metrics_publish(nx_run_t *r) {
         m->changelog_aborts = ls.aborts;
         m->offset_commits = ls.flushes;
     }
+    nx_txn_stats_t ts = {0};
+    if (r->txn) {
+        nx_txn_stats(r->txn, &ts);
+        m->transactional = 1;
+        m->txn_committed = ts.committed;
+        m->txn_aborted = ts.aborted;
+        _Static_assert(NX_TXN_BUCKETS <= NX_HTTP_MAX_BUCKETS, "transaction buckets");
+        m->n_txn_buckets = NX_TXN_BUCKETS;
+        for (int i = 0; i < NX_TXN_BUCKETS; i++) {
+            m->txn_le[i] = nx_txn_bucket_le(i);
+            m->txn_count[i] = ts.dur_count[i];
+        }
+        m->txn_sum_s = ts.dur_sum_s;
+        m->txn_commit_s = ts.commit_s;
+        m->offset_commits = ts.committed;
+    }
     m->schema_waits = ks.rewinds;
     m->schema_waiting_partitions = ks.held_partitions;
     if (r->registry) {
@@ -588,7 +633,7 @@ static void metrics_publish(nx_run_t *r) {
         m->registry_retries = rs.retries;
         m->registry_pending = rs.pending;
     }
-    readiness(m, &ks, &cs, &ls);
+    readiness(m, &ks, &cs, &ls, &ts);
     nx_http_publish(r->http, m);
 }
 
@@ -613,6 +658,8 @@ static void ops_tick(nx_run_t *r, int64_t now_mono) {
             (r->ckpt_requested || (every > 0 && now_mono - r->last_ckpt_mono >= every)))
             nx_run_ckpt_start(r, now_mono);
     }
+    if (r->txn)
+        nx_txn_tick(r->txn, now_mono);
     if (r->changelog)
         nx_changelog_tick(r->changelog, now_mono, RESTORE_SLICE_US);
     else if (!r->durable && now_mono - r->last_commit_mono >= r->cfg->kafka.commit_interval_ms) {
@@ -673,6 +720,8 @@ int nx_run_loop(nx_run_t *r, const nx_run_hook_t *hook) {
         int wait = (int)r->cfg->kafka.poll_timeout_ms;
         if (r->changelog && nx_kafka_holding(r->kafka))
             wait = 0;
+        if (r->txn)
+            wait = nx_txn_wait_ms(r->txn, nx_now_mono_ms(), wait);
         int64_t poll_start = clock_us(CLOCK_MONOTONIC);
         int n = nx_kafka_poll_batch(r->kafka, r->msgs, batch, wait);
         if (n < 0) {
@@ -696,6 +745,10 @@ int nx_run_loop(nx_run_t *r, const nx_run_hook_t *hook) {
                 rc = 1;
                 break;
             }
+        }
+        if (nx_txn_failed(r->txn)) {
+            rc = NX_EXIT_FENCED;
+            break;
         }
         debug_hang(t0);
         if (reload_requested) {
@@ -878,6 +931,12 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
         !(r->changelog = nx_changelog_new(r->cfg, r->kafka, r->pipe, &r->offs,
                                           nx_run_key_fingerprint(r->key), status, err, err_size)))
         return -1;
+    nx_txn_hooks_t txn_hooks = {.committed = txn_committed, .opaque = r};
+    if (r->cfg->kafka.transactional &&
+        !(r->txn = nx_txn_new(r->cfg, r->kafka, r->changelog, &txn_hooks, err, err_size))) {
+        *status = 1;
+        return -1;
+    }
     metrics_init(r);
     if (r->cfg->metrics.listen[0]) {
         if (!(r->http = nx_http_start(r->cfg->metrics.listen, err, err_size)))
@@ -924,6 +983,7 @@ void nx_run_teardown(nx_run_t *r) {
         alarm((unsigned)(r->cfg->kafka.flush_timeout_ms / 1000) + CLOSE_GRACE_S);
         nx_kafka_close(r->kafka);
     }
+    nx_txn_destroy(r->txn);
     nx_changelog_destroy(r->changelog);
     nx_kafka_destroy(r->kafka);
     alarm(0);

@@ -158,8 +158,9 @@ int nx_run_ckpt_final(nx_run_t *r) {
     nx_ckptdir_cancel(r->ckdir);
     int timeout = (int)r->cfg->kafka.flush_timeout_ms;
     if (r->changelog) {
-        /* the state's home: flushed (with the offsets it covers) first */
-        int cl = nx_changelog_flush(r->changelog);
+        /* the state's home: flushed (with the offsets it covers) first;
+         * exactly-once: the last transaction, predictions and all */
+        int cl = r->txn ? nx_txn_commit(r->txn, 1) : nx_changelog_flush(r->changelog);
         ckpt_local(r);
         return cl == 0 ? 0 : NX_EXIT_STATE_NOT_SAVED;
     }

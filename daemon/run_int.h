@@ -28,6 +28,7 @@
 #include "registry.h"
 #include "siphash.h"
 #include "stages.h"
+#include "txn.h"
 
 /* Exit status of a stop whose final checkpoint could not be written: the
  * state since the last durable checkpoint is not on disk (sysexits'
@@ -85,6 +86,9 @@ struct nx_run {
     /* state in Kafka (state.changelog set): the changelog's transactions
      * commit the input offsets; checkpoints then keep only a cache */
     nx_changelog_t *changelog; /* NULL = off */
+    /* exactly-once (kafka.transactional; txn.h): predictions, changelog
+     * records and input offsets commit together */
+    nx_txn_t *txn; /* NULL = off */
     /* durability: with periodic checkpoints, input offsets are committed
      * only once a checkpoint holding the state they changed is durable */
     int durable;                                 /* checkpoint.interval_s > 0 */

@@ -181,16 +181,17 @@ int nx_drun_write_conf(const nx_drun_t *dr, const nx_drun_conf_t *conf) {
              * the others, so no event falls behind the watermark by more
              * than the lateness (see labels below) in any run */
             "  consumer = { session_timeout_ms = \"6000\"; heartbeat_interval_ms = \"500\";\n"
-            "    max_partition_fetch_bytes = \"8192\"; }; };\n"
+            "    max_partition_fetch_bytes = \"8192\"; };\n  %s };\n"
             "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
             "output: { schema = \"%s/conf/schemas/prediction.avsc\"; };\n"
             /* no expiry by time or wall clock in any run: the tests compare
              * per-user state, not the maintenance schedule */
             "features: { user_ttl_s = 31536000; };\n"
             "labels: { idle_advance_ms = 3600000; allowed_lateness_ms = 86400000; };\n"
-            "checkpoint: { interval_s = %d; keep = 3; };\nmetrics: { listen = \"%s\"; };\n",
-            state_dir, nx_fixture_brokers(), group, dr->in_topic, conf->out_topic, dr->src_dir,
-            dr->src_dir, conf->interval_s, listen);
+            "checkpoint: { interval_s = %d; keep = 3; };\nmetrics: { listen = \"%s\"; };\n%s\n",
+            state_dir, nx_fixture_brokers(), group, dr->in_topic, conf->out_topic,
+            conf->kafka ? conf->kafka : "", dr->src_dir, dr->src_dir, conf->interval_s, listen,
+            conf->extra ? conf->extra : "");
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -319,8 +320,11 @@ nx_drun_out_t *nx_drun_out_new(const nx_drun_t *dr, const char *out_topic) {
         if (!(out->seen[p] = calloc((size_t)dr->n_events + 1, 1)))
             goto err;
     snprintf(group, sizeof group, "%s-checker", out_topic);
-    out->consumer = nx_fixture_consumer(group, err, sizeof err,
-                                        (const char *[]){"enable.auto.commit", "false", NULL});
+    /* read_committed: what a downstream consumer of exactly-once output
+     * sees (librdkafka's default too; said here because tests rely on it) */
+    out->consumer = nx_fixture_consumer(
+        group, err, sizeof err,
+        (const char *[]){"enable.auto.commit", "false", "isolation.level", "read_committed", NULL});
     if (!out->consumer) {
         fprintf(stderr, "consumer: %s\n", err);
         goto err;

@@ -78,6 +78,8 @@ typedef struct nx_drun_conf {
     const char *state_dir; /* NULL: <dir>/<name>-state */
     int interval_s;        /* checkpoint.interval_s */
     int metrics_port;      /* metrics.listen = 127.0.0.1:port; 0: none */
+    const char *kafka;     /* more settings inside kafka { }; NULL: none */
+    const char *extra;     /* more groups at the end of the file; NULL: none */
 } nx_drun_conf_t;
 
 /* Writes the configuration (fine-grained fetches, no expiry by time, event
@@ -129,7 +131,7 @@ typedef struct nx_drun_out {
     unsigned char *seen[NX_DRUN_PARTS]; /* predictions per input offset (saturating) */
 } nx_drun_out_t;
 
-/* Reads out_topic from its start (nothing read yet); after
+/* Reads out_topic from its start (nothing read yet), read_committed; after
  * nx_drun_produce_start. NULL on error (on stderr). The caller frees with
  * nx_drun_out_destroy. */
 nx_drun_out_t *nx_drun_out_new(const nx_drun_t *dr, const char *out_topic);

@@ -60,3 +60,14 @@ add_executable(test_ops_ready ${CMAKE_CURRENT_SOURCE_DIR}/test_ops_ready.c)
 target_link_libraries(test_ops_ready PRIVATE nx_testkit)
 add_test(NAME ops_ready COMMAND test_ops_ready $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR})
 set_tests_properties(ops_ready PROPERTIES LABELS unit TIMEOUT 240)
+# Exactly-once (kafka.transactional): kill -9 five times with one and with
+# three daemons, a transaction aborted by a produce error, a fenced instance;
+# a read_committed reader sees one prediction per input offset (integration,
+# real broker).
+add_executable(test_txn ${CMAKE_CURRENT_SOURCE_DIR}/test_txn.c)
+target_link_libraries(test_txn PRIVATE nx_drun)
+foreach(case kill1 kill3 abort fence)
+  add_test(NAME txn_${case} COMMAND test_txn $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} ${case})
+  set_tests_properties(txn_${case} PROPERTIES FIXTURES_REQUIRED kafka LABELS integration
+                       TIMEOUT 600)
+endforeach()

@@ -296,9 +296,28 @@ int main(int argc, char **argv) {
     expect_bad(BASE "input: { type_map = { pv = \"clik\"; }; };\n", 2, "is not an event type");
     expect_bad(BASE "event_types = [\"click\", \"click\"];\n", 2, "names \"click\" twice");
     expect_bad(BASE "model: { class_weights = [1.0, 2.0]; };\n", 2, "give none or 4");
+    /* exactly-once needs the state in Kafka, and says so */
     expect_bad("kafka: { brokers = \"x\"; input_topics = [\"a\"]; output_topic = \"p\";\n"
                "  transactional = true; };\n",
-               2, "not implemented yet");
+               2, "needs state.changelog");
+    {
+        char err[1024] = "";
+        const char *path = write_conf("txn.conf", "kafka: { brokers = \"x\"; input_topics = "
+                                                  "[\"a\"]; output_topic = \"p\";\n"
+                                                  "  transactional = true; "
+                                                  "transaction_interval_ms = 50; };\n"
+                                                  "state: { changelog = \"s\"; };\n");
+        nx_config_t *cfg = nx_config_load(path, err, sizeof err);
+        CHECK(cfg != NULL);
+        if (!cfg)
+            fprintf(stderr, "%s\n", err);
+        CHECK(cfg && cfg->kafka.transactional && cfg->kafka.transaction_interval_ms == 50 &&
+              cfg->kafka.transaction_max_events == 50000);
+        nx_config_destroy(cfg);
+    }
+    expect_bad("kafka: { brokers = \"x\"; input_topics = [\"a\"]; output_topic = \"p\";\n"
+               "  transaction_interval_ms = 5; };\n",
+               2, "transaction_interval_ms");
 
     test_refused();
 

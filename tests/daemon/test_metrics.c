@@ -9,7 +9,10 @@
  * a fresh daemon's model state is warming, then serving once its model
  * beats the prior (the ratio of their log losses is shown), and a
  * prediction is counted once (the dead-letter topic has no
- * nextactd_events_out_total sample of its own).
+ * nextactd_events_out_total sample of its own). Then the same with
+ * exactly-once (kafka.transactional, state.changelog): the transaction
+ * metrics pass promtool too, the duration histogram counts the committed
+ * transactions and the latency histogram, taken at the commit, counts.
  *
  * `nextactd demo` on librdkafka's mock cluster: no broker needed (unit).
  * promtool comes with Debian's prometheus package (scripts/setup).
@@ -95,6 +98,72 @@ static void check_text(const char *text, const char *name) {
     if (rc != 0 || out[0])
         fprintf(stderr, "promtool check metrics on %s:\n%s\n", name, out);
     check_values(text);
+}
+
+/* `nextactd demo -c conf` until a scrape of port satisfies done (bounded,
+ * 40 s), then SIGTERM: that scrape into text, 1 if it came; *status: the
+ * exit status (-1 if it did not exit). */
+static int demo_until(const char *nextactd, const char *conf, const char *log, int port,
+                      int (*done)(const char *), char *text, size_t size, int *status) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(log, "w", stderr))
+            _exit(126);
+        execl(nextactd, nextactd, "demo", "-c", conf, "--seconds", "60", "--rate", "2000",
+              "--users", "500", (char *)NULL);
+        _exit(127);
+    }
+    int got = 0;
+    int64_t t0 = mono_ms();
+    while (mono_ms() - t0 < 40000 && !got) {
+        usleep(100000);
+        got = scrape(port, text, size) && done(text);
+    }
+    kill(pid, SIGTERM);
+    int st = -1;
+    waitpid(pid, &st, 0);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return got;
+}
+
+static int txn_done(const char *text) {
+    return nx_scrape_metric(text, "nextactd_transactions_committed_total") > 2 &&
+           nx_scrape_metric(text, "nextactd_latency_seconds_count") > 0;
+}
+
+/* Exactly-once on the mock cluster: its metrics. */
+static void test_transactional(const char *nextactd, const char *src, int port) {
+    char conf[300], log[300];
+    static char text[65536];
+    snprintf(conf, sizeof conf, "%s/txn.conf", dir);
+    snprintf(log, sizeof log, "%s/txn.log", dir);
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return;
+    fprintf(f,
+            "kafka: { brokers = \"mock\"; input_topics = [\"clicks\"]; output_topic = "
+            "\"predictions\"; dead_letter_topic = \"dead-letters\"; poll_timeout_ms = 50;\n"
+            "  transactional = true; };\n"
+            "state: { changelog = \"state\"; instance_id = \"metrics\"; };\n"
+            "input: { writer_schema = \"%s/conf/schemas/event.avsc\"; };\n"
+            "output: { schema = \"%s/conf/schemas/prediction.avsc\"; };\n"
+            "checkpoint: { interval_s = 0; };\n"
+            "metrics: { listen = \"127.0.0.1:%d\"; };\n",
+            src, src, port);
+    fclose(f);
+    int status;
+    int got = demo_until(nextactd, conf, log, port, txn_done, text, sizeof text, &status);
+    CHECK_INT(status, 0);
+    CHECK(got);
+    if (!got)
+        return;
+    check_text(text, "txn.prom");
+    long long committed = nx_scrape_metric(text, "nextactd_transactions_committed_total");
+    CHECK_INT(nx_scrape_metric(text, "nextactd_transaction_duration_seconds_count"), committed);
+    CHECK_INT(nx_scrape_metric(text, "nextactd_transactions_aborted_total"), 0);
+    CHECK_STR_HAS(text, "\nnextactd_transaction_commit_seconds_total ");
+    CHECK_STR_HAS(text, "# HELP nextactd_latency_seconds Input record (broker timestamp) to the "
+                        "commit of its prediction's transaction.");
 }
 
 int main(int argc, char **argv) {
@@ -214,6 +283,7 @@ int main(int argc, char **argv) {
         CHECK(strstr(late, "nextactd_events_out_total{topic=\"dead-letters\"}") == NULL);
         CHECK(nx_scrape_metric(late, "nextactd_dead_letters_total") == 0);
     }
+    test_transactional(nextactd, src, port);
     if (nx_check_failures) {
         char cmd[400];
         snprintf(cmd, sizeof cmd, "tail -20 '%s' >&2", log);
