@@ -143,6 +143,14 @@ typedef struct nx_http_metrics {
     uint64_t changelog_bytes;       /* keys and values written */
     uint64_t changelog_flushes;     /* transactions committed */
     uint64_t changelog_aborts;      /* transactions aborted */
+    /* model sync (modelsync.h); model_sync 0 = off, the rest unshown */
+    int model_sync;
+    uint64_t model_syncs_published; /* own records acknowledged */
+    uint64_t model_syncs_merged;    /* others' records merged in */
+    uint64_t model_syncs_skipped;   /* others' records refused (size, version, layout, CRC) */
+    uint64_t model_syncs_stale;     /* others' records too old to merge (a departed instance) */
+    int model_sync_replicas;        /* others merged at the last sync */
+    double model_sync_distance;     /* relative L2, own weights vs the others' mean, last merge */
     /* Schema Registry: writer schemas fetched by outcome, and the input
      * partitions waiting for one */
     uint64_t registry_found, registry_not_found, registry_failures, registry_retries;

@@ -22,6 +22,7 @@
 #include "handover.h"
 #include "http.h"
 #include "kafka.h"
+#include "modelsync.h"
 #include "notify.h"
 #include "offsets.h"
 #include "pipeline.h"
@@ -85,6 +86,8 @@ struct nx_run {
     /* state in Kafka (state.changelog set): the changelog's transactions
      * commit the input offsets; checkpoints then keep only a cache */
     nx_changelog_t *changelog; /* NULL = off */
+    /* the group's model in Kafka (modelsync.h) */
+    nx_modelsync_t *modelsync; /* NULL = off */
     /* durability: with periodic checkpoints, input offsets are committed
      * only once a checkpoint holding the state they changed is durable */
     int durable;                                 /* checkpoint.interval_s > 0 */
