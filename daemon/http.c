@@ -344,8 +344,8 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
     }
     if (m->model_sync) {
         head(&o, "nextactd_model_syncs_total", "counter",
-             "Model sync records: own ones published, the other instances' merged, skipped "
-             "(bad size, version, layout or checksum) or stale (too old to merge).");
+             "Model sync records: own copies published, the other instances' merged, skipped "
+             "(bad size, version, layout or checksum) or stale (too late for their round).");
         put(&o, "nextactd_model_syncs_total{result=\"published\"} %llu\n",
             (unsigned long long)m->model_syncs_published);
         put(&o, "nextactd_model_syncs_total{result=\"merged\"} %llu\n",
@@ -358,8 +358,8 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
              "Other instances whose models the last sync merged.");
         put(&o, "nextactd_model_sync_replicas %d\n", m->model_sync_replicas);
         head(&o, "nextactd_model_sync_distance", "gauge",
-             "Relative L2 distance of this instance's weights from the others' mean at the last "
-             "merge.");
+             "Relative L2 distance of this instance's weights from the group's mean right after "
+             "the last round's merge.");
         put(&o, "nextactd_model_sync_distance %.6g\n", m->model_sync_distance);
     }
     head(&o, "nextactd_schema_registry_fetches_total", "counter",

@@ -16,7 +16,10 @@
 
 #define MAGIC   0x534d584eu /* "NXMS" little-endian */
 #define VERSION 1u
-#define HEADER  72 /* bytes before the slabs (see modelsync.h) */
+#define HEADER  80 /* bytes before the slabs (see modelsync.h) */
+
+/* What the trainer has in hand: nothing, the round's copy, the merge. */
+enum { PHASE_IDLE = 0, PHASE_COPY, PHASE_MERGE };
 /* Instances of one group we keep a record of. */
 #define MAX_PEERS 256
 /* Start-up: reading the topic to its end, and topic metadata. */
@@ -34,6 +37,7 @@ typedef struct peer {
     int64_t merged_offset; /* record last blended in (or adopted, or found stale); -1 none */
     int64_t wall_ms;
     uint64_t step, examples, events, count, seq;
+    int serving;     /* its guard served the model when it was copied */
     float *slab;     /* (3, n_params) weights, m, v */
     double *moments; /* (2, dim) mean, var */
 } peer_t;
@@ -51,19 +55,22 @@ struct nx_modelsync {
     rd_kafka_topic_t *rkt;
     peer_t peers[MAX_PEERS];
     int n_peers;
-    /* the merge in flight */
+    /* the round in hand (see modelsync.h) */
     nx_trainer_merge_t xchg;
-    double *acc;            /* (3, n_params) */
-    int inflight;           /* xchg handed to the trainer, not done yet */
-    double *own_moments;    /* (2, dim) the normaliser before this sync's blend */
-    uint64_t own_events;    /* vectors since the previous sync, for the record */
-    uint64_t count_at_sync; /* normaliser count after the previous sync */
-    double *nacc;           /* (2, dim) sum of a_j mean_j, a_j (var_j + mean_j^2) */
-    float *mean_f;          /* (n_params) the others' mean weights, for the distance */
-    uint8_t *rec;           /* (rec_size) one record, ours */
-    uint64_t seq;
-    int64_t last_sync_mono;
-    int replicas_pending; /* others in the merge in flight */
+    int phase;              /* PHASE_*: what the trainer has in hand */
+    int64_t round;          /* last round begun (its copy asked for) */
+    int64_t snap_round;     /* round whose copy is published and not merged yet; -1 none */
+    float *snap;            /* (3, n_params) that copy */
+    uint64_t snap_examples; /* its weight: examples trained in the round before it */
+    uint64_t snap_step;
+    int snap_serving;         /* the guard served the model at the copy */
+    double *acc;              /* (3, n_params) */
+    double *own_moments;      /* (2, dim) the normaliser at the copy, for the record */
+    uint64_t own_events;      /* vectors in the round before the copy, for the record */
+    uint64_t count_at_sync;   /* normaliser count at the previous copy */
+    uint64_t events_at_merge; /* normaliser count at the previous merge */
+    double *nacc;             /* (2, dim) sum of a_j mean_j, a_j (var_j + mean_j^2) */
+    uint8_t *rec;             /* (rec_size) one record, ours */
     nx_modelsync_stats_t st;
 };
 
@@ -128,16 +135,18 @@ static void encode(nx_modelsync_t *ms, int64_t wall_ms) {
     uint8_t *b = ms->rec;
     put32(b, MAGIC);
     b[4] = (uint8_t)VERSION;
-    b[5] = b[6] = b[7] = 0;
+    b[5] = (uint8_t)ms->snap_serving;
+    b[6] = b[7] = 0;
     put64(b + 8, ms->layout);
     put64(b + 16, ms->xchg.local_step);
     put64(b + 24, ms->xchg.local_examples);
     put64(b + 32, ms->own_events);
     put64(b + 40, nx_norm_count(ms->norm));
-    put64(b + 48, ms->seq);
+    put64(b + 48, (uint64_t)ms->round);
     put64(b + 56, (uint64_t)wall_ms);
     put32(b + 64, (uint32_t)ms->np);
     put32(b + 68, (uint32_t)ms->dim);
+    memcpy(b + 72, &ms->st.distance, 8);
     size_t off = HEADER;
     memcpy(b + off, ms->xchg.local, 3 * ms->np * sizeof(float));
     off += 3 * ms->np * sizeof(float);
@@ -206,6 +215,7 @@ static const char *decode(const nx_modelsync_t *ms, const uint8_t *b, size_t len
     peer->events = get64(b + 32);
     peer->count = get64(b + 40);
     peer->seq = get64(b + 48);
+    peer->serving = b[5] == 1;
     peer->wall_ms = (int64_t)get64(b + 56);
     peer->slab = s;
     peer->moments = m;
@@ -275,6 +285,7 @@ static void take_record(nx_modelsync_t *ms, const rd_kafka_message_t *m) {
     p->events = rec.events;
     p->count = rec.count;
     p->seq = rec.seq;
+    p->serving = rec.serving;
     p->slab = rec.slab;
     p->moments = rec.moments;
 }
@@ -322,6 +333,14 @@ static void nacc_add(nx_modelsync_t *ms, const peer_t *p, double a) {
     }
 }
 
+/* A model the group's guards passed is served here too: the replicas are
+ * one model, and each guard alone would warm on its own share of the
+ * examples, serving the prior N times as long as one daemon would. */
+static void trust(nx_modelsync_t *ms, int serving) {
+    if (serving && nx_pipeline_model_trust(ms->pipe))
+        nx_notice("model sync: serving the group's model (its guards passed it)");
+}
+
 /* Start-up: the group's model, if it is further on than ours. */
 static void adopt(nx_modelsync_t *ms) {
     const peer_t *newest = NULL;
@@ -359,6 +378,7 @@ static void adopt(nx_modelsync_t *ms) {
     memset(ms->acc, 0, 3 * ms->np * sizeof *ms->acc);
     memset(ms->nacc, 0, 2 * ms->dim * sizeof *ms->nacc);
     double wsum = 0, asum = 0;
+    int serving = 0;
     for (int i = 0; i < ms->n_peers; i++) {
         peer_t *p = &ms->peers[i];
         if (!p->slab || p->wall_ms < newest->wall_ms - horizon)
@@ -368,6 +388,7 @@ static void adopt(nx_modelsync_t *ms) {
         nacc_add(ms, p, ai);
         wsum += wi;
         asum += ai;
+        serving |= p->serving;
         p->merged_offset = p->offset;
     }
     float *slab = ms->xchg.local; /* free until the first merge */
@@ -377,51 +398,25 @@ static void adopt(nx_modelsync_t *ms) {
     blend_norm(ms, 0, asum, count);
     ms->count_at_sync = nx_norm_count(ms->norm);
     ms->st.adopted_step = step;
+    trust(ms, serving);
     nx_notice("model sync: starting from the group's model in %s: step %llu (this one: %llu), "
               "the mean of %d instance(s)",
               ms->topic, (unsigned long long)step, (unsigned long long)own, k);
 }
 
-/* Hands the others' new records to the trainer and blends the normaliser. */
-static void merge_start(nx_modelsync_t *ms, int64_t now_wall) {
-    int64_t stale_ms = NX_MODELSYNC_STALE_SYNCS * ms->cfg->model.sync_interval_ms;
-    double w = 0, a = 0;
-    uint64_t step = 0;
-    int k = 0;
-    memset(ms->acc, 0, 3 * ms->np * sizeof *ms->acc);
-    memset(ms->nacc, 0, 2 * ms->dim * sizeof *ms->nacc);
-    for (int i = 0; i < ms->n_peers; i++) {
-        peer_t *p = &ms->peers[i];
-        if (!p->slab || strcmp(p->id, ms->id) == 0 || p->offset <= p->merged_offset)
-            continue;
-        p->merged_offset = p->offset;
-        if (now_wall - p->wall_ms > stale_ms) {
-            ms->st.stale++;
-            continue;
-        }
-        nx_merge_add(ms->acc, p->slab, 3 * ms->np, (double)p->examples);
-        nacc_add(ms, p, (double)p->events);
-        w += (double)p->examples;
-        a += (double)p->events;
-        step = p->step > step ? p->step : step;
-        k++;
-    }
-    /* the normaliser: ours before the blend goes into our record */
+/* The round's first half: the trainer copies the model as it stands. */
+static void copy_start(nx_modelsync_t *ms) {
     uint64_t count = nx_norm_count(ms->norm);
     ms->own_events = count - ms->count_at_sync;
+    ms->count_at_sync = count;
     nx_norm_moments(ms->norm, ms->own_moments, ms->own_moments + ms->dim);
-    blend_norm(ms, (double)ms->own_events, a, 0);
-    ms->count_at_sync = nx_norm_count(ms->norm);
-    /* the model: in the trainer thread, between two segments */
-    ms->xchg.acc = ms->acc;
-    ms->xchg.acc_weight = w;
-    ms->xchg.max_step = step;
+    ms->xchg.acc = NULL;
+    ms->xchg.acc_weight = 0;
+    ms->xchg.max_step = 0;
+    ms->xchg.snap = NULL;
     atomic_store(&ms->xchg.done, 0);
-    ms->replicas_pending = k;
-    ms->st.merged += (uint64_t)k;
-    ms->seq++;
     if (nx_pipeline_model_merge(ms->pipe, &ms->xchg) == 0)
-        ms->inflight = 1;
+        ms->phase = PHASE_COPY;
 }
 
 static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -431,20 +426,18 @@ static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         ms->st.published++;
     else
         NX_LOG_RL(NX_LOG_WARNING,
-                  "model sync: publishing to %s failed: %s; the next sync publishes again",
+                  "model sync: publishing to %s failed: %s; the next round publishes again",
                   ms->topic, rd_kafka_err2str(m->err));
 }
 
-/* The trainer has blended: publish what it had before. */
-static void merge_done(nx_modelsync_t *ms, int64_t now_wall) {
-    ms->inflight = 0;
-    ms->st.syncs++;
-    ms->st.replicas = ms->replicas_pending;
-    if (ms->xchg.acc_weight > 0) {
-        for (size_t i = 0; i < ms->np; i++)
-            ms->mean_f[i] = (float)(ms->acc[i] / ms->xchg.acc_weight);
-        ms->st.distance = nx_merge_rel_l2(ms->xchg.local, ms->mean_f, ms->np);
-    }
+/* The copy is made: it is published, and kept for the merge. */
+static void copy_done(nx_modelsync_t *ms, int64_t now_wall) {
+    ms->phase = PHASE_IDLE;
+    memcpy(ms->snap, ms->xchg.local, 3 * ms->np * sizeof *ms->snap);
+    ms->snap_examples = ms->xchg.local_examples;
+    ms->snap_step = ms->xchg.local_step;
+    ms->snap_serving = nx_pipeline_model_serving(ms->pipe);
+    ms->snap_round = ms->round;
     encode(ms, now_wall);
     if (rd_kafka_produce(ms->rkt, 0, RD_KAFKA_MSG_F_COPY, ms->rec, ms->rec_size, ms->id,
                          strlen(ms->id), NULL) != 0)
@@ -452,15 +445,74 @@ static void merge_done(nx_modelsync_t *ms, int64_t now_wall) {
                   rd_kafka_err2str(rd_kafka_last_error()));
 }
 
+/* The round's second half: the copies of round r, ours and the others',
+ * make the group's mean; the model is rebased on it, the normaliser
+ * blended with the others'. */
+static void merge_start(nx_modelsync_t *ms, int64_t r) {
+    double w = (double)ms->snap_examples, a = 0;
+    uint64_t step = ms->snap_step;
+    int k = 0, serving = 0;
+    memset(ms->acc, 0, 3 * ms->np * sizeof *ms->acc);
+    memset(ms->nacc, 0, 2 * ms->dim * sizeof *ms->nacc);
+    nx_merge_add(ms->acc, ms->snap, 3 * ms->np, w);
+    for (int i = 0; i < ms->n_peers; i++) {
+        peer_t *p = &ms->peers[i];
+        if (!p->slab || strcmp(p->id, ms->id) == 0 || p->offset <= p->merged_offset)
+            continue;
+        if ((int64_t)p->seq < r) { /* published too late for its round, or not at all */
+            p->merged_offset = p->offset;
+            ms->st.stale++;
+            continue;
+        }
+        if ((int64_t)p->seq > r)
+            continue; /* the next round's: for the next merge */
+        p->merged_offset = p->offset;
+        nx_merge_add(ms->acc, p->slab, 3 * ms->np, (double)p->examples);
+        nacc_add(ms, p, (double)p->events);
+        w += (double)p->examples;
+        a += (double)p->events;
+        step = p->step > step ? p->step : step;
+        serving |= p->serving;
+        k++;
+    }
+    ms->st.replicas = k;
+    ms->st.merged += (uint64_t)k;
+    ms->st.syncs++;
+    if (k == 0 || !(w > 0))
+        return; /* no one to meet, or no one trained: the model stays */
+    uint64_t count = nx_norm_count(ms->norm);
+    blend_norm(ms, (double)(count - ms->events_at_merge), a, 0);
+    ms->events_at_merge = nx_norm_count(ms->norm);
+    ms->xchg.acc = ms->acc;
+    ms->xchg.acc_weight = w;
+    ms->xchg.max_step = step;
+    ms->xchg.snap = ms->snap;
+    atomic_store(&ms->xchg.done, 0);
+    if (nx_pipeline_model_merge(ms->pipe, &ms->xchg) == 0)
+        ms->phase = PHASE_MERGE;
+    trust(ms, serving);
+}
+
 void nx_modelsync_tick(nx_modelsync_t *ms, int64_t now_mono) {
+    (void)now_mono;
     read_some(ms, READ_PER_TICK, 0);
     rd_kafka_poll(ms->producer, 0);
-    int64_t now_wall = nx_now_wall_ms();
-    if (ms->inflight && atomic_load(&ms->xchg.done))
-        merge_done(ms, now_wall);
-    if (!ms->inflight && now_mono - ms->last_sync_mono >= ms->cfg->model.sync_interval_ms) {
-        ms->last_sync_mono = now_mono;
-        merge_start(ms, now_wall);
+    const int64_t every = ms->cfg->model.sync_interval_ms;
+    int64_t now = nx_now_wall_ms();
+    if (ms->phase != PHASE_IDLE && !atomic_load(&ms->xchg.done))
+        return;
+    if (ms->phase == PHASE_COPY)
+        copy_done(ms, now);
+    else if (ms->phase == PHASE_MERGE)
+        ms->st.distance = ms->xchg.deviation;
+    ms->phase = PHASE_IDLE;
+    if (ms->snap_round >= 0 && now >= ms->snap_round * every + every / NX_MODELSYNC_GRACE) {
+        int64_t r = ms->snap_round;
+        ms->snap_round = -1;
+        merge_start(ms, r);
+    } else if (now / every > ms->round) {
+        ms->round = now / every;
+        copy_start(ms);
     }
 }
 
@@ -617,11 +669,11 @@ nx_modelsync_t *nx_modelsync_new(const nx_config_t *cfg, const char *brokers, nx
     ms->rec_size = record_size(ms->np, ms->dim);
     ms->acc = malloc(3 * ms->np * sizeof *ms->acc);
     ms->xchg.local = malloc(3 * ms->np * sizeof *ms->xchg.local);
-    ms->mean_f = malloc(ms->np * sizeof *ms->mean_f);
+    ms->snap = malloc(3 * ms->np * sizeof *ms->snap);
     ms->own_moments = malloc(2 * ms->dim * sizeof *ms->own_moments);
     ms->nacc = malloc(2 * ms->dim * sizeof *ms->nacc);
     ms->rec = malloc(ms->rec_size);
-    if (!ms->acc || !ms->xchg.local || !ms->mean_f || !ms->own_moments || !ms->nacc || !ms->rec) {
+    if (!ms->acc || !ms->xchg.local || !ms->snap || !ms->own_moments || !ms->nacc || !ms->rec) {
         nx_errf(errstr, errstr_size, "out of memory");
         goto err;
     }
@@ -637,7 +689,9 @@ nx_modelsync_t *nx_modelsync_new(const nx_config_t *cfg, const char *brokers, nx
                 ms->topic, START_READ_MS / 1000);
     ms->count_at_sync = nx_norm_count(ms->norm);
     adopt(ms);
-    ms->last_sync_mono = nx_now_mono_ms();
+    ms->events_at_merge = ms->count_at_sync;
+    ms->snap_round = -1;
+    ms->round = nx_now_wall_ms() / cfg->model.sync_interval_ms; /* the next one is the first */
     nx_notice("model sync: topic %s, instance \"%s\", every %lld ms, %zu-byte records", ms->topic,
               ms->id, (long long)cfg->model.sync_interval_ms, ms->rec_size);
     return ms;
@@ -669,7 +723,7 @@ void nx_modelsync_destroy(nx_modelsync_t *ms) {
     }
     free(ms->acc);
     free(ms->xchg.local);
-    free(ms->mean_f);
+    free(ms->snap);
     free(ms->own_moments);
     free(ms->nacc);
     free(ms->rec);

@@ -3,39 +3,52 @@
  * compacted Kafka topic (DESIGN.md, Scale-out: model).
  *
  * Each instance of the group trains its own replica on the users of its
- * partitions. Every model.sync_interval_ms it
- *   1. takes the records the others published since it last merged, and
- *      leaves out those older than NX_MODELSYNC_STALE_SYNCS intervals (an
- *      instance that left or died: counted stale);
- *   2. has the trainer thread blend them into its model, each weighted by
- *      the examples its publisher trained since its own previous sync, its
- *      own weight being the examples it trained since its previous sync
- *      (merge.h; the optimizer moments are blended alike, the step becomes
- *      the largest: model versions only grow, across the group);
- *   3. blends the others' normaliser statistics into its own, weighted by
- *      the vectors each saw since its previous sync (nx_norm_blend);
- *   4. publishes what it had before the blend (weights, optimizer moments,
- *      step, examples, normaliser statistics) under its instance id.
- * Replicas that train apart for an interval and then meet at the weighted
- * mean are model averaging ("local SGD"): with equal traffic each instance
- * ends the merge at the group's mean of the last round. A new or restarted
- * instance starts from the group's model: at start the topic is read to
- * its end and, when its newest records are further on (larger step) than
- * the model the checkpoint gave, the instance takes their example-weighted
- * mean (equal weights if none trained) and the mixture of their
- * normaliser statistics, instead of random weights.
+ * partitions, and the replicas meet in rounds of model.sync_interval_ms,
+ * aligned on the wall clock (round r begins at r * interval), so that the
+ * instances of a group take part in the same rounds:
+ *   1. as a round begins, the trainer thread copies the model between two
+ *      segments (trainer.h, NX_TRAINER_MERGE), and the instance publishes
+ *      the copy (weights, optimizer moments, step, the examples trained in
+ *      the round before, normaliser statistics) under its instance id;
+ *   2. interval / NX_MODELSYNC_GRACE later, the copies of that round, its
+ *      own and the others', make the group's mean, each weighted by the
+ *      examples its instance trained in the round before the copy (merge.h);
+ *      the trainer rebases the model on that mean, keeping what it learnt
+ *      since its copy (model = mean + (model - copy)), and takes the largest
+ *      step, so model versions only grow, across the group; the normaliser
+ *      blends in the others' statistics, weighted by the vectors each saw.
+ * Every instance that saw the same copies leaves a round at the same mean
+ * plus its own last quarter-interval of learning: model averaging in
+ * synchronous rounds (local SGD / federated averaging), without a
+ * coordinator. A copy that comes after its round's merge (a busy host, a
+ * clock off by more than the grace) is left out and counted stale; so is
+ * the last copy of an instance that left or died. An instance with nothing
+ * trained in a round weighs nothing in it (and takes the mean). A guard
+ * still warming serves the model once a copy merged in (or adopted) was
+ * served by its own guard: the replicas are one model, and each guard on
+ * its own share of the examples would serve the prior N times as long.
+ *
+ * A new or restarted instance starts from the group's model: at start the
+ * topic is read to its end and, when its newest copies (those within
+ * NX_MODELSYNC_STALE_SYNCS intervals of the newest) are further on (larger
+ * step) than the model the checkpoint gave, the instance takes their
+ * example-weighted mean (equal weights if none trained) and the mixture of
+ * their normaliser statistics, instead of random weights.
  *
  * Topic (model.sync_topic, default "<group_id>-model" when state.changelog
  * is set): one partition, cleanup.policy=compact, created when missing;
  * key = the instance id (state.instance_id, default the host name); value,
  * little-endian:
- *   u32 magic "NXMS", u16 version 1, u16 0,
+ *   u32 magic "NXMS", u8 version 1, u8 1 if the publisher's guard served
+ *       the model (model_state serving), u16 0,
  *   u64 layout (feature schema hash and model shape: replicas of another
  *       layout are refused),
  *   u64 step, u64 examples trained since the previous sync,
  *   u64 normaliser vectors since the previous sync, u64 normaliser count,
- *   u64 sync number, i64 wall-clock time (ms),
+ *   u64 round, i64 wall-clock time of the copy (ms),
  *   u32 n_params, u32 dim,
+ *   f64 relative L2 distance of the weights from the group's mean right
+ *       after the previous round's merge (0 before one),
  *   f32 weights[n_params], m[n_params], v[n_params],
  *   f64 mean[dim], var[dim],
  *   u32 CRC32C of everything before it.
@@ -57,11 +70,15 @@
 #include "config.h"
 #include "pipeline.h"
 
-/* A record older than this many sync intervals is not merged: its
- * instance has stopped publishing (left the group or died), and its
- * replica only falls further behind the live ones. Three intervals leave
- * room for a publisher delayed by a busy host. */
+/* At start, the group's model is made of the copies published within
+ * this many intervals of the newest one: an instance that stopped
+ * publishing longer ago (left the group or died) is not part of it. */
 #define NX_MODELSYNC_STALE_SYNCS 3
+/* A round's merge waits interval / NX_MODELSYNC_GRACE after the round
+ * began, for the others' copies to arrive: a quarter of the interval
+ * covers a busy host's publishing and clocks kept by NTP; what comes later
+ * misses its round (counted stale). */
+#define NX_MODELSYNC_GRACE 4
 
 typedef struct nx_modelsync nx_modelsync_t;
 
@@ -89,8 +106,9 @@ int nx_modelsync_topic(const nx_config_t *cfg, char *buf, size_t size);
 nx_modelsync_t *nx_modelsync_new(const nx_config_t *cfg, const char *brokers, nx_pipeline_t *pipe,
                                  char *errstr, size_t errstr_size);
 
-/* From the loop, every iteration: reads what arrived, starts a merge when
- * the interval is up, publishes when the trainer has done it. now_mono: ms. */
+/* From the loop, every iteration: reads what arrived, begins a round, or
+ * merges one, when the wall clock says so, publishes a copy once the
+ * trainer has made it. now_mono: ms (rounds follow the wall clock). */
 void nx_modelsync_tick(nx_modelsync_t *ms, int64_t now_mono);
 
 void nx_modelsync_stats(const nx_modelsync_t *ms, nx_modelsync_stats_t *stats);

@@ -372,6 +372,17 @@ int nx_pipeline_model_adopt(nx_pipeline_t *pipe, const float *slab, uint64_t ste
     return 0;
 }
 
+int nx_pipeline_model_serving(const nx_pipeline_t *pipe) {
+    return pipe->mlp && nx_guard_state(pipe->guard) == NX_MODEL_SERVING;
+}
+
+int nx_pipeline_model_trust(nx_pipeline_t *pipe) {
+    if (!pipe->mlp || nx_guard_state(pipe->guard) != NX_MODEL_WARMING)
+        return 0;
+    nx_guard_serve_loaded(pipe->guard);
+    return nx_guard_state(pipe->guard) == NX_MODEL_SERVING;
+}
+
 void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition) {
     part_clock_t *c = part_clock(pipe, topic, partition);
     if (c)

@@ -203,6 +203,15 @@ int nx_pipeline_model_merge(nx_pipeline_t *pipe, nx_trainer_merge_t *m);
  * at once. 0, or -1 without a model. */
 int nx_pipeline_model_adopt(nx_pipeline_t *pipe, const float *slab, uint64_t step);
 
+/* What the model guard says of the model: 1 if it serves predictions (not
+ * warming, not fallen back). */
+int nx_pipeline_model_serving(const nx_pipeline_t *pipe);
+
+/* The group's guards passed the model this one now shares (modelsync.h):
+ * a guard still warming serves it from now on, as after a checkpoint.
+ * Returns 1 if it switched. */
+int nx_pipeline_model_trust(nx_pipeline_t *pipe);
+
 /* ---- partition hand-over ------------------------------------------------------ */
 
 /* The users of one partition number (of every input topic: users are keyed

@@ -115,17 +115,27 @@ static void train_segment(nx_trainer_t *tr, const segment_t *seg) {
 static void merge_replicas(nx_trainer_t *tr, nx_trainer_merge_t *m) {
     const size_t np = nx_mlp_num_params(tr->mlp), bytes = np * sizeof(float);
     float *slab[3] = {nx_mlp_weights(tr->mlp), nx_mlp_opt_m(tr->mlp), nx_mlp_opt_v(tr->mlp)};
-    uint64_t kept = atomic_load(&tr->kept);
-    m->local_examples = kept - tr->kept_at_merge;
-    m->local_step = nx_mlp_step(tr->mlp);
-    tr->kept_at_merge = kept;
-    for (int k = 0; k < 3; k++) {
-        memcpy(m->local + (size_t)k * np, slab[k], bytes);
-        if (m->acc_weight > 0)
-            nx_merge_apply(slab[k], m->acc + (size_t)k * np, np, (double)m->local_examples,
-                           m->acc_weight);
+    uint64_t step = nx_mlp_step(tr->mlp);
+    if (m->snap) {
+        if (m->acc_weight > 0) {
+            for (int k = 0; k < 3; k++)
+                nx_merge_rebase(slab[k], m->acc + (size_t)k * np, m->acc_weight,
+                                m->snap + (size_t)k * np, np, k == 2);
+            m->deviation = nx_merge_rel_l2_mean(slab[0], m->acc, m->acc_weight, np);
+        }
+    } else {
+        uint64_t kept = atomic_load(&tr->kept);
+        m->local_examples = kept - tr->kept_at_merge;
+        m->local_step = step;
+        tr->kept_at_merge = kept;
+        for (int k = 0; k < 3; k++) {
+            memcpy(m->local + (size_t)k * np, slab[k], bytes);
+            if (m->acc_weight > 0)
+                nx_merge_apply(slab[k], m->acc + (size_t)k * np, np, (double)m->local_examples,
+                               m->acc_weight);
+        }
     }
-    if (m->acc_weight > 0 && m->max_step > m->local_step) {
+    if (m->acc_weight > 0 && m->max_step > step) {
         nx_mlp_set_step(tr->mlp, m->max_step);
         atomic_store(&tr->steps, m->max_step);
     }

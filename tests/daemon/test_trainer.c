@@ -261,6 +261,27 @@ static void test_merge(void) {
     /* the predictors have the blend */
     nx_mlp_predictor_t *pred = nx_trainer_predictor(tr);
     CHECK(memcmp(nx_mlp_predictor_weights(pred), nx_mlp_weights(mlp), np * sizeof(float)) == 0);
+    /* rebase on a mean, keeping what moved since a copy: with the model
+     * itself as the copy, the model becomes the mean */
+    float *snap = malloc(3 * np * sizeof *snap);
+    if (snap) {
+        memcpy(snap, nx_mlp_weights(mlp), np * sizeof *snap);
+        memcpy(snap + np, nx_mlp_opt_m(mlp), np * sizeof *snap);
+        memcpy(snap + 2 * np, nx_mlp_opt_v(mlp), np * sizeof *snap);
+        nx_trainer_merge_t m3 = {
+            .acc = acc, .acc_weight = 3, .max_step = 0, .snap = snap, .local = local};
+        nx_trainer_merge(tr, &m3);
+        CHECK(merged(&m3));
+        nx_trainer_sync(tr);
+        worst = 0;
+        for (int k = 0; k < 3; k++)
+            for (size_t i = 0; i < np; i++)
+                worst = fmax(worst, fabs(slab[k][i] - acc[k * np + i] / 3));
+        CHECK(worst < 1e-6);
+        CHECK(m3.deviation < 1e-6);
+        CHECK_INT(nx_mlp_step(mlp), step + 1000); /* a smaller step is not taken */
+        free(snap);
+    }
     /* nothing trained since and nothing to blend in: unchanged */
     memcpy(before, nx_mlp_weights(mlp), np * sizeof *before);
     nx_trainer_merge_t m2 = {.acc = acc, .acc_weight = 0, .max_step = 0, .local = local};

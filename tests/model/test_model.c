@@ -1351,6 +1351,31 @@ static void test_merge(void) {
     CHECK_CLOSE(nx_merge_rel_l2(a, zero, N), sqrt(2.0), 1e-9, 0);
     CHECK_CLOSE(nx_merge_rel_l2(zero, zero, N), 0.0, 0, 0);
     CHECK_CLOSE(nx_merge_rel_l2(a, b, N), nx_merge_rel_l2(b, a, N), 0, 0);
+    /* rebase on the mean, keeping what moved since the copy; clamped */
+    static float snap[N], y[N];
+    for (int i = 0; i < N; i++) {
+        snap[i] = c[i] - 0.25f;
+        y[i] = c[i];
+    }
+    nx_merge_rebase(y, acc, 3.0, snap, N, 0);
+    worst = 0;
+    for (int i = 0; i < N; i++)
+        worst = fmax(worst, fabs(y[i] - ((2.0 * a[i] + b[i]) / 3.0 + 0.25)));
+    CHECK(worst < 1e-6, "rebase off by %g", worst);
+    memcpy(y, c, sizeof y);
+    nx_merge_rebase(y, acc, 3.0, snap, N, 1);
+    int negative = 0;
+    for (int i = 0; i < N; i++)
+        negative += y[i] < 0;
+    CHECK(negative == 0, "%d negative after a clamped rebase", negative);
+    memcpy(y, c, sizeof y);
+    nx_merge_rebase(y, acc, 0.0, snap, N, 0);
+    CHECK(memcmp(y, c, sizeof y) == 0, "rebased without weight");
+    /* the distance from a mean: as from the mean written out */
+    static float mean[N];
+    for (int i = 0; i < N; i++)
+        mean[i] = (float)(acc[i] / 3.0);
+    CHECK_CLOSE(nx_merge_rel_l2_mean(c, acc, 3.0, N), nx_merge_rel_l2(c, mean, N), 1e-6, 1e-5);
     /* against the definition */
     double d2 = 0, a2 = 0, b2 = 0;
     for (int i = 0; i < N; i++) {
