@@ -54,3 +54,10 @@ add_executable(test_changelog ${CMAKE_CURRENT_SOURCE_DIR}/test_changelog.c)
 target_link_libraries(test_changelog PRIVATE nx_daemon nx_testkit)
 add_test(NAME changelog COMMAND test_changelog $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 300000)
 set_tests_properties(changelog PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 900)
+# A group of daemons as one: three on 8 partitions with the changelog and
+# model sync, one killed, a fourth joining; state, quality and the
+# replicas' distance against one daemon alone (integration).
+add_executable(test_group ${CMAKE_CURRENT_SOURCE_DIR}/test_group.c)
+target_link_libraries(test_group PRIVATE nx_drun)
+add_test(NAME group COMMAND test_group $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 300000)
+set_tests_properties(group PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 600)
