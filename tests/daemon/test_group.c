@@ -11,11 +11,11 @@
  *   model sync every SYNC_MS. Once the group has committed a third of the
  *   input, A is killed (SIGKILL); bad records go to the model topic; at
  *   two thirds D starts and must begin from the group's model.
- * At the end (every input offset predicted and committed), B, C and D are
- * stopped together and checked:
+ * At the end (every input offset predicted and committed), D, C and B are
+ * stopped in turn (B restoring all partitions last) and checked:
  * - every input offset has at least one prediction in the group's output;
- * - the per-user state of B, C and D, merged (each user from the instance
- *   that held its partition last), equals the reference's user for user
+ * - the per-user state of B, C and D, merged (a user in several dumps must
+ *   be the same in each), equals the reference's user for user
  *   (nx_drun_compare: pending examples apart);
  * - the group's progressive log loss, computed here from the predictions
  *   served (the first one for each input offset) against the next action
@@ -591,10 +591,19 @@ int main(int argc, char **argv) {
     CHECK(merged_n >= 5);
     CHECK_INT(skipped, BAD_MODEL_RECORDS);
     CHECK_INT(d_skipped, BAD_MODEL_RECORDS); /* read at its start */
-    for (int i = 1; i < 4; i++)
-        kill(pid[i], SIGTERM);
-    for (int i = 1; i < 4; i++)
-        CHECK_INT(nx_drun_stop(pid[i], 120000), 0);
+    /* D, then C stop; each time the others restore the partitions that
+     * come to them (from the changelog the stopped one flushed); B ends
+     * with all of them. Stopped together, one still in its loop would be
+     * handed the partitions of those that left and be restoring them at
+     * its dump. */
+    long long restored = nx_drun_log_count(&dr, "b", "restored in");
+    CHECK_INT(nx_drun_stop(pid[3], 120000), 0);
+    CHECK_INT(nx_drun_stop(pid[2], 120000), 0);
+    int64_t by = nx_drun_mono_ms() + 120000;
+    while (nx_drun_log_count(&dr, "b", "restored in") < restored + PARTS && nx_drun_mono_ms() < by)
+        usleep(200000);
+    CHECK(nx_drun_log_count(&dr, "b", "restored in") >= restored + PARTS);
+    CHECK_INT(nx_drun_stop(pid[1], 120000), 0);
     nx_drun_out_t *ref_o = nx_drun_out_new(&dr, ref_out);
     CHECK(ref_o != NULL);
     if (ref_o)
