@@ -56,6 +56,20 @@
  *   this tool reads the output read_committed in every mode (librdkafka's
  *   default), so a prediction arrives when its transaction commits: the
  *   latency figures include the wait for the commit.
+ * fail-over (--failover on, with --changelog on and --rate R): a second
+ *   daemon B (same group and key, a state directory of its own) runs beside
+ *   the first, A; half-way through the timed part A is killed (SIGKILL).
+ *   Printed per input partition: the time from the kill to the arrival of
+ *   the first prediction of an event produced after it. B's own partitions
+ *   go on within milliseconds; those that move from A wait for the group to
+ *   notice (session.timeout.ms), the rebalance and their restore from the
+ *   changelog: the largest is the fail-over time. The latency figures of
+ *   such a run include that gap.
+ *
+ * --users N sets the generator's users (default 100000), e.g. 1M users
+ *   for a restore of that size; NX_BENCH_CONF="..." is appended to the
+ *   daemon's configuration (e.g. 'features: { user_ttl_s = 31536000; };'
+ *   so that no user expires during a sparse stream).
  *
  * NX_BENCH_EXPLAIN=N sets output.explain (reasons per prediction, default 0).
  * NX_BENCH_KAFKA_CONF="..." is pasted into the daemon's kafka { } block,
@@ -67,7 +81,8 @@
  *
  * usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R]
  *                    [--seconds S] [--model on|off] [--changelog on|off]
- *                    [--transactional on|off] [--ceiling on|off] [--brokers B]
+ *                    [--transactional on|off] [--ceiling on|off] [--failover on|off]
+ *                    [--users N] [--brokers B]
  *        (brokers: $NX_TEST_BROKERS, else 127.0.0.1:$NX_KAFKA_PORT or 39092)
  */
 #include <errno.h>
@@ -99,7 +114,7 @@
  * and the daemon's paths at a steady rate, first taken), 2% of a 10 s run
  * and so its p99 by themselves. Not in the figures, as any warm-up. */
 #define PACED_WARMUP_S 2.0
-/* Users of the generated stream. */
+/* Users of the generated stream, by default. */
 #define USERS 100000
 /* Pacing tick of the latency run (ms). */
 #define TICK_MS 1
@@ -112,6 +127,8 @@ static int model_on = 1;
 static int changelog_on = 0;
 static int txn_on = 0;
 static int ceiling_on = 0;
+static int failover_on = 0;
+static long long n_users = USERS;
 static int metrics_port;
 /* CLOCK_REALTIME - CLOCK_MONOTONIC, us: broker timestamps onto this clock */
 static int64_t wall_minus_mono_us;
@@ -285,23 +302,57 @@ static void changelog_figures(long long events) {
            (double)recs / (double)events);
 }
 
+/* A second daemon in the same group with the same key: its own state
+ * directory (DIR/NAME-state), instance id and log (DIR/NAME.log), no
+ * metrics endpoint. The pid, or -1. */
+static pid_t start_second(const char *dir, const char *conf, const char *name) {
+    char cmd[1024], conf2[300], log2[300];
+    snprintf(conf2, sizeof conf2, "%s/%s.conf", dir, name);
+    snprintf(log2, sizeof log2, "%s/%s.log", dir, name);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -m 700 %s/%s-state && cp -p %s/state/user-hash.key %s/%s-state/ && "
+             "sed -e 's|%s/state|%s/%s-state|' -e 's|instance_id = \"bench\"|instance_id = "
+             "\"%s\"|' -e 's|listen = \"[^\"]*\"|listen = \"\"|' %s > %s",
+             dir, name, dir, dir, name, dir, dir, name, name, conf, conf2);
+    /* the first daemon makes the key file: wait for it */
+    char key[300];
+    snprintf(key, sizeof key, "%s/state/user-hash.key", dir);
+    for (int k = 0; k < 100 && access(key, R_OK) != 0; k++)
+        usleep(100000);
+    if (system(cmd) != 0) {
+        printf("cannot prepare %s\n", conf2);
+        return -1;
+    }
+    return nx_fixture_start_daemon(nextactd, conf2, log2, NULL);
+}
+
+/* Fail-over: per partition, kill -> first prediction of an event produced
+ * after the kill. */
+static void failover_figures(int64_t t_kill) {
+    double worst = 0;
+    printf("fail-over: kill -> first prediction of a later event, per partition:");
+    for (int p = 0; p < PARTS; p++) {
+        int64_t first = 0;
+        for (long long o = 0; o < cap_per_part; o++)
+            if (t_prod[p][o] >= t_kill && t_arr[p][o] && (!first || t_arr[p][o] < first))
+                first = t_arr[p][o];
+        double s = first ? (double)(first - t_kill) / 1e6 : NAN;
+        printf(" %d: %.2f s", p, s);
+        if (!first || s > worst)
+            worst = first ? s : INFINITY;
+    }
+    printf("\nfail-over time (the slowest partition, one that moved): %.2f s\n", worst);
+}
+
 /* Changelog mode: a second daemon, same group and key, empty state
  * directory, restores every partition; figures from its log lines
  * "partition P restored in S s: U user(s), R removed, N record(s) (M MB)". */
 static void restore_figures(const char *dir, const char *conf) {
-    char cmd[1024], conf2[300], log2[300];
-    snprintf(conf2, sizeof conf2, "%s/restore.conf", dir);
+    char log2[300];
     snprintf(log2, sizeof log2, "%s/restore.log", dir);
-    snprintf(cmd, sizeof cmd,
-             "mkdir -m 700 %s/state2 && cp -p %s/state/user-hash.key %s/state2/ && "
-             "sed -e 's|%s/state|%s/state2|' -e 's|instance_id = \"bench\"|instance_id = "
-             "\"bench2\"|' -e 's|listen = \"[^\"]*\"|listen = \"\"|' %s > %s",
-             dir, dir, dir, dir, dir, conf, conf2);
-    if (system(cmd) != 0) {
-        printf("restore: cannot prepare %s\n", conf2);
+    pid_t pid = start_second(dir, conf, "restore");
+    if (pid < 0)
         return;
-    }
-    pid_t pid = nx_fixture_start_daemon(nextactd, conf2, log2, NULL);
     double users = 0, mb = 0, recs = 0, worst = 0;
     int done = 0;
     for (int k = 0; k < 1200 && done < PARTS; k++) {
@@ -501,7 +552,7 @@ static double ceiling_run(long long total) {
 static void usage(void) {
     fprintf(stderr, "usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R] "
                     "[--seconds S] [--model on|off] [--changelog on|off] [--transactional on|off] "
-                    "[--ceiling on|off]\n");
+                    "[--ceiling on|off] [--failover on|off] [--users N]\n");
     exit(2);
 }
 
@@ -528,6 +579,10 @@ int main(int argc, char **argv) {
             txn_on = strcmp(argv[++i], "off") != 0;
         else if (strcmp(argv[i], "--ceiling") == 0)
             ceiling_on = strcmp(argv[++i], "off") != 0;
+        else if (strcmp(argv[i], "--failover") == 0)
+            failover_on = strcmp(argv[++i], "off") != 0;
+        else if (strcmp(argv[i], "--users") == 0)
+            n_users = atoll(argv[++i]);
         else if (strcmp(argv[i], "--brokers") == 0)
             setenv("NX_TEST_BROKERS", argv[++i], 1);
         else
@@ -598,7 +653,7 @@ int main(int argc, char **argv) {
 
     nx_gen_params_t gp;
     nx_gen_params_default(&gp);
-    gp.users = USERS;
+    gp.users = (uint32_t)n_users;
     gp.seed = 7;
     /* 100k users make a sparse stream: 1M events span most of a year of
      * simulated time. Started three years back, none is "in the future"
@@ -635,9 +690,16 @@ int main(int argc, char **argv) {
     fprintf(f, "metrics: { listen = \"127.0.0.1:%d\"; };\n", metrics_port);
     if (changelog_on)
         fprintf(f, "state: { changelog = \"%s-state\"; instance_id = \"bench\"; };\n", in_topic);
+    if (getenv("NX_BENCH_CONF"))
+        fprintf(f, "%s\n", getenv("NX_BENCH_CONF"));
     fclose(f);
+    if (failover_on && (!changelog_on || rate <= 0)) {
+        fprintf(stderr, "--failover on needs --changelog on and --rate R\n");
+        return 2;
+    }
 
-    int64_t first = 0, last = 0, t_start, t_end;
+    int64_t first = 0, last = 0, t_start, t_end, t_kill = 0;
+    pid_t pid_b = -1;          /* --failover: the second daemon */
     double daemon_rate = 0;    /* throughput runs: the daemon's events/s */
     double ceiling_before = 0; /* and the ceiling's, measured before it */
     pid_t pid;
@@ -710,6 +772,8 @@ int main(int argc, char **argv) {
     } else {
         /* latency: daemon first, warm-up, then a fixed rate */
         pid = nx_fixture_start_daemon(nextactd, conf, log, NULL);
+        if (failover_on && (pid_b = start_second(dir, conf, "failover")) < 0)
+            return 1;
         for (int i = 0; i < WARMUP; i++)
             produce_one(prod, gen);
         rd_kafka_flush(prod, 10000);
@@ -739,6 +803,15 @@ int main(int argc, char **argv) {
                 if (scrape_metrics(before, sizeof before) < 0)
                     before[0] = '\0';
             }
+            if (failover_on && !t_kill && now_us() >= t_start + (int64_t)(seconds / 2 * 1e6)) {
+                int kst;
+                kill(pid, SIGKILL);
+                t_kill = now_us();
+                waitpid(pid, &kst, 0);
+                pid = pid_b; /* B is the daemon from here on */
+                printf("fail-over: A killed (SIGKILL) %.1f s into the timed part\n",
+                       (double)(t_kill - t_start) / 1e6);
+            }
             int64_t due = (int64_t)((double)(now_us() - t_paced) * rate / 1e6) + 1;
             while (sent < due && sent < timed) {
                 produce_one(prod, gen);
@@ -757,7 +830,8 @@ int main(int argc, char **argv) {
         timed -= (long long)(rate * PACED_WARMUP_S); /* the measured ones */
         rd_kafka_flush(prod, 10000);
         deadline = now_us() + 30 * 1000000LL;
-        while (predictions < total && now_us() < deadline)
+        /* duplicates (predictions sent again after a fail-over) do not count */
+        while (predictions - duplicates < total && now_us() < deadline)
             consume_outputs(cons, 100, &first, &last);
         usleep(300000); /* the daemon publishes its figures every 100 ms */
         if (scrape_metrics(after, sizeof after) < 0)
@@ -796,6 +870,8 @@ int main(int argc, char **argv) {
                model_on ? "on" : "off", (double)timed / send_s, send_s, timed, n, missing, Q(0.5),
                Q(0.99), Q(0.999), Q(1.0), txn_on ? " (transactional)" : "");
         free(lat);
+        if (t_kill)
+            failover_figures(t_kill);
         if (before[0] && after[0])
             print_stages(before, after, t_start);
         else

@@ -186,9 +186,11 @@ typedef struct nx_config {
         int64_t replay_lag_ms;      /* replay: event time between training and its use */
         int enabled;                /* 0: decode, features, produce only */
         int64_t metrics_window;
-        int guard;            /* the model guard (warming, rollback) */
-        int64_t guard_window; /* examples per guard window */
-        double guard_margin;  /* degradation that rolls back, relative */
+        int guard;                /* the model guard (warming, rollback) */
+        int64_t guard_window;     /* examples per guard window */
+        double guard_margin;      /* degradation that rolls back, relative */
+        int64_t sync_interval_ms; /* between model syncs of a group, 0 = off */
+        char *sync_topic;         /* "" = <group_id>-model with state.changelog, else off */
     } model;
 
     /* checkpoints */

@@ -323,6 +323,17 @@ const nx_cfg_desc_t nx_config_table[] = {
      "Labelled examples per guard window."},
     {"model.guard_margin", NX_CT_DOUBLE, OFF(model.guard_margin), "0.25", 0.01, 10, NULL, 0,
      "Relative degradation of a window's loss (against the prior's) that rolls back."},
+    {"model.sync_interval_ms", NX_CT_INT, OFF(model.sync_interval_ms), "5000", 0, 3600000, NULL, 0,
+     "Length of a model sync round in a group of daemons (model.sync_topic), milliseconds;\n"
+     "rounds follow the wall clock. Each round every instance publishes a copy of its model\n"
+     "and rebases it on the mean of the round's copies, weighted by the examples each\n"
+     "trained since its previous copy. 0 = off."},
+    {"model.sync_topic", NX_CT_STRING, OFF(model.sync_topic), "\"\"", 0, TOPIC_MAX, NULL, 0,
+     "Compacted topic the group's models meet in, one record per instance (key =\n"
+     "state.instance_id), created when missing. \"\" = \"<group_id>-model\" when\n"
+     "state.changelog is set, off otherwise: a single daemon has no one to sync with, and\n"
+     "without syncs its model stays deterministic. A new or restarted instance starts from\n"
+     "the group's freshest model."},
 
     {"checkpoint.dir", NX_CT_PATH, OFF(checkpoint.dir), "\"\"", 0, LEN_MAX, NULL, 0,
      "Checkpoint directory; \"\" = <state_dir>/checkpoints."},

@@ -367,6 +367,26 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
              "Time the loop spent committing transactions (it waits for each commit).");
         put(&o, "nextactd_transaction_commit_seconds_total %.6f\n", m->txn_commit_s);
     }
+    if (m->model_sync) {
+        head(&o, "nextactd_model_syncs_total", "counter",
+             "Model sync records: own copies published, the other instances' merged, skipped "
+             "(bad size, version, layout or checksum) or stale (too late for their round).");
+        put(&o, "nextactd_model_syncs_total{result=\"published\"} %llu\n",
+            (unsigned long long)m->model_syncs_published);
+        put(&o, "nextactd_model_syncs_total{result=\"merged\"} %llu\n",
+            (unsigned long long)m->model_syncs_merged);
+        put(&o, "nextactd_model_syncs_total{result=\"skipped\"} %llu\n",
+            (unsigned long long)m->model_syncs_skipped);
+        put(&o, "nextactd_model_syncs_total{result=\"stale\"} %llu\n",
+            (unsigned long long)m->model_syncs_stale);
+        head(&o, "nextactd_model_sync_replicas", "gauge",
+             "Other instances whose models the last sync merged.");
+        put(&o, "nextactd_model_sync_replicas %d\n", m->model_sync_replicas);
+        head(&o, "nextactd_model_sync_distance", "gauge",
+             "Relative L2 distance of this instance's weights from the group's mean right after "
+             "the last round's merge.");
+        put(&o, "nextactd_model_sync_distance %.6g\n", m->model_sync_distance);
+    }
     head(&o, "nextactd_schema_registry_fetches_total", "counter",
          "Writer schema fetches from the Schema Registry by outcome (failed: no answer, timeout, "
          "HTTP 5xx, ...).");

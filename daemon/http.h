@@ -153,6 +153,15 @@ typedef struct nx_http_metrics {
     uint64_t txn_count[NX_HTTP_MAX_BUCKETS];
     double txn_sum_s;    /* transaction durations, open to committed */
     double txn_commit_s; /* time the loop spent committing */
+    /* model sync (modelsync.h); model_sync 0 = off, the rest unshown */
+    int model_sync;
+    uint64_t model_syncs_published; /* own records acknowledged */
+    uint64_t model_syncs_merged;    /* others' records merged in */
+    uint64_t model_syncs_skipped;   /* others' records refused (size, version, layout, CRC) */
+    uint64_t model_syncs_stale;     /* others' records too old to merge (a departed instance) */
+    int model_sync_replicas;        /* others merged at the last sync */
+    double
+        model_sync_distance; /* relative L2, own weights vs the group's mean after the last merge */
     /* Schema Registry: writer schemas fetched by outcome, and the input
      * partitions waiting for one */
     uint64_t registry_found, registry_not_found, registry_failures, registry_retries;

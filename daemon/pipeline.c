@@ -369,6 +369,41 @@ nx_store_t *nx_pipeline_store(nx_pipeline_t *pipe) {
     return pipe->store;
 }
 
+const nx_mlp_t *nx_pipeline_mlp(const nx_pipeline_t *pipe) {
+    return pipe->mlp;
+}
+
+int nx_pipeline_model_merge(nx_pipeline_t *pipe, nx_trainer_merge_t *m) {
+    if (!pipe->tr)
+        return -1;
+    nx_trainer_merge(pipe->tr, m);
+    return 0;
+}
+
+int nx_pipeline_model_adopt(nx_pipeline_t *pipe, const float *slab, uint64_t step) {
+    if (!pipe->tr)
+        return -1;
+    nx_trainer_sync(pipe->tr); /* the model is this thread's until the next push */
+    size_t np = nx_mlp_num_params(pipe->mlp), bytes = np * sizeof(float);
+    memcpy(nx_mlp_weights(pipe->mlp), slab, bytes);
+    memcpy(nx_mlp_opt_m(pipe->mlp), slab + np, bytes);
+    memcpy(nx_mlp_opt_v(pipe->mlp), slab + 2 * np, bytes);
+    nx_mlp_set_step(pipe->mlp, step);
+    nx_trainer_adopt(pipe->tr);
+    return 0;
+}
+
+int nx_pipeline_model_serving(const nx_pipeline_t *pipe) {
+    return pipe->mlp && nx_guard_state(pipe->guard) == NX_MODEL_SERVING;
+}
+
+int nx_pipeline_model_trust(nx_pipeline_t *pipe) {
+    if (!pipe->mlp || nx_guard_state(pipe->guard) != NX_MODEL_WARMING)
+        return 0;
+    nx_guard_serve_loaded(pipe->guard);
+    return nx_guard_state(pipe->guard) == NX_MODEL_SERVING;
+}
+
 void nx_pipeline_revoke(nx_pipeline_t *pipe, int32_t topic, int32_t partition) {
     part_clock_t *c = part_clock(pipe, topic, partition);
     if (c)

@@ -205,6 +205,31 @@ void nx_pipeline_set_partition_clock(nx_pipeline_t *pipe, int32_t topic, int32_t
  * one by one (changelog.h). Owned by the pipeline. */
 nx_store_t *nx_pipeline_store(nx_pipeline_t *pipe);
 
+/* ---- model sync (modelsync.h) ------------------------------------------------- */
+
+/* The model, NULL with model.enabled off. Its shape (nx_mlp_num_params,
+ * the layers' sizes) may be read at any time; its slabs belong to the
+ * trainer thread: change them only through the two calls below. */
+const nx_mlp_t *nx_pipeline_mlp(const nx_pipeline_t *pipe);
+
+/* Live: the trainer merges the model with the group's replicas
+ * (nx_trainer_merge; the same rules for m). 0, or -1 without a model. */
+int nx_pipeline_model_merge(nx_pipeline_t *pipe, nx_trainer_merge_t *m);
+
+/* At start, before any event: the model takes slab ((3, n_params):
+ * weights, optimizer moments m and v) and step, and predicts from them
+ * at once. 0, or -1 without a model. */
+int nx_pipeline_model_adopt(nx_pipeline_t *pipe, const float *slab, uint64_t step);
+
+/* What the model guard says of the model: 1 if it serves predictions (not
+ * warming, not fallen back). */
+int nx_pipeline_model_serving(const nx_pipeline_t *pipe);
+
+/* The group's guards passed the model this one now shares (modelsync.h):
+ * a guard still warming serves it from now on, as after a checkpoint.
+ * Returns 1 if it switched. */
+int nx_pipeline_model_trust(nx_pipeline_t *pipe);
+
 /* ---- partition hand-over ------------------------------------------------------ */
 
 /* The users of one partition number (of every input topic: users are keyed

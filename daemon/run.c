@@ -622,6 +622,17 @@ static void metrics_publish(nx_run_t *r) {
         m->txn_commit_s = ts.commit_s;
         m->offset_commits = ts.committed;
     }
+    if (r->modelsync) {
+        nx_modelsync_stats_t ss;
+        nx_modelsync_stats(r->modelsync, &ss);
+        m->model_sync = 1;
+        m->model_syncs_published = ss.published;
+        m->model_syncs_merged = ss.merged;
+        m->model_syncs_skipped = ss.skipped;
+        m->model_syncs_stale = ss.stale;
+        m->model_sync_replicas = ss.replicas;
+        m->model_sync_distance = ss.distance;
+    }
     m->schema_waits = ks.rewinds;
     m->schema_waiting_partitions = ks.held_partitions;
     if (r->registry) {
@@ -660,6 +671,8 @@ static void ops_tick(nx_run_t *r, int64_t now_mono) {
     }
     if (r->txn)
         nx_txn_tick(r->txn, now_mono);
+    if (r->modelsync)
+        nx_modelsync_tick(r->modelsync, now_mono);
     if (r->changelog)
         nx_changelog_tick(r->changelog, now_mono, RESTORE_SLICE_US);
     else if (!r->durable && now_mono - r->last_commit_mono >= r->cfg->kafka.commit_interval_ms) {
@@ -937,6 +950,13 @@ int nx_run_setup(nx_run_t *r, int *status, char *err, size_t err_size) {
         *status = 1;
         return -1;
     }
+    char sync_topic[256];
+    if (nx_modelsync_topic(r->cfg, sync_topic, sizeof sync_topic) &&
+        !(r->modelsync =
+              nx_modelsync_new(r->cfg, nx_kafka_brokers(r->kafka), r->pipe, err, err_size))) {
+        *status = 1;
+        return -1;
+    }
     metrics_init(r);
     if (r->cfg->metrics.listen[0]) {
         if (!(r->http = nx_http_start(r->cfg->metrics.listen, err, err_size)))
@@ -990,6 +1010,7 @@ void nx_run_teardown(nx_run_t *r) {
     nx_ckptdir_destroy(r->ckdir);
     nx_notify_destroy(r->notify);
     nx_pipeline_destroy(r->pipe);
+    nx_modelsync_destroy(r->modelsync); /* after the trainer: it may hold its exchange */
     nx_codec_destroy(r->codec);
     nx_registry_destroy(r->registry);
     free(r->msgs);

@@ -22,6 +22,7 @@
 #include "handover.h"
 #include "http.h"
 #include "kafka.h"
+#include "modelsync.h"
 #include "notify.h"
 #include "offsets.h"
 #include "pipeline.h"
@@ -89,6 +90,8 @@ struct nx_run {
     /* exactly-once (kafka.transactional; txn.h): predictions, changelog
      * records and input offsets commit together */
     nx_txn_t *txn; /* NULL = off */
+    /* the group's model in Kafka (modelsync.h) */
+    nx_modelsync_t *modelsync; /* NULL = off */
     /* durability: with periodic checkpoints, input offsets are committed
      * only once a checkpoint holding the state they changed is durable */
     int durable;                                 /* checkpoint.interval_s > 0 */

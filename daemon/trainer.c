@@ -14,13 +14,15 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "merge.h"
 
 typedef struct segment {
     float *x;       /* (cap, dim) */
     int32_t *label; /* (cap) */
     size_t n, cap;
-    unsigned cmd;   /* NX_TRAINER_* commands applied before its examples */
-    float lr_scale; /* with NX_TRAINER_SET_LR */
+    unsigned cmd;              /* NX_TRAINER_* commands applied before its examples */
+    float lr_scale;            /* with NX_TRAINER_SET_LR */
+    nx_trainer_merge_t *merge; /* with NX_TRAINER_MERGE */
 } segment_t;
 
 struct nx_trainer {
@@ -67,6 +69,8 @@ struct nx_trainer {
     /* the guard's last good snapshot: weights and optimizer moments */
     float *snap;    /* (3, n_params): weights, m, v */
     int snap_valid; /* 0: a rollback goes back to the initial weights */
+
+    uint64_t kept_at_merge; /* trainer thread: `kept` at the last MERGE */
 };
 
 /* Upper bounds of the step-duration buckets, ns (trainer.h); the last is
@@ -114,9 +118,40 @@ static void train_segment(nx_trainer_t *tr, const segment_t *seg) {
     }
 }
 
-/* Trainer thread: the guard's commands attached to a segment, before its
- * examples (so they fall at the same place of the training sequence in
- * every run). */
+/* Trainer thread: MERGE (trainer.h). */
+static void merge_replicas(nx_trainer_t *tr, nx_trainer_merge_t *m) {
+    const size_t np = nx_mlp_num_params(tr->mlp), bytes = np * sizeof(float);
+    float *slab[3] = {nx_mlp_weights(tr->mlp), nx_mlp_opt_m(tr->mlp), nx_mlp_opt_v(tr->mlp)};
+    uint64_t step = nx_mlp_step(tr->mlp);
+    if (m->snap) {
+        if (m->acc_weight > 0) {
+            for (int k = 0; k < 3; k++)
+                nx_merge_rebase(slab[k], m->acc + (size_t)k * np, m->acc_weight,
+                                m->snap + (size_t)k * np, np, k == 2);
+            m->deviation = nx_merge_rel_l2_mean(slab[0], m->acc, m->acc_weight, np);
+        }
+    } else {
+        uint64_t kept = atomic_load(&tr->kept);
+        m->local_examples = kept - tr->kept_at_merge;
+        m->local_step = step;
+        tr->kept_at_merge = kept;
+        for (int k = 0; k < 3; k++) {
+            memcpy(m->local + (size_t)k * np, slab[k], bytes);
+            if (m->acc_weight > 0)
+                nx_merge_apply(slab[k], m->acc + (size_t)k * np, np, (double)m->local_examples,
+                               m->acc_weight);
+        }
+    }
+    if (m->acc_weight > 0 && m->max_step > step) {
+        nx_mlp_set_step(tr->mlp, m->max_step);
+        atomic_store(&tr->steps, m->max_step);
+    }
+    atomic_store(&m->done, 1);
+}
+
+/* Trainer thread: the commands attached to a segment (the guard's, and the
+ * group's MERGE), before its examples (so the guard's fall at the same
+ * place of the training sequence in every run). */
 static void apply_commands(nx_trainer_t *tr, const segment_t *seg) {
     const size_t np = nx_mlp_num_params(tr->mlp), bytes = np * sizeof(float);
     if (seg->cmd & NX_TRAINER_ROLLBACK) {
@@ -140,6 +175,8 @@ static void apply_commands(nx_trainer_t *tr, const segment_t *seg) {
     }
     if (seg->cmd & NX_TRAINER_SET_LR)
         nx_mlp_set_lr_scale(tr->mlp, seg->lr_scale);
+    if ((seg->cmd & NX_TRAINER_MERGE) && seg->merge)
+        merge_replicas(tr, seg->merge);
 }
 
 /* Trainer thread, live: steps aside for the loop. "low" is nice 19 (a few
@@ -305,6 +342,12 @@ void nx_trainer_push(nx_trainer_t *tr) {
     tr->fill = &tr->seg[(pushed + 1) % NX_TRAINER_QUEUE];
     tr->fill->n = 0;
     tr->fill->cmd = 0;
+}
+
+void nx_trainer_merge(nx_trainer_t *tr, nx_trainer_merge_t *m) {
+    tr->fill->merge = m;
+    tr->fill->cmd |= NX_TRAINER_MERGE;
+    nx_trainer_push(tr);
 }
 
 void nx_trainer_command(nx_trainer_t *tr, unsigned cmd, float lr_scale) {

@@ -69,6 +69,7 @@
 #ifndef NX_TRAINER_H
 #define NX_TRAINER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -153,6 +154,44 @@ void nx_trainer_quiesce(nx_trainer_t *tr);
 #define NX_TRAINER_ROLLBACK 2u
 #define NX_TRAINER_SET_LR   4u
 void nx_trainer_command(nx_trainer_t *tr, unsigned cmd, float lr_scale);
+
+/* MERGE: the model meets the other replicas of its group (modelsync.h),
+ * before the segment's examples, in one of two ways:
+ * - snap NULL: the trainer copies the model's weights, optimizer moments,
+ *   step and the examples trained since the previous such MERGE into the
+ *   exchange's out fields, then (acc_weight > 0) blends the others'
+ *   weighted sums into the model (merge.h: its own weight is those
+ *   examples);
+ * - snap set (a copy the first way made earlier): the model is rebased on
+ *   the group's mean, keeping what it learnt since that copy: each slab
+ *   becomes acc / acc_weight + (itself - snap) (the second moment kept
+ *   non-negative), and `deviation` says how far the weights then are from
+ *   the mean (relative L2). The out fields are left alone.
+ * Either way the model takes the larger step when anything was blended in,
+ * and `done` is set last. The predictors get the result with the
+ * segment's snapshot. */
+#define NX_TRAINER_MERGE 8u
+
+typedef struct nx_trainer_merge {
+    /* in: written by the main thread before nx_trainer_merge */
+    const double *acc; /* (3, n_params) sum of weight_j * (weights, m, v) */
+    double acc_weight; /* sum of the weights; 0 = nothing to blend in */
+    uint64_t max_step; /* the largest step among them */
+    const float *snap; /* (3, n_params) or NULL: see above */
+    /* out: written by the trainer thread, readable once done is 1 */
+    float *local;            /* (3, n_params) weights, m, v before the blend */
+    uint64_t local_step;     /* the step before the blend */
+    uint64_t local_examples; /* examples trained since the previous copy */
+    double deviation;        /* rebase: relative L2 of the weights from the mean */
+    _Atomic int done;
+} nx_trainer_merge_t;
+
+/* Main thread, live: attaches MERGE with exchange m to the segment being
+ * filled and pushes that segment, so that the merge is carried out as soon
+ * as the trainer gets to it, traffic or none. m must stay valid, and its in
+ * fields unchanged, until m->done is 1 (the caller clears done first). A
+ * second call before then replaces the exchange. */
+void nx_trainer_merge(nx_trainer_t *tr, nx_trainer_merge_t *m);
 
 /* Main thread, end of input: pushes the segment being filled if it holds
  * examples, waits for the trainer, and trains the last partial

@@ -182,3 +182,7 @@ const char *nx_store_feature_name(const nx_store_t *store, size_t i) {
 uint64_t nx_store_schema_hash(const nx_store_t *store) {
     return store->fz.schema_hash;
 }
+
+nx_norm_t *nx_store_norm(nx_store_t *store) {
+    return store->norm;
+}

@@ -397,6 +397,40 @@ double nx_norm_var(const nx_norm_t *norm, size_t i) {
     return norm->n ? m2 / (double)norm->n : 0.0;
 }
 
+void nx_norm_moments(const nx_norm_t *norm, double *mean, double *var) {
+    for (size_t i = 0; i < norm->dim; i++) {
+        double m2;
+        merged(norm, i, &mean[i], &m2);
+        var[i] = norm->n ? m2 / (double)norm->n : 0.0;
+    }
+}
+
+void nx_norm_blend(nx_norm_t *norm, const double *mean, const double *var, double self_w,
+                   double other_w, uint64_t n) {
+    double total = self_w + other_w;
+    uint64_t count = norm->n > n ? norm->n : n;
+    if (!(total > 0) || count == 0)
+        return;
+    if (norm->g)
+        norm->refresh(norm); /* the open group joins mean and m2 first */
+    double a = self_w / total, b = other_w / total;
+    double own_n = (double)norm->n;
+    for (size_t i = 0; i < norm->dim; i++) {
+        double ms = norm->mean[i], vs = own_n > 0 ? norm->m2[i] / own_n : 0.0;
+        double m = a * ms + b * mean[i];
+        double v = a * (vs + ms * ms) + b * (var[i] + mean[i] * mean[i]) - m * m;
+        if (!(v > 0))
+            v = 0; /* rounding, or a non-finite input: the feature is only centred */
+        if (!isfinite(m))
+            m = ms;
+        norm->mean[i] = m;
+        norm->m2[i] = v * (double)count;
+        norm->mean_f[i] = (float)m;
+        norm->inv_std_f[i] = v > NX_NORM_MIN_VAR ? (float)(1.0 / sqrt(v)) : 1.0f;
+    }
+    norm->n = count;
+}
+
 int nx_norm_save(const nx_norm_t *norm, nx_stream_write_fn write, void *opaque) {
     uint32_t magic = NX_NORM_MAGIC;
     uint64_t dim = norm->dim;

@@ -56,6 +56,24 @@ uint64_t nx_norm_count(const nx_norm_t *norm);
 double nx_norm_mean(const nx_norm_t *norm, size_t i);
 double nx_norm_var(const nx_norm_t *norm, size_t i);
 
+/* The statistics a replica of this normaliser exchanges with the others
+ * (a group of daemons, each seeing a share of the users): the mean and
+ * population variance of each feature over every vector seen, into mean
+ * and var (dim doubles each). */
+void nx_norm_moments(const nx_norm_t *norm, double *mean, double *var);
+
+/* Blends in the statistics of other replicas: mean and var (dim each)
+ * describe the distribution of their vectors, weighing other_w against
+ * this normaliser's self_w. Each feature gets the mixture's moments:
+ *     mean = (self_w m_s + other_w m_o) / W,
+ *     var  = (self_w (v_s + m_s^2) + other_w (v_o + m_o^2)) / W - mean^2,
+ * W = self_w + other_w. The vector count becomes max(count, n): it sets how
+ * far one more vector moves the statistics, and a replica that adopts the
+ * group's (self_w = 0) must not start its warm-up again. apply uses the
+ * result at once. Nothing happens when W <= 0 or the count stays 0. */
+void nx_norm_blend(nx_norm_t *norm, const double *mean, const double *var, double self_w,
+                   double other_w, uint64_t n);
+
 /* Saves / restores the state. Load requires the same dim; it replaces the
  * statistics and keeps the clip given at nx_norm_new. 0 or -1 (+ errstr). */
 int nx_norm_save(const nx_norm_t *norm, nx_stream_write_fn write, void *opaque);

@@ -109,6 +109,7 @@
 #include <stdio.h>
 
 #include "event.h"
+#include "norm.h"
 #include "siphash.h"
 #include "stream.h"
 
@@ -239,6 +240,9 @@ const char *nx_store_feature_name(const nx_store_t *store, size_t i);
 /* 64-bit hash of the layout (names in order, window kind); models and
  * checkpoints carry it so vectors of another layout are refused. */
 uint64_t nx_store_schema_hash(const nx_store_t *store);
+/* The online normaliser of the vectors (norm.h), owned by the store: for a
+ * group of daemons that exchange its statistics. Same thread as the store. */
+nx_norm_t *nx_store_norm(nx_store_t *store);
 
 /* --- Hot path --------------------------------------------------------- */
 

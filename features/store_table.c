@@ -13,6 +13,7 @@
  * faults in a bucket array nobody reads yet (madvise, no data written).
  */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -298,7 +299,8 @@ uint32_t nx_table_insert(nx_store_t *store, uint64_t h) {
 
 uint32_t nx_table_put(nx_store_t *store, const void *in) {
     uint64_t h;
-    memcpy(&h, &((const nx_user_t *)in)->hash, sizeof h);
+    /* in may be unaligned (a Kafka record's payload): no member access */
+    memcpy(&h, (const char *)in + offsetof(nx_user_t, hash), sizeof h);
     uint32_t old = find(store, h);
     if (old != UINT32_MAX)
         nx_table_remove(store, old);

@@ -24,9 +24,13 @@ int64_t nx_drun_mono_ms(void) {
 }
 
 int nx_drun_topic(const char *prefix, char *name, size_t size) {
+    return nx_drun_topic_parts(prefix, name, size, NX_DRUN_PARTS);
+}
+
+int nx_drun_topic_parts(const char *prefix, char *name, size_t size, int parts) {
     char err[512];
     nx_fixture_topic_name(name, size, prefix);
-    if (nx_fixture_create_topic(name, NX_DRUN_PARTS, err, sizeof err) < 0) {
+    if (nx_fixture_create_topic(name, parts, err, sizeof err) < 0) {
         fprintf(stderr, "%s\n", err);
         nx_fixture_print_log();
         return -1;
@@ -35,7 +39,17 @@ int nx_drun_topic(const char *prefix, char *name, size_t size) {
 }
 
 int nx_drun_init(nx_drun_t *dr, const char *nextactd, const char *src_dir, const char *prefix) {
+    return nx_drun_init_parts(dr, nextactd, src_dir, prefix, NX_DRUN_PARTS);
+}
+
+int nx_drun_init_parts(nx_drun_t *dr, const char *nextactd, const char *src_dir, const char *prefix,
+                       int parts) {
     memset(dr, 0, sizeof *dr);
+    if (parts < 1 || parts > NX_DRUN_MAX_PARTS) {
+        fprintf(stderr, "%d partitions: 1 .. %d\n", parts, NX_DRUN_MAX_PARTS);
+        return -1;
+    }
+    dr->parts = parts;
     dr->nextactd = nextactd;
     dr->src_dir = src_dir;
     snprintf(dr->dir, sizeof dr->dir, "/tmp/%s.XXXXXX", prefix);
@@ -45,7 +59,7 @@ int nx_drun_init(nx_drun_t *dr, const char *nextactd, const char *src_dir, const
     }
     char topic_prefix[64];
     snprintf(topic_prefix, sizeof topic_prefix, "%s-in", prefix);
-    if (nx_drun_topic(topic_prefix, dr->in_topic, sizeof dr->in_topic) < 0)
+    if (nx_drun_topic_parts(topic_prefix, dr->in_topic, sizeof dr->in_topic, parts) < 0)
         return -1;
     FILE *f = fopen("/dev/urandom", "rb");
     size_t got = f ? fread(dr->key, 1, sizeof dr->key, f) : 0;
@@ -98,7 +112,7 @@ static void *produce_thread(void *arg) {
         fprintf(stderr, "producer: not flushed in 60 s\n");
         goto out;
     }
-    long long total = nx_fixture_end_offsets(p, dr->in_topic, NX_DRUN_PARTS, dr->ends);
+    long long total = nx_fixture_end_offsets(p, dr->in_topic, dr->parts, dr->ends);
     if (total != dr->n_events)
         fprintf(stderr, "input: %lld events on the topic, %lld produced\n", total, dr->n_events);
     else
@@ -247,8 +261,8 @@ static rd_kafka_t *group_consumer(const nx_drun_t *dr, const char *group) {
 }
 
 static rd_kafka_topic_partition_list_t *input_partitions(const nx_drun_t *dr, int64_t offset) {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NX_DRUN_PARTS);
-    for (int p = 0; p < NX_DRUN_PARTS; p++)
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(dr->parts);
+    for (int p = 0; p < dr->parts; p++)
         rd_kafka_topic_partition_list_add(l, dr->in_topic, p)->offset = offset;
     return l;
 }
@@ -266,13 +280,13 @@ int nx_drun_commit_zero(const nx_drun_t *dr, const char *group) {
     return e ? -1 : 0;
 }
 
-int nx_drun_committed(const nx_drun_t *dr, const char *group, long long committed[NX_DRUN_PARTS]) {
+int nx_drun_committed(const nx_drun_t *dr, const char *group, long long *committed) {
     rd_kafka_t *c = group_consumer(dr, group);
     if (!c)
         return -1;
     rd_kafka_topic_partition_list_t *l = input_partitions(dr, RD_KAFKA_OFFSET_INVALID);
     rd_kafka_resp_err_t e = rd_kafka_committed(c, l, 10000);
-    for (int p = 0; p < NX_DRUN_PARTS; p++)
+    for (int p = 0; p < dr->parts; p++)
         committed[p] = l->elems[p].offset >= 0 ? l->elems[p].offset : -1;
     if (e)
         fprintf(stderr, "committed offsets: %s\n", rd_kafka_err2str(e));
@@ -282,15 +296,15 @@ int nx_drun_committed(const nx_drun_t *dr, const char *group, long long committe
 }
 
 int nx_drun_committed_at_end(const nx_drun_t *dr, const char *group) {
-    long long c[NX_DRUN_PARTS];
+    long long c[NX_DRUN_MAX_PARTS];
     if (nx_drun_committed(dr, group, c) < 0)
         return 0;
     int ok = 1;
-    for (int p = 0; p < NX_DRUN_PARTS; p++)
+    for (int p = 0; p < dr->parts; p++)
         ok &= c[p] == dr->ends[p];
     if (!ok) {
         fprintf(stderr, "%s: committed/end offsets:", group);
-        for (int p = 0; p < NX_DRUN_PARTS; p++)
+        for (int p = 0; p < dr->parts; p++)
             fprintf(stderr, " %lld/%lld", c[p], dr->ends[p]);
         fprintf(stderr, "\n");
     }
@@ -316,7 +330,7 @@ nx_drun_out_t *nx_drun_out_new(const nx_drun_t *dr, const char *out_topic) {
     avro_generic_value_new(out->iface, &out->val);
     /* any partition may hold them all; the end offsets may not be known
      * yet (a paced input) */
-    for (int p = 0; p < NX_DRUN_PARTS; p++)
+    for (int p = 0; p < dr->parts; p++)
         if (!(out->seen[p] = calloc((size_t)dr->n_events + 1, 1)))
             goto err;
     snprintf(group, sizeof group, "%s-checker", out_topic);
@@ -329,8 +343,8 @@ nx_drun_out_t *nx_drun_out_new(const nx_drun_t *dr, const char *out_topic) {
         fprintf(stderr, "consumer: %s\n", err);
         goto err;
     }
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NX_DRUN_PARTS);
-    for (int p = 0; p < NX_DRUN_PARTS; p++)
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(dr->parts);
+    for (int p = 0; p < dr->parts; p++)
         rd_kafka_topic_partition_list_add(l, out_topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(out->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
@@ -353,7 +367,7 @@ void nx_drun_out_destroy(nx_drun_out_t *out) {
     }
     if (out->schema)
         avro_schema_decref(out->schema);
-    for (int p = 0; p < NX_DRUN_PARTS; p++)
+    for (int p = 0; p < NX_DRUN_MAX_PARTS; p++)
         free(out->seen[p]);
     free(out);
 }
@@ -373,7 +387,7 @@ static void out_count(nx_drun_out_t *out, const rd_kafka_message_t *m) {
             avro_value_get_long(&fld, &off);
     }
     avro_reader_free(rd);
-    if (part < 0 || part >= NX_DRUN_PARTS || off < 0 || off >= out->dr->n_events) {
+    if (part < 0 || part >= out->dr->parts || off < 0 || off >= out->dr->n_events) {
         out->undecodable++;
         out->bad++;
         return;
@@ -400,8 +414,8 @@ void nx_drun_out_poll(nx_drun_out_t *out, int ms) {
 }
 
 int nx_drun_out_drain(nx_drun_out_t *out, int timeout_ms) {
-    long long ends[NX_DRUN_PARTS];
-    long long want = nx_fixture_end_offsets(out->consumer, out->topic, NX_DRUN_PARTS, ends);
+    long long ends[NX_DRUN_MAX_PARTS];
+    long long want = nx_fixture_end_offsets(out->consumer, out->topic, out->dr->parts, ends);
     int64_t until = nx_drun_mono_ms() + timeout_ms;
     while (out->got < want && nx_drun_mono_ms() < until)
         nx_drun_out_poll(out, 200);
@@ -409,7 +423,7 @@ int nx_drun_out_drain(nx_drun_out_t *out, int timeout_ms) {
      * prediction for an offset past them is bad, not one less missing */
     out->missing = 0;
     out->bad = out->undecodable;
-    for (int p = 0; p < NX_DRUN_PARTS; p++)
+    for (int p = 0; p < out->dr->parts; p++)
         for (long long o = 0; o < out->dr->n_events; o++) {
             if (o < out->dr->ends[p])
                 out->missing += out->seen[p][o] == 0;

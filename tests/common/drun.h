@@ -29,15 +29,17 @@
 
 #include "siphash.h"
 
-#define NX_DRUN_PARTS 4 /* partitions of the input and output topics */
+#define NX_DRUN_PARTS     4 /* partitions of the input and output topics, by default */
+#define NX_DRUN_MAX_PARTS 8 /* at most (nx_drun_init_parts) */
 
 typedef struct nx_drun {
-    const char *nextactd;          /* the binary under test */
-    const char *src_dir;           /* source tree (conf/schemas) */
-    char dir[128];                 /* scratch directory */
-    char in_topic[128];            /* input topic */
-    long long n_events;            /* events to produce (nx_drun_produce_start) */
-    long long ends[NX_DRUN_PARTS]; /* end offset per input partition, once produced */
+    const char *nextactd;              /* the binary under test */
+    const char *src_dir;               /* source tree (conf/schemas) */
+    char dir[128];                     /* scratch directory */
+    char in_topic[128];                /* input topic */
+    long long n_events;                /* events to produce (nx_drun_produce_start) */
+    int parts;                         /* partitions of the input (and output) topics */
+    long long ends[NX_DRUN_MAX_PARTS]; /* end offset per input partition, once produced */
     uint8_t key[NX_SIPHASH_KEY_LEN];
     double rate;      /* events/s; 0: as fast as the producer goes */
     pthread_t thread; /* the producer */
@@ -48,10 +50,14 @@ typedef struct nx_drun {
 /* Makes the scratch directory /tmp/<prefix>.XXXXXX, the input topic and a
  * random user-id hash key. 0, or -1 with the reason on stderr. */
 int nx_drun_init(nx_drun_t *dr, const char *nextactd, const char *src_dir, const char *prefix);
+/* The same with `parts` input partitions (1 .. NX_DRUN_MAX_PARTS). */
+int nx_drun_init_parts(nx_drun_t *dr, const char *nextactd, const char *src_dir, const char *prefix,
+                       int parts);
 
 /* Creates a topic of NX_DRUN_PARTS partitions named from prefix (see
- * nx_fixture_topic_name) into name. 0 or -1. */
+ * nx_fixture_topic_name) into name; nx_drun_topic_parts: of `parts`. 0 or -1. */
 int nx_drun_topic(const char *prefix, char *name, size_t size);
+int nx_drun_topic_parts(const char *prefix, char *name, size_t size, int parts);
 
 /* Starts producing n_events generated events (20000 users, seed 17, event
  * times from 400 days ago on) to the input topic, at rate events/s (0: as
@@ -108,8 +114,9 @@ int nx_drun_kill(pid_t pid);
  * before they are fetched at all: see nx_drun_compare). 0 or -1. */
 int nx_drun_commit_zero(const nx_drun_t *dr, const char *group);
 
-/* The group's committed offset per input partition (-1: none). 0 or -1. */
-int nx_drun_committed(const nx_drun_t *dr, const char *group, long long committed[NX_DRUN_PARTS]);
+/* The group's committed offset per input partition (-1: none) into
+ * committed (dr->parts entries). 0 or -1. */
+int nx_drun_committed(const nx_drun_t *dr, const char *group, long long *committed);
 
 /* 1 if the group's committed offsets are the input's end offsets. */
 int nx_drun_committed_at_end(const nx_drun_t *dr, const char *group);
@@ -127,8 +134,8 @@ typedef struct nx_drun_out {
     avro_schema_t schema;
     avro_value_iface_t *iface;
     avro_value_t val;
-    long long undecodable;              /* part of bad: for no offset of any partition */
-    unsigned char *seen[NX_DRUN_PARTS]; /* predictions per input offset (saturating) */
+    long long undecodable;                  /* part of bad: for no offset of any partition */
+    unsigned char *seen[NX_DRUN_MAX_PARTS]; /* predictions per input offset (saturating) */
 } nx_drun_out_t;
 
 /* Reads out_topic from its start (nothing read yet), read_committed; after

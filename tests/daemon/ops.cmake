@@ -71,3 +71,10 @@ foreach(case kill1 kill3 abort fence)
   set_tests_properties(txn_${case} PROPERTIES FIXTURES_REQUIRED kafka LABELS integration
                        TIMEOUT 600)
 endforeach()
+# A group of daemons as one: three on 8 partitions with the changelog and
+# model sync, one killed, a fourth joining; state, quality and the
+# replicas' distance against one daemon alone (integration).
+add_executable(test_group ${CMAKE_CURRENT_SOURCE_DIR}/test_group.c)
+target_link_libraries(test_group PRIVATE nx_drun)
+add_test(NAME group COMMAND test_group $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 300000)
+set_tests_properties(group PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 600)

@@ -12,12 +12,17 @@
  *   (the main thread waits for a slow trainer), and at most
  *   NX_TRAINER_MAX_LAG segments behind the last pushed on a dense stream;
  * - live, the thread runs at the priority asked for: nice 19 for "low",
- *   SCHED_IDLE for "idle" (read back from /proc and sched_getscheduler).
+ *   SCHED_IDLE for "idle" (read back from /proc and sched_getscheduler);
+ * - MERGE (the group's model sync): the exchange gets the model as it was
+ *   and the examples trained since the previous merge; the model becomes
+ *   the example-weighted mean and takes the larger step; with nothing to
+ *   blend in it stays as it was.
  *
  * Not timed: a slow model (two hidden layers of 512) makes the trainer slow
  * on any machine; the checks are on counts.
  */
 #include <dirent.h>
+#include <math.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,6 +284,99 @@ static void test_priority(int priority) {
     nx_mlp_destroy(mlp);
 }
 
+/* Waits for the trainer to carry out a merge (bounded). */
+static int merged(nx_trainer_merge_t *m) {
+    for (int k = 0; k < 3000 && !atomic_load(&m->done); k++)
+        usleep(10000);
+    return atomic_load(&m->done);
+}
+
+static void test_merge(void) {
+    char err[256];
+    nx_mlp_t *mlp = slow_mlp();
+    CHECK(mlp != NULL);
+    if (!mlp)
+        return;
+    nx_trainer_t *tr =
+        nx_trainer_new(mlp, DIM, BATCH, SEG, 1, NX_TRAINER_PRIO_NORMAL, err, sizeof err);
+    CHECK(tr != NULL);
+    size_t np = nx_mlp_num_params(mlp);
+    float *before = malloc(3 * np * sizeof *before), *local = malloc(3 * np * sizeof *local);
+    double *acc = malloc(3 * np * sizeof *acc);
+    if (!tr || !before || !local || !acc)
+        goto out;
+    feed(tr, 2);
+    nx_trainer_sync(tr); /* the model is this thread's until the next push */
+    memcpy(before, nx_mlp_weights(mlp), np * sizeof *before);
+    memcpy(before + np, nx_mlp_opt_m(mlp), np * sizeof *before);
+    memcpy(before + 2 * np, nx_mlp_opt_v(mlp), np * sizeof *before);
+    uint64_t step = nx_mlp_step(mlp), kept = nx_trainer_kept(tr);
+    CHECK(kept > 0);
+    /* the others: weight 3 on a slab of 0.5 (weights), 0 (m), 1 (v) */
+    for (size_t i = 0; i < np; i++) {
+        acc[i] = 3 * 0.5;
+        acc[np + i] = 0;
+        acc[2 * np + i] = 3 * 1.0;
+    }
+    nx_trainer_merge_t m = {.acc = acc, .acc_weight = 3, .max_step = step + 1000, .local = local};
+    nx_trainer_merge(tr, &m);
+    CHECK(merged(&m));
+    nx_trainer_sync(tr);
+    CHECK(memcmp(local, before, 3 * np * sizeof *local) == 0);
+    CHECK_INT(m.local_step, step);
+    CHECK_INT(m.local_examples, kept);
+    double worst = 0, w = (double)kept;
+    const float *slab[3] = {nx_mlp_weights(mlp), nx_mlp_opt_m(mlp), nx_mlp_opt_v(mlp)};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < np; i++) {
+            double want = (w * before[k * np + i] + acc[k * np + i]) / (w + 3);
+            double d = fabs(slab[k][i] - want) / (1 + fabs(want));
+            worst = d > worst ? d : worst;
+        }
+    CHECK(worst < 1e-6);
+    CHECK_INT(nx_mlp_step(mlp), step + 1000);
+    CHECK_INT(nx_trainer_steps(tr), step + 1000);
+    /* the predictors have the blend */
+    nx_mlp_predictor_t *pred = nx_trainer_predictor(tr);
+    CHECK(memcmp(nx_mlp_predictor_weights(pred), nx_mlp_weights(mlp), np * sizeof(float)) == 0);
+    /* rebase on a mean, keeping what moved since a copy: with the model
+     * itself as the copy, the model becomes the mean */
+    float *snap = malloc(3 * np * sizeof *snap);
+    if (snap) {
+        memcpy(snap, nx_mlp_weights(mlp), np * sizeof *snap);
+        memcpy(snap + np, nx_mlp_opt_m(mlp), np * sizeof *snap);
+        memcpy(snap + 2 * np, nx_mlp_opt_v(mlp), np * sizeof *snap);
+        nx_trainer_merge_t m3 = {
+            .acc = acc, .acc_weight = 3, .max_step = 0, .snap = snap, .local = local};
+        nx_trainer_merge(tr, &m3);
+        CHECK(merged(&m3));
+        nx_trainer_sync(tr);
+        worst = 0;
+        for (int k = 0; k < 3; k++)
+            for (size_t i = 0; i < np; i++)
+                worst = fmax(worst, fabs(slab[k][i] - acc[k * np + i] / 3));
+        CHECK(worst < 1e-6);
+        CHECK(m3.deviation < 1e-6);
+        CHECK_INT(nx_mlp_step(mlp), step + 1000); /* a smaller step is not taken */
+        free(snap);
+    }
+    /* nothing trained since and nothing to blend in: unchanged */
+    memcpy(before, nx_mlp_weights(mlp), np * sizeof *before);
+    nx_trainer_merge_t m2 = {.acc = acc, .acc_weight = 0, .max_step = 0, .local = local};
+    nx_trainer_merge(tr, &m2);
+    CHECK(merged(&m2));
+    nx_trainer_sync(tr);
+    CHECK_INT(m2.local_examples, 0);
+    CHECK(memcmp(nx_mlp_weights(mlp), before, np * sizeof *before) == 0);
+    CHECK_INT(nx_mlp_step(mlp), step + 1000);
+out:
+    free(before);
+    free(local);
+    free(acc);
+    nx_trainer_destroy(tr);
+    nx_mlp_destroy(mlp);
+}
+
 int main(void) {
     test_live_sheds();
     test_live_quiesce();
@@ -287,5 +385,6 @@ int main(void) {
     test_replay_fresh(16);
     test_priority(NX_TRAINER_PRIO_LOW);
     test_priority(NX_TRAINER_PRIO_IDLE);
+    test_merge();
     return nx_check_exit("test_trainer");
 }

@@ -189,6 +189,60 @@ static void test_norm(void) {
     free(m.data);
 }
 
+/* Replicas of a normaliser meeting (nx_norm_moments, nx_norm_blend): two
+ * that saw different halves of a stream, blended with their counts as
+ * weights, hold the moments of the whole stream (a mixture weighted by
+ * counts is the pooled sample); self weight 0 takes the other's. */
+static void test_norm_blend(void) {
+    enum { DIM = 2, NA = 1000, NB = 613 }; /* NB: an open group at the end */
+    nx_norm_t *a = nx_norm_new(DIM, 5.0f), *b = nx_norm_new(DIM, 5.0f), *c = nx_norm_new(DIM, 5.0f);
+    double sum[DIM] = {0}, sq[DIM] = {0};
+    uint64_t s = 11;
+    for (int i = 0; i < NA + NB; i++) {
+        float raw[DIM];
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        raw[0] = (float)((s >> 40) % 1000) / 100.0f + (i < NA ? 0.0f : 3.0f);
+        raw[1] = i < NA ? 1.0f : 2.0f; /* constant within each half */
+        nx_norm_update(i < NA ? a : b, raw);
+        for (int j = 0; j < DIM; j++) {
+            sum[j] += raw[j];
+            sq[j] += (double)raw[j] * raw[j];
+        }
+    }
+    double mean[DIM], var[DIM], mb[DIM], vb[DIM];
+    nx_norm_moments(b, mb, vb);
+    for (int j = 0; j < DIM; j++) {
+        CHECK(fabs(mb[j] - nx_norm_mean(b, j)) < 1e-12, "moments: mean %d", j);
+        CHECK(fabs(vb[j] - nx_norm_var(b, j)) < 1e-12, "moments: var %d", j);
+    }
+    nx_norm_blend(a, mb, vb, NA, NB, 0);
+    nx_norm_moments(a, mean, var);
+    for (int j = 0; j < DIM; j++) {
+        double m = sum[j] / (NA + NB), v = sq[j] / (NA + NB) - m * m;
+        CHECK(fabs(mean[j] - m) <= 1e-6 * (fabs(m) + 1), "pooled mean %d: %.9g want %.9g", j,
+              mean[j], m);
+        CHECK(fabs(var[j] - v) <= 1e-6 * (1 + v), "pooled var %d: %.9g want %.9g", j, var[j], v);
+    }
+    CHECK(nx_norm_count(a) == NA, "count kept: %llu", (unsigned long long)nx_norm_count(a));
+    /* apply uses the blend at once: the pooled mean maps to 0 */
+    float raw[DIM] = {(float)(sum[0] / (NA + NB)), (float)(sum[1] / (NA + NB))}, out[DIM];
+    nx_norm_apply(a, raw, out);
+    CHECK(fabsf(out[0]) < 1e-4f && fabsf(out[1]) < 1e-4f, "pooled mean maps to %g %g",
+          (double)out[0], (double)out[1]);
+    /* an empty replica adopting another's: its moments and at least its count */
+    nx_norm_blend(c, mb, vb, 0, 1, nx_norm_count(b));
+    nx_norm_moments(c, mean, var);
+    for (int j = 0; j < DIM; j++)
+        CHECK(fabs(mean[j] - mb[j]) < 1e-12 && fabs(var[j] - vb[j]) < 1e-9, "adopted %d", j);
+    CHECK(nx_norm_count(c) == NB, "adopted count %llu", (unsigned long long)nx_norm_count(c));
+    /* no weight: nothing changes */
+    nx_norm_blend(c, mean, var, 0, 0, 99999);
+    CHECK(nx_norm_count(c) == NB, "no-weight blend changed the count");
+    nx_norm_destroy(a);
+    nx_norm_destroy(b);
+    nx_norm_destroy(c);
+}
+
 /* nx_norm_step (the store's one-pass form) against update + apply: the
  * same outputs and state, bit for bit, through the warm-up (refresh every
  * vector) and after it (refresh every 16th), with clipping and a constant
@@ -530,6 +584,7 @@ int main(void) {
     test_keyfile();
     test_half();
     test_norm();
+    test_norm_blend();
     test_norm_step();
     test_norm_isa();
     test_norm_v1();
