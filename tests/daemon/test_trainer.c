@@ -298,7 +298,7 @@ static void test_merge(void) {
     if (!mlp)
         return;
     nx_trainer_t *tr =
-        nx_trainer_new(mlp, DIM, BATCH, SEG, 1, NX_TRAINER_PRIO_NORMAL, err, sizeof err);
+        nx_trainer_new(mlp, DIM, BATCH, SEG, 1, NX_TRAINER_PRIO_NORMAL, 1000, err, sizeof err);
     CHECK(tr != NULL);
     size_t np = nx_mlp_num_params(mlp);
     float *before = malloc(3 * np * sizeof *before), *local = malloc(3 * np * sizeof *local);
@@ -337,7 +337,7 @@ static void test_merge(void) {
     CHECK_INT(nx_mlp_step(mlp), step + 1000);
     CHECK_INT(nx_trainer_steps(tr), step + 1000);
     /* the predictors have the blend */
-    nx_mlp_predictor_t *pred = nx_trainer_predictor(tr);
+    nx_mlp_predictor_t *pred = nx_trainer_predictor(tr, 0);
     CHECK(memcmp(nx_mlp_predictor_weights(pred), nx_mlp_weights(mlp), np * sizeof(float)) == 0);
     /* rebase on a mean, keeping what moved since a copy: with the model
      * itself as the copy, the model becomes the mean */
