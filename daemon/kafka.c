@@ -27,12 +27,11 @@
  * (its default: 100000). Once the local queue holds that many, librdkafka
  * 2.0 stops fetching and looks again only when its broker thread next
  * wakes, up to 1 s later (rdkafka_broker.c serves an up broker in 1000 ms
- * slices; 2.1 added fetch.queue.backoff.ms for it): at 100000 the daemon
- * drained the queue and then waited, 141k events/s with the machine half
- * idle. The queue must hold about a second of input: 250000 gave 321k
- * events/s, 500000 430-505k (bench_kafka, 2M events), at ~0.4 KB of memory
- * per queued record (peak RSS 104 MB, 158 MB, 256 MB). kafka.consumer
- * overrides any of these. */
+ * slices; 2.1 added fetch.queue.backoff.ms for it), so the daemon would
+ * drain the queue and then wait. The queue must hold about a second of
+ * input at full speed, at ~0.4 KB of memory per queued record; the
+ * measurements are in bench/NOTES.md. kafka.consumer overrides any of
+ * these. */
 const char *const nx_kafka_consumer_tuning[] = {
     "queued.min.messages",
     "400000",

@@ -108,10 +108,8 @@ int nx_replay_main(int argc, char **argv) {
     nx_config_overrides_t ov = {0};
     const char *conf = NULL, *output = NULL, *summary = NULL, *ckpt = NULL, *mcsv = NULL;
     const char *truth_path = NULL;
-    /* of an Avro container --output: snappy writes 2x smaller files than
-     * null at about its speed; deflate is 20% smaller again but ran at 60%
-     * of the speed (1M events: 40.7 / 84.5 / 32.4 MB; 792k / 829k / 510k
-     * events/s) */
+    /* of an Avro container --output: snappy, half of null's size at about
+     * its speed (deflate is smaller but much slower; bench/NOTES.md) */
     const char *ocf_codec = "snappy";
     long long every = 0;
     int opt, rc = 1;

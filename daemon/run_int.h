@@ -140,7 +140,16 @@ int nx_run_ckpt_final(nx_run_t *r);
  * changelog's position records carry it. */
 uint64_t nx_run_key_fingerprint(const uint8_t key[NX_SIPHASH_KEY_LEN]);
 
-/* Latency quantile (ms) of the histogram, -1 when empty. */
+/* What the loop shows of itself (run_metrics.c). Latency: one prediction
+ * (ms) into a histogram; a quantile (ms) of it, -1 when empty. Status line:
+ * to the log (or the terminal) and systemd's STATUS=, resetting the
+ * window's latency. Metrics: the fixed labels once at setup, then a
+ * snapshot of every figure published to the HTTP thread, readiness
+ * included. */
+void nx_run_latency_add(nx_latency_t *l, int64_t ms);
 int64_t nx_run_latency_quantile(const nx_latency_t *l, double q);
+void nx_run_status_line(nx_run_t *r, double secs, uint64_t events_before, double interval);
+void nx_run_metrics_init(nx_run_t *r);
+void nx_run_metrics_publish(nx_run_t *r);
 
 #endif /* NX_RUN_INT_H */
