@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "changelog_int.h"
+#include "kadmin.h"
 #include "log.h"
 #include "txn.h"
 
@@ -37,99 +38,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     nx_log(level < NX_LOG_ERR ? NX_LOG_ERR : level, "changelog: %s: %s", fac, buf);
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-                    size_t errstr_size) {
-    char why[512];
-    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) != RD_KAFKA_CONF_OK)
-        return nx_errf(errstr, errstr_size, "changelog: %s = %s: %s", name, value, why);
-    return 0;
-}
-
-/* A client conf: brokers, the user's pass-through properties (security
- * settings apply to these clients too), then ours. */
-static rd_kafka_conf_t *client_conf(const nx_changelog_t *cl, const nx_strmap_t *pass,
-                                    const char *const *props, char *errstr, size_t errstr_size) {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char lvl[8];
-    snprintf(lvl, sizeof lvl, "%d", nx_log_get_level());
-    if (conf_set(conf, "bootstrap.servers", nx_kafka_brokers(cl->kafka), errstr, errstr_size) ||
-        conf_set(conf, "log_level", lvl, errstr, errstr_size))
-        goto err;
-    for (int i = 0; i < pass->n; i++)
-        if (conf_set(conf, pass->key[i], pass->val[i], errstr, errstr_size))
-            goto err;
-    for (int i = 0; props[i]; i += 2)
-        if (conf_set(conf, props[i], props[i + 1], errstr, errstr_size))
-            goto err;
-    rd_kafka_conf_set_log_cb(conf, log_cb);
-    return conf;
-err:
-    rd_kafka_conf_destroy(conf);
-    return NULL;
-}
-
 /* ---- start: topics ------------------------------------------------------------------ */
-
-/* Partition count of topic (0 if it does not exist), -1 on error. */
-static int partition_count(rd_kafka_t *rk, const char *topic, char *errstr, size_t errstr_size) {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, ADMIN_TIMEOUT_MS);
-    rd_kafka_topic_destroy(rkt);
-    if (err)
-        return nx_errf(errstr, errstr_size, "changelog: metadata of %s: %s", topic,
-                       rd_kafka_err2str(err));
-    int n = 0;
-    if (md->topic_cnt == 1 && !md->topics[0].err)
-        n = md->topics[0].partition_cnt;
-    else if (md->topic_cnt == 1 && md->topics[0].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-        n = nx_errf(errstr, errstr_size, "changelog: metadata of %s: %s", topic,
-                    rd_kafka_err2str(md->topics[0].err));
-    rd_kafka_metadata_destroy(md);
-    return n;
-}
-
-static int create_topic(nx_changelog_t *cl, char *errstr, size_t errstr_size) {
-    char why[512];
-    int rc = -1;
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(
-        cl->topic, cl->n_parts, (int)cl->cfg->state.replication_factor, why, sizeof why);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(cl->producer);
-    rd_kafka_event_t *ev = NULL;
-    if (!nt) {
-        nx_errf(errstr, errstr_size, "changelog: topic %s: %s", cl->topic, why);
-        goto out;
-    }
-    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
-    rd_kafka_CreateTopics(cl->producer, &nt, 1, NULL, q);
-    ev = rd_kafka_queue_poll(q, ADMIN_TIMEOUT_MS + 5000);
-    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
-    if (!res) {
-        nx_errf(errstr, errstr_size, "changelog: creating %s: %s", cl->topic,
-                ev ? rd_kafka_event_error_string(ev) : "no answer");
-        goto out;
-    }
-    size_t n;
-    const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
-    rd_kafka_resp_err_t err = n == 1 ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR__FAIL;
-    if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-        nx_errf(errstr, errstr_size, "changelog: creating %s: %s", cl->topic,
-                n == 1 && rd_kafka_topic_result_error_string(tr[0])
-                    ? rd_kafka_topic_result_error_string(tr[0])
-                    : rd_kafka_err2str(err));
-        goto out;
-    }
-    if (!err)
-        nx_notice("changelog: created topic %s (%d partitions, cleanup.policy=compact)", cl->topic,
-                  (int)cl->n_parts);
-    rc = 0;
-out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-    return rc;
-}
 
 /* Input topics co-partitioned, changelog topic there with as many
  * partitions. 0, or -1 + *status. */
@@ -137,7 +46,7 @@ static int check_topics(nx_changelog_t *cl, int *status, char *errstr, size_t er
     const nx_strlist_t *in = &cl->cfg->kafka.input_topics;
     *status = 1;
     for (int i = 0; i < in->n; i++) {
-        int n = partition_count(cl->producer, in->v[i], errstr, errstr_size);
+        int n = nx_kadmin_partitions(cl->producer, in->v[i], ADMIN_TIMEOUT_MS, errstr, errstr_size);
         if (n < 0)
             return -1;
         if (n == 0) {
@@ -157,19 +66,15 @@ static int check_topics(nx_changelog_t *cl, int *status, char *errstr, size_t er
         }
         cl->n_parts = n;
     }
-    int n = partition_count(cl->producer, cl->topic, errstr, errstr_size);
+    int n = nx_kadmin_partitions(cl->producer, cl->topic, ADMIN_TIMEOUT_MS, errstr, errstr_size);
     if (n < 0)
         return -1;
-    if (n == 0) {
-        if (create_topic(cl, errstr, errstr_size) < 0)
-            return -1;
-        for (int k = 0; k < 50 && n == 0; k++) { /* metadata catches up */
-            if ((n = partition_count(cl->producer, cl->topic, errstr, errstr_size)) < 0)
-                return -1;
-            if (n == 0)
-                usleep(100000);
-        }
-    }
+    if (n == 0 && (nx_kadmin_create_compacted(cl->producer, cl->topic, (int)cl->n_parts,
+                                              (int)cl->cfg->state.replication_factor, NULL,
+                                              ADMIN_TIMEOUT_MS, errstr, errstr_size) < 0 ||
+                   (n = nx_kadmin_partitions(cl->producer, cl->topic, ADMIN_TIMEOUT_MS, errstr,
+                                             errstr_size)) < 0))
+        return -1;
     if (n != cl->n_parts) {
         *status = NX_EXIT_CONFIG;
         return nx_errf(errstr, errstr_size,
@@ -205,7 +110,9 @@ static int start_clients(nx_changelog_t *cl, int *status, char *errstr, size_t e
          * the same id, writes the state too (txn.h) */
         cl->producer = nx_kafka_producer(cl->kafka);
         cl->borrowed = 1;
-    } else if (!(conf = client_conf(cl, &cfg->kafka.producer, pprops, errstr, errstr_size))) {
+    } else if (!(conf = nx_kadmin_client_conf("changelog", nx_kafka_brokers(cl->kafka),
+                                              &cfg->kafka.producer, pprops, log_cb, errstr,
+                                              errstr_size))) {
         return -1;
     } else if (!(cl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why))) {
         rd_kafka_conf_destroy(conf);
@@ -232,7 +139,8 @@ static int start_clients(nx_changelog_t *cl, int *status, char *errstr, size_t e
                             "auto.offset.reset", "earliest", "max.partition.fetch.bytes", "4194304",
                             /* an idle partition's end is seen at once */
                             "fetch.wait.max.ms", "10", NULL};
-    if (!(conf = client_conf(cl, &cfg->kafka.consumer, cprops, errstr, errstr_size)))
+    if (!(conf = nx_kadmin_client_conf("changelog", nx_kafka_brokers(cl->kafka),
+                                       &cfg->kafka.consumer, cprops, log_cb, errstr, errstr_size)))
         return -1;
     if (!(cl->reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why))) {
         rd_kafka_conf_destroy(conf);

@@ -1,9 +1,42 @@
 /* kadmin.c: topic metadata and creation at start (kadmin.h). */
 #include "kadmin.h"
 
+#include <stdio.h>
 #include <unistd.h>
 
 #include "log.h"
+
+static int conf_set(rd_kafka_conf_t *conf, const char *who, const char *name, const char *value,
+                    char *errstr, size_t errstr_size) {
+    char why[512];
+    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) != RD_KAFKA_CONF_OK)
+        return nx_errf(errstr, errstr_size, "%s: %s = %s: %s", who, name, value, why);
+    return 0;
+}
+
+rd_kafka_conf_t *nx_kadmin_client_conf(const char *who, const char *brokers,
+                                       const nx_strmap_t *pass, const char *const *props,
+                                       void (*log_cb)(const rd_kafka_t *, int, const char *,
+                                                      const char *),
+                                       char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char lvl[8];
+    snprintf(lvl, sizeof lvl, "%d", nx_log_get_level());
+    if (conf_set(conf, who, "bootstrap.servers", brokers, errstr, errstr_size) ||
+        conf_set(conf, who, "log_level", lvl, errstr, errstr_size))
+        goto err;
+    for (int i = 0; i < pass->n; i++)
+        if (conf_set(conf, who, pass->key[i], pass->val[i], errstr, errstr_size))
+            goto err;
+    for (int i = 0; props[i]; i += 2)
+        if (conf_set(conf, who, props[i], props[i + 1], errstr, errstr_size))
+            goto err;
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    return conf;
+err:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
 
 int nx_kadmin_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
                          size_t errstr_size) {

@@ -1,6 +1,7 @@
 /*
- * kadmin.h: the two Admin API steps nextactd's own topics need at start:
- * how many partitions a topic has, and creating a compacted one.
+ * kadmin.h: what nextactd's own clients (the changelog's, model sync's)
+ * need at start: their configuration, how many partitions a topic has, and
+ * creating a compacted one.
  *
  * Both block (bounded by timeout_ms) and are for start-up only. rk is any
  * client handle (a producer is fine); nothing is kept.
@@ -10,6 +11,18 @@
 
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
+
+#include "config.h"
+
+/* A client configuration: bootstrap.servers = brokers, the daemon's log
+ * level, the user's pass-through properties in pass (security settings
+ * apply to these clients too), then props (name, value, ..., NULL), log
+ * lines through log_cb. NULL + errstr ("WHO: name = value: why"). */
+rd_kafka_conf_t *nx_kadmin_client_conf(const char *who, const char *brokers,
+                                       const nx_strmap_t *pass, const char *const *props,
+                                       void (*log_cb)(const rd_kafka_t *, int, const char *,
+                                                      const char *),
+                                       char *errstr, size_t errstr_size);
 
 /* Partitions of topic: the count, 0 if the topic does not exist, -1 +
  * errstr on error. */

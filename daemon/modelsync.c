@@ -534,37 +534,6 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     nx_log(level < NX_LOG_ERR ? NX_LOG_ERR : level, "model sync: %s: %s", fac, buf);
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-                    size_t errstr_size) {
-    char why[512];
-    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) != RD_KAFKA_CONF_OK)
-        return nx_errf(errstr, errstr_size, "model sync: %s = %s: %s", name, value, why);
-    return 0;
-}
-
-/* A client conf: brokers, the user's pass-through properties (security
- * settings apply here too), then ours (name, value, ..., NULL). */
-static rd_kafka_conf_t *client_conf(const char *brokers, const nx_strmap_t *pass,
-                                    const char *const *props, char *errstr, size_t errstr_size) {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char lvl[8];
-    snprintf(lvl, sizeof lvl, "%d", nx_log_get_level());
-    if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) ||
-        conf_set(conf, "log_level", lvl, errstr, errstr_size))
-        goto err;
-    for (int i = 0; i < pass->n; i++)
-        if (conf_set(conf, pass->key[i], pass->val[i], errstr, errstr_size))
-            goto err;
-    for (int i = 0; props[i]; i += 2)
-        if (conf_set(conf, props[i], props[i + 1], errstr, errstr_size))
-            goto err;
-    rd_kafka_conf_set_log_cb(conf, log_cb);
-    return conf;
-err:
-    rd_kafka_conf_destroy(conf);
-    return NULL;
-}
-
 static int start_clients(nx_modelsync_t *ms, const char *brokers, char *errstr,
                          size_t errstr_size) {
     const nx_config_t *cfg = ms->cfg;
@@ -584,7 +553,8 @@ static int start_clients(nx_modelsync_t *ms, const char *brokers, char *errstr,
                             "message.max.bytes",
                             max_bytes,
                             NULL};
-    rd_kafka_conf_t *conf = client_conf(brokers, &cfg->kafka.producer, pprops, errstr, errstr_size);
+    rd_kafka_conf_t *conf = nx_kadmin_client_conf("model sync", brokers, &cfg->kafka.producer,
+                                                  pprops, log_cb, errstr, errstr_size);
     if (!conf)
         return -1;
     rd_kafka_conf_set_dr_msg_cb(conf, delivered);
@@ -627,7 +597,8 @@ static int start_clients(nx_modelsync_t *ms, const char *brokers, char *errstr,
                             "fetch.max.bytes",
                             max_bytes,
                             NULL};
-    if (!(conf = client_conf(brokers, &cfg->kafka.consumer, cprops, errstr, errstr_size)))
+    if (!(conf = nx_kadmin_client_conf("model sync", brokers, &cfg->kafka.consumer, cprops, log_cb,
+                                       errstr, errstr_size)))
         return -1;
     if (!(ms->reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why))) {
         rd_kafka_conf_destroy(conf);
