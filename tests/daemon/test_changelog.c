@@ -465,6 +465,7 @@ int main(int argc, char **argv) {
         usleep(100000);
     long long at_kill = committed_sum(cl_group);
     int b_assigned = log_count("b", "assigned 4 partition(s)");
+    int b_restored = log_count("b", "restored in");
     CHECK(at_kill < n_events);
     kill(a, SIGKILL);
     int st = 0;
@@ -478,6 +479,12 @@ int main(int argc, char **argv) {
     while (log_count("b", "assigned 4 partition(s)") == b_assigned && mono_ms() < own_by)
         usleep(200000);
     CHECK(log_count("b", "assigned 4 partition(s)") > b_assigned);
+    /* and has restored all four: when A had read its partitions to the
+     * end, the group's offsets are complete while B still restores them,
+     * and a B stopped then would dump none of their users */
+    while (log_count("b", "restored in") < b_restored + PARTS && mono_ms() < own_by)
+        usleep(200000);
+    CHECK(log_count("b", "restored in") >= b_restored + PARTS);
     CHECK_INT(finish("cl", b, b_start), 0);
     fprintf(stderr, "B done %.1f s after the start\n", (double)(mono_ms() - t0) / 1000);
     CHECK_INT(finish("ref", ref, ref_start), 0);
