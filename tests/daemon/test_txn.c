@@ -23,7 +23,7 @@
  *   end all three stop and a fourth daemon with an empty state directory
  *   restores every partition from the changelog alone: its dump is
  *   compared.
- * abort: 100k events, one daemon whose 5th non-empty transaction carries a
+ * abort: 100k events, one daemon whose 2nd non-empty transaction carries a
  *   record the broker refuses (NX_DEBUG_TXN_POISON; 2 MB against the
  *   topic's 1 MB limit), a real produce error: the transaction aborts
  *   (logged, nextactd_transactions_aborted_total), the state goes back to
@@ -299,7 +299,7 @@ static void case_abort(void) {
     CHECK_INT(ref_start(&ref), 0);
     if (nx_check_failures)
         goto out;
-    setenv("NX_DEBUG_TXN_POISON", "5", 1);
+    setenv("NX_DEBUG_TXN_POISON", "2", 1);
     int64_t t0 = nx_drun_mono_ms();
     pid_t pid = nx_drun_start(&dr, "a", dump, 0);
     unsetenv("NX_DEBUG_TXN_POISON");
@@ -316,7 +316,7 @@ static void case_abort(void) {
     fprintf(stderr, "done %.1f s after the start; transactions: %lld committed, %lld aborted\n",
             (double)(nx_drun_mono_ms() - t0) / 1000, committed, aborted);
     CHECK(aborted >= 1);
-    CHECK(committed > 5);
+    CHECK(committed >= 2); /* one before the abort, one at least after */
     CHECK(nx_drun_log_count(&dr, "a", "transaction aborted") >= 1);
     CHECK(nx_drun_log_count(&dr, "a", "restored in") >= 2 * NX_DRUN_PARTS);
     CHECK_INT(nx_drun_stop(pid, 120000), 0);
