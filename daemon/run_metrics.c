@@ -49,14 +49,17 @@ void nx_run_status_line(nx_run_t *r, double secs, uint64_t events_before, double
     nx_kafka_stats(r->kafka, &ks);
     int purchase = nx_config_type_index(r->cfg, "purchase");
     double auc = purchase >= 0 ? s.window_auc[purchase] : NAN;
-    char line[512];
+    char line[512], lat[64] = "latency -";
+    if (r->lat_window.n > 0) /* an interval without predictions has no latency to show */
+        snprintf(lat, sizeof lat, "latency p50 %lld ms p99 %lld ms",
+                 (long long)nx_run_latency_quantile(&r->lat_window, 0.5),
+                 (long long)nx_run_latency_quantile(&r->lat_window, 0.99));
     snprintf(line, sizeof line,
              "%6.0fs  %8.0f ev/s  events %llu  users %llu  pending %llu  bad %llu  "
-             "logloss %.4f  auc(purchase) %.3f  latency p50 %lld ms p99 %lld ms",
+             "logloss %.4f  auc(purchase) %.3f  %s",
              secs, (double)(s.events - events_before) / interval, (unsigned long long)s.events,
              (unsigned long long)s.users, (unsigned long long)s.pending, (unsigned long long)r->bad,
-             s.window_logloss, auc, (long long)nx_run_latency_quantile(&r->lat_window, 0.5),
-             (long long)nx_run_latency_quantile(&r->lat_window, 0.99));
+             s.window_logloss, auc, lat);
     if (r->status_tty)
         fprintf(stderr, "\r%s\033[K", line);
     else
