@@ -2,6 +2,7 @@
 #include "replay.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,10 +365,12 @@ int nx_replay_main(int argc, char **argv) {
     if (!summary) {
         nx_pipeline_stats_t s;
         nx_pipeline_stats(pipe, &s);
-        nx_info("replay: %llu events, %llu predictions, %llu bad, %.1f s (%.0f events/s), "
-                "log loss %.4f",
+        char loss[32] = "no labelled example"; /* no log loss to show, not a NaN */
+        if (isfinite(s.logloss))
+            snprintf(loss, sizeof loss, "log loss %.4f", s.logloss);
+        nx_info("replay: %llu events, %llu predictions, %llu bad, %.1f s (%.0f events/s), %s",
                 (unsigned long long)s.events, (unsigned long long)s.predictions,
-                (unsigned long long)bad, secs, secs > 0 ? (double)s.events / secs : 0, s.logloss);
+                (unsigned long long)bad, secs, secs > 0 ? (double)s.events / secs : 0, loss);
     }
 out:
     if (out.ocf && nx_ocf_writer_close(out.ocf, err, sizeof err) < 0) {
