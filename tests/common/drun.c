@@ -87,7 +87,11 @@ static void *produce_thread(void *arg) {
     nx_gen_params_default(&gp);
     gp.users = 20000;
     gp.seed = 17;
-    gp.start_ms = (int64_t)(time(NULL) - 400 * 86400) * 1000;
+    /* far enough back that the whole stream is in the past (the daemon
+     * refuses events over a day ahead): 300k events of 20k users span
+     * about 400 days */
+    long long days = 400 * ((dr->n_events + 299999) / 300000);
+    gp.start_ms = (int64_t)(time(NULL) - (days > 400 ? days : 400) * 86400) * 1000;
     if (!(gen = nx_gen_new(&gp, gerr, sizeof gerr))) {
         fprintf(stderr, "generator: %s\n", gerr);
         goto out;
