@@ -85,13 +85,16 @@ static void *produce_thread(void *arg) {
     }
     nx_gen_params_t gp;
     nx_gen_params_default(&gp);
-    gp.users = 20000;
+    /* 20k users per 300k events: a stream of 20k users spans about 400
+     * days by 300k events, and a longer one would outlast the users' TTL
+     * (at most a year), whose expiry a live daemon runs in wall-clock
+     * slices: two runs would expire an idle user at different events */
+    long long per = (dr->n_events + 299999) / 300000;
+    gp.users = 20000 * (int)(per > 1 ? per : 1);
     gp.seed = 17;
-    /* far enough back that the whole stream is in the past (the daemon
-     * refuses events over a day ahead): 300k events of 20k users span
-     * about 400 days */
-    long long days = 400 * ((dr->n_events + 299999) / 300000);
-    gp.start_ms = (int64_t)(time(NULL) - (days > 400 ? days : 400) * 86400) * 1000;
+    /* the whole stream in the past: the daemon refuses events over a day
+     * ahead */
+    gp.start_ms = (int64_t)(time(NULL) - 400 * 86400) * 1000;
     if (!(gen = nx_gen_new(&gp, gerr, sizeof gerr))) {
         fprintf(stderr, "generator: %s\n", gerr);
         goto out;
