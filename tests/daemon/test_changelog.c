@@ -54,35 +54,54 @@ static int64_t mono_ms(void) {
 }
 
 /* The input, as test_ops_crash produces it (small batches keep the
- * partitions interleaved in event time). */
-static void produce_input(void) {
+ * partitions interleaved in event time): a third before the daemons start,
+ * the rest while they run (produce_more), so that A's kill falls
+ * mid-stream however fast the group reads. */
+static rd_kafka_t *prod;
+static nx_gen_t *gen;
+static long long produced;
+
+static void produce_more(long long upto) {
+    uint8_t buf[2048];
+    for (; prod && gen && produced < upto && produced < n_events; produced++) {
+        nx_gen_event_t ge;
+        nx_gen_next(gen, &ge);
+        int64_t len = nx_gen_encode_event(&ge, -1, buf, sizeof buf);
+        while (rd_kafka_producev(
+                   prod, RD_KAFKA_V_TOPIC(in_topic), RD_KAFKA_V_KEY(ge.user_id, strlen(ge.user_id)),
+                   RD_KAFKA_V_VALUE(buf, (size_t)len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                   RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(prod, 50);
+        rd_kafka_poll(prod, 0);
+    }
+    if (prod)
+        CHECK_INT(rd_kafka_flush(prod, 60000), 0);
+}
+
+static void produce_start(void) {
     char err[512], gerr[256];
-    rd_kafka_t *p = nx_fixture_producer(
+    prod = nx_fixture_producer(
         err, sizeof err, (const char *[]){"linger.ms", "5", "batch.num.messages", "100", NULL});
-    CHECK(p != NULL);
+    CHECK(prod != NULL);
     nx_gen_params_t gp;
     nx_gen_params_default(&gp);
     gp.users = 20000;
     gp.seed = 17;
     gp.start_ms = (int64_t)(time(NULL) - 400 * 86400) * 1000;
-    nx_gen_t *gen = nx_gen_new(&gp, gerr, sizeof gerr);
+    gen = nx_gen_new(&gp, gerr, sizeof gerr);
     CHECK(gen != NULL);
-    uint8_t buf[2048];
-    for (long long i = 0; p && gen && i < n_events; i++) {
-        nx_gen_event_t ge;
-        nx_gen_next(gen, &ge);
-        int64_t len = nx_gen_encode_event(&ge, -1, buf, sizeof buf);
-        while (rd_kafka_producev(
-                   p, RD_KAFKA_V_TOPIC(in_topic), RD_KAFKA_V_KEY(ge.user_id, strlen(ge.user_id)),
-                   RD_KAFKA_V_VALUE(buf, (size_t)len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                   RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            rd_kafka_poll(p, 50);
-        rd_kafka_poll(p, 0);
-    }
-    CHECK_INT(rd_kafka_flush(p, 60000), 0);
+    produce_more(n_events / 3);
+}
+
+static void produce_finish(void) {
+    produce_more(n_events);
     nx_gen_destroy(gen);
-    CHECK_INT(nx_fixture_end_offsets(p, in_topic, PARTS, ends), n_events);
-    rd_kafka_destroy(p);
+    gen = NULL;
+    if (prod) {
+        CHECK_INT(nx_fixture_end_offsets(prod, in_topic, PARTS, ends), n_events);
+        rd_kafka_destroy(prod);
+        prod = NULL;
+    }
 }
 
 /* name: the daemon (its state directory, log, instance id); group: the
@@ -430,7 +449,7 @@ int main(int argc, char **argv) {
     }
     if (!mkdtemp(dir))
         return 1;
-    produce_input();
+    produce_start();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "head -c %d /dev/urandom > %s/key && chmod 600 %s/key",
              NX_SIPHASH_KEY_LEN, dir, dir);
@@ -460,9 +479,14 @@ int main(int argc, char **argv) {
     /* mid-stream: once the group has committed a sixth of the input */
     char cl_group[300];
     snprintf(cl_group, sizeof cl_group, "%s-cl", in_topic);
+    /* the rest of the input at about 20,000 events/s; A is killed once the
+     * group has committed a sixth of it, or at two thirds produced */
     int64_t kill_by = mono_ms() + 120000;
-    while (committed_sum(cl_group) < n_events / 6 && mono_ms() < kill_by)
+    while (committed_sum(cl_group) < n_events / 6 && produced < 2 * n_events / 3 &&
+           mono_ms() < kill_by) {
+        produce_more(produced + 2000);
         usleep(100000);
+    }
     long long at_kill = committed_sum(cl_group);
     int b_assigned = log_count("b", "assigned 4 partition(s)");
     int b_restored = log_count("b", "restored in");
@@ -471,8 +495,11 @@ int main(int argc, char **argv) {
     int st = 0;
     waitpid(a, &st, 0);
     CHECK(WIFSIGNALED(st));
-    fprintf(stderr, "kill -9 A %.1f s after the start, %lld of %lld input offsets committed\n",
-            (double)(mono_ms() - t0) / 1000, at_kill, n_events);
+    fprintf(stderr,
+            "kill -9 A %.1f s after the start, %lld of %lld input offsets committed, %lld "
+            "produced\n",
+            (double)(mono_ms() - t0) / 1000, at_kill, n_events, produced);
+    produce_finish();
     /* B owns all four partitions (A's restored from the changelog) before
      * it is stopped: A may have read its own partitions to the end already */
     int64_t own_by = mono_ms() + 120000;
