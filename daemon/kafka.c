@@ -20,6 +20,13 @@
 /* Longest wait at shutdown for the revocation after unsubscribing: a
  * rebalance round trip on a healthy cluster is well under a second. */
 #define UNSUBSCRIBE_WAIT_MS 3000
+/* Longest wait for the consumer close (leaving the group). librdkafka 2.0.2
+ * waits for a join under way to answer first, and the broker holds a join
+ * until every member rejoined (up to max.poll.interval.ms): seen about once
+ * in 100 start/SIGTERM cycles under rebalances. By then the final offsets
+ * are committed, so past this the process exits without the LeaveGroup and
+ * the group moves the partitions after session.timeout.ms. */
+#define CLOSE_WAIT_MS 6000
 /* Longest wait on the consumer before delivery reports are served again. */
 #define POLL_SLICE_MS 2
 
@@ -192,10 +199,10 @@ static void pause_held(nx_kafka_t *kafka) {
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     nx_kafka_t *kafka = opaque;
-    /* NULL while the consumer is closing (the revoke inside
-     * rd_kafka_consumer_close): then the eager calls are the right ones. */
-    const char *protocol = rd_kafka_rebalance_protocol(rk);
-    int cooperative = protocol && strcmp(protocol, "COOPERATIVE") == 0;
+    /* The protocol is always eager: configuration refuses cooperative-sticky
+     * (config_rdkafka.c). Asking librdkafka (rd_kafka_rebalance_protocol)
+     * is a request to its group thread that can wait without end when made
+     * from the revoke inside a consumer close (librdkafka issue 4041). */
     kafka->stats.rebalances++;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++) {
@@ -219,19 +226,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 t->dirty = 1;
             }
         }
-        nx_notice("kafka: assigned %d partition(s) (%s)", parts->cnt,
-                  cooperative ? "cooperative" : "eager");
-        rd_kafka_error_t *e = NULL;
-        if (cooperative)
-            e = rd_kafka_incremental_assign(rk, parts);
-        else
-            err = rd_kafka_assign(rk, parts);
-        if (e) {
-            nx_err("kafka: incremental assign: %s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-        } else if (!cooperative && err) {
+        nx_notice("kafka: assigned %d partition(s)", parts->cnt);
+        err = rd_kafka_assign(rk, parts);
+        if (err)
             nx_err("kafka: assign: %s", rd_kafka_err2str(err));
-        }
         if (kafka->paused)
             rd_kafka_pause_partitions(rk, parts);
         else
@@ -268,15 +266,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         kafka->revoke_lost = 0;
         nx_notice("kafka: revoked %d partition(s)%s", parts->cnt,
                   rd_kafka_assignment_lost(rk) ? " (lost)" : "");
-        if (cooperative) {
-            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-            if (e) {
-                nx_err("kafka: incremental unassign: %s", rd_kafka_error_string(e));
-                rd_kafka_error_destroy(e);
-            }
-        } else {
-            rd_kafka_assign(rk, NULL);
-        }
+        rd_kafka_assign(rk, NULL);
     } else {
         nx_err("kafka: rebalance failed: %s", rd_kafka_err2str(err));
         rd_kafka_assign(rk, NULL);
@@ -874,9 +864,10 @@ void nx_kafka_close(nx_kafka_t *kafka) {
      * consumer close when an assignment is still being applied
      * ("rd_kafka_cgrp_terminated: assert: !rd_kafka_assignment_in_progress",
      * seen once in 100 start/SIGTERM cycles under rebalances; unsubscribing
-     * before closing is the workaround librdkafka's users report). Records
-     * polled here are not processed: their offsets are not stored, so they
-     * are read again. */
+     * before closing is the workaround librdkafka's users report). A join
+     * under way when unsubscribing can still end in an assignment: the
+     * `assigned` hook runs, then the revocation. Records polled here are
+     * not processed: their offsets are not stored, so they are read again. */
     rd_kafka_unsubscribe(kafka->consumer);
     int64_t until = nx_now_mono_ms() + UNSUBSCRIBE_WAIT_MS;
     while (nx_now_mono_ms() < until) {
@@ -892,16 +883,37 @@ void nx_kafka_close(nx_kafka_t *kafka) {
         if (m)
             rd_kafka_message_destroy(m);
     }
-    /* close leaves the group; a pending revoke callback still runs */
-    rd_kafka_resp_err_t err = rd_kafka_consumer_close(kafka->consumer);
-    if (err)
-        nx_warn("kafka: consumer close: %s", rd_kafka_err2str(err));
+    /* Close leaves the group; a pending revoke callback still runs, served
+     * here from the close's own queue, for CLOSE_WAIT_MS at most. */
+    rd_kafka_queue_t *q = rd_kafka_queue_new(kafka->consumer);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(kafka->consumer, q);
+    if (e) {
+        nx_warn("kafka: consumer close: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        rd_kafka_queue_destroy(q);
+        return;
+    }
+    int64_t close_until = nx_now_mono_ms() + CLOSE_WAIT_MS;
+    while (!rd_kafka_consumer_closed(kafka->consumer) && nx_now_mono_ms() < close_until)
+        rd_kafka_queue_poll_callback(q, 100);
+    if (!rd_kafka_consumer_closed(kafka->consumer)) {
+        /* the group thread still forwards to q: both stay as they are */
+        nx_warn("kafka: leaving the consumer group did not finish in %d ms (a rebalance under "
+                "way); stopping without it: the group moves this instance's partitions after "
+                "session.timeout.ms",
+                CLOSE_WAIT_MS);
+        kafka->close_unfinished = 1;
+        return;
+    }
+    rd_kafka_queue_destroy(q);
 }
 
 void nx_kafka_destroy(nx_kafka_t *kafka) {
     if (!kafka)
         return;
-    if (kafka->consumer) {
+    /* A consumer whose close did not finish is left to the process's exit:
+     * rd_kafka_destroy would wait for that same close. */
+    if (kafka->consumer && !kafka->close_unfinished) {
         if (!kafka->closed)
             rd_kafka_consumer_close(kafka->consumer);
         rd_kafka_destroy(kafka->consumer);

@@ -22,14 +22,13 @@
  * offsets (for an owner that keeps no durable state between checkpoints).
  * Either commits only partitions this consumer owns.
  *
- * Rebalances: the callback handles both the eager (range, roundrobin) and
- * the cooperative (cooperative-sticky) protocols, and tells the owner
- * through hooks: `assigned` before consumption of new partitions starts
- * (it may set start offsets, e.g. from a checkpoint), `revoked` after their
- * in-flight records were delivered and committed (it may save and drop the
- * partitions' user state). The default assignor is librdkafka's eager
- * "range,roundrobin": librdkafka 2.0.2 can abort when a cooperative-sticky
- * consumer is closed before its first assignment (fixed in 2.3.0).
+ * Rebalances: the eager protocol only (librdkafka's "range,roundrobin";
+ * configuration refuses cooperative-sticky, which librdkafka 2.0.2 can abort
+ * on when closed before its first assignment, fixed in 2.3.0). The callback
+ * tells the owner through hooks: `assigned` before consumption of new
+ * partitions starts (it may set start offsets, e.g. from a checkpoint),
+ * `revoked` after their in-flight records were delivered and committed (it
+ * may save and drop the partitions' user state).
  *
  * Back-pressure: when the producer's queue or a partition's ticket ring is
  * full, nx_kafka_poll_batch pauses the assigned partitions and keeps serving

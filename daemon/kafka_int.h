@@ -63,8 +63,9 @@ struct nx_kafka {
     int n_held;        /* trackers with hold_until > 0 */
     int64_t dr_now_ms; /* wall clock for the delivery reports served now; 0 = read it */
     int closed;
-    int transactional; /* exactly-once: failed deliveries abort, never retried here */
-    int revoke_lost;   /* inside the revoked hook: the partitions were lost */
+    int close_unfinished; /* leaving the group did not finish: the consumer is left as is */
+    int transactional;    /* exactly-once: failed deliveries abort, never retried here */
+    int revoke_lost;      /* inside the revoked hook: the partitions were lost */
     nx_kafka_stats_t stats;
     nx_kafka_lag_t lags[NX_KAFKA_MAX_LAGS]; /* from the last statistics */
     int n_lags;
