@@ -92,7 +92,53 @@ static void metrics_row(FILE *f, const nx_pipeline_t *pipe, int header) {
     fprintf(f, ",%.6f,%.6f\n", s.logloss, s.accuracy);
 }
 
-int nx_replay_main(int argc, char **argv) {
+/* The command line. */
+typedef struct replay_opts {
+    nx_config_overrides_t ov;
+    const char *conf, *output, *summary, *ckpt, *mcsv, *truth_path;
+    const char *ocf_codec;
+    long long every;
+} replay_opts_t;
+
+/* What one replay run holds, from its outputs to its counters. */
+typedef struct replay_run {
+    nx_config_t *cfg;
+    nx_codec_t *codec;
+    nx_pipeline_t *pipe;
+    nx_event_t *evs; /* one batch */
+    int batch, n_classes;
+    nx_truth_t *truth;
+    float *oracle; /* (batch, classes) the truth of each event read */
+    replay_out_t out;
+    FILE *mf; /* --metrics-every rows */
+    char *schema;
+    uint64_t events, bad;
+    uint64_t every, next_row; /* --metrics-every: its period, the next row's event count */
+    int tty;
+    int64_t t0, last_progress;
+} replay_run_t;
+
+static void usage(FILE *f) {
+    fputs("usage: nextactd replay -c CONF [OPTIONS] INPUT...\n"
+          "  INPUT               Avro container (.avro) or CSV files of events, in order\n"
+          "  -c, --config CONF   configuration file (libconfig)\n"
+          "  -X KEY=VALUE        override a configuration key (repeatable)\n"
+          "  --output PATH|-     predictions: Avro container if PATH ends in .avro, else\n"
+          "                      JSON lines (- = stdout)\n"
+          "  --codec C           block codec of an .avro --output: snappy|deflate|null\n"
+          "  --summary PATH|-    the run's summary as one JSON object (- = stdout)\n"
+          "  --metrics-every N   progressive-validation metrics every N events\n"
+          "  --metrics-csv PATH  where --metrics-every writes its CSV (default stdout)\n"
+          "  --checkpoint PATH   the final model and state as a checkpoint\n"
+          "  --truth FILE.csv    the generator's truth of the same stream (nextactd gen\n"
+          "                      --truth): --summary adds the oracle's log loss and AUCs\n"
+          "                      on the same examples and the model's excess log loss\n"
+          "  -h, --help          this text\n",
+          f);
+}
+
+/* Options into *o; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, replay_opts_t *o) {
     enum { O_OUTPUT = 256, O_SUMMARY, O_EVERY, O_CKPT, O_MCSV, O_CODEC, O_TRUTH };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -106,53 +152,37 @@ int nx_replay_main(int argc, char **argv) {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    nx_config_overrides_t ov = {0};
-    const char *conf = NULL, *output = NULL, *summary = NULL, *ckpt = NULL, *mcsv = NULL;
-    const char *truth_path = NULL;
     /* of an Avro container --output: snappy, half of null's size at about
      * its speed (deflate is smaller but much slower; bench/NOTES.md) */
-    const char *ocf_codec = "snappy";
-    long long every = 0;
-    int opt, rc = 1;
-    char err[1024];
-    nx_config_t *cfg = NULL;
-    nx_codec_t *codec = NULL;
-    nx_pipeline_t *pipe = NULL;
-    nx_event_t *evs = NULL;
-    nx_truth_t *truth = NULL;
-    float *oracle = NULL; /* (batch, classes) the truth of each event read */
-    replay_out_t out = {0};
-    FILE *mf = NULL;
-    char *schema = NULL;
-    uint64_t bad = 0;
-
+    o->ocf_codec = "snappy";
+    int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:X:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
-            conf = optarg;
+            o->conf = optarg;
             break;
         case 'X':
-            if (nx_config_overrides_add(&ov, optarg) < 0)
+            if (nx_config_overrides_add(&o->ov, optarg) < 0)
                 return 2;
             break;
         case O_OUTPUT:
-            output = optarg;
+            o->output = optarg;
             break;
         case O_SUMMARY:
-            summary = optarg;
+            o->summary = optarg;
             break;
         case O_EVERY:
-            every = atoll(optarg);
+            o->every = atoll(optarg);
             break;
         case O_MCSV:
-            mcsv = optarg;
+            o->mcsv = optarg;
             break;
         case O_CKPT:
-            ckpt = optarg;
+            o->ckpt = optarg;
             break;
         case O_TRUTH:
-            truth_path = optarg;
+            o->truth_path = optarg;
             break;
         case O_CODEC:
             if (strcmp(optarg, "null") != 0 && strcmp(optarg, "deflate") != 0 &&
@@ -160,235 +190,266 @@ int nx_replay_main(int argc, char **argv) {
                 fprintf(stderr, "replay: --codec is snappy, deflate or null\n");
                 return 2;
             }
-            ocf_codec = optarg;
+            o->ocf_codec = optarg;
             break;
         case 'h':
-            fputs("usage: nextactd replay -c CONF [OPTIONS] INPUT...\n"
-                  "  INPUT               Avro container (.avro) or CSV files of events, in order\n"
-                  "  -c, --config CONF   configuration file (libconfig)\n"
-                  "  -X KEY=VALUE        override a configuration key (repeatable)\n"
-                  "  --output PATH|-     predictions: Avro container if PATH ends in .avro, else\n"
-                  "                      JSON lines (- = stdout)\n"
-                  "  --codec C           block codec of an .avro --output: snappy|deflate|null\n"
-                  "  --summary PATH|-    the run's summary as one JSON object (- = stdout)\n"
-                  "  --metrics-every N   progressive-validation metrics every N events\n"
-                  "  --metrics-csv PATH  where --metrics-every writes its CSV (default stdout)\n"
-                  "  --checkpoint PATH   the final model and state as a checkpoint\n"
-                  "  --truth FILE.csv    the generator's truth of the same stream (nextactd gen\n"
-                  "                      --truth): --summary adds the oracle's log loss and AUCs\n"
-                  "                      on the same examples and the model's excess log loss\n"
-                  "  -h, --help          this text\n",
-                  stdout);
+            usage(stdout);
             return 0;
         default:
             return 2;
         }
     }
-    if (!conf || optind >= argc) {
+    if (!o->conf || optind >= argc) {
         fprintf(stderr, "usage: nextactd replay -c CONF [options] INPUT...\n");
         return 2;
     }
     /* the oracle's scores ride in the store's pending examples: a daemon
      * could not load a checkpoint of that store */
-    if (truth_path && ckpt) {
+    if (o->truth_path && o->ckpt) {
         fprintf(stderr, "replay: --truth and --checkpoint cannot be combined\n");
         return 2;
     }
-    if (!(cfg = nx_config_load_ex(conf, ov.v, ov.n, err, sizeof err))) {
-        fprintf(stderr, "%s\n", err);
-        return NX_EXIT_CONFIG;
-    }
-    nx_log_set_level(nx_log_level_parse(cfg->log_level));
+    return -1;
+}
 
-    /* output format follows the file name */
-    if (output) {
-        const char *fmt = ends_with(output, ".avro") ? "avro" : "json";
+/* The predictions' output (its format follows the file name) and the
+ * metrics rows' file. */
+static int open_outputs(replay_run_t *r, const replay_opts_t *o) {
+    nx_config_t *cfg = r->cfg;
+    char err[512];
+    if (o->output) {
+        const char *fmt = ends_with(o->output, ".avro") ? "avro" : "json";
         if (strcmp(fmt, "avro") == 0 && strcmp(cfg->output.format, "avro") != 0)
-            nx_notice("replay: %s is an Avro container: writing unframed Avro records", output);
+            nx_notice("replay: %s is an Avro container: writing unframed Avro records", o->output);
         free(cfg->output.format);
         cfg->output.format = strdup(fmt);
         if (strcmp(fmt, "avro") == 0) {
-            if (!(schema = slurp(cfg->output.schema))) {
+            if (!(r->schema = slurp(cfg->output.schema))) {
                 nx_err("replay: cannot read %s", cfg->output.schema);
-                goto out;
+                return -1;
             }
-            if (!(out.ocf = nx_ocf_writer_open(output, schema, ocf_codec, (uint64_t)cfg->model.seed,
-                                               err, sizeof err))) {
+            if (!(r->out.ocf = nx_ocf_writer_open(o->output, r->schema, o->ocf_codec,
+                                                  (uint64_t)cfg->model.seed, err, sizeof err))) {
                 nx_err("replay: %s", err);
-                goto out;
+                return -1;
             }
-        } else if (strcmp(output, "-") == 0) {
-            out.jsonl = stdout;
-        } else if (!(out.jsonl = fopen(output, "w"))) {
-            nx_err("replay: cannot create %s", output);
-            goto out;
+        } else if (strcmp(o->output, "-") == 0) {
+            r->out.jsonl = stdout;
+        } else if (!(r->out.jsonl = fopen(o->output, "w"))) {
+            nx_err("replay: cannot create %s", o->output);
+            return -1;
         }
     }
-    if (every > 0) {
-        mf = mcsv ? fopen(mcsv, "w") : (output && strcmp(output, "-") == 0 ? stderr : stdout);
-        if (!mf) {
-            nx_err("replay: cannot create %s", mcsv);
-            goto out;
+    if (o->every > 0) {
+        r->mf = o->mcsv ? fopen(o->mcsv, "w")
+                        : (o->output && strcmp(o->output, "-") == 0 ? stderr : stdout);
+        if (!r->mf) {
+            nx_err("replay: cannot create %s", o->mcsv);
+            return -1;
         }
     }
+    return 0;
+}
 
-    if (!(codec = nx_codec_new(cfg, err, sizeof err))) {
+/* Codec, pipeline (its user-id hash key from the seed, so a replay is
+ * reproducible anywhere), batch buffers and the --truth reader. */
+static int open_pipeline(replay_run_t *r, const replay_opts_t *o) {
+    char err[1024];
+    if (!(r->codec = nx_codec_new(r->cfg, err, sizeof err))) {
         nx_err("replay: %s", err);
-        goto out;
+        return -1;
     }
-    /* reproducible anywhere: the hash key comes from the seed */
     uint8_t key[NX_SIPHASH_KEY_LEN];
     for (int i = 0; i < NX_SIPHASH_KEY_LEN; i++)
-        key[i] = (uint8_t)((uint64_t)cfg->model.seed >> (8 * (i % 8))) ^ (uint8_t)(0x5a + i);
-    nx_pipeline_out_t po = {emit, &out};
-    if (!(pipe = nx_pipeline_new(cfg, key, truth_path ? NX_PIPELINE_ORACLE : 0, &po, err,
-                                 sizeof err))) {
+        key[i] = (uint8_t)((uint64_t)r->cfg->model.seed >> (8 * (i % 8))) ^ (uint8_t)(0x5a + i);
+    nx_pipeline_out_t po = {emit, &r->out};
+    if (!(r->pipe = nx_pipeline_new(r->cfg, key, o->truth_path ? NX_PIPELINE_ORACLE : 0, &po, err,
+                                    sizeof err))) {
         nx_err("replay: %s", err);
-        goto out;
+        return -1;
     }
-    int batch = (int)cfg->kafka.poll_batch, K = cfg->event_types.n + 1;
-    evs = malloc((size_t)batch * sizeof *evs);
-    if (!evs)
-        goto out;
-    if (truth_path) {
+    r->batch = (int)r->cfg->kafka.poll_batch;
+    r->n_classes = r->cfg->event_types.n + 1;
+    if (!(r->evs = malloc((size_t)r->batch * sizeof *r->evs)))
+        return -1;
+    if (o->truth_path) {
+        int K = r->n_classes;
         const char *names[NX_PIPELINE_MAX_CLASSES];
         for (int k = 0; k < K && k < NX_PIPELINE_MAX_CLASSES; k++)
-            names[k] = nx_pipeline_class_name(pipe, k);
-        if (!(truth = nx_truth_open(truth_path, names, K, err, sizeof err))) {
+            names[k] = nx_pipeline_class_name(r->pipe, k);
+        if (!(r->truth = nx_truth_open(o->truth_path, names, K, err, sizeof err))) {
             nx_err("replay: --truth: %s", err);
-            goto out;
+            return -1;
         }
-        if (!(oracle = malloc((size_t)batch * (size_t)K * sizeof *oracle)))
-            goto out;
+        if (!(r->oracle = malloc((size_t)r->batch * (size_t)K * sizeof *r->oracle)))
+            return -1;
     }
-    if (mf)
-        metrics_row(mf, pipe, 1);
+    return 0;
+}
 
-    int tty = isatty(STDERR_FILENO);
-    int64_t t0 = nx_now_mono_ms(), last_progress = t0;
-    uint64_t next_row = (uint64_t)every, events = 0;
+/* A file's bad records and unreadable blocks: counted, never silent. Where
+ * a block's record count is unreadable or implausible the loss is unknown:
+ * said so, and not guessed into the bad records. */
+static void report_bad(replay_run_t *r, const char *path, nx_replay_source_t *src) {
+    const nx_replay_stats_t *rs = nx_replay_source_stats(src);
+    r->bad += rs->bad;
+    for (int i = 0; i < rs->n_first_bad; i++)
+        nx_warn("replay: %s: %s %llu: %s", path,
+                strcmp(nx_replay_source_format(src), "csv") == 0 ? "line" : "record",
+                (unsigned long long)rs->first_bad[i].where,
+                nx_codec_reason_name(rs->first_bad[i].reason));
+    if (rs->bad)
+        nx_notice("replay: %s: %llu bad record(s) skipped", path, (unsigned long long)rs->bad);
+    if (rs->corrupt_blocks && !rs->unreadable_blocks) {
+        nx_warn("replay: %s: %llu corrupt block(s) skipped, %llu record(s) in them lost", path,
+                (unsigned long long)rs->corrupt_blocks, (unsigned long long)rs->lost_records);
+    } else if (rs->unreadable_blocks && rs->lost_records) {
+        nx_warn("replay: %s: %llu corrupt block(s) skipped, %llu record(s) or more lost "
+                "(%llu block(s) with an unknown record count)",
+                path, (unsigned long long)rs->corrupt_blocks, (unsigned long long)rs->lost_records,
+                (unsigned long long)rs->unreadable_blocks);
+    } else if (rs->unreadable_blocks) {
+        nx_warn("replay: %s: %llu corrupt block(s) skipped, an unknown number of records lost "
+                "(%llu block(s) with an unknown record count)",
+                path, (unsigned long long)rs->corrupt_blocks,
+                (unsigned long long)rs->unreadable_blocks);
+    }
+    r->bad += rs->lost_records;
+}
+
+/* One input file through the pipeline, batch by batch. Prediction time is
+ * event time and no event is "in the future" (a replay is a backtest), so
+ * outputs are reproducible; maintenance and label expiry run inside
+ * process, at fixed points of the input (no nx_pipeline_tick). */
+static int replay_file(replay_run_t *r, const char *path) {
+    char err[1024];
+    nx_replay_source_t *src = nx_replay_source_open(r->cfg, r->codec, path, err, sizeof err);
+    if (!src) {
+        nx_err("replay: %s", err);
+        return 1;
+    }
     const char *topic0 = "replay";
-    rc = 0;
-    for (int f = optind; f < argc && rc == 0; f++) {
-        nx_replay_source_t *src = nx_replay_source_open(cfg, codec, argv[f], err, sizeof err);
-        if (!src) {
-            nx_err("replay: %s", err);
-            rc = 1;
-            break;
-        }
-        int n;
-        /* a replay is a backtest: no event is "in the future" */
-        while ((n = nx_replay_source_next(src, evs, batch, INT64_MAX)) > 0) {
-            /* prediction time = event time, so outputs are reproducible */
-            /* (no nx_pipeline_tick: replay's maintenance and label
-             * expiry run inside process, at fixed points of the input) */
-            for (int i = 0; truth && i < n; i++) {
-                if (nx_truth_next(truth, &evs[i], oracle + (size_t)i * (size_t)K, err, sizeof err) <
-                    0) {
-                    nx_err("replay: --truth: %s", err);
-                    rc = 1;
-                    break;
-                }
-            }
-            if (rc)
+    int n, rc = 0, K = r->n_classes;
+    while (rc == 0 && (n = nx_replay_source_next(src, r->evs, r->batch, INT64_MAX)) > 0) {
+        for (int i = 0; r->truth && i < n; i++) {
+            if (nx_truth_next(r->truth, &r->evs[i], r->oracle + (size_t)i * (size_t)K, err,
+                              sizeof err) < 0) {
+                nx_err("replay: --truth: %s", err);
+                rc = 1;
                 break;
-            nx_pipeline_process_oracle(pipe, evs, oracle, (size_t)n, &topic0, evs[n - 1].ts_ms);
-            events += (uint64_t)n;
-            /* the full figures (AUC bins) only when a row is due */
-            while (mf && events >= next_row) {
-                metrics_row(mf, pipe, 0);
-                next_row += (uint64_t)every;
-            }
-            int64_t now = nx_now_mono_ms();
-            if (tty && now - last_progress >= 500) {
-                progress(nx_replay_source_stats(src), events, (double)(now - t0) / 1000, 0);
-                last_progress = now;
             }
         }
-        const nx_replay_stats_t *rs = nx_replay_source_stats(src);
-        bad += rs->bad;
-        for (int i = 0; i < rs->n_first_bad; i++)
-            nx_warn("replay: %s: %s %llu: %s", argv[f],
-                    strcmp(nx_replay_source_format(src), "csv") == 0 ? "line" : "record",
-                    (unsigned long long)rs->first_bad[i].where,
-                    nx_codec_reason_name(rs->first_bad[i].reason));
-        if (rs->bad)
-            nx_notice("replay: %s: %llu bad record(s) skipped", argv[f],
-                      (unsigned long long)rs->bad);
-        /* records of a block that cannot be read (bad sync, size, CRC or
-         * compressed data) are bad records too: counted, never silent.
-         * Where a block's record count is unreadable or implausible the
-         * loss is unknown: said so, and not guessed into bad_records. */
-        if (rs->corrupt_blocks && !rs->unreadable_blocks) {
-            nx_warn("replay: %s: %llu corrupt block(s) skipped, %llu record(s) in them lost",
-                    argv[f], (unsigned long long)rs->corrupt_blocks,
-                    (unsigned long long)rs->lost_records);
-        } else if (rs->unreadable_blocks && rs->lost_records) {
-            nx_warn("replay: %s: %llu corrupt block(s) skipped, %llu record(s) or more lost "
-                    "(%llu block(s) with an unknown record count)",
-                    argv[f], (unsigned long long)rs->corrupt_blocks,
-                    (unsigned long long)rs->lost_records,
-                    (unsigned long long)rs->unreadable_blocks);
-        } else if (rs->unreadable_blocks) {
-            nx_warn("replay: %s: %llu corrupt block(s) skipped, an unknown number of records lost "
-                    "(%llu block(s) with an unknown record count)",
-                    argv[f], (unsigned long long)rs->corrupt_blocks,
-                    (unsigned long long)rs->unreadable_blocks);
+        if (rc)
+            break;
+        nx_pipeline_process_oracle(r->pipe, r->evs, r->oracle, (size_t)n, &topic0,
+                                   r->evs[n - 1].ts_ms);
+        r->events += (uint64_t)n;
+        /* the full figures (AUC bins) only when a row is due */
+        while (r->mf && r->events >= r->next_row) {
+            metrics_row(r->mf, r->pipe, 0);
+            r->next_row += r->every;
         }
-        bad += rs->lost_records;
-        if (n < 0) {
-            nx_err("replay: %s: %s", argv[f], nx_replay_source_error(src));
-            rc = 1;
+        int64_t now = nx_now_mono_ms();
+        if (r->tty && now - r->last_progress >= 500) {
+            progress(nx_replay_source_stats(src), r->events, (double)(now - r->t0) / 1000, 0);
+            r->last_progress = now;
         }
-        if (tty)
-            progress(rs, events, (double)(nx_now_mono_ms() - t0) / 1000, 1);
-        nx_replay_source_close(src);
     }
-    nx_pipeline_finish(pipe);
-    double secs = (double)(nx_now_mono_ms() - t0) / 1000;
+    report_bad(r, path, src);
+    if (rc == 0 && n < 0) {
+        nx_err("replay: %s: %s", path, nx_replay_source_error(src));
+        rc = 1;
+    }
+    if (r->tty)
+        progress(nx_replay_source_stats(src), r->events, (double)(nx_now_mono_ms() - r->t0) / 1000,
+                 1);
+    nx_replay_source_close(src);
+    return rc;
+}
 
-    if (summary) {
-        FILE *sf = strcmp(summary, "-") == 0 ? stdout : fopen(summary, "w");
+/* Summary, checkpoint, or the one-line report. */
+static int finish(replay_run_t *r, const replay_opts_t *o, double secs) {
+    int rc = 0;
+    char err[512];
+    if (o->summary) {
+        FILE *sf = strcmp(o->summary, "-") == 0 ? stdout : fopen(o->summary, "w");
         if (!sf) {
-            nx_err("replay: cannot create %s", summary);
+            nx_err("replay: cannot create %s", o->summary);
             rc = 1;
         } else {
-            nx_pipeline_write_summary(pipe, sf, secs, bad);
+            nx_pipeline_write_summary(r->pipe, sf, secs, r->bad);
             if (sf != stdout)
                 fclose(sf);
         }
     }
-    if (ckpt && nx_pipeline_save(pipe, ckpt, NULL, 0, err, sizeof err) < 0) {
+    if (o->ckpt && nx_pipeline_save(r->pipe, o->ckpt, NULL, 0, err, sizeof err) < 0) {
         nx_err("replay: checkpoint: %s", err);
         rc = 1;
     }
-    if (!summary) {
+    if (!o->summary) {
         nx_pipeline_stats_t s;
-        nx_pipeline_stats(pipe, &s);
+        nx_pipeline_stats(r->pipe, &s);
         char loss[32] = "no labelled example"; /* no log loss to show, not a NaN */
         if (isfinite(s.logloss))
             snprintf(loss, sizeof loss, "log loss %.4f", s.logloss);
         nx_info("replay: %llu events, %llu predictions, %llu bad, %.1f s (%.0f events/s), %s",
                 (unsigned long long)s.events, (unsigned long long)s.predictions,
-                (unsigned long long)bad, secs, secs > 0 ? (double)s.events / secs : 0, loss);
+                (unsigned long long)r->bad, secs, secs > 0 ? (double)s.events / secs : 0, loss);
     }
-out:
-    if (out.ocf && nx_ocf_writer_close(out.ocf, err, sizeof err) < 0) {
+    return rc;
+}
+
+static int close_run(replay_run_t *r) {
+    int rc = 0;
+    char err[512];
+    if (r->out.ocf && nx_ocf_writer_close(r->out.ocf, err, sizeof err) < 0) {
         nx_err("replay: output: %s", err);
         rc = 1;
     }
-    if (out.jsonl && out.jsonl != stdout)
-        fclose(out.jsonl);
-    else if (out.jsonl)
+    if (r->out.jsonl && r->out.jsonl != stdout)
+        fclose(r->out.jsonl);
+    else if (r->out.jsonl)
         fflush(stdout);
-    if (mf && mf != stdout && mf != stderr)
-        fclose(mf);
-    free(evs);
-    free(oracle);
-    nx_truth_close(truth);
-    free(schema);
-    nx_pipeline_destroy(pipe);
-    nx_codec_destroy(codec);
-    nx_config_destroy(cfg);
+    if (r->mf && r->mf != stdout && r->mf != stderr)
+        fclose(r->mf);
+    free(r->evs);
+    free(r->oracle);
+    nx_truth_close(r->truth);
+    free(r->schema);
+    nx_pipeline_destroy(r->pipe);
+    nx_codec_destroy(r->codec);
+    nx_config_destroy(r->cfg);
+    return rc;
+}
+
+int nx_replay_main(int argc, char **argv) {
+    replay_opts_t o = {0};
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    replay_run_t r = {0};
+    char err[1024];
+    if (!(r.cfg = nx_config_load_ex(o.conf, o.ov.v, o.ov.n, err, sizeof err))) {
+        fprintf(stderr, "%s\n", err);
+        return NX_EXIT_CONFIG;
+    }
+    nx_log_set_level(nx_log_level_parse(r.cfg->log_level));
+    rc = 1;
+    if (open_outputs(&r, &o) == 0 && open_pipeline(&r, &o) == 0) {
+        if (r.mf)
+            metrics_row(r.mf, r.pipe, 1);
+        r.tty = isatty(STDERR_FILENO);
+        r.t0 = r.last_progress = nx_now_mono_ms();
+        r.every = r.next_row = (uint64_t)o.every;
+        rc = 0;
+        for (int f = optind; f < argc && rc == 0; f++)
+            rc = replay_file(&r, argv[f]);
+        nx_pipeline_finish(r.pipe);
+        double secs = (double)(nx_now_mono_ms() - r.t0) / 1000;
+        if (finish(&r, &o, secs) != 0)
+            rc = 1;
+    }
+    if (close_run(&r) != 0)
+        rc = 1;
     return rc;
 }
