@@ -273,68 +273,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-/* Consumer lag from librdkafka's statistics JSON: per partition and summed
- * over the assigned ones. A plain scan in document order: the "topics"
- * object names each topic ("topic":"...") before its partitions, and each
- * partition object has "partition":N before "consumer_lag":N (the brokers'
- * "toppars" also name topic and partition, but carry no consumer_lag).
- * Per partition: consumer_lag_stored (behind the stored offsets) when
- * known, else consumer_lag (behind the committed offset). Also the brokers
- * connected: each broker object has "nodeid":N before its "state" (N is -1
- * for the internal broker and bootstrap brokers not yet known by id). */
+/* librdkafka's statistics: consumer lag and brokers up (kafka_stats.c). */
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
     (void)rk;
     (void)len;
     nx_kafka_t *kafka = opaque;
-    static const char k_topic[] = "\"topic\":\"", k_part[] = "\"partition\":",
-                      k_lag[] = "\"consumer_lag\":", k_stored[] = "\"consumer_lag_stored\":",
-                      k_node[] = "\"nodeid\":", k_state[] = "\"state\":";
-    int topic = -1, n = 0, up = 0;
-    long long partition = -1, node = -1;
-    for (const char *p = json; *p; p++) {
-        if (*p != '"')
-            continue;
-        if (strncmp(p, k_topic, sizeof k_topic - 1) == 0) {
-            const char *name = p + sizeof k_topic - 1, *end = strchr(name, '"');
-            topic = -1;
-            for (int i = 0; end && i < kafka->topics.n; i++)
-                if (strlen(kafka->topics.v[i]) == (size_t)(end - name) &&
-                    strncmp(kafka->topics.v[i], name, (size_t)(end - name)) == 0)
-                    topic = i;
-        } else if (strncmp(p, k_part, sizeof k_part - 1) == 0) {
-            partition = strtoll(p + sizeof k_part - 1, NULL, 10);
-        } else if (strncmp(p, k_lag, sizeof k_lag - 1) == 0) {
-            /* partition -1 is librdkafka's unassigned-messages queue */
-            if (partition >= 0 && topic >= 0 && n < NX_KAFKA_MAX_LAGS)
-                kafka->lags[n++] = (nx_kafka_lag_t){topic, (int32_t)partition,
-                                                    strtoll(p + sizeof k_lag - 1, NULL, 10)};
-        } else if (strncmp(p, k_stored, sizeof k_stored - 1) == 0) {
-            /* lag behind the offsets we stored (acknowledged predictions):
-             * known as soon as one is stored, where consumer_lag waits for
-             * librdkafka to learn the committed offset */
-            long long v = strtoll(p + sizeof k_stored - 1, NULL, 10);
-            if (n > 0 && v >= 0 && kafka->lags[n - 1].topic == topic &&
-                kafka->lags[n - 1].partition == partition)
-                kafka->lags[n - 1].lag = v;
-        } else if (strncmp(p, k_node, sizeof k_node - 1) == 0) {
-            node = strtoll(p + sizeof k_node - 1, NULL, 10);
-        } else if (strncmp(p, k_state, sizeof k_state - 1) == 0) {
-            /* the group's "state":"up" is lower case and has no nodeid */
-            up += node >= 0 && strncmp(p + sizeof k_state - 1, "\"UP\"", 4) == 0;
-            node = -1;
-        }
-    }
-    kafka->stats.brokers_up = up;
-    /* -1 means unknown (not fetching yet): left out */
-    int64_t sum = 0;
-    int kept = 0;
-    for (int i = 0; i < n; i++)
-        if (kafka->lags[i].lag >= 0) {
-            sum += kafka->lags[i].lag;
-            kafka->lags[kept++] = kafka->lags[i];
-        }
-    kafka->n_lags = kept;
-    kafka->stats.consumer_lag = kept ? sum : -1;
+    nx_kafka_parsed_stats_t st;
+    nx_kafka_parse_stats(json, kafka->topics.v, kafka->topics.n, kafka->lags, NX_KAFKA_MAX_LAGS,
+                         &st);
+    kafka->n_lags = st.n_lags;
+    kafka->stats.brokers_up = st.brokers_up;
+    kafka->stats.consumer_lag = st.consumer_lag;
     return 0; /* librdkafka frees json */
 }
 

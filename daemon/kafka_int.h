@@ -1,8 +1,9 @@
 /*
  * kafka_int.h: nextactd's Kafka client state, private to kafka.c (the
- * clients, callbacks, rebalances, the loop's calls) and kafka_track.c (the
+ * clients, callbacks, rebalances, the loop's calls), kafka_track.c (the
  * at-least-once tickets: which consumed records are done, and the offsets
- * that follow from them). Everyone else uses kafka.h.
+ * that follow from them) and kafka_stats.c (librdkafka's statistics read).
+ * Everyone else uses kafka.h.
  *
  * Threads: as kafka.h: every field belongs to the owning (main) thread;
  * librdkafka's callbacks run there too.
@@ -87,5 +88,20 @@ int64_t nx_kafka_ticket_done(nx_kafka_t *kafka, nx_ticket_t ticket);
 /* Stores the advanced offsets of the trackers with librdkafka (for the lag
  * it reports; commits are the owner's: kafka.h). */
 void nx_kafka_store_offsets(nx_kafka_t *kafka);
+
+/* What nx_kafka_parse_stats reads from one statistics JSON document. */
+typedef struct nx_kafka_parsed_stats {
+    int n_lags;           /* partitions with a known lag, written to lags */
+    int64_t consumer_lag; /* their sum; -1 when none is known yet */
+    int brokers_up;       /* brokers known by id in state UP */
+} nx_kafka_parsed_stats_t;
+
+/* Reads librdkafka's statistics JSON (statistics.interval.ms): the lag of
+ * each partition of the given input topics (behind the stored offsets when
+ * known, else behind the committed offset; unknown ones left out), at most
+ * max_lags of them, and the brokers up. A tolerant scan: a document it does
+ * not understand yields no lags and no broker, never a crash. */
+void nx_kafka_parse_stats(const char *json, char *const *topics, int n_topics, nx_kafka_lag_t *lags,
+                          int max_lags, nx_kafka_parsed_stats_t *out);
 
 #endif /* NX_KAFKA_INT_H */

@@ -45,3 +45,10 @@ if(NX_FUZZ)
   target_compile_definitions(fuzz_seeds PRIVATE NX_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   target_link_libraries(fuzz_seeds PRIVATE PkgConfig::AVRO ${MATH_LIBRARY})
 endif()
+
+# librdkafka's statistics JSON read for the consumer lag and brokers up.
+add_executable(test_kafka_stats test_kafka_stats.c)
+target_include_directories(test_kafka_stats PRIVATE ${PROJECT_SOURCE_DIR}/tests/common)
+target_link_libraries(test_kafka_stats PRIVATE nx_daemon)
+add_test(NAME kafka_stats COMMAND test_kafka_stats)
+set_tests_properties(kafka_stats PROPERTIES LABELS unit)
