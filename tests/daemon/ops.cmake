@@ -76,5 +76,5 @@ endforeach()
 # replicas' distance against one daemon alone (integration).
 add_executable(test_group ${CMAKE_CURRENT_SOURCE_DIR}/test_group.c)
 target_link_libraries(test_group PRIVATE nx_drun)
-add_test(NAME group COMMAND test_group $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 300000)
+add_test(NAME group COMMAND test_group $<TARGET_FILE:nextactd> ${PROJECT_SOURCE_DIR} 1000000)
 set_tests_properties(group PROPERTIES FIXTURES_REQUIRED kafka LABELS integration TIMEOUT 600)
