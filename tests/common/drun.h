@@ -102,10 +102,11 @@ pid_t nx_drun_start(const nx_drun_t *dr, const char *name, const char *dump,
 
 /* SIGTERM, then waits up to timeout_ms (then SIGKILL). Returns the exit
  * status, or -1 if the daemon died of a signal or had to be killed (said
- * on stderr). */
+ * on stderr), or if pid is not a process's (<= 0: a failed start). */
 int nx_drun_stop(pid_t pid, int timeout_ms);
 
-/* SIGKILL and reap; 1 if it died of that signal (it was still running). */
+/* SIGKILL and reap; 1 if it died of that signal (it was still running),
+ * 0 otherwise and for a pid <= 0 (a failed start), which is left alone. */
 int nx_drun_kill(pid_t pid);
 
 /* Commits offset 0 of every partition for the group, so its daemon starts

@@ -65,8 +65,7 @@ int nx_refrun_check_state(const nx_refrun_t *ref, const char *dump, const char *
 }
 
 void nx_refrun_kill(nx_refrun_t *ref) {
-    if (ref->pid > 0)
-        nx_drun_kill(ref->pid);
+    nx_drun_kill(ref->pid);
     ref->pid = 0;
     nx_drun_out_destroy(ref->out);
     ref->out = NULL;
