@@ -2,7 +2,8 @@
  * drun.h: nextactd runs on the real broker, for the integration tests that
  * kill, restart, starve or rebalance the daemon and compare what it ends
  * with against an uninterrupted reference run (test_ops_crash,
- * test_ops_durable).
+ * test_ops_durable). The reference run itself, with the checks every such
+ * test makes of it, is refrun.h.
  *
  * A set (nx_drun_t) is one scratch directory, one input topic of
  * NX_DRUN_PARTS partitions filled by the event generator (keyed by user id,

@@ -3,15 +3,15 @@
  * changed is durable, on the real broker.
  *
  * Every case feeds generated events (keyed by user) to one input topic of
- * 4 partitions and runs, beside the daemon(s) under test, a reference: one
- * uninterrupted `nextactd run` in its own group, into its own output topic,
- * with no periodic checkpoint. Runs end with SIGTERM once every input
- * offset has a prediction in their output; their committed offsets must
- * then be the input's end offsets. At the end each case compares the
- * tested daemon's store dump (NX_DEBUG_DUMP_STORE; one user-id hash key for
- * all runs, so dumps line up user for user) with the reference's: the same
- * users, and the same feature state (nx_drun_compare). Cases (the CASE
- * argument; each is its own ctest):
+ * 4 partitions and runs, beside the daemon(s) under test, a reference
+ * (refrun.h): one uninterrupted `nextactd run` in its own group, into its
+ * own output topic, with no periodic checkpoint. Runs end with SIGTERM
+ * once every input offset has a prediction in their output; their
+ * committed offsets must then be the input's end offsets. At the end each
+ * case compares the tested daemon's store dump (NX_DEBUG_DUMP_STORE; one
+ * user-id hash key for all runs, so dumps line up user for user) with the
+ * reference's: the same users, and the same feature state
+ * (nx_drun_compare). Cases (the CASE argument; each is its own ctest):
  *
  * durable_kill: 200k events at 20k/s; checkpoint.interval_s = 3600, so no
  *   periodic checkpoint is written before a `kill -9` 3.5 s after the

@@ -2,12 +2,13 @@
  * test_txn: exactly-once (kafka.transactional = true) on the real broker.
  *
  * Every case feeds generated events (keyed by user) to one input topic of 4
- * partitions and runs, beside the daemons under test, a reference: one
- * uninterrupted at-least-once `nextactd run` in its own group, into its own
- * output topic. The daemons under test share the group "eos", its
- * changelog topic and an output topic; a read_committed consumer of that
- * output (what a downstream system reads) must see EXACTLY one prediction
- * per input offset: none missing, none twice. Their per-user state at the
+ * partitions and runs, beside the daemons under test, a reference
+ * (refrun.h): one uninterrupted at-least-once `nextactd run` in its own
+ * group, into its own output topic, with a prediction for every input
+ * offset. The daemons under test share the group "eos", its changelog
+ * topic and an output topic; a read_committed consumer of that output
+ * (what a downstream system reads) must see EXACTLY one prediction per
+ * input offset: none missing, none twice. Their per-user state at the
  * end must equal the reference's, user for user (nx_drun_compare: pending
  * examples apart; compared when the reference saw no late or dropped
  * event). Cases (the CASE argument; each is its own ctest):
