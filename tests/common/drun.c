@@ -238,6 +238,10 @@ int nx_drun_stop(pid_t pid, int timeout_ms) {
     int st = 0;
     pid_t got = 0;
     int64_t t0 = nx_drun_mono_ms();
+    if (pid <= 0) { /* kill(2) would signal a process group, or every process */
+        fprintf(stderr, "no daemon to stop (pid %d)\n", (int)pid);
+        return -1;
+    }
     kill(pid, SIGTERM);
     while ((got = waitpid(pid, &st, WNOHANG)) == 0 && nx_drun_mono_ms() - t0 < timeout_ms)
         usleep(20000);
@@ -252,6 +256,8 @@ int nx_drun_stop(pid_t pid, int timeout_ms) {
 
 int nx_drun_kill(pid_t pid) {
     int st = 0;
+    if (pid <= 0) /* as in nx_drun_stop */
+        return 0;
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
     return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;

@@ -2,7 +2,8 @@
  * drun.h: nextactd runs on the real broker, for the integration tests that
  * kill, restart, starve or rebalance the daemon and compare what it ends
  * with against an uninterrupted reference run (test_ops_crash,
- * test_ops_durable).
+ * test_ops_durable). The reference run itself, with the checks every such
+ * test makes of it, is refrun.h.
  *
  * A set (nx_drun_t) is one scratch directory, one input topic of
  * NX_DRUN_PARTS partitions filled by the event generator (keyed by user id,
@@ -102,10 +103,11 @@ pid_t nx_drun_start(const nx_drun_t *dr, const char *name, const char *dump,
 
 /* SIGTERM, then waits up to timeout_ms (then SIGKILL). Returns the exit
  * status, or -1 if the daemon died of a signal or had to be killed (said
- * on stderr). */
+ * on stderr), or if pid is not a process's (<= 0: a failed start). */
 int nx_drun_stop(pid_t pid, int timeout_ms);
 
-/* SIGKILL and reap; 1 if it died of that signal (it was still running). */
+/* SIGKILL and reap; 1 if it died of that signal (it was still running),
+ * 0 otherwise and for a pid <= 0 (a failed start), which is left alone. */
 int nx_drun_kill(pid_t pid);
 
 /* Commits offset 0 of every partition for the group, so its daemon starts

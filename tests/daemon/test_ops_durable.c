@@ -3,15 +3,15 @@
  * changed is durable, on the real broker.
  *
  * Every case feeds generated events (keyed by user) to one input topic of
- * 4 partitions and runs, beside the daemon(s) under test, a reference: one
- * uninterrupted `nextactd run` in its own group, into its own output topic,
- * with no periodic checkpoint. Runs end with SIGTERM once every input
- * offset has a prediction in their output; their committed offsets must
- * then be the input's end offsets. At the end each case compares the
- * tested daemon's store dump (NX_DEBUG_DUMP_STORE; one user-id hash key for
- * all runs, so dumps line up user for user) with the reference's: the same
- * users, and the same feature state (nx_drun_compare). Cases (the CASE
- * argument; each is its own ctest):
+ * 4 partitions and runs, beside the daemon(s) under test, a reference
+ * (refrun.h): one uninterrupted `nextactd run` in its own group, into its
+ * own output topic, with no periodic checkpoint. Runs end with SIGTERM
+ * once every input offset has a prediction in their output; their
+ * committed offsets must then be the input's end offsets. At the end each
+ * case compares the tested daemon's store dump (NX_DEBUG_DUMP_STORE; one
+ * user-id hash key for all runs, so dumps line up user for user) with the
+ * reference's: the same users, and the same feature state
+ * (nx_drun_compare). Cases (the CASE argument; each is its own ctest):
  *
  * durable_kill: 200k events at 20k/s; checkpoint.interval_s = 3600, so no
  *   periodic checkpoint is written before a `kill -9` 3.5 s after the
@@ -62,6 +62,7 @@
 
 #include "check.h"
 #include "drun.h"
+#include "refrun.h"
 #include "scrape.h"
 
 /* Bounds of a run to the end: a daemon reads these inputs in well under a
@@ -72,46 +73,12 @@
  * the kill and the rebalance come while input is still arriving, as in
  * production, not after the daemon has read it all. */
 #define RATE 20000
+/* The reference (refrun.h) is not interrupted either: exactly one
+ * prediction per input offset, its offsets committed to the end, and the
+ * late and dropped counters in every dump. */
+#define REF_CHECKS (NX_REFRUN_ONCE | NX_REFRUN_COMMITTED | NX_REFRUN_COUNTERS)
 
 static nx_drun_t dr;
-
-/* ---- the reference run ---------------------------------------------------------- */
-
-typedef struct ref_run {
-    pid_t pid;
-    int64_t started;
-    nx_drun_out_t *out;
-    char dump[300];
-} ref_run_t;
-
-/* Group "ref", interval 0 (its state never needs a checkpoint: it is not
- * interrupted), started now, beside the tested runs. */
-static int ref_start(ref_run_t *ref) {
-    char topic[128];
-    snprintf(ref->dump, sizeof ref->dump, "%s/ref.dump", dr.dir);
-    if (nx_drun_topic("durable-ref-out", topic, sizeof topic) < 0 ||
-        nx_drun_write_conf(&dr, &(nx_drun_conf_t){.name = "ref", .out_topic = topic}) < 0 ||
-        nx_drun_commit_zero(&dr, "ref") < 0 || !(ref->out = nx_drun_out_new(&dr, topic)))
-        return -1;
-    ref->pid = nx_drun_start(&dr, "ref", ref->dump, 0);
-    ref->started = nx_drun_mono_ms();
-    return ref->pid > 0 ? 0 : -1;
-}
-
-/* Runs the reference to the end and checks it: exactly one prediction per
- * input offset, offsets committed to the end. */
-static void ref_finish(ref_run_t *ref) {
-    CHECK_INT(nx_drun_finish(ref->out, ref->pid, ref->started, RUN_MS, "ref"), 0);
-    CHECK(nx_drun_committed_at_end(&dr, "ref"));
-    CHECK_INT(nx_drun_out_drain(ref->out, 120000), 0);
-    fprintf(stderr, "reference: %lld predictions, %lld duplicates, %lld missing\n", ref->out->got,
-            ref->out->dups, ref->out->missing);
-    CHECK_INT(ref->out->missing, 0);
-    CHECK_INT(ref->out->dups, 0);
-    CHECK_INT(ref->out->bad, 0);
-    nx_drun_out_destroy(ref->out);
-    ref->out = NULL;
-}
 
 /* ---- checks shared by the cases --------------------------------------------------- */
 
@@ -127,19 +94,6 @@ static void check_outputs(nx_drun_out_t *out, const char *label) {
     CHECK_INT(out->missing, 0);
     CHECK_INT(out->bad, 0);
     CHECK_INT(out->got, dr.n_events + out->dups);
-}
-
-/* A tested run's state against the reference's: the same users, and the
- * same feature state when the comparison is meaningful (see
- * nx_drun_compare). */
-static void check_state(const ref_run_t *ref, const char *dump, const char *label, int strict) {
-    nx_drun_state_t st;
-    CHECK_INT(nx_drun_compare(ref->dump, dump, label, strict, &st), 0);
-    CHECK(st.users_ref > 1000);
-    CHECK_INT(st.users_run, st.users_ref);
-    CHECK(st.late_ref >= 0 && st.late_run >= 0 && st.dropped_ref >= 0 && st.dropped_run >= 0);
-    if (st.comparable)
-        CHECK_INT(st.diff, 0);
 }
 
 /* The group's committed offsets into c, printed; 0 or -1. */
@@ -175,7 +129,7 @@ static void spin_start(pid_t pids[SPINNERS], int limit_s) {
 }
 
 static void case_durable_kill(int busy) {
-    ref_run_t ref = {0};
+    nx_refrun_t ref = {0};
     pid_t spin[SPINNERS] = {0};
     char out_topic[128], dump[300];
     nx_drun_out_t *out = NULL;
@@ -190,7 +144,7 @@ static void case_durable_kill(int busy) {
     CHECK((out = nx_drun_out_new(&dr, out_topic)) != NULL);
     if (busy)
         spin_start(spin, 600); /* longer than the ctest timeout of this case */
-    CHECK_INT(ref_start(&ref), 0);
+    CHECK_INT(nx_refrun_start(&ref, &dr, "durable-ref-out", REF_CHECKS), 0);
     if (nx_check_failures)
         goto out;
 
@@ -224,14 +178,11 @@ static void case_durable_kill(int busy) {
             "gaps\n",
             (double)(nx_drun_mono_ms() - t0) / 1000,
             nx_drun_log_count(&dr, "crash", "no state covers it"));
-    ref_finish(&ref);
+    CHECK_INT(nx_refrun_finish(&ref, RUN_MS), 0);
     check_outputs(out, "crash run");
-    check_state(&ref, dump, "crash run", 0);
+    CHECK_INT(nx_refrun_check_state(&ref, dump, "crash run", 0), 0);
 out:
-    if (ref.out) {
-        nx_drun_kill(ref.pid);
-        nx_drun_out_destroy(ref.out);
-    }
+    nx_refrun_kill(&ref);
     for (int i = 0; i < SPINNERS && busy; i++)
         if (spin[i] > 0)
             nx_drun_kill(spin[i]);
@@ -261,7 +212,7 @@ static void check_nothing_committed(const char *what) {
 }
 
 static void case_full_disk(void) {
-    ref_run_t ref = {0};
+    nx_refrun_t ref = {0};
     char tiny[300], out_topic[128], out2_topic[128], dump[300], resp[65536];
     nx_drun_out_t *out = NULL, *out2 = NULL;
     int mounted = 0;
@@ -299,7 +250,7 @@ static void case_full_disk(void) {
     CHECK_INT(nx_drun_commit_zero(&dr, "disk"), 0);
     CHECK((out = nx_drun_out_new(&dr, out_topic)) != NULL);
     CHECK((out2 = nx_drun_out_new(&dr, out2_topic)) != NULL);
-    CHECK_INT(ref_start(&ref), 0);
+    CHECK_INT(nx_refrun_start(&ref, &dr, "durable-ref-out", REF_CHECKS), 0);
     if (nx_check_failures)
         goto out;
 
@@ -360,14 +311,11 @@ static void case_full_disk(void) {
     pid = nx_drun_start(&dr, "disk2", dump, 0);
     CHECK_INT(nx_drun_finish(out2, pid, nx_drun_mono_ms(), RUN_MS, "disk"), 0);
     CHECK(nx_drun_committed_at_end(&dr, "disk"));
-    ref_finish(&ref);
+    CHECK_INT(nx_refrun_finish(&ref, RUN_MS), 0);
     check_outputs(out2, "restart with room");
-    check_state(&ref, dump, "restart with room", 0);
+    CHECK_INT(nx_refrun_check_state(&ref, dump, "restart with room", 0), 0);
 out:
-    if (ref.out) {
-        nx_drun_kill(ref.pid);
-        nx_drun_out_destroy(ref.out);
-    }
+    nx_refrun_kill(&ref);
     if (mounted && umount2(tiny, MNT_DETACH) < 0)
         fprintf(stderr, "umount %s: %s\n", tiny, strerror(errno));
     nx_drun_out_destroy(out);
@@ -386,7 +334,7 @@ static int committed_everywhere(const char *group) {
 }
 
 static void case_handover(void) {
-    ref_run_t ref = {0};
+    nx_refrun_t ref = {0};
     char a_topic[128], b_topic[128], dump[300];
     nx_drun_out_t *a_out = NULL, *b_out = NULL;
     snprintf(dump, sizeof dump, "%s/a.dump", dr.dir);
@@ -409,7 +357,7 @@ static void case_handover(void) {
     CHECK_INT(nx_drun_commit_zero(&dr, "ho"), 0);
     CHECK((a_out = nx_drun_out_new(&dr, a_topic)) != NULL);
     CHECK((b_out = nx_drun_out_new(&dr, b_topic)) != NULL);
-    CHECK_INT(ref_start(&ref), 0);
+    CHECK_INT(nx_refrun_start(&ref, &dr, "durable-ref-out", REF_CHECKS), 0);
     if (nx_check_failures)
         goto out;
 
@@ -448,19 +396,16 @@ static void case_handover(void) {
             nx_drun_log_count(&dr, "a", "restored from"), gaps_b);
     CHECK(b_out->got > 0);
     CHECK(gaps_b > 0);
-    ref_finish(&ref);
+    CHECK_INT(nx_refrun_finish(&ref, RUN_MS), 0);
     check_outputs(a_out, "daemon A");
     long long dropped = nx_drun_dump_stat(dump, "dropped");
     fprintf(stderr, "A: %lld event(s) dropped as too old, %lld late\n", dropped,
             nx_drun_dump_stat(dump, "late"));
     CHECK_INT(dropped, 0);
     /* strict: A must have seen every event as the reference did */
-    check_state(&ref, dump, "daemon A", 1);
+    CHECK_INT(nx_refrun_check_state(&ref, dump, "daemon A", 1), 0);
 out:
-    if (ref.out) {
-        nx_drun_kill(ref.pid);
-        nx_drun_out_destroy(ref.out);
-    }
+    nx_refrun_kill(&ref);
     nx_drun_out_destroy(a_out);
     nx_drun_out_destroy(b_out);
 }

@@ -2,12 +2,13 @@
  * test_txn: exactly-once (kafka.transactional = true) on the real broker.
  *
  * Every case feeds generated events (keyed by user) to one input topic of 4
- * partitions and runs, beside the daemons under test, a reference: one
- * uninterrupted at-least-once `nextactd run` in its own group, into its own
- * output topic. The daemons under test share the group "eos", its
- * changelog topic and an output topic; a read_committed consumer of that
- * output (what a downstream system reads) must see EXACTLY one prediction
- * per input offset: none missing, none twice. Their per-user state at the
+ * partitions and runs, beside the daemons under test, a reference
+ * (refrun.h): one uninterrupted at-least-once `nextactd run` in its own
+ * group, into its own output topic, with a prediction for every input
+ * offset. The daemons under test share the group "eos", its changelog
+ * topic and an output topic; a read_committed consumer of that output
+ * (what a downstream system reads) must see EXACTLY one prediction per
+ * input offset: none missing, none twice. Their per-user state at the
  * end must equal the reference's, user for user (nx_drun_compare: pending
  * examples apart; compared when the reference saw no late or dropped
  * event). Cases (the CASE argument; each is its own ctest):
@@ -51,6 +52,7 @@
 #include "check.h"
 #include "drun.h"
 #include "kafka_fixture.h"
+#include "refrun.h"
 #include "scrape.h"
 
 #define RUN_MS 300000
@@ -63,35 +65,6 @@
 static nx_drun_t dr;
 static char out_topic[128], kafka_eos[256], extra_fmt[512];
 static int metrics_port;
-
-/* ---- the reference run ------------------------------------------------------------ */
-
-typedef struct ref_run {
-    pid_t pid;
-    int64_t started;
-    nx_drun_out_t *out;
-    char dump[300];
-} ref_run_t;
-
-static int ref_start(ref_run_t *ref) {
-    char topic[128];
-    snprintf(ref->dump, sizeof ref->dump, "%s/ref.dump", dr.dir);
-    if (nx_drun_topic("txn-ref-out", topic, sizeof topic) < 0 ||
-        nx_drun_write_conf(&dr, &(nx_drun_conf_t){.name = "ref", .out_topic = topic}) < 0 ||
-        nx_drun_commit_zero(&dr, "ref") < 0 || !(ref->out = nx_drun_out_new(&dr, topic)))
-        return -1;
-    ref->pid = nx_drun_start(&dr, "ref", ref->dump, 0);
-    ref->started = nx_drun_mono_ms();
-    return ref->pid > 0 ? 0 : -1;
-}
-
-static void ref_finish(ref_run_t *ref) {
-    CHECK_INT(nx_drun_finish(ref->out, ref->pid, ref->started, RUN_MS, "ref"), 0);
-    CHECK_INT(nx_drun_out_drain(ref->out, 120000), 0);
-    CHECK_INT(ref->out->missing, 0);
-    nx_drun_out_destroy(ref->out);
-    ref->out = NULL;
-}
 
 /* ---- the daemons under test --------------------------------------------------------- */
 
@@ -148,15 +121,6 @@ static void check_exactly_once(nx_drun_out_t *out, const char *label) {
     CHECK_INT(out->got, dr.n_events);
 }
 
-static void check_state(const ref_run_t *ref, const char *dump, const char *label) {
-    nx_drun_state_t st;
-    CHECK_INT(nx_drun_compare(ref->dump, dump, label, 0, &st), 0);
-    CHECK(st.users_ref > 1000);
-    CHECK_INT(st.users_run, st.users_ref);
-    if (st.comparable)
-        CHECK_INT(st.diff, 0);
-}
-
 /* Waits (bounded) until the group's commits pass want. */
 static long long wait_committed(long long want, int timeout_ms) {
     int64_t until = nx_drun_mono_ms() + timeout_ms;
@@ -170,7 +134,7 @@ static long long wait_committed(long long want, int timeout_ms) {
 
 static void case_kill(int n_daemons) {
     static const char *const names[] = {"a", "b", "c"};
-    ref_run_t ref = {0};
+    nx_refrun_t ref = {0};
     nx_drun_out_t *out = NULL;
     pid_t pid[3] = {0};
     char dump[300];
@@ -183,7 +147,7 @@ static void case_kill(int n_daemons) {
     CHECK_INT(nx_drun_commit_zero(&dr, "eos"), 0);
     CHECK_INT(nx_drun_produce_start(&dr, n, KILL_RATE), 0);
     CHECK((out = nx_drun_out_new(&dr, out_topic)) != NULL);
-    CHECK_INT(ref_start(&ref), 0);
+    CHECK_INT(nx_refrun_start(&ref, &dr, "txn-ref-out", 0), 0);
     if (nx_check_failures)
         goto out;
 
@@ -222,7 +186,7 @@ static void case_kill(int n_daemons) {
     fprintf(stderr, "exactly-once group done %.1f s after its start\n",
             (double)(nx_drun_mono_ms() - t0) / 1000);
     CHECK(nx_drun_committed_at_end(&dr, "eos"));
-    ref_finish(&ref);
+    CHECK_INT(nx_refrun_finish(&ref, RUN_MS), 0);
     check_exactly_once(out, n_daemons == 1 ? "one daemon, 5 kills" : "three daemons, 5 kills");
     if (n_daemons > 1) {
         /* the state, from the changelog alone: a new instance restores
@@ -236,15 +200,12 @@ static void case_kill(int n_daemons) {
         CHECK_INT(nx_drun_log_count(&dr, "z", "restored in"), NX_DRUN_PARTS);
         CHECK_INT(nx_drun_stop(z, 120000), 0);
     }
-    check_state(&ref, dump, n_daemons == 1 ? "daemon a" : "restored z");
+    CHECK_INT(nx_refrun_check_state(&ref, dump, n_daemons == 1 ? "daemon a" : "restored z", 0), 0);
 out:
     for (int i = 0; i < n_daemons; i++)
         if (pid[i] > 0)
             nx_drun_kill(pid[i]);
-    if (ref.out) {
-        nx_drun_kill(ref.pid);
-        nx_drun_out_destroy(ref.out);
-    }
+    nx_refrun_kill(&ref);
     nx_drun_out_destroy(out);
 }
 
@@ -285,7 +246,7 @@ static long long count_uncommitted(const char *topic) {
 }
 
 static void case_abort(void) {
-    ref_run_t ref = {0};
+    nx_refrun_t ref = {0};
     nx_drun_out_t *out = NULL;
     char dump[300];
     static char text[1 << 20];
@@ -296,7 +257,7 @@ static void case_abort(void) {
     CHECK_INT(nx_drun_commit_zero(&dr, "eos"), 0);
     CHECK_INT(nx_drun_produce_start(&dr, 100000, 20000), 0);
     CHECK((out = nx_drun_out_new(&dr, out_topic)) != NULL);
-    CHECK_INT(ref_start(&ref), 0);
+    CHECK_INT(nx_refrun_start(&ref, &dr, "txn-ref-out", 0), 0);
     if (nx_check_failures)
         goto out;
     setenv("NX_DEBUG_TXN_POISON", "2", 1);
@@ -320,18 +281,15 @@ static void case_abort(void) {
     CHECK(nx_drun_log_count(&dr, "a", "transaction aborted") >= 1);
     CHECK(nx_drun_log_count(&dr, "a", "restored in") >= 2 * NX_DRUN_PARTS);
     CHECK_INT(nx_drun_stop(pid, 120000), 0);
-    ref_finish(&ref);
+    CHECK_INT(nx_refrun_finish(&ref, RUN_MS), 0);
     check_exactly_once(out, "one daemon, a transaction aborted");
     long long all = count_uncommitted(out_topic);
     fprintf(stderr, "read_uncommitted: %lld predictions (%lld of aborted transactions)\n", all,
             all - dr.n_events);
     CHECK(all > dr.n_events);
-    check_state(&ref, dump, "daemon a");
+    CHECK_INT(nx_refrun_check_state(&ref, dump, "daemon a", 0), 0);
 out:
-    if (ref.out) {
-        nx_drun_kill(ref.pid);
-        nx_drun_out_destroy(ref.out);
-    }
+    nx_refrun_kill(&ref);
     nx_drun_out_destroy(out);
 }
 
