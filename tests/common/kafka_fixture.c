@@ -177,3 +177,7 @@ pid_t nx_fixture_start_daemon_fsize(const char *nextactd, const char *conf, cons
     }
     return pid;
 }
+
+int nx_fixture_port(int slot) {
+    return 20000 + (int)(getpid() % 1200) * 10 + slot % 10;
+}

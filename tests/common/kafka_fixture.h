@@ -53,6 +53,14 @@ pid_t nx_fixture_start_daemon(const char *nextactd, const char *conf, const char
 pid_t nx_fixture_start_daemon_fsize(const char *nextactd, const char *conf, const char *log,
                                     const char *dump, long long max_file_bytes);
 
+/* A TCP port on loopback for a daemon this test process starts (its
+ * metrics endpoint): slot 0-9 of a block of ten picked by the process id,
+ * in 20000-31999. That is below Linux's ephemeral range (32768-60999), so
+ * no client connection's local port can be holding it when the daemon
+ * binds (a fixed port in that range once failed a start with "address in
+ * use"). */
+int nx_fixture_port(int slot);
+
 /* Prints the last lines of the broker log to stderr (call on failure). */
 void nx_fixture_print_log(void);
 

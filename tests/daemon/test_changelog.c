@@ -433,8 +433,7 @@ int main(int argc, char **argv) {
     src_dir = argv[2];
     if (argc > 3)
         n_events = atoll(argv[3]);
-    const char *kp = getenv("NX_KAFKA_PORT");
-    metrics_port = (kp ? atoi(kp) : 39092) + 107; /* beside this test's own broker */
+    metrics_port = nx_fixture_port(0);
     char err[512], ref_out[128], cl_out[128];
     nx_fixture_topic_name(in_topic, sizeof in_topic, "cl-in");
     nx_fixture_topic_name(ref_out, sizeof ref_out, "cl-ref-out");

@@ -378,7 +378,7 @@ int main(int argc, char **argv) {
     snprintf(conf, sizeof conf, "%s/nextactd.conf", dir);
     snprintf(log, sizeof log, "%s/nextactd.log", dir);
     /* a port of its own for /metrics (tests may run side by side) */
-    int port = 20000 + (int)(getpid() % 15000); /* below the test broker's 39092 */
+    int port = nx_fixture_port(0);
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     FILE *f = fopen(conf, "w");

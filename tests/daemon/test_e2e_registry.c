@@ -239,7 +239,7 @@ int main(int argc, char **argv) {
     char conf[256], log[256], listen[64];
     snprintf(conf, sizeof conf, "%s/nextactd.conf", dir);
     snprintf(log, sizeof log, "%s/nextactd.log", dir);
-    int port = 20000 + (int)((getpid() + 7) % 15000);
+    int port = nx_fixture_port(0);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     FILE *f = fopen(conf, "w");
     fprintf(f,

@@ -603,8 +603,7 @@ int main(int argc, char **argv) {
     }
     if (argc > 3)
         n_events = atoll(argv[3]);
-    const char *kp = getenv("NX_KAFKA_PORT");
-    port_base = (kp ? atoi(kp) : 39092) + 121; /* beside this test's own broker */
+    port_base = nx_fixture_port(0); /* five: A-D and the reference */
     if (nx_drun_init_parts(&dr, argv[1], argv[2], "test_group", PARTS) < 0 ||
         nx_drun_topic_parts("grp-ref-out", ref_out, sizeof ref_out, PARTS) < 0 ||
         nx_drun_topic_parts("grp-out", grp_out, sizeof grp_out, PARTS) < 0)

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "kafka_fixture.h"
 #include "scrape.h"
 
 static char dir[] = "/tmp/test_metrics.XXXXXX";
@@ -182,7 +183,7 @@ int main(int argc, char **argv) {
     char conf[300], log[300];
     snprintf(conf, sizeof conf, "%s/demo.conf", dir);
     snprintf(log, sizeof log, "%s/log", dir);
-    int port = 20000 + (int)((getpid() * 7) % 15000); /* below the test broker's ports */
+    int port = nx_fixture_port(0);
     FILE *f = fopen(conf, "w");
     if (!f)
         return 2;

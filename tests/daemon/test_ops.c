@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "kafka_fixture.h"
 #include "checkpoint.h"
 #include "ckptdir.h"
 #include "http.h"
@@ -299,7 +300,7 @@ static void test_daemon(const char *nextactd, const char *src) {
     snprintf(sock_path, sizeof sock_path, "%s/notify", dir);
     snprintf(conf, sizeof conf, "%s/demo.conf", dir);
     snprintf(log, sizeof log, "%s/log", dir);
-    int port = 20000 + (int)(getpid() % 15000); /* below the test broker's 39092 */
+    int port = nx_fixture_port(0);
     if (write_conf(conf, src, port, "info", 1024) < 0)
         return;
 

@@ -61,6 +61,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "kafka_fixture.h"
 #include "drun.h"
 #include "refrun.h"
 #include "scrape.h"
@@ -217,7 +218,7 @@ static void case_full_disk(void) {
     nx_drun_out_t *out = NULL, *out2 = NULL;
     int mounted = 0;
     long long fsize = 0;
-    int port = 20000 + (int)(getpid() % 15000); /* below the test broker's ports */
+    int port = nx_fixture_port(0);
     snprintf(tiny, sizeof tiny, "%s/tiny-state", dr.dir);
     snprintf(dump, sizeof dump, "%s/disk2.dump", dr.dir);
     CHECK_INT(mkdir(tiny, 0700), 0);

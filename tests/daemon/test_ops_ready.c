@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "kafka_fixture.h"
 #include "scrape.h"
 
 #define WAIT_MS 60000
@@ -81,7 +82,7 @@ int main(int argc, char **argv) {
     snprintf(log, sizeof log, "%s/log", dir);
     snprintf(state, sizeof state, "%s/state", dir);
     CHECK_INT(mkdir(state, 0700), 0);
-    int port = 20000 + (int)((getpid() * 11) % 15000); /* below the test broker's ports */
+    int port = nx_fixture_port(0);
     FILE *f = fopen(conf, "w");
     if (!f)
         return 2;

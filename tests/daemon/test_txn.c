@@ -343,8 +343,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "test_txn: unknown case %s\n", c);
         return 2;
     }
-    const char *kp = getenv("NX_KAFKA_PORT");
-    metrics_port = (kp ? atoi(kp) : 39092) + 111; /* beside this test's own broker */
+    metrics_port = nx_fixture_port(0);
     if (nx_drun_init(&dr, argv[1], argv[2], "test_txn") < 0)
         return 1;
     snprintf(extra_fmt, sizeof extra_fmt,
