@@ -16,7 +16,7 @@
 #      after two unreported 5 s runs that warm the broker's JVM up;
 #   4. the same with the model off.
 # --short: what the latency aims need, model on only: the throughput run
-# with the ceiling (EVENTS default 500000), the warm-up, five latency runs
+# with the ceiling (EVENTS default 500000), three warm-ups, five latency runs
 # in a row at 20,000 events/s and one at 50,000 events/s, then a summary
 # (p50 and p99 of each, the worst p99 of the five).
 # --txn: exactly-once against at-least-once, in one run: the throughput run
@@ -117,9 +117,15 @@ done
 # Warm-up, not reported: a broker fresh from start-up (its JIT has not
 # compiled the paths of small, steady fetches and produces yet) ran the first
 # latency runs after the throughput ones at p50 40 ms-1.4 s; from the third
-# on, p50 5 ms. A broker in service is warm.
-for model in $models; do
-    "$tool" "$build/nextactd" "$here" --rate 20000 --seconds 5 --model $model > /dev/null
+# on, p50 5 ms. A broker in service is warm. --short runs three 5 s warm-ups
+# (NX_BENCH_WARMUPS): after one, the first timed run stalled 0.1-1 s in its
+# producer -> broker stage in each of six series (G1 and ZGC alike), and
+# after three it did not (EPYC, 2 vCPU, load 2-3).
+warmups=${NX_BENCH_WARMUPS:-${short:+3}}
+for warm in $(seq "${warmups:-1}"); do
+    for model in $models; do
+        "$tool" "$build/nextactd" "$here" --rate 20000 --seconds 5 --model $model > /dev/null
+    done
 done
 if [ -z "$short" ]; then
     for model in on off; do
