@@ -113,6 +113,13 @@ static void *produce_thread(void *arg) {
                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                  RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(p, 50);
+        while (dr->bad_every > 0 && (i + 1) % dr->bad_every == 0 &&
+               rd_kafka_producev(p, RD_KAFKA_V_TOPIC(dr->in_topic),
+                                 RD_KAFKA_V_KEY(ge.user_id, strlen(ge.user_id)),
+                                 RD_KAFKA_V_VALUE(NX_DRUN_BAD_PAYLOAD, NX_DRUN_BAD_PAYLOAD_LEN),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(p, 50);
         rd_kafka_poll(p, 0);
     }
     if (rd_kafka_flush(p, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -120,8 +127,8 @@ static void *produce_thread(void *arg) {
         goto out;
     }
     long long total = nx_fixture_end_offsets(p, dr->in_topic, dr->parts, dr->ends);
-    if (total != dr->n_events)
-        fprintf(stderr, "input: %lld events on the topic, %lld produced\n", total, dr->n_events);
+    if (total != dr->n_records)
+        fprintf(stderr, "input: %lld records on the topic, %lld produced\n", total, dr->n_records);
     else
         dr->produce_rc = 0;
 out:
@@ -132,6 +139,8 @@ out:
 
 int nx_drun_produce_start(nx_drun_t *dr, long long n_events, double rate) {
     dr->n_events = n_events;
+    dr->n_bad = dr->bad_every > 0 ? n_events / dr->bad_every : 0;
+    dr->n_records = n_events + dr->n_bad;
     dr->rate = rate;
     if (pthread_create(&dr->thread, NULL, produce_thread, dr) != 0) {
         fprintf(stderr, "cannot start the producer thread\n");
@@ -141,10 +150,58 @@ int nx_drun_produce_start(nx_drun_t *dr, long long n_events, double rate) {
     return 0;
 }
 
+/* Reads the input topic back and marks the offsets of the malformed
+ * records in dr->bad_at; 0 if there are n_bad of them. */
+static int find_bad(nx_drun_t *dr) {
+    char err[512], group[300];
+    snprintf(group, sizeof group, "%s-bad-finder", dr->in_topic);
+    rd_kafka_t *c = nx_fixture_consumer(group, err, sizeof err, NULL);
+    if (!c) {
+        fprintf(stderr, "consumer: %s\n", err);
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(dr->parts);
+    long long left = 0, found = 0;
+    for (int p = 0; p < dr->parts; p++) {
+        if (!dr->bad_at[p] && !(dr->bad_at[p] = calloc((size_t)dr->ends[p] + 1, 1)))
+            return -1;
+        rd_kafka_topic_partition_list_add(l, dr->in_topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        left += dr->ends[p];
+    }
+    rd_kafka_assign(c, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    int64_t until = nx_drun_mono_ms() + 120000;
+    while (left > 0 && nx_drun_mono_ms() < until) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
+        if (!m)
+            continue;
+        if (!m->err && m->partition >= 0 && m->partition < dr->parts && m->offset >= 0 &&
+            m->offset < dr->ends[m->partition]) {
+            left--;
+            if (m->len == NX_DRUN_BAD_PAYLOAD_LEN &&
+                memcmp(m->payload, NX_DRUN_BAD_PAYLOAD, NX_DRUN_BAD_PAYLOAD_LEN) == 0) {
+                dr->bad_at[m->partition][m->offset] = 1;
+                found++;
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    if (left > 0 || found != dr->n_bad) {
+        fprintf(stderr, "input: %lld malformed records found of %lld (%lld records unread)\n",
+                found, dr->n_bad, left);
+        return -1;
+    }
+    return 0;
+}
+
 int nx_drun_produce_wait(nx_drun_t *dr) {
     if (dr->producing) {
         pthread_join(dr->thread, NULL);
         dr->producing = 0;
+        if (dr->produce_rc == 0 && dr->n_bad > 0 && find_bad(dr) < 0)
+            dr->produce_rc = -1;
     }
     return dr->produce_rc;
 }
@@ -196,7 +253,7 @@ int nx_drun_write_conf(const nx_drun_t *dr, const nx_drun_conf_t *conf) {
     fprintf(f,
             "state_dir = \"%s\";\nlog_level = \"info\";\n"
             "kafka: { brokers = \"%s\"; group_id = \"%s\"; input_topics = [\"%s\"];\n"
-            "  output_topic = \"%s\"; dead_letter_topic = \"\"; commit_interval_ms = 500;\n"
+            "  output_topic = \"%s\"; dead_letter_topic = \"%s\"; commit_interval_ms = 500;\n"
             /* small fetches interleave the partitions finely, as a live
              * stream would: no partition runs days of event time ahead of
              * the others, so no event falls behind the watermark by more
@@ -211,8 +268,8 @@ int nx_drun_write_conf(const nx_drun_t *dr, const nx_drun_conf_t *conf) {
             "labels: { idle_advance_ms = 3600000; allowed_lateness_ms = 86400000; };\n"
             "checkpoint: { interval_s = %d; keep = 3; };\nmetrics: { listen = \"%s\"; };\n%s\n",
             state_dir, nx_fixture_brokers(), group, dr->in_topic, conf->out_topic,
-            conf->kafka ? conf->kafka : "", dr->src_dir, dr->src_dir, conf->interval_s, listen,
-            conf->extra ? conf->extra : "");
+            conf->dlq_topic ? conf->dlq_topic : "", conf->kafka ? conf->kafka : "", dr->src_dir,
+            dr->src_dir, conf->interval_s, listen, conf->extra ? conf->extra : "");
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -344,7 +401,7 @@ nx_drun_out_t *nx_drun_out_new(const nx_drun_t *dr, const char *out_topic) {
     /* any partition may hold them all; the end offsets may not be known
      * yet (a paced input) */
     for (int p = 0; p < dr->parts; p++)
-        if (!(out->seen[p] = calloc((size_t)dr->n_events + 1, 1)))
+        if (!(out->seen[p] = calloc((size_t)dr->n_records + 1, 1)))
             goto err;
     snprintf(group, sizeof group, "%s-checker", out_topic);
     /* read_committed: what a downstream consumer of exactly-once output
@@ -400,7 +457,7 @@ static void out_count(nx_drun_out_t *out, const rd_kafka_message_t *m) {
             avro_value_get_long(&fld, &off);
     }
     avro_reader_free(rd);
-    if (part < 0 || part >= out->dr->parts || off < 0 || off >= out->dr->n_events) {
+    if (part < 0 || part >= out->dr->parts || off < 0 || off >= out->dr->n_records) {
         out->undecodable++;
         out->bad++;
         return;
@@ -437,11 +494,13 @@ int nx_drun_out_drain(nx_drun_out_t *out, int timeout_ms) {
     out->missing = 0;
     out->bad = out->undecodable;
     for (int p = 0; p < out->dr->parts; p++)
-        for (long long o = 0; o < out->dr->n_events; o++) {
-            if (o < out->dr->ends[p])
-                out->missing += out->seen[p][o] == 0;
-            else
+        for (long long o = 0; o < out->dr->n_records; o++) {
+            if (o >= out->dr->ends[p])
                 out->bad += out->seen[p][o];
+            else if (out->dr->bad_at[p] && out->dr->bad_at[p][o])
+                out->bad += out->seen[p][o]; /* a malformed record has no prediction */
+            else
+                out->missing += out->seen[p][o] == 0;
         }
     if (want < 0 || out->got != want) {
         fprintf(stderr, "%s: read %lld of %lld records\n", out->topic, out->got, want);

@@ -34,13 +34,18 @@
 #define NX_DRUN_MAX_PARTS 8 /* at most (nx_drun_init_parts) */
 
 typedef struct nx_drun {
-    const char *nextactd;              /* the binary under test */
-    const char *src_dir;               /* source tree (conf/schemas) */
-    char dir[128];                     /* scratch directory */
-    char in_topic[128];                /* input topic */
-    long long n_events;                /* events to produce (nx_drun_produce_start) */
-    int parts;                         /* partitions of the input (and output) topics */
-    long long ends[NX_DRUN_MAX_PARTS]; /* end offset per input partition, once produced */
+    const char *nextactd; /* the binary under test */
+    const char *src_dir;  /* source tree (conf/schemas) */
+    char dir[128];        /* scratch directory */
+    char in_topic[128];   /* input topic */
+    long long n_events;   /* events to produce (nx_drun_produce_start) */
+    int bad_every;        /* > 0: a malformed record after every bad_every events */
+    long long n_bad;      /* malformed records among them */
+    long long n_records;  /* both: the input's records */
+    unsigned char *bad_at[NX_DRUN_MAX_PARTS]; /* per input offset: 1 = malformed (once
+                                                 produced; NULL without any) */
+    int parts;                                /* partitions of the input (and output) topics */
+    long long ends[NX_DRUN_MAX_PARTS];        /* end offset per input partition, once produced */
     uint8_t key[NX_SIPHASH_KEY_LEN];
     double rate;      /* events/s; 0: as fast as the producer goes */
     pthread_t thread; /* the producer */
@@ -70,9 +75,17 @@ int nx_drun_topic_parts(const char *prefix, char *name, size_t size, int parts);
  * lets a test act on a daemon while its input is still coming. */
 int nx_drun_produce_start(nx_drun_t *dr, long long n_events, double rate);
 
-/* Waits until every event is acknowledged and records the end offsets;
- * 0, or -1 if not all arrived. Call before anything that needs ends. */
+/* Waits until every event is acknowledged and records the end offsets
+ * (and, with bad_every set, which offsets hold the malformed records: read
+ * back from the topic); 0, or -1 if not all arrived. Call before anything
+ * that needs ends. A malformed record is NX_DRUN_BAD_PAYLOAD, keyed as the
+ * event before it; no prediction is expected for it (nx_drun_out_t). */
 int nx_drun_produce_wait(nx_drun_t *dr);
+
+/* What a malformed input record holds: "NXBAD" then twelve 0xff bytes, a
+ * string length (39) past the record's end to the event decoder. */
+#define NX_DRUN_BAD_PAYLOAD     "NXBAD\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
+#define NX_DRUN_BAD_PAYLOAD_LEN 17
 
 /* Both: n_events as fast as the broker takes them. */
 int nx_drun_produce(nx_drun_t *dr, long long n_events);
@@ -82,6 +95,7 @@ typedef struct nx_drun_conf {
     const char *name;      /* <dir>/<name>.conf, <dir>/<name>.log */
     const char *group;     /* group name; NULL: name */
     const char *out_topic; /* output topic */
+    const char *dlq_topic; /* dead-letter topic; NULL: none */
     const char *state_dir; /* NULL: <dir>/<name>-state */
     int interval_s;        /* checkpoint.interval_s */
     int metrics_port;      /* metrics.listen = 127.0.0.1:port; 0: none */

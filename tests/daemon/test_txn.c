@@ -13,11 +13,13 @@
  * examples apart; compared when the reference saw no late or dropped
  * event). Cases (the CASE argument; each is its own ctest):
  *
- * kill1: 300k events at 8,000/s; one daemon, `kill -9` five times, each once
- *   the group's committed offsets pass another seventh of the input, and
- *   restarted at once (the same instance id: its init_transactions fences
- *   and aborts what the killed one left open). Its last incarnation's
- *   store dump is compared.
+ * kill1: 300k events at 8,000/s, and a malformed record after every 1,000 of
+ *   them, whose dead letter must be there exactly once too (read_committed,
+ *   by its source partition and offset); one daemon, `kill -9` five times,
+ *   each once the group's committed offsets pass another seventh of the
+ *   input, and restarted at once (the same instance id: its
+ *   init_transactions fences and aborts what the killed one left open).
+ *   Its last incarnation's store dump is compared.
  * kill3: the same with three daemons in the group (range assignor), the
  *   victims taken in turn; the survivors take the victim's partitions and
  *   restore them from the changelog, the restarted victim rejoins. At the
@@ -57,13 +59,15 @@
 
 #define RUN_MS 300000
 #define KILLS  5
+/* One malformed record after every BAD_EVERY events of the kill cases. */
+#define BAD_EVERY 1000
 /* Events/s of the kill cases' input: 300k take 37 s, so every kill comes
  * while input is still arriving (an idle host's daemons would otherwise
  * read it all within the first kills). */
 #define KILL_RATE 8000
 
 static nx_drun_t dr;
-static char out_topic[128], kafka_eos[256], extra_fmt[512];
+static char out_topic[128], dlq_topic[128], kafka_eos[256], extra_fmt[512];
 static int metrics_port;
 
 /* ---- the daemons under test --------------------------------------------------------- */
@@ -78,6 +82,7 @@ static int eos_conf_as(const char *name, const char *instance, int port, const c
     return nx_drun_write_conf(&dr, &(nx_drun_conf_t){.name = name,
                                                      .group = "eos",
                                                      .out_topic = out_topic,
+                                                     .dlq_topic = dlq_topic[0] ? dlq_topic : NULL,
                                                      .metrics_port = port,
                                                      .kafka = kafka_eos,
                                                      .extra = extra});
@@ -121,6 +126,70 @@ static void check_exactly_once(nx_drun_out_t *out, const char *label) {
     CHECK_INT(out->got, dr.n_events);
 }
 
+/* The read_committed dead-letter topic: exactly one dead letter per
+ * malformed input record (nx-source-partition/-offset headers), none for
+ * any other record, read until nothing more comes for 5 s. */
+static void check_dead_letters(const char *label) {
+    char err[512], group[200];
+    snprintf(group, sizeof group, "%s-checker", dlq_topic);
+    rd_kafka_t *c = nx_fixture_consumer(
+        group, err, sizeof err,
+        (const char *[]){"isolation.level", "read_committed", "enable.auto.commit", "false", NULL});
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NX_DRUN_PARTS);
+    for (int p = 0; p < NX_DRUN_PARTS; p++)
+        rd_kafka_topic_partition_list_add(l, dlq_topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    unsigned char *seen[NX_DRUN_PARTS];
+    for (int p = 0; p < NX_DRUN_PARTS; p++)
+        seen[p] = calloc((size_t)dr.ends[p] + 1, 1);
+    long long got = 0, dups = 0, wrong = 0;
+    int64_t until = nx_drun_mono_ms() + 120000, quiet = nx_drun_mono_ms();
+    while (nx_drun_mono_ms() - quiet < 5000 && nx_drun_mono_ms() < until) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
+        if (!m)
+            continue;
+        rd_kafka_headers_t *h = NULL;
+        const void *pv = NULL, *ov = NULL;
+        size_t pn = 0, on = 0;
+        if (!m->err) {
+            got++;
+            quiet = nx_drun_mono_ms();
+            char pbuf[16] = "", obuf[24] = "";
+            if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                rd_kafka_header_get_last(h, "nx-source-partition", &pv, &pn) == 0 &&
+                rd_kafka_header_get_last(h, "nx-source-offset", &ov, &on) == 0 &&
+                pn < sizeof pbuf && on < sizeof obuf) {
+                memcpy(pbuf, pv, pn);
+                memcpy(obuf, ov, on);
+            }
+            long part = strtol(pbuf, NULL, 10);
+            long long off = strtoll(obuf, NULL, 10);
+            if (!pbuf[0] || !obuf[0] || part < 0 || part >= NX_DRUN_PARTS || off < 0 ||
+                off >= dr.ends[part] || !dr.bad_at[part] || !dr.bad_at[part][off])
+                wrong++;
+            else if (seen[part][off]++)
+                dups++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    for (int p = 0; p < NX_DRUN_PARTS; p++)
+        free(seen[p]);
+    fprintf(stderr,
+            "%s: %lld dead letters (read_committed) for %lld malformed input records, %lld "
+            "duplicates, %lld for other records\n",
+            label, got, dr.n_bad, dups, wrong);
+    CHECK(dr.n_bad > 0);
+    CHECK_INT(got, dr.n_bad);
+    CHECK_INT(dups, 0);
+    CHECK_INT(wrong, 0);
+}
+
 /* Waits (bounded) until the group's commits pass want. */
 static long long wait_committed(long long want, int timeout_ms) {
     int64_t until = nx_drun_mono_ms() + timeout_ms;
@@ -141,6 +210,10 @@ static void case_kill(int n_daemons) {
     const long long n = 300000;
     snprintf(dump, sizeof dump, "%s/a.dump", dr.dir);
     CHECK_INT(nx_drun_topic("txn-out", out_topic, sizeof out_topic), 0);
+    /* malformed records among the input: their dead letters go in the
+     * transactions too */
+    CHECK_INT(nx_drun_topic("txn-dlq", dlq_topic, sizeof dlq_topic), 0);
+    dr.bad_every = BAD_EVERY;
     for (int i = 0; i < n_daemons; i++)
         CHECK_INT(eos_conf(names[i], 0, NULL), 0);
     CHECK_INT(eos_conf("z", 0, NULL), 0);
@@ -188,6 +261,7 @@ static void case_kill(int n_daemons) {
     CHECK(nx_drun_committed_at_end(&dr, "eos"));
     CHECK_INT(nx_refrun_finish(&ref, RUN_MS), 0);
     check_exactly_once(out, n_daemons == 1 ? "one daemon, 5 kills" : "three daemons, 5 kills");
+    check_dead_letters(n_daemons == 1 ? "one daemon, 5 kills" : "three daemons, 5 kills");
     if (n_daemons > 1) {
         /* the state, from the changelog alone: a new instance restores
          * every partition */
