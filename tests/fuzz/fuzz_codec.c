@@ -82,26 +82,31 @@ static void reference(int k, const uint8_t *datum, size_t len, nx_codec_reason_t
         const char *s;
         size_t sl;
         int64_t ts;
-        avro_value_get_by_name(&val, "user_id", &f, NULL);
+        /* a record the codec accepted reads back: any failure is a bug */
+        if (avro_value_get_by_name(&val, "user_id", &f, NULL) != 0)
+            abort();
         if (avro_value_get_type(&f) == AVRO_UNION) {
-            avro_value_get_current_branch(&f, &b);
+            if (avro_value_get_current_branch(&f, &b) != 0)
+                abort();
             f = b;
         }
         if (avro_value_get_type(&f) == AVRO_STRING) {
-            avro_value_get_string(&f, &s, &sl);
+            if (avro_value_get_string(&f, &s, &sl) != 0)
+                abort();
             sl--;
-        } else {
-            avro_value_get_bytes(&f, (const void **)&s, &sl);
+        } else if (avro_value_get_bytes(&f, (const void **)&s, &sl) != 0) {
+            abort();
         }
         if (sl != ev->user_id_len || memcmp(s, ev->user_id, sl) != 0)
             abort();
-        avro_value_get_by_name(&val, "ts", &f, NULL);
+        if (avro_value_get_by_name(&val, "ts", &f, NULL) != 0)
+            abort();
         if (avro_value_get_type(&f) == AVRO_UNION) {
-            avro_value_get_current_branch(&f, &b);
+            if (avro_value_get_current_branch(&f, &b) != 0)
+                abort();
             f = b;
         }
-        avro_value_get_long(&f, &ts);
-        if (ts != ev->ts_ms)
+        if (avro_value_get_long(&f, &ts) != 0 || ts != ev->ts_ms)
             abort();
     }
     avro_reader_free(reader);
