@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int bench_cmp_i64(const void *a, const void *b) {
@@ -139,4 +140,10 @@ double bench_metric_double(const char *text, const char *name) {
         if ((p == text || p[-1] == '\n') && p[len] == ' ')
             return strtod(p + len + 1, NULL);
     return 0;
+}
+
+int64_t bench_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

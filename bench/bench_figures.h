@@ -56,4 +56,7 @@ void bench_print_cpu(double daemon_s, double broker_s, long long events);
 /* "p50/p99" in ms of n per-event durations in us (sorts v); "-" if none. */
 void bench_p50_p99(char *out, size_t size, int64_t *v, long long n);
 
+/* The monotonic clock every bench figure is timed on, in microseconds. */
+int64_t bench_now_us(void);
+
 #endif /* NX_BENCH_FIGURES_H */

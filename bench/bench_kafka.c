@@ -97,6 +97,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_ceiling.h"
 #include "bench_figures.h"
 #include "codec.h"
 #include "gen.h"
@@ -141,12 +142,6 @@ static int64_t *t_prod[PARTS], *t_arr[PARTS];
 static int64_t *t_in_app[PARTS], *t_out_app[PARTS];
 static long long cap_per_part;
 static long long produced, delivered, delivery_failed, predictions, duplicates, out_of_range;
-
-static int64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
@@ -213,18 +208,18 @@ static int daemon_alive(pid_t pid) {
 }
 
 static void consume_outputs(rd_kafka_t *cons, int wait_ms, int64_t *first, int64_t *last) {
-    int64_t stop = now_us() + (int64_t)wait_ms * 1000;
+    int64_t stop = bench_now_us() + (int64_t)wait_ms * 1000;
     for (;;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, 0);
         if (!m) {
-            if (now_us() >= stop)
+            if (bench_now_us() >= stop)
                 return;
             m = rd_kafka_consumer_poll(cons, 5);
             if (!m)
                 continue;
         }
         if (!m->err) {
-            int64_t t = now_us(), part, off;
+            int64_t t = bench_now_us(), part, off;
             if (parse_prediction(m->payload, m->len, &part, &off) == 0 && part >= 0 &&
                 part < PARTS && off >= 0 && off < cap_per_part) {
                 rd_kafka_timestamp_type_t tt;
@@ -274,7 +269,7 @@ static int produce_one(rd_kafka_t *prod, nx_gen_t *gen) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             prod, RD_KAFKA_V_TOPIC(in_topic), RD_KAFKA_V_KEY(ev.user_id, strlen(ev.user_id)),
             RD_KAFKA_V_VALUE(buf, (size_t)len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_OPAQUE((void *)(intptr_t)now_us()), RD_KAFKA_V_END);
+            RD_KAFKA_V_OPAQUE((void *)(intptr_t)bench_now_us()), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
             produced++;
             return 0;
@@ -443,7 +438,7 @@ static void print_stages(const char *before, const char *after, int64_t t_start)
         return;
     bench_hist_get(before, "nextactd_transaction_duration_seconds", "", &a);
     bench_hist_get(after, "nextactd_transaction_duration_seconds", "", &b);
-    double wall_s = (double)(now_us() - t_start) / 1e6;
+    double wall_s = (double)(bench_now_us() - t_start) / 1e6;
     printf("transactions: %lld committed, %lld aborted in the timed part; duration (start to "
            "committed) p50 %.0f ms, p99 %.0f ms; the loop committing %.0f%% of the time\n",
            nx_scrape_metric(after, "nextactd_transactions_committed_total") -
@@ -455,98 +450,6 @@ static void print_stages(const char *before, const char *after, int64_t t_start)
                (bench_metric_double(after, "nextactd_transaction_commit_seconds_total") -
                 bench_metric_double(before, "nextactd_transaction_commit_seconds_total")) /
                wall_s);
-}
-
-/* The ceiling: a plain consume -> produce loop over the input topic (see
- * the header); events/s, or 0 if it did not copy every record. */
-static long long ceil_acked;
-static int64_t ceil_last_ack;
-static void ceil_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-    (void)rk;
-    (void)opaque;
-    if (!m->err) {
-        ceil_acked++;
-        ceil_last_ack = now_us();
-    }
-}
-
-static double ceiling_run(long long total) {
-    char err[512], out[128], cgroup[200];
-    ceil_acked = 0;
-    ceil_last_ack = 0;
-    nx_fixture_topic_name(out, sizeof out, "bench-ceiling");
-    snprintf(cgroup, sizeof cgroup, "%s-group", out);
-    if (nx_fixture_create_topic(out, PARTS, err, sizeof err) < 0) {
-        fprintf(stderr, "ceiling: %s\n", err);
-        return 0;
-    }
-    rd_kafka_conf_t *pc = rd_kafka_conf_new();
-    rd_kafka_conf_set_dr_msg_cb(pc, ceil_dr);
-    int bad = rd_kafka_conf_set(pc, "bootstrap.servers", nx_fixture_brokers(), err, sizeof err);
-    for (const char *const *kv = nx_kafka_producer_tuning; !bad && kv[0]; kv += 2)
-        bad = rd_kafka_conf_set(pc, kv[0], kv[1], err, sizeof err);
-    rd_kafka_t *prod = bad ? NULL : rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
-    /* the daemon's consumer settings that matter for speed; no commits */
-    const char *cprops[16] = {"auto.offset.reset", "earliest", "enable.auto.commit", "false"};
-    int k = 4;
-    for (const char *const *kv = nx_kafka_consumer_tuning; kv[0] && k < 14; kv += 2) {
-        cprops[k++] = kv[0];
-        cprops[k++] = kv[1];
-    }
-    cprops[k] = NULL;
-    rd_kafka_t *cons = nx_fixture_consumer(cgroup, err, sizeof err, cprops);
-    if (!prod || !cons) {
-        fprintf(stderr, "ceiling: %s\n", err);
-        if (prod)
-            rd_kafka_destroy(prod);
-        else if (bad)
-            rd_kafka_conf_destroy(pc);
-        if (cons)
-            rd_kafka_destroy(cons);
-        return 0;
-    }
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, in_topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_subscribe(cons, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(cons);
-    rd_kafka_message_t *msgs[1024];
-    long long copied = 0;
-    int64_t first = 0, deadline = now_us() + 300 * 1000000LL;
-    while (ceil_acked < total && now_us() < deadline) {
-        /* what the client holds now; if nothing, wait for one record.
-         * (With a timeout, a batch call waits for a full batch until it
-         * expires: a ceiling held back by the timeout, not the client.) */
-        ssize_t n = rd_kafka_consume_batch_queue(q, 0, msgs, 1024);
-        if (n == 0 && copied < total)
-            n = rd_kafka_consume_batch_queue(q, 10, msgs, 1);
-        for (ssize_t i = 0; i < n; i++) {
-            rd_kafka_message_t *m = msgs[i];
-            if (!m->err) {
-                if (!first)
-                    first = now_us();
-                while (rd_kafka_producev(
-                           prod, RD_KAFKA_V_TOPIC(out), RD_KAFKA_V_PARTITION(m->partition),
-                           RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
-                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                           RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                    rd_kafka_poll(prod, 10);
-                copied++;
-            }
-            rd_kafka_message_destroy(m);
-        }
-        rd_kafka_poll(prod, copied >= total ? 10 : 0);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_consumer_close(cons);
-    rd_kafka_destroy(cons);
-    rd_kafka_flush(prod, 10000);
-    rd_kafka_destroy(prod);
-    if (ceil_acked < total || ceil_last_ack <= first) {
-        printf("ceiling: only %lld of %lld records copied\n", ceil_acked, total);
-        return 0;
-    }
-    return (double)total / ((double)(ceil_last_ack - first) / 1e6);
 }
 
 static void usage(void) {
@@ -608,7 +511,7 @@ int main(int argc, char **argv) {
     {
         struct timespec w;
         clock_gettime(CLOCK_REALTIME, &w);
-        wall_minus_mono_us = (int64_t)w.tv_sec * 1000000 + w.tv_nsec / 1000 - now_us();
+        wall_minus_mono_us = (int64_t)w.tv_sec * 1000000 + w.tv_nsec / 1000 - bench_now_us();
     }
 
     nx_fixture_topic_name(in_topic, sizeof in_topic, "bench-in");
@@ -719,8 +622,8 @@ int main(int argc, char **argv) {
         /* the ceiling before the daemon and again after it (see below):
          * the host's other load moves both, the better one is kept */
         if (ceiling_on)
-            ceiling_before = ceiling_run(total);
-        t_start = now_us();
+            ceiling_before = nx_bench_ceiling_run(in_topic, PARTS, total);
+        t_start = bench_now_us();
         double broker_cpu0 = bench_proc_cpu_s(bench_broker_pid());
         pid = nx_fixture_start_daemon(nextactd, conf, log, NULL);
         /* until every prediction is in, or the offsets are committed and
@@ -728,16 +631,17 @@ int main(int argc, char **argv) {
         int64_t deadline = t_start + 300 * 1000000LL;
         long long c = 0;
         t_end = 0;
-        while (predictions < total && now_us() < deadline && daemon_alive(pid)) {
+        while (predictions < total && bench_now_us() < deadline && daemon_alive(pid)) {
             consume_outputs(cons, 200, &first, &last);
             if (!t_end && (c = committed_sum(admin)) >= total)
-                t_end = now_us();
-            if (t_end && now_us() - (last > t_end ? last : t_end) > 3000000)
+                t_end = bench_now_us();
+            if (t_end && bench_now_us() - (last > t_end ? last : t_end) > 3000000)
                 break;
         }
         while (!t_end) {
-            if ((c = committed_sum(admin)) >= total || now_us() >= deadline || !daemon_alive(pid))
-                t_end = now_us(); /* at the deadline: c says how far it got */
+            if ((c = committed_sum(admin)) >= total || bench_now_us() >= deadline ||
+                !daemon_alive(pid))
+                t_end = bench_now_us(); /* at the deadline: c says how far it got */
             else
                 usleep(100000);
         }
@@ -777,8 +681,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i < WARMUP; i++)
             produce_one(prod, gen);
         rd_kafka_flush(prod, 10000);
-        int64_t deadline = now_us() + 60 * 1000000LL;
-        while (predictions < WARMUP && now_us() < deadline && daemon_alive(pid))
+        int64_t deadline = bench_now_us() + 60 * 1000000LL;
+        while (predictions < WARMUP && bench_now_us() < deadline && daemon_alive(pid))
             consume_outputs(cons, 100, &first, &last);
         if (predictions < WARMUP) {
             fprintf(stderr, "warm-up: only %lld predictions of %d (see %s)\n", predictions, WARMUP,
@@ -788,14 +692,14 @@ int main(int argc, char **argv) {
             return 1;
         }
         long long timed = (long long)(rate * (seconds + PACED_WARMUP_S));
-        int64_t t_paced = now_us();
+        int64_t t_paced = bench_now_us();
         t_start = t_paced + (int64_t)(PACED_WARMUP_S * 1e6); /* measured from here */
         long long sent = 0;
         static char before[1 << 20], after[1 << 20];
         int scraped = 0;
         double cpu0_daemon = -1, cpu0_broker = -1;
         while (sent < timed) {
-            if (!scraped && now_us() >= t_start) {
+            if (!scraped && bench_now_us() >= t_start) {
                 /* the daemon's histograms as the timed part begins */
                 scraped = 1;
                 cpu0_daemon = bench_proc_cpu_s(pid);
@@ -803,16 +707,17 @@ int main(int argc, char **argv) {
                 if (scrape_metrics(before, sizeof before) < 0)
                     before[0] = '\0';
             }
-            if (failover_on && !t_kill && now_us() >= t_start + (int64_t)(seconds / 2 * 1e6)) {
+            if (failover_on && !t_kill &&
+                bench_now_us() >= t_start + (int64_t)(seconds / 2 * 1e6)) {
                 int kst;
                 kill(pid, SIGKILL);
-                t_kill = now_us();
+                t_kill = bench_now_us();
                 waitpid(pid, &kst, 0);
                 pid = pid_b; /* B is the daemon from here on */
                 printf("fail-over: A killed (SIGKILL) %.1f s into the timed part\n",
                        (double)(t_kill - t_start) / 1e6);
             }
-            int64_t due = (int64_t)((double)(now_us() - t_paced) * rate / 1e6) + 1;
+            int64_t due = (int64_t)((double)(bench_now_us() - t_paced) * rate / 1e6) + 1;
             while (sent < due && sent < timed) {
                 produce_one(prod, gen);
                 sent++;
@@ -820,18 +725,18 @@ int main(int argc, char **argv) {
             rd_kafka_poll(prod, 0);
             consume_outputs(cons, 0, &first, &last);
             int64_t next_tick = t_paced + (int64_t)((double)(sent + 1) * 1e6 / rate);
-            int64_t wait = next_tick - now_us();
+            int64_t wait = next_tick - bench_now_us();
             if (wait > TICK_MS * 1000)
                 wait = TICK_MS * 1000;
             if (wait > 0)
                 usleep((useconds_t)wait);
         }
-        double send_s = (double)(now_us() - t_start) / 1e6;
+        double send_s = (double)(bench_now_us() - t_start) / 1e6;
         timed -= (long long)(rate * PACED_WARMUP_S); /* the measured ones */
         rd_kafka_flush(prod, 10000);
-        deadline = now_us() + 30 * 1000000LL;
+        deadline = bench_now_us() + 30 * 1000000LL;
         /* duplicates (predictions sent again after a fail-over) do not count */
-        while (predictions - duplicates < total && now_us() < deadline)
+        while (predictions - duplicates < total && bench_now_us() < deadline)
             consume_outputs(cons, 100, &first, &last);
         usleep(300000); /* the daemon publishes its figures every 100 ms */
         if (scrape_metrics(after, sizeof after) < 0)
@@ -897,7 +802,7 @@ int main(int argc, char **argv) {
     if (ceiling_on && rate <= 0) {
         /* once the daemon is gone: the loop has the host to itself, as the
          * daemon had */
-        double after = ceiling_run(total);
+        double after = nx_bench_ceiling_run(in_topic, PARTS, total);
         double ceiling = after > ceiling_before ? after : ceiling_before;
         if (ceiling > 0)
             printf("ceiling: plain librdkafka consume -> produce (batch consume, the daemon's "

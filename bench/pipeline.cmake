@@ -9,5 +9,5 @@
 # nx_testkit (tests/, added before bench/) is required: without it the
 # link fails instead of the benchmark silently not being built.
 add_executable(bench_kafka ${CMAKE_CURRENT_LIST_DIR}/bench_kafka.c
-  ${CMAKE_CURRENT_LIST_DIR}/bench_figures.c)
+  ${CMAKE_CURRENT_LIST_DIR}/bench_ceiling.c ${CMAKE_CURRENT_LIST_DIR}/bench_figures.c)
 target_link_libraries(bench_kafka PRIVATE nx_daemon nx_testkit)

@@ -201,8 +201,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     nx_kafka_t *kafka = opaque;
     /* The protocol is always eager: configuration refuses cooperative-sticky
      * (config_rdkafka.c). Asking librdkafka (rd_kafka_rebalance_protocol)
-     * is a request to its group thread that can wait without end when made
-     * from the revoke inside a consumer close (librdkafka issue 4041). */
+     * is a request to its group thread, which no longer answers once a
+     * consumer close has ended the group: from the revoke inside that close
+     * the call can wait without end. */
     kafka->stats.rebalances++;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++) {

@@ -25,6 +25,16 @@ static void json_num(FILE *out, double v) {
         fputs("null", out);
 }
 
+/* {"<class>": v[k], ...} over the pipeline's classes. */
+static void json_per_class(FILE *out, const nx_pipeline_t *pipe, const double *v) {
+    fputc('{', out);
+    for (int k = 0; k < pipe->K; k++) {
+        fprintf(out, "%s\"%s\": ", k ? ", " : "", nx_pipeline_class_name(pipe, k));
+        json_num(out, v[k]);
+    }
+    fputc('}', out);
+}
+
 void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seconds,
                                uint64_t bad_records) {
     nx_pipeline_stats_t s;
@@ -42,12 +52,9 @@ void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seco
     json_num(out, s.accuracy);
     fputs(", \"normalized_entropy\": ", out);
     json_num(out, s.normalized_entropy);
-    fputs(", \"auc\": {", out);
-    for (int k = 0; k < pipe->K; k++) {
-        fprintf(out, "%s\"%s\": ", k ? ", " : "", nx_pipeline_class_name(pipe, k));
-        json_num(out, s.auc[k]);
-    }
-    fputs("}, \"calibration_error\": ", out);
+    fputs(", \"auc\": ", out);
+    json_per_class(out, pipe, s.auc);
+    fputs(", \"calibration_error\": ", out);
     json_num(out, s.calibration_error);
     if (pipe->oracle_metrics) {
         /* the oracle on the same examples, and the model's excess loss
@@ -56,12 +63,9 @@ void nx_pipeline_write_summary(const nx_pipeline_t *pipe, FILE *out, double seco
         nx_metrics_report(pipe->oracle_metrics, NX_METRICS_CUMULATIVE, &r);
         fputs(", \"oracle_logloss\": ", out);
         json_num(out, r.log_loss);
-        fputs(", \"oracle_auc\": {", out);
-        for (int k = 0; k < pipe->K; k++) {
-            fprintf(out, "%s\"%s\": ", k ? ", " : "", nx_pipeline_class_name(pipe, k));
-            json_num(out, r.auc[k]);
-        }
-        fputs("}, \"excess_logloss\": ", out);
+        fputs(", \"oracle_auc\": ", out);
+        json_per_class(out, pipe, r.auc);
+        fputs(", \"excess_logloss\": ", out);
         json_num(out, s.logloss / r.log_loss - 1.0);
     }
     static const char *const states[] = {"serving", "warming", "fallback"};

@@ -13,8 +13,8 @@
  *   valid and holds every user).
  * Checks: the fork and the longest batch during the write stay under
  * PAUSE_LIMIT_MS, the batch in the loop thread's CPU time (its faults
- * included, its waits for a core on a busy host not; wall time printed). ctest runs it with 200k users; the bound is set for 1M:
- * `test_ops_pause 1000000`.
+ * included, its waits for a core on a busy host not; wall time printed). ctest runs it with 200k
+ * users; the bound is set for 1M: `test_ops_pause 1000000`.
  *
  * usage: test_ops_pause [USERS]
  */

@@ -112,6 +112,21 @@ static inline void exbuf_free(exbuf_t *b) {
 }
 
 /* Index of the feature named name, or dim if absent. */
+/* Two stores with the same parameters and key (a run and its twin); 0, or
+ * -1 (both NULL, the reason checked) if either cannot be made. */
+static inline int twin_stores(const nx_store_params_t *p, nx_store_t **a, nx_store_t **b) {
+    char err[256] = "";
+    *a = nx_store_new(p, test_key, err, sizeof err);
+    *b = nx_store_new(p, test_key, err, sizeof err);
+    CHECK(*a && *b, "new: %s", err);
+    if (*a && *b)
+        return 0;
+    nx_store_destroy(*a);
+    nx_store_destroy(*b);
+    *a = *b = NULL;
+    return -1;
+}
+
 static inline size_t feat_index(const nx_store_t *store, const char *name) {
     size_t i = 0;
     while (i < nx_store_dim(store) && strcmp(nx_store_feature_name(store, i), name) != 0)

@@ -273,10 +273,8 @@ static void test_scores(void) {
     p.n_scores = 3;
     p.normalise = 0;
     char err[256];
-    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
-    nx_store_t *twin = nx_store_new(&p, test_key, err, sizeof err);
-    CHECK(store && twin, "new: %s", err);
-    if (!store || !twin)
+    nx_store_t *store, *twin;
+    if (twin_stores(&p, &store, &twin) < 0)
         return;
     size_t dim = nx_store_dim(store);
     const int64_t t0 = 1700000000000LL;

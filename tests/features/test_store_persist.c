@@ -73,10 +73,8 @@ static void test_partitions(void) {
     nx_store_params_default(&p);
     p.normalise = 0; /* X then depends on user state only */
     char err[256];
-    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
-    nx_store_t *twin = nx_store_new(&p, test_key, err, sizeof err);
-    CHECK(store && twin, "new: %s", err);
-    if (!store || !twin)
+    nx_store_t *store, *twin;
+    if (twin_stores(&p, &store, &twin) < 0)
         return;
     static char ids[200][16];
     const int n = 4000;
@@ -170,10 +168,8 @@ static void test_changes(void) {
     p.normalise = 0;
     p.n_scores = 2;
     char err[256];
-    nx_store_t *store = nx_store_new(&p, test_key, err, sizeof err);
-    nx_store_t *twin = nx_store_new(&p, test_key, err, sizeof err);
-    CHECK(store && twin, "new: %s", err);
-    if (!store || !twin)
+    nx_store_t *store, *twin;
+    if (twin_stores(&p, &store, &twin) < 0)
         return;
     CHECK(nx_store_track_changes(store, 1) == 0, "track");
     static char ids[200][16];
@@ -637,10 +633,8 @@ static void test_checkpoint(uint32_t families) {
     p.families = families;
     p.max_users = 120; /* eviction draws from the generator: it must be saved too */
     char err[256];
-    nx_store_t *a = nx_store_new(&p, test_key, err, sizeof err);
-    nx_store_t *b = nx_store_new(&p, test_key, err, sizeof err);
-    CHECK(a && b, "new: %s", err);
-    if (!a || !b)
+    nx_store_t *a, *b;
+    if (twin_stores(&p, &a, &b) < 0)
         return;
     static char ids[200][16];
     const int n = 3000;
