@@ -205,6 +205,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
      * consumer close has ended the group: from the revoke inside that close
      * the call can wait without end. */
     kafka->stats.rebalances++;
+    if (kafka->closed && (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS || kafka->close_assigned)) {
+        /* A join under way when the close unsubscribed can still end in an
+         * assignment. Nothing is read from it, so it is not taken: no
+         * tracking, no state loaded, no committed offsets asked for (a
+         * request a group being left may never answer, which would hold
+         * the shutdown for its whole timeout). Its revocation has no owner
+         * hook either. */
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+            kafka->close_assigned = 1;
+            nx_notice("kafka: %d partition(s) assigned while leaving the group; not taken",
+                      parts->cnt);
+        } else {
+            kafka->close_assigned = 0;
+        }
+        rd_kafka_assign(rk, NULL);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++) {
             int topic = nx_kafka_topic_of(kafka, parts->elems[i].topic);
@@ -815,9 +832,9 @@ void nx_kafka_close(nx_kafka_t *kafka) {
      * ("rd_kafka_cgrp_terminated: assert: !rd_kafka_assignment_in_progress",
      * seen once in 100 start/SIGTERM cycles under rebalances; unsubscribing
      * before closing is the workaround librdkafka's users report). A join
-     * under way when unsubscribing can still end in an assignment: the
-     * `assigned` hook runs, then the revocation. Records polled here are
-     * not processed: their offsets are not stored, so they are read again. */
+     * under way when unsubscribing can still end in an assignment, which
+     * rebalance_cb does not take. Records polled here are not processed:
+     * their offsets are not stored, so they are read again. */
     rd_kafka_unsubscribe(kafka->consumer);
     int64_t until = nx_now_mono_ms() + UNSUBSCRIBE_WAIT_MS;
     while (nx_now_mono_ms() < until) {
@@ -856,6 +873,10 @@ void nx_kafka_close(nx_kafka_t *kafka) {
         return;
     }
     rd_kafka_queue_destroy(q);
+}
+
+int nx_kafka_close_unfinished(const nx_kafka_t *kafka) {
+    return kafka && kafka->close_unfinished;
 }
 
 void nx_kafka_destroy(nx_kafka_t *kafka) {

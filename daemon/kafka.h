@@ -240,6 +240,10 @@ int nx_kafka_flush(nx_kafka_t *kafka, int timeout_ms);
  * commits nothing (the owner commits first). Safe to call once; destroy
  * after. */
 void nx_kafka_close(nx_kafka_t *kafka);
+/* After nx_kafka_close: 1 if leaving the group did not finish in time. The
+ * consumer and its threads are then left running (destroying it would wait
+ * on that same close): the process should end with _exit. */
+int nx_kafka_close_unfinished(const nx_kafka_t *kafka);
 void nx_kafka_destroy(nx_kafka_t *kafka);
 
 void nx_kafka_stats(const nx_kafka_t *kafka, nx_kafka_stats_t *stats);

@@ -65,6 +65,7 @@ struct nx_kafka {
     int64_t dr_now_ms; /* wall clock for the delivery reports served now; 0 = read it */
     int closed;
     int close_unfinished; /* leaving the group did not finish: the consumer is left as is */
+    int close_assigned;   /* an assignment came during the close: not taken */
     int transactional;    /* exactly-once: failed deliveries abort, never retried here */
     int revoke_lost;      /* inside the revoked hook: the partitions were lost */
     nx_kafka_stats_t stats;

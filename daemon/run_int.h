@@ -105,6 +105,7 @@ struct nx_run {
     int ckpt_requested;        /* a revoke asked for one */
     int64_t ckpt_retry_mono;   /* ms; no attempt before (producer not drained) */
     int stopping;              /* shutdown: revokes keep their users */
+    int exit_now;              /* teardown left librdkafka threads running: _exit */
 };
 
 /* SIGTERM/SIGINT seen (the loop ends), SIGHUP seen (reload). */

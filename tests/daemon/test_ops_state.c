@@ -59,9 +59,9 @@ static void write_conf(const char *path, const char *state) {
 
 /* Runs `nextactd run -c conf [extra]` with stderr to log; after up_ms (or
  * once it exits on its own) SIGTERM. Returns the exit status, -1 if killed
- * by a signal. */
+ * by a signal; any status but `expect` prints the daemon's log. */
 static int run_daemon(const char *conf, const char *extra, const char *log, const char *dump,
-                      int up_ms) {
+                      int up_ms, int expect) {
     pid_t pid = fork();
     if (pid == 0) {
         FILE *l = freopen(log, "w", stderr);
@@ -74,16 +74,29 @@ static int run_daemon(const char *conf, const char *extra, const char *log, cons
             execl(nextactd, "nextactd", "run", "-c", conf, (char *)NULL);
         _exit(127);
     }
-    int st = 0;
+    int st = 0, exited = 0;
     int64_t until = mono_ms() + up_ms;
-    while (mono_ms() < until) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        usleep(50000);
+    while (!exited && mono_ms() < until) {
+        exited = waitpid(pid, &st, WNOHANG) == pid;
+        if (!exited)
+            usleep(50000);
     }
-    kill(pid, SIGTERM);
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (!exited) {
+        kill(pid, SIGTERM);
+        waitpid(pid, &st, 0);
+    }
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (rc != expect) {
+        if (WIFSIGNALED(st))
+            fprintf(stderr, "nextactd killed by signal %d; its log %s:\n", WTERMSIG(st), log);
+        else
+            fprintf(stderr, "nextactd exited with %d; its log %s:\n", rc, log);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "tail -n 60 %s >&2", log);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(cannot show it)\n");
+    }
+    return rc;
 }
 
 static int log_has(const char *log, const char *text) {
@@ -106,7 +119,7 @@ static void test_key_fingerprint(void) {
     write_conf(conf, state);
 
     snprintf(log, sizeof log, "%s/key-1.log", dir);
-    CHECK_INT(run_daemon(conf, NULL, log, NULL, 3000), 0);
+    CHECK_INT(run_daemon(conf, NULL, log, NULL, 3000, 0), 0);
     CHECK(log_has(log, "final checkpoint written"));
 
     /* another key, as a lost and re-created key file would be */
@@ -116,16 +129,16 @@ static void test_key_fingerprint(void) {
              NX_SIPHASH_KEY_FILE, state, NX_SIPHASH_KEY_FILE);
     CHECK_INT(system(cmd), 0);
     snprintf(log, sizeof log, "%s/key-2.log", dir);
-    CHECK_INT(run_daemon(conf, NULL, log, NULL, 20000), 78);
+    CHECK_INT(run_daemon(conf, NULL, log, NULL, 20000, 78), 78);
     CHECK(log_has(log, "another user-id hash key"));
     CHECK(log_has(log, "--start-afresh"));
 
     snprintf(log, sizeof log, "%s/key-3.log", dir);
-    CHECK_INT(run_daemon(conf, "--start-afresh", log, NULL, 3000), 0);
+    CHECK_INT(run_daemon(conf, "--start-afresh", log, NULL, 3000, 0), 0);
     CHECK(log_has(log, "STARTING AFRESH"));
     /* the state written under the new key is loaded from then on */
     snprintf(log, sizeof log, "%s/key-4.log", dir);
-    CHECK_INT(run_daemon(conf, NULL, log, NULL, 3000), 0);
+    CHECK_INT(run_daemon(conf, NULL, log, NULL, 3000, 0), 0);
     CHECK(log_has(log, "checkpoint: loaded"));
 }
 
@@ -144,7 +157,7 @@ static void test_unversioned(void) {
     CHECK_INT(system(cmd), 0);
     snprintf(log, sizeof log, "%s/old.log", dir);
     snprintf(dump, sizeof dump, "%s/old.dump", dir);
-    CHECK_INT(run_daemon(conf, NULL, log, dump, 3000), 0);
+    CHECK_INT(run_daemon(conf, NULL, log, dump, 3000, 0), 0);
     CHECK(log_has(log, "checkpoint: loaded"));
     CHECK(log_has(log, "cannot be checked"));
     /* its users are back, every one (the replay that wrote it had 466) */
