@@ -88,6 +88,8 @@ static int mlp_params_from(const nx_config_t *cfg, int n_in, int K, nx_mlp_param
     mp->lr_decay = (float)cfg->model.lr_decay;
     mp->lr_min = (float)(cfg->model.learning_rate * cfg->model.lr_floor);
     mp->head_init = (float)cfg->model.head_init_scale;
+    mp->avg_decay = (float)cfg->model.average_decay;
+    mp->avg_reset = (float)cfg->model.average_reset;
     mp->max_batch = (int)(cfg->model.batch_size > STEP ? cfg->model.batch_size : STEP);
     mp->seed = (uint64_t)cfg->model.seed;
     for (int k = 0; k < cfg->model.class_weights.n; k++)
@@ -388,6 +390,7 @@ int nx_pipeline_model_adopt(nx_pipeline_t *pipe, const float *slab, uint64_t ste
     memcpy(nx_mlp_weights(pipe->mlp), slab, bytes);
     memcpy(nx_mlp_opt_m(pipe->mlp), slab + np, bytes);
     memcpy(nx_mlp_opt_v(pipe->mlp), slab + 2 * np, bytes);
+    nx_mlp_average_restart(pipe->mlp);
     nx_mlp_set_step(pipe->mlp, step);
     nx_trainer_adopt(pipe->tr);
     return 0;

@@ -123,6 +123,7 @@ static void merge_replicas(nx_trainer_t *tr, nx_trainer_merge_t *m) {
     const size_t np = nx_mlp_num_params(tr->mlp), bytes = np * sizeof(float);
     float *slab[3] = {nx_mlp_weights(tr->mlp), nx_mlp_opt_m(tr->mlp), nx_mlp_opt_v(tr->mlp)};
     uint64_t step = nx_mlp_step(tr->mlp);
+    nx_mlp_average_detach(tr->mlp); /* the average follows the merge */
     if (m->snap) {
         if (m->acc_weight > 0) {
             for (int k = 0; k < 3; k++)
@@ -142,6 +143,7 @@ static void merge_replicas(nx_trainer_t *tr, nx_trainer_merge_t *m) {
                                m->acc_weight);
         }
     }
+    nx_mlp_average_attach(tr->mlp);
     if (m->acc_weight > 0 && m->max_step > step) {
         nx_mlp_set_step(tr->mlp, m->max_step);
         atomic_store(&tr->steps, m->max_step);
@@ -165,6 +167,7 @@ static void apply_commands(nx_trainer_t *tr, const segment_t *seg) {
             memset(nx_mlp_opt_m(tr->mlp), 0, bytes);
             memset(nx_mlp_opt_v(tr->mlp), 0, bytes);
         }
+        nx_mlp_average_restart(tr->mlp); /* it averaged the stretch rolled back */
         tr->tn = 0; /* the mini-batch in hand came from the stretch rolled back */
     }
     if (seg->cmd & NX_TRAINER_SNAPSHOT) {
