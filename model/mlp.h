@@ -52,8 +52,8 @@
  * training on it, with the weights' on the same rows, smoothed over about
  * NX_MLP_AVG_WATCH_STEPS steps; when the average's exceeds the weights' by
  * more than avg_reset of the loss (a drift, 0 = never), it restarts from
- * the weights. The average costs one forward pass of the training batch
- * and one pass over the parameters per step.
+ * the weights. The average costs one pass over the parameters per step,
+ * the watch one forward pass of the training batch.
  *
  * Class weights scale each example's loss by w[label]; unlike
  * down-sampling they are not corrected for, so weighted models output
