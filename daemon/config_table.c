@@ -294,10 +294,10 @@ const nx_cfg_desc_t nx_config_table[] = {
      "weights themselves. The average of a noisy online fit is the better model: on the\n"
      "generator 0.999 takes the excess log loss over the oracle's from 1.29% to 1.08%\n"
      "and the cart AUC gap from 0.033 to 0.029 (bench/NOTES.md), for one more forward\n"
-     "pass per training batch."},
+     "pass every second training batch (about 6% of replay's CPU)."},
     {"model.average_reset", NX_CT_DOUBLE, OFF(model.average_reset), "0.02", 0, 1, NULL, 0,
      "The average trails a change of the stream: when its loss on the training batches\n"
-     "(before training on them) exceeds the weights' by this share, over about 50\n"
+     "(before training on them) exceeds the weights' by this share, over about 100\n"
      "steps, it restarts from the weights. 0 = never. With 0.02 the drift of\n"
      "test_quality --drift costs what it costs without averaging; without the restart\n"
      "the 20k events after it cost 30-40% more log loss."},

@@ -463,10 +463,10 @@ static void opt_step(nx_mlp_t *mlp) {
 /* Weight averaging after a step (mlp.h): the watch (when avg_reset is on),
  * then the average. A loss of the average that is not finite restarts it
  * as well. */
-static void average_step(nx_mlp_t *mlp, float f, float f_avg) {
+static void average_step(nx_mlp_t *mlp, int watch, float f, float f_avg) {
     nx_mlp_avg_state_t *st = &mlp->avg_st;
-    if (mlp->params.avg_reset > 0.0f) {
-        const double w = 1.0 / NX_MLP_AVG_WATCH_STEPS;
+    if (watch) {
+        const double w = (double)NX_MLP_AVG_WATCH_EVERY / NX_MLP_AVG_WATCH_STEPS;
         st->loss += w * ((double)f - st->loss);
         st->excess += w * ((double)f_avg - (double)f - st->excess);
         if (!isfinite(f_avg) || st->excess > (double)mlp->params.avg_reset * st->loss) {
@@ -498,10 +498,10 @@ int nx_mlp_train(nx_mlp_t *mlp, const float *x, const int32_t *y, int B, float *
         return -1;
     const int L = s->n_layers;
     float *dcur = mlp->dbuf[0], *dnext = mlp->dbuf[1];
-    /* the average's loss on these rows, before either learns from them
-     * (only to watch it for a restart) */
-    const float f_avg =
-        mlp->avg && p->avg_reset > 0.0f ? forward(p, s, mlp->avg, &mlp->acts, x, y, B, NULL) : 0.0f;
+    /* the average's loss on these rows, before either learns from them:
+     * watched (for a restart) on every NX_MLP_AVG_WATCH_EVERY-th batch */
+    const int watch = mlp->avg && p->avg_reset > 0.0f && mlp->step % NX_MLP_AVG_WATCH_EVERY == 0;
+    const float f_avg = watch ? forward(p, s, mlp->avg, &mlp->acts, x, y, B, NULL) : 0.0f;
     const float f = forward(p, s, mlp->weights, &mlp->acts, x, y, B, dcur);
     if (!isfinite(f))
         return -1;
@@ -527,7 +527,7 @@ int nx_mlp_train(nx_mlp_t *mlp, const float *x, const int32_t *y, int B, float *
     opt_step(mlp);
     mlp->step++;
     if (mlp->avg)
-        average_step(mlp, f, f_avg);
+        average_step(mlp, watch, f, f_avg);
     if (loss)
         *loss = f;
     return 0;

@@ -48,12 +48,13 @@
  * weights themselves: the average of an SGD/Adam iterate is a better
  * estimate than its last, noisy point (Polyak and Juditsky 1992). An
  * average trails a change of the stream by about 1 / (1 - d) steps, so it
- * watches itself: each step compares its loss on the batch, before
- * training on it, with the weights' on the same rows, smoothed over about
- * NX_MLP_AVG_WATCH_STEPS steps; when the average's exceeds the weights' by
- * more than avg_reset of the loss (a drift, 0 = never), it restarts from
- * the weights. The average costs one pass over the parameters per step,
- * the watch one forward pass of the training batch.
+ * watches itself: every NX_MLP_AVG_WATCH_EVERY-th step compares its loss
+ * on the batch, before training on it, with the weights' on the same
+ * rows, smoothed over about NX_MLP_AVG_WATCH_STEPS steps; when the
+ * average's exceeds the weights' by more than avg_reset of the loss (a
+ * drift, 0 = never), it restarts from the weights. The average costs one
+ * pass over the parameters per step, the watch one forward pass of the
+ * training batch every NX_MLP_AVG_WATCH_EVERY steps.
  *
  * Class weights scale each example's loss by w[label]; unlike
  * down-sampling they are not corrected for, so weighted models output
@@ -74,8 +75,10 @@
 /* head_init above plain Xavier only adds saturated first predictions; the
  * cap is a sanity bound, not a tuned value */
 #define NX_MLP_MAX_HEAD_INIT 10.0f
-/* Steps over which weight averaging's loss comparison is smoothed. */
-#define NX_MLP_AVG_WATCH_STEPS 50
+/* Steps over which weight averaging's loss comparison is smoothed, and
+ * how often it compares (every so many steps). */
+#define NX_MLP_AVG_WATCH_STEPS 100
+#define NX_MLP_AVG_WATCH_EVERY 2
 
 typedef enum nx_opt {
     NX_OPT_ADAM = 0, /* default, lr 1e-3, as in the seed */
