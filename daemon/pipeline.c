@@ -277,6 +277,10 @@ uint64_t nx_pipeline_shed(const nx_pipeline_t *pipe) {
     return pipe->tr ? nx_trainer_shed(pipe->tr) : 0;
 }
 
+uint64_t nx_pipeline_avg_restarts(const nx_pipeline_t *pipe) {
+    return pipe->tr ? nx_trainer_avg_restarts(pipe->tr) : 0;
+}
+
 const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k) {
     return k < pipe->n_types ? pipe->cfg->event_types.v[k] : "none";
 }

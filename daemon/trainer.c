@@ -56,8 +56,9 @@ struct nx_trainer {
     int64_t stamp_ms[NX_TRAINER_NSLOT]; /* segment j's stamp at j % NSLOT */
     int64_t need;                       /* segment whose snapshot predicts; -1 = initial */
 
-    _Atomic uint64_t steps; /* nx_mlp_step, readable from the main thread */
-    _Atomic uint64_t kept;  /* examples trained on */
+    _Atomic uint64_t steps;        /* nx_mlp_step, readable from the main thread */
+    _Atomic uint64_t kept;         /* examples trained on */
+    _Atomic uint64_t avg_restarts; /* the weight average's restarts (mlp.h) */
     _Atomic uint64_t step_count[NX_TRAINER_STEP_BUCKETS]; /* steps per duration bucket */
     _Atomic uint64_t step_ns;                             /* their durations added */
 
@@ -102,6 +103,9 @@ static void train_flush(nx_trainer_t *tr) {
     atomic_fetch_add_explicit(&tr->step_ns, ns, memory_order_relaxed);
     atomic_fetch_add(&tr->kept, (uint64_t)tr->tn);
     atomic_store(&tr->steps, nx_mlp_step(tr->mlp));
+    nx_mlp_avg_state_t avg;
+    nx_mlp_avg_state(tr->mlp, &avg);
+    atomic_store_explicit(&tr->avg_restarts, avg.restarts, memory_order_relaxed);
     tr->tn = 0;
 }
 
@@ -449,6 +453,10 @@ uint64_t nx_trainer_steps(const nx_trainer_t *tr) {
 
 uint64_t nx_trainer_kept(const nx_trainer_t *tr) {
     return atomic_load(&tr->kept);
+}
+
+uint64_t nx_trainer_avg_restarts(const nx_trainer_t *tr) {
+    return atomic_load_explicit(&tr->avg_restarts, memory_order_relaxed);
 }
 
 uint64_t nx_trainer_shed(const nx_trainer_t *tr) {

@@ -466,10 +466,15 @@ static void opt_step(nx_mlp_t *mlp) {
 static void average_step(nx_mlp_t *mlp, int watch, float f, float f_avg) {
     nx_mlp_avg_state_t *st = &mlp->avg_st;
     if (watch) {
-        const double w = (double)NX_MLP_AVG_WATCH_EVERY / NX_MLP_AVG_WATCH_STEPS;
+        /* running means over the first comparisons, then exponential */
+        st->watched++;
+        double w = 1.0 / (double)st->watched;
+        const double w_min = (double)NX_MLP_AVG_WATCH_EVERY / NX_MLP_AVG_WATCH_STEPS;
+        w = w > w_min ? w : w_min;
         st->loss += w * ((double)f - st->loss);
         st->excess += w * ((double)f_avg - (double)f - st->excess);
-        if (!isfinite(f_avg) || st->excess > (double)mlp->params.avg_reset * st->loss) {
+        if (!isfinite(f_avg) || (st->watched >= NX_MLP_AVG_WATCH_MIN &&
+                                 st->excess > (double)mlp->params.avg_reset * st->loss)) {
             nx_mlp_average_restart(mlp);
             st->restarts++;
             return;
@@ -556,7 +561,8 @@ void nx_mlp_average_restart(nx_mlp_t *mlp) {
         return;
     memcpy(mlp->avg, mlp->weights, sizeof(float) * round_up(mlp->shape.n_params));
     mlp->avg_st.steps = 0;
-    mlp->avg_st.excess = 0.0; /* the weights' loss and the count of restarts stay */
+    mlp->avg_st.watched = 0;
+    mlp->avg_st.excess = 0.0; /* the count of restarts stays */
 }
 
 void nx_mlp_average_detach(nx_mlp_t *mlp) {

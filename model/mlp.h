@@ -50,7 +50,8 @@
  * average trails a change of the stream by about 1 / (1 - d) steps, so it
  * watches itself: every NX_MLP_AVG_WATCH_EVERY-th step compares its loss
  * on the batch, before training on it, with the weights' on the same
- * rows, smoothed over about NX_MLP_AVG_WATCH_STEPS steps; when the
+ * rows, smoothed over about NX_MLP_AVG_WATCH_STEPS steps (a running mean
+ * over the first comparisons); after NX_MLP_AVG_WATCH_MIN of them, when the
  * average's exceeds the weights' by more than avg_reset of the loss (a
  * drift, 0 = never), it restarts from the weights. The average costs one
  * pass over the parameters per step, the watch one forward pass of the
@@ -79,6 +80,7 @@
  * how often it compares (every so many steps). */
 #define NX_MLP_AVG_WATCH_STEPS 100
 #define NX_MLP_AVG_WATCH_EVERY 2
+#define NX_MLP_AVG_WATCH_MIN   10 /* comparisons before a restart can follow */
 
 typedef enum nx_opt {
     NX_OPT_ADAM = 0, /* default, lr 1e-3, as in the seed */
@@ -183,7 +185,8 @@ void nx_mlp_set_lr_scale(nx_mlp_t *mlp, float scale);
  * over it, and its restarts so far. */
 float *nx_mlp_average(nx_mlp_t *mlp);
 typedef struct nx_mlp_avg_state {
-    uint64_t steps;
+    uint64_t steps;   /* since the average (re)started */
+    uint64_t watched; /* comparisons since then */
     double loss, excess;
     uint64_t restarts;
 } nx_mlp_avg_state_t;
