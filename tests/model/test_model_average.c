@@ -133,6 +133,17 @@ static void test_moving_average(void) {
     nx_mlp_destroy(plain);
 }
 
+/* Trains each of the n models on the same `steps` batches of the concept. */
+static void train_on(nx_mlp_t **models, int n, int steps, int flipped) {
+    float x[B * N_IN];
+    int32_t y[B];
+    for (int s = 0; s < steps; s++) {
+        concept(x, y, B, flipped);
+        for (int i = 0; i < n; i++)
+            CHECK(nx_mlp_train(models[i], x, y, B, NULL) == 0, "train");
+    }
+}
+
 /* A fast rate on a noisy concept: the average predicts fresh rows better
  * than the weights it averages (the point of it), and restarts never. Then
  * the concept flips: with avg_reset the average restarts and soon predicts
@@ -143,15 +154,9 @@ static void test_noise_and_drift(void) {
              *plain = make(0.0f, 0.0f, 0.03f);
     float *x = malloc((size_t)TEST * N_IN * sizeof *x);
     int32_t *y = malloc(TEST * sizeof *y);
-    float bx[B * N_IN];
-    int32_t by[B];
     nx_mlp_avg_state_t st;
-    for (int s = 0; s < STEADY; s++) {
-        concept(bx, by, B, 0);
-        nx_mlp_train(avg, bx, by, B, NULL);
-        nx_mlp_train(stale, bx, by, B, NULL);
-        nx_mlp_train(plain, bx, by, B, NULL);
-    }
+    nx_mlp_t *all[] = {avg, stale, plain};
+    train_on(all, 3, STEADY, 0);
     concept(x, y, TEST, 0);
     const double l_avg = log_loss(avg, x, y, TEST), l_plain = log_loss(plain, x, y, TEST);
     printf("steady: log loss averaged %.5f, last weights %.5f\n", l_avg, l_plain);
@@ -159,12 +164,7 @@ static void test_noise_and_drift(void) {
     nx_mlp_avg_state(avg, &st);
     CHECK(st.restarts == 0, "%llu restart(s) on a steady stream", (unsigned long long)st.restarts);
 
-    for (int s = 0; s < AFTER; s++) {
-        concept(bx, by, B, 1);
-        nx_mlp_train(avg, bx, by, B, NULL);
-        nx_mlp_train(stale, bx, by, B, NULL);
-        nx_mlp_train(plain, bx, by, B, NULL);
-    }
+    train_on(all, 3, AFTER, 1);
     concept(x, y, TEST, 1);
     const double d_avg = log_loss(avg, x, y, TEST), d_stale = log_loss(stale, x, y, TEST),
                  d_plain = log_loss(plain, x, y, TEST);
