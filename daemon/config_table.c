@@ -277,13 +277,13 @@ const nx_cfg_desc_t nx_config_table[] = {
      "lr_min + (lr - lr_min) / (1 + lr_decay * t), lr_min = lr_floor * lr; 0 = off.\n"
      "The defaults learn fast from a cold start (0.007) and are within 10% of the floor\n"
      "after 20k steps (640k examples at batch 32)."},
-    {"model.lr_floor", NX_CT_DOUBLE, OFF(model.lr_floor), "0.2", 0, 1, NULL, 0,
+    {"model.lr_floor", NX_CT_DOUBLE, OFF(model.lr_floor), "0.1", 0, 1, NULL, 0,
      "The rate the decay settles at and keeps for good, as a share of learning_rate; 0 =\n"
      "decay to 0, a model that stops learning. Measured on the generator with a concept\n"
-     "drift (test_quality --drift), 0.2 is back within 1.3-1.9% of the oracle's log loss\n"
-     "50k-100k events after it, 0.1 within 2.0-2.6% (a rate decayed to ~0: 31%). Without\n"
-     "the weight average (average_decay = 0) 0.2 and more are noisier on a stream that\n"
-     "does not change; with it, 0.2 is as good there as 0.1 (0.3 not quite)."},
+     "drift (test_quality --drift), 0.1 is back within 2% of the oracle's log loss\n"
+     "50k-100k events after it (lower floors follow more slowly: 0.03 with [64, 32], 3.9%;\n"
+     "a rate decayed to ~0, 31%); 0.2-0.3 follow a little faster but are noisier on a\n"
+     "stream that does not change."},
     {"model.head_init_scale", NX_CT_DOUBLE, OFF(model.head_init_scale), "0.1", 0, 10, NULL, 0,
      "Output layer's initial weights: Xavier's bound times this. Small = near-uniform\n"
      "first predictions; 1 = plain Xavier, confident random ones (+0.7% log loss over\n"
