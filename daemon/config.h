@@ -177,8 +177,6 @@ typedef struct nx_config {
         double lr_decay;        /* inverse-time decay towards the floor, 0 = off */
         double lr_floor;        /* the floor as a share of learning_rate, 0 .. 1 */
         double head_init_scale; /* output layer's init bound, times Xavier's */
-        double average_decay;   /* predict with a moving average of the weights; 0 = off */
-        double average_reset;   /* its restart at a drift, a share of the loss; 0 = never */
         int64_t batch_size;
         int64_t seed;
         nx_dbllist_t class_weights; /* empty = all 1 */

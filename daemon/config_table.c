@@ -288,19 +288,6 @@ const nx_cfg_desc_t nx_config_table[] = {
      "Output layer's initial weights: Xavier's bound times this. Small = near-uniform\n"
      "first predictions; 1 = plain Xavier, confident random ones (+0.7% log loss over\n"
      "the first 200k generator events, +1.7% with hidden [64, 32])."},
-    {"model.average_decay", NX_CT_DOUBLE, OFF(model.average_decay), "0.999", 0, 0.99999, NULL, 0,
-     "Predictions come from an exponential moving average of the weights, which this\n"
-     "decay per training step sets (about 1 / (1 - decay) steps averaged); 0 = from the\n"
-     "weights themselves. The average of a noisy online fit is the better model: on the\n"
-     "generator 0.999 takes the excess log loss over the oracle's from 1.29% to 1.08%\n"
-     "and the cart AUC gap from 0.033 to 0.029 (bench/NOTES.md), for one more forward\n"
-     "pass every second training batch (about 6% of replay's CPU)."},
-    {"model.average_reset", NX_CT_DOUBLE, OFF(model.average_reset), "0.02", 0, 1, NULL, 0,
-     "The average trails a change of the stream: when its loss on the training batches\n"
-     "(before training on them) exceeds the weights' by this share, over about 100\n"
-     "steps, it restarts from the weights. 0 = never. With 0.02, the 20k events after\n"
-     "the drift of test_quality --drift cost 1.13-1.15 times the oracle's log loss (no\n"
-     "average: 1.11-1.13); without the restart, about twice."},
     {"model.batch_size", NX_CT_INT, OFF(model.batch_size), "32", 1, 4096, NULL, 0,
      "Training mini-batch size, examples."},
     {"model.seed", NX_CT_INT, OFF(model.seed), "42", 0, 4611686018427387904.0, NULL, 0,

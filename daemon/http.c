@@ -273,11 +273,6 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
          "Labelled examples not trained on because the trainer, which runs at a lower "
          "priority than predictions, was too far behind.");
     put(&o, "nextactd_training_examples_shed_total %llu\n", (unsigned long long)m->training_shed);
-    head(&o, "nextactd_model_average_restarts_total", "counter",
-         "Restarts of the weight average predictions come from: each time it trailed the "
-         "model's weights by model.average_reset of the loss, as after a change in the "
-         "stream (a drift).");
-    put(&o, "nextactd_model_average_restarts_total %llu\n", (unsigned long long)m->avg_restarts);
     put_gauge_if(&o, "nextactd_rolling_logloss",
                  "Progressive-validation log loss over the rolling window (absent before any "
                  "labelled example).",

@@ -119,7 +119,6 @@ typedef struct nx_http_metrics {
     uint64_t training_steps;
     uint64_t training_examples; /* examples trained on (after down-sampling) */
     uint64_t training_shed;     /* examples dropped: the live trainer was too far behind */
-    uint64_t avg_restarts;      /* the weight average restarted at a drift */
     uint64_t events_processed;
     double rolling_logloss;
     int n_classes;

@@ -88,8 +88,6 @@ static int mlp_params_from(const nx_config_t *cfg, int n_in, int K, nx_mlp_param
     mp->lr_decay = (float)cfg->model.lr_decay;
     mp->lr_min = (float)(cfg->model.learning_rate * cfg->model.lr_floor);
     mp->head_init = (float)cfg->model.head_init_scale;
-    mp->avg_decay = (float)cfg->model.average_decay;
-    mp->avg_reset = (float)cfg->model.average_reset;
     mp->max_batch = (int)(cfg->model.batch_size > STEP ? cfg->model.batch_size : STEP);
     mp->seed = (uint64_t)cfg->model.seed;
     for (int k = 0; k < cfg->model.class_weights.n; k++)
@@ -277,10 +275,6 @@ uint64_t nx_pipeline_shed(const nx_pipeline_t *pipe) {
     return pipe->tr ? nx_trainer_shed(pipe->tr) : 0;
 }
 
-uint64_t nx_pipeline_avg_restarts(const nx_pipeline_t *pipe) {
-    return pipe->tr ? nx_trainer_avg_restarts(pipe->tr) : 0;
-}
-
 const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k) {
     return k < pipe->n_types ? pipe->cfg->event_types.v[k] : "none";
 }
@@ -394,7 +388,6 @@ int nx_pipeline_model_adopt(nx_pipeline_t *pipe, const float *slab, uint64_t ste
     memcpy(nx_mlp_weights(pipe->mlp), slab, bytes);
     memcpy(nx_mlp_opt_m(pipe->mlp), slab + np, bytes);
     memcpy(nx_mlp_opt_v(pipe->mlp), slab + 2 * np, bytes);
-    nx_mlp_average_restart(pipe->mlp);
     nx_mlp_set_step(pipe->mlp, step);
     nx_trainer_adopt(pipe->tr);
     return 0;

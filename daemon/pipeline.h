@@ -130,8 +130,6 @@ void nx_pipeline_step_hist(const nx_pipeline_t *pipe, nx_trainer_step_hist_t *h)
 /* Live: examples not trained on because the trainer was too far behind
  * (trainer.h, nx_trainer_shed); 0 with the model off. Any thread. */
 uint64_t nx_pipeline_shed(const nx_pipeline_t *pipe);
-/* Restarts of the weight average (trainer.h); 0 with the model off. */
-uint64_t nx_pipeline_avg_restarts(const nx_pipeline_t *pipe);
 
 /* Class names: event types then "none". */
 const char *nx_pipeline_class_name(const nx_pipeline_t *pipe, int k);

@@ -172,7 +172,6 @@ void nx_run_metrics_publish(nx_run_t *r) {
     m->training_steps = s.steps;
     m->training_examples = s.trained;
     m->training_shed = nx_pipeline_shed(r->pipe);
-    m->avg_restarts = nx_pipeline_avg_restarts(r->pipe);
     m->events_processed = s.events;
     m->rolling_logloss = s.window_logloss;
     m->n_classes = s.n_classes < NX_HTTP_MAX_CLASSES ? s.n_classes : NX_HTTP_MAX_CLASSES;

@@ -56,9 +56,8 @@ struct nx_trainer {
     int64_t stamp_ms[NX_TRAINER_NSLOT]; /* segment j's stamp at j % NSLOT */
     int64_t need;                       /* segment whose snapshot predicts; -1 = initial */
 
-    _Atomic uint64_t steps;        /* nx_mlp_step, readable from the main thread */
-    _Atomic uint64_t kept;         /* examples trained on */
-    _Atomic uint64_t avg_restarts; /* the weight average's restarts (mlp.h) */
+    _Atomic uint64_t steps; /* nx_mlp_step, readable from the main thread */
+    _Atomic uint64_t kept;  /* examples trained on */
     _Atomic uint64_t step_count[NX_TRAINER_STEP_BUCKETS]; /* steps per duration bucket */
     _Atomic uint64_t step_ns;                             /* their durations added */
 
@@ -103,9 +102,6 @@ static void train_flush(nx_trainer_t *tr) {
     atomic_fetch_add_explicit(&tr->step_ns, ns, memory_order_relaxed);
     atomic_fetch_add(&tr->kept, (uint64_t)tr->tn);
     atomic_store(&tr->steps, nx_mlp_step(tr->mlp));
-    nx_mlp_avg_state_t avg;
-    nx_mlp_avg_state(tr->mlp, &avg);
-    atomic_store_explicit(&tr->avg_restarts, avg.restarts, memory_order_relaxed);
     tr->tn = 0;
 }
 
@@ -127,7 +123,6 @@ static void merge_replicas(nx_trainer_t *tr, nx_trainer_merge_t *m) {
     const size_t np = nx_mlp_num_params(tr->mlp), bytes = np * sizeof(float);
     float *slab[3] = {nx_mlp_weights(tr->mlp), nx_mlp_opt_m(tr->mlp), nx_mlp_opt_v(tr->mlp)};
     uint64_t step = nx_mlp_step(tr->mlp);
-    nx_mlp_average_detach(tr->mlp); /* the average follows the merge */
     if (m->snap) {
         if (m->acc_weight > 0) {
             for (int k = 0; k < 3; k++)
@@ -147,7 +142,6 @@ static void merge_replicas(nx_trainer_t *tr, nx_trainer_merge_t *m) {
                                m->acc_weight);
         }
     }
-    nx_mlp_average_attach(tr->mlp);
     if (m->acc_weight > 0 && m->max_step > step) {
         nx_mlp_set_step(tr->mlp, m->max_step);
         atomic_store(&tr->steps, m->max_step);
@@ -171,7 +165,6 @@ static void apply_commands(nx_trainer_t *tr, const segment_t *seg) {
             memset(nx_mlp_opt_m(tr->mlp), 0, bytes);
             memset(nx_mlp_opt_v(tr->mlp), 0, bytes);
         }
-        nx_mlp_average_restart(tr->mlp); /* it averaged the stretch rolled back */
         tr->tn = 0; /* the mini-batch in hand came from the stretch rolled back */
     }
     if (seg->cmd & NX_TRAINER_SNAPSHOT) {
@@ -453,10 +446,6 @@ uint64_t nx_trainer_steps(const nx_trainer_t *tr) {
 
 uint64_t nx_trainer_kept(const nx_trainer_t *tr) {
     return atomic_load(&tr->kept);
-}
-
-uint64_t nx_trainer_avg_restarts(const nx_trainer_t *tr) {
-    return atomic_load_explicit(&tr->avg_restarts, memory_order_relaxed);
 }
 
 uint64_t nx_trainer_shed(const nx_trainer_t *tr) {

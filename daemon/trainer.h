@@ -205,9 +205,6 @@ uint64_t nx_trainer_kept(const nx_trainer_t *tr);
 /* Live: examples dropped because the trainer was NX_TRAINER_QUEUE segments
  * behind. Any thread. */
 uint64_t nx_trainer_shed(const nx_trainer_t *tr);
-/* Restarts of the weight average since the process started (a drift the
- * model watched for, mlp.h); 0 with averaging off. Any thread. */
-uint64_t nx_trainer_avg_restarts(const nx_trainer_t *tr);
 
 /* Duration of the training steps (one mini-batch forward, backward and
  * optimizer update each), as a Prometheus histogram wants it. Buckets from

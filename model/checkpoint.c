@@ -457,14 +457,10 @@ void nx_checkpoint_close(nx_checkpoint_reader_t *r) {
 /* "mlp.v": u32 version (MLP_SECTION_VERSION), then the payload below. A
  * later version appends fields after the payload and reads this one's by
  * its number. Checkpoints written before the section was versioned hold
- * the payload alone in a section named "mlp": it is still read.
- * Version 2 appends the weight average: u32 1 and its state and slab, or
- * u32 0 when averaging is off. A model that averages restarts its average
- * from the weights when the checkpoint holds none (version 1, or written
- * with averaging off); one that does not skips a stored average. */
+ * the payload alone in a section named "mlp": it is still read. */
 #define MLP_SECTION         "mlp.v"
 #define MLP_SECTION_LEGACY  "mlp"
-#define MLP_SECTION_VERSION 2u
+#define MLP_SECTION_VERSION 1u
 
 /* Dimensions as stored: what must match for the slab layout to agree. */
 typedef struct nx_checkpoint_dims {
@@ -500,13 +496,6 @@ int nx_checkpoint_put_mlp(nx_checkpoint_writer_t *w, nx_mlp_t *mlp) {
         nx_checkpoint_write(w, nx_mlp_opt_m(mlp), bytes) != 0 ||
         nx_checkpoint_write(w, nx_mlp_opt_v(mlp), bytes) != 0)
         return -1;
-    const uint32_t has_avg = nx_mlp_average(mlp) != NULL;
-    nx_mlp_avg_state_t st;
-    nx_mlp_avg_state(mlp, &st);
-    if (nx_checkpoint_write(w, &has_avg, sizeof(has_avg)) != 0 ||
-        (has_avg && (nx_checkpoint_write(w, &st, sizeof(st)) != 0 ||
-                     nx_checkpoint_write(w, nx_mlp_average(mlp), bytes) != 0)))
-        return -1;
     return nx_checkpoint_section_end(w);
 }
 
@@ -515,8 +504,8 @@ int nx_checkpoint_get_mlp(nx_checkpoint_reader_t *r, nx_mlp_t *mlp, char *errstr
     nx_checkpoint_dims_t want, got;
     float *slabs = NULL;
     dims_of(mlp, &want);
-    uint32_t version = 1;
     if (nx_checkpoint_section_open(r, MLP_SECTION) == 0) {
+        uint32_t version;
         if (nx_checkpoint_read(r, &version, sizeof(version)) != 0)
             R_FAIL("model section too short");
         if (version == 0 || version > MLP_SECTION_VERSION)
@@ -536,32 +525,19 @@ int nx_checkpoint_get_mlp(nx_checkpoint_reader_t *r, nx_mlp_t *mlp, char *errstr
     uint64_t step;
     nx_rng_t rng;
     /* Read everything first, so a short section leaves mlp unchanged. */
-    slabs = malloc(4 * n * sizeof(float));
+    slabs = malloc(3 * n * sizeof(float));
     if (!slabs)
         R_FAIL("out of memory");
     if (nx_checkpoint_read(r, &step, sizeof(step)) != 0 ||
         nx_checkpoint_read(r, &rng, sizeof(rng)) != 0 ||
         nx_checkpoint_read(r, slabs, 3 * n * sizeof(float)) != 0)
         R_FAIL("model section too short");
-    uint32_t has_avg = 0;
-    nx_mlp_avg_state_t st;
-    if (version >= 2 &&
-        (nx_checkpoint_read(r, &has_avg, sizeof(has_avg)) != 0 || has_avg > 1 ||
-         (has_avg && (nx_checkpoint_read(r, &st, sizeof(st)) != 0 ||
-                      nx_checkpoint_read(r, slabs + 3 * n, n * sizeof(float)) != 0))))
-        R_FAIL("model section too short or its weight average malformed");
     if (nx_checkpoint_section_left(r) != 0)
         R_FAIL("model section has %llu unexpected bytes",
                (unsigned long long)nx_checkpoint_section_left(r));
     memcpy(nx_mlp_weights(mlp), slabs, n * sizeof(float));
     memcpy(nx_mlp_opt_m(mlp), slabs + n, n * sizeof(float));
     memcpy(nx_mlp_opt_v(mlp), slabs + 2 * n, n * sizeof(float));
-    if (nx_mlp_average(mlp) && has_avg) {
-        memcpy(nx_mlp_average(mlp), slabs + 3 * n, n * sizeof(float));
-        nx_mlp_set_avg_state(mlp, &st);
-    } else {
-        nx_mlp_average_restart(mlp);
-    }
     *nx_mlp_rng(mlp) = rng;
     nx_mlp_set_step(mlp, step);
     free(slabs);

@@ -12,7 +12,7 @@
  * The header is rewritten at commit with the final length, so a short file
  * is told apart from a damaged one.
  * The model is one section ("mlp.v": a version, dimensions, step,
- * down-sampling RNG, weights, optimizer moments, weight average; the unversioned "mlp" of
+ * down-sampling RNG, weights, optimizer moments; the unversioned "mlp" of
  * older checkpoints is still read); the daemon adds its own (normaliser,
  * feature store, offsets), each versioned, by streaming bytes through
  * nx_checkpoint_write, so a large section never has to exist in one buffer. Chunks let a section be
@@ -70,7 +70,7 @@ int nx_checkpoint_write(void *w, const void *data, size_t len);
 int nx_checkpoint_section_end(nx_checkpoint_writer_t *w);
 
 /* Writes the "mlp.v" section: version, dimensions, step, RNG, weights,
- * moments, the weight average (if on). */
+ * moments. */
 int nx_checkpoint_put_mlp(nx_checkpoint_writer_t *w, nx_mlp_t *mlp);
 
 /* Writes the trailer, fsyncs, renames over path, fsyncs the directory and

@@ -44,9 +44,7 @@ struct nx_mlp {
     uint64_t step;
     float lr_scale; /* the guard's multiplier of the schedule's rate, 1 = none */
     nx_rng_t rng;   /* down-sampling stream */
-    float *avg;     /* (n_params) averaged weights; NULL = averaging off */
-    nx_mlp_avg_state_t avg_st;
-    void *mem; /* the one allocation all of the above point into */
+    void *mem;      /* the one allocation all of the above point into */
 };
 
 /* Triple buffer slots: index in the low bits, FRESH set by the writer. */
@@ -147,10 +145,6 @@ int nx_mlp_params_check(const nx_mlp_params_t *p, char *errstr, size_t errstr_si
         FAIL("negative sampling rate %g not in (0, 1]", (double)p->neg_rate);
     if (p->threads < 1 || p->threads > 256)
         FAIL("BLAS threads %d not in 1..256", p->threads);
-    if (!(p->avg_decay >= 0.0f && p->avg_decay < 1.0f))
-        FAIL("weight-average decay %g not in [0, 1)", (double)p->avg_decay);
-    if (!(p->avg_reset >= 0.0f) || !isfinite(p->avg_reset))
-        FAIL("weight-average reset %g must be >= 0 (0 = never)", (double)p->avg_reset);
     return 0;
 }
 
@@ -245,8 +239,7 @@ nx_mlp_t *nx_mlp_new(const nx_mlp_params_t *params, char *errstr, size_t errstr_
     const int B = params->max_batch, K = params->n_classes;
     const size_t np = round_up(s->n_params);
     const size_t nd = round_up((size_t)B * (size_t)s->max_width);
-    const size_t na = params->avg_decay > 0.0f ? np : 0;
-    const size_t total = 4 * np + na + acts_size(s, K, B) + 2 * nd;
+    const size_t total = 4 * np + acts_size(s, K, B) + 2 * nd;
     mlp->mem = alloc_floats(total);
     if (!mlp->mem) {
         snprintf(errstr, errstr_size, "out of memory (%zu floats of model state)", total);
@@ -257,14 +250,11 @@ nx_mlp_t *nx_mlp_new(const nx_mlp_params_t *params, char *errstr, size_t errstr_
     mlp->grads = p, p += np;
     mlp->m = p, p += np;
     mlp->v = p, p += np;
-    if (na)
-        mlp->avg = p, p += na;
     p = acts_carve(&mlp->acts, s, K, B, p);
     mlp->dbuf[0] = p, p += nd;
     mlp->dbuf[1] = p, p += nd;
     assert((size_t)(p - (float *)mlp->mem) == total);
     init_weights(mlp);
-    nx_mlp_average_restart(mlp);
     nx_rng_seed(&mlp->rng, params->seed ^ NX_MLP_SAMPLE_STREAM);
     mlp->lr_scale = 1.0f;
     openblas_set_num_threads(params->threads);
@@ -325,15 +315,10 @@ void nx_mlp_correct(const nx_mlp_params_t *p, float *probs, int B) {
     }
 }
 
-/* The slab predictions come from: the average when averaging. */
-static const float *serving(const nx_mlp_t *mlp) {
-    return mlp->avg ? mlp->avg : mlp->weights;
-}
-
 int nx_mlp_predict(nx_mlp_t *mlp, const float *x, int B, float *probs) {
     if (B < 1 || B > mlp->params.max_batch)
         return -1;
-    forward(&mlp->params, &mlp->shape, serving(mlp), &mlp->acts, x, NULL, B, NULL);
+    forward(&mlp->params, &mlp->shape, mlp->weights, &mlp->acts, x, NULL, B, NULL);
     memcpy(probs, mlp->acts.probs, sizeof(float) * (size_t)B * (size_t)mlp->params.n_classes);
     nx_mlp_correct(&mlp->params, probs, B);
     return 0;
@@ -425,14 +410,6 @@ NX_OPT_CLONES static void adam_update(size_t n, float *restrict w, const float *
     }
 }
 
-/* a <- b a + (1 - b) w over the padded slab (zeros stay zeros). */
-NX_OPT_CLONES static void average_update(size_t n, float *restrict a, const float *restrict w,
-                                         float b) {
-    const float c = 1.0f - b;
-    for (size_t i = 0; i < n; i++)
-        a[i] = b * a[i] + c * w[i];
-}
-
 static void opt_step(nx_mlp_t *mlp) {
     const nx_mlp_params_t *p = &mlp->params;
     const size_t n = round_up(mlp->shape.n_params);
@@ -460,34 +437,6 @@ static void opt_step(nx_mlp_t *mlp) {
     }
 }
 
-/* Weight averaging after a step (mlp.h): the watch (when avg_reset is on),
- * then the average. A loss of the average that is not finite restarts it
- * as well. */
-static void average_step(nx_mlp_t *mlp, int watch, float f, float f_avg) {
-    nx_mlp_avg_state_t *st = &mlp->avg_st;
-    if (watch) {
-        /* running means over the first comparisons, then exponential */
-        st->watched++;
-        double w = 1.0 / (double)st->watched;
-        const double w_min = (double)NX_MLP_AVG_WATCH_EVERY / NX_MLP_AVG_WATCH_STEPS;
-        w = w > w_min ? w : w_min;
-        st->loss += w * ((double)f - st->loss);
-        st->excess += w * ((double)f_avg - (double)f - st->excess);
-        if (!isfinite(f_avg) || (st->watched >= NX_MLP_AVG_WATCH_MIN &&
-                                 st->excess > (double)mlp->params.avg_reset * st->loss)) {
-            nx_mlp_average_restart(mlp);
-            st->restarts++;
-            return;
-        }
-    }
-    st->steps++;
-    const double n = (double)st->steps;
-    double b = (1.0 + n) / (10.0 + n);
-    if (b > (double)mlp->params.avg_decay)
-        b = (double)mlp->params.avg_decay;
-    average_update(round_up(mlp->shape.n_params), mlp->avg, mlp->weights, (float)b);
-}
-
 int nx_mlp_train(nx_mlp_t *mlp, const float *x, const int32_t *y, int B, float *loss) {
     const nx_mlp_params_t *p = &mlp->params;
     const nx_mlp_shape_t *s = &mlp->shape;
@@ -503,10 +452,6 @@ int nx_mlp_train(nx_mlp_t *mlp, const float *x, const int32_t *y, int B, float *
         return -1;
     const int L = s->n_layers;
     float *dcur = mlp->dbuf[0], *dnext = mlp->dbuf[1];
-    /* the average's loss on these rows, before either learns from them:
-     * watched (for a restart) on every NX_MLP_AVG_WATCH_EVERY-th batch */
-    const int watch = mlp->avg && p->avg_reset > 0.0f && mlp->step % NX_MLP_AVG_WATCH_EVERY == 0;
-    const float f_avg = watch ? forward(p, s, mlp->avg, &mlp->acts, x, y, B, NULL) : 0.0f;
     const float f = forward(p, s, mlp->weights, &mlp->acts, x, y, B, dcur);
     if (!isfinite(f))
         return -1;
@@ -531,8 +476,6 @@ int nx_mlp_train(nx_mlp_t *mlp, const float *x, const int32_t *y, int B, float *
     }
     opt_step(mlp);
     mlp->step++;
-    if (mlp->avg)
-        average_step(mlp, watch, f, f_avg);
     if (loss)
         *loss = f;
     return 0;
@@ -542,39 +485,6 @@ int nx_mlp_keep(nx_mlp_t *mlp, int32_t label) {
     if (label != mlp->params.neg_class || mlp->params.neg_rate >= 1.0f)
         return 1;
     return nx_rng_uniform(&mlp->rng) < (double)mlp->params.neg_rate;
-}
-
-float *nx_mlp_average(nx_mlp_t *mlp) {
-    return mlp->avg;
-}
-
-void nx_mlp_avg_state(const nx_mlp_t *mlp, nx_mlp_avg_state_t *st) {
-    *st = mlp->avg_st;
-}
-
-void nx_mlp_set_avg_state(nx_mlp_t *mlp, const nx_mlp_avg_state_t *st) {
-    mlp->avg_st = *st;
-}
-
-void nx_mlp_average_restart(nx_mlp_t *mlp) {
-    if (!mlp->avg)
-        return;
-    memcpy(mlp->avg, mlp->weights, sizeof(float) * round_up(mlp->shape.n_params));
-    mlp->avg_st.steps = 0;
-    mlp->avg_st.watched = 0;
-    mlp->avg_st.excess = 0.0; /* the count of restarts stays */
-}
-
-void nx_mlp_average_detach(nx_mlp_t *mlp) {
-    if (mlp->avg)
-        for (size_t i = 0; i < mlp->shape.n_params; i++)
-            mlp->avg[i] -= mlp->weights[i];
-}
-
-void nx_mlp_average_attach(nx_mlp_t *mlp) {
-    if (mlp->avg)
-        for (size_t i = 0; i < mlp->shape.n_params; i++)
-            mlp->avg[i] += mlp->weights[i];
 }
 
 size_t nx_mlp_num_params(const nx_mlp_t *mlp) {
@@ -644,7 +554,7 @@ nx_mlp_predictor_t *nx_mlp_predictor_new(const nx_mlp_t *mlp, char *errstr, size
     float *p = pred->mem;
     for (int i = 0; i < 3; i++) {
         pred->slab[i] = p, p += np;
-        memcpy(pred->slab[i], serving(mlp), sizeof(float) * mlp->shape.n_params);
+        memcpy(pred->slab[i], mlp->weights, sizeof(float) * mlp->shape.n_params);
         pred->version[i] = mlp->step;
     }
     acts_carve(&pred->acts, &pred->shape, K, B, p);
@@ -668,7 +578,7 @@ void nx_mlp_predictor_destroy(nx_mlp_predictor_t *pred) {
 void nx_mlp_publish(const nx_mlp_t *mlp, nx_mlp_predictor_t *pred) {
     assert(pred->shape.n_params == mlp->shape.n_params);
     const int b = pred->back;
-    memcpy(pred->slab[b], serving(mlp), sizeof(float) * mlp->shape.n_params);
+    memcpy(pred->slab[b], mlp->weights, sizeof(float) * mlp->shape.n_params);
     pred->version[b] = mlp->step;
     const unsigned old =
         atomic_exchange_explicit(&pred->mid, (unsigned)b | NX_PRED_FRESH, memory_order_acq_rel);

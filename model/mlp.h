@@ -40,23 +40,6 @@
  *     p_neg = (q_neg / r) / Z,   p_k = q_k / Z  (k != neg),
  *     Z = q_neg / r + sum_{k != neg} q_k,
  * which for K = 2 is p = q / (q + (1 - q) / r) for the positive class.
- *
- * Weight averaging: with avg_decay d > 0, predictions (nx_mlp_predict, the
- * predictors) use an exponential moving average of the weights after each
- * step, a <- b a + (1 - b) w with b = min(d, (1 + n) / (10 + n)) after n
- * steps of the average (so it follows closely at first), instead of the
- * weights themselves: the average of an SGD/Adam iterate is a better
- * estimate than its last, noisy point (Polyak and Juditsky 1992). An
- * average trails a change of the stream by about 1 / (1 - d) steps, so it
- * watches itself: every NX_MLP_AVG_WATCH_EVERY-th step compares its loss
- * on the batch, before training on it, with the weights' on the same
- * rows, smoothed over about NX_MLP_AVG_WATCH_STEPS steps (a running mean
- * over the first comparisons); after NX_MLP_AVG_WATCH_MIN of them, when the
- * average's exceeds the weights' by more than avg_reset of the loss (a
- * drift, 0 = never), it restarts from the weights. The average costs one
- * pass over the parameters per step, the watch one forward pass of the
- * training batch every NX_MLP_AVG_WATCH_EVERY steps.
- *
  * Class weights scale each example's loss by w[label]; unlike
  * down-sampling they are not corrected for, so weighted models output
  * scores skewed towards the up-weighted classes.
@@ -76,11 +59,6 @@
 /* head_init above plain Xavier only adds saturated first predictions; the
  * cap is a sanity bound, not a tuned value */
 #define NX_MLP_MAX_HEAD_INIT 10.0f
-/* Steps over which weight averaging's loss comparison is smoothed, and
- * how often it compares (every so many steps). */
-#define NX_MLP_AVG_WATCH_STEPS 100
-#define NX_MLP_AVG_WATCH_EVERY 2
-#define NX_MLP_AVG_WATCH_MIN   10 /* comparisons before a restart can follow */
 
 typedef enum nx_opt {
     NX_OPT_ADAM = 0, /* default, lr 1e-3, as in the seed */
@@ -113,8 +91,6 @@ typedef struct nx_mlp_params {
     int neg_class;                           /* class down-sampled (`none`); -1 = none */
     float neg_rate;                          /* keep probability of neg_class, (0, 1]; 1 = off */
     int threads;                             /* OpenBLAS threads; 1 = deterministic (default) */
-    float avg_decay; /* predict with a moving average of the weights: its decay per step; 0 = off */
-    float avg_reset; /* restart the average when it trails the weights by this loss share */
 } nx_mlp_params_t;
 
 typedef struct nx_mlp nx_mlp_t;
@@ -123,8 +99,7 @@ typedef struct nx_mlp_predictor nx_mlp_predictor_t;
 /* Fills *params with the defaults: hidden 64, 32; ReLU; Adam lr 1e-3,
  * betas 0.9/0.999, eps 1e-8 (torch's defaults); momentum 0.9; plain
  * Xavier output layer (head_init 1); no decay, floor, clipping, warm-up,
- * class weights, down-sampling or weight averaging; max_batch 256; seed 1;
- * one BLAS thread.
+ * class weights or down-sampling; max_batch 256; seed 1; one BLAS thread.
  * The daemon's defaults differ (daemon/config.c: tuned on the generator). */
 void nx_mlp_params_default(nx_mlp_params_t *params, int n_in, int n_classes);
 
@@ -179,29 +154,6 @@ float nx_mlp_lr_at(const nx_mlp_params_t *params, uint64_t step);
  * the checkpoint. */
 void nx_mlp_set_lr_scale(nx_mlp_t *mlp, float scale);
 
-/* Weight averaging (above). The averaged slab (NULL when avg_decay is 0),
- * and its state for the checkpoint: steps since it (re)started, the
- * smoothed loss of the weights and the smoothed excess of the average's
- * over it, and its restarts so far. */
-float *nx_mlp_average(nx_mlp_t *mlp);
-typedef struct nx_mlp_avg_state {
-    uint64_t steps;   /* since the average (re)started */
-    uint64_t watched; /* comparisons since then */
-    double loss, excess;
-    uint64_t restarts;
-} nx_mlp_avg_state_t;
-void nx_mlp_avg_state(const nx_mlp_t *mlp, nx_mlp_avg_state_t *st);
-void nx_mlp_set_avg_state(nx_mlp_t *mlp, const nx_mlp_avg_state_t *st);
-/* After the weights were replaced from outside (a model adopted, a
- * rollback, a checkpoint without an average): the average restarts from
- * them. No-op when averaging is off. */
-void nx_mlp_average_restart(nx_mlp_t *mlp);
-/* Around a change of the weights the average should follow (a merge of
- * replicas): between the two calls the averaged slab holds its offset from
- * the weights, and the average keeps that offset from the new weights. */
-void nx_mlp_average_detach(nx_mlp_t *mlp);
-void nx_mlp_average_attach(nx_mlp_t *mlp);
-
 /* Views of the state, for tests, the checkpoint and the benchmark. The
  * slabs hold nx_mlp_num_params floats in the layout above; m and v are the
  * optimizer moments (m: Adam first moment or momentum buffer; v: Adam second
@@ -241,14 +193,13 @@ double nx_mlp_forward_flops(const nx_mlp_t *mlp);
  * (one memcpy of the slab) so publishing every N steps is fine.
  */
 
-/* A predictor for networks of mlp's shape, holding the weights mlp predicts with
+/* A predictor for networks of mlp's shape, holding mlp's current weights
  * (already acquired). Caller frees with nx_mlp_predictor_destroy. */
 nx_mlp_predictor_t *nx_mlp_predictor_new(const nx_mlp_t *mlp, char *errstr, size_t errstr_size);
 void nx_mlp_predictor_destroy(nx_mlp_predictor_t *pred);
 
-/* Trainer thread: copy the weights mlp predicts with (the average, when
- * averaging) and its step into the predictor. pred must have been created
- * from mlp. Wait-free. */
+/* Trainer thread: copy mlp's weights and step into the predictor. pred
+ * must have been created from mlp. Wait-free. */
 void nx_mlp_publish(const nx_mlp_t *mlp, nx_mlp_predictor_t *pred);
 
 /* Predicting thread: newest version published so far (atomic load). */

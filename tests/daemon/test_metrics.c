@@ -275,7 +275,6 @@ int main(int argc, char **argv) {
                 CHECK(count <= handed);
         }
         CHECK(nx_scrape_metric(late, "nextactd_training_examples_shed_total") >= 0);
-        CHECK(nx_scrape_metric(late, "nextactd_model_average_restarts_total") >= 0);
         /* the guard's window ratio, once a window has ended: a loss ratio */
         const char *ratio = strstr(late, "\nnextactd_model_loss_ratio ");
         double r = ratio ? strtod(ratio + strlen("\nnextactd_model_loss_ratio "), NULL) : -1;

@@ -32,9 +32,7 @@
  * model follows a change: from the 100,000th event on, click and cart swap
  * names (and true probabilities); it prints the log-loss ratio in windows
  * after the change and checks LOGLOSS_RATIO_MAX before the change
- * and over the last 50k events (the model has caught up), DRIFT_AFTER_MAX
- * over the 20k events after it, and that the model's weight average
- * restarted after the change and not before.
+ * and over the last 50k events (the model has caught up).
  */
 #include <math.h>
 #include <stdint.h>
@@ -65,9 +63,6 @@
 /* The quality bounds the model must hold against the oracle. */
 #define LOGLOSS_RATIO_MAX 1.04
 #define AUC_GAP_MAX       0.02
-/* --drift: log-loss ratio to the oracle over the 20k events after the
- * change; a weight average that does not restart comes out near 2. */
-#define DRIFT_AFTER_MAX 1.25
 
 /* The stream, generated once. */
 static uint8_t *arena;        /* encoded good payloads */
@@ -91,9 +86,6 @@ static uint64_t gen_seed = SEED;
 /* --drift: from the middle of the stream on, click and cart swap names (and
  * their true probabilities), a concept drift the model must follow */
 static int drift;
-/* Restarts of the model's weight average (nx_pipeline_avg_restarts) when
- * the main thread reaches the middle of the stream, and at the end. */
-static uint64_t restarts_mid, restarts_end;
 
 /* splitmix64 of our own for the bad payloads. */
 static uint64_t rng_state = 0x5eed0bad5eed0badULL;
@@ -303,13 +295,8 @@ static int run(const nx_config_t *cfg, int with_bad, nx_pipeline_stats_t *st_out
         }
         nx_pipeline_process(pipe, evs, (size_t)n, topics, now);
         nx_pipeline_tick(pipe, now);
-        /* up to the middle, the trainer has seen examples labelled by
-         * events of the first half only */
-        if (g <= EVENTS / 2)
-            restarts_mid = nx_pipeline_avg_restarts(pipe);
     }
     nx_pipeline_finish(pipe);
-    restarts_end = nx_pipeline_avg_restarts(pipe);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     *secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     nx_pipeline_stats(pipe, st_out);
@@ -544,9 +531,6 @@ int main(int argc, char **argv) {
      * whole run 1.060, gap 0.020; second half 1.019, 0.009 (seed
      * 20261129). */
     if (!drift) {
-        /* a stream that does not change: the weight average never restarts */
-        printf("weight-average restarts: %llu\n", (unsigned long long)restarts_end);
-        CHECK_INT(restarts_end, 0);
         CHECK(ll_model <= LOGLOSS_RATIO_MAX * ll_oracle);
         CHECK(auc_oracle - auc_model <= AUC_GAP_MAX);
         CHECK(ll_model2 <= LOGLOSS_RATIO_MAX * ll_oracle2);
@@ -564,18 +548,6 @@ int main(int argc, char **argv) {
                    logloss_of(label, 1, edge[w], edge[w + 1], NULL) /
                        logloss_of(label, 0, edge[w], edge[w + 1], NULL));
         printf("\n");
-        /* The weight average restarts at the change, never before it; and
-         * so the 20k events after the change cost about what they cost
-         * predicting from the weights (measured, seed 20261129: 1.13
-         * against 1.11; an average never restarted: about 2). */
-        const double after = logloss_of(label, 1, edge[0], edge[3], NULL) /
-                             logloss_of(label, 0, edge[0], edge[3], NULL);
-        printf("drift: the 20k events after the change %.4f; weight-average restarts %llu before "
-               "the change, %llu in all\n",
-               after, (unsigned long long)restarts_mid, (unsigned long long)restarts_end);
-        CHECK(after <= DRIFT_AFTER_MAX);
-        CHECK_INT(restarts_mid, 0);
-        CHECK(restarts_end >= 1);
         /* LOGLOSS_RATIO_MAX before the change, and again over the
          * last 50k events: the model has followed it. Measured, ratio over
          * [150k, 200k), seeds 20261129 / 7: the defaults 1.014 / 1.014;
