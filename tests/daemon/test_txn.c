@@ -225,6 +225,7 @@ static void case_kill(int n_daemons) {
         goto out;
 
     int64_t t0 = nx_drun_mono_ms(), restarted = t0;
+    long long restored_before = 0; /* "restored in" lines of a's log before its last start */
     for (int i = 0; i < n_daemons; i++)
         pid[i] = nx_drun_start(&dr, names[i], n_daemons == 1 ? dump : NULL, 0);
     long long at = 0;
@@ -238,11 +239,20 @@ static void case_kill(int n_daemons) {
         CHECK(nx_drun_kill(pid[v]));
         fprintf(stderr, "kill -9 %s at %.1f s: %lld of %lld input offsets committed\n", names[v],
                 (double)(nx_drun_mono_ms() - t0) / 1000, at, n);
+        restored_before = nx_drun_log_count(&dr, names[v], "restored in");
         pid[v] = nx_drun_start(&dr, names[v], n_daemons == 1 ? dump : NULL, 0);
         restarted = nx_drun_mono_ms();
     }
     CHECK_INT(nx_drun_produce_wait(&dr), 0);
     if (n_daemons == 1) {
+        /* The last kill can come after every offset is committed: the
+         * last incarnation then has nothing to read, and stopping it
+         * before it has restored its partitions would dump a partial
+         * store. Wait (bounded) for its restores first. */
+        int64_t until = nx_drun_mono_ms() + 60000;
+        while (nx_drun_log_count(&dr, names[0], "restored in") < restored_before + NX_DRUN_PARTS &&
+               nx_drun_mono_ms() < until)
+            usleep(200000);
         CHECK_INT(nx_drun_finish(out, pid[0], restarted, RUN_MS, "eos"), 0);
         pid[0] = 0;
     } else {
