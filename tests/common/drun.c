@@ -656,6 +656,15 @@ long long nx_drun_log_count(const nx_drun_t *dr, const char *name, const char *n
     return n;
 }
 
+long long nx_drun_log_wait(const nx_drun_t *dr, const char *name, const char *needle,
+                           long long at_least, int timeout_ms) {
+    int64_t until = nx_drun_mono_ms() + timeout_ms;
+    long long n;
+    while ((n = nx_drun_log_count(dr, name, needle)) < at_least && nx_drun_mono_ms() < until)
+        usleep(200000);
+    return n;
+}
+
 void nx_drun_cleanup(const nx_drun_t *dr, int failed, const char *const *logs) {
     char cmd[512];
     if (!failed) {

@@ -211,6 +211,10 @@ long long nx_drun_dump_stat(const char *dump, const char *name);
 
 /* Lines of <dir>/<name>.log that contain needle; -1 if there is no log. */
 long long nx_drun_log_count(const nx_drun_t *dr, const char *name, const char *needle);
+/* Waits (at most timeout_ms) until that count reaches at_least; returns
+ * the count then. */
+long long nx_drun_log_wait(const nx_drun_t *dr, const char *name, const char *needle,
+                           long long at_least, int timeout_ms);
 
 /* Monotonic clock, ms. */
 int64_t nx_drun_mono_ms(void);

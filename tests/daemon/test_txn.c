@@ -249,10 +249,7 @@ static void case_kill(int n_daemons) {
          * last incarnation then has nothing to read, and stopping it
          * before it has restored its partitions would dump a partial
          * store. Wait (bounded) for its restores first. */
-        int64_t until = nx_drun_mono_ms() + 60000;
-        while (nx_drun_log_count(&dr, names[0], "restored in") < restored_before + NX_DRUN_PARTS &&
-               nx_drun_mono_ms() < until)
-            usleep(200000);
+        nx_drun_log_wait(&dr, names[0], "restored in", restored_before + NX_DRUN_PARTS, 60000);
         CHECK_INT(nx_drun_finish(out, pid[0], restarted, RUN_MS, "eos"), 0);
         pid[0] = 0;
     } else {
@@ -277,11 +274,7 @@ static void case_kill(int n_daemons) {
          * every partition */
         snprintf(dump, sizeof dump, "%s/z.dump", dr.dir);
         pid_t z = nx_drun_start(&dr, "z", dump, 0);
-        int64_t until = nx_drun_mono_ms() + 120000;
-        while (nx_drun_log_count(&dr, "z", "restored in") < NX_DRUN_PARTS &&
-               nx_drun_mono_ms() < until)
-            usleep(200000);
-        CHECK_INT(nx_drun_log_count(&dr, "z", "restored in"), NX_DRUN_PARTS);
+        CHECK_INT(nx_drun_log_wait(&dr, "z", "restored in", NX_DRUN_PARTS, 120000), NX_DRUN_PARTS);
         CHECK_INT(nx_drun_stop(z, 120000), 0);
     }
     CHECK_INT(nx_refrun_check_state(&ref, dump, n_daemons == 1 ? "daemon a" : "restored z", 0), 0);
