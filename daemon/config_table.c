@@ -193,10 +193,15 @@ const nx_cfg_desc_t nx_config_table[] = {
     {"features.windows_s", NX_CT_INTS, OFF(features.windows_s), "[300, 3600, 86400]", 1, 2592000, NULL, 0,
      "Rolling window lengths, seconds (at most 4): exponentially decayed counters with\n"
      "these time constants (constant memory per user, O(1) update in any time order)."},
-    {"features.user_ttl_s", NX_CT_INT, OFF(features.user_ttl_s), "172800", 60, 31536000, NULL, 0,
-     "Users idle this long (event time) are expired, seconds."},
+    {"features.user_ttl_s", NX_CT_INT, OFF(features.user_ttl_s), "31536000", 60, 31536000, NULL, 0,
+     "Users idle this long (event time) are forgotten, seconds. A returning user's items\n"
+     "and categories last seen and purchase history carry much of what predicts them, and\n"
+     "the model sees how old they are: on the generator a 2-day TTL cost 0.015 of cart AUC\n"
+     "(bench/NOTES.md). Memory is bounded by max_users whatever this is; shorten it for a\n"
+     "data-retention rule."},
     {"features.max_users", NX_CT_INT, OFF(features.max_users), "1000000", 1, 1000000000, NULL, 0,
-     "Hard cap on users in the store; the least recently active are evicted."},
+     "Hard cap on users in the store; the least recently active are evicted. About 160\n"
+     "bytes a user with the default features (a million: ~160 MB)."},
     {"features.session_gap_s", NX_CT_INT, OFF(features.session_gap_s), "1800", 1, 86400, NULL, 0,
      "A gap this long starts a new session when events carry no session id, seconds."},
     {"features.recent_items", NX_CT_INT, OFF(features.recent_items), "8", 0, 32, NULL, 0,

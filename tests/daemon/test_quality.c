@@ -13,7 +13,8 @@
  *   labels are the generator's);
  * - the model's progressive log loss is within 4% of the oracle's and its
  *   purchase AUC within 0.02 of the oracle's, over all 200k
- *   events (the cold start included) and over the second 100k;
+ *   events (the cold start included) and over the second 100k; its cart
+ *   AUC within CART_GAP_MAX over the second 100k;
  * - bad payloads mixed into the stream (1 in 100: truncated, trailing
  *   bytes, empty, negative length, random bytes) are all rejected by the
  *   codec and change none of the prediction records of the good events,
@@ -63,6 +64,13 @@
 /* The quality bounds the model must hold against the oracle. */
 #define LOGLOSS_RATIO_MAX 1.04
 #define AUC_GAP_MAX       0.02
+/* The cart AUC gap over the second 100k. Measured with the defaults on
+ * generator seeds 20261129 / 7 / 99: 0.0188 / 0.0216 / 0.0191 (model seeds
+ * 1, 5, 42 and 123: 0.0187-0.0221); a store that forgets idle users after
+ * two days (features.user_ttl_s = 172800, the default before) loses the
+ * items a returning user comes back to, the generator's strongest cart
+ * driver: 0.0282 / 0.0312 / 0.0287. */
+#define CART_GAP_MAX 0.025
 
 /* The stream, generated once. */
 static uint8_t *arena;        /* encoded good payloads */
@@ -482,6 +490,8 @@ int main(int argc, char **argv) {
     double ll_oracle2 = logloss_of(label, 0, EVENTS / 2, EVENTS, NULL);
     double auc_model2 = auc_of(label, NX_GEN_PURCHASE, 1, EVENTS / 2, EVENTS);
     double auc_oracle2 = auc_of(label, NX_GEN_PURCHASE, 0, EVENTS / 2, EVENTS);
+    double cart_model2 = auc_of(label, NX_GEN_CART, 1, EVENTS / 2, EVENTS);
+    double cart_oracle2 = auc_of(label, NX_GEN_CART, 0, EVENTS / 2, EVENTS);
     printf("%ld labelled examples of %d\n", n_lab, EVENTS);
     printf("all events:      log loss model %.4f oracle %.4f (ratio %.4f); purchase AUC model "
            "%.4f oracle %.4f (gap %.4f)\n",
@@ -491,6 +501,8 @@ int main(int argc, char **argv) {
            "%.4f oracle %.4f (gap %.4f)\n",
            ll_model2, ll_oracle2, ll_model2 / ll_oracle2, auc_model2, auc_oracle2,
            auc_oracle2 - auc_model2);
+    printf("second 100k:     cart AUC model %.4f oracle %.4f (gap %.4f)\n", cart_model2,
+           cart_oracle2, cart_oracle2 - cart_model2);
     /* where the excess loss lies (the cold start): per tenth of the run,
      * then per 1000 events over its first 20k */
     printf("excess log loss per tenth of the run (%% of the run's oracle loss):");
@@ -535,6 +547,7 @@ int main(int argc, char **argv) {
         CHECK(auc_oracle - auc_model <= AUC_GAP_MAX);
         CHECK(ll_model2 <= LOGLOSS_RATIO_MAX * ll_oracle2);
         CHECK(auc_oracle2 - auc_model2 <= AUC_GAP_MAX);
+        CHECK(cart_oracle2 - cart_model2 <= CART_GAP_MAX);
     } else {
         /* the first half is the stationary stream; then the ratio in
          * windows after the change, and the excess over them all */
