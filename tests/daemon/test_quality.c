@@ -66,7 +66,8 @@
 #define AUC_GAP_MAX       0.02
 /* The cart AUC gap over the second 100k. Measured with the defaults on
  * generator seeds 20261129 / 7 / 99: 0.0188 / 0.0216 / 0.0191 (model seeds
- * 1, 5, 42 and 123: 0.0187-0.0221); a store that forgets idle users after
+ * 1, 5, 42 and 123: 0.0187-0.0221; OpenBLAS's Haswell, Sandybridge and
+ * SkylakeX kernels within 0.0001 of each other); a store that forgets idle users after
  * two days (features.user_ttl_s = 172800, the default before) loses the
  * items a returning user comes back to, the generator's strongest cart
  * driver: 0.0282 / 0.0312 / 0.0287. */
