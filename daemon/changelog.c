@@ -38,6 +38,30 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     nx_log(level < NX_LOG_ERR ? NX_LOG_ERR : level, "changelog: %s: %s", fac, buf);
 }
 
+/* The changelog's own producer (not with exactly-once: kafka.c's then):
+ * the offsets its records land at, so that a kept partition's users are
+ * known to be the state up to them (kept_t). */
+static void note_offset(nx_changelog_t *cl, const rd_kafka_message_t *m) {
+    if (!cl->pend_max || m->err || m->partition < 0 || m->partition >= cl->n_parts)
+        return;
+    if (m->offset > cl->pend_max[m->partition])
+        cl->pend_max[m->partition] = m->offset;
+}
+
+static void delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    if (m->_private)
+        note_offset(m->_private, m);
+}
+
+/* Exactly-once: the predictions' producer writes the changelog too. */
+static void delivered_borrowed(void *opaque, const rd_kafka_message_t *m) {
+    nx_changelog_t *cl = opaque;
+    if (m->rkt && strcmp(rd_kafka_topic_name(m->rkt), cl->topic) == 0)
+        note_offset(cl, m);
+}
+
 /* ---- start: topics ------------------------------------------------------------------ */
 
 /* Input topics co-partitioned, changelog topic there with as many
@@ -110,11 +134,13 @@ static int start_clients(nx_changelog_t *cl, int *status, char *errstr, size_t e
          * the same id, writes the state too (txn.h) */
         cl->producer = nx_kafka_producer(cl->kafka);
         cl->borrowed = 1;
+        nx_kafka_on_other_delivery(cl->kafka, delivered_borrowed, cl);
     } else if (!(conf = nx_kadmin_client_conf("changelog", nx_kafka_brokers(cl->kafka),
                                               &cfg->kafka.producer, pprops, log_cb, errstr,
                                               errstr_size))) {
         return -1;
-    } else if (!(cl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why))) {
+    } else if ((rd_kafka_conf_set_dr_msg_cb(conf, delivered),
+                !(cl->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why)))) {
         rd_kafka_conf_destroy(conf);
         return nx_errf(errstr, errstr_size, "changelog: producer: %s", why);
     }
@@ -176,11 +202,17 @@ nx_changelog_t *nx_changelog_new(const nx_config_t *cfg, nx_kafka_t *kafka, nx_p
     cl->state = calloc((size_t)cl->n_parts, 1);
     cl->rs = calloc((size_t)cl->n_parts, sizeof *cl->rs);
     cl->committed = malloc((size_t)cl->n_parts * (size_t)cl->n_topics * sizeof *cl->committed);
+    cl->kept = calloc((size_t)cl->n_parts, sizeof *cl->kept);
+    cl->tail = malloc((size_t)cl->n_parts * sizeof *cl->tail);
+    cl->pend_max = malloc((size_t)cl->n_parts * sizeof *cl->pend_max);
     cl->take = malloc(TAKE_SLICE * sizeof *cl->take);
     cl->rec_size = nx_store_user_record_size(cl->store);
     cl->rec = malloc(cl->rec_size);
-    if (!cl->state || !cl->rs || !cl->committed || !cl->take || !cl->rec)
+    if (!cl->state || !cl->rs || !cl->committed || !cl->kept || !cl->tail || !cl->pend_max ||
+        !cl->take || !cl->rec)
         goto oom;
+    for (int32_t p = 0; p < cl->n_parts; p++)
+        cl->tail[p] = cl->pend_max[p] = -1;
     for (int i = 0; i < cl->n_parts * cl->n_topics; i++)
         cl->committed[i] = -1;
     if (nx_store_track_changes(cl->store, 1) < 0)
@@ -199,6 +231,8 @@ err:
 void nx_changelog_destroy(nx_changelog_t *cl) {
     if (!cl)
         return;
+    if (cl->borrowed)
+        nx_kafka_on_other_delivery(cl->kafka, NULL, NULL);
     if (cl->reader) {
         rd_kafka_consumer_close(cl->reader);
         rd_kafka_destroy(cl->reader);
@@ -214,6 +248,11 @@ void nx_changelog_destroy(nx_changelog_t *cl) {
     free(cl->sent);
     free(cl->take);
     free(cl->committed);
+    for (int32_t p = 0; cl->kept && p < cl->n_parts; p++)
+        nx_changelog_kept_free(cl, p);
+    free(cl->kept);
+    free(cl->tail);
+    free(cl->pend_max);
     free(cl->rs);
     free(cl->state);
     free(cl->topic);
@@ -227,8 +266,10 @@ void nx_changelog_destroy(nx_changelog_t *cl) {
 static int produce(nx_changelog_t *cl, int32_t partition, const void *key, size_t klen,
                    const void *val, size_t vlen) {
     for (;;) {
+        /* the opaque tells delivered() its changelog; kafka.c's callback
+         * (exactly-once) takes a record without one for the changelog's */
         if (rd_kafka_produce(cl->rkt, partition, RD_KAFKA_MSG_F_COPY, (void *)val, vlen, key, klen,
-                             NULL) == 0) {
+                             cl->borrowed ? NULL : cl) == 0) {
             cl->st.bytes += klen + vlen;
             return 0;
         }
@@ -328,6 +369,10 @@ static void txn_done(nx_changelog_t *cl, rd_kafka_topic_partition_list_t *offset
                 *nx_changelog_committed_at(cl, t, offsets->elems[i].partition) =
                     offsets->elems[i].offset;
         }
+        /* what this process's state covers now ends after its records */
+        for (int32_t p = 0; p < cl->n_parts; p++)
+            if (cl->state[p] == P_LIVE && cl->pend_max[p] + 1 > cl->tail[p])
+                cl->tail[p] = cl->pend_max[p] + 1;
         cl->st.flushes++;
     } else {
         for (size_t i = 0; i < cl->n_sent; i++)
@@ -335,6 +380,8 @@ static void txn_done(nx_changelog_t *cl, rd_kafka_topic_partition_list_t *offset
         cl->st.aborts++;
     }
     cl->n_sent = 0;
+    for (int32_t p = 0; p < cl->n_parts; p++)
+        cl->pend_max[p] = -1;
 }
 
 /* An error of the transactional API: abortable ones abort (returns 0, the
@@ -467,22 +514,40 @@ void nx_changelog_assign(nx_changelog_t *cl, const rd_kafka_topic_partition_list
             continue;
         /* the changelog is the truth: what this process held of it is stale */
         nx_changelog_drop_partition(cl, p);
-        nx_changelog_restore_begin(cl, p);
+        if (!cl->kept[p].have || nx_changelog_unkeep(cl, p) < 0)
+            nx_changelog_restore_begin(cl, p);
         added = 1;
     }
+    /* the partitions that went elsewhere: their next owner restores them */
+    for (int32_t p = 0; p < cl->n_parts; p++)
+        nx_changelog_kept_free(cl, p);
     if (added)
         nx_changelog_reader_assign(cl);
 }
 
-void nx_changelog_revoke(nx_changelog_t *cl, const rd_kafka_topic_partition_list_t *parts,
-                         int lost) {
+void nx_changelog_revoke(nx_changelog_t *cl, const rd_kafka_topic_partition_list_t *parts, int lost,
+                         int committed) {
     int stopped = 0;
     /* while they are still ours: their changes and offsets go out now
      * (exactly-once: nx_txn_revoke has committed them) */
-    if (!lost && !cl->cfg->kafka.transactional &&
-        flush(cl, (int)cl->cfg->kafka.flush_timeout_ms) != 0)
-        nx_warn("changelog: flush at revoke failed; the partitions' next owner reads their "
-                "input again from the last flush");
+    if (!lost && !cl->cfg->kafka.transactional) {
+        committed = flush(cl, (int)cl->cfg->kafka.flush_timeout_ms) == 0;
+        if (!committed)
+            nx_warn("changelog: flush at revoke failed; the partitions' next owner reads their "
+                    "input again from the last flush");
+    }
+    /* every change of a live partition is in the changelog up to its tail:
+     * its users are that state, worth keeping */
+    uint8_t *keep = calloc((size_t)cl->n_parts, 1);
+    int any = 0;
+    for (int i = 0; keep && !lost && committed && !cl->st.failed && i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
+        if (p >= 0 && p < cl->n_parts && cl->state[p] == P_LIVE && cl->tail[p] >= 0)
+            any = keep[p] = 1;
+    }
+    if (any)
+        nx_changelog_keep(cl, keep);
+    free(keep);
     for (int i = 0; i < parts->cnt; i++) {
         int32_t p = parts->elems[i].partition;
         if (seen_before(parts, i) || p < 0 || p >= cl->n_parts || cl->state[p] == P_NONE)

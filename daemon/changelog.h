@@ -73,6 +73,7 @@ typedef struct nx_changelog_stats {
     uint64_t restore_records; /* records read at restore */
     uint64_t restore_bytes;   /* their keys and values, bytes */
     uint64_t restored_users;  /* users put into the store at restore */
+    uint64_t restores_kept;   /* restores that started from the users kept at a revoke */
     double restore_seconds;   /* time spent restoring, s */
     int restoring;            /* partitions restoring or waiting to */
     int failed;               /* 1 after a fatal producer error */
@@ -91,13 +92,19 @@ nx_changelog_t *nx_changelog_new(const nx_config_t *cfg, nx_kafka_t *kafka, nx_p
 void nx_changelog_destroy(nx_changelog_t *cl);
 
 /* From the `assigned` hook: holds the new partitions and queues their
- * restore. */
+ * restore (from what was kept of them, if anything); frees what was kept
+ * of the partitions that went elsewhere. */
 void nx_changelog_assign(nx_changelog_t *cl, const rd_kafka_topic_partition_list_t *parts);
 
 /* From the `revoked` hook: flushes (unless lost), then drops the
- * partitions' users and offsets. */
-void nx_changelog_revoke(nx_changelog_t *cl, const rd_kafka_topic_partition_list_t *parts,
-                         int lost);
+ * partitions' users and offsets. When everything of theirs is in the
+ * changelog (the flush, or with exactly-once the revoke's commit, went
+ * through: committed = 1), their users are kept in memory until the next
+ * assignment: a partition that comes back (an eager rebalance revokes
+ * every partition, and gives most back) reads only the changelog's records
+ * written after them. */
+void nx_changelog_revoke(nx_changelog_t *cl, const rd_kafka_topic_partition_list_t *parts, int lost,
+                         int committed);
 
 /* From the loop, every iteration: a restore slice (at most budget_us) and
  * the periodic flush. now_mono: ms. */

@@ -40,6 +40,22 @@
 
 enum { P_NONE = 0, P_RESTORING, P_LIVE };
 
+/* A revoked partition's users, kept in memory until the next assignment:
+ * if the partition comes back, they are put back and only the changelog's
+ * records after `tail` are read on top of them (what another owner wrote
+ * meanwhile, if anything) instead of the whole partition. Records as the
+ * changelog carries them (nx_store_user_record), each after its user hash
+ * (u64) and length (u32), oldest clock first (the expiry order). */
+typedef struct kept {
+    uint8_t *buf;
+    size_t len, cap;
+    uint64_t users;
+    int64_t tail; /* changelog offset the users are the state up to (exclusive) */
+    int64_t offset[NX_CONFIG_MAX_LIST]; /* input offsets the state ends at, per topic */
+    int64_t clock[NX_CONFIG_MAX_LIST];  /* the partition's clock, per topic */
+    int have;
+} kept_t;
+
 /* A change written in the open transaction, listed again if it aborts. */
 typedef struct sent {
     uint64_t user;
@@ -55,6 +71,7 @@ typedef struct restore {
     int have_position;
     int64_t offset[NX_CONFIG_MAX_LIST]; /* from the position record, per topic; -1 none */
     int64_t clock[NX_CONFIG_MAX_LIST];
+    uint64_t kept; /* users put back from what was kept at the revoke (kept_t) */
 } restore_t;
 
 struct nx_changelog {
@@ -66,14 +83,17 @@ struct nx_changelog {
     uint64_t key_fp;
     char *topic;
     int n_topics;
-    int32_t n_parts;         /* partitions of every input topic and of the changelog */
-    rd_kafka_t *producer;    /* transactional */
-    int borrowed;            /* producer is kafka's (exactly-once, txn.h) */
-    rd_kafka_t *reader;      /* restore consumer (manual assignment) */
-    rd_kafka_topic_t *rkt;   /* the changelog topic, for the producer */
-    uint8_t *state;          /* (n_parts) P_* */
-    restore_t *rs;           /* (n_parts) restores under way */
-    int64_t *committed;      /* (n_parts * n_topics) offsets last committed, -1 none */
+    int32_t n_parts;       /* partitions of every input topic and of the changelog */
+    rd_kafka_t *producer;  /* transactional */
+    int borrowed;          /* producer is kafka's (exactly-once, txn.h) */
+    rd_kafka_t *reader;    /* restore consumer (manual assignment) */
+    rd_kafka_topic_t *rkt; /* the changelog topic, for the producer */
+    uint8_t *state;        /* (n_parts) P_* */
+    restore_t *rs;         /* (n_parts) restores under way */
+    kept_t *kept;          /* (n_parts) revoked partitions' users, until the next assignment */
+    int64_t *tail;         /* (n_parts) changelog offset this process's state covers, -1 unknown */
+    int64_t *pend_max;     /* (n_parts) highest offset delivered in the open transaction, -1 */
+    int64_t *committed;    /* (n_parts * n_topics) offsets last committed, -1 none */
     nx_store_change_t *take; /* (TAKE_SLICE) */
     sent_t *sent;            /* changes of the open transaction */
     size_t n_sent, cap_sent;
@@ -121,5 +141,14 @@ void nx_changelog_reader_assign(nx_changelog_t *cl);
 void nx_changelog_restore_slice(nx_changelog_t *cl, int64_t budget_us);
 /* Partitions being restored. */
 int nx_changelog_restoring(const nx_changelog_t *cl);
+/* Keeps the users of each partition p with which[p] in cl->kept[p] (before
+ * they are dropped), in one pass over the store; what memory does not
+ * allow is not kept (logged). */
+void nx_changelog_keep(nx_changelog_t *cl, const uint8_t *which);
+/* Puts partition p's kept users back and starts its restore from where
+ * they end; 0, or -1 (logged: the caller restores it whole). */
+int nx_changelog_unkeep(nx_changelog_t *cl, int32_t p);
+/* Frees what is kept of partition p. */
+void nx_changelog_kept_free(nx_changelog_t *cl, int32_t p);
 
 #endif

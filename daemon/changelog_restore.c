@@ -1,6 +1,7 @@
 /* changelog_restore.c: restore on assignment (changelog.h, Restore). */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "changelog_int.h"
@@ -40,6 +41,7 @@ void nx_changelog_restore_begin(nx_changelog_t *cl, int32_t p) {
         rs->clock[t] = INT64_MIN;
     }
     cl->state[p] = P_RESTORING;
+    cl->tail[p] = -1; /* known again at its end */
     nx_notice("changelog: restoring partition %d", (int)p);
 }
 
@@ -152,14 +154,28 @@ static void restore_end(nx_changelog_t *cl, int32_t p) {
         nx_kafka_release(cl->kafka, t, p);
     }
     cl->state[p] = P_LIVE;
+    /* The state is the changelog's up to where the reader stands (0 when
+     * it read nothing: any earlier tail is right too, only slower, since
+     * reading a user's records again ends at the newest, the state's). */
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, cl->topic, p);
+    int64_t at =
+        rd_kafka_position(cl->reader, l) == RD_KAFKA_RESP_ERR_NO_ERROR ? l->elems[0].offset : -1;
+    cl->tail[p] = at >= 0 ? at : rs->next >= 0 ? rs->next : 0;
+    rd_kafka_topic_partition_list_destroy(l);
     double s = (double)(nx_now_mono_ms() - rs->started_mono) / 1000;
     cl->st.restore_seconds += s;
+    char kept[80] = "";
+    if (rs->kept)
+        snprintf(kept, sizeof kept, "; on %llu user(s) kept at its revoke",
+                 (unsigned long long)rs->kept);
     nx_notice("changelog: partition %d restored in %.2f s: %llu user(s), %llu removed, %llu "
-              "record(s) (%.1f MB), %llu bad; input resumes %s",
+              "record(s) (%.1f MB), %llu bad; input resumes %s%s",
               (int)p, s, (unsigned long long)rs->users, (unsigned long long)rs->removed,
               (unsigned long long)rs->records, (double)rs->bytes / 1e6, (unsigned long long)rs->bad,
               rs->have_position ? "where the restored state ends"
-                                : "at the committed offset (no position record)");
+                                : "at the committed offset (no position record)",
+              kept);
 }
 
 /* 1 if the group's committed offsets of partition p are those of the
@@ -277,6 +293,170 @@ void nx_changelog_rewind(nx_changelog_t *cl) {
     }
     if (any)
         nx_changelog_reader_assign(cl);
+}
+
+/* ---- partitions kept over a rebalance ------------------------------------------------- */
+
+typedef struct kuser {
+    int64_t clock;
+    uint64_t user;
+} kuser_t;
+
+typedef struct kcollect {
+    kuser_t **v; /* (n_parts) users of each partition to keep, NULL for the others */
+    size_t *n, *cap;
+    int32_t n_parts;
+    int oom;
+} kcollect_t;
+
+static void collect(void *opaque, uint64_t user, int32_t partition, int64_t clock_ms) {
+    kcollect_t *c = opaque;
+    if (partition < 0 || partition >= c->n_parts || !c->cap[partition] || c->oom)
+        return;
+    if (c->n[partition] == c->cap[partition]) {
+        size_t cap = 2 * c->cap[partition];
+        kuser_t *v = realloc(c->v[partition], cap * sizeof *v);
+        if (!v) {
+            c->oom = 1;
+            return;
+        }
+        c->v[partition] = v;
+        c->cap[partition] = cap;
+    }
+    c->v[partition][c->n[partition]++] = (kuser_t){clock_ms, user};
+}
+
+/* Oldest clock first, as the store's expiry order; ties by hash. */
+static int by_clock(const void *a, const void *b) {
+    const kuser_t *x = a, *y = b;
+    if (x->clock != y->clock)
+        return x->clock < y->clock ? -1 : 1;
+    return x->user < y->user ? -1 : x->user > y->user;
+}
+
+static int kept_append(kept_t *k, const void *bytes, size_t n) {
+    if (k->len + n > k->cap) {
+        size_t cap = k->cap ? k->cap : 65536;
+        while (cap < k->len + n)
+            cap *= 2;
+        uint8_t *buf = realloc(k->buf, cap);
+        if (!buf)
+            return -1;
+        k->buf = buf;
+        k->cap = cap;
+    }
+    memcpy(k->buf + k->len, bytes, n);
+    k->len += n;
+    return 0;
+}
+
+void nx_changelog_kept_free(nx_changelog_t *cl, int32_t p) {
+    kept_t *k = &cl->kept[p];
+    free(k->buf);
+    memset(k, 0, sizeof *k);
+}
+
+/* Serialises partition p's users (c->v[p], sorted here) into cl->kept[p]. */
+static int keep_one(nx_changelog_t *cl, int32_t p, kuser_t *v, size_t n) {
+    kept_t *k = &cl->kept[p];
+    qsort(v, n, sizeof *v, by_clock);
+    for (size_t i = 0; i < n; i++) {
+        long len = nx_store_user_record(cl->store, v[i].user, cl->rec, cl->rec_size);
+        if (len < 0)
+            continue;
+        uint32_t m = (uint32_t)len;
+        if (kept_append(k, &v[i].user, sizeof v[i].user) | kept_append(k, &m, sizeof m) |
+            kept_append(k, cl->rec, m))
+            return -1;
+        k->users++;
+    }
+    k->tail = cl->tail[p];
+    for (int t = 0; t < NX_CONFIG_MAX_LIST; t++) {
+        const nx_kafka_offset_t *o = t < cl->n_topics ? nx_offsets_find(cl->offs, t, p, 0) : NULL;
+        k->offset[t] = o ? o->offset : -1;
+        k->clock[t] = t < cl->n_topics ? nx_pipeline_partition_clock(cl->pipe, t, p) : INT64_MIN;
+    }
+    k->have = 1;
+    nx_info("changelog: partition %d: %llu user(s) kept until the next assignment (%.1f MB)",
+            (int)p, (unsigned long long)k->users, (double)k->len / 1e6);
+    return 0;
+}
+
+void nx_changelog_keep(nx_changelog_t *cl, const uint8_t *which) {
+    kcollect_t c = {.n_parts = cl->n_parts};
+    c.v = calloc((size_t)cl->n_parts, sizeof *c.v);
+    c.n = calloc((size_t)cl->n_parts, sizeof *c.n);
+    c.cap = calloc((size_t)cl->n_parts, sizeof *c.cap);
+    int any = 0;
+    c.oom = !c.v || !c.n || !c.cap;
+    for (int32_t p = 0; !c.oom && p < cl->n_parts; p++) {
+        nx_changelog_kept_free(cl, p);
+        if (!which[p])
+            continue;
+        c.cap[p] = 1024;
+        c.oom = !(c.v[p] = malloc(c.cap[p] * sizeof *c.v[p]));
+        any = 1;
+    }
+    if (any && !c.oom)
+        nx_store_foreach(cl->store, collect, &c); /* one pass over the store for all */
+    for (int32_t p = 0; any && p < cl->n_parts; p++) {
+        if (!which[p])
+            continue;
+        if (c.oom || keep_one(cl, p, c.v[p], c.n[p]) < 0) {
+            nx_changelog_kept_free(cl, p);
+            nx_warn("changelog: partition %d: out of memory keeping its users; if it comes back "
+                    "it is restored whole",
+                    (int)p);
+        }
+        free(c.v[p]);
+    }
+    free(c.v);
+    free(c.n);
+    free(c.cap);
+}
+
+int nx_changelog_unkeep(nx_changelog_t *cl, int32_t p) {
+    kept_t *k = &cl->kept[p];
+    char why[256] = "truncated";
+    size_t at = 0;
+    uint64_t put = 0;
+    int ok = 1;
+    while (ok && at < k->len) {
+        uint64_t user, got;
+        uint32_t n;
+        ok = at + sizeof user + sizeof n <= k->len;
+        if (!ok)
+            break;
+        memcpy(&user, k->buf + at, sizeof user);
+        memcpy(&n, k->buf + at + sizeof user, sizeof n);
+        at += sizeof user + sizeof n;
+        ok = at + n <= k->len &&
+             nx_store_put_user(cl->store, k->buf + at, n, &got, why, sizeof why) == 0 &&
+             got == user;
+        at += n;
+        put += ok;
+    }
+    if (!ok) {
+        nx_err("changelog: partition %d: its kept users could not be put back (%s); restoring it "
+               "whole",
+               (int)p, why);
+        nx_changelog_drop_partition(cl, p);
+        nx_changelog_kept_free(cl, p);
+        return -1;
+    }
+    nx_changelog_restore_begin(cl, p);
+    restore_t *rs = &cl->rs[p];
+    rs->next = k->tail;
+    rs->have_position = 1;
+    memcpy(rs->offset, k->offset, sizeof rs->offset);
+    memcpy(rs->clock, k->clock, sizeof rs->clock);
+    rs->kept = put;
+    cl->st.restores_kept++;
+    nx_notice("changelog: partition %d: %llu user(s) kept since its revoke put back; its "
+              "changelog is read from offset %lld, after them",
+              (int)p, (unsigned long long)put, (long long)k->tail);
+    nx_changelog_kept_free(cl, p);
+    return 0;
 }
 
 /* Partitions being restored. */

@@ -331,6 +331,10 @@ size_t nx_http_format(const nx_http_metrics_t *m, int64_t now_wall_ms, char *buf
         head(&o, "nextactd_restore_records_total", "counter",
              "Changelog records read by restores.");
         put(&o, "nextactd_restore_records_total %llu\n", (unsigned long long)m->restore_records);
+        head(&o, "nextactd_restores_kept_total", "counter",
+             "Partition restores that started from the users this instance kept when the "
+             "partition was revoked, reading only the changelog written after them.");
+        put(&o, "nextactd_restores_kept_total %llu\n", (unsigned long long)m->restores_kept);
         head(&o, "nextactd_changelog_bad_records_total", "counter",
              "Changelog records skipped at restore (truncated, another version or layout).");
         put(&o, "nextactd_changelog_bad_records_total %llu\n",

@@ -140,6 +140,7 @@ typedef struct nx_http_metrics {
     int changelog;
     int restore_partitions;         /* restoring or waiting to */
     uint64_t restore_records;       /* changelog records read by restores */
+    uint64_t restores_kept;         /* restores from the users kept at a revoke */
     uint64_t changelog_bad_records; /* skipped at restore */
     uint64_t changelog_records;     /* user records and tombstones written */
     uint64_t changelog_bytes;       /* keys and values written */

@@ -72,6 +72,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
          * predictions; a failure aborts the transaction */
         if (m->err)
             kafka->stats.produce_failures++;
+        if (kafka->other_dr)
+            kafka->other_dr(kafka->other_dr_opaque, m);
         return;
     }
     if (m->err && kafka->transactional) {
@@ -795,6 +797,13 @@ int nx_kafka_holding(const nx_kafka_t *kafka) {
     for (int i = 0; i < MAX_TRACKERS; i++)
         n += kafka->trackers[i].used && kafka->trackers[i].held;
     return n;
+}
+
+void nx_kafka_on_other_delivery(nx_kafka_t *kafka,
+                                void (*fn)(void *opaque, const rd_kafka_message_t *m),
+                                void *opaque) {
+    kafka->other_dr = fn;
+    kafka->other_dr_opaque = opaque;
 }
 
 rd_kafka_t *nx_kafka_consumer(nx_kafka_t *kafka) {

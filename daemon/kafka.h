@@ -251,4 +251,11 @@ void nx_kafka_stats(const nx_kafka_t *kafka, nx_kafka_stats_t *stats);
 /* The producer handle (the generator of the demo produces through it). */
 rd_kafka_t *nx_kafka_producer(nx_kafka_t *kafka);
 
+/* Exactly-once: fn is told of each record delivered through the producer
+ * that is not a prediction or a dead letter (the changelog's, which share
+ * its transactions), from the thread that polls the producer. */
+void nx_kafka_on_other_delivery(nx_kafka_t *kafka,
+                                void (*fn)(void *opaque, const rd_kafka_message_t *m),
+                                void *opaque);
+
 #endif /* NX_KAFKA_H */

@@ -57,6 +57,8 @@ struct nx_kafka {
     char *dlq_topic; /* NULL = off */
     int flush_timeout_ms;
     nx_kafka_hooks_t hooks;
+    void (*other_dr)(void *opaque, const rd_kafka_message_t *m); /* nx_kafka_on_other_delivery */
+    void *other_dr_opaque;
     tracker_t trackers[MAX_TRACKERS];
     int last_tracker;
     int n_trackers;

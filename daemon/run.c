@@ -337,15 +337,16 @@ static void on_revoked(void *opaque, const rd_kafka_topic_partition_list_t *part
     nx_run_t *r = opaque;
     /* exactly-once: the open transaction commits (or aborts) while the
      * partitions are still ours; at shutdown the final one is committed */
+    int committed = 1;
     if (r->txn && !r->stopping)
-        nx_txn_revoke(r->txn, nx_kafka_revoke_lost(r->kafka));
+        committed = nx_txn_revoke(r->txn, nx_kafka_revoke_lost(r->kafka)) == 0;
     watermark_parts(r, parts, 0);
     if (!r->durable && !r->changelog && !nx_kafka_revoke_lost(r->kafka))
         nx_kafka_commit_acknowledged(r->kafka, 0);
     if (r->stopping)
         return; /* the final checkpoint covers every user */
     if (r->changelog) {
-        nx_changelog_revoke(r->changelog, parts, nx_kafka_revoke_lost(r->kafka));
+        nx_changelog_revoke(r->changelog, parts, nx_kafka_revoke_lost(r->kafka), committed);
         return;
     }
     for (int i = 0; i < parts->cnt; i++) {

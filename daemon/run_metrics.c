@@ -201,6 +201,7 @@ void nx_run_metrics_publish(nx_run_t *r) {
         m->changelog = 1;
         m->restore_partitions = ls.restoring;
         m->restore_records = ls.restore_records;
+        m->restores_kept = ls.restores_kept;
         m->changelog_bad_records = ls.bad_records;
         m->changelog_records = ls.records + ls.tombstones;
         m->changelog_bytes = ls.bytes;

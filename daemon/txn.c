@@ -286,14 +286,14 @@ int nx_txn_commit(nx_txn_t *txn, int final) {
 /* Revokes are eager (kafka.h: the assignor), so every partition goes: an
  * abort here needs no rewind, the changelog drops them all and their next
  * owner restores them and reads on from the last committed offsets. */
-void nx_txn_revoke(nx_txn_t *txn, int lost) {
+int nx_txn_revoke(nx_txn_t *txn, int lost) {
     if (txn->st.failed)
-        return;
+        return -1;
     if (!lost) {
         txn->revoking = 1;
-        nx_txn_commit(txn, 0);
+        int rc = nx_txn_commit(txn, 0);
         txn->revoking = 0;
-        return;
+        return rc;
     }
     /* this member's generation is over: an offset commit would be refused */
     if (txn->open)
@@ -301,6 +301,7 @@ void nx_txn_revoke(nx_txn_t *txn, int lost) {
                    rd_kafka_error_new(RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST,
                                       "the group took the partitions away"),
                    NULL, 0, 0);
+    return 1;
 }
 
 int nx_txn_failed(const nx_txn_t *txn) {

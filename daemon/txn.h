@@ -119,8 +119,9 @@ int nx_txn_commit(nx_txn_t *txn, int final);
  * commits the open transaction, or aborts it when the partitions were lost
  * (their offsets can no longer be committed by this member). Revokes are
  * eager, every partition goes: an abort here rewinds nothing, the
- * partitions' next owner restores them. */
-void nx_txn_revoke(nx_txn_t *txn, int lost);
+ * partitions' next owner restores them. 0 if committed (everything of the
+ * partitions is in the changelog), else nonzero. */
+int nx_txn_revoke(nx_txn_t *txn, int lost);
 
 int nx_txn_failed(const nx_txn_t *txn);
 void nx_txn_stats(const nx_txn_t *txn, nx_txn_stats_t *stats);

@@ -24,7 +24,9 @@
  *   its instance's, modelsync.h) under DIST_MEAN_BOUND on average and
  *   DIST_BOUND at worst; the distance between their copies (a round of
  *   training apart) is printed;
- * - the bad model records are counted as skipped (metrics) and logged.
+ * - the bad model records are counted as skipped (metrics) and logged;
+ * - B restores at least one partition from the users it kept at a revoke
+ *   (the state check above covers what that restore gives).
  * A restore from the changelog alone is test_changelog's part (b).
  *
  * usage: test_group NEXTACTD SOURCE_DIR [EVENTS]
@@ -703,6 +705,15 @@ int main(int argc, char **argv) {
     CHECK(nx_drun_log_count(&dr, "d", "starting from the group's model") == 1);
     CHECK(nx_drun_log_count(&dr, "b", "model sync: bad record skipped") >= 1);
     CHECK(nx_drun_log_count(&dr, "b", "restored in") >= 1);
+    /* an eager rebalance revokes every partition and gives most back: those
+     * start from the users kept at the revoke and read only the changelog
+     * written after them (changelog.h) */
+    long long kept_b = nx_drun_log_count(&dr, "b", "kept since its revoke put back"),
+              kept_c = nx_drun_log_count(&dr, "c", "kept since its revoke put back");
+    fprintf(stderr, "restores from kept users: B %lld of %lld, C %lld of %lld\n", kept_b,
+            nx_drun_log_count(&dr, "b", "restored in"), kept_c,
+            nx_drun_log_count(&dr, "c", "restored in"));
+    CHECK(kept_b >= 1);
 
     /* state: the survivors' users, merged, against the reference's */
     long long differ = 0;
