@@ -56,6 +56,13 @@
  *   this tool reads the output read_committed in every mode (librdkafka's
  *   default), so a prediction arrives when its transaction commits: the
  *   latency figures include the wait for the commit.
+ * join (--join on, with --changelog on, throughput only): before the
+ *   daemon A stops, a second daemon B joins the group. The eager rebalance
+ *   revokes all of A's partitions and gives it half back, which A restores
+ *   from the users it kept at the revoke (reading only the changelog after
+ *   them), while B restores the other half whole from the changelog; both
+ *   are printed (users, records read, the longest partition's time).
+ *
  * fail-over (--failover on, with --changelog on and --rate R): a second
  *   daemon B (same group and key, a state directory of its own) runs beside
  *   the first, A; half-way through the timed part A is killed (SIGKILL).
@@ -82,7 +89,7 @@
  * usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R]
  *                    [--seconds S] [--model on|off] [--changelog on|off]
  *                    [--transactional on|off] [--ceiling on|off] [--failover on|off]
- *                    [--users N] [--brokers B]
+ *                    [--join on|off] [--users N] [--brokers B]
  *        (brokers: $NX_TEST_BROKERS, else 127.0.0.1:$NX_KAFKA_PORT or 39092)
  */
 #include <errno.h>
@@ -129,6 +136,7 @@ static int changelog_on = 0;
 static int txn_on = 0;
 static int ceiling_on = 0;
 static int failover_on = 0;
+static int join_on = 0;
 static long long n_users = USERS;
 static int metrics_port;
 /* CLOCK_REALTIME - CLOCK_MONOTONIC, us: broker timestamps onto this clock */
@@ -384,6 +392,70 @@ static void restore_figures(const char *dir, const char *conf) {
            users, recs, mb, worst, worst > 0 ? users / worst : 0, worst > 0 ? mb / worst : 0);
 }
 
+/* Restore lines of a log from its line `from` on ("partition P restored in
+ * S s: U user(s), R removed, N record(s) (M MB)...", those ending "on K
+ * user(s) kept at its revoke" apart): their count, sums and longest time. */
+typedef struct restores {
+    int n;
+    long lines;
+    double kept, records, mb, worst;
+} restores_t;
+
+static void read_restores(const char *path, long from, int kept, restores_t *r) {
+    memset(r, 0, sizeof *r);
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    while (f && fgets(line, sizeof line, f)) {
+        if (r->lines++ < from)
+            continue;
+        const char *p = strstr(line, "restored in "), *k = strstr(line, "; on ");
+        double sec, u, rm, n, m, ku = 0;
+        if (!p || (kept != (k != NULL)) ||
+            sscanf(p, "restored in %lf s: %lf user(s), %lf removed, %lf record(s) (%lf MB)", &sec,
+                   &u, &rm, &n, &m) != 5 ||
+            (k && sscanf(k, "; on %lf user(s) kept", &ku) != 1))
+            continue;
+        r->n++;
+        r->kept += ku;
+        r->records += n;
+        r->mb += m;
+        if (sec > r->worst)
+            r->worst = sec;
+    }
+    if (f)
+        fclose(f);
+}
+
+/* --join on: a second daemon joins while the first (log_a) runs; what each
+ * restores, until both have every partition settled (or 120 s). */
+static void join_figures(const char *dir, const char *conf, const char *log_a) {
+    char log_b[300];
+    snprintf(log_b, sizeof log_b, "%s/join.log", dir);
+    restores_t a, b;
+    read_restores(log_a, 0, 0, &a);
+    long from = a.lines;
+    pid_t pid = start_second(dir, conf, "join");
+    if (pid < 0)
+        return;
+    for (int k = 0; k < 1200; k++) {
+        usleep(100000);
+        read_restores(log_a, from, 1, &a);
+        read_restores(log_b, 0, 0, &b);
+        if (a.n + b.n >= PARTS)
+            break;
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    printf("join: A put back %d partition(s) from the %.0f users it kept at the revoke, reading "
+           "%.0f changelog record(s) after them, longest %.3f s; B restored %d partition(s) "
+           "whole from the changelog: %.0f records read (%.1f MB; a user changed in several "
+           "flushes has several), longest %.2f s\n",
+           a.n, a.kept, a.records, a.worst, b.n, b.records, b.mb, b.worst);
+    if (a.n + b.n < PARTS)
+        printf("join: only %d of %d partitions settled within 120 s (see %s, %s)\n", a.n + b.n,
+               PARTS, log_a, log_b);
+}
+
 /* The daemon's /metrics body into buf; 0 or -1. */
 static int scrape_metrics(char *buf, size_t size) {
     return nx_scrape_get(metrics_port, "/metrics", buf, size) == 200 ? 0 : -1;
@@ -455,7 +527,7 @@ static void print_stages(const char *before, const char *after, int64_t t_start)
 static void usage(void) {
     fprintf(stderr, "usage: bench_kafka NEXTACTD SOURCE_DIR [--events N] [--rate R] "
                     "[--seconds S] [--model on|off] [--changelog on|off] [--transactional on|off] "
-                    "[--ceiling on|off] [--failover on|off] [--users N]\n");
+                    "[--ceiling on|off] [--failover on|off] [--join on|off] [--users N]\n");
     exit(2);
 }
 
@@ -484,6 +556,8 @@ int main(int argc, char **argv) {
             ceiling_on = strcmp(argv[++i], "off") != 0;
         else if (strcmp(argv[i], "--failover") == 0)
             failover_on = strcmp(argv[++i], "off") != 0;
+        else if (strcmp(argv[i], "--join") == 0)
+            join_on = strcmp(argv[++i], "off") != 0;
         else if (strcmp(argv[i], "--users") == 0)
             n_users = atoll(argv[++i]);
         else if (strcmp(argv[i], "--brokers") == 0)
@@ -785,6 +859,8 @@ int main(int argc, char **argv) {
                         cpu0_broker >= 0 && cpu_broker >= 0 ? cpu_broker - cpu0_broker : -1, timed);
     }
     int st = 0;
+    if (join_on && changelog_on && rate <= 0 && exited_pid != pid)
+        join_figures(dir, conf, log);
     if (changelog_on && !txn_on && rate <= 0 && exited_pid != pid) {
         /* stopped first: its final flush is in the changelog for the restore */
         kill(pid, SIGTERM);
