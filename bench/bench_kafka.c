@@ -347,58 +347,13 @@ static void failover_figures(int64_t t_kill) {
     printf("\nfail-over time (the slowest partition, one that moved): %.2f s\n", worst);
 }
 
-/* Changelog mode: a second daemon, same group and key, empty state
- * directory, restores every partition; figures from its log lines
- * "partition P restored in S s: U user(s), R removed, N record(s) (M MB)". */
-static void restore_figures(const char *dir, const char *conf) {
-    char log2[300];
-    snprintf(log2, sizeof log2, "%s/restore.log", dir);
-    pid_t pid = start_second(dir, conf, "restore");
-    if (pid < 0)
-        return;
-    double users = 0, mb = 0, recs = 0, worst = 0;
-    int done = 0;
-    for (int k = 0; k < 1200 && done < PARTS; k++) {
-        usleep(100000);
-        FILE *f = fopen(log2, "r");
-        char line[1024];
-        users = mb = recs = worst = 0;
-        done = 0;
-        while (f && fgets(line, sizeof line, f)) {
-            const char *p = strstr(line, "restored in ");
-            double s, u, rm, n, m;
-            if (p &&
-                sscanf(p, "restored in %lf s: %lf user(s), %lf removed, %lf record(s) (%lf MB)", &s,
-                       &u, &rm, &n, &m) == 5) {
-                done++;
-                users += u;
-                recs += n;
-                mb += m;
-                if (s > worst)
-                    worst = s;
-            }
-        }
-        if (f)
-            fclose(f);
-    }
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-    if (done < PARTS) {
-        printf("restore: only %d of %d partitions restored (see %s)\n", done, PARTS, log2);
-        return;
-    }
-    printf("restore: %.0f users, %.0f records, %.1f MB in %.2f s (4 partitions in parallel, "
-           "longest): %.0f users/s, %.1f MB/s\n",
-           users, recs, mb, worst, worst > 0 ? users / worst : 0, worst > 0 ? mb / worst : 0);
-}
-
 /* Restore lines of a log from its line `from` on ("partition P restored in
  * S s: U user(s), R removed, N record(s) (M MB)...", those ending "on K
  * user(s) kept at its revoke" apart): their count, sums and longest time. */
 typedef struct restores {
     int n;
     long lines;
-    double kept, records, mb, worst;
+    double users, kept, records, mb, worst;
 } restores_t;
 
 static void read_restores(const char *path, long from, int kept, restores_t *r) {
@@ -416,6 +371,7 @@ static void read_restores(const char *path, long from, int kept, restores_t *r) 
             (k && sscanf(k, "; on %lf user(s) kept", &ku) != 1))
             continue;
         r->n++;
+        r->users += u;
         r->kept += ku;
         r->records += n;
         r->mb += m;
@@ -424,6 +380,32 @@ static void read_restores(const char *path, long from, int kept, restores_t *r) 
     }
     if (f)
         fclose(f);
+}
+
+/* Changelog mode: a second daemon, same group and key, empty state
+ * directory, restores every partition; figures from its log lines
+ * "partition P restored in S s: U user(s), R removed, N record(s) (M MB)". */
+static void restore_figures(const char *dir, const char *conf) {
+    char log2[300];
+    snprintf(log2, sizeof log2, "%s/restore.log", dir);
+    pid_t pid = start_second(dir, conf, "restore");
+    if (pid < 0)
+        return;
+    restores_t r = {0};
+    for (int k = 0; k < 1200 && r.n < PARTS; k++) {
+        usleep(100000);
+        read_restores(log2, 0, 0, &r);
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    if (r.n < PARTS) {
+        printf("restore: only %d of %d partitions restored (see %s)\n", r.n, PARTS, log2);
+        return;
+    }
+    printf("restore: %.0f users, %.0f records, %.1f MB in %.2f s (4 partitions in parallel, "
+           "longest): %.0f users/s, %.1f MB/s\n",
+           r.users, r.records, r.mb, r.worst, r.worst > 0 ? r.users / r.worst : 0,
+           r.worst > 0 ? r.mb / r.worst : 0);
 }
 
 /* --join on: a second daemon joins while the first (log_a) runs; what each
